@@ -1,1 +1,15 @@
-//! Router shell.
+//! The router process: thread-per-core shards around the sans-IO [`router_engine`].
+//!
+//! - [`io`]: UDP I/O for one shard, io_uring (multishot receive into a provided-buffer ring,
+//!   batched sends) or recvmmsg/sendmmsg, with UDP GSO.
+//! - [`shard`]: one pinned thread per core owning a socket and an engine; commands arrive on
+//!   a channel and wake the loop.
+//! - [`control`]: the whole router and its local control channel (JSON lines on a Unix socket).
+//! - [`config`]: the TOML configuration.
+//!
+//! See docs/router.md for the data path and the direct API.
+
+pub mod config;
+pub mod control;
+pub mod io;
+pub mod shard;

@@ -1,1 +1,125 @@
-fn main() {}
+//! `router`: runs the shards and serves the direct API on a local control socket.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use tracing::{error, info};
+
+use router::config::{Backend, Config};
+use router::control::{Router, SocketGuard, serve};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The media router: forwards WebRTC audio and video (ICE-lite, DTLS, SRTP) between transports
+/// created through its control socket.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TOML config file (see docs/router.md); flags override it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Number of shards; 0 = one per core.
+    #[arg(long)]
+    shards: Option<usize>,
+    /// IP address the shards bind.
+    #[arg(long)]
+    listen_ip: Option<std::net::IpAddr>,
+    /// First shard port (shard i uses base + i); 0 = any free port.
+    #[arg(long)]
+    base_port: Option<u16>,
+    /// Address announced in candidates, if clients reach the router through another one.
+    #[arg(long)]
+    announced_ip: Option<std::net::IpAddr>,
+    /// UDP I/O backend.
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
+    /// Unix socket of the control channel.
+    #[arg(long)]
+    control_socket: Option<PathBuf>,
+    /// Do not pin shard threads to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Disable UDP GSO.
+    #[arg(long)]
+    no_gso: bool,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let mut cfg = match &args.config {
+        Some(path) => match Config::from_file(path) {
+            Ok(c) => c,
+            Err(e) => {
+                error!("{e}");
+                std::process::exit(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if let Some(v) = args.shards {
+        cfg.shards = v;
+    }
+    if let Some(v) = args.listen_ip {
+        cfg.listen_ip = v;
+    }
+    if let Some(v) = args.base_port {
+        cfg.base_port = v;
+    }
+    if let Some(v) = args.announced_ip {
+        cfg.announced_ip = Some(v);
+    }
+    if let Some(v) = args.backend {
+        cfg.backend = v;
+    }
+    if let Some(v) = args.control_socket {
+        cfg.control_socket = v;
+    }
+    cfg.pin &= !args.no_pin;
+    cfg.gso &= !args.no_gso;
+
+    let router = match Router::start(&cfg) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            error!("cannot start shards: {e}");
+            std::process::exit(1);
+        }
+    };
+    for (i, (addr, backend)) in router.shard_addrs().iter().zip(router.shard_backends()).enumerate() {
+        info!(shard = i, %addr, ?backend, "shard ready");
+    }
+    let _guard = SocketGuard(cfg.control_socket.clone());
+    // The socket file is removed on SIGINT/SIGTERM too: the default handlers would skip Drop.
+    install_signal_cleanup(cfg.control_socket.clone());
+    if let Err(e) = serve(router, &cfg.control_socket) {
+        error!("control channel failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn install_signal_cleanup(path: PathBuf) {
+    static PATH: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return };
+    let _ = PATH.set(c);
+    extern "C" fn on_signal(sig: libc::c_int) {
+        if let Some(p) = PATH.get() {
+            // SAFETY: unlink and _exit are async-signal-safe; the CString lives forever.
+            unsafe {
+                libc::unlink(p.as_ptr());
+            }
+        }
+        // SAFETY: _exit is async-signal-safe and never returns.
+        unsafe { libc::_exit(128 + sig) }
+    }
+    // SAFETY: installing a handler that only calls async-signal-safe functions.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}

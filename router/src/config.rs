@@ -1,0 +1,96 @@
+//! The router's configuration: a TOML file, overridden by command-line flags.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Which UDP I/O backend the shards use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// io_uring when the kernel allows it, otherwise recvmmsg/sendmmsg.
+    #[default]
+    Auto,
+    Uring,
+    Mmsg,
+}
+
+/// Everything the router reads at start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Number of shards (threads, one UDP port each). 0 = one per core.
+    pub shards: usize,
+    /// Pin shard `i` to core `i mod cores`.
+    pub pin: bool,
+    /// Address the shards bind to.
+    pub listen_ip: IpAddr,
+    /// Shard `i` binds `base_port + i`. 0 = any free port per shard.
+    pub base_port: u16,
+    /// The address put in candidates, when clients reach the router through another address
+    /// (NAT, a public IP). Defaults to `listen_ip`.
+    pub announced_ip: Option<IpAddr>,
+    pub backend: Backend,
+    /// Use UDP GSO for runs of sends to one destination.
+    pub gso: bool,
+    /// The control channel: a Unix socket speaking JSON lines (docs/router.md).
+    pub control_socket: PathBuf,
+    /// Socket buffer sizes, bytes.
+    pub recv_buffer: usize,
+    pub send_buffer: usize,
+    /// Milliseconds of ICE silence before a transport is closed.
+    pub consent_timeout_ms: u64,
+    /// Minimum milliseconds between two keyframe requests to one producer.
+    pub pli_throttle_ms: u64,
+    /// Milliseconds between stats events; 0 disables them.
+    pub stats_interval_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            shards: 0,
+            pin: true,
+            listen_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            base_port: 40000,
+            announced_ip: None,
+            backend: Backend::Auto,
+            gso: true,
+            control_socket: PathBuf::from("/tmp/router.sock"),
+            recv_buffer: 4 << 20,
+            send_buffer: 4 << 20,
+            consent_timeout_ms: 30_000,
+            pli_throttle_ms: 500,
+            stats_interval_ms: 5_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; unknown keys are an error, so a typo never silently does nothing.
+    pub fn from_file(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
+    }
+
+    /// The number of shards to run.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        }
+    }
+
+    pub(crate) fn engine_config(&self, shard: u8) -> router_engine::EngineConfig {
+        router_engine::EngineConfig {
+            shard,
+            consent_timeout: Duration::from_millis(self.consent_timeout_ms),
+            pli_throttle: Duration::from_millis(self.pli_throttle_ms),
+            stats_interval: Duration::from_millis(self.stats_interval_ms),
+            ..Default::default()
+        }
+    }
+}

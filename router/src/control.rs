@@ -1,0 +1,241 @@
+//! The router as a whole (its shards) and its local control channel.
+//!
+//! The channel is a Unix socket speaking JSON lines: each request
+//! `{"id": 7, "method": "create_transport", "params": {...}}` gets one reply
+//! `{"id": 7, "result": ...}` or `{"id": 7, "error": {"code": "...", "message": "..."}}`.
+//! A connection that sends `{"method": "subscribe"}` also receives every shard event as
+//! `{"shard": 0, "event": {...}}`. The shared-memory link to signaling replaces this later;
+//! the commands stay the same.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+
+use serde_json::{Value, json};
+use tracing::{debug, info, warn};
+
+use router_engine::{ApiError, Event};
+
+use crate::config::{Backend, Config};
+use crate::io::{BackendChoice, IoOptions};
+use crate::shard::{self, Command, Reply, ShardHandle, ShardSpec};
+
+/// Longest request line accepted on the control channel.
+const MAX_LINE: usize = 64 * 1024;
+
+/// A running router: its shards and where their events go.
+#[derive(Debug)]
+pub struct Router {
+    shards: Vec<ShardHandle>,
+    next_shard: AtomicUsize,
+    subscribers: Arc<Mutex<Vec<mpsc::Sender<String>>>>,
+}
+
+impl Router {
+    /// Binds every shard's socket and starts the shard threads.
+    pub fn start(cfg: &Config) -> std::io::Result<Router> {
+        let count = cfg.shard_count().min(255);
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let (ev_tx, ev_rx) = mpsc::channel::<(u8, Event)>();
+        let mut shards = Vec::with_capacity(count);
+        for i in 0..count {
+            let port = if cfg.base_port == 0 { 0 } else { cfg.base_port + i as u16 };
+            let spec = ShardSpec {
+                index: i as u8,
+                bind: std::net::SocketAddr::new(cfg.listen_ip, port),
+                announced: cfg.announced_ip,
+                pin_core: cfg.pin.then_some(i % cores),
+                backend: match cfg.backend {
+                    Backend::Auto => BackendChoice::Auto,
+                    Backend::Uring => BackendChoice::Uring,
+                    Backend::Mmsg => BackendChoice::Mmsg,
+                },
+                io: IoOptions {
+                    gso: cfg.gso,
+                    recv_buffer_bytes: cfg.recv_buffer,
+                    send_buffer_bytes: cfg.send_buffer,
+                    ..IoOptions::default()
+                },
+                engine: cfg.engine_config(i as u8),
+            };
+            shards.push(shard::spawn(spec, ev_tx.clone())?);
+        }
+        let subscribers: Arc<Mutex<Vec<mpsc::Sender<String>>>> = Arc::default();
+        let subs = subscribers.clone();
+        std::thread::Builder::new().name("router-events".into()).spawn(move || {
+            for (shard, event) in ev_rx {
+                debug!(shard, ?event, "event");
+                let line = json!({ "shard": shard, "event": event }).to_string();
+                // A poisoned lock means a subscriber thread panicked; keep serving the rest.
+                let mut subs = subs.lock().unwrap_or_else(|p| p.into_inner());
+                subs.retain(|s| s.send(line.clone()).is_ok());
+            }
+        })?;
+        Ok(Router { shards, next_shard: AtomicUsize::new(0), subscribers })
+    }
+
+    /// The shards' socket addresses, in shard order.
+    pub fn shard_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.shards.iter().map(|s| s.addr).collect()
+    }
+
+    pub fn shard_backends(&self) -> Vec<crate::io::BackendKind> {
+        self.shards.iter().map(|s| s.backend).collect()
+    }
+
+    /// Runs one command on the shard it belongs to.
+    pub fn call(&self, cmd: Command) -> Reply {
+        let index = match cmd.shard() {
+            Some(i) => i as usize,
+            None => self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len(),
+        };
+        if let Command::Consume { transport, params } = &cmd {
+            if transport.0 >> 24 != params.producer.0 >> 24 {
+                return Err(ApiError::InvalidParams(format!(
+                    "producer {} and transport {} are on different shards; place a room's transports on one shard",
+                    params.producer, transport
+                )));
+            }
+        }
+        let shard = self
+            .shards
+            .get(index)
+            .ok_or_else(|| ApiError::InvalidParams(format!("no shard {index}")))?;
+        shard.call(cmd)
+    }
+
+    /// Registers a listener for every event as a JSON line.
+    pub fn subscribe(&self) -> mpsc::Receiver<String> {
+        let (tx, rx) = mpsc::channel();
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
+        rx
+    }
+
+    /// Stops every shard.
+    pub fn shutdown(&mut self) {
+        for s in &mut self.shards {
+            s.shutdown();
+        }
+    }
+}
+
+/// Serves the control channel on a Unix socket until the process ends.
+pub fn serve(router: Arc<Router>, path: &Path) -> std::io::Result<()> {
+    if path.exists() {
+        // A socket left by a previous run; a live router on it would still hold the path,
+        // so probe first rather than steal it.
+        if UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("another router is listening on {}", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    info!(path = %path.display(), "control channel listening");
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                let router = router.clone();
+                std::thread::spawn(move || {
+                    if let Err(e) = handle_connection(&router, stream) {
+                        debug!(error = %e, "control connection ended");
+                    }
+                });
+            }
+            Err(e) => warn!(error = %e, "control accept failed"),
+        }
+    }
+    Ok(())
+}
+
+/// Removes the socket file when the router exits.
+#[derive(Debug)]
+pub struct SocketGuard(pub PathBuf);
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn handle_connection(router: &Router, stream: UnixStream) -> std::io::Result<()> {
+    let writer = Arc::new(Mutex::new(stream.try_clone()?));
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = (&mut reader).take(MAX_LINE as u64 + 1).read_line(&mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let reply = if n > MAX_LINE {
+            // Drain the rest of the oversized line so the next request starts clean.
+            let mut rest = Vec::new();
+            reader.read_until(b'\n', &mut rest)?;
+            error_reply(Value::Null, "too_large", &format!("request longer than {MAX_LINE} bytes"))
+        } else {
+            handle_line(router, line.trim(), &writer)
+        };
+        if let Some(reply) = reply {
+            let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+            w.write_all(reply.as_bytes())?;
+            w.write_all(b"\n")?;
+        }
+    }
+}
+
+fn handle_line(router: &Router, line: &str, writer: &Arc<Mutex<UnixStream>>) -> Option<String> {
+    if line.is_empty() {
+        return None;
+    }
+    let request: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return error_reply(Value::Null, "bad_json", &e.to_string()),
+    };
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    if request.get("method").and_then(Value::as_str) == Some("subscribe") {
+        let rx = router.subscribe();
+        let writer = writer.clone();
+        std::thread::spawn(move || {
+            for event in rx {
+                let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+                if w.write_all(event.as_bytes()).and_then(|_| w.write_all(b"\n")).is_err() {
+                    return;
+                }
+            }
+        });
+        return Some(json!({ "id": id, "result": null }).to_string());
+    }
+    let mut body = request.clone();
+    if let Some(obj) = body.as_object_mut() {
+        obj.remove("id");
+        obj.entry("params").or_insert(json!({}));
+    }
+    let cmd: Command = match serde_json::from_value(body) {
+        Ok(c) => c,
+        Err(e) => return error_reply(id, "bad_request", &e.to_string()),
+    };
+    Some(match router.call(cmd) {
+        Ok(result) => json!({ "id": id, "result": result }).to_string(),
+        Err(e) => return error_reply(id, error_code(&e), &e.to_string()),
+    })
+}
+
+fn error_code(e: &ApiError) -> &'static str {
+    match e {
+        ApiError::UnknownTransport(_) => "unknown_transport",
+        ApiError::UnknownProducer(_) => "unknown_producer",
+        ApiError::UnknownConsumer(_) => "unknown_consumer",
+        ApiError::BadFingerprint(_) => "bad_fingerprint",
+        ApiError::InvalidParams(_) => "invalid_params",
+        ApiError::Crypto(_) => "crypto",
+    }
+}
+
+fn error_reply(id: Value, code: &str, message: &str) -> Option<String> {
+    Some(json!({ "id": id, "error": { "code": code, "message": message } }).to_string())
+}

@@ -1,0 +1,242 @@
+//! One shard: a pinned thread that owns a UDP socket, an [`Engine`] and nothing shared.
+//!
+//! The loop: apply pending commands, run due timers, wait for datagrams (or a command's wake,
+//! or the engine's next timeout), feed each datagram to the engine, which writes its replies
+//! and forwards straight into the socket's send batch, then submit that batch once.
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tracing::{error, info, warn};
+
+use router_engine::{
+    ApiError, ConnectParams, ConsumeParams, ConsumerId, Engine, EngineConfig, Event, ProduceParams, ProducerId,
+    Transmit, TransportId,
+};
+
+use crate::io::{BackendChoice, IoOptions, UdpIo, Waker};
+
+/// A command of the direct API, as it travels to a shard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params", rename_all = "snake_case")]
+pub enum Command {
+    CreateTransport {
+        #[serde(default)]
+        shard: Option<u8>,
+    },
+    ConnectTransport {
+        transport: TransportId,
+        #[serde(flatten)]
+        params: ConnectParams,
+    },
+    Produce {
+        transport: TransportId,
+        #[serde(flatten)]
+        params: ProduceParams,
+    },
+    Consume {
+        transport: TransportId,
+        #[serde(flatten)]
+        params: ConsumeParams,
+    },
+    PauseProducer { producer: ProducerId, paused: bool },
+    PauseConsumer { consumer: ConsumerId, paused: bool },
+    CloseTransport { transport: TransportId },
+    CloseProducer { producer: ProducerId },
+    CloseConsumer { consumer: ConsumerId },
+    ProducerStats { producer: ProducerId },
+    ConsumerStats { consumer: ConsumerId },
+    /// The shard's packet counters (drops by reason among them).
+    Counters {
+        #[serde(default)]
+        shard: Option<u8>,
+    },
+}
+
+impl Command {
+    /// The shard an id-carrying command belongs to: ids carry their shard in the top byte.
+    pub fn shard(&self) -> Option<u8> {
+        let top = |id: u32| (id >> 24) as u8;
+        match self {
+            Command::CreateTransport { shard } | Command::Counters { shard } => *shard,
+            Command::ConnectTransport { transport, .. }
+            | Command::Produce { transport, .. }
+            | Command::Consume { transport, .. }
+            | Command::CloseTransport { transport } => Some(top(transport.0)),
+            Command::PauseProducer { producer, .. } | Command::CloseProducer { producer } | Command::ProducerStats { producer } => {
+                Some(top(producer.0))
+            }
+            Command::PauseConsumer { consumer, .. } | Command::CloseConsumer { consumer } | Command::ConsumerStats { consumer } => {
+                Some(top(consumer.0))
+            }
+        }
+    }
+}
+
+/// What a command returns.
+pub type Reply = Result<serde_json::Value, ApiError>;
+
+enum Message {
+    Command(Command, mpsc::Sender<Reply>),
+    Shutdown,
+}
+
+/// The control side's handle on a running shard.
+#[derive(Debug)]
+pub struct ShardHandle {
+    pub index: u8,
+    pub addr: SocketAddr,
+    pub backend: crate::io::BackendKind,
+    tx: mpsc::Sender<Message>,
+    waker: Waker,
+    join: Option<JoinHandle<()>>,
+}
+
+impl ShardHandle {
+    /// Sends a command and waits for its reply.
+    pub fn call(&self, cmd: Command) -> Reply {
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .send(Message::Command(cmd, tx))
+            .map_err(|_| ApiError::InvalidParams("shard has stopped".into()))?;
+        self.waker.wake();
+        rx.recv().map_err(|_| ApiError::InvalidParams("shard has stopped".into()))?
+    }
+
+    pub fn shutdown(&mut self) {
+        let _ = self.tx.send(Message::Shutdown);
+        self.waker.wake();
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+    }
+}
+
+impl Drop for ShardHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Everything a shard needs to start.
+#[derive(Debug, Clone)]
+pub struct ShardSpec {
+    pub index: u8,
+    pub bind: SocketAddr,
+    pub announced: Option<std::net::IpAddr>,
+    pub pin_core: Option<usize>,
+    pub backend: BackendChoice,
+    pub io: IoOptions,
+    pub engine: EngineConfig,
+}
+
+/// Starts a shard thread; returns once its socket is bound (or binding failed).
+pub fn spawn(spec: ShardSpec, events: mpsc::Sender<(u8, Event)>) -> std::io::Result<ShardHandle> {
+    let (tx, rx) = mpsc::channel::<Message>();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let index = spec.index;
+    let join = std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || {
+        if let Some(core) = spec.pin_core {
+            if let Err(e) = crate::io::pin_current_thread(core) {
+                warn!(shard = index, core, error = %e, "could not pin shard thread");
+            }
+        }
+        let io = match UdpIo::bind(spec.bind, spec.backend, &spec.io) {
+            Ok(io) => io,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        };
+        let mut cfg = spec.engine.clone();
+        let local = io.local_addr();
+        cfg.candidate = SocketAddr::new(spec.announced.unwrap_or(local.ip()), local.port());
+        let engine = match Engine::new(cfg, Instant::now()) {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = ready_tx.send(Err(std::io::Error::other(e.to_string())));
+                return;
+            }
+        };
+        let _ = ready_tx.send(Ok((local, io.kind(), io.waker())));
+        info!(shard = index, addr = %local, backend = ?io.kind(), "shard running");
+        run(index, io, engine, rx, events);
+    })?;
+    let (addr, backend, waker) = ready_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("shard thread died during start"))??;
+    Ok(ShardHandle { index, addr, backend, tx, waker, join: Some(join) })
+}
+
+fn run(index: u8, mut io: UdpIo, mut engine: Engine, rx: mpsc::Receiver<Message>, events: mpsc::Sender<(u8, Event)>) {
+    loop {
+        loop {
+            match rx.try_recv() {
+                Ok(Message::Command(cmd, reply)) => {
+                    let r = apply(&mut engine, cmd);
+                    let _ = reply.send(r);
+                }
+                Ok(Message::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => {
+                    info!(shard = index, "shard stopping");
+                    return;
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+            }
+        }
+        let now = Instant::now();
+        engine.handle_timeout(now, &mut io.sender());
+        let timeout = engine.poll_timeout().saturating_duration_since(Instant::now());
+        let received = io.recv(Some(timeout), |src, buf, tx| {
+            engine.handle_datagram(Instant::now(), src, buf, tx);
+        });
+        if let Err(e) = received {
+            error!(shard = index, error = %e, "receive failed");
+        }
+        while let Some(ev) = engine.poll_event() {
+            let _ = events.send((index, ev));
+        }
+        if let Err(e) = io.flush() {
+            warn!(shard = index, error = %e, "send batch failed");
+        }
+    }
+}
+
+fn apply(engine: &mut Engine, cmd: Command) -> Reply {
+    use serde_json::to_value;
+    let ok = |v: Result<serde_json::Value, serde_json::Error>| v.map_err(|e| ApiError::InvalidParams(e.to_string()));
+    match cmd {
+        Command::CreateTransport { .. } => ok(to_value(engine.create_transport(Instant::now()))),
+        Command::ConnectTransport { transport, params } => {
+            engine.connect_transport(transport, &params)?;
+            Ok(serde_json::Value::Null)
+        }
+        Command::Produce { transport, params } => ok(to_value(engine.produce(transport, params)?)),
+        Command::Consume { transport, params } => ok(to_value(engine.consume(transport, params)?)),
+        Command::PauseProducer { producer, paused } => engine.pause_producer(producer, paused).map(|_| serde_json::Value::Null),
+        Command::PauseConsumer { consumer, paused } => engine.pause_consumer(consumer, paused).map(|_| serde_json::Value::Null),
+        Command::CloseTransport { transport } => engine.close_transport(transport).map(|_| serde_json::Value::Null),
+        Command::CloseProducer { producer } => engine.close_producer(producer).map(|_| serde_json::Value::Null),
+        Command::CloseConsumer { consumer } => engine.close_consumer(consumer).map(|_| serde_json::Value::Null),
+        Command::ProducerStats { producer } => {
+            ok(to_value(engine.producer_stats(producer).ok_or(ApiError::UnknownProducer(producer))?))
+        }
+        Command::ConsumerStats { consumer } => {
+            ok(to_value(engine.consumer_stats(consumer).ok_or(ApiError::UnknownConsumer(consumer))?))
+        }
+        Command::Counters { .. } => ok(to_value(engine.counters())),
+    }
+}
+
+// The io layer's send half is where the engine writes: implemented here so the io module
+// stays independent of the engine.
+impl Transmit for crate::io::Sender<'_> {
+    fn buffer(&mut self) -> &mut [u8] {
+        self.send_slot()
+    }
+    fn commit(&mut self, dst: SocketAddr, len: usize) {
+        self.commit_send(dst, len)
+    }
+}
