@@ -1,1 +1,10 @@
-//! Integration tests live in `tests/`; this library is empty on purpose.
+//! Test support: an independent WebRTC client (str0m, in RTP mode) wired to the router's direct
+//! API, a seeded simulated network that drives the sans-IO engine and its clients on virtual
+//! time, and synthetic Opus/VP8 streams whose packets say which frame they belong to.
+//!
+//! The scenarios themselves are in `tests/`, one behaviour per file.
+
+pub mod client;
+pub mod media;
+pub mod sim;
+pub mod room;

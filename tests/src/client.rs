@@ -1,0 +1,202 @@
+//! A str0m peer connected to a router transport through the direct API (no SDP on either side).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use router_engine::{ConnectParams, ConsumerInfo, ExtensionIds, MediaKind, TransportInfo};
+use str0m::ice::IceCreds;
+use str0m::media::{KeyframeRequestKind, MediaKind as StrKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo, Ssrc};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+/// One RTP packet as the client received it (after SRTP, after RTX repair).
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub ssrc: u32,
+    pub seq: u16,
+    pub ext_seq: u64,
+    pub timestamp: u32,
+    pub pt: u8,
+    pub marker: bool,
+    pub payload: Vec<u8>,
+    pub at: Instant,
+}
+
+/// A WebRTC client: str0m as the full, controlling ICE agent and DTLS client.
+pub struct Client {
+    pub rtc: Rtc,
+    pub local: SocketAddr,
+    pub received: Vec<Received>,
+    pub keyframe_requests: usize,
+    pub connected: bool,
+    timeout: Instant,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("local", &self.local).field("connected", &self.connected).finish()
+    }
+}
+
+/// The extension ids str0m uses by default (`ExtensionMap::standard()`), as the router's
+/// direct API wants them.
+pub fn str0m_extensions() -> ExtensionIds {
+    ExtensionIds {
+        audio_level: Some(1),
+        abs_send_time: Some(2),
+        transport_cc: Some(3),
+        mid: Some(4),
+        rid: Some(10),
+        repaired_rid: Some(11),
+        video_orientation: Some(13),
+    }
+}
+
+impl Client {
+    pub fn new(local: SocketAddr, now: Instant) -> Client {
+        let rtc = Rtc::builder().set_rtp_mode(true).build(now);
+        Client { rtc, local, received: Vec::new(), keyframe_requests: 0, connected: false, timeout: now }
+    }
+
+    /// Points the client at a router transport and starts ICE and DTLS. Returns what the
+    /// router's `connect_transport` needs.
+    pub fn connect_to(&mut self, info: &TransportInfo) -> ConnectParams {
+        let local = self.local;
+        self.rtc.add_local_candidate(Candidate::host(local, "udp").expect("valid host candidate"));
+        self.rtc.add_remote_candidate(Candidate::host(info.candidate, "udp").expect("valid host candidate"));
+        let mut api = self.rtc.direct_api();
+        api.set_remote_ice_credentials(IceCreds { ufrag: info.ice_ufrag.clone(), pass: info.ice_pwd.clone() });
+        api.set_remote_fingerprint(info.fingerprint.parse().expect("router fingerprint parses"));
+        api.set_ice_controlling(true);
+        api.start_dtls(true).expect("DTLS starts");
+        let ufrag = api.local_ice_credentials().ufrag;
+        let fingerprint = api.local_dtls_fingerprint().to_string();
+        ConnectParams { fingerprint, ice_ufrag: Some(ufrag) }
+    }
+
+    pub fn timeout(&self) -> Instant {
+        self.timeout
+    }
+
+    /// Feeds a datagram.
+    pub fn handle(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
+        if let Ok(r) = Receive::new(Protocol::Udp, src, self.local, data) {
+            let _ = self.rtc.handle_input(Input::Receive(now, r));
+        }
+    }
+
+    /// Advances time and returns the datagrams to send.
+    pub fn poll(&mut self, now: Instant) -> Vec<(SocketAddr, Vec<u8>)> {
+        let _ = self.rtc.handle_input(Input::Timeout(now));
+        let mut out = Vec::new();
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.timeout = t;
+                    break;
+                }
+                Ok(Output::Transmit(t)) => out.push((t.destination, t.contents.to_vec())),
+                Ok(Output::Event(e)) => self.on_event(e),
+                Err(_) => {
+                    self.timeout = now + std::time::Duration::from_millis(100);
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    fn on_event(&mut self, e: Event) {
+        match e {
+            Event::Connected => self.connected = true,
+            Event::RtpPacket(p) => self.received.push(Received {
+                ssrc: *p.header.ssrc,
+                seq: p.header.sequence_number,
+                ext_seq: *p.seq_no,
+                timestamp: p.header.timestamp,
+                pt: *p.header.payload_type,
+                marker: p.header.marker,
+                payload: p.payload.to_vec(),
+                at: p.timestamp,
+            }),
+            Event::KeyframeRequest(_) => self.keyframe_requests += 1,
+            _ => {}
+        }
+    }
+
+    /// Declares an outgoing track; returns (ssrc, rtx ssrc, payload type, rtx payload type).
+    pub fn publish(&mut self, mid: &str, kind: MediaKind) -> Publication {
+        let mid: Mid = mid.into();
+        let (pt, rtx_pt) = self.payload_types(kind);
+        let mut api = self.rtc.direct_api();
+        let ssrc = api.new_ssrc();
+        let rtx = if kind == MediaKind::Video { Some(api.new_ssrc()) } else { None };
+        api.declare_media(mid, to_str0m(kind));
+        api.declare_stream_tx(ssrc, rtx, mid, None);
+        Publication { mid, ssrc: *ssrc, rtx_ssrc: rtx.map(|s| *s), pt, rtx_pt: if rtx.is_some() { rtx_pt } else { None } }
+    }
+
+    /// The payload types str0m's default codec config uses for the kind's codec (Opus / VP8).
+    pub fn payload_types(&self, kind: MediaKind) -> (u8, Option<u8>) {
+        let codec = match kind {
+            MediaKind::Audio => str0m::format::Codec::Opus,
+            MediaKind::Video => str0m::format::Codec::Vp8,
+        };
+        let p = self
+            .rtc
+            .codec_config()
+            .find(|p| p.spec().codec == codec)
+            .expect("str0m's default config has Opus and VP8");
+        (*p.pt(), p.resend().map(|r| *r))
+    }
+
+    /// Sends one RTP packet on a publication.
+    pub fn send(&mut self, publication: &Publication, now: Instant, seq: u64, ts: u32, marker: bool, payload: &[u8]) {
+        let mut api = self.rtc.direct_api();
+        let Some(stream) = api.stream_tx(&Ssrc::from(publication.ssrc)) else { return };
+        let write = RtpWrite::new(Pt::from(publication.pt), SeqNo::from(seq), ts, now, payload.to_vec())
+            .marker(marker)
+            .ext_vals(ExtensionValues { audio_level: Some(-30), voice_activity: Some(true), ..Default::default() })
+            .nackable(true);
+        stream.write_rtp(write);
+    }
+
+    /// Declares an incoming track from a router consumer.
+    pub fn subscribe(&mut self, mid: &str, info: &ConsumerInfo) {
+        let mid: Mid = mid.into();
+        let mut api = self.rtc.direct_api();
+        api.declare_media(mid, to_str0m(info.kind));
+        api.expect_stream_rx(Ssrc::from(info.ssrc), info.rtx_ssrc.map(Ssrc::from), mid, None);
+    }
+
+    /// Asks the router for a keyframe of an incoming track (sends a PLI).
+    pub fn request_keyframe(&mut self, info: &ConsumerInfo) {
+        let mut api = self.rtc.direct_api();
+        if let Some(rx) = api.stream_rx(&Ssrc::from(info.ssrc)) {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// Packets received on one SSRC, in arrival order.
+    pub fn received_on(&self, ssrc: u32) -> Vec<&Received> {
+        self.received.iter().filter(|r| r.ssrc == ssrc).collect()
+    }
+}
+
+/// An outgoing track of a client.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    pub mid: Mid,
+    pub ssrc: u32,
+    pub rtx_ssrc: Option<u32>,
+    pub pt: u8,
+    pub rtx_pt: Option<u8>,
+}
+
+fn to_str0m(kind: MediaKind) -> StrKind {
+    match kind {
+        MediaKind::Audio => StrKind::Audio,
+        MediaKind::Video => StrKind::Video,
+    }
+}
