@@ -131,8 +131,8 @@ impl std::fmt::Debug for DtlsState {
 
 impl DtlsState {
     pub fn new(config: Arc<dimpl::Config>, cert: &Certificate, now: Instant) -> DtlsState {
-        // DTLS 1.2 only: that is what browsers speak for WebRTC today.
-        let dtls = dimpl::Dtls::new_12(config, cert.inner.clone(), now);
+        // Auto-sense: DTLS 1.2 for today's browsers, 1.3 for clients that offer it.
+        let dtls = dimpl::Dtls::new_auto(config, cert.inner.clone(), now);
         DtlsState {
             dtls,
             remote_fingerprint: None,

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Sets up what the tests need on a fresh Debian machine and runs every test.
+# Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The Rust toolchain comes with the machine; C compiler for aws-lc-sys and libfuzzer-sys.
+if ! command -v cc >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq build-essential
+fi
+
+# Two cores: two jobs. Tests that bind sockets use port 0, so they run in parallel safely.
+export CARGO_TERM_COLOR=never
+jobs="${CARGO_JOBS:-2}"
+
+echo "== build"
+cargo build --workspace --all-targets --locked -j"$jobs"
+
+echo "== fuzz targets compile (run them with scripts/fuzz.sh)"
+cargo check --manifest-path fuzz/Cargo.toml -j"$jobs" --quiet
+
+echo "== tests"
+if command -v cargo-nextest >/dev/null; then
+  cargo nextest run --workspace --locked -j"$jobs" --no-fail-fast "$@"
+  # nextest does not run doctests.
+  cargo test --workspace --doc --locked -j"$jobs" "$@"
+else
+  cargo test --workspace --locked -j"$jobs" --no-fail-fast "$@"
+fi
