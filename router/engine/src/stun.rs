@@ -315,7 +315,7 @@ pub fn parse(buf: &[u8]) -> Result<StunMessage<'_>, StunError> {
                     msg.xor_mapped = Some(off);
                 }
                 attr::ERROR_CODE if msg.error_code.is_none() => {
-                    if len < 4 || len > 4 + 763 {
+                    if !(4..=4 + 763).contains(&len) {
                         return Err(bad);
                     }
                     let class = u16::from(value[2] & 0x07);
