@@ -208,7 +208,7 @@ fn apply(engine: &mut Engine, cmd: Command) -> Reply {
     use serde_json::to_value;
     let ok = |v: Result<serde_json::Value, serde_json::Error>| v.map_err(|e| ApiError::InvalidParams(e.to_string()));
     match cmd {
-        Command::CreateTransport { .. } => ok(to_value(engine.create_transport(Instant::now()))),
+        Command::CreateTransport { .. } => ok(to_value(engine.create_transport(Instant::now())?)),
         Command::ConnectTransport { transport, params } => {
             engine.connect_transport(transport, &params)?;
             Ok(serde_json::Value::Null)

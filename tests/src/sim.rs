@@ -114,7 +114,7 @@ impl Sim {
         let index = self.clients.len();
         let addr: SocketAddr = format!("10.0.1.{}:5000", index + 1).parse().expect("valid address");
         let mut client = Client::new(addr, self.now);
-        let info = self.engine.create_transport(self.now);
+        let info = self.engine.create_transport(self.now).expect("transport");
         let params = client.connect_to(&info);
         self.engine.connect_transport(info.id, &params).expect("connect");
         self.clients.push(SimClient { client, up, down, sent: 0 });

@@ -66,7 +66,7 @@ fn stun_with_wrong_integrity_or_unknown_ufrag_is_refused() {
     let publisher = sim.clients[room.publisher].client.local;
     let info_ufrag = {
         // A fresh transport whose ufrag we know.
-        sim.engine.create_transport(sim.now).ice_ufrag
+        sim.engine.create_transport(sim.now).expect("transport").ice_ufrag
     };
     let mut buf = [0u8; 512];
     let username = format!("{info_ufrag}:remote");
@@ -79,7 +79,7 @@ fn stun_with_wrong_integrity_or_unknown_ufrag_is_refused() {
     assert_eq!(after.stun_rejected, before.stun_rejected + 1);
     let (_, reply) = replies.first().expect("a 401 error response");
     let msg = stun::parse(reply).expect("response parses");
-    assert_eq!(msg.error_code().map(|(code, _)| code), Some(401));
+    assert_eq!(msg.error_code().map(|e| e.code), Some(401));
 
     let n = stun::write_binding_request([8; 12], b"nobody:remote", b"pwd", 1, Some(1), true, &mut buf).expect("fits");
     sim.inject(publisher, buf[..n].to_vec());

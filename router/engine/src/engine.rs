@@ -254,9 +254,9 @@ impl Engine {
     // ---------------------------------------------------------------- commands
 
     /// Creates a transport: ICE-lite credentials, DTLS server, the shard's candidate.
-    pub fn create_transport(&mut self, now: Instant) -> TransportInfo {
+    pub fn create_transport(&mut self, now: Instant) -> Result<TransportInfo, ApiError> {
+        let creds = IceCredentials::random().map_err(|e| ApiError::Crypto(e.to_string()))?;
         let id = TransportId(self.next_id());
-        let creds = IceCredentials::random();
         let mut ice = IceLite::new(creds.clone(), now);
         ice.set_consent_timeout(self.cfg.consent_timeout);
         let transport = Transport {
@@ -280,7 +280,7 @@ impl Engine {
         self.by_ufrag.insert(creds.ufrag.clone(), id);
         self.transports.insert(id, transport);
         debug!(transport = %id, "transport created");
-        TransportInfo {
+        Ok(TransportInfo {
             id,
             ice_ufrag: creds.ufrag,
             ice_pwd: creds.pwd,
@@ -288,7 +288,7 @@ impl Engine {
             fingerprint: self.cert.fingerprint.to_string(),
             dtls_role: "server".into(),
             candidate: self.cfg.candidate,
-        }
+        })
     }
 
     /// Gives a transport the client's DTLS fingerprint (and optionally its ICE ufrag).
@@ -536,7 +536,8 @@ impl Engine {
             Err(e) => {
                 trace!(%src, error = %e, "STUN check rejected");
                 self.counters.stun_rejected += 1;
-                if let Some(len) = e.response_len() {
+                let len = e.reply_len();
+                if len > 0 {
                     out.commit(src, len);
                     self.counters.datagrams_out += 1;
                 }

@@ -29,7 +29,7 @@
 //!
 //! let now = Instant::now();
 //! let mut engine = Engine::new(EngineConfig::default(), now).unwrap();
-//! let info = engine.create_transport(now);
+//! let info = engine.create_transport(now).unwrap();
 //! assert!(info.ice_lite && info.fingerprint.starts_with("sha-256 "));
 //! // Feed datagrams with `handle_datagram`, run `handle_timeout` at `poll_timeout()`,
 //! // and send what lands in the `Transmit`.
