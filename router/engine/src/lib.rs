@@ -4,8 +4,11 @@
 
 pub mod codec;
 pub mod ice;
+pub mod nack;
 pub mod rtcp;
 pub mod rtp;
+pub mod rtx_cache;
 pub mod srtp;
+pub mod stats;
 pub mod stun;
 pub mod twcc;
