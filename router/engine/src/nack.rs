@@ -109,6 +109,9 @@ pub struct NackGenerator {
     /// Packets newer than `last_keyframe` given up (saturating); compared with
     /// `keyframe_after_given_up`.
     given_up_since_keyframe: u32,
+    /// Extended sequence number of the newest packet counted in `given_up_since_keyframe`:
+    /// only a keyframe newer than it repairs the stream.
+    newest_given_up: Option<i64>,
     /// RTT of the last `poll_nacks`, for `poll_timeout`.
     rtt: Duration,
     nacks_sent: u64,
@@ -137,6 +140,7 @@ impl NackGenerator {
             confirm_seq: None,
             last_keyframe: None,
             given_up_since_keyframe: 0,
+            newest_given_up: None,
             rtt: Duration::from_millis(100),
             nacks_sent: 0,
             recovered: 0,
@@ -161,8 +165,15 @@ impl NackGenerator {
             if self.confirm_seq == Some(seq) {
                 tracing::debug!(seq, "nack: sequence restarted, list cleared");
                 self.give_up_all();
-                self.demand_keyframe();
                 self.restart(seq, is_keyframe);
+                // Whatever was lost across the jump is unknown: only a keyframe from here on
+                // (this packet included) makes the stream decodable again.
+                if !is_keyframe {
+                    self.given_up_since_keyframe = self
+                        .given_up_since_keyframe
+                        .max(self.config.keyframe_after_given_up.max(1));
+                    self.newest_given_up = Some(i64::from(seq) - 1);
+                }
             } else {
                 self.confirm_seq = Some(seq.wrapping_add(1));
             }
@@ -170,13 +181,19 @@ impl NackGenerator {
         }
         self.confirm_seq = None;
         if is_keyframe {
-            self.note_keyframe(ext);
+            // Before the gap is opened: packets older than this keyframe are not needed by
+            // any decoder once it is in, so they are the ones to drop on overflow.
+            self.last_keyframe = Some(self.last_keyframe.map_or(ext, |k| k.max(ext)));
         }
         if delta > 0 {
             self.highest = Some(ext);
             self.open_gap(highest + 1, ext, now);
             self.drop_outside_window(ext - window);
-        } else if delta < 0 {
+        }
+        if is_keyframe {
+            self.keyframe_arrived(ext);
+        }
+        if delta < 0 {
             // Late: reordered, or the answer to a NACK. Fills its hole if there is one.
             if let Ok(i) = self.missing.binary_search_by_key(&ext, |m| m.ext) {
                 self.missing.remove(i);
@@ -186,20 +203,19 @@ impl NackGenerator {
         // delta == 0: a duplicate of the newest; nothing to do.
     }
 
+    /// Starts tracking afresh at `seq` (extended numbering restarts too).
     fn restart(&mut self, seq: u16, is_keyframe: bool) {
         let ext = i64::from(seq);
         self.highest = Some(ext);
         self.confirm_seq = None;
-        self.last_keyframe = None;
-        if is_keyframe {
-            self.note_keyframe(ext);
-        }
+        self.last_keyframe = is_keyframe.then_some(ext);
+        self.newest_given_up = None;
+        self.given_up_since_keyframe = 0;
     }
 
-    fn note_keyframe(&mut self, ext: i64) {
-        if self.last_keyframe.is_none_or(|k| ext > k) {
-            self.last_keyframe = Some(ext);
-            // Everything given up so far is older than this keyframe: decoding restarts here.
+    fn keyframe_arrived(&mut self, ext: i64) {
+        if self.newest_given_up.is_none_or(|g| ext > g) {
+            // Everything given up is older than this keyframe: decoding restarts here.
             self.given_up_since_keyframe = 0;
         }
     }
@@ -220,11 +236,12 @@ impl NackGenerator {
                 }
             }
             if self.missing.len() + gap > self.config.max_missing {
-                tracing::debug!(gap, "nack: too many missing packets, asking for a keyframe");
+                tracing::debug!(gap, "nack: too many missing packets, giving up on them");
                 self.give_up_all();
                 // The gap itself is given up too, without ever being listed.
-                self.given_up += gap as u64;
-                self.demand_keyframe();
+                for ext in from..to {
+                    self.count_given_up(ext);
+                }
                 return;
             }
         }
@@ -250,20 +267,16 @@ impl NackGenerator {
     }
 
     fn give_up_all(&mut self) {
-        self.given_up += self.missing.len() as u64;
-        self.missing.clear();
-    }
-
-    fn demand_keyframe(&mut self) {
-        self.given_up_since_keyframe = self
-            .given_up_since_keyframe
-            .max(self.config.keyframe_after_given_up.max(1));
+        while let Some(m) = self.missing.pop_front() {
+            self.count_given_up(m.ext);
+        }
     }
 
     fn count_given_up(&mut self, ext: i64) {
         self.given_up += 1;
         if self.last_keyframe.is_none_or(|k| ext > k) {
             self.given_up_since_keyframe = self.given_up_since_keyframe.saturating_add(1);
+            self.newest_given_up = Some(self.newest_given_up.map_or(ext, |g| g.max(ext)));
         }
     }
 
@@ -281,6 +294,7 @@ impl NackGenerator {
         self.due.clear();
         let mut gave_up = 0u64;
         let mut gave_up_after_keyframe = 0u32;
+        let mut newest_given_up = self.newest_given_up;
         let last_keyframe = self.last_keyframe;
         let due = &mut self.due;
         self.missing.retain_mut(|m| {
@@ -295,6 +309,7 @@ impl NackGenerator {
                 gave_up += 1;
                 if last_keyframe.is_none_or(|k| m.ext > k) {
                     gave_up_after_keyframe = gave_up_after_keyframe.saturating_add(1);
+                    newest_given_up = Some(newest_given_up.map_or(m.ext, |g| g.max(m.ext)));
                 }
                 return false;
             }
@@ -308,6 +323,7 @@ impl NackGenerator {
             tracing::trace!(gave_up, "nack: packets given up");
         }
         self.given_up += gave_up;
+        self.newest_given_up = newest_given_up;
         self.given_up_since_keyframe = self
             .given_up_since_keyframe
             .saturating_add(gave_up_after_keyframe);
@@ -337,7 +353,8 @@ impl NackGenerator {
     }
 
     /// True from the moment the stream cannot be repaired by NACKs (packets newer than the
-    /// last keyframe given up, a list overflow, a restart) until a newer keyframe arrives.
+    /// last keyframe given up, a list overflow, a restart) until a keyframe newer than the
+    /// packets given up arrives.
     /// The caller sends PLIs, throttled, while it holds.
     pub fn needs_keyframe(&self) -> bool {
         self.given_up_since_keyframe >= self.config.keyframe_after_given_up.max(1)
@@ -519,6 +536,34 @@ mod tests {
         assert!(nacks(&mut g, t0 + ms(100)).is_empty());
         assert!(g.needs_keyframe());
         assert_eq!(g.given_up(), 1499);
+    }
+
+    #[test]
+    fn gap_larger_than_the_list_closed_by_a_keyframe_needs_no_other() {
+        let t0 = Instant::now();
+        let mut g = NackGenerator::new();
+        g.on_packet(0, t0, false);
+        g.on_packet(1500, t0, true);
+        assert_eq!(g.given_up(), 1499);
+        assert!(!g.needs_keyframe());
+    }
+
+    #[test]
+    fn only_a_keyframe_newer_than_the_loss_clears_the_request() {
+        let t0 = Instant::now();
+        let mut g = NackGenerator::new();
+        g.on_packet(0, t0, false);
+        g.on_packet(2, t0, false); // 1 missing
+        g.on_packet(4, t0, false); // 3 missing
+        g.on_packet(1, t0, false);
+        while let Some(at) = g.poll_timeout() {
+            g.poll_nacks(at, RTT);
+        }
+        assert!(g.needs_keyframe()); // 3 was given up
+        g.on_packet(1, t0, true); // a late, older keyframe packet does not help
+        assert!(g.needs_keyframe());
+        g.on_packet(5, t0, true);
+        assert!(!g.needs_keyframe());
     }
 
     #[test]
@@ -708,8 +753,7 @@ mod tests {
                         nack.on_packet(seq, now, false);
                     }
                     Event::Nack { batch } => {
-                        for i in 0..nack_batches[batch].len() {
-                            let seq = nack_batches[batch][i];
+                        for &seq in &nack_batches[batch] {
                             if let Some(packet) = cache.get(seq, now)
                                 && throttle.allow(seq, now, rtt)
                             {

@@ -448,9 +448,9 @@ impl NtpClock {
     pub fn ntp(&self, at: Instant) -> u64 {
         match at.checked_duration_since(self.anchor_instant) {
             Some(after) => self.anchor_ntp.wrapping_add(duration_to_ntp(after)),
-            None => self
-                .anchor_ntp
-                .wrapping_sub(duration_to_ntp(self.anchor_instant - at)),
+            None => self.anchor_ntp.wrapping_sub(duration_to_ntp(
+                self.anchor_instant.saturating_duration_since(at),
+            )),
         }
     }
 }
