@@ -14,9 +14,9 @@ use crate::dtls::{Certificate, DtlsFailure, DtlsOutput, DtlsState, Fingerprint};
 use crate::ice::{IceCredentials, IceEvent, IceLite};
 use crate::ids::{ConsumerId, FastMap, ProducerId, TransportId};
 use crate::nack::NackGenerator;
-use crate::rtx_cache::RetransmissionCache;
+use crate::rtx_cache::{ResendThrottle, RetransmissionCache, RtxCacheConfig};
 use crate::srtp::SrtpSession;
-use crate::stats::{NtpClock, ReceiveStats};
+use crate::stats::ReceiveStats;
 use crate::twcc::TwccReceiver;
 use crate::{rtcp, rtp, stun};
 
@@ -121,7 +121,9 @@ struct Producer {
     stats: StreamStats,
     last_pli: Option<Instant>,
     got_first_packet: bool,
-    last_sr: Option<(u64, u32)>,
+    /// The publisher's last sender report: NTP time, RTP time, when it arrived. Consumers'
+    /// sender reports are derived from it, so subscribers keep the publisher's A/V sync.
+    last_sr: Option<(u64, u32, Instant)>,
 }
 
 struct Consumer {
@@ -142,6 +144,8 @@ struct Consumer {
     /// The last packet sent, to continue numbering across pause/resume.
     last_out: Option<(u16, u32, Instant)>,
     rtx_seq: u16,
+    /// One answer per lost packet per round trip, however often the subscriber NACKs it.
+    resend: ResendThrottle,
     packets: u64,
     bytes: u64,
     stats: StreamStats,
@@ -172,7 +176,6 @@ pub struct Engine {
     dtls_scratch: Vec<u8>,
     rtcp_scratch: Vec<u8>,
     nack_scratch: Vec<u16>,
-    ntp: NtpClock,
     next_tick: Instant,
     next_stats: Instant,
 }
@@ -218,7 +221,6 @@ impl Engine {
             dtls_scratch: vec![0; 2048],
             rtcp_scratch: vec![0; MTU],
             nack_scratch: Vec::with_capacity(64),
-            ntp: NtpClock::from_system(now),
             next_tick: now,
             next_stats: now + Duration::from_secs(1),
         })
@@ -330,7 +332,10 @@ impl Engine {
             ssrc: params.ssrc,
             rtx_ssrc: params.rtx_ssrc,
             consumers: Vec::new(),
-            cache: RetransmissionCache::new(self.cfg.rtx_cache_packets),
+            cache: RetransmissionCache::with_config(RtxCacheConfig {
+                capacity: self.cfg.rtx_cache_packets,
+                ..RtxCacheConfig::default()
+            }),
             nack: NackGenerator::new(),
             recv: ReceiveStats::new(),
             stats: StreamStats::default(),
@@ -369,6 +374,7 @@ impl Engine {
             sync: None,
             last_out: None,
             rtx_seq: random_u32() as u16,
+            resend: ResendThrottle::new(512),
             packets: 0,
             bytes: 0,
             stats: StreamStats::default(),
@@ -719,7 +725,8 @@ impl Engine {
         p.stats.bytes += buf.len() as u64;
         p.recv.update(header.sequence_number, header.timestamp, now, p.params.clock_rate);
         p.nack.on_packet(header.sequence_number, now, keyframe);
-        p.cache.insert(header.sequence_number, now, &buf[..payload_end]);
+        // A packet the cache refuses (too large, or far out of order) just cannot be resent.
+        let _ = p.cache.insert(header.sequence_number, now, &buf[..payload_end]);
         if p.params.paused {
             return;
         }
@@ -781,7 +788,7 @@ impl Engine {
                     if let Some(&(pid, false)) = t.ssrcs.get(&sr.ssrc) {
                         if let Some(p) = self.producers.get_mut(&pid) {
                             p.recv.on_sender_report(sr.ntp_time, now);
-                            p.last_sr = Some((sr.ntp_time, sr.rtp_time));
+                            p.last_sr = Some((sr.ntp_time, sr.rtp_time, now));
                         }
                     }
                 }
@@ -819,12 +826,16 @@ impl Engine {
 
     /// Answers a subscriber's NACK for `out_seq` from the producer's cache.
     fn retransmit(&mut self, now: Instant, cid: ConsumerId, out_seq: u16, out: &mut dyn Transmit) {
+        let rtt = self.cfg.default_rtt;
         let Engine { producers, consumers, transports, counters, .. } = self;
         let Some(c) = consumers.get_mut(&cid) else { return };
         let Some(sync) = c.sync else { return };
         let Some(p) = producers.get_mut(&c.producer) else { return };
         let in_audio_level = transports.get(&p.transport).and_then(|t| t.in_ext.audio_level);
         let in_seq = out_seq.wrapping_sub(sync.seq_offset);
+        if !c.resend.allow(out_seq, now, rtt) {
+            return;
+        }
         let Some(original) = p.cache.get(in_seq, now) else { return };
         let Ok(header) = rtp::parse(original) else { return };
         let Some(t) = transports.get_mut(&c.transport) else { return };
@@ -932,7 +943,7 @@ impl Engine {
         }
         if now >= t.next_rtcp {
             t.next_rtcp = now + self.cfg.rtcp_interval;
-            let n = write_reports(now, t, &mut self.producers, &self.consumers, &self.ntp, &mut self.rtcp_scratch);
+            let n = write_reports(now, t, &mut self.producers, &self.consumers, &mut self.rtcp_scratch);
             if n > 0 && send_rtcp(t, &self.rtcp_scratch[..n], out) {
                 self.counters.datagrams_out += 1;
             }
@@ -944,7 +955,9 @@ impl Engine {
         let Some(p) = self.producers.get_mut(&pid) else { return };
         let Some(media_ssrc) = p.ssrc else { return };
         self.nack_scratch.clear();
-        p.nack.poll_nacks(now, rtt, &mut self.nack_scratch);
+        if let Some(seqs) = p.nack.poll_nacks(now, rtt) {
+            self.nack_scratch.extend_from_slice(seqs);
+        }
         let wants_keyframe = p.nack.needs_keyframe()
             || p.consumers.iter().any(|c| self.consumers.get(c).is_some_and(|c| c.sync.is_none() && !c.paused && c.kind == MediaKind::Video));
         if !self.nack_scratch.is_empty() {
@@ -1151,19 +1164,22 @@ fn send_rtcp(t: &mut Transport, plain: &[u8], out: &mut dyn Transmit) -> bool {
 }
 
 /// Receiver reports for the producers of a transport, sender reports for its consumers.
+///
+/// A consumer's sender report maps its RTP clock to the publisher's NTP clock, taken from the
+/// publisher's last sender report and carried forward by the time since it arrived: subscribers
+/// then line audio up with video exactly as the publisher's clocks say.
 fn write_reports(
     now: Instant,
     t: &Transport,
     producers: &mut FastMap<ProducerId, Producer>,
     consumers: &FastMap<ConsumerId, Consumer>,
-    ntp: &NtpClock,
     buf: &mut [u8],
 ) -> usize {
     let mut blocks = Vec::new();
     for pid in &t.producers {
         if let Some(p) = producers.get_mut(pid) {
-            if let (Some(ssrc), true) = (p.ssrc, p.got_first_packet) {
-                blocks.push((ssrc, p.recv.report_block(now)));
+            if let (Some(ssrc), Some(block)) = (p.ssrc, p.recv.report_block(now)) {
+                blocks.push((ssrc, block));
             }
         }
     }
@@ -1174,17 +1190,19 @@ fn write_reports(
         }
     }
     for cid in &t.consumers {
-        let Some(c) = consumers.get(cid) else { continue };
-        let (Some(sync), Some((_, last_ts, at))) = (c.sync, c.last_out) else { continue };
-        let _ = sync;
-        let elapsed = now.saturating_duration_since(at);
-        let rtp_ts = last_ts.wrapping_add((elapsed.as_secs_f64() * c.clock_rate as f64) as u32);
-        let ntp_now = ntp.ntp(now);
-        if let Some(n) = rtcp::write_sender_report(&mut buf[len..], c.ssrc, ntp_now, rtp_ts, c.packets as u32, c.bytes as u32) {
-            len += n;
-        }
         if len + 64 > buf.len() {
             break;
+        }
+        let Some(c) = consumers.get(cid) else { continue };
+        let Some(sync) = c.sync else { continue };
+        let Some((sr_ntp, sr_rtp, arrived)) = producers.get(&c.producer).and_then(|p| p.last_sr) else { continue };
+        let since = now.saturating_duration_since(arrived);
+        let ntp = sr_ntp.wrapping_add(crate::stats::duration_to_ntp(since));
+        let rtp_ts = sr_rtp
+            .wrapping_add(sync.ts_offset)
+            .wrapping_add((since.as_secs_f64() * c.clock_rate as f64) as u32);
+        if let Some(n) = rtcp::write_sender_report(&mut buf[len..], c.ssrc, ntp, rtp_ts, c.packets as u32, c.bytes as u32) {
+            len += n;
         }
     }
     len
