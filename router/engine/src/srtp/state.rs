@@ -115,6 +115,7 @@ impl<T: Copy + Default> SsrcMap<T> {
         self.max = max;
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

@@ -299,7 +299,11 @@ fn tampered_bytes_fail_authentication() {
         let mut tx = ours(profile, 11);
         let mut rx = ours(profile, 11);
         let plain = rtp_packet(&mut rng, 9, 40_000, 2, true, 200);
-        let hdr = rtp_header_len(&plain).expect("valid");
+        assert_eq!(
+            rtp_header_len(&plain),
+            Ok(32),
+            "12 fixed + 2 CSRCs + 12 extension"
+        );
         let srtp = protect(&mut tx, &plain);
         for i in 0..srtp.len() {
             let mut bad = srtp.clone();
