@@ -9,7 +9,7 @@
 //! AEAD profiles (RFC 7714 section 11) have a 96-bit master salt; it is used left-aligned and
 //! zero-padded to 112 bits, which is what libsrtp and every browser do.
 
-use aws_lc_rs::cipher::{AES_128, EncryptingKey, EncryptionContext, UnboundCipherKey};
+use aws_lc_rs::cipher::{AES_128, AES_256, EncryptingKey, EncryptionContext, UnboundCipherKey};
 
 use super::SrtpError;
 
@@ -33,7 +33,8 @@ pub(crate) struct Kdf<'a> {
 }
 
 impl<'a> Kdf<'a> {
-    /// `master_key` must be 16 bytes (AES-128), `master_salt` at most 14 bytes.
+    /// `master_key` must be 16 bytes (AES-128) or 32 (AES-256: RFC 7714 derives AES-256-GCM
+    /// session keys with the AES-256 PRF), `master_salt` at most 14 bytes.
     pub(crate) fn new(master_key: &[u8], master_salt: &'a [u8]) -> Result<Self, SrtpError> {
         if master_salt.len() > 14 {
             return Err(SrtpError::BadSaltLength {
@@ -41,8 +42,9 @@ impl<'a> Kdf<'a> {
                 got: master_salt.len(),
             });
         }
+        let alg = if master_key.len() == 32 { &AES_256 } else { &AES_128 };
         let key =
-            UnboundCipherKey::new(&AES_128, master_key).map_err(|_| SrtpError::BadKeyLength {
+            UnboundCipherKey::new(alg, master_key).map_err(|_| SrtpError::BadKeyLength {
                 expected: 16,
                 got: master_key.len(),
             })?;

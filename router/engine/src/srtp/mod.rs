@@ -44,7 +44,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::cipher::{AES_128, EncryptingKey, EncryptionContext, UnboundCipherKey};
 use aws_lc_rs::{constant_time, hmac};
 
@@ -71,6 +71,9 @@ const SRTCP_E_FLAG: u32 = 0x8000_0000;
 pub enum SrtpProfile {
     /// `SRTP_AEAD_AES_128_GCM` (RFC 7714): AES-128-GCM, 16-byte tag, 12-byte salt. Preferred.
     AeadAes128Gcm,
+    /// `SRTP_AEAD_AES_256_GCM` (RFC 7714): AES-256-GCM. DTLS servers (dimpl among them) pick it
+    /// first when the client offers it, as Chromium and str0m do.
+    AeadAes256Gcm,
     /// `SRTP_AES128_CM_HMAC_SHA1_80` (RFC 3711): AES-128 counter mode, 80-bit HMAC-SHA1 tag.
     Aes128CmHmacSha1_80,
 }
@@ -78,13 +81,21 @@ pub enum SrtpProfile {
 impl SrtpProfile {
     /// Length of the master key in bytes.
     pub const fn master_key_len(self) -> usize {
-        16
+        match self {
+            Self::AeadAes256Gcm => 32,
+            _ => 16,
+        }
+    }
+
+    /// Whether the profile is an AEAD (GCM) one.
+    pub const fn is_aead(self) -> bool {
+        matches!(self, Self::AeadAes128Gcm | Self::AeadAes256Gcm)
     }
 
     /// Length of the master salt in bytes.
     pub const fn master_salt_len(self) -> usize {
         match self {
-            Self::AeadAes128Gcm => 12,
+            Self::AeadAes128Gcm | Self::AeadAes256Gcm => 12,
             Self::Aes128CmHmacSha1_80 => 14,
         }
     }
@@ -92,7 +103,7 @@ impl SrtpProfile {
     /// Bytes SRTP adds to an RTP packet (the authentication tag).
     pub const fn rtp_overhead(self) -> usize {
         match self {
-            Self::AeadAes128Gcm => GCM_TAG_LEN,
+            Self::AeadAes128Gcm | Self::AeadAes256Gcm => GCM_TAG_LEN,
             Self::Aes128CmHmacSha1_80 => HMAC_SHA1_80_TAG_LEN,
         }
     }
@@ -112,6 +123,7 @@ impl SrtpProfile {
     pub const fn dtls_id(self) -> u16 {
         match self {
             Self::AeadAes128Gcm => 0x0007,
+            Self::AeadAes256Gcm => 0x0008,
             Self::Aes128CmHmacSha1_80 => 0x0001,
         }
     }
@@ -120,6 +132,7 @@ impl SrtpProfile {
     pub const fn from_dtls_id(id: u16) -> Option<Self> {
         match id {
             0x0007 => Some(Self::AeadAes128Gcm),
+            0x0008 => Some(Self::AeadAes256Gcm),
             0x0001 => Some(Self::Aes128CmHmacSha1_80),
             _ => None,
         }
@@ -222,13 +235,15 @@ impl Cipher {
         auth_label: u8,
         salt_label: u8,
     ) -> Result<Self, SrtpError> {
-        let mut key = [0u8; 16];
-        kdf.derive(enc_label, &mut key)?;
+        let mut key_buf = [0u8; 32];
+        let key = &mut key_buf[..profile.master_key_len()];
+        kdf.derive(enc_label, key)?;
         match profile {
-            SrtpProfile::AeadAes128Gcm => {
+            SrtpProfile::AeadAes128Gcm | SrtpProfile::AeadAes256Gcm => {
                 let mut salt = [0u8; 12];
                 kdf.derive(salt_label, &mut salt)?;
-                let key = UnboundKey::new(&AES_128_GCM, &key).map_err(|_| SrtpError::Crypto)?;
+                let alg = if profile == SrtpProfile::AeadAes256Gcm { &AES_256_GCM } else { &AES_128_GCM };
+                let key = UnboundKey::new(alg, key).map_err(|_| SrtpError::Crypto)?;
                 Ok(Self::Gcm {
                     key: LessSafeKey::new(key),
                     salt,
@@ -239,7 +254,7 @@ impl Cipher {
                 kdf.derive(salt_label, &mut salt)?;
                 let mut auth_key = [0u8; 20];
                 kdf.derive(auth_label, &mut auth_key)?;
-                let key = UnboundCipherKey::new(&AES_128, &key).map_err(|_| SrtpError::Crypto)?;
+                let key = UnboundCipherKey::new(&AES_128, key).map_err(|_| SrtpError::Crypto)?;
                 Ok(Self::CmHmacSha1 {
                     key: EncryptingKey::ctr(key).map_err(|_| SrtpError::Crypto)?,
                     salt,
@@ -764,7 +779,7 @@ impl SrtpSession {
         }
         let ssrc = rtcp_ssrc(buf)?;
         let at = match self.profile {
-            SrtpProfile::AeadAes128Gcm => buf.len() - SRTCP_INDEX_LEN,
+            SrtpProfile::AeadAes128Gcm | SrtpProfile::AeadAes256Gcm => buf.len() - SRTCP_INDEX_LEN,
             SrtpProfile::Aes128CmHmacSha1_80 => buf.len() - overhead,
         };
         let e_index = [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]];

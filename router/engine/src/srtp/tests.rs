@@ -9,11 +9,13 @@ use webrtc_srtp::protection_profile::ProtectionProfile;
 use super::kdf::{self, Kdf};
 use super::*;
 
-const PROFILES: [SrtpProfile; 2] = [SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80];
+const PROFILES: [SrtpProfile; 3] =
+    [SrtpProfile::AeadAes128Gcm, SrtpProfile::AeadAes256Gcm, SrtpProfile::Aes128CmHmacSha1_80];
 
 fn theirs_profile(p: SrtpProfile) -> ProtectionProfile {
     match p {
         SrtpProfile::AeadAes128Gcm => ProtectionProfile::AeadAes128Gcm,
+        SrtpProfile::AeadAes256Gcm => ProtectionProfile::AeadAes256Gcm,
         SrtpProfile::Aes128CmHmacSha1_80 => ProtectionProfile::Aes128CmHmacSha1_80,
     }
 }
@@ -203,7 +205,7 @@ fn srtcp_index_counts_per_ssrc_with_e_flag() {
         let mut tx = ours(profile, 6);
         let index_at = |srtcp: &[u8]| {
             let at = match profile {
-                SrtpProfile::AeadAes128Gcm => srtcp.len() - 4,
+                SrtpProfile::AeadAes128Gcm | SrtpProfile::AeadAes256Gcm => srtcp.len() - 4,
                 SrtpProfile::Aes128CmHmacSha1_80 => srtcp.len() - 14,
             };
             u32::from_be_bytes(srtcp[at..at + 4].try_into().expect("4 bytes"))
