@@ -1,6 +1,34 @@
 #![no_main]
+//! Parses an RTP header, walks every extension through the typed readers, and exercises the
+//! RTX and codec paths the router runs on a received packet.
 use libfuzzer_sys::fuzz_target;
+use router_engine::{codec, rtp};
 
 fuzz_target!(|data: &[u8]| {
-    let _ = data; // filled in by the rtp parser work
+    let _ = rtp::is_rtcp(data);
+    let Ok(h) = rtp::parse(data) else { return };
+    assert!(h.header_len + h.payload_len <= data.len());
+    for (id, value) in h.extensions(data) {
+        assert!(id != 0);
+        let _ = rtp::read_transport_cc(value);
+        let _ = rtp::read_audio_level(value);
+        let _ = rtp::read_abs_send_time(value);
+        let _ = rtp::read_str(value);
+        let _ = rtp::read_video_orientation(value);
+    }
+    let _ = h.csrcs(data).count();
+    let _ = h.find_extension(data, 3);
+    let payload = h.payload(data);
+    for c in [codec::Codec::Vp8, codec::Codec::Vp9, codec::Codec::H264] {
+        let _ = codec::is_keyframe(c, payload);
+    }
+    let _ = codec::Vp8Descriptor::parse(payload);
+    let mut out = [0u8; 1600];
+    let params = rtp::RtxParams {
+        ssrc: 1,
+        payload_type: 97,
+        sequence_number: 1,
+    };
+    let _ = rtp::write_rtx(data, &params, &mut out);
+    let _ = rtp::unwrap_rtx(data, 2, 96, &mut out);
 });
