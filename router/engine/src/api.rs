@@ -45,18 +45,7 @@ pub enum MediaKind {
     Video,
 }
 
-/// RTP header extension ids negotiated on one transport (0 or absent = not negotiated).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ExtensionIds {
-    pub mid: Option<u8>,
-    pub rid: Option<u8>,
-    pub repaired_rid: Option<u8>,
-    pub abs_send_time: Option<u8>,
-    pub transport_cc: Option<u8>,
-    pub audio_level: Option<u8>,
-    pub video_orientation: Option<u8>,
-}
+pub use crate::rtp::ExtensionIds;
 
 /// Parameters of `produce`: one incoming track.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

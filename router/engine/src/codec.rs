@@ -22,7 +22,8 @@
 use thiserror::Error;
 
 /// The codecs the router forwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Codec {
     Opus,
     Vp8,

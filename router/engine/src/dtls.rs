@@ -218,6 +218,12 @@ impl DtlsState {
                         dimpl::SrtpProfile::AEAD_AES_128_GCM => SrtpProfile::AeadAes128Gcm,
                         dimpl::SrtpProfile::AEAD_AES_256_GCM => SrtpProfile::AeadAes256Gcm,
                         dimpl::SrtpProfile::AES128_CM_SHA1_80 => SrtpProfile::Aes128CmHmacSha1_80,
+                        other => {
+                            self.failed = true;
+                            return Some(DtlsOutput::Failed(DtlsFailure::Protocol(format!(
+                                "unsupported SRTP profile {other:?}"
+                            ))));
+                        }
                     };
                     self.keying = Some((profile, km.to_vec()));
                 }

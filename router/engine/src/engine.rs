@@ -351,11 +351,14 @@ impl Engine {
 
     /// Sends a producer's media on another transport.
     pub fn consume(&mut self, transport: TransportId, params: ConsumeParams) -> Result<ConsumerInfo, ApiError> {
-        let producer = self.producers.get(&params.producer).ok_or(ApiError::UnknownProducer(params.producer))?;
         if !self.transports.contains_key(&transport) {
             return Err(ApiError::UnknownTransport(transport));
         }
+        if !self.producers.contains_key(&params.producer) {
+            return Err(ApiError::UnknownProducer(params.producer));
+        }
         let id = ConsumerId(self.next_id());
+        let producer = self.producers.get(&params.producer).ok_or(ApiError::UnknownProducer(params.producer))?;
         let ssrc = random_u32();
         let rtx_ssrc = params.rtx_payload_type.map(|_| random_u32());
         let consumer = Consumer {
@@ -687,9 +690,10 @@ impl Engine {
             let end = start + header.payload_len;
             buf.copy_within(start + 2..end, start);
             let new_len = end - 2;
-            rtp::set_sequence_number(buf, osn);
-            rtp::set_ssrc(buf, media_ssrc);
-            rtp::set_payload_type(buf, p.params.payload_type);
+            // The buffer holds a parsed header, so these in-place writes cannot fail.
+            let _ = rtp::set_sequence_number(buf, osn);
+            let _ = rtp::set_ssrc(buf, media_ssrc);
+            let _ = rtp::set_payload_type(buf, p.params.payload_type);
             // Padding bit: the payload length changed, padding (if any) is gone with it.
             buf[0] &= !0x20;
             let Ok(h) = rtp::parse(&buf[..new_len]) else { return };
@@ -783,24 +787,26 @@ impl Engine {
                 }
             };
             match packet {
-                rtcp::RtcpPacket::SenderReport(sr) => {
+                rtcp::RtcpPacket::SenderReport { ssrc, ntp_time, rtp_time, .. } => {
                     let Some(t) = self.transports.get(&tid) else { return };
-                    if let Some(&(pid, false)) = t.ssrcs.get(&sr.ssrc) {
+                    if let Some(&(pid, false)) = t.ssrcs.get(&ssrc) {
                         if let Some(p) = self.producers.get_mut(&pid) {
-                            p.recv.on_sender_report(sr.ntp_time, now);
-                            p.last_sr = Some((sr.ntp_time, sr.rtp_time, now));
+                            p.recv.on_sender_report(ntp_time, now);
+                            p.last_sr = Some((ntp_time, rtp_time, now));
                         }
                     }
                 }
-                rtcp::RtcpPacket::Pli(pli) => plis.push(pli.media_ssrc),
-                rtcp::RtcpPacket::Fir(fir) => {
-                    for (ssrc, _) in fir.entries() {
+                rtcp::RtcpPacket::Pli { media_ssrc, .. } => plis.push(media_ssrc),
+                rtcp::RtcpPacket::Fir { entries, .. } => {
+                    for (ssrc, _) in entries {
                         plis.push(ssrc);
                     }
                 }
-                rtcp::RtcpPacket::Nack(nack) => {
-                    for seq in nack.lost() {
-                        nacks.push((nack.media_ssrc, seq));
+                rtcp::RtcpPacket::Nack { media_ssrc, lost, .. } => {
+                    // Bounded: a NACK packet cannot carry more than its length allows, and we
+                    // cap what one compound can make us resend.
+                    for seq in lost.take(512) {
+                        nacks.push((media_ssrc, seq));
                     }
                 }
                 _ => {}
@@ -863,7 +869,7 @@ impl Engine {
         let Some(media_ssrc) = p.ssrc else { return };
         let Some(t) = self.transports.get_mut(&p.transport) else { return };
         let n = rtcp::write_pli(&mut self.rtcp_scratch, t.rtcp_ssrc, media_ssrc);
-        if let Some(n) = n {
+        if let Ok(n) = n {
             if send_rtcp(t, &self.rtcp_scratch[..n], out) {
                 p.last_pli = Some(now);
                 p.stats.plis += 1;
@@ -962,7 +968,7 @@ impl Engine {
             || p.consumers.iter().any(|c| self.consumers.get(c).is_some_and(|c| c.sync.is_none() && !c.paused && c.kind == MediaKind::Video));
         if !self.nack_scratch.is_empty() {
             if let Some(t) = self.transports.get_mut(&p.transport) {
-                if let Some(n) = rtcp::write_nack(&mut self.rtcp_scratch, t.rtcp_ssrc, media_ssrc, &self.nack_scratch) {
+                if let Ok(n) = rtcp::write_nack(&mut self.rtcp_scratch, t.rtcp_ssrc, media_ssrc, &self.nack_scratch) {
                     if send_rtcp(t, &self.rtcp_scratch[..n], out) {
                         p.stats.nacks += self.nack_scratch.len() as u64;
                         self.counters.nacks_sent += 1;
@@ -1109,12 +1115,13 @@ fn write_forward(
         sequence_number: seq,
         timestamp: out_ts,
         ssrc,
+        csrcs: &[],
     };
     let slot = out.buffer();
     let hlen = rtp::write_header(slot, &fields, &list[..n_ext]).ok()?;
     let payload = &original[header.header_len..header.header_len + header.payload_len];
     let mut plen = payload.len();
-    let overhead = srtp.rtp_overhead();
+    let overhead = srtp.profile().rtp_overhead();
     if rtx.is_some() {
         if hlen + 2 + plen + overhead > slot.len() {
             return None;
@@ -1150,7 +1157,7 @@ fn send_rtcp(t: &mut Transport, plain: &[u8], out: &mut dyn Transmit) -> bool {
     let Some(dst) = t.remote() else { return false };
     let Some(srtp) = t.srtp_out.as_mut() else { return false };
     let slot = out.buffer();
-    if plain.len() + srtp.rtcp_overhead() > slot.len() {
+    if plain.len() + srtp.profile().rtcp_overhead() > slot.len() {
         return false;
     }
     slot[..plain.len()].copy_from_slice(plain);
@@ -1178,14 +1185,24 @@ fn write_reports(
     let mut blocks = Vec::new();
     for pid in &t.producers {
         if let Some(p) = producers.get_mut(pid) {
-            if let (Some(ssrc), Some(block)) = (p.ssrc, p.recv.report_block(now)) {
-                blocks.push((ssrc, block));
+            if let (Some(ssrc), Some(b)) = (p.ssrc, p.recv.report_block(now)) {
+                blocks.push(rtcp::ReportBlock {
+                    ssrc,
+                    fraction_lost: b.fraction_lost,
+                    cumulative_lost: b.cumulative_lost,
+                    ext_highest_seq: b.ext_highest_seq,
+                    jitter: b.jitter,
+                    lsr: b.lsr,
+                    dlsr: b.dlsr,
+                });
             }
         }
     }
     let mut len = 0;
     if !blocks.is_empty() {
-        if let Some(n) = rtcp::write_receiver_report(&mut buf[len..], t.rtcp_ssrc, &blocks) {
+        // A transport publishes a handful of tracks; more than 31 blocks would need a second RR.
+        blocks.truncate(31);
+        if let Ok(n) = rtcp::write_receiver_report(&mut buf[len..], t.rtcp_ssrc, &blocks) {
             len += n;
         }
     }
@@ -1201,7 +1218,14 @@ fn write_reports(
         let rtp_ts = sr_rtp
             .wrapping_add(sync.ts_offset)
             .wrapping_add((since.as_secs_f64() * c.clock_rate as f64) as u32);
-        if let Some(n) = rtcp::write_sender_report(&mut buf[len..], c.ssrc, ntp, rtp_ts, c.packets as u32, c.bytes as u32) {
+        let info = rtcp::SenderInfo {
+            ssrc: c.ssrc,
+            ntp_time: ntp,
+            rtp_time: rtp_ts,
+            packet_count: c.packets as u32,
+            octet_count: c.bytes as u32,
+        };
+        if let Ok(n) = rtcp::write_sender_report(&mut buf[len..], &info, &[]) {
             len += n;
         }
     }

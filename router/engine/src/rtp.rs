@@ -289,7 +289,8 @@ impl<'a> Iterator for Extensions<'a> {
 }
 
 /// Extension ids negotiated for one peer connection (from SDP `a=extmap`), `None` when absent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ExtensionIds {
     pub mid: Option<u8>,
     pub rid: Option<u8>,
