@@ -57,6 +57,8 @@ pub enum RtcpError {
     BufferTooSmall { need: usize, have: usize },
     #[error("{0} items do not fit in the packet's count field")]
     TooMany(usize),
+    #[error("a NACK needs at least one sequence number")]
+    EmptyNack,
 }
 
 fn be16(b: &[u8], at: usize) -> u16 {
@@ -506,7 +508,10 @@ pub(crate) fn write_common_header(
     total_len: usize,
 ) -> Result<(), RtcpError> {
     need(out, total_len.max(4))?;
-    let words = u16::try_from(total_len / 4 - 1).map_err(|_| RtcpError::TooMany(total_len))?;
+    let words = (total_len / 4)
+        .checked_sub(1)
+        .and_then(|w| u16::try_from(w).ok())
+        .ok_or(RtcpError::TooMany(total_len))?;
     out[0] = 0x80 | if padding { 0x20 } else { 0 } | (count_or_fmt & 0x1f);
     out[1] = packet_type;
     out[2..4].copy_from_slice(&words.to_be_bytes());
@@ -576,6 +581,9 @@ pub fn write_nack(
     media_ssrc: u32,
     seqs: &[u16],
 ) -> Result<usize, RtcpError> {
+    if seqs.is_empty() {
+        return Err(RtcpError::EmptyNack);
+    }
     need(out, 12)?;
     let mut pos = 12;
     let mut pair: Option<(u16, u16)> = None;
@@ -1125,6 +1133,7 @@ mod tests {
             write_pli(&mut buf[..11], 1, 2),
             Err(RtcpError::BufferTooSmall { .. })
         ));
+        assert_eq!(write_nack(&mut buf, 1, 2, &[]), Err(RtcpError::EmptyNack));
         assert!(matches!(
             write_nack(&mut buf[..15], 1, 2, &[1]),
             Err(RtcpError::BufferTooSmall { .. })

@@ -337,6 +337,12 @@ impl ExtensionIds {
     }
 }
 
+/// Parses `buf` and returns the data of the first extension with this id: a shortcut for
+/// when only one extension is wanted (with a parsed header, use [`RtpHeader::find_extension`]).
+pub fn find_extension(buf: &[u8], id: u8) -> Option<&[u8]> {
+    parse(buf).ok()?.find_extension(buf, id)
+}
+
 /// The transport-wide sequence number (2 bytes, big-endian).
 pub fn read_transport_cc(data: &[u8]) -> Option<u16> {
     (data.len() >= 2).then(|| be16(data, 0))
@@ -660,6 +666,8 @@ mod tests {
             Some((true, 30))
         );
         assert_eq!(h.find_extension(&buf, 2), None);
+        assert_eq!(find_extension(&buf, 3), Some(&[0x12, 0x34][..]));
+        assert_eq!(find_extension(&buf[..5], 3), None);
     }
 
     #[test]
