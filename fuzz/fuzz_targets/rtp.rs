@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = h.csrcs(data).count();
     let _ = h.find_extension(data, 3);
+    let _ = rtp::find_extension(data, 1);
     let payload = h.payload(data);
     for c in [codec::Codec::Vp8, codec::Codec::Vp9, codec::Codec::H264] {
         let _ = codec::is_keyframe(c, payload);

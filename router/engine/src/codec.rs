@@ -256,6 +256,9 @@ fn vp9_is_keyframe(payload: &[u8]) -> bool {
 }
 
 #[cfg(test)]
+// A test that unwraps fails loudly on the input it was given, which is what a test should do.
+// Binary literals are grouped by descriptor field (TID | Y | KEYIDX), not by nibble.
+#[allow(clippy::unwrap_used, clippy::unusual_byte_groupings)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng, rngs::SmallRng};

@@ -57,6 +57,8 @@ pub enum RtcpError {
     BufferTooSmall { need: usize, have: usize },
     #[error("{0} items do not fit in the packet's count field")]
     TooMany(usize),
+    #[error("a NACK needs at least one sequence number")]
+    EmptyNack,
 }
 
 fn be16(b: &[u8], at: usize) -> u16 {
@@ -506,7 +508,10 @@ pub(crate) fn write_common_header(
     total_len: usize,
 ) -> Result<(), RtcpError> {
     need(out, total_len.max(4))?;
-    let words = u16::try_from(total_len / 4 - 1).map_err(|_| RtcpError::TooMany(total_len))?;
+    let words = (total_len / 4)
+        .checked_sub(1)
+        .and_then(|w| u16::try_from(w).ok())
+        .ok_or(RtcpError::TooMany(total_len))?;
     out[0] = 0x80 | if padding { 0x20 } else { 0 } | (count_or_fmt & 0x1f);
     out[1] = packet_type;
     out[2..4].copy_from_slice(&words.to_be_bytes());
@@ -576,6 +581,9 @@ pub fn write_nack(
     media_ssrc: u32,
     seqs: &[u16],
 ) -> Result<usize, RtcpError> {
+    if seqs.is_empty() {
+        return Err(RtcpError::EmptyNack);
+    }
     need(out, 12)?;
     let mut pos = 12;
     let mut pair: Option<(u16, u16)> = None;
@@ -698,6 +706,8 @@ pub fn write_bye(out: &mut [u8], ssrcs: &[u32]) -> Result<usize, RtcpError> {
 }
 
 #[cfg(test)]
+// A test that unwraps fails loudly on the input it was given, which is what a test should do.
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use bytes::Bytes;
@@ -1123,6 +1133,7 @@ mod tests {
             write_pli(&mut buf[..11], 1, 2),
             Err(RtcpError::BufferTooSmall { .. })
         ));
+        assert_eq!(write_nack(&mut buf, 1, 2, &[]), Err(RtcpError::EmptyNack));
         assert!(matches!(
             write_nack(&mut buf[..15], 1, 2, &[1]),
             Err(RtcpError::BufferTooSmall { .. })
@@ -1134,6 +1145,7 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(11);
         let mut buf = [0u8; 128];
         let pts = [PT_SR, PT_RR, PT_SDES, PT_BYE, PT_RTPFB, PT_PSFB];
+        let mut seen = [0u32; 10];
         for _ in 0..200_000 {
             let len = rng.random_range(0..buf.len());
             rng.fill(&mut buf[..len]);
@@ -1144,12 +1156,33 @@ mod tests {
                 buf[at + 1] = pts[rng.random_range(0..pts.len())];
                 let words = rng.random_range(0..=((len - at) / 4) as u16);
                 buf[at + 2..at + 4].copy_from_slice(&words.saturating_sub(1).to_be_bytes());
+                if buf[at + 1] >= PT_RTPFB && rng.random_bool(0.5) {
+                    buf[at] = (buf[at] & 0xe0) | [1, 4, 15][rng.random_range(0..3)];
+                    if at + 16 <= len {
+                        buf[at + 14] = 0; // small transport-cc status counts
+                    }
+                }
                 if buf[at + 1] == PT_PSFB && rng.random_bool(0.3) && at + 16 <= len {
                     buf[at + 12..at + 16].copy_from_slice(b"REMB");
                 }
                 at += 4 * words.max(1) as usize;
             }
             for p in packets(&buf[..len]) {
+                if let Ok(p) = &p {
+                    let kind = match p {
+                        RtcpPacket::SenderReport { .. } => 0,
+                        RtcpPacket::ReceiverReport { .. } => 1,
+                        RtcpPacket::Sdes { .. } => 2,
+                        RtcpPacket::Bye { .. } => 3,
+                        RtcpPacket::Nack { .. } => 4,
+                        RtcpPacket::Pli { .. } => 5,
+                        RtcpPacket::Fir { .. } => 6,
+                        RtcpPacket::Remb { .. } => 7,
+                        RtcpPacket::TransportCc(_) => 8,
+                        RtcpPacket::Unknown { .. } => 9,
+                    };
+                    seen[kind] += 1;
+                }
                 match p {
                     Ok(RtcpPacket::SenderReport { reports, .. })
                     | Ok(RtcpPacket::ReceiverReport { reports, .. }) => {
@@ -1174,5 +1207,7 @@ mod tests {
                 }
             }
         }
+        // Every kind must have been reached for this to test the views' iterators.
+        assert!(seen.iter().all(|&n| n > 0), "{seen:?}");
     }
 }

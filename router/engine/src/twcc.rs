@@ -488,6 +488,8 @@ fn encode_chunks(pkts: &[Arrival], base: i64, count: i64, out: &mut [u8]) -> Opt
 }
 
 #[cfg(test)]
+// A test that unwraps fails loudly on the input it was given, which is what a test should do.
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng, rngs::SmallRng};
@@ -589,15 +591,24 @@ mod tests {
 
     #[test]
     fn rtcp_crate_unmarshals_our_feedback_with_same_statuses() {
+        use std::collections::HashMap;
         let mut rng = SmallRng::seed_from_u64(42);
         let t0 = Instant::now();
         for round in 0..200 {
             let mut rx = TwccReceiver::new();
+            // Ground truth: first arrival of each seq, and the receiver's epoch.
+            let mut arrivals: HashMap<u16, Instant> = HashMap::new();
+            let mut epoch = None;
+            let mut record = |rx: &mut TwccReceiver, seq: u16, at: Instant| {
+                rx.record(seq, at);
+                epoch.get_or_insert(at);
+                arrivals.entry(seq).or_insert(at);
+            };
             let mut seq: u16 = rng.random();
-            let mut t = t0;
+            let mut t = t0 + ms(1);
             let n_pkts = rng.random_range(1..300);
             for _ in 0..n_pkts {
-                // Mix of small gaps, bursts of loss, reordering and long pauses.
+                // Mix of small gaps, bursts of loss, duplicates, reordering and long pauses.
                 let skip = match rng.random_range(0..10) {
                     0 => rng.random_range(2..40),
                     1 => 0,
@@ -609,21 +620,44 @@ mod tests {
                     _ => rng.random_range(0..5_000),
                 };
                 t += Duration::from_micros(gap_us);
-                let jitter = Duration::from_micros(rng.random_range(0..3_000));
-                rx.record(seq, t.checked_sub(jitter).unwrap_or(t));
+                let jitter = Duration::from_micros(rng.random_range(0..1_000));
+                record(&mut rx, seq, t - jitter);
+                if skip >= 2 && rng.random_bool(0.5) {
+                    // The one before arrives after it.
+                    record(&mut rx, seq.wrapping_sub(1), t + ms(1));
+                }
             }
+            let epoch = epoch.unwrap();
             let mut out = vec![0u8; if round % 3 == 0 { 120 } else { 1200 }];
             let mut now = t + ms(100);
             let mut feedbacks = 0;
+            let mut reported = 0;
             while let Some(n) = rx.poll_feedback(now, 7, 8, &mut out) {
                 feedbacks += 1;
-                let ours: Vec<_> = parse_ours(&out[..n]).packets().collect();
+                let fb = parse_ours(&out[..n]);
+                let ours: Vec<_> = fb.packets().collect();
                 let theirs = TransportLayerCc::unmarshal(&mut &out[..n]).unwrap();
                 assert_eq!(theirs.sender_ssrc, 7);
                 assert_eq!(their_statuses(&theirs), ours, "round {round}");
+                // Reference time plus running deltas give back each arrival, to the tick.
+                let mut at_us = fb.reference_time_us();
+                for (s, delta) in ours {
+                    match (delta, arrivals.get(&s)) {
+                        (Some(d), Some(arrival)) => {
+                            at_us += d;
+                            let ticks =
+                                (arrival.saturating_duration_since(epoch).as_micros() / 250) as i64;
+                            assert_eq!(at_us, ticks * 250, "round {round} seq {s}");
+                            reported += 1;
+                        }
+                        (None, None) => {}
+                        (d, a) => panic!("round {round} seq {s}: reported {d:?}, arrived {a:?}"),
+                    }
+                }
                 now += ms(1);
             }
             assert!(feedbacks > 0);
+            assert_eq!(reported, arrivals.len(), "every arrival reported once");
             assert_eq!(rx.poll_timeout(), None);
         }
     }
@@ -743,6 +777,7 @@ mod tests {
     fn random_feedback_bytes_never_panic() {
         let mut rng = SmallRng::seed_from_u64(3);
         let mut buf = [0u8; 64];
+        let mut parsed = 0;
         for _ in 0..100_000 {
             let len = rng.random_range(0..buf.len());
             rng.fill(&mut buf[..len]);
@@ -752,7 +787,12 @@ mod tests {
             }
             if let Ok(fb) = TwccFeedback::parse(&buf[..len]) {
                 assert_eq!(fb.packets().count(), fb.status_count as usize);
+                parsed += 1;
             }
         }
+        assert!(
+            parsed > 1_000,
+            "only {parsed} parsed: the input is not reaching the iterator"
+        );
     }
 }
