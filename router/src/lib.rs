@@ -1,1 +1,3 @@
 //! Router shell.
+
+pub mod io;
