@@ -30,7 +30,10 @@ pub(crate) struct MmsgBackend {
 
 impl MmsgBackend {
     pub(crate) fn new(sock: RawFd, event: RawFd, batch: usize) -> Self {
-        let empty_iov = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+        let empty_iov = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
         // SAFETY: mmsghdr is plain old data; all-zero is a valid empty header.
         let empty_hdr: libc::mmsghdr = unsafe { std::mem::zeroed() };
         Self {
@@ -51,7 +54,10 @@ impl MmsgBackend {
         for i in 0..self.batch {
             // SAFETY: i < batch, so the slot lies inside `bufs`.
             let slot = unsafe { base.add(i * MAX_DATAGRAM) };
-            self.iovs[i] = libc::iovec { iov_base: slot.cast(), iov_len: MAX_DATAGRAM };
+            self.iovs[i] = libc::iovec {
+                iov_base: slot.cast(),
+                iov_len: MAX_DATAGRAM,
+            };
             let h = &mut self.hdrs[i].msg_hdr;
             h.msg_name = (&raw mut self.addrs[i]).cast();
             h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -78,7 +84,11 @@ impl MmsgBackend {
                 std::ptr::null_mut(),
             )
         };
-        if n < 0 { Err(sys::last_errno()) } else { Ok(n as usize) }
+        if n < 0 {
+            Err(sys::last_errno())
+        } else {
+            Ok(n as usize)
+        }
     }
 
     pub(crate) fn recv<F>(
@@ -128,8 +138,16 @@ impl MmsgBackend {
                 None => None,
             };
             let mut fds = [
-                libc::pollfd { fd: self.sock, events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: self.event, events: libc::POLLIN, revents: 0 },
+                libc::pollfd {
+                    fd: self.sock,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.event,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
             ];
             match poll(&mut fds, remaining) {
                 Ok(0) => return Ok(0),
@@ -203,10 +221,18 @@ impl MmsgBackend {
                 i += n as usize;
                 continue;
             }
-            match if n == 0 { libc::EAGAIN } else { sys::last_errno() } {
+            match if n == 0 {
+                libc::EAGAIN
+            } else {
+                sys::last_errno()
+            } {
                 libc::EINTR => {}
                 libc::EAGAIN | libc::ENOBUFS => {
-                    let mut fds = [libc::pollfd { fd: self.sock, events: libc::POLLOUT, revents: 0 }];
+                    let mut fds = [libc::pollfd {
+                        fd: self.sock,
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    }];
                     stalled = !matches!(poll(&mut fds, Some(SEND_STALL)), Ok(n) if n > 0);
                 }
                 e @ (libc::EBADF | libc::ENOTSOCK | libc::EFAULT) => {
@@ -236,9 +262,18 @@ fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize
         tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
         tv_nsec: t.subsec_nanos() as libc::c_long,
     });
-    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `fds` is a live, correctly sized array; `ts_ptr` is null or points at a live
     // timespec; no signal mask is passed.
-    let n = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ts_ptr, std::ptr::null()) };
+    let n = unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            ts_ptr,
+            std::ptr::null(),
+        )
+    };
     sys::cvt(n).map(|n| n as usize)
 }

@@ -17,7 +17,11 @@ use std::ptr::NonNull;
 
 /// Turns a libc `-1 + errno` return into an `io::Error`.
 pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
 }
 
 /// The current thread's errno as a positive number (0 if none).
@@ -30,7 +34,11 @@ pub(crate) fn last_errno() -> i32 {
 /// Blocking is right for io_uring (the ring arms its own poll); the mmsg backend switches it to
 /// non-blocking with [`set_nonblocking`].
 pub fn udp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
-    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     // SAFETY: plain socket(2) call with constant arguments; the result is checked.
     let raw = cvt(unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: `raw` is a freshly created descriptor that nothing else owns.
@@ -143,7 +151,9 @@ pub(crate) fn encode_addr(
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in.
@@ -155,7 +165,9 @@ pub(crate) fn encode_addr(
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in6.
@@ -173,7 +185,10 @@ pub(crate) fn decode_addr(st: &libc::sockaddr_storage, len: usize) -> Option<Soc
             // SAFETY: the family says the storage holds a sockaddr_in, and len covers it.
             let sin = unsafe { &*(&raw const *st).cast::<libc::sockaddr_in>() };
             let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
         }
         libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
             // SAFETY: the family says the storage holds a sockaddr_in6, and len covers it.
@@ -218,14 +233,21 @@ pub(crate) fn eventfd_signal(fd: &OwnedFd) -> io::Result<()> {
     let one: u64 = 1;
     // SAFETY: writes the 8 bytes of a live u64, as eventfd requires.
     let n = unsafe { libc::write(fd.as_raw_fd(), (&raw const one).cast(), 8) };
-    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Pins the calling thread to one CPU core (`sched_setaffinity`), so a shard's packets stay on
 /// one core from receive to send.
 pub fn pin_current_thread(core: usize) -> io::Result<()> {
     if core >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "core index out of range"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "core index out of range",
+        ));
     }
     // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { MaybeUninit::zeroed().assume_init() };
@@ -263,8 +285,13 @@ impl MmapRegion {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Self { ptr, len, leaked: false })
+        let ptr =
+            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Self {
+            ptr,
+            len,
+            leaked: false,
+        })
     }
 
     pub(crate) fn as_ptr(&self) -> *mut u8 {
@@ -304,8 +331,14 @@ mod tests {
             let a: SocketAddr = input.parse().expect("test literal");
             let mut st = zeroed_storage();
             let len = encode_addr(a, v6, &mut st).expect("encodable");
-            assert_eq!(i32::from(st.ss_family), if v6 { libc::AF_INET6 } else { libc::AF_INET });
-            assert_eq!(decode_addr(&st, len as usize), Some(want.parse().expect("literal")));
+            assert_eq!(
+                i32::from(st.ss_family),
+                if v6 { libc::AF_INET6 } else { libc::AF_INET }
+            );
+            assert_eq!(
+                decode_addr(&st, len as usize),
+                Some(want.parse().expect("literal"))
+            );
         }
     }
 

@@ -88,7 +88,12 @@ impl BufRing {
         debug_assert!(entries.is_power_of_two());
         let ring = MmapRegion::new(usize::from(entries) * RING_ENTRY)?;
         let data = MmapRegion::new(usize::from(entries) * BUF_STRIDE)?;
-        let mut me = Self { ring, data, entries, tail: 0 };
+        let mut me = Self {
+            ring,
+            data,
+            entries,
+            tail: 0,
+        };
         for bid in 0..entries {
             me.push(bid);
         }
@@ -146,6 +151,9 @@ pub(crate) struct UringBackend {
     registered: bool,
     recv_armed: bool,
     wake_armed: bool,
+    /// Sends submitted whose completion has not been reaped (non-zero only inside `send`, or
+    /// after it failed part-way; `Drop` waits for them).
+    sends_in_flight: usize,
     /// Completions reaped outside `recv` (during a flush), handled by the next `recv`.
     stash: Vec<Cqe>,
 }
@@ -192,7 +200,10 @@ impl UringBackend {
         // control lengths matter for a multishot receive.
         let mut recv_msg: libc::msghdr = unsafe { mem::zeroed() };
         recv_msg.msg_namelen = NAME_LEN as libc::socklen_t;
-        let shared = NonNull::from(Box::leak(Box::new(Shared { recv_msg, wake_value: 0 })));
+        let shared = NonNull::from(Box::leak(Box::new(Shared {
+            recv_msg,
+            wake_value: 0,
+        })));
         let mut me = Self {
             ring,
             sock,
@@ -202,6 +213,7 @@ impl UringBackend {
             registered: false,
             recv_armed: false,
             wake_armed: false,
+            sends_in_flight: 0,
             stash: Vec::with_capacity(cq as usize),
         };
         // SAFETY: the ring mapping stays alive until `Drop` unregisters it (or leaks it).
@@ -216,11 +228,17 @@ impl UringBackend {
         .map_err(|e| context(e, "io_uring PBUF_RING registration"))?;
         me.registered = true;
         me.rearm();
-        me.ring.submit().map_err(|e| context(e, "io_uring submit"))?;
+        me.ring
+            .submit()
+            .map_err(|e| context(e, "io_uring submit"))?;
         // A kernel without multishot RECVMSG (before 6.0) fails it at once: catch that here so
         // `Auto` can fall back.
         me.reap(&mut []);
-        if let Some(c) = me.stash.iter().find(|c| c.user_data == UD_RECV && c.result < 0) {
+        if let Some(c) = me
+            .stash
+            .iter()
+            .find(|c| c.user_data == UD_RECV && c.result < 0)
+        {
             let e = io::Error::from_raw_os_error(-c.result);
             me.recv_armed = cqueue::more(c.flags);
             return Err(context(e, "io_uring multishot RECVMSG"));
@@ -267,21 +285,23 @@ impl UringBackend {
     }
 
     /// Moves every available completion out of the CQ: send results into `send_results`
-    /// (indexed by message), everything else into the stash. Returns the sends completed.
-    fn reap(&mut self, send_results: &mut [i32]) -> usize {
-        let mut sends = 0;
+    /// (indexed by message), everything else into the stash.
+    fn reap(&mut self, send_results: &mut [i32]) {
         for e in self.ring.completion() {
             let ud = e.user_data();
             if ud & UD_SEND != 0 {
                 if let Some(r) = send_results.get_mut((ud & 0xffff_ffff) as usize) {
                     *r = e.result();
                 }
-                sends += 1;
+                self.sends_in_flight = self.sends_in_flight.saturating_sub(1);
             } else {
-                self.stash.push(Cqe { user_data: ud, result: e.result(), flags: e.flags() });
+                self.stash.push(Cqe {
+                    user_data: ud,
+                    result: e.result(),
+                    flags: e.flags(),
+                });
             }
         }
-        sends
     }
 
     pub(crate) fn recv<F>(
@@ -349,7 +369,10 @@ impl UringBackend {
                         match -c.result {
                             // Ring ran dry or the op was cancelled: re-armed on the next turn.
                             libc::ENOBUFS | libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
-                            libc::EBADF | libc::ENOTSOCK | libc::EINVAL | libc::EFAULT
+                            libc::EBADF
+                            | libc::ENOTSOCK
+                            | libc::EINVAL
+                            | libc::EFAULT
                             | libc::EOPNOTSUPP => {
                                 fatal = Some(io::Error::from_raw_os_error(-c.result));
                             }
@@ -398,9 +421,9 @@ impl UringBackend {
     ) -> io::Result<()> {
         self.rearm();
         let m = hdrs.len();
-        let (mut pushed, mut done) = (0, 0);
+        let mut pushed = 0;
         let mut wait = 0;
-        while done < m {
+        while pushed < m || self.sends_in_flight > 0 {
             while pushed < m {
                 let msg = &raw const hdrs[pushed].msg_hdr;
                 let e = opcode::SendMsg::new(types::Fd(self.sock), msg)
@@ -413,6 +436,7 @@ impl UringBackend {
                     break; // queue full: submit what we have, continue after completions
                 }
                 pushed += 1;
+                self.sends_in_flight += 1;
             }
             match self.ring.submit_and_wait(wait) {
                 Ok(_) => {}
@@ -423,7 +447,7 @@ impl UringBackend {
                     ) => {}
                 Err(e) => return Err(context(e, "io_uring_enter (send)")),
             }
-            done += self.reap(results);
+            self.reap(results);
             wait = 1;
         }
         Ok(())
@@ -470,7 +494,7 @@ impl Drop for UringBackend {
             }
         }
         for _ in 0..200 {
-            if !self.recv_armed && !self.wake_armed {
+            if !self.recv_armed && !self.wake_armed && self.sends_in_flight == 0 {
                 break;
             }
             let ts = types::Timespec::new().nsec(10_000_000);
@@ -485,7 +509,7 @@ impl Drop for UringBackend {
                 }
             }
         }
-        if self.recv_armed || self.wake_armed {
+        if self.recv_armed || self.wake_armed || self.sends_in_flight > 0 {
             // Should not happen; leaking beats letting the kernel write into freed memory.
             tracing::warn!("io_uring operations still in flight at drop; leaking their buffers");
             self.bufs.ring.leak();
