@@ -320,3 +320,51 @@ fn a_burst_larger_than_the_receive_ring_arrives_whole_even_with_sends_in_between
         assert_eq!(seen.len(), N as usize, "{choice:?}: {:?}", io.stats());
     }
 }
+
+#[test]
+fn auto_picks_io_uring_exactly_when_the_probe_passes() {
+    let io = UdpIo::bind(
+        "127.0.0.1:0".parse().expect("literal"),
+        BackendChoice::Auto,
+        &IoOptions::default(),
+    )
+    .expect("bind");
+    let want = if probe_uring().is_ok() {
+        BackendKind::Uring
+    } else {
+        BackendKind::Mmsg
+    };
+    assert_eq!(io.kind(), want);
+}
+
+#[test]
+fn ipv6_sockets_round_trip_and_report_plain_ipv6_sources() {
+    let Ok(peer) = UdpSocket::bind("[::1]:0") else {
+        println!("NOTE: no IPv6 loopback here, skipping");
+        return;
+    };
+    peer.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let peer_addr = peer.local_addr().expect("addr");
+    for choice in backends() {
+        let mut io = UdpIo::bind(
+            "[::1]:0".parse().expect("literal"),
+            choice,
+            &IoOptions::default(),
+        )
+        .expect("bind v6");
+        peer.send_to(&datagram(7), io.local_addr()).expect("send");
+        let got = recv_n(&mut io, 1);
+        assert_eq!(got.len(), 1, "{choice:?}");
+        assert_eq!(got[0].0, peer_addr);
+        assert_eq!(check(&got[0].1), 7);
+        let d = datagram(8);
+        io.send_slot()[..d.len()].copy_from_slice(&d);
+        io.commit_send(peer_addr, d.len());
+        assert_eq!(io.flush().expect("flush").datagrams, 1);
+        let mut buf = [0u8; 2048];
+        let (len, from) = peer.recv_from(&mut buf).expect("recv");
+        assert_eq!(from, io.local_addr());
+        assert_eq!(check(&buf[..len]), 8);
+    }
+}
