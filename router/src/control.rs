@@ -7,7 +7,7 @@
 //! `{"shard": 0, "event": {...}}`. The shared-memory link to signaling replaces this later;
 //! the commands stay the same.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

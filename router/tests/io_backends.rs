@@ -62,7 +62,7 @@ fn recv_n(io: &mut UdpIo, n: usize) -> Vec<(SocketAddr, Vec<u8>)> {
     let mut got = Vec::new();
     let start = Instant::now();
     while got.len() < n && start.elapsed() < Duration::from_secs(10) {
-        io.recv(Some(Duration::from_millis(200)), |from, p| {
+        io.recv(Some(Duration::from_millis(200)), |from, p, _| {
             got.push((from, p.to_vec()))
         })
         .expect("recv");
@@ -193,7 +193,7 @@ fn wake_from_another_thread_ends_a_blocking_recv() {
         let shard = std::thread::spawn(move || {
             let mut io = bind(choice);
             waker_tx.send(io.waker()).expect("send waker");
-            let r = io.recv(None, |_, _| {}).expect("recv");
+            let r = io.recv(None, |_, _, _| {}).expect("recv");
             done_tx.send(r).expect("report");
         });
         let waker = waker_rx
@@ -219,7 +219,7 @@ fn recv_timeout_returns_zero_after_the_timeout() {
         let mut io = bind(choice);
         let start = Instant::now();
         let n = io
-            .recv(Some(Duration::from_millis(150)), |_, _| {})
+            .recv(Some(Duration::from_millis(150)), |_, _, _| {})
             .expect("recv");
         let waited = start.elapsed();
         assert_eq!(n, 0);
@@ -232,7 +232,7 @@ fn recv_timeout_returns_zero_after_the_timeout() {
             "{choice:?}: returned after {waited:?}"
         );
         // A zero timeout polls.
-        assert_eq!(io.recv(Some(Duration::ZERO), |_, _| {}).expect("recv"), 0);
+        assert_eq!(io.recv(Some(Duration::ZERO), |_, _, _| {}).expect("recv"), 0);
     }
 }
 
@@ -254,7 +254,7 @@ fn sending_to_a_closed_port_does_not_break_later_sends() {
             }
             io.flush().expect("flush to a closed port is not fatal");
             // Give the ICMP port-unreachable time to come back and hit the socket.
-            io.recv(Some(Duration::from_millis(20)), |_, _| {})
+            io.recv(Some(Duration::from_millis(20)), |_, _, _| {})
                 .expect("recv survives ICMP");
             io.send_slot()[..10].fill(round);
             io.commit_send(peer_addr, 10);

@@ -80,7 +80,6 @@ pub struct Counters {
 }
 
 struct Transport {
-    id: TransportId,
     ice: IceLite,
     dtls: DtlsState,
     srtp_out: Option<SrtpSession>,
@@ -262,7 +261,6 @@ impl Engine {
         let mut ice = IceLite::new(creds.clone(), now);
         ice.set_consent_timeout(self.cfg.consent_timeout);
         let transport = Transport {
-            id,
             ice,
             dtls: DtlsState::new(self.dtls_config.clone(), &self.cert, now),
             srtp_out: None,

@@ -26,15 +26,12 @@
 //! ```no_run
 //! use router::io::{BackendChoice, IoOptions, UdpIo};
 //! let mut io = UdpIo::bind("0.0.0.0:3478".parse()?, BackendChoice::Auto, &IoOptions::default())?;
-//! let mut echo: Vec<(std::net::SocketAddr, Vec<u8>)> = Vec::new(); // a real shard feeds its engine
 //! loop {
-//!     io.recv(Some(std::time::Duration::from_millis(10)), |from, payload| {
-//!         echo.push((from, payload.to_vec()));
+//!     // Echo every datagram straight from the receive buffer into the send batch.
+//!     io.recv(Some(std::time::Duration::from_millis(10)), |from, payload, tx| {
+//!         tx.send_slot()[..payload.len()].copy_from_slice(payload);
+//!         tx.commit_send(from, payload.len());
 //!     })?;
-//!     for (to, data) in echo.drain(..) {
-//!         io.send_slot()[..data.len()].copy_from_slice(&data);
-//!         io.commit_send(to, data.len());
-//!     }
 //!     io.flush()?;
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -304,14 +301,35 @@ impl UdpIo {
     /// Returns `Ok(0)` on timeout or wake. `f` may modify the payload in place; it must not keep
     /// it. Survivable socket errors are counted, not returned; an `Err` means the socket or ring
     /// is unusable.
+    ///
+    /// `f` also gets the send half, so a reply or a forwarded packet is written straight into
+    /// the send batch while the received datagram is still in its receive buffer. During a
+    /// receive the batch grows instead of flushing (up to [`MAX_SEND_BATCH`] datagrams; past
+    /// that, sends are dropped and counted); [`flush`](Self::flush) submits it afterwards.
     pub fn recv<F>(&mut self, timeout: Option<Duration>, mut f: F) -> io::Result<usize>
     where
-        F: FnMut(SocketAddr, &mut [u8]),
+        F: FnMut(SocketAddr, &mut [u8], &mut Sender<'_>),
     {
-        match &mut self.backend {
-            Backend::Uring(b) => b.recv(timeout, &mut self.stats, &mut f),
-            Backend::Mmsg(b) => b.recv(timeout, &mut self.stats, &mut f),
-        }
+        let UdpIo { backend, send, stats, .. } = self;
+        let mut tx_errors = 0u64;
+        let n = {
+            let mut deliver = |src: SocketAddr, buf: &mut [u8]| {
+                let mut sender = Sender { batch: send, errors: &mut tx_errors };
+                f(src, buf, &mut sender);
+            };
+            match backend {
+                Backend::Uring(b) => b.recv(timeout, stats, &mut deliver),
+                Backend::Mmsg(b) => b.recv(timeout, stats, &mut deliver),
+            }
+        };
+        stats.tx_errors += tx_errors;
+        n
+    }
+
+    /// The send half on its own, for sends outside a receive (timers, commands). It grows the
+    /// batch like the one `recv` hands out; `flush` submits it.
+    pub fn sender(&mut self) -> Sender<'_> {
+        Sender { batch: &mut self.send, errors: &mut self.stats.tx_errors }
     }
 
     /// The slot for the next outgoing datagram ([`MAX_DATAGRAM`] bytes). Write the datagram at
@@ -423,11 +441,48 @@ struct Run {
 #[repr(C, align(8))]
 struct CmsgBuf([u8; 32]);
 
-/// The send arena and the kernel-facing arrays describing it. Every vector is allocated once at
-/// full capacity and never grows, so the pointers the msghdrs hold stay valid; the kernel only
-/// reads them during [`UdpIo::flush`], which waits for every send to complete.
+/// Most datagrams one send batch holds between two flushes (32 MiB of slots at most).
+pub const MAX_SEND_BATCH: usize = 16 * 1024;
+
+/// The send half of a [`UdpIo`]: slots of the send batch to write datagrams into.
+pub struct Sender<'a> {
+    batch: &'a mut SendBatch,
+    errors: &'a mut u64,
+}
+
+impl std::fmt::Debug for Sender<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender").field("pending", &self.batch.pending.len()).finish()
+    }
+}
+
+impl Sender<'_> {
+    /// The slot for the next outgoing datagram ([`MAX_DATAGRAM`] bytes).
+    pub fn send_slot(&mut self) -> &mut [u8] {
+        if self.batch.is_full() && !self.batch.grow() {
+            // Past the hard bound: hand out the overflow slot; its commit is refused below.
+            return &mut self.batch.overflow[..];
+        }
+        self.batch.next_slot()
+    }
+
+    /// Queues the datagram written into the current slot for `dst`; a datagram that does not
+    /// fit the batch is dropped and counted as a send error.
+    pub fn commit_send(&mut self, dst: SocketAddr, len: usize) {
+        if !self.batch.commit(dst, len) {
+            *self.errors += 1;
+            tracing::trace!(%dst, len, "send dropped at commit");
+        }
+    }
+}
+
+/// The send arena and the kernel-facing arrays describing it. The vectors only change size in
+/// [`SendBatch::grow`], between flushes: the msghdrs take their pointers at flush time, and the
+/// kernel only reads them during [`UdpIo::flush`], which waits for every send to complete.
 struct SendBatch {
     cap: usize,
+    /// Where writes go once the batch is at [`MAX_SEND_BATCH`]; never sent.
+    overflow: Box<[u8]>,
     v6_socket: bool,
     arena: Vec<u8>,
     pending: Vec<Pending>,
@@ -451,6 +506,7 @@ impl SendBatch {
         };
         Self {
             cap,
+            overflow: vec![0; MAX_DATAGRAM].into_boxed_slice(),
             v6_socket,
             arena: vec![0; cap * MAX_DATAGRAM],
             pending: Vec::with_capacity(cap),
@@ -465,6 +521,27 @@ impl SendBatch {
 
     fn is_full(&self) -> bool {
         self.pending.len() >= self.cap
+    }
+
+    /// Doubles the batch, up to [`MAX_SEND_BATCH`]. Safe between flushes only: `plan` takes
+    /// the arena's pointers at flush time, and a flush returns only when the kernel is done
+    /// with them, so moving the arena here leaves nothing dangling.
+    fn grow(&mut self) -> bool {
+        if self.cap >= MAX_SEND_BATCH {
+            return false;
+        }
+        let cap = (self.cap * 2).min(MAX_SEND_BATCH);
+        let empty_iov = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+        self.arena.resize(cap * MAX_DATAGRAM, 0);
+        self.addrs.resize(cap, sys::zeroed_storage());
+        self.iovs.resize(cap, empty_iov);
+        self.cmsgs.resize(cap, CmsgBuf([0; 32]));
+        self.results.resize(cap, 0);
+        self.pending.reserve(cap - self.pending.len());
+        self.hdrs.reserve(cap.saturating_sub(self.hdrs.len()));
+        self.runs.reserve(cap.saturating_sub(self.runs.len()));
+        self.cap = cap;
+        true
     }
 
     fn next_slot(&mut self) -> &mut [u8] {
