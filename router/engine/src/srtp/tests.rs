@@ -562,13 +562,18 @@ fn unencrypted_srtcp_is_authenticated_and_accepted() {
         let e_index = index.to_be_bytes(); // E flag clear
         let mut srtcp = rtcp.clone();
         match profile {
-            SrtpProfile::AeadAes128Gcm => {
-                let mut k = [0u8; 16];
-                kdf.derive(kdf::LABEL_RTCP_ENCRYPTION, &mut k)
-                    .expect("derive");
+            SrtpProfile::AeadAes128Gcm | SrtpProfile::AeadAes256Gcm => {
+                let mut kb = [0u8; 32];
+                let k = &mut kb[..profile.master_key_len()];
+                kdf.derive(kdf::LABEL_RTCP_ENCRYPTION, k).expect("derive");
                 let mut s = [0u8; 12];
                 kdf.derive(kdf::LABEL_RTCP_SALT, &mut s).expect("derive");
-                let key = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &k).expect("key"));
+                let alg = if profile == SrtpProfile::AeadAes256Gcm {
+                    &aws_lc_rs::aead::AES_256_GCM
+                } else {
+                    &AES_128_GCM
+                };
+                let key = LessSafeKey::new(UnboundKey::new(alg, k).expect("key"));
                 let mut aad = rtcp.clone();
                 aad.extend_from_slice(&e_index);
                 let nonce = Nonce::assume_unique_for_key(rtcp_gcm_nonce(&s, 0xD00D, index));
