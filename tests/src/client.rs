@@ -31,6 +31,8 @@ pub struct Client {
     pub keyframe_requests: usize,
     pub connected: bool,
     timeout: Instant,
+    /// Datagrams str0m produced while input was fed; sent on the next `poll`.
+    outbox: Vec<(SocketAddr, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Client {
@@ -56,7 +58,7 @@ pub fn str0m_extensions() -> ExtensionIds {
 impl Client {
     pub fn new(local: SocketAddr, now: Instant) -> Client {
         let rtc = Rtc::builder().set_rtp_mode(true).build(now);
-        Client { rtc, local, received: Vec::new(), keyframe_requests: 0, connected: false, timeout: now }
+        Client { rtc, local, received: Vec::new(), keyframe_requests: 0, connected: false, timeout: now, outbox: Vec::new() }
     }
 
     /// Points the client at a router transport and starts ICE and DTLS. Returns what the
@@ -79,24 +81,30 @@ impl Client {
         self.timeout
     }
 
-    /// Feeds a datagram.
+    /// Feeds a datagram. str0m's RTP mode keeps only one received packet until the next
+    /// `poll_output`, so its output is drained after every datagram.
     pub fn handle(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
         if let Ok(r) = Receive::new(Protocol::Udp, src, self.local, data) {
             let _ = self.rtc.handle_input(Input::Receive(now, r));
+            self.drain(now);
         }
     }
 
     /// Advances time and returns the datagrams to send.
     pub fn poll(&mut self, now: Instant) -> Vec<(SocketAddr, Vec<u8>)> {
         let _ = self.rtc.handle_input(Input::Timeout(now));
-        let mut out = Vec::new();
+        self.drain(now);
+        std::mem::take(&mut self.outbox)
+    }
+
+    fn drain(&mut self, now: Instant) {
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
                     self.timeout = t;
                     break;
                 }
-                Ok(Output::Transmit(t)) => out.push((t.destination, t.contents.to_vec())),
+                Ok(Output::Transmit(t)) => self.outbox.push((t.destination, t.contents.to_vec())),
                 Ok(Output::Event(e)) => self.on_event(e),
                 Err(_) => {
                     self.timeout = now + std::time::Duration::from_millis(100);
@@ -104,7 +112,6 @@ impl Client {
                 }
             }
         }
-        out
     }
 
     fn on_event(&mut self, e: Event) {

@@ -56,6 +56,7 @@ impl Ord for InFlight {
 }
 
 /// A client on the simulated network, with its uplink (to the router) and downlink.
+#[allow(missing_debug_implementations)] // str0m's Rtc has no Debug
 pub struct SimClient {
     pub client: Client,
     pub up: Link,
