@@ -99,10 +99,12 @@ impl Router {
                 )));
             }
         }
-        let shard = self
-            .shards
-            .get(index)
-            .ok_or_else(|| ApiError::InvalidParams(format!("no shard {index}")))?;
+        let Some(shard) = self.shards.get(index) else {
+            // An id whose shard byte names no shard of this router (a stale id from a run with
+            // more shards, or a made-up one) is an unknown object to signaling, exactly like a
+            // stale id on a real shard; only an explicit `shard` parameter is a bad parameter.
+            return Err(unknown_object(&cmd).unwrap_or_else(|| ApiError::InvalidParams(format!("no shard {index}"))));
+        };
         shard.call(cmd)
     }
 
@@ -119,6 +121,24 @@ impl Router {
             s.shutdown();
         }
     }
+}
+
+/// The "unknown ..." error for the object an id-carrying command names; `None` for commands
+/// that pick their shard with an explicit parameter.
+fn unknown_object(cmd: &Command) -> Option<ApiError> {
+    Some(match *cmd {
+        Command::ConnectTransport { transport, .. }
+        | Command::Produce { transport, .. }
+        | Command::Consume { transport, .. }
+        | Command::CloseTransport { transport } => ApiError::UnknownTransport(transport),
+        Command::PauseProducer { producer, .. } | Command::CloseProducer { producer } | Command::ProducerStats { producer } => {
+            ApiError::UnknownProducer(producer)
+        }
+        Command::PauseConsumer { consumer, .. } | Command::CloseConsumer { consumer } | Command::ConsumerStats { consumer } => {
+            ApiError::UnknownConsumer(consumer)
+        }
+        Command::CreateTransport { .. } | Command::Counters { .. } => return None,
+    })
 }
 
 /// Serves the control channel on a Unix socket until the process ends.
@@ -165,25 +185,55 @@ impl Drop for SocketGuard {
 fn handle_connection(router: &Router, stream: UnixStream) -> std::io::Result<()> {
     let writer = Arc::new(Mutex::new(stream.try_clone()?));
     let mut reader = BufReader::new(stream);
-    let mut line = String::new();
+    // Bytes, not a String: `read_line` fails on invalid UTF-8 (or on a character cut by the
+    // length limit), which ended the connection instead of answering `bad_json`.
+    let mut line = Vec::new();
     loop {
         line.clear();
-        let n = (&mut reader).take(MAX_LINE as u64 + 1).read_line(&mut line)?;
+        let n = (&mut reader).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line)?;
         if n == 0 {
             return Ok(());
         }
         let reply = if n > MAX_LINE {
-            // Drain the rest of the oversized line so the next request starts clean.
-            let mut rest = Vec::new();
-            reader.read_until(b'\n', &mut rest)?;
+            // Drain the rest of the oversized line so the next request starts clean. When the
+            // newline already arrived (a line exactly one byte over), there is nothing to drain:
+            // draining then would swallow the next request.
+            if line.last() != Some(&b'\n') {
+                skip_line(&mut reader)?;
+            }
             error_reply(Value::Null, "too_large", &format!("request longer than {MAX_LINE} bytes"))
         } else {
-            handle_line(router, line.trim(), &writer)
+            match std::str::from_utf8(&line) {
+                Ok(text) => handle_line(router, text.trim(), &writer),
+                Err(e) => error_reply(Value::Null, "bad_json", &format!("request is not UTF-8: {e}")),
+            }
         };
         if let Some(reply) = reply {
             let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
             w.write_all(reply.as_bytes())?;
             w.write_all(b"\n")?;
+        }
+    }
+}
+
+/// Discards input up to and including the next newline (or EOF) without buffering it: the
+/// rest of an oversized line may be arbitrarily long, so collecting it would let one client
+/// grow the router's memory without bound.
+fn skip_line(reader: &mut impl BufRead) -> std::io::Result<()> {
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let len = buf.len();
+                reader.consume(len);
+            }
         }
     }
 }

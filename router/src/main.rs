@@ -51,6 +51,9 @@ fn main() {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info".into()),
         )
+        // Logs go to stderr: the default (stdout) hid startup errors (a bad config, a socket in
+        // use) from anyone watching stderr, and mixed logs into stdout.
+        .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
     let mut cfg = match &args.config {
