@@ -189,6 +189,9 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// How far behind the newest packet a consumer's start mark trails (see `forward_media`).
+const START_MARK_LAG: i16 = 8192;
+
 /// How often the engine wakes for housekeeping when nothing else is due (NACK, TWCC, RTCP).
 const TICK: Duration = Duration::from_millis(10);
 
@@ -755,8 +758,16 @@ impl Engine {
                 }
             };
             // Older than where this consumer started: the subscriber never had it.
-            if (header.sequence_number.wrapping_sub(sync.start_seq) as i16) < 0 {
+            let since_start = header.sequence_number.wrapping_sub(sync.start_seq) as i16;
+            if since_start < 0 {
                 continue;
+            }
+            // Keep the start mark within half the sequence space behind the stream, or after
+            // 32768 packets every new packet would look older than the start.
+            if since_start > START_MARK_LAG {
+                if let Some(s) = c.sync.as_mut() {
+                    s.start_seq = header.sequence_number.wrapping_sub(START_MARK_LAG as u16);
+                }
             }
             let Some(t) = transports.get_mut(&c.transport) else { continue };
             let out_seq = header.sequence_number.wrapping_add(sync.seq_offset);
