@@ -53,6 +53,7 @@ fn theirs(profile: SrtpProfile) -> Context {
     let (k, s) = keys(profile);
     let p = match profile {
         SrtpProfile::AeadAes128Gcm => ProtectionProfile::AeadAes128Gcm,
+        SrtpProfile::AeadAes256Gcm => ProtectionProfile::AeadAes256Gcm,
         SrtpProfile::Aes128CmHmacSha1_80 => ProtectionProfile::Aes128CmHmacSha1_80,
     };
     Context::new(&k, &s, p, None, None).expect("valid master key and salt")
@@ -142,6 +143,7 @@ fn bench_profile(c: &mut Criterion, profile: SrtpProfile, name: &str) {
 
 fn srtp(c: &mut Criterion) {
     bench_profile(c, SrtpProfile::AeadAes128Gcm, "aead_aes128_gcm");
+    bench_profile(c, SrtpProfile::AeadAes256Gcm, "aead_aes256_gcm");
     bench_profile(
         c,
         SrtpProfile::Aes128CmHmacSha1_80,

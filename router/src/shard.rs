@@ -188,6 +188,10 @@ fn run(index: u8, mut io: UdpIo, mut engine: Engine, rx: mpsc::Receiver<Message>
         }
         let now = Instant::now();
         engine.handle_timeout(now, &mut io.sender());
+        // Timer output (DTLS retransmits, RTCP, NACKs) goes out now, not after the wait below.
+        if let Err(e) = io.flush() {
+            warn!(shard = index, error = %e, "send batch failed");
+        }
         let timeout = engine.poll_timeout().saturating_duration_since(Instant::now());
         let received = io.recv(Some(timeout), |src, buf, tx| {
             engine.handle_datagram(Instant::now(), src, buf, tx);
