@@ -36,12 +36,7 @@ fn set_seq(p: &mut [u8], seq: u16) {
 }
 
 fn keys(profile: SrtpProfile) -> (Vec<u8>, Vec<u8>) {
-    (
-        (0..profile.master_key_len() as u8).collect(),
-        (0..profile.master_salt_len() as u8)
-            .map(|i| i * 3)
-            .collect(),
-    )
+    ((0..profile.master_key_len() as u8).collect(), (0..profile.master_salt_len() as u8).map(|i| i * 3).collect())
 }
 
 fn ours(profile: SrtpProfile) -> SrtpSession {
@@ -71,10 +66,7 @@ fn bench_profile(c: &mut Criterion, profile: SrtpProfile, name: &str) {
         b.iter(|| {
             seq = seq.wrapping_add(1);
             set_seq(&mut buf, seq);
-            black_box(
-                s.protect_rtp(black_box(&mut buf), PACKET_LEN)
-                    .expect("protect"),
-            )
+            black_box(s.protect_rtp(black_box(&mut buf), PACKET_LEN).expect("protect"))
         });
     });
 
@@ -86,10 +78,7 @@ fn bench_profile(c: &mut Criterion, profile: SrtpProfile, name: &str) {
         b.iter(|| {
             seq = seq.wrapping_add(1);
             set_seq(&mut plain, seq);
-            black_box(
-                s.protect_rtp_into(black_box(&plain), &mut out)
-                    .expect("protect"),
-            )
+            black_box(s.protect_rtp_into(black_box(&plain), &mut out).expect("protect"))
         });
     });
 
@@ -144,11 +133,7 @@ fn bench_profile(c: &mut Criterion, profile: SrtpProfile, name: &str) {
 fn srtp(c: &mut Criterion) {
     bench_profile(c, SrtpProfile::AeadAes128Gcm, "aead_aes128_gcm");
     bench_profile(c, SrtpProfile::AeadAes256Gcm, "aead_aes256_gcm");
-    bench_profile(
-        c,
-        SrtpProfile::Aes128CmHmacSha1_80,
-        "aes128_cm_hmac_sha1_80",
-    );
+    bench_profile(c, SrtpProfile::Aes128CmHmacSha1_80, "aes128_cm_hmac_sha1_80");
 }
 
 criterion_group! {

@@ -77,11 +77,7 @@ impl Config {
 
     /// The number of shards to run.
     pub fn shard_count(&self) -> usize {
-        if self.shards > 0 {
-            self.shards
-        } else {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-        }
+        if self.shards > 0 { self.shards } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) }
     }
 
     pub(crate) fn engine_config(&self, shard: u8) -> router_engine::EngineConfig {

@@ -131,12 +131,12 @@ fn unknown_object(cmd: &Command) -> Option<ApiError> {
         | Command::Produce { transport, .. }
         | Command::Consume { transport, .. }
         | Command::CloseTransport { transport } => ApiError::UnknownTransport(transport),
-        Command::PauseProducer { producer, .. } | Command::CloseProducer { producer } | Command::ProducerStats { producer } => {
-            ApiError::UnknownProducer(producer)
-        }
-        Command::PauseConsumer { consumer, .. } | Command::CloseConsumer { consumer } | Command::ConsumerStats { consumer } => {
-            ApiError::UnknownConsumer(consumer)
-        }
+        Command::PauseProducer { producer, .. }
+        | Command::CloseProducer { producer }
+        | Command::ProducerStats { producer } => ApiError::UnknownProducer(producer),
+        Command::PauseConsumer { consumer, .. }
+        | Command::CloseConsumer { consumer }
+        | Command::ConsumerStats { consumer } => ApiError::UnknownConsumer(consumer),
         Command::CreateTransport { .. } | Command::Counters { .. } => return None,
     })
 }

@@ -48,9 +48,7 @@ struct Args {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info".into()))
         // Logs go to stderr: the default (stdout) hid startup errors (a bad config, a socket in
         // use) from anyone watching stderr, and mixed logs into stdout.
         .with_writer(std::io::stderr)

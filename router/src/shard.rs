@@ -42,13 +42,29 @@ pub enum Command {
         #[serde(flatten)]
         params: ConsumeParams,
     },
-    PauseProducer { producer: ProducerId, paused: bool },
-    PauseConsumer { consumer: ConsumerId, paused: bool },
-    CloseTransport { transport: TransportId },
-    CloseProducer { producer: ProducerId },
-    CloseConsumer { consumer: ConsumerId },
-    ProducerStats { producer: ProducerId },
-    ConsumerStats { consumer: ConsumerId },
+    PauseProducer {
+        producer: ProducerId,
+        paused: bool,
+    },
+    PauseConsumer {
+        consumer: ConsumerId,
+        paused: bool,
+    },
+    CloseTransport {
+        transport: TransportId,
+    },
+    CloseProducer {
+        producer: ProducerId,
+    },
+    CloseConsumer {
+        consumer: ConsumerId,
+    },
+    ProducerStats {
+        producer: ProducerId,
+    },
+    ConsumerStats {
+        consumer: ConsumerId,
+    },
     /// The shard's packet counters (drops by reason among them).
     Counters {
         #[serde(default)]
@@ -66,12 +82,12 @@ impl Command {
             | Command::Produce { transport, .. }
             | Command::Consume { transport, .. }
             | Command::CloseTransport { transport } => Some(top(transport.0)),
-            Command::PauseProducer { producer, .. } | Command::CloseProducer { producer } | Command::ProducerStats { producer } => {
-                Some(top(producer.0))
-            }
-            Command::PauseConsumer { consumer, .. } | Command::CloseConsumer { consumer } | Command::ConsumerStats { consumer } => {
-                Some(top(consumer.0))
-            }
+            Command::PauseProducer { producer, .. }
+            | Command::CloseProducer { producer }
+            | Command::ProducerStats { producer } => Some(top(producer.0)),
+            Command::PauseConsumer { consumer, .. }
+            | Command::CloseConsumer { consumer }
+            | Command::ConsumerStats { consumer } => Some(top(consumer.0)),
         }
     }
 }
@@ -99,9 +115,7 @@ impl ShardHandle {
     /// Sends a command and waits for its reply.
     pub fn call(&self, cmd: Command) -> Reply {
         let (tx, rx) = mpsc::channel();
-        self.tx
-            .send(Message::Command(cmd, tx))
-            .map_err(|_| ApiError::InvalidParams("shard has stopped".into()))?;
+        self.tx.send(Message::Command(cmd, tx)).map_err(|_| ApiError::InvalidParams("shard has stopped".into()))?;
         self.waker.wake();
         rx.recv().map_err(|_| ApiError::InvalidParams("shard has stopped".into()))?
     }
@@ -165,9 +179,8 @@ pub fn spawn(spec: ShardSpec, events: mpsc::Sender<(u8, Event)>) -> std::io::Res
         info!(shard = index, addr = %local, backend = ?io.kind(), "shard running");
         run(index, io, engine, rx, events);
     })?;
-    let (addr, backend, waker) = ready_rx
-        .recv()
-        .map_err(|_| std::io::Error::other("shard thread died during start"))??;
+    let (addr, backend, waker) =
+        ready_rx.recv().map_err(|_| std::io::Error::other("shard thread died during start"))??;
     Ok(ShardHandle { index, addr, backend, tx, waker, join: Some(join) })
 }
 
@@ -219,8 +232,12 @@ fn apply(engine: &mut Engine, cmd: Command) -> Reply {
         }
         Command::Produce { transport, params } => ok(to_value(engine.produce(transport, params)?)),
         Command::Consume { transport, params } => ok(to_value(engine.consume(transport, params)?)),
-        Command::PauseProducer { producer, paused } => engine.pause_producer(producer, paused).map(|_| serde_json::Value::Null),
-        Command::PauseConsumer { consumer, paused } => engine.pause_consumer(consumer, paused).map(|_| serde_json::Value::Null),
+        Command::PauseProducer { producer, paused } => {
+            engine.pause_producer(producer, paused).map(|_| serde_json::Value::Null)
+        }
+        Command::PauseConsumer { consumer, paused } => {
+            engine.pause_consumer(consumer, paused).map(|_| serde_json::Value::Null)
+        }
         Command::CloseTransport { transport } => engine.close_transport(transport).map(|_| serde_json::Value::Null),
         Command::CloseProducer { producer } => engine.close_producer(producer).map(|_| serde_json::Value::Null),
         Command::CloseConsumer { consumer } => engine.close_consumer(consumer).map(|_| serde_json::Value::Null),

@@ -58,14 +58,7 @@ impl RouterProcess {
         let stderr = unique_path("err", "log");
         let err_file = std::fs::File::create(&stderr).expect("create stderr log file in temp dir");
         let child = Command::new(BIN)
-            .args([
-                "--shards",
-                "2",
-                "--base-port",
-                "0",
-                "--no-pin",
-                "--control-socket",
-            ])
+            .args(["--shards", "2", "--base-port", "0", "--no-pin", "--control-socket"])
             .arg(socket)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -73,11 +66,7 @@ impl RouterProcess {
             .stderr(err_file)
             .spawn()
             .expect("spawn the router binary");
-        RouterProcess {
-            child,
-            socket: socket.to_path_buf(),
-            stderr,
-        }
+        RouterProcess { child, socket: socket.to_path_buf(), stderr }
     }
 
     fn wait_ready(&self) {
@@ -141,16 +130,9 @@ struct Conn {
 
 impl Conn {
     fn new(stream: UnixStream) -> Conn {
-        stream
-            .set_read_timeout(Some(REPLY_TIMEOUT))
-            .expect("set read timeout");
+        stream.set_read_timeout(Some(REPLY_TIMEOUT)).expect("set read timeout");
         let writer = stream.try_clone().expect("clone the control stream");
-        Conn {
-            reader: BufReader::new(stream),
-            writer,
-            next_id: 1,
-            events: VecDeque::new(),
-        }
+        Conn { reader: BufReader::new(stream), writer, next_id: 1, events: VecDeque::new() }
     }
 
     fn send_line(&mut self, line: &[u8]) {
@@ -161,10 +143,7 @@ impl Conn {
     /// Reads one JSON line; panics on timeout, EOF or non-JSON.
     fn read_value(&mut self) -> Value {
         let mut line = String::new();
-        let n = self
-            .reader
-            .read_line(&mut line)
-            .expect("read a line from the router within the timeout");
+        let n = self.reader.read_line(&mut line).expect("read a line from the router within the timeout");
         assert!(n > 0, "router closed the control connection");
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("router sent non-JSON {line:?}: {e}"))
     }
@@ -176,10 +155,7 @@ impl Conn {
             if v.get("id").is_some() {
                 return v;
             }
-            assert!(
-                v.get("event").is_some(),
-                "line is neither a reply nor an event: {v}"
-            );
+            assert!(v.get("event").is_some(), "line is neither a reply nor an event: {v}");
             self.events.push_back(v);
         }
     }
@@ -191,25 +167,15 @@ impl Conn {
         let req = json!({ "id": id, "method": method, "params": params }).to_string();
         self.send_line(req.as_bytes());
         let reply = self.read_reply();
-        assert_eq!(
-            reply["id"],
-            json!(id),
-            "reply to {method} carries the wrong id: {reply}"
-        );
+        assert_eq!(reply["id"], json!(id), "reply to {method} carries the wrong id: {reply}");
         reply
     }
 
     /// A request that must succeed: its result.
     fn ok(&mut self, method: &str, params: Value) -> Value {
         let reply = self.call(method, params.clone());
-        assert!(
-            reply.get("error").is_none(),
-            "{method} {params} failed: {reply}"
-        );
-        reply
-            .get("result")
-            .cloned()
-            .unwrap_or_else(|| panic!("{method} reply has no result: {reply}"))
+        assert!(reply.get("error").is_none(), "{method} {params} failed: {reply}");
+        reply.get("result").cloned().unwrap_or_else(|| panic!("{method} reply has no result: {reply}"))
     }
 
     /// A request that must fail with `code`: the error message.
@@ -231,27 +197,15 @@ impl Conn {
 
 /// Checks `reply` is an error with `code` and a message; returns the message.
 fn error_of(reply: &Value, code: &str) -> String {
-    assert!(
-        reply.get("result").is_none(),
-        "expected error {code}, got {reply}"
-    );
-    assert_eq!(
-        reply["error"]["code"],
-        json!(code),
-        "wrong error code: {reply}"
-    );
-    let message = reply["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    assert!(reply.get("result").is_none(), "expected error {code}, got {reply}");
+    assert_eq!(reply["error"]["code"], json!(code), "wrong error code: {reply}");
+    let message = reply["error"]["message"].as_str().unwrap_or_default().to_string();
     assert!(!message.is_empty(), "error {code} has no message: {reply}");
     message
 }
 
 fn shard_of(id: &Value) -> u64 {
-    id.as_u64()
-        .unwrap_or_else(|| panic!("id is not a number: {id}"))
-        >> 24
+    id.as_u64().unwrap_or_else(|| panic!("id is not a number: {id}")) >> 24
 }
 
 /// A syntactically valid fingerprint (matches no real certificate).
@@ -279,35 +233,24 @@ fn create_transport_returns_ice_lite_server_info_round_robin_across_shards() {
     let b = c.ok("create_transport", json!({}));
     for t in [&a, &b] {
         for key in ["ice_ufrag", "ice_pwd"] {
-            let v = t[key]
-                .as_str()
-                .unwrap_or_else(|| panic!("{key} missing: {t}"));
+            let v = t[key].as_str().unwrap_or_else(|| panic!("{key} missing: {t}"));
             assert!(!v.is_empty(), "{key} empty: {t}");
         }
         let fp = t["fingerprint"].as_str().unwrap_or_default();
         assert!(fp.starts_with("sha-256 "), "fingerprint {fp:?}");
         // 32 bytes as colon-separated hex after the algorithm name.
-        assert_eq!(
-            fp["sha-256 ".len()..].split(':').count(),
-            32,
-            "fingerprint {fp:?}"
-        );
+        assert_eq!(fp["sha-256 ".len()..].split(':').count(), 32, "fingerprint {fp:?}");
         assert_eq!(t["dtls_role"], json!("server"), "{t}");
         assert_eq!(t["ice_lite"], json!(true), "{t}");
-        let cand: std::net::SocketAddr = t["candidate"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("candidate: {t}"));
+        let cand: std::net::SocketAddr =
+            t["candidate"].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("candidate: {t}"));
         assert_eq!(cand.ip(), std::net::IpAddr::from([127, 0, 0, 1]), "{t}");
         assert_ne!(cand.port(), 0, "{t}");
     }
     // Round robin over a fresh router: the first lands on shard 0, the second on shard 1.
     assert_eq!(shard_of(&a["id"]), 0, "{a}");
     assert_eq!(shard_of(&b["id"]), 1, "{b}");
-    assert_ne!(
-        a["candidate"], b["candidate"],
-        "shards share a port: {a} {b}"
-    );
+    assert_ne!(a["candidate"], b["candidate"], "shards share a port: {a} {b}");
     assert_ne!(a["ice_ufrag"], b["ice_ufrag"]);
     // An explicit shard is honoured.
     let c1 = c.ok("create_transport", json!({ "shard": 1 }));
@@ -324,17 +267,9 @@ fn connect_and_close_transport_report_typed_errors() {
     let t = c.ok("create_transport", json!({}));
     let id = t["id"].clone();
 
-    let msg = c.err(
-        "connect_transport",
-        json!({ "transport": id, "fingerprint": "garbage" }),
-        "bad_fingerprint",
-    );
+    let msg = c.err("connect_transport", json!({ "transport": id, "fingerprint": "garbage" }), "bad_fingerprint");
     assert!(msg.contains("fingerprint"), "{msg}");
-    let msg = c.err(
-        "connect_transport",
-        json!({ "transport": id, "fingerprint": "sha-1 AB:CD" }),
-        "bad_fingerprint",
-    );
+    let msg = c.err("connect_transport", json!({ "transport": id, "fingerprint": "sha-1 AB:CD" }), "bad_fingerprint");
     assert!(msg.contains("sha-256"), "{msg}");
     // A valid fingerprint on a transport that does not exist (shard 0's id space).
     c.err(
@@ -348,34 +283,16 @@ fn connect_and_close_transport_report_typed_errors() {
         json!({ "transport": 0x0700_0001u32, "fingerprint": some_fingerprint() }),
         "unknown_transport",
     );
-    c.err(
-        "close_transport",
-        json!({ "transport": 0x0700_0001u32 }),
-        "unknown_transport",
-    );
+    c.err("close_transport", json!({ "transport": 0x0700_0001u32 }), "unknown_transport");
     assert_eq!(
-        c.ok(
-            "connect_transport",
-            json!({ "transport": id, "fingerprint": some_fingerprint(), "ice_ufrag": "abcd" })
-        ),
+        c.ok("connect_transport", json!({ "transport": id, "fingerprint": some_fingerprint(), "ice_ufrag": "abcd" })),
         Value::Null
     );
 
-    assert_eq!(
-        c.ok("close_transport", json!({ "transport": id })),
-        Value::Null
-    );
-    let msg = c.err(
-        "close_transport",
-        json!({ "transport": id }),
-        "unknown_transport",
-    );
+    assert_eq!(c.ok("close_transport", json!({ "transport": id })), Value::Null);
+    let msg = c.err("close_transport", json!({ "transport": id }), "unknown_transport");
     assert!(msg.contains(&id.to_string()), "{msg}");
-    c.err(
-        "connect_transport",
-        json!({ "transport": id, "fingerprint": some_fingerprint() }),
-        "unknown_transport",
-    );
+    c.err("connect_transport", json!({ "transport": id, "fingerprint": some_fingerprint() }), "unknown_transport");
 }
 
 #[test]
@@ -387,28 +304,15 @@ fn consume_works_on_the_producers_shard_and_is_refused_across_shards() {
     let sub0 = c.ok("create_transport", json!({ "shard": 0 }));
 
     let producer = c.ok("produce", vp8_params(&pub0["id"]));
-    assert!(
-        producer.is_u64(),
-        "produce returns a producer id: {producer}"
-    );
+    assert!(producer.is_u64(), "produce returns a producer id: {producer}");
     assert_eq!(shard_of(&producer), 0);
     // The same SSRC twice on one transport is refused.
     c.err("produce", vp8_params(&pub0["id"]), "invalid_params");
 
-    let msg = c.err(
-        "consume",
-        json!({ "transport": sub1["id"], "producer": producer }),
-        "invalid_params",
-    );
-    assert!(
-        msg.contains("different shards"),
-        "message should say why: {msg}"
-    );
+    let msg = c.err("consume", json!({ "transport": sub1["id"], "producer": producer }), "invalid_params");
+    assert!(msg.contains("different shards"), "message should say why: {msg}");
 
-    let info = c.ok(
-        "consume",
-        json!({ "transport": sub0["id"], "producer": producer }),
-    );
+    let info = c.ok("consume", json!({ "transport": sub0["id"], "producer": producer }));
     assert_ne!(info["ssrc"], json!(0), "{info}");
     assert!(info["ssrc"].is_u64(), "{info}");
     assert_eq!(info["payload_type"], json!(96), "{info}");
@@ -418,11 +322,7 @@ fn consume_works_on_the_producers_shard_and_is_refused_across_shards() {
     assert_eq!(info["clock_rate"], json!(90000), "{info}");
     assert_eq!(shard_of(&info["id"]), 0, "{info}");
 
-    c.err(
-        "consume",
-        json!({ "transport": sub0["id"], "producer": 0x00ff_fff0u32 }),
-        "unknown_producer",
-    );
+    c.err("consume", json!({ "transport": sub0["id"], "producer": 0x00ff_fff0u32 }), "unknown_producer");
     let stats = c.ok("producer_stats", json!({ "producer": producer }));
     assert!(stats.is_object(), "{stats}");
 }
@@ -443,11 +343,7 @@ fn malformed_requests_get_errors_and_the_connection_keeps_working() {
 
     let msg = c.err("fly_to_the_moon", json!({}), "bad_request");
     assert!(msg.contains("fly_to_the_moon"), "{msg}");
-    c.err(
-        "close_transport",
-        json!({ "transport": "not a number" }),
-        "bad_request",
-    );
+    c.err("close_transport", json!({ "transport": "not a number" }), "bad_request");
     c.err("produce", json!({}), "bad_request");
 
     // 100 KB in one line: refused, and the rest of the line does not leak into the next request.
@@ -500,10 +396,7 @@ fn subscriber_receives_transport_closed_event() {
     let mut c = router.connect();
     assert_eq!(c.ok("subscribe", json!({})), Value::Null);
     let t = c.ok("create_transport", json!({ "shard": 1 }));
-    assert_eq!(
-        c.ok("close_transport", json!({ "transport": t["id"] })),
-        Value::Null
-    );
+    assert_eq!(c.ok("close_transport", json!({ "transport": t["id"] })), Value::Null);
     let deadline = Instant::now() + REPLY_TIMEOUT;
     loop {
         let ev = c.event();
@@ -513,21 +406,14 @@ fn subscriber_receives_transport_closed_event() {
             assert_eq!(ev["event"]["reason"], json!("requested"), "{ev}");
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no transport_closed event within {REPLY_TIMEOUT:?}"
-        );
+        assert!(Instant::now() < deadline, "no transport_closed event within {REPLY_TIMEOUT:?}");
     }
     // Another connection that did not subscribe gets replies only.
     let mut other = router.connect();
     let t2 = other.ok("create_transport", json!({}));
     other.ok("close_transport", json!({ "transport": t2["id"] }));
     assert!(other.ok("counters", json!({})).is_object());
-    assert!(
-        other.events.is_empty(),
-        "unsubscribed connection got events: {:?}",
-        other.events
-    );
+    assert!(other.events.is_empty(), "unsubscribed connection got events: {:?}", other.events);
 }
 
 #[test]
@@ -540,29 +426,18 @@ fn sigterm_stops_the_router_and_removes_its_socket() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let status = router.wait_exit(Duration::from_secs(5));
     assert!(status.is_some(), "router still running 5 s after SIGTERM");
-    assert!(
-        !router.socket.exists(),
-        "socket file left behind after SIGTERM"
-    );
+    assert!(!router.socket.exists(), "socket file left behind after SIGTERM");
 }
 
 #[test]
 fn second_router_refuses_a_live_socket() {
     let first = RouterProcess::start();
     let mut second = RouterProcess::spawn(&first.socket);
-    let status = second
-        .wait_exit(Duration::from_secs(10))
-        .expect("second router should exit on its own");
+    let status = second.wait_exit(Duration::from_secs(10)).expect("second router should exit on its own");
     assert!(!status.success(), "second router exited with {status}");
     let log = second.log();
-    assert!(
-        log.contains("another router is listening"),
-        "stderr should say why: {log}"
-    );
-    assert!(
-        log.contains(&*first.socket.to_string_lossy()),
-        "stderr should name the socket: {log}"
-    );
+    assert!(log.contains("another router is listening"), "stderr should say why: {log}");
+    assert!(log.contains(&*first.socket.to_string_lossy()), "stderr should name the socket: {log}");
     // The first router still owns its socket and answers.
     assert!(first.socket.exists());
     let mut c = first.connect();
@@ -576,10 +451,7 @@ fn second_router_refuses_a_live_socket() {
 
 #[test]
 fn help_mentions_the_control_socket() {
-    let out = Command::new(BIN)
-        .arg("--help")
-        .output()
-        .expect("run router --help");
+    let out = Command::new(BIN).arg("--help").output().expect("run router --help");
     assert!(out.status.success(), "{:?}", out.status);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("--control-socket"), "{text}");
@@ -626,15 +498,8 @@ fn config_with_an_unknown_key_is_refused() {
     let stderr = reader.join().expect("stderr reader thread");
     let _ = std::fs::remove_file(&config);
     let _ = std::fs::remove_file(&socket);
-    let status = status
-        .unwrap_or_else(|| panic!("router with a bad config kept running; stderr:\n{stderr}"));
+    let status = status.unwrap_or_else(|| panic!("router with a bad config kept running; stderr:\n{stderr}"));
     assert!(!status.success(), "bad config exited with {status}");
-    assert!(
-        stderr.contains("shardz"),
-        "stderr should name the unknown key: {stderr}"
-    );
-    assert!(
-        stderr.contains(&*config.to_string_lossy()),
-        "stderr should name the file: {stderr}"
-    );
+    assert!(stderr.contains("shardz"), "stderr should name the unknown key: {stderr}");
+    assert!(stderr.contains(&*config.to_string_lossy()), "stderr should name the file: {stderr}");
 }

@@ -18,12 +18,7 @@ fn backends() -> Vec<BackendChoice> {
 }
 
 fn bind(choice: BackendChoice) -> UdpIo {
-    let io = UdpIo::bind(
-        "127.0.0.1:0".parse().expect("literal"),
-        choice,
-        &IoOptions::default(),
-    )
-    .expect("bind UdpIo");
+    let io = UdpIo::bind("127.0.0.1:0".parse().expect("literal"), choice, &IoOptions::default()).expect("bind UdpIo");
     let want = match choice {
         BackendChoice::Uring => BackendKind::Uring,
         _ => BackendKind::Mmsg,
@@ -34,8 +29,7 @@ fn bind(choice: BackendChoice) -> UdpIo {
 
 fn peer() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").expect("bind peer");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     s
 }
 
@@ -62,10 +56,7 @@ fn recv_n(io: &mut UdpIo, n: usize) -> Vec<(SocketAddr, Vec<u8>)> {
     let mut got = Vec::new();
     let start = Instant::now();
     while got.len() < n && start.elapsed() < Duration::from_secs(10) {
-        io.recv(Some(Duration::from_millis(200)), |from, p, _| {
-            got.push((from, p.to_vec()))
-        })
-        .expect("recv");
+        io.recv(Some(Duration::from_millis(200)), |from, p, _| got.push((from, p.to_vec()))).expect("recv");
     }
     got
 }
@@ -107,19 +98,12 @@ fn datagrams_of_varied_sizes_round_trip_with_source_addresses() {
             for _ in 0..chunk.len() {
                 let (len, from) = peer.recv_from(&mut buf).expect("peer recv");
                 assert_eq!(from, io_addr, "{choice:?}: source of the reply");
-                assert!(
-                    back.insert(check(&buf[..len])),
-                    "{choice:?}: duplicate reply"
-                );
+                assert!(back.insert(check(&buf[..len])), "{choice:?}: duplicate reply");
             }
         }
         assert_eq!(back.len(), N as usize);
         let s = io.stats();
-        assert_eq!(
-            (s.tx_datagrams, s.tx_errors),
-            (u64::from(N), 0),
-            "{choice:?}: {s:?}"
-        );
+        assert_eq!((s.tx_datagrams, s.tx_errors), (u64::from(N), 0), "{choice:?}: {s:?}");
     }
 }
 
@@ -138,11 +122,7 @@ fn equal_size_sends_to_one_destination_leave_as_one_gso_send_and_arrive_separate
         let fs = io.flush().expect("flush");
         assert_eq!((fs.datagrams, fs.errors), (16, 0), "{choice:?}: {fs:?}");
         if io.gso_enabled() {
-            assert_eq!(
-                (fs.messages, fs.gso_batches),
-                (1, 1),
-                "{choice:?}: one GSO send"
-            );
+            assert_eq!((fs.messages, fs.gso_batches), (1, 1), "{choice:?}: one GSO send");
         } else {
             println!("NOTE: kernel without UDP GSO, {choice:?} sent 16 plain datagrams");
         }
@@ -150,26 +130,15 @@ fn equal_size_sends_to_one_destination_leave_as_one_gso_send_and_arrive_separate
         for seq in 0..16u32 {
             let (len, from) = peer.recv_from(&mut buf).expect("peer recv");
             assert_eq!(from, io.local_addr());
-            assert_eq!(
-                len, 1200,
-                "{choice:?}: segment {seq} arrives as its own datagram"
-            );
+            assert_eq!(len, 1200, "{choice:?}: segment {seq} arrives as its own datagram");
             assert_eq!(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]), seq);
-            assert!(
-                buf[4..1200].iter().all(|&b| b == seq as u8),
-                "{choice:?}: contents"
-            );
+            assert!(buf[4..1200].iter().all(|&b| b == seq as u8), "{choice:?}: contents");
         }
 
         // A shorter last datagram still joins the run; a different destination splits it.
         let other = self::peer();
         let other_addr = other.local_addr().expect("addr");
-        for (dst, len) in [
-            (peer_addr, 1000),
-            (peer_addr, 1000),
-            (peer_addr, 300),
-            (other_addr, 1000),
-        ] {
+        for (dst, len) in [(peer_addr, 1000), (peer_addr, 1000), (peer_addr, 300), (other_addr, 1000)] {
             io.send_slot()[..len].fill(7);
             io.commit_send(dst, len);
         }
@@ -196,18 +165,11 @@ fn wake_from_another_thread_ends_a_blocking_recv() {
             let r = io.recv(None, |_, _, _| {}).expect("recv");
             done_tx.send(r).expect("report");
         });
-        let waker = waker_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("waker");
+        let waker = waker_rx.recv_timeout(Duration::from_secs(10)).expect("waker");
         std::thread::sleep(Duration::from_millis(100));
-        assert!(
-            done_rx.try_recv().is_err(),
-            "{choice:?}: recv(None) returned before the wake"
-        );
+        assert!(done_rx.try_recv().is_err(), "{choice:?}: recv(None) returned before the wake");
         waker.clone().wake();
-        let n = done_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("recv returned after wake");
+        let n = done_rx.recv_timeout(Duration::from_secs(10)).expect("recv returned after wake");
         assert_eq!(n, 0, "{choice:?}");
         shard.join().expect("shard thread");
     }
@@ -218,19 +180,11 @@ fn recv_timeout_returns_zero_after_the_timeout() {
     for choice in backends() {
         let mut io = bind(choice);
         let start = Instant::now();
-        let n = io
-            .recv(Some(Duration::from_millis(150)), |_, _, _| {})
-            .expect("recv");
+        let n = io.recv(Some(Duration::from_millis(150)), |_, _, _| {}).expect("recv");
         let waited = start.elapsed();
         assert_eq!(n, 0);
-        assert!(
-            waited >= Duration::from_millis(140),
-            "{choice:?}: returned after {waited:?}"
-        );
-        assert!(
-            waited < Duration::from_secs(5),
-            "{choice:?}: returned after {waited:?}"
-        );
+        assert!(waited >= Duration::from_millis(140), "{choice:?}: returned after {waited:?}");
+        assert!(waited < Duration::from_secs(5), "{choice:?}: returned after {waited:?}");
         // A zero timeout polls.
         assert_eq!(io.recv(Some(Duration::ZERO), |_, _, _| {}).expect("recv"), 0);
     }
@@ -254,8 +208,7 @@ fn sending_to_a_closed_port_does_not_break_later_sends() {
             }
             io.flush().expect("flush to a closed port is not fatal");
             // Give the ICMP port-unreachable time to come back and hit the socket.
-            io.recv(Some(Duration::from_millis(20)), |_, _, _| {})
-                .expect("recv survives ICMP");
+            io.recv(Some(Duration::from_millis(20)), |_, _, _| {}).expect("recv survives ICMP");
             io.send_slot()[..10].fill(round);
             io.commit_send(peer_addr, 10);
             let fs = io.flush().expect("flush");
@@ -276,10 +229,8 @@ fn oversized_datagrams_are_dropped_and_counted_and_bad_sends_are_counted() {
     for choice in backends() {
         let mut io = bind(choice);
         let peer = peer();
-        peer.send_to(&vec![1u8; MAX_DATAGRAM + 500], io.local_addr())
-            .expect("send big");
-        peer.send_to(&datagram(5), io.local_addr())
-            .expect("send small");
+        peer.send_to(&vec![1u8; MAX_DATAGRAM + 500], io.local_addr()).expect("send big");
+        peer.send_to(&datagram(5), io.local_addr()).expect("send small");
         let got = recv_n(&mut io, 1);
         assert_eq!(got.len(), 1, "{choice:?}");
         assert_eq!(check(&got[0].1), 5);
@@ -304,8 +255,7 @@ fn a_burst_larger_than_the_receive_ring_arrives_whole_even_with_sends_in_between
         // More datagrams than io_uring's 256 provided buffers, queued before the first recv:
         // the multishot receive runs dry (ENOBUFS) and must be re-armed without losing any.
         for seq in 0..N {
-            peer.send_to(&seq.to_be_bytes(), io.local_addr())
-                .expect("peer send");
+            peer.send_to(&seq.to_be_bytes(), io.local_addr()).expect("peer send");
         }
         // A flush first: with io_uring it reaps receive completions while waiting for its
         // send, which the next recv must still deliver.
@@ -323,17 +273,9 @@ fn a_burst_larger_than_the_receive_ring_arrives_whole_even_with_sends_in_between
 
 #[test]
 fn auto_picks_io_uring_exactly_when_the_probe_passes() {
-    let io = UdpIo::bind(
-        "127.0.0.1:0".parse().expect("literal"),
-        BackendChoice::Auto,
-        &IoOptions::default(),
-    )
-    .expect("bind");
-    let want = if probe_uring().is_ok() {
-        BackendKind::Uring
-    } else {
-        BackendKind::Mmsg
-    };
+    let io =
+        UdpIo::bind("127.0.0.1:0".parse().expect("literal"), BackendChoice::Auto, &IoOptions::default()).expect("bind");
+    let want = if probe_uring().is_ok() { BackendKind::Uring } else { BackendKind::Mmsg };
     assert_eq!(io.kind(), want);
 }
 
@@ -343,16 +285,10 @@ fn ipv6_sockets_round_trip_and_report_plain_ipv6_sources() {
         println!("NOTE: no IPv6 loopback here, skipping");
         return;
     };
-    peer.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    peer.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     let peer_addr = peer.local_addr().expect("addr");
     for choice in backends() {
-        let mut io = UdpIo::bind(
-            "[::1]:0".parse().expect("literal"),
-            choice,
-            &IoOptions::default(),
-        )
-        .expect("bind v6");
+        let mut io = UdpIo::bind("[::1]:0".parse().expect("literal"), choice, &IoOptions::default()).expect("bind v6");
         peer.send_to(&datagram(7), io.local_addr()).expect("send");
         let got = recv_n(&mut io, 1);
         assert_eq!(got.len(), 1, "{choice:?}");

@@ -58,7 +58,15 @@ pub fn str0m_extensions() -> ExtensionIds {
 impl Client {
     pub fn new(local: SocketAddr, now: Instant) -> Client {
         let rtc = Rtc::builder().set_rtp_mode(true).build(now);
-        Client { rtc, local, received: Vec::new(), keyframe_requests: 0, connected: false, timeout: now, outbox: Vec::new() }
+        Client {
+            rtc,
+            local,
+            received: Vec::new(),
+            keyframe_requests: 0,
+            connected: false,
+            timeout: now,
+            outbox: Vec::new(),
+        }
     }
 
     /// Points the client at a router transport and starts ICE and DTLS. Returns what the
@@ -141,7 +149,13 @@ impl Client {
         let rtx = if kind == MediaKind::Video { Some(api.new_ssrc()) } else { None };
         api.declare_media(mid, to_str0m(kind));
         api.declare_stream_tx(ssrc, rtx, mid, None);
-        Publication { mid, ssrc: *ssrc, rtx_ssrc: rtx.map(|s| *s), pt, rtx_pt: if rtx.is_some() { rtx_pt } else { None } }
+        Publication {
+            mid,
+            ssrc: *ssrc,
+            rtx_ssrc: rtx.map(|s| *s),
+            pt,
+            rtx_pt: if rtx.is_some() { rtx_pt } else { None },
+        }
     }
 
     /// The payload types str0m's default codec config uses for the kind's codec (Opus / VP8).
@@ -150,11 +164,8 @@ impl Client {
             MediaKind::Audio => str0m::format::Codec::Opus,
             MediaKind::Video => str0m::format::Codec::Vp8,
         };
-        let p = self
-            .rtc
-            .codec_config()
-            .find(|p| p.spec().codec == codec)
-            .expect("str0m's default config has Opus and VP8");
+        let p =
+            self.rtc.codec_config().find(|p| p.spec().codec == codec).expect("str0m's default config has Opus and VP8");
         (*p.pt(), p.resend().map(|r| *r))
     }
 

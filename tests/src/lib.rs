@@ -6,5 +6,5 @@
 
 pub mod client;
 pub mod media;
-pub mod sim;
 pub mod room;
+pub mod sim;

@@ -58,12 +58,19 @@ pub fn produce_params(kind: MediaKind, p: &Publication) -> ProduceParams {
 
 impl Room {
     /// Connects a publisher and `subscribers` subscribers, publishes, and subscribes them all.
-    pub fn setup(sim: &mut Sim, subscribers: usize, publisher_link: (Link, Link), subscriber_link: (Link, Link)) -> Room {
+    pub fn setup(
+        sim: &mut Sim,
+        subscribers: usize,
+        publisher_link: (Link, Link),
+        subscriber_link: (Link, Link),
+    ) -> Room {
         let (publisher, pub_transport) = sim.add_client(publisher_link.0, publisher_link.1);
         let audio_pub = sim.client(publisher).publish("a0", MediaKind::Audio);
         let video_pub = sim.client(publisher).publish("v0", MediaKind::Video);
-        let audio_producer = sim.engine.produce(pub_transport.id, produce_params(MediaKind::Audio, &audio_pub)).expect("produce audio");
-        let video_producer = sim.engine.produce(pub_transport.id, produce_params(MediaKind::Video, &video_pub)).expect("produce video");
+        let audio_producer =
+            sim.engine.produce(pub_transport.id, produce_params(MediaKind::Audio, &audio_pub)).expect("produce audio");
+        let video_producer =
+            sim.engine.produce(pub_transport.id, produce_params(MediaKind::Video, &video_pub)).expect("produce video");
         let mut room = Room {
             publisher,
             audio_pub,
@@ -91,25 +98,31 @@ impl Room {
         let (_, vrtx) = sim.client(client).payload_types(MediaKind::Video);
         let audio = sim
             .engine
-            .consume(transport.id, ConsumeParams {
-                producer: self.audio_producer,
-                payload_type: None,
-                rtx_payload_type: None,
-                mid: Some("a0".into()),
-                extensions: str0m_extensions(),
-                paused: false,
-            })
+            .consume(
+                transport.id,
+                ConsumeParams {
+                    producer: self.audio_producer,
+                    payload_type: None,
+                    rtx_payload_type: None,
+                    mid: Some("a0".into()),
+                    extensions: str0m_extensions(),
+                    paused: false,
+                },
+            )
             .expect("consume audio");
         let video = sim
             .engine
-            .consume(transport.id, ConsumeParams {
-                producer: self.video_producer,
-                payload_type: None,
-                rtx_payload_type: vrtx,
-                mid: Some("v0".into()),
-                extensions: str0m_extensions(),
-                paused: false,
-            })
+            .consume(
+                transport.id,
+                ConsumeParams {
+                    producer: self.video_producer,
+                    payload_type: None,
+                    rtx_payload_type: vrtx,
+                    mid: Some("v0".into()),
+                    extensions: str0m_extensions(),
+                    paused: false,
+                },
+            )
             .expect("consume video");
         sim.client(client).subscribe("a0", &audio);
         sim.client(client).subscribe("v0", &video);

@@ -122,7 +122,10 @@ impl Sim {
         let deadline = self.now + Duration::from_secs(10);
         while self.now < deadline {
             self.step();
-            let connected = self.events.iter().any(|(_, e)| matches!(e, Event::TransportConnected { transport, .. } if *transport == info.id));
+            let connected = self
+                .events
+                .iter()
+                .any(|(_, e)| matches!(e, Event::TransportConnected { transport, .. } if *transport == info.id));
             if connected && self.clients[index].client.connected {
                 return (index, info);
             }

@@ -70,8 +70,16 @@ fn stun_with_wrong_integrity_or_unknown_ufrag_is_refused() {
     };
     let mut buf = [0u8; 512];
     let username = format!("{info_ufrag}:remote");
-    let n = stun::write_binding_request([7; 12], username.as_bytes(), b"not-the-password-at-all", 1, Some(1), true, &mut buf)
-        .expect("request fits");
+    let n = stun::write_binding_request(
+        [7; 12],
+        username.as_bytes(),
+        b"not-the-password-at-all",
+        1,
+        Some(1),
+        true,
+        &mut buf,
+    )
+    .expect("request fits");
     let before = sim.engine.counters().clone();
     sim.inject(publisher, buf[..n].to_vec());
     let replies = sim.take_router_output();
@@ -99,7 +107,8 @@ fn tampered_and_replayed_srtp_and_stray_dtls() {
     let now = sim.now;
     sim.client(publisher).send(&p, now, 999_999, 1, false, &[0x60; 50]);
     let out = sim.client(publisher).poll(now);
-    let srtp: Vec<Vec<u8>> = out.into_iter().map(|(_, d)| d).filter(|d| (128..192).contains(&d[0]) && !(192..224).contains(&d[1])).collect();
+    let srtp: Vec<Vec<u8>> =
+        out.into_iter().map(|(_, d)| d).filter(|d| (128..192).contains(&d[0]) && !(192..224).contains(&d[1])).collect();
     let packet = srtp.first().expect("publisher sent an SRTP packet").clone();
 
     let c0 = sim.engine.counters().clone();

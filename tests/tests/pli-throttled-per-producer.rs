@@ -25,7 +25,10 @@ fn pli_reaches_publisher_at_most_once_per_window() {
     }
     let got = sim.clients[room.publisher].client.keyframe_requests - before;
     let windows = (test_time.as_millis() / 500) as usize;
-    println!("publisher got {got} keyframe requests in {windows} throttle windows; router throttled {}", sim.engine.counters().plis_throttled);
+    println!(
+        "publisher got {got} keyframe requests in {windows} throttle windows; router throttled {}",
+        sim.engine.counters().plis_throttled
+    );
     assert!(got <= windows + 1, "{got} PLIs reached the publisher in {windows} windows");
     assert!(got >= windows / 2, "keyframe requests were swallowed: {got} in {windows} windows");
     assert!(sim.engine.counters().plis_throttled > 0);

@@ -80,10 +80,14 @@ fn forwards_to_three_subscribers(backend: Backend) {
 
     let audio_pub = peers[0].client.publish("a0", MediaKind::Audio);
     let video_pub = peers[0].client.publish("v0", MediaKind::Video);
-    let audio: ProducerId =
-        call(&router, Command::Produce { transport: transports[0], params: produce_params(MediaKind::Audio, &audio_pub) });
-    let video: ProducerId =
-        call(&router, Command::Produce { transport: transports[0], params: produce_params(MediaKind::Video, &video_pub) });
+    let audio: ProducerId = call(
+        &router,
+        Command::Produce { transport: transports[0], params: produce_params(MediaKind::Audio, &audio_pub) },
+    );
+    let video: ProducerId = call(
+        &router,
+        Command::Produce { transport: transports[0], params: produce_params(MediaKind::Video, &video_pub) },
+    );
     let mut subs: Vec<(ConsumerInfo, ConsumerInfo)> = Vec::new();
     for (i, t) in transports.iter().enumerate().skip(1) {
         let consume = |producer, rtx| Command::Consume {
@@ -137,7 +141,11 @@ fn forwards_to_three_subscribers(backend: Backend) {
             let got = client.received_on(info.ssrc);
             assert!(!got.is_empty(), "subscriber {i} got no {what}");
             for w in got.windows(2) {
-                assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "subscriber {i}: {what} sequence numbers not continuous");
+                assert_eq!(
+                    w[1].seq,
+                    w[0].seq.wrapping_add(1),
+                    "subscriber {i}: {what} sequence numbers not continuous"
+                );
                 let (t0, t1) = (tag(&w[0].payload).unwrap(), tag(&w[1].payload).unwrap());
                 assert!(t1 > t0, "subscriber {i}: {what} frames out of order: {t0:?} then {t1:?}");
             }

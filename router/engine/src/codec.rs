@@ -34,15 +34,10 @@ pub enum Codec {
 impl Codec {
     /// From the encoding name of an SDP `a=rtpmap` line (case-insensitive).
     pub fn from_encoding_name(name: &str) -> Option<Codec> {
-        [
-            ("opus", Codec::Opus),
-            ("VP8", Codec::Vp8),
-            ("VP9", Codec::Vp9),
-            ("H264", Codec::H264),
-        ]
-        .into_iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, c)| c)
+        [("opus", Codec::Opus), ("VP8", Codec::Vp8), ("VP9", Codec::Vp9), ("H264", Codec::H264)]
+            .into_iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, c)| c)
     }
 
     /// Whether this is a video codec (keyframes and layers matter).
@@ -175,9 +170,7 @@ impl Vp8Descriptor {
         if self.tl0_pic_idx.is_none() {
             return Err(CodecError::NoTl0PicIdx);
         }
-        *payload
-            .get_mut(self.tl0_offset)
-            .ok_or(CodecError::Truncated)? = tl0_pic_idx;
+        *payload.get_mut(self.tl0_offset).ok_or(CodecError::Truncated)? = tl0_pic_idx;
         Ok(())
     }
 }
@@ -222,9 +215,7 @@ fn h264_is_keyframe(payload: &[u8]) -> bool {
         }
         28 => {
             // FU-A: only the start fragment carries the NAL header we need.
-            payload
-                .get(1)
-                .is_some_and(|&fu| fu & 0x80 != 0 && is_key_nal(fu & 0x1f))
+            payload.get(1).is_some_and(|&fu| fu & 0x80 != 0 && is_key_nal(fu & 0x1f))
         }
         _ => false,
     }
@@ -291,10 +282,7 @@ mod tests {
 
     #[test]
     fn vp8_descriptor_fields_and_rewrites() {
-        let mut p = vp8(
-            &[0xb0, 0xf0, 0x80 | 0x12, 0x34, 0x56, 0b10_1_00011],
-            &VP8_KEY_HEADER,
-        );
+        let mut p = vp8(&[0xb0, 0xf0, 0x80 | 0x12, 0x34, 0x56, 0b10_1_00011], &VP8_KEY_HEADER);
         let d = Vp8Descriptor::parse(&p).unwrap();
         assert!(d.non_reference && d.start_of_partition);
         assert_eq!(d.partition_id, 0);
@@ -311,45 +299,26 @@ mod tests {
         let e = Vp8Descriptor::parse(&p).unwrap();
         assert_eq!(e.picture_id, Some(0x7abc));
         assert_eq!(e.tl0_pic_idx, Some(0x99));
-        assert_eq!(
-            (e.temporal_id, e.key_idx, e.header_len),
-            (Some(2), Some(3), 6)
-        );
+        assert_eq!((e.temporal_id, e.key_idx, e.header_len), (Some(2), Some(3), 6));
         assert_eq!(&p[6..], &VP8_KEY_HEADER);
 
         // 7-bit picture id, only T (no K).
         let mut s = vp8(&[0x90, 0xa0, 0x05, 0b01_0_00000], &VP8_DELTA_HEADER);
         let d = Vp8Descriptor::parse(&s).unwrap();
         assert_eq!(
-            (
-                d.picture_id,
-                d.picture_id_long,
-                d.tl0_pic_idx,
-                d.temporal_id,
-                d.key_idx
-            ),
+            (d.picture_id, d.picture_id_long, d.tl0_pic_idx, d.temporal_id, d.key_idx),
             (Some(5), false, None, Some(1), None)
         );
         d.set_picture_id(&mut s, 0x1ff).unwrap();
         assert_eq!(Vp8Descriptor::parse(&s).unwrap().picture_id, Some(0x7f));
         assert_eq!(d.set_tl0_pic_idx(&mut s, 1), Err(CodecError::NoTl0PicIdx));
         let bare = Vp8Descriptor::parse(&[0x10, 0]).unwrap();
-        assert_eq!(
-            bare.set_picture_id(&mut [0x10, 0], 1),
-            Err(CodecError::NoPictureId)
-        );
+        assert_eq!(bare.set_picture_id(&mut [0x10, 0], 1), Err(CodecError::NoPictureId));
     }
 
     #[test]
     fn vp8_truncated_descriptors_are_errors() {
-        for p in [
-            &[][..],
-            &[0x80],
-            &[0x80, 0x80],
-            &[0x80, 0x80, 0x80],
-            &[0x80, 0x40],
-            &[0x80, 0x20],
-        ] {
+        for p in [&[][..], &[0x80], &[0x80, 0x80], &[0x80, 0x80, 0x80], &[0x80, 0x40], &[0x80, 0x20]] {
             assert_eq!(Vp8Descriptor::parse(p), Err(CodecError::Truncated), "{p:?}");
         }
     }
@@ -364,10 +333,7 @@ mod tests {
         let stap = [0x78, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce];
         assert!(is_keyframe(Codec::H264, &stap));
         // STAP-A with only non-key NALs, and one whose size overruns.
-        assert!(!is_keyframe(
-            Codec::H264,
-            &[0x78, 0, 2, 0x41, 0x9a, 0, 1, 0x06]
-        ));
+        assert!(!is_keyframe(Codec::H264, &[0x78, 0, 2, 0x41, 0x9a, 0, 1, 0x06]));
         assert!(!is_keyframe(Codec::H264, &[0x78, 0, 9, 0x67, 0x42]));
         // FU-A: start fragment of an IDR, middle fragment of an IDR, start of a non-IDR.
         assert!(is_keyframe(Codec::H264, &[0x7c, 0x85, 0xb8]));

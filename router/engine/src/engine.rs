@@ -516,10 +516,8 @@ impl Engine {
                 return;
             }
         };
-        let Some(local_ufrag) = msg
-            .username()
-            .and_then(|u| u.split(|&b| b == b':').next())
-            .and_then(|u| std::str::from_utf8(u).ok())
+        let Some(local_ufrag) =
+            msg.username().and_then(|u| u.split(|&b| b == b':').next()).and_then(|u| std::str::from_utf8(u).ok())
         else {
             self.counters.stun_unknown_ufrag += 1;
             return;
@@ -713,7 +711,14 @@ impl Engine {
         }
     }
 
-    fn forward_media(&mut self, now: Instant, pid: ProducerId, buf: &mut [u8], header: rtp::RtpHeader, out: &mut dyn Transmit) {
+    fn forward_media(
+        &mut self,
+        now: Instant,
+        pid: ProducerId,
+        buf: &mut [u8],
+        header: rtp::RtpHeader,
+        out: &mut dyn Transmit,
+    ) {
         let Some(p) = self.producers.get_mut(&pid) else { return };
         let payload_end = header.header_len + header.payload_len;
         let payload = &buf[header.header_len..payload_end];
@@ -832,7 +837,8 @@ impl Engine {
         }
         for (ssrc, seq) in nacks {
             self.counters.nacks_received += 1;
-            let Some(cid) = consumers.iter().copied().find(|c| self.consumers.get(c).is_some_and(|c| c.ssrc == ssrc)) else {
+            let Some(cid) = consumers.iter().copied().find(|c| self.consumers.get(c).is_some_and(|c| c.ssrc == ssrc))
+            else {
                 continue;
             };
             self.retransmit(now, cid, seq, out);
@@ -974,7 +980,9 @@ impl Engine {
             self.nack_scratch.extend_from_slice(seqs);
         }
         let wants_keyframe = p.nack.needs_keyframe()
-            || p.consumers.iter().any(|c| self.consumers.get(c).is_some_and(|c| c.sync.is_none() && !c.paused && c.kind == MediaKind::Video));
+            || p.consumers.iter().any(|c| {
+                self.consumers.get(c).is_some_and(|c| c.sync.is_none() && !c.paused && c.kind == MediaKind::Video)
+            });
         if !self.nack_scratch.is_empty() {
             if let Some(t) = self.transports.get_mut(&p.transport) {
                 if let Ok(n) = rtcp::write_nack(&mut self.rtcp_scratch, t.rtcp_ssrc, media_ssrc, &self.nack_scratch) {
@@ -1020,7 +1028,13 @@ fn bind_ssrc_by_mid(
     let (rid, is_rtx) = match (rid, rrid) {
         (Some(r), _) => (Some(r), false),
         (None, Some(r)) => (Some(r), true),
-        (None, None) => (None, header.payload_type != 0 && t.producers.iter().any(|p| producers.get(p).is_some_and(|p| p.params.rtx_payload_type == Some(header.payload_type)))),
+        (None, None) => (
+            None,
+            header.payload_type != 0
+                && t.producers
+                    .iter()
+                    .any(|p| producers.get(p).is_some_and(|p| p.params.rtx_payload_type == Some(header.payload_type))),
+        ),
     };
     // A bounded table: a transport carries a handful of streams, not thousands.
     if t.ssrcs.len() >= 64 {
@@ -1057,7 +1071,11 @@ fn start_sync(c: &Consumer, in_seq: u16, in_ts: u32, now: Instant) -> SeqSync {
         None => {
             let first_seq = random_u32() as u16 & 0x7fff;
             let first_ts = random_u32();
-            SeqSync { start_seq: in_seq, seq_offset: first_seq.wrapping_sub(in_seq), ts_offset: first_ts.wrapping_sub(in_ts) }
+            SeqSync {
+                start_seq: in_seq,
+                seq_offset: first_seq.wrapping_sub(in_seq),
+                ts_offset: first_ts.wrapping_sub(in_ts),
+            }
         }
     }
 }
@@ -1224,9 +1242,8 @@ fn write_reports(
         let Some((sr_ntp, sr_rtp, arrived)) = producers.get(&c.producer).and_then(|p| p.last_sr) else { continue };
         let since = now.saturating_duration_since(arrived);
         let ntp = sr_ntp.wrapping_add(crate::stats::duration_to_ntp(since));
-        let rtp_ts = sr_rtp
-            .wrapping_add(sync.ts_offset)
-            .wrapping_add((since.as_secs_f64() * c.clock_rate as f64) as u32);
+        let rtp_ts =
+            sr_rtp.wrapping_add(sync.ts_offset).wrapping_add((since.as_secs_f64() * c.clock_rate as f64) as u32);
         let info = rtcp::SenderInfo {
             ssrc: c.ssrc,
             ntp_time: ntp,

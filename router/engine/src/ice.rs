@@ -69,10 +69,7 @@ pub struct IceCredentials {
 impl std::fmt::Debug for IceCredentials {
     // The password is the MESSAGE-INTEGRITY key: keep it out of logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IceCredentials")
-            .field("ufrag", &self.ufrag)
-            .field("pwd", &"<redacted>")
-            .finish()
+        f.debug_struct("IceCredentials").field("ufrag", &self.ufrag).field("pwd", &"<redacted>").finish()
     }
 }
 
@@ -316,10 +313,7 @@ impl IceLite {
         if self.nominated == Some(from) {
             self.last_consent = Some(now);
         }
-        Ok(StunReply {
-            len,
-            nominated_changed,
-        })
+        Ok(StunReply { len, nominated_changed })
     }
 
     /// Next event, if any.
@@ -357,9 +351,7 @@ impl IceLite {
             Some(t) if self.nominated.is_some() => t.checked_add(self.consent_timeout),
             _ => {
                 let setup = self.created.checked_add(self.setup_timeout);
-                let checks = self
-                    .last_check
-                    .and_then(|t| t.checked_add(self.consent_timeout));
+                let checks = self.last_check.and_then(|t| t.checked_add(self.consent_timeout));
                 match (setup, checks) {
                     (Some(a), Some(b)) => Some(a.max(b)),
                     (a, b) => a.or(b),
@@ -416,9 +408,7 @@ impl IceLite {
         out: &mut [u8],
     ) -> Result<usize, IceError> {
         let key = authenticated.then_some(&self.key);
-        Ok(stun::write_binding_error_with(
-            tx, code, reason, key, unknown, out,
-        )?)
+        Ok(stun::write_binding_error_with(tx, code, reason, key, unknown, out)?)
     }
 }
 
@@ -430,10 +420,7 @@ mod tests {
     use crate::stun::{MessageWriter, parse, write_binding_request};
 
     fn creds() -> IceCredentials {
-        IceCredentials {
-            ufrag: "rtr1".into(),
-            pwd: "router-password-0123456789".into(),
-        }
+        IceCredentials { ufrag: "rtr1".into(), pwd: "router-password-0123456789".into() }
     }
 
     fn addr(s: &str) -> SocketAddr {
@@ -462,14 +449,7 @@ mod tests {
     }
 
     fn good(tx: u8, use_candidate: bool) -> ([u8; 256], usize) {
-        request(
-            tx,
-            Req {
-                username: "rtr1:brws",
-                pwd: "router-password-0123456789",
-                use_candidate,
-            },
-        )
+        request(tx, Req { username: "rtr1:brws", pwd: "router-password-0123456789", use_candidate })
     }
 
     fn send(
@@ -525,14 +505,7 @@ mod tests {
         let now = Instant::now();
         let mut agent = IceLite::new(creds(), now);
         let from = addr("192.0.2.1:1000");
-        let req = request(
-            2,
-            Req {
-                username: "rtr1:brws",
-                pwd: "not-the-router-password!!",
-                use_candidate: true,
-            },
-        );
+        let req = request(2, Req { username: "rtr1:brws", pwd: "not-the-router-password!!", use_candidate: true });
         let (r, bytes) = send(&mut agent, now, from, req);
         assert!(matches!(r, Err(IceError::BadIntegrity { reply_len }) if reply_len > 0));
         let resp = parse(&bytes).unwrap();
@@ -549,19 +522,9 @@ mod tests {
         let now = Instant::now();
         let mut agent = IceLite::new(creds(), now);
         for username in ["other:brws", "rtr1brws", "rtr10:brws", ":rtr1"] {
-            let req = request(
-                3,
-                Req {
-                    username,
-                    pwd: "router-password-0123456789",
-                    use_candidate: false,
-                },
-            );
+            let req = request(3, Req { username, pwd: "router-password-0123456789", use_candidate: false });
             let (r, bytes) = send(&mut agent, now, addr("192.0.2.1:1000"), req);
-            assert!(
-                matches!(r, Err(IceError::UsernameMismatch { .. })),
-                "{username}"
-            );
+            assert!(matches!(r, Err(IceError::UsernameMismatch { .. })), "{username}");
             assert_eq!(parse(&bytes).unwrap().error_code().unwrap().code, 401);
         }
         assert!(!agent.is_valid_remote(addr("192.0.2.1:1000")));
@@ -599,10 +562,7 @@ mod tests {
     fn remote_claiming_controlled_gets_authenticated_487() {
         let now = Instant::now();
         let mut agent = IceLite::new(creds(), now);
-        let key = hmac::Key::new(
-            hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-            b"router-password-0123456789",
-        );
+        let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, b"router-password-0123456789");
         let mut buf = [0u8; 256];
         let mut w = MessageWriter::new(&mut buf, Class::Request, 1, [8; 12]).unwrap();
         w.username(b"rtr1:brws")
@@ -632,24 +592,13 @@ mod tests {
     fn unknown_required_attribute_gets_420() {
         let now = Instant::now();
         let mut agent = IceLite::new(creds(), now);
-        let key = hmac::Key::new(
-            hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-            b"router-password-0123456789",
-        );
+        let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, b"router-password-0123456789");
         let mut buf = [0u8; 256];
         let mut w = MessageWriter::new(&mut buf, Class::Request, 1, [8; 12]).unwrap();
-        w.username(b"rtr1:brws")
-            .unwrap()
-            .attribute(0x7001, &[1, 2])
-            .unwrap()
-            .message_integrity(&key)
-            .unwrap();
+        w.username(b"rtr1:brws").unwrap().attribute(0x7001, &[1, 2]).unwrap().message_integrity(&key).unwrap();
         let n = w.finish();
         let (r, bytes) = send(&mut agent, now, addr("192.0.2.1:1000"), (buf, n));
-        assert!(matches!(
-            r,
-            Err(IceError::UnknownAttribute { typ: 0x7001, .. })
-        ));
+        assert!(matches!(r, Err(IceError::UnknownAttribute { typ: 0x7001, .. })));
         assert_eq!(parse(&bytes).unwrap().error_code().unwrap().code, 420);
     }
 
@@ -672,10 +621,7 @@ mod tests {
         let msg = parse(&buf[..n]).unwrap();
         let mut out = [0u8; 30];
         let r = agent.handle_stun(now, addr("192.0.2.1:1000"), &msg, &mut out);
-        assert!(matches!(
-            r,
-            Err(IceError::Stun(StunError::BufferTooSmall { .. }))
-        ));
+        assert!(matches!(r, Err(IceError::Stun(StunError::BufferTooSmall { .. }))));
         // Nothing was learned from a check we could not answer.
         assert_eq!(agent.nominated(), None);
     }
@@ -731,14 +677,7 @@ mod tests {
         assert_eq!(agent.poll_timeout(), Some(last + CONSENT_TIMEOUT));
 
         // Checks from a non-nominated address do not refresh consent.
-        send(
-            &mut agent,
-            last + Duration::from_secs(20),
-            other,
-            good(50, false),
-        )
-        .0
-        .unwrap();
+        send(&mut agent, last + Duration::from_secs(20), other, good(50, false)).0.unwrap();
         assert_eq!(agent.poll_timeout(), Some(last + CONSENT_TIMEOUT));
 
         agent.handle_timeout(last + CONSENT_TIMEOUT - Duration::from_millis(1));
@@ -805,14 +744,7 @@ mod tests {
         send(&mut agent, t0, nominated, good(0, true)).0.unwrap();
         for port in 2..(2 + 2 * MAX_VALID_REMOTES as u16) {
             let t = t0 + Duration::from_millis(u64::from(port));
-            send(
-                &mut agent,
-                t,
-                addr(&format!("192.0.2.1:{port}")),
-                good(1, false),
-            )
-            .0
-            .unwrap();
+            send(&mut agent, t, addr(&format!("192.0.2.1:{port}")), good(1, false)).0.unwrap();
         }
         assert_eq!(agent.valid.len(), MAX_VALID_REMOTES);
         assert!(agent.is_valid_remote(nominated));

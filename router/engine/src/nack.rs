@@ -169,9 +169,8 @@ impl NackGenerator {
                 // Whatever was lost across the jump is unknown: only a keyframe from here on
                 // (this packet included) makes the stream decodable again.
                 if !is_keyframe {
-                    self.given_up_since_keyframe = self
-                        .given_up_since_keyframe
-                        .max(self.config.keyframe_after_given_up.max(1));
+                    self.given_up_since_keyframe =
+                        self.given_up_since_keyframe.max(self.config.keyframe_after_given_up.max(1));
                     self.newest_given_up = Some(i64::from(seq) - 1);
                 }
             } else {
@@ -247,12 +246,7 @@ impl NackGenerator {
         }
         for ext in from..to {
             // Fits: the capacity check above keeps len <= max_missing, the reserved capacity.
-            self.missing.push_back(Missing {
-                ext,
-                detected: now,
-                last_sent: None,
-                sent: 0,
-            });
+            self.missing.push_back(Missing { ext, detected: now, last_sent: None, sent: 0 });
         }
     }
 
@@ -324,15 +318,9 @@ impl NackGenerator {
         }
         self.given_up += gave_up;
         self.newest_given_up = newest_given_up;
-        self.given_up_since_keyframe = self
-            .given_up_since_keyframe
-            .saturating_add(gave_up_after_keyframe);
+        self.given_up_since_keyframe = self.given_up_since_keyframe.saturating_add(gave_up_after_keyframe);
         self.nacks_sent += self.due.len() as u64;
-        if self.due.is_empty() {
-            None
-        } else {
-            Some(&self.due)
-        }
+        if self.due.is_empty() { None } else { Some(&self.due) }
     }
 
     fn retry_interval(&self, rtt: Duration) -> Duration {
@@ -397,9 +385,7 @@ mod tests {
     const RTT: Duration = Duration::from_millis(100);
 
     fn nacks(g: &mut NackGenerator, now: Instant) -> Vec<u16> {
-        g.poll_nacks(now, RTT)
-            .map(<[u16]>::to_vec)
-            .unwrap_or_default()
+        g.poll_nacks(now, RTT).map(<[u16]>::to_vec).unwrap_or_default()
     }
 
     #[test]
@@ -583,10 +569,7 @@ mod tests {
     #[test]
     fn old_missing_packets_leave_the_window() {
         let t0 = Instant::now();
-        let cfg = NackConfig {
-            max_window: 100,
-            ..NackConfig::default()
-        };
+        let cfg = NackConfig { max_window: 100, ..NackConfig::default() };
         let mut g = NackGenerator::with_config(cfg);
         g.on_packet(0, t0, false);
         g.on_packet(2, t0, false); // 1 missing
@@ -614,11 +597,7 @@ mod tests {
     #[test]
     fn random_operations_never_panic_and_stay_bounded() {
         let mut rng = StdRng::seed_from_u64(3);
-        let cfg = NackConfig {
-            max_missing: 50,
-            max_window: 300,
-            ..NackConfig::default()
-        };
+        let cfg = NackConfig { max_missing: 50, max_window: 300, ..NackConfig::default() };
         let mut g = NackGenerator::with_config(cfg);
         let (deque_cap, due_cap) = (g.missing.capacity(), g.due.capacity());
         let t0 = Instant::now();
@@ -648,18 +627,10 @@ mod tests {
             }
             g.on_packet(seq, now, rng.random_bool(0.02));
             assert!(g.missing_count() <= 50);
-            assert!(
-                g.missing
-                    .iter()
-                    .zip(g.missing.iter().skip(1))
-                    .all(|(a, b)| a.ext < b.ext)
-            );
+            assert!(g.missing.iter().zip(g.missing.iter().skip(1)).all(|(a, b)| a.ext < b.ext));
         }
         // The storage reserved at construction was never outgrown.
-        assert_eq!(
-            (g.missing.capacity(), g.due.capacity()),
-            (deque_cap, due_cap)
-        );
+        assert_eq!((g.missing.capacity(), g.due.capacity()), (deque_cap, due_cap));
         assert!(g.nacks_sent() > 0 && g.recovered() > 0 && g.given_up() > 0);
     }
 
@@ -711,11 +682,7 @@ mod tests {
             let jitter = Duration::from_micros(rng.random_range(0..3000));
             let payload = [data[0], data[1], data[2], data[3]];
             *order += 1;
-            queue.push(Reverse((
-                at + jitter,
-                *order,
-                Event::Media { seq, payload },
-            )));
+            queue.push(Reverse((at + jitter, *order, Event::Media { seq, payload })));
             true
         }
 
@@ -784,17 +751,11 @@ mod tests {
             nack.given_up()
         );
         let ratio = got as f64 / PACKETS as f64;
-        assert!(
-            lost_originals > 400,
-            "the link must really lose packets: {lost_originals}"
-        );
+        assert!(lost_originals > 400, "the link must really lose packets: {lost_originals}");
         assert!(resent >= lost_originals);
         // Few duplicates: each loss costs about one NACK and one retransmission (plus the 5 %
         // of those that are lost in turn), not one per RTT until the answer lands.
-        assert!(
-            resent < lost_originals * 13 / 10,
-            "{resent} resent for {lost_originals}"
-        );
+        assert!(resent < lost_originals * 13 / 10, "{resent} resent for {lost_originals}");
         assert!(nack.nacks_sent() < lost_originals as u64 * 13 / 10);
         assert!(ratio >= 0.995, "recovered only {got} of {PACKETS}");
         assert!(nack.recovered() >= lost_originals as u64 * 99 / 100);

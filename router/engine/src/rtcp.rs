@@ -251,12 +251,7 @@ impl<'a> Iterator for SdesChunks<'a> {
             return None;
         }
         let (items_len, total) = sdes_chunk_extent(self.data)?;
-        let chunk = SdesChunk {
-            ssrc: be32(self.data, 0),
-            items: SdesItems {
-                data: &self.data[4..4 + items_len],
-            },
-        };
+        let chunk = SdesChunk { ssrc: be32(self.data, 0), items: SdesItems { data: &self.data[4..4 + items_len] } };
         self.data = &self.data[total..];
         self.remaining -= 1;
         Some(chunk)
@@ -351,10 +346,7 @@ impl<'a> Packets<'a> {
         }
         let len = 4 * (be16(buf, 2) as usize + 1);
         if len > buf.len() {
-            return Err(RtcpError::LengthOverrun {
-                declared: len,
-                available: buf.len(),
-            });
+            return Err(RtcpError::LengthOverrun { declared: len, available: buf.len() });
         }
         let packet = &buf[..len];
         self.buf = &buf[len..];
@@ -371,10 +363,7 @@ impl<'a> Packets<'a> {
 }
 
 fn parse_body(count: u8, packet_type: u8, body: &[u8]) -> Result<RtcpPacket<'_>, RtcpError> {
-    let truncated = RtcpError::Truncated {
-        packet_type,
-        fmt: count,
-    };
+    let truncated = RtcpError::Truncated { packet_type, fmt: count };
     let blocks = |at: usize| -> Result<ReportBlocks<'_>, RtcpError> {
         let end = at + REPORT_BLOCK_LEN * count as usize;
         // Bytes past the blocks are profile-specific extensions, which we ignore.
@@ -399,10 +388,7 @@ fn parse_body(count: u8, packet_type: u8, body: &[u8]) -> Result<RtcpPacket<'_>,
             if body.len() < 4 {
                 return Err(truncated);
             }
-            Ok(RtcpPacket::ReceiverReport {
-                ssrc: be32(body, 0),
-                reports: blocks(4)?,
-            })
+            Ok(RtcpPacket::ReceiverReport { ssrc: be32(body, 0), reports: blocks(4)? })
         }
         PT_SDES => {
             let mut rest = body;
@@ -410,23 +396,13 @@ fn parse_body(count: u8, packet_type: u8, body: &[u8]) -> Result<RtcpPacket<'_>,
                 let (_, total) = sdes_chunk_extent(rest).ok_or(truncated)?;
                 rest = &rest[total..];
             }
-            Ok(RtcpPacket::Sdes {
-                chunks: SdesChunks {
-                    data: body,
-                    remaining: count,
-                },
-            })
+            Ok(RtcpPacket::Sdes { chunks: SdesChunks { data: body, remaining: count } })
         }
         PT_BYE => {
             let n = 4 * count as usize;
             let data = body.get(..n).ok_or(truncated)?;
-            let reason = body
-                .get(n)
-                .and_then(|&l| body.get(n + 1..n + 1 + l as usize));
-            Ok(RtcpPacket::Bye {
-                ssrcs: SsrcList { data },
-                reason,
-            })
+            let reason = body.get(n).and_then(|&l| body.get(n + 1..n + 1 + l as usize));
+            Ok(RtcpPacket::Bye { ssrcs: SsrcList { data }, reason })
         }
         PT_RTPFB | PT_PSFB => {
             if body.len() < 8 {
@@ -439,62 +415,35 @@ fn parse_body(count: u8, packet_type: u8, body: &[u8]) -> Result<RtcpPacket<'_>,
                 (PT_RTPFB, 1) => Ok(RtcpPacket::Nack {
                     sender_ssrc,
                     media_ssrc,
-                    lost: NackSeqs {
-                        pairs: &fci[..fci.len() / 4 * 4],
-                        bit: 0,
-                    },
+                    lost: NackSeqs { pairs: &fci[..fci.len() / 4 * 4], bit: 0 },
                 }),
                 (PT_RTPFB, 15) => Ok(RtcpPacket::TransportCc(TwccFeedback::parse(body)?)),
-                (PT_PSFB, 1) => Ok(RtcpPacket::Pli {
-                    sender_ssrc,
-                    media_ssrc,
-                }),
-                (PT_PSFB, 4) => Ok(RtcpPacket::Fir {
-                    sender_ssrc,
-                    entries: FirEntries {
-                        data: &fci[..fci.len() / 8 * 8],
-                    },
-                }),
+                (PT_PSFB, 1) => Ok(RtcpPacket::Pli { sender_ssrc, media_ssrc }),
+                (PT_PSFB, 4) => {
+                    Ok(RtcpPacket::Fir { sender_ssrc, entries: FirEntries { data: &fci[..fci.len() / 8 * 8] } })
+                }
                 (PT_PSFB, 15) if fci.starts_with(b"REMB") => {
                     if fci.len() < 8 {
                         return Err(truncated);
                     }
                     let n = fci[4] as usize;
                     let exp = fci[5] >> 2;
-                    let mantissa = (u64::from(fci[5] & 3) << 16)
-                        | (u64::from(fci[6]) << 8)
-                        | u64::from(fci[7]);
+                    let mantissa = (u64::from(fci[5] & 3) << 16) | (u64::from(fci[6]) << 8) | u64::from(fci[7]);
                     // An 18-bit mantissa shifted by up to 63 can exceed u64: saturate.
-                    let bitrate_bps =
-                        u64::try_from(u128::from(mantissa) << exp).unwrap_or(u64::MAX);
+                    let bitrate_bps = u64::try_from(u128::from(mantissa) << exp).unwrap_or(u64::MAX);
                     let data = fci.get(8..8 + 4 * n).ok_or(truncated)?;
-                    Ok(RtcpPacket::Remb {
-                        sender_ssrc,
-                        bitrate_bps,
-                        ssrcs: SsrcList { data },
-                    })
+                    Ok(RtcpPacket::Remb { sender_ssrc, bitrate_bps, ssrcs: SsrcList { data } })
                 }
-                _ => Ok(RtcpPacket::Unknown {
-                    packet_type,
-                    fmt: count,
-                    body,
-                }),
+                _ => Ok(RtcpPacket::Unknown { packet_type, fmt: count, body }),
             }
         }
-        _ => Ok(RtcpPacket::Unknown {
-            packet_type,
-            fmt: count,
-            body,
-        }),
+        _ => Ok(RtcpPacket::Unknown { packet_type, fmt: count, body }),
     }
 }
 
 fn need(out: &[u8], len: usize) -> Result<(), RtcpError> {
     if out.len() < len {
-        return Err(RtcpError::BufferTooSmall {
-            need: len,
-            have: out.len(),
-        });
+        return Err(RtcpError::BufferTooSmall { need: len, have: out.len() });
     }
     Ok(())
 }
@@ -508,10 +457,8 @@ pub(crate) fn write_common_header(
     total_len: usize,
 ) -> Result<(), RtcpError> {
     need(out, total_len.max(4))?;
-    let words = (total_len / 4)
-        .checked_sub(1)
-        .and_then(|w| u16::try_from(w).ok())
-        .ok_or(RtcpError::TooMany(total_len))?;
+    let words =
+        (total_len / 4).checked_sub(1).and_then(|w| u16::try_from(w).ok()).ok_or(RtcpError::TooMany(total_len))?;
     out[0] = 0x80 | if padding { 0x20 } else { 0 } | (count_or_fmt & 0x1f);
     out[1] = packet_type;
     out[2..4].copy_from_slice(&words.to_be_bytes());
@@ -529,11 +476,7 @@ pub struct SenderInfo {
 }
 
 /// Writes a sender report with up to 31 report blocks.
-pub fn write_sender_report(
-    out: &mut [u8],
-    info: &SenderInfo,
-    reports: &[ReportBlock],
-) -> Result<usize, RtcpError> {
+pub fn write_sender_report(out: &mut [u8], info: &SenderInfo, reports: &[ReportBlock]) -> Result<usize, RtcpError> {
     if reports.len() > 31 {
         return Err(RtcpError::TooMany(reports.len()));
     }
@@ -551,11 +494,7 @@ pub fn write_sender_report(
 }
 
 /// Writes a receiver report with up to 31 report blocks.
-pub fn write_receiver_report(
-    out: &mut [u8],
-    ssrc: u32,
-    reports: &[ReportBlock],
-) -> Result<usize, RtcpError> {
+pub fn write_receiver_report(out: &mut [u8], ssrc: u32, reports: &[ReportBlock]) -> Result<usize, RtcpError> {
     if reports.len() > 31 {
         return Err(RtcpError::TooMany(reports.len()));
     }
@@ -575,12 +514,7 @@ fn write_feedback_ssrcs(out: &mut [u8], sender_ssrc: u32, media_ssrc: u32) {
 
 /// Writes a generic NACK for `seqs`, given in sequence order (wrapping allowed, duplicates
 /// skipped): each run within 17 of a PID becomes one PID+BLP pair.
-pub fn write_nack(
-    out: &mut [u8],
-    sender_ssrc: u32,
-    media_ssrc: u32,
-    seqs: &[u16],
-) -> Result<usize, RtcpError> {
+pub fn write_nack(out: &mut [u8], sender_ssrc: u32, media_ssrc: u32, seqs: &[u16]) -> Result<usize, RtcpError> {
     if seqs.is_empty() {
         return Err(RtcpError::EmptyNack);
     }
@@ -627,11 +561,7 @@ pub fn write_pli(out: &mut [u8], sender_ssrc: u32, media_ssrc: u32) -> Result<us
 }
 
 /// Writes a full intra request (RFC 5104) with `(media ssrc, command sequence number)` entries.
-pub fn write_fir(
-    out: &mut [u8],
-    sender_ssrc: u32,
-    entries: &[(u32, u8)],
-) -> Result<usize, RtcpError> {
+pub fn write_fir(out: &mut [u8], sender_ssrc: u32, entries: &[(u32, u8)]) -> Result<usize, RtcpError> {
     let len = 12 + 8 * entries.len();
     write_common_header(out, false, 4, PT_PSFB, len)?;
     // RFC 5104 4.3.1.2: the media source SSRC field is unused and set to 0.
@@ -646,12 +576,7 @@ pub fn write_fir(
 
 /// Writes a REMB (draft-alvestrand-rmcat-remb) for up to 255 SSRCs. The bitrate is rounded
 /// down to what an 18-bit mantissa and 6-bit exponent hold.
-pub fn write_remb(
-    out: &mut [u8],
-    sender_ssrc: u32,
-    bitrate_bps: u64,
-    ssrcs: &[u32],
-) -> Result<usize, RtcpError> {
+pub fn write_remb(out: &mut [u8], sender_ssrc: u32, bitrate_bps: u64, ssrcs: &[u32]) -> Result<usize, RtcpError> {
     if ssrcs.len() > 255 {
         return Err(RtcpError::TooMany(ssrcs.len()));
     }
@@ -719,9 +644,7 @@ mod tests {
     use rtcp::receiver_report::ReceiverReport;
     use rtcp::reception_report::ReceptionReport;
     use rtcp::sender_report::SenderReport;
-    use rtcp::source_description::{
-        SdesType, SourceDescription, SourceDescriptionChunk, SourceDescriptionItem,
-    };
+    use rtcp::source_description::{SdesType, SourceDescription, SourceDescriptionChunk, SourceDescriptionItem};
     use rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
     use webrtc_util::marshal::Marshal;
 
@@ -775,14 +698,7 @@ mod tests {
             profile_extensions: Bytes::new(),
         };
         let buf = sr.marshal().unwrap();
-        let RtcpPacket::SenderReport {
-            ssrc,
-            ntp_time,
-            rtp_time,
-            packet_count,
-            octet_count,
-            reports,
-        } = only(&buf)
+        let RtcpPacket::SenderReport { ssrc, ntp_time, rtp_time, packet_count, octet_count, reports } = only(&buf)
         else {
             panic!("not an SR")
         };
@@ -794,13 +710,7 @@ mod tests {
         assert_eq!(reports.collect::<Vec<_>>(), want);
 
         let mut out = [0u8; 128];
-        let info = SenderInfo {
-            ssrc,
-            ntp_time,
-            rtp_time,
-            packet_count,
-            octet_count,
-        };
+        let info = SenderInfo { ssrc, ntp_time, rtp_time, packet_count, octet_count };
         let n = write_sender_report(&mut out, &info, &want).unwrap();
         assert_eq!(unmarshal_one::<SenderReport>(&out[..n]), sr);
     }
@@ -813,9 +723,7 @@ mod tests {
             profile_extensions: Bytes::new(),
         };
         let buf = rr.marshal().unwrap();
-        let RtcpPacket::ReceiverReport { ssrc, reports } = only(&buf) else {
-            panic!("not an RR")
-        };
+        let RtcpPacket::ReceiverReport { ssrc, reports } = only(&buf) else { panic!("not an RR") };
         assert_eq!(ssrc, 5);
         let want: Vec<_> = rr.reports.iter().map(ours_from).collect();
         assert_eq!(reports.collect::<Vec<_>>(), want);
@@ -826,21 +734,13 @@ mod tests {
 
     #[test]
     fn cumulative_lost_is_24_bit_signed() {
-        let block = ReportBlock {
-            cumulative_lost: -2,
-            ..Default::default()
-        };
+        let block = ReportBlock { cumulative_lost: -2, ..Default::default() };
         let mut out = [0u8; 64];
         let n = write_receiver_report(&mut out, 1, &[block]).unwrap();
         assert_eq!(&out[12..16], &[0, 0xff, 0xff, 0xfe]);
-        let RtcpPacket::ReceiverReport { mut reports, .. } = only(&out[..n]) else {
-            panic!()
-        };
+        let RtcpPacket::ReceiverReport { mut reports, .. } = only(&out[..n]) else { panic!() };
         assert_eq!(reports.next().unwrap().cumulative_lost, -2);
-        let big = ReportBlock {
-            cumulative_lost: i32::MAX,
-            ..Default::default()
-        };
+        let big = ReportBlock { cumulative_lost: i32::MAX, ..Default::default() };
         write_receiver_report(&mut out, 1, &[big]).unwrap();
         assert_eq!(&out[12..16], &[0, 0x7f, 0xff, 0xff]);
     }
@@ -858,14 +758,7 @@ mod tests {
         assert_eq!(their_seqs, want);
         assert_eq!(theirs.nacks.len(), 3); // 65530.., 100 (+16), 117
 
-        let RtcpPacket::Nack {
-            sender_ssrc,
-            media_ssrc,
-            lost,
-        } = only(&out[..n])
-        else {
-            panic!()
-        };
+        let RtcpPacket::Nack { sender_ssrc, media_ssrc, lost } = only(&out[..n]) else { panic!() };
         assert_eq!((sender_ssrc, media_ssrc), (1, 2));
         assert_eq!(lost.collect::<Vec<_>>(), want);
 
@@ -873,37 +766,20 @@ mod tests {
             sender_ssrc: 3,
             media_ssrc: 4,
             nacks: vec![
-                NackPair {
-                    packet_id: 10,
-                    lost_packets: 0b1000_0000_0000_0101,
-                },
-                NackPair {
-                    packet_id: 500,
-                    lost_packets: 0,
-                },
+                NackPair { packet_id: 10, lost_packets: 0b1000_0000_0000_0101 },
+                NackPair { packet_id: 500, lost_packets: 0 },
             ],
         };
         let buf = nack.marshal().unwrap();
-        let RtcpPacket::Nack { lost, .. } = only(&buf) else {
-            panic!()
-        };
+        let RtcpPacket::Nack { lost, .. } = only(&buf) else { panic!() };
         assert_eq!(lost.collect::<Vec<_>>(), vec![10, 11, 13, 26, 500]);
     }
 
     #[test]
     fn pli_and_fir_roundtrip_with_rtcp_crate() {
-        let pli = PictureLossIndication {
-            sender_ssrc: 7,
-            media_ssrc: 8,
-        };
+        let pli = PictureLossIndication { sender_ssrc: 7, media_ssrc: 8 };
         let buf = pli.marshal().unwrap();
-        assert_eq!(
-            only(&buf),
-            RtcpPacket::Pli {
-                sender_ssrc: 7,
-                media_ssrc: 8
-            }
-        );
+        assert_eq!(only(&buf), RtcpPacket::Pli { sender_ssrc: 7, media_ssrc: 8 });
         let mut out = [0u8; 64];
         let n = write_pli(&mut out, 7, 8).unwrap();
         assert_eq!(&out[..n], &buf[..]);
@@ -911,25 +787,10 @@ mod tests {
         let fir = FullIntraRequest {
             sender_ssrc: 1,
             media_ssrc: 0,
-            fir: vec![
-                FirEntry {
-                    ssrc: 11,
-                    sequence_number: 3,
-                },
-                FirEntry {
-                    ssrc: 12,
-                    sequence_number: 255,
-                },
-            ],
+            fir: vec![FirEntry { ssrc: 11, sequence_number: 3 }, FirEntry { ssrc: 12, sequence_number: 255 }],
         };
         let buf = fir.marshal().unwrap();
-        let RtcpPacket::Fir {
-            sender_ssrc,
-            entries,
-        } = only(&buf)
-        else {
-            panic!()
-        };
+        let RtcpPacket::Fir { sender_ssrc, entries } = only(&buf) else { panic!() };
         assert_eq!(sender_ssrc, 1);
         assert_eq!(entries.collect::<Vec<_>>(), vec![(11, 3), (12, 255)]);
         let n = write_fir(&mut out, 1, &[(11, 3), (12, 255)]).unwrap();
@@ -939,20 +800,10 @@ mod tests {
     #[test]
     fn remb_roundtrips_with_rtcp_crate() {
         for bitrate in [0u64, 1, 262_143, 1_500_000, 8_000_000_000] {
-            let remb = ReceiverEstimatedMaximumBitrate {
-                sender_ssrc: 9,
-                bitrate: bitrate as f32,
-                ssrcs: vec![1, 2, 3],
-            };
+            let remb =
+                ReceiverEstimatedMaximumBitrate { sender_ssrc: 9, bitrate: bitrate as f32, ssrcs: vec![1, 2, 3] };
             let buf = remb.marshal().unwrap();
-            let RtcpPacket::Remb {
-                sender_ssrc,
-                bitrate_bps,
-                ssrcs,
-            } = only(&buf)
-            else {
-                panic!()
-            };
+            let RtcpPacket::Remb { sender_ssrc, bitrate_bps, ssrcs } = only(&buf) else { panic!() };
             assert_eq!(sender_ssrc, 9);
             assert_eq!(ssrcs.collect::<Vec<_>>(), vec![1, 2, 3]);
             // Both round down to an 18-bit mantissa.
@@ -986,9 +837,7 @@ mod tests {
             let theirs = unmarshal_one::<SourceDescription>(&out[..n]);
             assert_eq!(theirs.chunks[0].source, 42);
             assert_eq!(&theirs.chunks[0].items[0].text[..], cname);
-            let RtcpPacket::Sdes { mut chunks } = only(&out[..n]) else {
-                panic!()
-            };
+            let RtcpPacket::Sdes { mut chunks } = only(&out[..n]) else { panic!() };
             let chunk = chunks.next().unwrap();
             assert_eq!((chunk.ssrc, chunk.cname()), (42, Some(cname)));
         }
@@ -997,14 +846,8 @@ mod tests {
                 SourceDescriptionChunk {
                     source: 1,
                     items: vec![
-                        SourceDescriptionItem {
-                            sdes_type: SdesType::SdesCname,
-                            text: Bytes::from_static(b"one"),
-                        },
-                        SourceDescriptionItem {
-                            sdes_type: SdesType::SdesTool,
-                            text: Bytes::from_static(b"tool"),
-                        },
+                        SourceDescriptionItem { sdes_type: SdesType::SdesCname, text: Bytes::from_static(b"one") },
+                        SourceDescriptionItem { sdes_type: SdesType::SdesTool, text: Bytes::from_static(b"tool") },
                     ],
                 },
                 SourceDescriptionChunk {
@@ -1017,28 +860,13 @@ mod tests {
             ],
         };
         let buf = sdes.marshal().unwrap();
-        let RtcpPacket::Sdes { chunks } = only(&buf) else {
-            panic!()
-        };
-        let got: Vec<_> = chunks
-            .map(|c| (c.ssrc, c.items.collect::<Vec<_>>()))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                (1, vec![(1, &b"one"[..]), (6, &b"tool"[..])]),
-                (2, vec![(1, &b"two!"[..])])
-            ]
-        );
+        let RtcpPacket::Sdes { chunks } = only(&buf) else { panic!() };
+        let got: Vec<_> = chunks.map(|c| (c.ssrc, c.items.collect::<Vec<_>>())).collect();
+        assert_eq!(got, vec![(1, vec![(1, &b"one"[..]), (6, &b"tool"[..])]), (2, vec![(1, &b"two!"[..])])]);
 
-        let bye = Goodbye {
-            sources: vec![5, 6],
-            reason: Bytes::from_static(b"bye"),
-        };
+        let bye = Goodbye { sources: vec![5, 6], reason: Bytes::from_static(b"bye") };
         let buf = bye.marshal().unwrap();
-        let RtcpPacket::Bye { ssrcs, reason } = only(&buf) else {
-            panic!()
-        };
+        let RtcpPacket::Bye { ssrcs, reason } = only(&buf) else { panic!() };
         assert_eq!(ssrcs.collect::<Vec<_>>(), vec![5, 6]);
         assert_eq!(reason, Some(&b"bye"[..]));
         let n = write_bye(&mut out, &[5, 6]).unwrap();
@@ -1061,11 +889,7 @@ mod tests {
                 RtcpPacket::Sdes { .. } => "sdes",
                 RtcpPacket::Pli { .. } => "pli",
                 RtcpPacket::Remb { .. } => "remb",
-                RtcpPacket::Unknown {
-                    packet_type: PT_APP,
-                    fmt: 1,
-                    ..
-                } => "app",
+                RtcpPacket::Unknown { packet_type: PT_APP, fmt: 1, .. } => "app",
                 _ => "other",
             })
             .collect();
@@ -1081,10 +905,7 @@ mod tests {
         let n = write_pli(&mut buf, 1, 2).unwrap();
         // Truncated length field.
         let mut it = packets(&buf[..n - 1]);
-        assert!(matches!(
-            it.next(),
-            Some(Err(RtcpError::LengthOverrun { .. }))
-        ));
+        assert!(matches!(it.next(), Some(Err(RtcpError::LengthOverrun { .. }))));
         assert!(it.next().is_none());
         // Trailing garbage after a good packet.
         let mut it = packets(&buf[..n + 2]);
@@ -1094,50 +915,26 @@ mod tests {
         // Wrong version.
         let mut bad = buf;
         bad[0] = 0x41;
-        assert_eq!(
-            packets(&bad[..n]).next(),
-            Some(Err(RtcpError::BadVersion(1)))
-        );
+        assert_eq!(packets(&bad[..n]).next(), Some(Err(RtcpError::BadVersion(1))));
         // Padding longer than the packet.
         bad[0] = 0xa1;
         bad[n - 1] = 20;
-        assert_eq!(
-            packets(&bad[..n]).next(),
-            Some(Err(RtcpError::BadPadding(20)))
-        );
+        assert_eq!(packets(&bad[..n]).next(), Some(Err(RtcpError::BadPadding(20))));
         // RR claiming more blocks than present.
         let m = write_receiver_report(&mut buf, 1, &[]).unwrap();
         buf[0] |= 2;
-        assert!(matches!(
-            packets(&buf[..m]).next(),
-            Some(Err(RtcpError::Truncated {
-                packet_type: PT_RR,
-                ..
-            }))
-        ));
+        assert!(matches!(packets(&buf[..m]).next(), Some(Err(RtcpError::Truncated { packet_type: PT_RR, .. }))));
         // REMB with more SSRCs than present.
         let m = write_remb(&mut buf, 1, 1000, &[1]).unwrap();
         buf[16] = 2;
-        assert!(matches!(
-            packets(&buf[..m]).next(),
-            Some(Err(RtcpError::Truncated { .. }))
-        ));
+        assert!(matches!(packets(&buf[..m]).next(), Some(Err(RtcpError::Truncated { .. }))));
         // SDES chunk whose item runs off the end.
         let m = write_sdes_cname(&mut buf, 1, b"abc").unwrap();
         buf[9] = 40;
-        assert!(matches!(
-            packets(&buf[..m]).next(),
-            Some(Err(RtcpError::Truncated { .. }))
-        ));
-        assert!(matches!(
-            write_pli(&mut buf[..11], 1, 2),
-            Err(RtcpError::BufferTooSmall { .. })
-        ));
+        assert!(matches!(packets(&buf[..m]).next(), Some(Err(RtcpError::Truncated { .. }))));
+        assert!(matches!(write_pli(&mut buf[..11], 1, 2), Err(RtcpError::BufferTooSmall { .. })));
         assert_eq!(write_nack(&mut buf, 1, 2, &[]), Err(RtcpError::EmptyNack));
-        assert!(matches!(
-            write_nack(&mut buf[..15], 1, 2, &[1]),
-            Err(RtcpError::BufferTooSmall { .. })
-        ));
+        assert!(matches!(write_nack(&mut buf[..15], 1, 2, &[1]), Err(RtcpError::BufferTooSmall { .. })));
     }
 
     #[test]
@@ -1184,8 +981,7 @@ mod tests {
                     seen[kind] += 1;
                 }
                 match p {
-                    Ok(RtcpPacket::SenderReport { reports, .. })
-                    | Ok(RtcpPacket::ReceiverReport { reports, .. }) => {
+                    Ok(RtcpPacket::SenderReport { reports, .. }) | Ok(RtcpPacket::ReceiverReport { reports, .. }) => {
                         assert!(reports.count() <= 31)
                     }
                     Ok(RtcpPacket::Sdes { chunks }) => {

@@ -40,8 +40,7 @@ pub const URI_REPAIRED_RID: &str = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp
 /// `a=extmap` URI of abs-send-time (24-bit 6.18 fixed-point seconds).
 pub const URI_ABS_SEND_TIME: &str = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time";
 /// `a=extmap` URI of the transport-wide sequence number (draft-holmer-rmcat-transport-wide-cc).
-pub const URI_TRANSPORT_CC: &str =
-    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+pub const URI_TRANSPORT_CC: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 /// `a=extmap` URI of the client-to-mixer audio level (RFC 6464).
 pub const URI_AUDIO_LEVEL: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 /// `a=extmap` URI of the coordination of video orientation (3GPP TS 26.114).
@@ -153,11 +152,7 @@ pub fn parse(buf: &[u8]) -> Result<RtpHeader, RtpError> {
             return Err(RtpError::ExtensionOverrun);
         }
         header_len = offset + len;
-        Some(ExtensionBlock {
-            profile,
-            offset,
-            len,
-        })
+        Some(ExtensionBlock { profile, offset, len })
     } else {
         None
     };
@@ -190,8 +185,7 @@ impl RtpHeader {
     /// The payload (without padding) of the packet this header was parsed from.
     /// Returns an empty slice if `buf` is not that packet and is too short.
     pub fn payload<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        buf.get(self.header_len..self.header_len + self.payload_len)
-            .unwrap_or(&[])
+        buf.get(self.header_len..self.header_len + self.payload_len).unwrap_or(&[])
     }
 
     /// The CSRC identifiers of the packet this header was parsed from.
@@ -206,10 +200,7 @@ impl RtpHeader {
     /// The RFC 8285 extensions as `(id, data)`. Yields nothing for other profiles or no block.
     pub fn extensions<'a>(&self, buf: &'a [u8]) -> Extensions<'a> {
         match self.extension {
-            Some(ext) => Extensions::new(
-                ext.profile,
-                buf.get(ext.offset..ext.offset + ext.len).unwrap_or(&[]),
-            ),
+            Some(ext) => Extensions::new(ext.profile, buf.get(ext.offset..ext.offset + ext.len).unwrap_or(&[])),
             None => Extensions::new(0, &[]),
         }
     }
@@ -331,10 +322,7 @@ impl ExtensionIds {
             (self.audio_level, URI_AUDIO_LEVEL),
             (self.video_orientation, URI_VIDEO_ORIENTATION),
         ];
-        pairs
-            .into_iter()
-            .find(|(i, _)| *i == Some(id))
-            .map(|(_, u)| u)
+        pairs.into_iter().find(|(i, _)| *i == Some(id)).map(|(_, u)| u)
     }
 }
 
@@ -462,21 +450,13 @@ fn extension_form(extensions: &[(u8, &[u8])]) -> Result<ExtForm, RtpError> {
             one_byte = false;
         }
     }
-    Ok(if one_byte {
-        ExtForm::OneByte
-    } else {
-        ExtForm::TwoByte
-    })
+    Ok(if one_byte { ExtForm::OneByte } else { ExtForm::TwoByte })
 }
 
 /// Writes a fresh RTP header with the given extensions into `out` and returns its length.
 /// Uses the one-byte form when every id is 1..=14 and every length 1..=16, else the two-byte
 /// form; the block is zero-padded to a multiple of 4 bytes.
-pub fn write_header(
-    out: &mut [u8],
-    fields: &HeaderFields<'_>,
-    extensions: &[(u8, &[u8])],
-) -> Result<usize, RtpError> {
+pub fn write_header(out: &mut [u8], fields: &HeaderFields<'_>, extensions: &[(u8, &[u8])]) -> Result<usize, RtpError> {
     if fields.csrcs.len() > 15 {
         return Err(RtpError::TooManyCsrcs(fields.csrcs.len()));
     }
@@ -485,10 +465,7 @@ pub fn write_header(
     }
     let total = header_len(fields.csrcs.len(), extensions)?;
     if out.len() < total {
-        return Err(RtpError::BufferTooSmall {
-            need: total,
-            have: out.len(),
-        });
+        return Err(RtpError::BufferTooSmall { need: total, have: out.len() });
     }
     let x = if extensions.is_empty() { 0 } else { 0x10 };
     out[0] = 0x80 | x | fields.csrcs.len() as u8;
@@ -505,11 +482,7 @@ pub fn write_header(
         return Ok(pos);
     }
     let form = extension_form(extensions)?;
-    let profile = if form == ExtForm::OneByte {
-        PROFILE_ONE_BYTE
-    } else {
-        PROFILE_TWO_BYTE
-    };
+    let profile = if form == ExtForm::OneByte { PROFILE_ONE_BYTE } else { PROFILE_TWO_BYTE };
     let words = (total - pos - 4) / 4;
     out[pos..pos + 2].copy_from_slice(&profile.to_be_bytes());
     // `words` fits: at most 255 extensions of 257 bytes would overflow, but the caller's
@@ -553,10 +526,7 @@ pub fn write_rtx(original: &[u8], rtx: &RtxParams, out: &mut [u8]) -> Result<usi
     let h = parse(original)?;
     let total = h.header_len + 2 + h.payload_len;
     if out.len() < total {
-        return Err(RtpError::BufferTooSmall {
-            need: total,
-            have: out.len(),
-        });
+        return Err(RtpError::BufferTooSmall { need: total, have: out.len() });
     }
     out[..h.header_len].copy_from_slice(&original[..h.header_len]);
     out[0] &= !0x20; // the padding is not copied
@@ -581,10 +551,7 @@ pub fn unwrap_rtx(
     let osn = rtx_original_sequence(payload).ok_or(RtpError::RtxTooShort)?;
     let total = h.header_len + payload.len() - 2;
     if out.len() < total {
-        return Err(RtpError::BufferTooSmall {
-            need: total,
-            have: out.len(),
-        });
+        return Err(RtpError::BufferTooSmall { need: total, have: out.len() });
     }
     out[..h.header_len].copy_from_slice(&rtx_packet[..h.header_len]);
     out[0] &= !0x20;
@@ -624,10 +591,7 @@ mod tests {
                 extension_profile,
                 extensions: extensions
                     .iter()
-                    .map(|(id, d)| rtp::header::Extension {
-                        id: *id,
-                        payload: Bytes::copy_from_slice(d),
-                    })
+                    .map(|(id, d)| rtp::header::Extension { id: *id, payload: Bytes::copy_from_slice(d) })
                     .collect(),
                 extensions_padding: 0,
             },
@@ -642,9 +606,7 @@ mod tests {
     #[test]
     fn parses_one_byte_extensions_marshalled_by_rtp_crate() {
         let exts: [(u8, &[u8]); 3] = [(1, b"0"), (3, &[0x12, 0x34]), (14, &[0x80 | 30])];
-        let buf = theirs(PROFILE_ONE_BYTE, &exts, vec![], false)
-            .marshal()
-            .unwrap();
+        let buf = theirs(PROFILE_ONE_BYTE, &exts, vec![], false).marshal().unwrap();
         let h = parse(&buf).unwrap();
         assert_eq!(h.version, 2);
         assert!(h.marker);
@@ -658,14 +620,8 @@ mod tests {
         let want: Vec<_> = exts.iter().map(|(i, d)| (*i, d.to_vec())).collect();
         assert_eq!(got, want);
         assert_eq!(read_str(h.find_extension(&buf, 1).unwrap()), Some("0"));
-        assert_eq!(
-            read_transport_cc(h.find_extension(&buf, 3).unwrap()),
-            Some(0x1234)
-        );
-        assert_eq!(
-            read_audio_level(h.find_extension(&buf, 14).unwrap()),
-            Some((true, 30))
-        );
+        assert_eq!(read_transport_cc(h.find_extension(&buf, 3).unwrap()), Some(0x1234));
+        assert_eq!(read_audio_level(h.find_extension(&buf, 14).unwrap()), Some((true, 30)));
         assert_eq!(h.find_extension(&buf, 2), None);
         assert_eq!(find_extension(&buf, 3), Some(&[0x12, 0x34][..]));
         assert_eq!(find_extension(&buf[..5], 3), None);
@@ -736,50 +692,23 @@ mod tests {
     fn write_header_rejects_bad_input() {
         let mut out = [0u8; 64];
         let f = HeaderFields::default();
-        assert_eq!(
-            write_header(&mut out, &f, &[(0, b"a")]),
-            Err(RtpError::BadExtensionId(0))
-        );
-        assert_eq!(
-            write_header(&mut out, &f, &[(1, &[0u8; 256])]),
-            Err(RtpError::ExtensionTooLong(256))
-        );
-        assert!(matches!(
-            write_header(&mut out[..20], &f, &[(1, &[0u8; 16])]),
-            Err(RtpError::BufferTooSmall { .. })
-        ));
-        let bad_pt = HeaderFields {
-            payload_type: 128,
-            ..f
-        };
-        assert_eq!(
-            write_header(&mut out, &bad_pt, &[]),
-            Err(RtpError::BadPayloadType(128))
-        );
+        assert_eq!(write_header(&mut out, &f, &[(0, b"a")]), Err(RtpError::BadExtensionId(0)));
+        assert_eq!(write_header(&mut out, &f, &[(1, &[0u8; 256])]), Err(RtpError::ExtensionTooLong(256)));
+        assert!(matches!(write_header(&mut out[..20], &f, &[(1, &[0u8; 16])]), Err(RtpError::BufferTooSmall { .. })));
+        let bad_pt = HeaderFields { payload_type: 128, ..f };
+        assert_eq!(write_header(&mut out, &bad_pt, &[]), Err(RtpError::BadPayloadType(128)));
     }
 
     #[test]
     fn in_place_rewrites_change_only_their_field() {
-        let mut buf = theirs(PROFILE_ONE_BYTE, &[(1, b"m")], vec![9], false)
-            .marshal()
-            .unwrap()
-            .to_vec();
+        let mut buf = theirs(PROFILE_ONE_BYTE, &[(1, b"m")], vec![9], false).marshal().unwrap().to_vec();
         let before = parse(&buf).unwrap();
         set_sequence_number(&mut buf, 7).unwrap();
         set_timestamp(&mut buf, 8).unwrap();
         set_ssrc(&mut buf, 9).unwrap();
         set_payload_type(&mut buf, 100).unwrap();
         let h = parse(&buf).unwrap();
-        assert_eq!(
-            (
-                h.sequence_number,
-                h.timestamp,
-                h.ssrc,
-                h.payload_type,
-                h.marker
-            ),
-            (7, 8, 9, 100, true)
-        );
+        assert_eq!((h.sequence_number, h.timestamp, h.ssrc, h.payload_type, h.marker), (7, 8, 9, 100, true));
         set_marker(&mut buf, false).unwrap();
         let h = parse(&buf).unwrap();
         assert!(!h.marker);
@@ -787,10 +716,7 @@ mod tests {
         assert_eq!(h.header_len, before.header_len);
         assert_eq!(collect_ext(&h, &buf), vec![(1, b"m".to_vec())]);
         assert_eq!(set_ssrc(&mut buf[..11], 1), Err(RtpError::TooShort(11)));
-        assert_eq!(
-            set_payload_type(&mut buf, 200),
-            Err(RtpError::BadPayloadType(200))
-        );
+        assert_eq!(set_payload_type(&mut buf, 200), Err(RtpError::BadPayloadType(200)));
     }
 
     #[test]
@@ -840,20 +766,14 @@ mod tests {
         assert_eq!(collect_ext(&h, &buf), vec![(1, vec![0xaa])]);
         // One-byte id 0 with a nonzero length is malformed, not an element.
         buf[16..24].copy_from_slice(&[0x10, 0xaa, 0x01, 0xbb, 0xcc, 0, 0, 0]);
-        assert_eq!(
-            collect_ext(&parse(&buf).unwrap(), &buf),
-            vec![(1, vec![0xaa])]
-        );
+        assert_eq!(collect_ext(&parse(&buf).unwrap(), &buf), vec![(1, vec![0xaa])]);
         // One-byte id 15 stops processing.
         buf[16..24].copy_from_slice(&[0xf0, 0x10, 0xaa, 0, 0, 0, 0, 0]);
         assert!(collect_ext(&parse(&buf).unwrap(), &buf).is_empty());
         // Two-byte with a length byte missing at the end.
         buf[12..16].copy_from_slice(&[0x10, 0x00, 0, 2]);
         buf[16..24].copy_from_slice(&[1, 1, 0xaa, 0, 0, 0, 0, 9]);
-        assert_eq!(
-            collect_ext(&parse(&buf).unwrap(), &buf),
-            vec![(1, vec![0xaa])]
-        );
+        assert_eq!(collect_ext(&parse(&buf).unwrap(), &buf), vec![(1, vec![0xaa])]);
         // A non-RFC 8285 profile yields nothing.
         buf[12..14].copy_from_slice(&[0x12, 0x34]);
         assert!(collect_ext(&parse(&buf).unwrap(), &buf).is_empty());
@@ -887,17 +807,10 @@ mod tests {
 
     #[test]
     fn rtx_wraps_and_unwraps_original_packet() {
-        let mut orig = theirs(PROFILE_ONE_BYTE, &[(2, b"r0")], vec![], false)
-            .marshal()
-            .unwrap()
-            .to_vec();
+        let mut orig = theirs(PROFILE_ONE_BYTE, &[(2, b"r0")], vec![], false).marshal().unwrap().to_vec();
         orig[0] |= 0x20;
         orig.extend_from_slice(&[0, 2]);
-        let params = RtxParams {
-            ssrc: 0x5555,
-            payload_type: 97,
-            sequence_number: 10,
-        };
+        let params = RtxParams { ssrc: 0x5555, payload_type: 97, sequence_number: 10 };
         let mut rtx_buf = [0u8; 256];
         let n = write_rtx(&orig, &params, &mut rtx_buf).unwrap();
         let rtx_pkt = &rtx_buf[..n];
@@ -919,15 +832,9 @@ mod tests {
         assert_eq!(bh.ssrc, oh.ssrc);
         assert_eq!(bh.payload_type, oh.payload_type);
         assert_eq!(bh.payload(&back[..m]), oh.payload(&orig));
-        assert!(matches!(
-            write_rtx(&orig, &params, &mut rtx_buf[..10]),
-            Err(RtpError::BufferTooSmall { .. })
-        ));
+        assert!(matches!(write_rtx(&orig, &params, &mut rtx_buf[..10]), Err(RtpError::BufferTooSmall { .. })));
         let empty = [0x80u8, 97, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0];
-        assert_eq!(
-            unwrap_rtx(&empty, 1, 1, &mut back),
-            Err(RtpError::RtxTooShort)
-        );
+        assert_eq!(unwrap_rtx(&empty, 1, 1, &mut back), Err(RtpError::RtxTooShort));
     }
 
     #[test]
@@ -943,11 +850,7 @@ mod tests {
                 buf[0] = 0x80 | (buf[0] & 0x3f);
             }
             if len > 13 && rng.random_bool(0.5) {
-                let p = if rng.random_bool(0.5) {
-                    PROFILE_ONE_BYTE
-                } else {
-                    PROFILE_TWO_BYTE
-                };
+                let p = if rng.random_bool(0.5) { PROFILE_ONE_BYTE } else { PROFILE_TWO_BYTE };
                 let at = 12 + 4 * (buf[0] & 0x0f) as usize;
                 if at + 4 <= len {
                     buf[0] |= 0x10;
@@ -967,23 +870,12 @@ mod tests {
                 let _ = h.csrcs(pkt).count();
                 let _ = h.find_extension(pkt, 1);
                 let mut out = [0u8; 128];
-                let _ = write_rtx(
-                    pkt,
-                    &RtxParams {
-                        ssrc: 1,
-                        payload_type: 1,
-                        sequence_number: 1,
-                    },
-                    &mut out,
-                );
+                let _ = write_rtx(pkt, &RtxParams { ssrc: 1, payload_type: 1, sequence_number: 1 }, &mut out);
                 let _ = unwrap_rtx(pkt, 1, 1, &mut out);
             }
             let _ = is_rtcp(pkt);
         }
         // The biasing above must actually reach the deeper code, or this test proves little.
-        assert!(
-            parsed > 20_000 && extensions_seen > 10_000,
-            "{parsed} {extensions_seen}"
-        );
+        assert!(parsed > 20_000 && extensions_seen > 10_000, "{parsed} {extensions_seen}");
     }
 }

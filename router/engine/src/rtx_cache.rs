@@ -74,11 +74,7 @@ pub struct RtxCacheConfig {
 
 impl Default for RtxCacheConfig {
     fn default() -> Self {
-        Self {
-            capacity: 512,
-            slot_size: 1500,
-            max_age: Duration::from_secs(1),
-        }
+        Self { capacity: 512, slot_size: 1500, max_age: Duration::from_secs(1) }
     }
 }
 
@@ -120,11 +116,7 @@ impl RetransmissionCache {
     /// Reserves all the memory the cache will ever use: `capacity * slot_size` bytes.
     pub fn with_config(mut config: RtxCacheConfig) -> Self {
         config.capacity = config.capacity.clamp(1, MAX_CAPACITY);
-        let empty = Slot {
-            ext: 0,
-            len: 0,
-            stored_at: None,
-        };
+        let empty = Slot { ext: 0, len: 0, stored_at: None };
         Self {
             slots: vec![empty; config.capacity],
             storage: vec![0; config.capacity * config.slot_size],
@@ -141,10 +133,7 @@ impl RetransmissionCache {
     /// sender restarted its sequence, which empties the cache).
     pub fn insert(&mut self, seq: u16, now: Instant, packet: &[u8]) -> Result<bool, RtxCacheError> {
         if packet.len() > self.config.slot_size {
-            return Err(RtxCacheError::PacketTooLarge {
-                len: packet.len(),
-                max: self.config.slot_size,
-            });
+            return Err(RtxCacheError::PacketTooLarge { len: packet.len(), max: self.config.slot_size });
         }
         let capacity = self.config.capacity as i64;
         let ext = match self.highest {
@@ -176,11 +165,7 @@ impl RetransmissionCache {
         if slot.stored_at.is_none() {
             self.occupied += 1;
         }
-        *slot = Slot {
-            ext,
-            len: packet.len(),
-            stored_at: Some(now),
-        };
+        *slot = Slot { ext, len: packet.len(), stored_at: Some(now) };
         Ok(true)
     }
 
@@ -243,9 +228,7 @@ pub struct ResendThrottle {
 impl ResendThrottle {
     /// Tracks `size` sequence numbers (clamped to 1..=32768; match the cache's capacity).
     pub fn new(size: usize) -> Self {
-        Self {
-            entries: vec![None; size.clamp(1, MAX_CAPACITY)],
-        }
+        Self { entries: vec![None; size.clamp(1, MAX_CAPACITY)] }
     }
 
     /// Whether to resend `seq` now; if so, records it as resent at `now`. Refuses when it was
@@ -303,11 +286,7 @@ mod tests {
     }
 
     fn small(capacity: usize) -> RetransmissionCache {
-        RetransmissionCache::with_config(RtxCacheConfig {
-            capacity,
-            slot_size: 64,
-            max_age: Duration::from_secs(1),
-        })
+        RetransmissionCache::with_config(RtxCacheConfig { capacity, slot_size: 64, max_age: Duration::from_secs(1) })
     }
 
     #[test]
@@ -376,10 +355,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = small(4);
         let big = [0u8; 65];
-        assert_eq!(
-            c.insert(1, t0, &big),
-            Err(RtxCacheError::PacketTooLarge { len: 65, max: 64 })
-        );
+        assert_eq!(c.insert(1, t0, &big), Err(RtxCacheError::PacketTooLarge { len: 65, max: 64 }));
         assert!(c.is_empty());
     }
 
@@ -418,8 +394,7 @@ mod tests {
                 _ => {
                     let q = seq.wrapping_sub(rng.random_range(0..100));
                     if let Some(bytes) = c.get(q, now) {
-                        let (want, at) =
-                            model.get(&q).expect("the cache only returns what it kept");
+                        let (want, at) = model.get(&q).expect("the cache only returns what it kept");
                         assert_eq!(bytes, &want[..]);
                         assert!(now.duration_since(*at) <= Duration::from_secs(1));
                     }
@@ -438,11 +413,7 @@ mod tests {
             assert!(c.len() <= c.capacity());
         }
         assert_eq!(c.memory_bytes(), memory);
-        assert_eq!(
-            c.storage.as_ptr(),
-            storage_ptr,
-            "storage was never reallocated"
-        );
+        assert_eq!(c.storage.as_ptr(), storage_ptr, "storage was never reallocated");
     }
 
     #[test]
@@ -465,10 +436,7 @@ mod tests {
     #[test]
     fn rtx_sequencer_counts_up_and_wraps() {
         let mut s = RtxSequencer::new(65534);
-        assert_eq!(
-            [s.next_seq(), s.next_seq(), s.next_seq()],
-            [65534, 65535, 0]
-        );
+        assert_eq!([s.next_seq(), s.next_seq(), s.next_seq()], [65534, 65535, 0]);
         let mut a = RtxSequencer::with_random_start().expect("system randomness");
         let first = a.next_seq();
         assert_eq!(a.next_seq(), first.wrapping_add(1));

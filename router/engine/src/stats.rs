@@ -159,13 +159,7 @@ impl ReceiveStats {
     ///
     /// Feed retransmitted packets (recovered from RTX) too, so that a recovered packet stops
     /// counting as lost; they are late and so never distort the jitter.
-    pub fn update(
-        &mut self,
-        seq: u16,
-        rtp_ts: u32,
-        arrival: Instant,
-        clock_rate: u32,
-    ) -> SeqOutcome {
+    pub fn update(&mut self, seq: u16, rtp_ts: u32, arrival: Instant, clock_rate: u32) -> SeqOutcome {
         let outcome = self.update_seq(seq);
         match outcome {
             // Jitter from in-order packets only: a late packet's transit includes the time it
@@ -395,12 +389,7 @@ impl SendStats {
     /// The RTP timestamp is the last packet's, advanced by the time since it was sent at the
     /// clock rate: a receiver uses the (NTP, RTP) pair to synchronise this stream with the
     /// others of the same sender, so it must name the same instant.
-    pub fn sender_report_info(
-        &self,
-        now: Instant,
-        ntp_now: u64,
-        clock_rate: u32,
-    ) -> Option<SenderReportInfo> {
+    pub fn sender_report_info(&self, now: Instant, ntp_now: u64, clock_rate: u32) -> Option<SenderReportInfo> {
         let (last_ts, sent_at) = self.last?;
         let elapsed = now.saturating_duration_since(sent_at);
         let advance = (elapsed.as_nanos() * u128::from(clock_rate) / 1_000_000_000) as u32;
@@ -431,10 +420,7 @@ pub struct NtpClock {
 
 impl NtpClock {
     pub fn new(anchor_instant: Instant, anchor_ntp: u64) -> Self {
-        Self {
-            anchor_instant,
-            anchor_ntp,
-        }
+        Self { anchor_instant, anchor_ntp }
     }
 
     /// Anchors at `anchor_instant` = `since_unix_epoch` of wall-clock time (what
@@ -448,9 +434,7 @@ impl NtpClock {
     pub fn ntp(&self, at: Instant) -> u64 {
         match at.checked_duration_since(self.anchor_instant) {
             Some(after) => self.anchor_ntp.wrapping_add(duration_to_ntp(after)),
-            None => self.anchor_ntp.wrapping_sub(duration_to_ntp(
-                self.anchor_instant.saturating_duration_since(at),
-            )),
+            None => self.anchor_ntp.wrapping_sub(duration_to_ntp(self.anchor_instant.saturating_duration_since(at))),
         }
     }
 }
@@ -553,10 +537,7 @@ mod tests {
             last_transit = Some(transit);
         }
         let ours = f64::from(rx.jitter());
-        assert!(
-            (ours - reference).abs() <= 2.0,
-            "ours {ours}, reference {reference}"
-        );
+        assert!((ours - reference).abs() <= 2.0, "ours {ours}, reference {reference}");
         assert!(reference > 500.0, "the test must exercise real jitter");
     }
 
@@ -724,9 +705,7 @@ mod tests {
         assert!(tx.sender_report_info(t0, 1, 90_000).is_none());
         tx.on_packet(1000, 1200, t0);
         tx.on_packet(u32::MAX - 100, 800, t0 + ms(10));
-        let sr = tx
-            .sender_report_info(t0 + ms(110), 0x1234_5678_0000_0000, 90_000)
-            .expect("a packet was sent");
+        let sr = tx.sender_report_info(t0 + ms(110), 0x1234_5678_0000_0000, 90_000).expect("a packet was sent");
         assert_eq!(sr.ntp, 0x1234_5678_0000_0000);
         // 100 ms at 90 kHz is 9000 units, wrapping past u32::MAX.
         assert_eq!(sr.rtp_ts, (u32::MAX - 100).wrapping_add(9000));

@@ -374,8 +374,7 @@ impl<'a> StunMessage<'a> {
     /// USERNAME value, for ICE "receiver-ufrag:sender-ufrag".
     pub fn username(&self) -> Option<&'a [u8]> {
         let (off, len) = self.username?;
-        self.buf
-            .get(usize::from(off)..usize::from(off) + usize::from(len))
+        self.buf.get(usize::from(off)..usize::from(off) + usize::from(len))
     }
 
     pub fn use_candidate(&self) -> bool {
@@ -437,9 +436,7 @@ impl<'a> StunMessage<'a> {
     /// ERROR-CODE, in error responses.
     pub fn error_code(&self) -> Option<ErrorCode<'a>> {
         let (off, len) = self.error_code?;
-        let v = self
-            .buf
-            .get(usize::from(off)..usize::from(off) + usize::from(len))?;
+        let v = self.buf.get(usize::from(off)..usize::from(off) + usize::from(len))?;
         let code = u16::from(v[2] & 0x07) * 100 + u16::from(*v.get(3)?);
         let reason = std::str::from_utf8(v.get(4..)?).ok()?;
         Some(ErrorCode { code, reason })
@@ -456,11 +453,9 @@ impl<'a> StunMessage<'a> {
         let Some(mi) = self.integrity.map(usize::from) else {
             return false;
         };
-        let (Some(header), Some(body), Some(tag)) = (
-            self.buf.get(..HEADER_LEN),
-            self.buf.get(HEADER_LEN..mi),
-            self.buf.get(mi + 4..mi + 4 + INTEGRITY_LEN),
-        ) else {
+        let (Some(header), Some(body), Some(tag)) =
+            (self.buf.get(..HEADER_LEN), self.buf.get(HEADER_LEN..mi), self.buf.get(mi + 4..mi + 4 + INTEGRITY_LEN))
+        else {
             return false;
         };
         // The HMAC covers the message as it was when MESSAGE-INTEGRITY was appended: the length
@@ -495,24 +490,13 @@ pub struct MessageWriter<'o> {
 }
 
 impl<'o> MessageWriter<'o> {
-    pub fn new(
-        out: &'o mut [u8],
-        class: Class,
-        method: u16,
-        tx: [u8; 12],
-    ) -> Result<Self, StunError> {
-        let h = out
-            .get_mut(..HEADER_LEN)
-            .ok_or(StunError::BufferTooSmall { need: HEADER_LEN })?;
+    pub fn new(out: &'o mut [u8], class: Class, method: u16, tx: [u8; 12]) -> Result<Self, StunError> {
+        let h = out.get_mut(..HEADER_LEN).ok_or(StunError::BufferTooSmall { need: HEADER_LEN })?;
         h[0..2].copy_from_slice(&message_type(class, method).to_be_bytes());
         h[2..4].copy_from_slice(&[0, 0]);
         h[4..8].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
         h[8..20].copy_from_slice(&tx);
-        Ok(Self {
-            out,
-            pos: HEADER_LEN,
-            tx,
-        })
+        Ok(Self { out, pos: HEADER_LEN, tx })
     }
 
     fn set_length(&mut self, body_len: usize) {
@@ -526,22 +510,14 @@ impl<'o> MessageWriter<'o> {
         self.attribute_with(typ, value.len(), |v| v.copy_from_slice(value))
     }
 
-    fn attribute_with(
-        &mut self,
-        typ: u16,
-        len: usize,
-        fill: impl FnOnce(&mut [u8]),
-    ) -> Result<&mut Self, StunError> {
+    fn attribute_with(&mut self, typ: u16, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<&mut Self, StunError> {
         let len16 = u16::try_from(len).map_err(|_| StunError::ValueTooLong { len })?;
         let padded = (len + 3) & !3;
         let end = self.pos + 4 + padded;
         if end - HEADER_LEN > usize::from(u16::MAX) - 3 {
             return Err(StunError::ValueTooLong { len });
         }
-        let dst = self
-            .out
-            .get_mut(self.pos..end)
-            .ok_or(StunError::BufferTooSmall { need: end })?;
+        let dst = self.out.get_mut(self.pos..end).ok_or(StunError::BufferTooSmall { need: end })?;
         dst[0..2].copy_from_slice(&typ.to_be_bytes());
         dst[2..4].copy_from_slice(&len16.to_be_bytes());
         fill(&mut dst[4..4 + len]);
@@ -635,9 +611,7 @@ impl<'o> MessageWriter<'o> {
         // The length field must already count MESSAGE-INTEGRITY when the HMAC is computed.
         self.set_length(end - HEADER_LEN);
         let tag = hmac::sign(key, &self.out[..self.pos]);
-        self.attribute_with(attr::MESSAGE_INTEGRITY, INTEGRITY_LEN, |v| {
-            v.copy_from_slice(tag.as_ref())
-        })
+        self.attribute_with(attr::MESSAGE_INTEGRITY, INTEGRITY_LEN, |v| v.copy_from_slice(tag.as_ref()))
     }
 
     /// Append FINGERPRINT; must be the last attribute.
@@ -648,9 +622,7 @@ impl<'o> MessageWriter<'o> {
         }
         self.set_length(end - HEADER_LEN);
         let crc = crc32fast::hash(&self.out[..self.pos]) ^ FINGERPRINT_XOR;
-        self.attribute_with(attr::FINGERPRINT, 4, |v| {
-            v.copy_from_slice(&crc.to_be_bytes())
-        })
+        self.attribute_with(attr::FINGERPRINT, 4, |v| v.copy_from_slice(&crc.to_be_bytes()))
     }
 
     /// Fix the length field and return the message size.
@@ -683,9 +655,7 @@ pub fn write_binding_success_with(
     out: &mut [u8],
 ) -> Result<usize, StunError> {
     let mut w = MessageWriter::new(out, Class::SuccessResponse, METHOD_BINDING, tx_id)?;
-    w.xor_mapped_address(mapped)?
-        .message_integrity(key)?
-        .fingerprint()?;
+    w.xor_mapped_address(mapped)?.message_integrity(key)?.fingerprint()?;
     Ok(w.finish())
 }
 
@@ -753,15 +723,11 @@ mod tests {
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     fn hex(s: &str) -> Vec<u8> {
-        s.split_whitespace()
-            .map(|b| u8::from_str_radix(b, 16).unwrap())
-            .collect()
+        s.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()).collect()
     }
 
     const RFC5769_KEY: &[u8] = b"VOkJxbRl1RmTxUk/WvJxBt";
-    const RFC5769_TX: [u8; 12] = [
-        0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34, 0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae,
-    ];
+    const RFC5769_TX: [u8; 12] = [0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34, 0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae];
 
     // RFC 5769 section 2.1: request with SOFTWARE, PRIORITY, ICE-CONTROLLED, USERNAME
     // "evtj:h6vY" (padded with spaces), MESSAGE-INTEGRITY, FINGERPRINT.
@@ -816,10 +782,7 @@ mod tests {
         let m = parse(&buf).unwrap();
         assert_eq!(m.class(), Class::SuccessResponse);
         assert_eq!(m.method(), METHOD_BINDING);
-        assert_eq!(
-            m.xor_mapped_address(),
-            Some("192.0.2.1:32853".parse().unwrap())
-        );
+        assert_eq!(m.xor_mapped_address(), Some("192.0.2.1:32853".parse().unwrap()));
         assert!(m.verify_integrity(RFC5769_KEY));
     }
 
@@ -827,14 +790,7 @@ mod tests {
     fn rfc5769_ipv6_response_parses_and_verifies() {
         let buf = rfc5769_ipv6_response();
         let m = parse(&buf).unwrap();
-        assert_eq!(
-            m.xor_mapped_address(),
-            Some(
-                "[2001:db8:1234:5678:11:2233:4455:6677]:32853"
-                    .parse()
-                    .unwrap()
-            )
-        );
+        assert_eq!(m.xor_mapped_address(), Some("[2001:db8:1234:5678:11:2233:4455:6677]:32853".parse().unwrap()));
         assert!(m.verify_integrity(RFC5769_KEY));
     }
 
@@ -844,28 +800,18 @@ mod tests {
     fn writer_reproduces_rfc5769_ipv6_response_bytes() {
         let want = rfc5769_ipv6_response();
         let mut out = [0u8; 256];
-        let mut w =
-            MessageWriter::new(&mut out, Class::SuccessResponse, METHOD_BINDING, RFC5769_TX)
-                .unwrap();
+        let mut w = MessageWriter::new(&mut out, Class::SuccessResponse, METHOD_BINDING, RFC5769_TX).unwrap();
         w.attribute(attr::SOFTWARE, b"test vector").unwrap();
         let n = w.finish();
         // The RFC pads SOFTWARE with a space; put it there before the HMAC covers it.
         out[n - 1] = 0x20;
-        let mut w = MessageWriter {
-            out: &mut out,
-            pos: n,
-            tx: RFC5769_TX,
-        };
-        w.xor_mapped_address(
-            "[2001:db8:1234:5678:11:2233:4455:6677]:32853"
-                .parse()
-                .unwrap(),
-        )
-        .unwrap()
-        .message_integrity(&sha1_key(RFC5769_KEY))
-        .unwrap()
-        .fingerprint()
-        .unwrap();
+        let mut w = MessageWriter { out: &mut out, pos: n, tx: RFC5769_TX };
+        w.xor_mapped_address("[2001:db8:1234:5678:11:2233:4455:6677]:32853".parse().unwrap())
+            .unwrap()
+            .message_integrity(&sha1_key(RFC5769_KEY))
+            .unwrap()
+            .fingerprint()
+            .unwrap();
         let n = w.finish();
         assert_eq!(&out[..n], &want[..]);
     }
@@ -924,10 +870,7 @@ mod tests {
         assert!(!m.has_integrity());
         assert!(!m.verify_integrity(b"k"));
 
-        assert_eq!(
-            write_binding_error([1; 12], 200, "no", None, &mut out),
-            Err(StunError::InvalidErrorCode(200))
-        );
+        assert_eq!(write_binding_error([1; 12], 200, "no", None, &mut out), Err(StunError::InvalidErrorCode(200)));
     }
 
     #[test]
@@ -957,13 +900,7 @@ mod tests {
     fn oversized_messages_are_refused() {
         let mut buf = rfc5769_request();
         buf.extend_from_slice(&[0; 4]);
-        assert_eq!(
-            parse(&buf),
-            Err(StunError::LengthMismatch {
-                declared: 0x58,
-                actual: 0x5c
-            })
-        );
+        assert_eq!(parse(&buf), Err(StunError::LengthMismatch { declared: 0x58, actual: 0x5c }));
     }
 
     #[test]
@@ -972,22 +909,14 @@ mod tests {
         // USERNAME header at offset 20+20+8+12 = 60: claim 200 bytes.
         assert_eq!(&buf[60..62], &[0x00, 0x06]);
         buf[62..64].copy_from_slice(&200u16.to_be_bytes());
-        assert_eq!(
-            parse(&buf),
-            Err(StunError::AttributeOverflow {
-                typ: attr::USERNAME
-            })
-        );
+        assert_eq!(parse(&buf), Err(StunError::AttributeOverflow { typ: attr::USERNAME }));
     }
 
     #[test]
     fn unaligned_length_and_bad_cookie_are_refused() {
         let mut buf = rfc5769_request();
         buf[3] = 0x57;
-        assert_eq!(
-            parse(&buf),
-            Err(StunError::UnalignedLength { declared: 0x57 })
-        );
+        assert_eq!(parse(&buf), Err(StunError::UnalignedLength { declared: 0x57 }));
         let mut buf = rfc5769_request();
         buf[5] ^= 1;
         assert!(!is_stun(&buf));
@@ -1028,12 +957,7 @@ mod tests {
         // Build without FINGERPRINT so the tamper is caught by the HMAC, not the CRC.
         let mut out = [0u8; 128];
         let mut w = MessageWriter::new(&mut out, Class::Request, METHOD_BINDING, [5; 12]).unwrap();
-        w.username(b"a:b")
-            .unwrap()
-            .priority(10)
-            .unwrap()
-            .message_integrity(&sha1_key(b"pw"))
-            .unwrap();
+        w.username(b"a:b").unwrap().priority(10).unwrap().message_integrity(&sha1_key(b"pw")).unwrap();
         let n = w.finish();
         assert!(parse(&out[..n]).unwrap().verify_integrity(b"pw"));
         out[HEADER_LEN + 4 + 4 + 4 + 3] ^= 1; // last byte of PRIORITY
@@ -1068,12 +992,7 @@ mod tests {
         let mut w = MessageWriter::new(&mut out, Class::Request, METHOD_BINDING, [5; 12]).unwrap();
         w.attribute(attr::PRIORITY, &[1, 2, 3]).unwrap();
         let n = w.finish();
-        assert_eq!(
-            parse(&out[..n]),
-            Err(StunError::BadAttribute {
-                typ: attr::PRIORITY
-            })
-        );
+        assert_eq!(parse(&out[..n]), Err(StunError::BadAttribute { typ: attr::PRIORITY }));
         // MESSAGE-INTEGRITY of 19 bytes.
         let mut w = MessageWriter::new(&mut out, Class::Request, METHOD_BINDING, [5; 12]).unwrap();
         w.attribute(attr::MESSAGE_INTEGRITY, &[0; 19]).unwrap();
@@ -1081,8 +1000,7 @@ mod tests {
         assert!(parse(&out[..n]).is_err());
         // XOR-MAPPED-ADDRESS with family 3.
         let mut w = MessageWriter::new(&mut out, Class::Request, METHOD_BINDING, [5; 12]).unwrap();
-        w.attribute(attr::XOR_MAPPED_ADDRESS, &[0, 3, 0, 0, 0, 0, 0, 0])
-            .unwrap();
+        w.attribute(attr::XOR_MAPPED_ADDRESS, &[0, 3, 0, 0, 0, 0, 0, 0]).unwrap();
         let n = w.finish();
         assert!(parse(&out[..n]).is_err());
     }
@@ -1100,12 +1018,7 @@ mod tests {
 
     #[test]
     fn message_type_encoding_round_trips() {
-        for class in [
-            Class::Request,
-            Class::Indication,
-            Class::SuccessResponse,
-            Class::ErrorResponse,
-        ] {
+        for class in [Class::Request, Class::Indication, Class::SuccessResponse, Class::ErrorResponse] {
             for method in [0x001, 0x003, 0x0ABC, 0x0FFF] {
                 let mut out = [0u8; 20];
                 let w = MessageWriter::new(&mut out, class, method, [0; 12]).unwrap();
@@ -1158,11 +1071,7 @@ mod tests {
     #[test]
     fn mutated_valid_messages_never_panic() {
         let mut rng = StdRng::seed_from_u64(7);
-        let seeds = [
-            rfc5769_request(),
-            rfc5769_ipv4_response(),
-            rfc5769_ipv6_response(),
-        ];
+        let seeds = [rfc5769_request(), rfc5769_ipv4_response(), rfc5769_ipv6_response()];
         for i in 0..10_000 {
             let mut buf = seeds[i % seeds.len()].clone();
             for _ in 0..rng.random_range(1..4) {

@@ -104,8 +104,7 @@ impl<'a> TwccFeedback<'a> {
             return Err(TwccError::TooShort(body.len()));
         }
         let be16 = |at: usize| u16::from_be_bytes([body[at], body[at + 1]]);
-        let be32 =
-            |at: usize| u32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
+        let be32 = |at: usize| u32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
         let status_count = be16(10);
         let mut remaining = status_count as usize;
         let mut pos = 16;
@@ -128,9 +127,7 @@ impl<'a> TwccFeedback<'a> {
             remaining -= n;
         }
         let chunks = &body[16..pos];
-        let deltas = body
-            .get(pos..pos + delta_bytes)
-            .ok_or(TwccError::DeltasTruncated)?;
+        let deltas = body.get(pos..pos + delta_bytes).ok_or(TwccError::DeltasTruncated)?;
         Ok(TwccFeedback {
             sender_ssrc: be32(0),
             media_ssrc: be32(4),
@@ -235,11 +232,7 @@ struct Arrival {
 
 impl Arrival {
     fn symbol(&self) -> u8 {
-        if (0..=255).contains(&self.delta) {
-            1
-        } else {
-            2
-        }
+        if (0..=255).contains(&self.delta) { 1 } else { 2 }
     }
 }
 
@@ -307,8 +300,8 @@ impl TwccReceiver {
             self.late += 1;
             return;
         }
-        let ticks = (arrival.saturating_duration_since(epoch).as_micros() / TICK_US as u128)
-            .min(i64::MAX as u128) as i64;
+        let ticks =
+            (arrival.saturating_duration_since(epoch).as_micros() / TICK_US as u128).min(i64::MAX as u128) as i64;
         let at = match self.pending.binary_search_by_key(&seq, |a| a.seq) {
             Ok(_) => return, // duplicate
             Err(at) => at,
@@ -317,14 +310,7 @@ impl TwccReceiver {
             self.overflow += 1;
             return;
         }
-        self.pending.insert(
-            at,
-            Arrival {
-                seq,
-                ticks,
-                delta: 0,
-            },
-        );
+        self.pending.insert(at, Arrival { seq, ticks, delta: 0 });
     }
 
     /// When [`Self::poll_feedback`] next has something to send; `None` when nothing waits.
@@ -343,13 +329,7 @@ impl TwccReceiver {
     /// Writes a feedback packet into `out` when one is due, returning its length. If not all
     /// waiting arrivals fit in `out`, the rest is due at once. Returns `None` when nothing is
     /// due or `out` is too small for even one packet (under 32 bytes).
-    pub fn poll_feedback(
-        &mut self,
-        now: Instant,
-        sender_ssrc: u32,
-        media_ssrc: u32,
-        out: &mut [u8],
-    ) -> Option<usize> {
+    pub fn poll_feedback(&mut self, now: Instant, sender_ssrc: u32, media_ssrc: u32, out: &mut [u8]) -> Option<usize> {
         if now < self.poll_timeout()? {
             return None;
         }
@@ -403,8 +383,7 @@ impl TwccReceiver {
                 *out.get_mut(pos)? = a.delta as u8;
                 pos += 1;
             } else {
-                out.get_mut(pos..pos + 2)?
-                    .copy_from_slice(&(a.delta as i16).to_be_bytes());
+                out.get_mut(pos..pos + 2)?.copy_from_slice(&(a.delta as i16).to_be_bytes());
                 pos += 2;
             }
         }
@@ -480,8 +459,7 @@ fn encode_chunks(pkts: &[Arrival], base: i64, count: i64, out: &mut [u8]) -> Opt
             chunk = c;
             j += n2;
         }
-        out.get_mut(pos..pos + 2)?
-            .copy_from_slice(&chunk.to_be_bytes());
+        out.get_mut(pos..pos + 2)?.copy_from_slice(&chunk.to_be_bytes());
         pos += 2;
     }
     Some(pos)
@@ -494,8 +472,8 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng, rngs::SmallRng};
     use rtcp::transport_feedbacks::transport_layer_cc::{
-        PacketStatusChunk, RecvDelta, RunLengthChunk, StatusChunkTypeTcc, StatusVectorChunk,
-        SymbolSizeTypeTcc, SymbolTypeTcc, TransportLayerCc,
+        PacketStatusChunk, RecvDelta, RunLengthChunk, StatusChunkTypeTcc, StatusVectorChunk, SymbolSizeTypeTcc,
+        SymbolTypeTcc, TransportLayerCc,
     };
     use webrtc_util::marshal::{Marshal, Unmarshal};
 
@@ -508,10 +486,9 @@ mod tests {
         let mut symbols = Vec::new();
         for chunk in &cc.packet_chunks {
             match chunk {
-                PacketStatusChunk::RunLengthChunk(r) => symbols.extend(std::iter::repeat_n(
-                    r.packet_status_symbol,
-                    r.run_length as usize,
-                )),
+                PacketStatusChunk::RunLengthChunk(r) => {
+                    symbols.extend(std::iter::repeat_n(r.packet_status_symbol, r.run_length as usize))
+                }
                 PacketStatusChunk::StatusVectorChunk(v) => symbols.extend(v.symbol_list.iter()),
             }
         }
@@ -523,11 +500,9 @@ mod tests {
             .map(|(i, s)| {
                 let seq = cc.base_sequence_number.wrapping_add(i as u16);
                 match s {
-                    SymbolTypeTcc::PacketReceivedSmallDelta
-                    | SymbolTypeTcc::PacketReceivedLargeDelta => (
-                        seq,
-                        Some(deltas.next().expect("a delta per received symbol").delta),
-                    ),
+                    SymbolTypeTcc::PacketReceivedSmallDelta | SymbolTypeTcc::PacketReceivedLargeDelta => {
+                        (seq, Some(deltas.next().expect("a delta per received symbol").delta))
+                    }
                     _ => (seq, None),
                 }
             })
@@ -563,15 +538,7 @@ mod tests {
         assert_eq!(fb.status_count, 4);
         assert_eq!(fb.fb_count, 0);
         let got: Vec<_> = fb.packets().collect();
-        assert_eq!(
-            got,
-            vec![
-                (65534, Some(0)),
-                (65535, Some(2000)),
-                (0, None),
-                (1, Some(-1000))
-            ]
-        );
+        assert_eq!(got, vec![(65534, Some(0)), (65535, Some(2000)), (0, None), (1, Some(-1000))]);
         assert_eq!(rx.poll_timeout(), None);
 
         // Next feedback continues after the last reported seq, with a new count.
@@ -579,10 +546,7 @@ mod tests {
         let n = rx.poll_feedback(t0 + ms(120), 1, 2, &mut out).unwrap();
         let fb = parse_ours(&out[..n]);
         assert_eq!(fb.fb_count, 1);
-        assert_eq!(
-            fb.packets().collect::<Vec<_>>(),
-            vec![(2, None), (3, Some(5000))]
-        );
+        assert_eq!(fb.packets().collect::<Vec<_>>(), vec![(2, None), (3, Some(5000))]);
         // 70 ms since the first arrival at 1 ms, ticks 276 → reference 1 (64 ms), delta 5.0 ms.
         assert_eq!(fb.reference_time, 1);
         rx.record(2, t0 + ms(130));
@@ -645,8 +609,7 @@ mod tests {
                     match (delta, arrivals.get(&s)) {
                         (Some(d), Some(arrival)) => {
                             at_us += d;
-                            let ticks =
-                                (arrival.saturating_duration_since(epoch).as_micros() / 250) as i64;
+                            let ticks = (arrival.saturating_duration_since(epoch).as_micros() / 250) as i64;
                             assert_eq!(at_us, ticks * 250, "round {round} seq {s}");
                             reported += 1;
                         }
@@ -752,11 +715,7 @@ mod tests {
         for i in 0..FORCE_FEEDBACK_AT as u16 {
             rx.record(i, t0 + Duration::from_micros(u64::from(i) * 100));
         }
-        assert_eq!(
-            rx.poll_timeout(),
-            Some(t0),
-            "due at once, not after the interval"
-        );
+        assert_eq!(rx.poll_timeout(), Some(t0), "due at once, not after the interval");
         let mut out = [0u8; 200];
         let mut covered = 0usize;
         let mut next_base = 0u16;
@@ -790,9 +749,6 @@ mod tests {
                 parsed += 1;
             }
         }
-        assert!(
-            parsed > 1_000,
-            "only {parsed} parsed: the input is not reaching the iterator"
-        );
+        assert!(parsed > 1_000, "only {parsed} parsed: the input is not reaching the iterator");
     }
 }

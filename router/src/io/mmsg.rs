@@ -30,10 +30,7 @@ pub(crate) struct MmsgBackend {
 
 impl MmsgBackend {
     pub(crate) fn new(sock: RawFd, event: RawFd, batch: usize) -> Self {
-        let empty_iov = libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        };
+        let empty_iov = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
         // SAFETY: mmsghdr is plain old data; all-zero is a valid empty header.
         let empty_hdr: libc::mmsghdr = unsafe { std::mem::zeroed() };
         Self {
@@ -54,10 +51,7 @@ impl MmsgBackend {
         for i in 0..self.batch {
             // SAFETY: i < batch, so the slot lies inside `bufs`.
             let slot = unsafe { base.add(i * MAX_DATAGRAM) };
-            self.iovs[i] = libc::iovec {
-                iov_base: slot.cast(),
-                iov_len: MAX_DATAGRAM,
-            };
+            self.iovs[i] = libc::iovec { iov_base: slot.cast(), iov_len: MAX_DATAGRAM };
             let h = &mut self.hdrs[i].msg_hdr;
             h.msg_name = (&raw mut self.addrs[i]).cast();
             h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -84,19 +78,10 @@ impl MmsgBackend {
                 std::ptr::null_mut(),
             )
         };
-        if n < 0 {
-            Err(sys::last_errno())
-        } else {
-            Ok(n as usize)
-        }
+        if n < 0 { Err(sys::last_errno()) } else { Ok(n as usize) }
     }
 
-    pub(crate) fn recv<F>(
-        &mut self,
-        timeout: Option<Duration>,
-        stats: &mut IoStats,
-        f: &mut F,
-    ) -> io::Result<usize>
+    pub(crate) fn recv<F>(&mut self, timeout: Option<Duration>, stats: &mut IoStats, f: &mut F) -> io::Result<usize>
     where
         F: FnMut(SocketAddr, &mut [u8]),
     {
@@ -138,16 +123,8 @@ impl MmsgBackend {
                 None => None,
             };
             let mut fds = [
-                libc::pollfd {
-                    fd: self.sock,
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: self.event,
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
+                libc::pollfd { fd: self.sock, events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: self.event, events: libc::POLLIN, revents: 0 },
             ];
             match poll(&mut fds, remaining) {
                 Ok(0) => return Ok(0),
@@ -177,8 +154,7 @@ impl MmsgBackend {
                 stats.rx_truncated += 1;
                 continue;
             }
-            let Some(from) = sys::decode_addr(&self.addrs[i], hdr.msg_hdr.msg_namelen as usize)
-            else {
+            let Some(from) = sys::decode_addr(&self.addrs[i], hdr.msg_hdr.msg_namelen as usize) else {
                 stats.rx_errors += 1;
                 continue;
             };
@@ -193,11 +169,7 @@ impl MmsgBackend {
     }
 
     /// Sends every message in `hdrs`; `results[i]` gets bytes sent or `-errno`.
-    pub(crate) fn send(
-        &mut self,
-        hdrs: &mut [libc::mmsghdr],
-        results: &mut [i32],
-    ) -> io::Result<()> {
+    pub(crate) fn send(&mut self, hdrs: &mut [libc::mmsghdr], results: &mut [i32]) -> io::Result<()> {
         let m = hdrs.len();
         let mut i = 0;
         let mut stalled = false;
@@ -211,9 +183,7 @@ impl MmsgBackend {
             // SAFETY: every header in `rest` was planned by the send batch and points at live
             // iovecs, arena slots, sockaddrs and cmsg buffers; the kernel only reads them (and
             // writes `msg_len`).
-            let n = unsafe {
-                libc::sendmmsg(self.sock, rest.as_mut_ptr(), rest.len() as libc::c_uint, 0)
-            };
+            let n = unsafe { libc::sendmmsg(self.sock, rest.as_mut_ptr(), rest.len() as libc::c_uint, 0) };
             if n > 0 {
                 for k in i..i + n as usize {
                     results[k] = hdrs[k].msg_len as i32;
@@ -221,18 +191,10 @@ impl MmsgBackend {
                 i += n as usize;
                 continue;
             }
-            match if n == 0 {
-                libc::EAGAIN
-            } else {
-                sys::last_errno()
-            } {
+            match if n == 0 { libc::EAGAIN } else { sys::last_errno() } {
                 libc::EINTR => {}
                 libc::EAGAIN | libc::ENOBUFS => {
-                    let mut fds = [libc::pollfd {
-                        fd: self.sock,
-                        events: libc::POLLOUT,
-                        revents: 0,
-                    }];
+                    let mut fds = [libc::pollfd { fd: self.sock, events: libc::POLLOUT, revents: 0 }];
                     stalled = !matches!(poll(&mut fds, Some(SEND_STALL)), Ok(n) if n > 0);
                 }
                 e @ (libc::EBADF | libc::ENOTSOCK | libc::EFAULT) => {
@@ -262,18 +224,9 @@ fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize
         tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
         tv_nsec: t.subsec_nanos() as libc::c_long,
     });
-    let ts_ptr = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `fds` is a live, correctly sized array; `ts_ptr` is null or points at a live
     // timespec; no signal mask is passed.
-    let n = unsafe {
-        libc::ppoll(
-            fds.as_mut_ptr(),
-            fds.len() as libc::nfds_t,
-            ts_ptr,
-            std::ptr::null(),
-        )
-    };
+    let n = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ts_ptr, std::ptr::null()) };
     sys::cvt(n).map(|n| n as usize)
 }

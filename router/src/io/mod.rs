@@ -109,12 +109,7 @@ pub struct IoOptions {
 
 impl Default for IoOptions {
     fn default() -> Self {
-        Self {
-            batch: 64,
-            recv_buffer_bytes: 4 << 20,
-            send_buffer_bytes: 4 << 20,
-            gso: true,
-        }
+        Self { batch: 64, recv_buffer_bytes: 4 << 20, send_buffer_bytes: 4 << 20, gso: true }
     }
 }
 
@@ -223,8 +218,7 @@ impl UdpIo {
     pub fn bind(addr: SocketAddr, choice: BackendChoice, opts: &IoOptions) -> io::Result<UdpIo> {
         let batch = opts.batch.clamp(1, 1024);
         let sock = sys::udp_socket(addr)?;
-        let (rcvbuf, sndbuf) =
-            sys::set_buffer_sizes(&sock, opts.recv_buffer_bytes, opts.send_buffer_bytes);
+        let (rcvbuf, sndbuf) = sys::set_buffer_sizes(&sock, opts.recv_buffer_bytes, opts.send_buffer_bytes);
         let local = sys::local_addr(&sock)?;
         let event = Arc::new(sys::eventfd()?);
         let gso = opts.gso && sys::gso_supported(&sock);
@@ -234,10 +228,9 @@ impl UdpIo {
             Ok(Backend::Mmsg(mmsg::MmsgBackend::new(sfd, efd, batch)))
         };
         let (backend, reason) = match choice {
-            BackendChoice::Uring => (
-                Backend::Uring(uring::UringBackend::new(sfd, efd, batch)?),
-                "requested".to_owned(),
-            ),
+            BackendChoice::Uring => {
+                (Backend::Uring(uring::UringBackend::new(sfd, efd, batch)?), "requested".to_owned())
+            }
             BackendChoice::Mmsg => (mmsg(&sock)?, "requested".to_owned()),
             BackendChoice::Auto => match uring::UringBackend::new(sfd, efd, batch) {
                 Ok(b) => (Backend::Uring(b), "auto: io_uring probe passed".to_owned()),
@@ -286,9 +279,7 @@ impl UdpIo {
 
     /// A handle that wakes this socket's blocked `recv` from another thread.
     pub fn waker(&self) -> Waker {
-        Waker {
-            fd: Arc::clone(&self.event),
-        }
+        Waker { fd: Arc::clone(&self.event) }
     }
 
     /// Totals since bind.
@@ -500,10 +491,7 @@ struct SendBatch {
 
 impl SendBatch {
     fn new(cap: usize, v6_socket: bool) -> Self {
-        let empty_iov = libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        };
+        let empty_iov = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
         Self {
             cap,
             overflow: vec![0; MAX_DATAGRAM].into_boxed_slice(),
@@ -558,12 +546,7 @@ impl SendBatch {
         let Some(addr_len) = sys::encode_addr(dst, self.v6_socket, &mut self.addrs[i]) else {
             return false;
         };
-        self.pending.push(Pending {
-            dst,
-            len,
-            addr_len,
-            retry: false,
-        });
+        self.pending.push(Pending { dst, len, addr_len, retry: false });
         true
     }
 
@@ -584,10 +567,7 @@ impl SendBatch {
             for k in i..i + count {
                 // SAFETY: k < pending.len() <= cap, so the slot lies inside the arena.
                 let slot = unsafe { base.add(k * MAX_DATAGRAM) };
-                self.iovs[k] = libc::iovec {
-                    iov_base: slot.cast(),
-                    iov_len: self.pending[k].len,
-                };
+                self.iovs[k] = libc::iovec { iov_base: slot.cast(), iov_len: self.pending[k].len };
             }
             let m = self.runs.len();
             // SAFETY: msghdr is plain old data; all-zero is a valid empty header. Built field by
@@ -600,10 +580,7 @@ impl SendBatch {
             if count > 1 {
                 set_gso_cmsg(&mut hdr, &mut self.cmsgs[m], self.pending[i].len as u16);
             }
-            self.hdrs.push(libc::mmsghdr {
-                msg_hdr: hdr,
-                msg_len: 0,
-            });
+            self.hdrs.push(libc::mmsghdr { msg_hdr: hdr, msg_len: 0 });
             self.runs.push(Run { first: i, count });
             i += count;
         }
@@ -647,12 +624,7 @@ impl SendBatch {
 /// Attaches a `UDP_SEGMENT` control message with segment size `seg` to `hdr`, stored in `buf`.
 fn set_gso_cmsg(hdr: &mut libc::msghdr, buf: &mut CmsgBuf, seg: u16) {
     // SAFETY: CMSG_SPACE/CMSG_LEN are pure arithmetic on the argument.
-    let (space, len) = unsafe {
-        (
-            libc::CMSG_SPACE(size_of::<u16>() as u32),
-            libc::CMSG_LEN(size_of::<u16>() as u32),
-        )
-    };
+    let (space, len) = unsafe { (libc::CMSG_SPACE(size_of::<u16>() as u32), libc::CMSG_LEN(size_of::<u16>() as u32)) };
     debug_assert!(space as usize <= size_of::<CmsgBuf>());
     hdr.msg_control = buf.0.as_mut_ptr().cast();
     hdr.msg_controllen = space as _;
@@ -700,15 +672,7 @@ mod tests {
     #[test]
     fn runs_break_on_destination_change_larger_size_and_kernel_limits() {
         let (a, c) = ("10.0.0.1:1", "10.0.0.2:1");
-        let mut b = batch_with(&[
-            (a, 100),
-            (a, 100),
-            (c, 100),
-            (c, 200),
-            (c, 200),
-            (a, 0),
-            (a, 0),
-        ]);
+        let mut b = batch_with(&[(a, 100), (a, 100), (c, 100), (c, 200), (c, 200), (a, 0), (a, 0)]);
         assert_eq!(runs(&mut b, true), vec![2, 1, 2, 1, 1]);
 
         let many: Vec<(&str, usize)> = vec![(a, 1200); 64];

@@ -17,11 +17,7 @@ use std::ptr::NonNull;
 
 /// Turns a libc `-1 + errno` return into an `io::Error`.
 pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
 /// The current thread's errno as a positive number (0 if none).
@@ -34,11 +30,7 @@ pub(crate) fn last_errno() -> i32 {
 /// Blocking is right for io_uring (the ring arms its own poll); the mmsg backend switches it to
 /// non-blocking with [`set_nonblocking`].
 pub fn udp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     // SAFETY: plain socket(2) call with constant arguments; the result is checked.
     let raw = cvt(unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: `raw` is a freshly created descriptor that nothing else owns.
@@ -63,13 +55,7 @@ pub fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
     // SAFETY: the option value is a live c_int and its exact size is passed.
     cvt(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&raw const value).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
+        libc::setsockopt(fd, level, name, (&raw const value).cast(), mem::size_of::<libc::c_int>() as libc::socklen_t)
     })?;
     Ok(())
 }
@@ -89,10 +75,9 @@ fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
 /// Returns the sizes the kernel reports afterwards (it doubles the request for bookkeeping).
 pub fn set_buffer_sizes(fd: &OwnedFd, recv: usize, send: usize) -> (usize, usize) {
     let raw = fd.as_raw_fd();
-    for (bytes, force, plain) in [
-        (recv, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-        (send, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
-    ] {
+    for (bytes, force, plain) in
+        [(recv, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (send, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)]
+    {
         if bytes == 0 {
             continue;
         }
@@ -137,12 +122,8 @@ pub(crate) fn encode_addr(
     out: &mut libc::sockaddr_storage,
 ) -> Option<libc::socklen_t> {
     let addr = match (addr, v6_socket) {
-        (SocketAddr::V4(a), true) => {
-            SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
-        }
-        (SocketAddr::V6(a), false) => {
-            SocketAddr::V4(SocketAddrV4::new(a.ip().to_ipv4_mapped()?, a.port()))
-        }
+        (SocketAddr::V4(a), true) => SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0)),
+        (SocketAddr::V6(a), false) => SocketAddr::V4(SocketAddrV4::new(a.ip().to_ipv4_mapped()?, a.port())),
         (a, _) => a,
     };
     *out = zeroed_storage();
@@ -151,9 +132,7 @@ pub(crate) fn encode_addr(
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in.
@@ -165,9 +144,7 @@ pub(crate) fn encode_addr(
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in6.
@@ -185,10 +162,7 @@ pub(crate) fn decode_addr(st: &libc::sockaddr_storage, len: usize) -> Option<Soc
             // SAFETY: the family says the storage holds a sockaddr_in, and len covers it.
             let sin = unsafe { &*(&raw const *st).cast::<libc::sockaddr_in>() };
             let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(sin.sin_port),
-            )))
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
         }
         libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
             // SAFETY: the family says the storage holds a sockaddr_in6, and len covers it.
@@ -197,12 +171,7 @@ pub(crate) fn decode_addr(st: &libc::sockaddr_storage, len: usize) -> Option<Soc
             let port = u16::from_be(sin6.sin6_port);
             Some(match ip.to_ipv4_mapped() {
                 Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, port)),
-                None => SocketAddr::V6(SocketAddrV6::new(
-                    ip,
-                    port,
-                    sin6.sin6_flowinfo,
-                    sin6.sin6_scope_id,
-                )),
+                None => SocketAddr::V6(SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id)),
             })
         }
         _ => None,
@@ -233,21 +202,14 @@ pub(crate) fn eventfd_signal(fd: &OwnedFd) -> io::Result<()> {
     let one: u64 = 1;
     // SAFETY: writes the 8 bytes of a live u64, as eventfd requires.
     let n = unsafe { libc::write(fd.as_raw_fd(), (&raw const one).cast(), 8) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 /// Pins the calling thread to one CPU core (`sched_setaffinity`), so a shard's packets stay on
 /// one core from receive to send.
 pub fn pin_current_thread(core: usize) -> io::Result<()> {
     if core >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "core index out of range",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "core index out of range"));
     }
     // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { MaybeUninit::zeroed().assume_init() };
@@ -285,13 +247,8 @@ impl MmapRegion {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let ptr =
-            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Self {
-            ptr,
-            len,
-            leaked: false,
-        })
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Self { ptr, len, leaked: false })
     }
 
     pub(crate) fn as_ptr(&self) -> *mut u8 {
@@ -331,14 +288,8 @@ mod tests {
             let a: SocketAddr = input.parse().expect("test literal");
             let mut st = zeroed_storage();
             let len = encode_addr(a, v6, &mut st).expect("encodable");
-            assert_eq!(
-                i32::from(st.ss_family),
-                if v6 { libc::AF_INET6 } else { libc::AF_INET }
-            );
-            assert_eq!(
-                decode_addr(&st, len as usize),
-                Some(want.parse().expect("literal"))
-            );
+            assert_eq!(i32::from(st.ss_family), if v6 { libc::AF_INET6 } else { libc::AF_INET });
+            assert_eq!(decode_addr(&st, len as usize), Some(want.parse().expect("literal")));
         }
     }
 

@@ -88,12 +88,7 @@ impl BufRing {
         debug_assert!(entries.is_power_of_two());
         let ring = MmapRegion::new(usize::from(entries) * RING_ENTRY)?;
         let data = MmapRegion::new(usize::from(entries) * BUF_STRIDE)?;
-        let mut me = Self {
-            ring,
-            data,
-            entries,
-            tail: 0,
-        };
+        let mut me = Self { ring, data, entries, tail: 0 };
         for bid in 0..entries {
             me.push(bid);
         }
@@ -173,15 +168,10 @@ impl UringBackend {
             .or_else(|_| IoUring::builder().setup_cqsize(cq).build(sq))
             .map_err(|e| context(e, "io_uring_setup"))?;
         if !ring.params().is_feature_ext_arg() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "io_uring lacks EXT_ARG timeouts (Linux 5.11+)",
-            ));
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "io_uring lacks EXT_ARG timeouts (Linux 5.11+)"));
         }
         let mut probe = Probe::new();
-        ring.submitter()
-            .register_probe(&mut probe)
-            .map_err(|e| context(e, "io_uring register_probe"))?;
+        ring.submitter().register_probe(&mut probe).map_err(|e| context(e, "io_uring register_probe"))?;
         for (code, name) in [
             (opcode::RecvMsg::CODE, "RECVMSG"),
             (opcode::SendMsg::CODE, "SENDMSG"),
@@ -189,10 +179,7 @@ impl UringBackend {
             (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
         ] {
             if !probe.is_supported(code) {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    format!("io_uring opcode {name} unsupported"),
-                ));
+                return Err(io::Error::new(io::ErrorKind::Unsupported, format!("io_uring opcode {name} unsupported")));
             }
         }
         let bufs = BufRing::new(nbufs)?;
@@ -200,10 +187,7 @@ impl UringBackend {
         // control lengths matter for a multishot receive.
         let mut recv_msg: libc::msghdr = unsafe { mem::zeroed() };
         recv_msg.msg_namelen = NAME_LEN as libc::socklen_t;
-        let shared = NonNull::from(Box::leak(Box::new(Shared {
-            recv_msg,
-            wake_value: 0,
-        })));
+        let shared = NonNull::from(Box::leak(Box::new(Shared { recv_msg, wake_value: 0 })));
         let mut me = Self {
             ring,
             sock,
@@ -217,28 +201,15 @@ impl UringBackend {
             stash: Vec::with_capacity(cq as usize),
         };
         // SAFETY: the ring mapping stays alive until `Drop` unregisters it (or leaks it).
-        unsafe {
-            me.ring.submitter().register_buf_ring_with_flags(
-                me.bufs.ring.as_ptr() as u64,
-                nbufs,
-                BGID,
-                0,
-            )
-        }
-        .map_err(|e| context(e, "io_uring PBUF_RING registration"))?;
+        unsafe { me.ring.submitter().register_buf_ring_with_flags(me.bufs.ring.as_ptr() as u64, nbufs, BGID, 0) }
+            .map_err(|e| context(e, "io_uring PBUF_RING registration"))?;
         me.registered = true;
         me.rearm();
-        me.ring
-            .submit()
-            .map_err(|e| context(e, "io_uring submit"))?;
+        me.ring.submit().map_err(|e| context(e, "io_uring submit"))?;
         // A kernel without multishot RECVMSG (before 6.0) fails it at once: catch that here so
         // `Auto` can fall back.
         me.reap(&mut []);
-        if let Some(c) = me
-            .stash
-            .iter()
-            .find(|c| c.user_data == UD_RECV && c.result < 0)
-        {
+        if let Some(c) = me.stash.iter().find(|c| c.user_data == UD_RECV && c.result < 0) {
             let e = io::Error::from_raw_os_error(-c.result);
             me.recv_armed = cqueue::more(c.flags);
             return Err(context(e, "io_uring multishot RECVMSG"));
@@ -257,8 +228,7 @@ impl UringBackend {
         }
         self.ring.submit()?;
         // SAFETY: as above.
-        unsafe { self.ring.submission().push(entry) }
-            .map_err(|_| io::Error::other("io_uring submission queue full"))
+        unsafe { self.ring.submission().push(entry) }.map_err(|_| io::Error::other("io_uring submission queue full"))
     }
 
     /// Queues the multishot receive and the eventfd read if they are not in flight.
@@ -267,18 +237,14 @@ impl UringBackend {
         if !self.recv_armed {
             // SAFETY: `shared` is a live heap allocation freed only after this operation ends.
             let msg = unsafe { &raw const (*shared).recv_msg };
-            let e = opcode::RecvMsgMulti::new(types::Fd(self.sock), msg, BGID)
-                .build()
-                .user_data(UD_RECV);
+            let e = opcode::RecvMsgMulti::new(types::Fd(self.sock), msg, BGID).build().user_data(UD_RECV);
             // SAFETY: msg and the registered buffer ring outlive the operation (see Drop).
             self.recv_armed = unsafe { self.push(&e) }.is_ok();
         }
         if !self.wake_armed {
             // SAFETY: as above.
             let target = unsafe { &raw mut (*shared).wake_value };
-            let e = opcode::Read::new(types::Fd(self.event), target.cast::<u8>(), 8)
-                .build()
-                .user_data(UD_WAKE);
+            let e = opcode::Read::new(types::Fd(self.event), target.cast::<u8>(), 8).build().user_data(UD_WAKE);
             // SAFETY: the 8-byte target outlives the operation (see Drop).
             self.wake_armed = unsafe { self.push(&e) }.is_ok();
         }
@@ -295,21 +261,12 @@ impl UringBackend {
                 }
                 self.sends_in_flight = self.sends_in_flight.saturating_sub(1);
             } else {
-                self.stash.push(Cqe {
-                    user_data: ud,
-                    result: e.result(),
-                    flags: e.flags(),
-                });
+                self.stash.push(Cqe { user_data: ud, result: e.result(), flags: e.flags() });
             }
         }
     }
 
-    pub(crate) fn recv<F>(
-        &mut self,
-        timeout: Option<Duration>,
-        stats: &mut IoStats,
-        f: &mut F,
-    ) -> io::Result<usize>
+    pub(crate) fn recv<F>(&mut self, timeout: Option<Duration>, stats: &mut IoStats, f: &mut F) -> io::Result<usize>
     where
         F: FnMut(SocketAddr, &mut [u8]),
     {
@@ -330,11 +287,7 @@ impl UringBackend {
             match waited {
                 Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ETIME) => timed_out = true,
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                    ) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => {}
                 Err(e) => return Err(context(e, "io_uring_enter")),
             }
             self.reap(&mut []);
@@ -369,11 +322,7 @@ impl UringBackend {
                         match -c.result {
                             // Ring ran dry or the op was cancelled: re-armed on the next turn.
                             libc::ENOBUFS | libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
-                            libc::EBADF
-                            | libc::ENOTSOCK
-                            | libc::EINVAL
-                            | libc::EFAULT
-                            | libc::EOPNOTSUPP => {
+                            libc::EBADF | libc::ENOTSOCK | libc::EINVAL | libc::EFAULT | libc::EOPNOTSUPP => {
                                 fatal = Some(io::Error::from_raw_os_error(-c.result));
                             }
                             // ICMP-reported errors and the like: survivable.
@@ -384,9 +333,7 @@ impl UringBackend {
                         // SAFETY: this completion hands buffer `bid` to us: the kernel is done
                         // writing it, and it is not back in the ring until the push below, so
                         // nothing else reads or writes it while `buf` lives.
-                        let buf = unsafe {
-                            std::slice::from_raw_parts_mut(self.bufs.buf_ptr(bid), BUF_LEN)
-                        };
+                        let buf = unsafe { std::slice::from_raw_parts_mut(self.bufs.buf_ptr(bid), BUF_LEN) };
                         if deliver(&mut buf[..used], stats, f) {
                             delivered += 1;
                         }
@@ -414,11 +361,7 @@ impl UringBackend {
 
     /// Sends every message in `hdrs` (one SENDMSG each) with one submission and waits for all
     /// their completions; `results[i]` gets bytes sent or `-errno`.
-    pub(crate) fn send(
-        &mut self,
-        hdrs: &mut [libc::mmsghdr],
-        results: &mut [i32],
-    ) -> io::Result<()> {
+    pub(crate) fn send(&mut self, hdrs: &mut [libc::mmsghdr], results: &mut [i32]) -> io::Result<()> {
         self.rearm();
         let m = hdrs.len();
         let mut pushed = 0;
@@ -426,9 +369,7 @@ impl UringBackend {
         while pushed < m || self.sends_in_flight > 0 {
             while pushed < m {
                 let msg = &raw const hdrs[pushed].msg_hdr;
-                let e = opcode::SendMsg::new(types::Fd(self.sock), msg)
-                    .build()
-                    .user_data(UD_SEND | pushed as u64);
+                let e = opcode::SendMsg::new(types::Fd(self.sock), msg).build().user_data(UD_SEND | pushed as u64);
                 // SAFETY: the msghdr and everything it points to (iovecs, send arena, sockaddr,
                 // cmsg) belong to the caller's send batch, which is not touched until this
                 // function has seen every send completion.
@@ -440,11 +381,7 @@ impl UringBackend {
             }
             match self.ring.submit_and_wait(wait) {
                 Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                    ) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => {}
                 Err(e) => return Err(context(e, "io_uring_enter (send)")),
             }
             self.reap(results);

@@ -37,17 +37,11 @@ impl<'a> Kdf<'a> {
     /// session keys with the AES-256 PRF), `master_salt` at most 14 bytes.
     pub(crate) fn new(master_key: &[u8], master_salt: &'a [u8]) -> Result<Self, SrtpError> {
         if master_salt.len() > 14 {
-            return Err(SrtpError::BadSaltLength {
-                expected: 14,
-                got: master_salt.len(),
-            });
+            return Err(SrtpError::BadSaltLength { expected: 14, got: master_salt.len() });
         }
         let alg = if master_key.len() == 32 { &AES_256 } else { &AES_128 };
-        let key =
-            UnboundCipherKey::new(alg, master_key).map_err(|_| SrtpError::BadKeyLength {
-                expected: 16,
-                got: master_key.len(),
-            })?;
+        let key = UnboundCipherKey::new(alg, master_key)
+            .map_err(|_| SrtpError::BadKeyLength { expected: 16, got: master_key.len() })?;
         let prf = EncryptingKey::ctr(key).map_err(|_| SrtpError::Crypto)?;
         Ok(Self { prf, master_salt })
     }
@@ -58,9 +52,7 @@ impl<'a> Kdf<'a> {
         iv[..self.master_salt.len()].copy_from_slice(self.master_salt);
         iv[7] ^= label;
         out.fill(0);
-        self.prf
-            .less_safe_encrypt(out, EncryptionContext::Iv128(iv.into()))
-            .map_err(|_| SrtpError::Crypto)?;
+        self.prf.less_safe_encrypt(out, EncryptionContext::Iv128(iv.into())).map_err(|_| SrtpError::Crypto)?;
         Ok(())
     }
 }
@@ -99,11 +91,9 @@ mod tests {
         kdf.derive(LABEL_RTP_AUTH, &mut auth).expect("derive");
         assert_eq!(
             auth.to_vec(),
-            hex(
-                "CEBE321F6FF7716B6FD4AB49AF256A15 6D38BAA48F0A0ACF3C34E2359E6CDBCE
+            hex("CEBE321F6FF7716B6FD4AB49AF256A15 6D38BAA48F0A0ACF3C34E2359E6CDBCE
                  E049646C43D9327AD175578EF7227098 6371C10C9A369AC2F94A8C5FBCDDDC25
-                 6D6E919A48B610EF17C2041E47403576 6B68642C59BBFC2F34DB60DBDFB2"
-            )
+                 6D6E919A48B610EF17C2041E47403576 6B68642C59BBFC2F34DB60DBDFB2")
         );
     }
 
@@ -128,13 +118,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_master_lengths() {
-        assert!(matches!(
-            Kdf::new(&[0u8; 15], &[0u8; 14]),
-            Err(SrtpError::BadKeyLength { .. })
-        ));
-        assert!(matches!(
-            Kdf::new(&[0u8; 16], &[0u8; 15]),
-            Err(SrtpError::BadSaltLength { .. })
-        ));
+        assert!(matches!(Kdf::new(&[0u8; 15], &[0u8; 14]), Err(SrtpError::BadKeyLength { .. })));
+        assert!(matches!(Kdf::new(&[0u8; 16], &[0u8; 15]), Err(SrtpError::BadSaltLength { .. })));
     }
 }

@@ -206,15 +206,8 @@ pub enum SrtpError {
 // between variants costs nothing; boxing would add a pointer chase per packet.
 #[allow(clippy::large_enum_variant)]
 enum Cipher {
-    Gcm {
-        key: LessSafeKey,
-        salt: [u8; 12],
-    },
-    CmHmacSha1 {
-        key: EncryptingKey,
-        salt: [u8; 14],
-        auth: hmac::Key,
-    },
+    Gcm { key: LessSafeKey, salt: [u8; 12] },
+    CmHmacSha1 { key: EncryptingKey, salt: [u8; 14], auth: hmac::Key },
 }
 
 impl std::fmt::Debug for Cipher {
@@ -244,10 +237,7 @@ impl Cipher {
                 kdf.derive(salt_label, &mut salt)?;
                 let alg = if profile == SrtpProfile::AeadAes256Gcm { &AES_256_GCM } else { &AES_128_GCM };
                 let key = UnboundKey::new(alg, key).map_err(|_| SrtpError::Crypto)?;
-                Ok(Self::Gcm {
-                    key: LessSafeKey::new(key),
-                    salt,
-                })
+                Ok(Self::Gcm { key: LessSafeKey::new(key), salt })
             }
             SrtpProfile::Aes128CmHmacSha1_80 => {
                 let mut salt = [0u8; 14];
@@ -279,9 +269,8 @@ impl Cipher {
             Self::Gcm { key, salt } => {
                 let (hdr, payload) = pkt.split_at_mut(hdr_len);
                 let nonce = Nonce::assume_unique_for_key(rtp_gcm_nonce(salt, ssrc, index));
-                let tag = key
-                    .seal_in_place_separate_tag(nonce, Aad::from(&*hdr), payload)
-                    .map_err(|_| SrtpError::Crypto)?;
+                let tag =
+                    key.seal_in_place_separate_tag(nonce, Aad::from(&*hdr), payload).map_err(|_| SrtpError::Crypto)?;
                 trailer[..GCM_TAG_LEN].copy_from_slice(tag.as_ref());
             }
             Self::CmHmacSha1 { key, salt, auth } => {
@@ -290,8 +279,7 @@ impl Cipher {
                     .map_err(|_| SrtpError::Crypto)?;
                 let roc = ((index >> 16) as u32).to_be_bytes();
                 let tag = hmac_sha1(auth, pkt, &roc);
-                trailer[..HMAC_SHA1_80_TAG_LEN]
-                    .copy_from_slice(&tag.as_ref()[..HMAC_SHA1_80_TAG_LEN]);
+                trailer[..HMAC_SHA1_80_TAG_LEN].copy_from_slice(&tag.as_ref()[..HMAC_SHA1_80_TAG_LEN]);
             }
         }
         Ok(())
@@ -299,13 +287,7 @@ impl Cipher {
 
     /// Authenticates and decrypts the whole SRTP packet `pkt` in place; returns the plaintext
     /// length. The caller has checked that `pkt` holds the header and the tag.
-    fn open_rtp(
-        &self,
-        pkt: &mut [u8],
-        hdr_len: usize,
-        ssrc: u32,
-        index: u64,
-    ) -> Result<usize, SrtpError> {
+    fn open_rtp(&self, pkt: &mut [u8], hdr_len: usize, ssrc: u32, index: u64) -> Result<usize, SrtpError> {
         match self {
             Self::Gcm { key, salt } => {
                 let end = pkt.len() - GCM_TAG_LEN;
@@ -321,17 +303,11 @@ impl Cipher {
                 let (authenticated, tag) = pkt.split_at_mut(end);
                 let roc = ((index >> 16) as u32).to_be_bytes();
                 let expected = hmac_sha1(auth, authenticated, &roc);
-                constant_time::verify_slices_are_equal(
-                    &expected.as_ref()[..HMAC_SHA1_80_TAG_LEN],
-                    tag,
-                )
-                .map_err(|_| SrtpError::Auth)?;
+                constant_time::verify_slices_are_equal(&expected.as_ref()[..HMAC_SHA1_80_TAG_LEN], tag)
+                    .map_err(|_| SrtpError::Auth)?;
                 let iv = cm_iv(salt, ssrc, index);
-                key.less_safe_encrypt(
-                    &mut authenticated[hdr_len..],
-                    EncryptionContext::Iv128(iv.into()),
-                )
-                .map_err(|_| SrtpError::Crypto)?;
+                key.less_safe_encrypt(&mut authenticated[hdr_len..], EncryptionContext::Iv128(iv.into()))
+                    .map_err(|_| SrtpError::Crypto)?;
                 Ok(end)
             }
         }
@@ -339,13 +315,7 @@ impl Cipher {
 
     /// Encrypts `buf[8..plain_len]` in place and appends the SRTCP trailer (RFC 3711 3.4 order:
     /// E|index then tag; RFC 7714 9.1 order: tag then E|index).
-    fn seal_rtcp(
-        &self,
-        buf: &mut [u8],
-        plain_len: usize,
-        ssrc: u32,
-        index: u32,
-    ) -> Result<(), SrtpError> {
+    fn seal_rtcp(&self, buf: &mut [u8], plain_len: usize, ssrc: u32, index: u32) -> Result<(), SrtpError> {
         let e_index = (SRTCP_E_FLAG | index).to_be_bytes();
         match self {
             Self::Gcm { key, salt } => {
@@ -353,24 +323,19 @@ impl Cipher {
                 let (hdr, payload) = pkt.split_at_mut(RTCP_CLEAR_HEADER_LEN);
                 let aad = rtcp_gcm_aad(hdr, e_index);
                 let nonce = Nonce::assume_unique_for_key(rtcp_gcm_nonce(salt, ssrc, index));
-                let tag = key
-                    .seal_in_place_separate_tag(nonce, Aad::from(aad), payload)
-                    .map_err(|_| SrtpError::Crypto)?;
+                let tag =
+                    key.seal_in_place_separate_tag(nonce, Aad::from(aad), payload).map_err(|_| SrtpError::Crypto)?;
                 trailer[..GCM_TAG_LEN].copy_from_slice(tag.as_ref());
                 trailer[GCM_TAG_LEN..GCM_TAG_LEN + SRTCP_INDEX_LEN].copy_from_slice(&e_index);
             }
             Self::CmHmacSha1 { key, salt, auth } => {
                 let iv = cm_iv(salt, ssrc, u64::from(index));
-                key.less_safe_encrypt(
-                    &mut buf[RTCP_CLEAR_HEADER_LEN..plain_len],
-                    EncryptionContext::Iv128(iv.into()),
-                )
-                .map_err(|_| SrtpError::Crypto)?;
+                key.less_safe_encrypt(&mut buf[RTCP_CLEAR_HEADER_LEN..plain_len], EncryptionContext::Iv128(iv.into()))
+                    .map_err(|_| SrtpError::Crypto)?;
                 let auth_end = plain_len + SRTCP_INDEX_LEN;
                 buf[plain_len..auth_end].copy_from_slice(&e_index);
                 let tag = hmac_sha1(auth, &buf[..auth_end], &[]);
-                buf[auth_end..auth_end + HMAC_SHA1_80_TAG_LEN]
-                    .copy_from_slice(&tag.as_ref()[..HMAC_SHA1_80_TAG_LEN]);
+                buf[auth_end..auth_end + HMAC_SHA1_80_TAG_LEN].copy_from_slice(&tag.as_ref()[..HMAC_SHA1_80_TAG_LEN]);
             }
         }
         Ok(())
@@ -391,13 +356,8 @@ impl Cipher {
                     let (hdr, rest) = pkt.split_at_mut(RTCP_CLEAR_HEADER_LEN);
                     let (ciphertext, rest) = rest.split_at_mut(end - RTCP_CLEAR_HEADER_LEN);
                     let aad = rtcp_gcm_aad(hdr, e_index);
-                    key.open_in_place_separate_tag(
-                        nonce,
-                        Aad::from(aad),
-                        &rest[..GCM_TAG_LEN],
-                        ciphertext,
-                    )
-                    .map_err(|_| SrtpError::Auth)?;
+                    key.open_in_place_separate_tag(nonce, Aad::from(aad), &rest[..GCM_TAG_LEN], ciphertext)
+                        .map_err(|_| SrtpError::Auth)?;
                 } else {
                     // RFC 7714 9.2: unencrypted SRTCP authenticates the whole packet plus
                     // E|index as AAD over an empty plaintext. Swap tag and E|index in place so
@@ -414,11 +374,8 @@ impl Cipher {
                 let end = auth_end - SRTCP_INDEX_LEN;
                 let (authenticated, tag) = pkt.split_at_mut(auth_end);
                 let expected = hmac_sha1(auth, authenticated, &[]);
-                constant_time::verify_slices_are_equal(
-                    &expected.as_ref()[..HMAC_SHA1_80_TAG_LEN],
-                    tag,
-                )
-                .map_err(|_| SrtpError::Auth)?;
+                constant_time::verify_slices_are_equal(&expected.as_ref()[..HMAC_SHA1_80_TAG_LEN], tag)
+                    .map_err(|_| SrtpError::Auth)?;
                 if encrypted {
                     let iv = cm_iv(salt, ssrc, u64::from(index));
                     key.less_safe_encrypt(
@@ -503,10 +460,7 @@ fn rtp_header_len(pkt: &[u8]) -> Result<usize, SrtpError> {
 
 /// SSRC and sequence number of an RTP packet at least 12 bytes long.
 fn rtp_ids(pkt: &[u8]) -> (u32, u16) {
-    (
-        u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]),
-        u16::from_be_bytes([pkt[2], pkt[3]]),
-    )
+    (u32::from_be_bytes([pkt[8], pkt[9], pkt[10], pkt[11]]), u16::from_be_bytes([pkt[2], pkt[3]]))
 }
 
 /// Sender SSRC of an RTCP packet; checks the version and the 8-byte minimum.
@@ -523,10 +477,7 @@ fn rtcp_ssrc(pkt: &[u8]) -> Result<u32, SrtpError> {
 fn check_room(buf_len: usize, plain_len: usize, overhead: usize) -> Result<usize, SrtpError> {
     let needed = plain_len.saturating_add(overhead);
     if buf_len < needed {
-        return Err(SrtpError::BufferTooSmall {
-            needed,
-            available: buf_len,
-        });
+        return Err(SrtpError::BufferTooSmall { needed, available: buf_len });
     }
     Ok(needed)
 }
@@ -560,10 +511,7 @@ pub fn sessions_from_dtls_keying_material(
 ) -> Result<(SrtpSession, SrtpSession), SrtpError> {
     let expected = profile.keying_material_len();
     if material.len() != expected {
-        return Err(SrtpError::BadKeyingMaterialLength {
-            expected,
-            got: material.len(),
-        });
+        return Err(SrtpError::BadKeyingMaterialLength { expected, got: material.len() });
     }
     let (k, s) = (profile.master_key_len(), profile.master_salt_len());
     let (client_key, rest) = material.split_at(k);
@@ -571,47 +519,22 @@ pub fn sessions_from_dtls_keying_material(
     let (client_salt, server_salt) = rest.split_at(s);
     let client = SrtpSession::new(profile, client_key, client_salt)?;
     let server = SrtpSession::new(profile, server_key, server_salt)?;
-    Ok(if we_are_dtls_server {
-        (server, client)
-    } else {
-        (client, server)
-    })
+    Ok(if we_are_dtls_server { (server, client) } else { (client, server) })
 }
 
 impl SrtpSession {
     /// Derives the session keys for one direction from its master key and salt.
-    pub fn new(
-        profile: SrtpProfile,
-        master_key: &[u8],
-        master_salt: &[u8],
-    ) -> Result<Self, SrtpError> {
+    pub fn new(profile: SrtpProfile, master_key: &[u8], master_salt: &[u8]) -> Result<Self, SrtpError> {
         if master_key.len() != profile.master_key_len() {
-            return Err(SrtpError::BadKeyLength {
-                expected: profile.master_key_len(),
-                got: master_key.len(),
-            });
+            return Err(SrtpError::BadKeyLength { expected: profile.master_key_len(), got: master_key.len() });
         }
         if master_salt.len() != profile.master_salt_len() {
-            return Err(SrtpError::BadSaltLength {
-                expected: profile.master_salt_len(),
-                got: master_salt.len(),
-            });
+            return Err(SrtpError::BadSaltLength { expected: profile.master_salt_len(), got: master_salt.len() });
         }
         let kdf = Kdf::new(master_key, master_salt)?;
-        let rtp = Cipher::derive(
-            profile,
-            &kdf,
-            kdf::LABEL_RTP_ENCRYPTION,
-            kdf::LABEL_RTP_AUTH,
-            kdf::LABEL_RTP_SALT,
-        )?;
-        let rtcp = Cipher::derive(
-            profile,
-            &kdf,
-            kdf::LABEL_RTCP_ENCRYPTION,
-            kdf::LABEL_RTCP_AUTH,
-            kdf::LABEL_RTCP_SALT,
-        )?;
+        let rtp = Cipher::derive(profile, &kdf, kdf::LABEL_RTP_ENCRYPTION, kdf::LABEL_RTP_AUTH, kdf::LABEL_RTP_SALT)?;
+        let rtcp =
+            Cipher::derive(profile, &kdf, kdf::LABEL_RTCP_ENCRYPTION, kdf::LABEL_RTCP_AUTH, kdf::LABEL_RTCP_SALT)?;
         Ok(Self {
             profile,
             rtp,
@@ -666,9 +589,7 @@ impl SrtpSession {
         let needed = check_room(buf.len(), plain_len, self.profile.rtp_overhead())?;
         let slot = self.rtp_send.slot(ssrc)?;
         let mut stream = self.rtp_send.get(slot);
-        let index = stream
-            .estimate_rtp_index(seq)
-            .ok_or(SrtpError::IndexOutOfRange)?;
+        let index = stream.estimate_rtp_index(seq).ok_or(SrtpError::IndexOutOfRange)?;
         self.rtp.seal_rtp(buf, hdr_len, plain_len, ssrc, index)?;
         stream.commit(index);
         self.rtp_send.put(slot, ssrc, stream);
@@ -703,9 +624,7 @@ impl SrtpSession {
         let needed = check_room(out.len(), plain_len, self.profile.rtp_overhead())?;
         let slot = self.rtp_send.slot(ssrc)?;
         let mut stream = self.rtp_send.get(slot);
-        let index = stream
-            .estimate_rtp_index(seq)
-            .ok_or(SrtpError::IndexOutOfRange)?;
+        let index = stream.estimate_rtp_index(seq).ok_or(SrtpError::IndexOutOfRange)?;
         out[..hdr_len].copy_from_slice(header);
         match &self.rtp {
             Cipher::Gcm { key, salt } => {

@@ -33,11 +33,7 @@ impl ReplayWindow {
         let roc = (highest >> 16) as i64;
         let s_l = highest as u16;
         let v = if s_l < 0x8000 {
-            if seq > s_l && seq - s_l > 0x8000 {
-                roc - 1
-            } else {
-                roc
-            }
+            if seq > s_l && seq - s_l > 0x8000 { roc - 1 } else { roc }
         } else if s_l - 0x8000 > seq {
             roc + 1
         } else {
@@ -73,11 +69,7 @@ impl ReplayWindow {
             }
             Some(highest) if index > highest => {
                 let shift = index - highest;
-                self.bits = if shift >= REPLAY_WINDOW {
-                    0
-                } else {
-                    self.bits << shift
-                };
+                self.bits = if shift >= REPLAY_WINDOW { 0 } else { self.bits << shift };
                 self.bits |= 1;
                 self.highest = Some(index);
             }
@@ -105,10 +97,7 @@ pub(crate) struct SsrcMap<T> {
 
 impl<T: Copy + Default> SsrcMap<T> {
     pub(crate) fn new(max: usize) -> Self {
-        Self {
-            entries: Vec::new(),
-            max,
-        }
+        Self { entries: Vec::new(), max }
     }
 
     pub(crate) fn set_max(&mut self, max: usize) {
@@ -147,10 +136,7 @@ impl<T: Copy + Default> SsrcMap<T> {
     }
 
     pub(crate) fn lookup(&self, ssrc: u32) -> Option<&T> {
-        self.entries
-            .binary_search_by_key(&ssrc, |e| e.0)
-            .ok()
-            .map(|i| &self.entries[i].1)
+        self.entries.binary_search_by_key(&ssrc, |e| e.0).ok().map(|i| &self.entries[i].1)
     }
 
     pub(crate) fn remove(&mut self, ssrc: u32) -> bool {

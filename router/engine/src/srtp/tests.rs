@@ -21,12 +21,8 @@ fn theirs_profile(p: SrtpProfile) -> ProtectionProfile {
 }
 
 fn master(profile: SrtpProfile, seed: u8) -> (Vec<u8>, Vec<u8>) {
-    let key = (0..profile.master_key_len() as u8)
-        .map(|i| i.wrapping_mul(7) ^ seed)
-        .collect();
-    let salt = (0..profile.master_salt_len() as u8)
-        .map(|i| i.wrapping_mul(13) ^ seed.rotate_left(3))
-        .collect();
+    let key = (0..profile.master_key_len() as u8).map(|i| i.wrapping_mul(7) ^ seed).collect();
+    let salt = (0..profile.master_salt_len() as u8).map(|i| i.wrapping_mul(13) ^ seed.rotate_left(3)).collect();
     (key, salt)
 }
 
@@ -54,9 +50,7 @@ fn rtp_packet(rng: &mut StdRng, ssrc: u32, seq: u16, csrcs: u8, ext: bool, len: 
     }
     if ext {
         // Two words: id 1 (1 byte) + padding, id 3 abs-send-time (3 bytes).
-        p.extend_from_slice(&[
-            0xBE, 0xDE, 0x00, 0x02, 0x10, 0xAA, 0x00, 0x00, 0x32, 1, 2, 3,
-        ]);
+        p.extend_from_slice(&[0xBE, 0xDE, 0x00, 0x02, 0x10, 0xAA, 0x00, 0x00, 0x32, 1, 2, 3]);
     }
     p.extend((0..len).map(|_| rng.random::<u8>()));
     p
@@ -122,9 +116,7 @@ fn ours_protect_theirs_unprotect_rtp_across_rollover() {
         for plain in wrapping_stream(&mut rng, 0xCAFE_0001, 600) {
             let srtp = protect(&mut tx, &plain);
             assert_ne!(srtp[..plain.len()], plain[..], "payload must be encrypted");
-            let back = rx
-                .decrypt_rtp(&srtp)
-                .expect("webrtc-srtp accepts our packet");
+            let back = rx.decrypt_rtp(&srtp).expect("webrtc-srtp accepts our packet");
             assert_eq!(back.as_ref(), &plain[..], "{profile:?}");
         }
         assert_eq!(tx.send_roc(0xCAFE_0001), Some(1));
@@ -185,9 +177,7 @@ fn rtcp_cross_checks_both_ways() {
             if plain.len() > 8 {
                 assert_ne!(srtcp[8..plain.len()], plain[8..], "encrypted");
             }
-            let back = their_rx
-                .decrypt_rtcp(&srtcp)
-                .expect("webrtc-srtp accepts ours");
+            let back = their_rx.decrypt_rtcp(&srtcp).expect("webrtc-srtp accepts ours");
             assert_eq!(back.as_ref(), &plain[..], "{profile:?}");
 
             let srtcp = their_tx.encrypt_rtcp(&plain).expect("webrtc-srtp protects");
@@ -234,14 +224,9 @@ fn protect_into_matches_in_place() {
             assert_eq!(&out[..n], &in_place[..]);
             let hdr = rtp_header_len(&plain).expect("valid header");
             let mut out2 = vec![0u8; 1500];
-            let n2 = c
-                .protect_rtp_split_into(&plain[..hdr], &plain[hdr..], &mut out2)
-                .expect("protect split into");
+            let n2 = c.protect_rtp_split_into(&plain[..hdr], &plain[hdr..], &mut out2).expect("protect split into");
             assert_eq!(&out2[..n2], &in_place[..]);
-            assert_eq!(
-                rx.decrypt_rtp(&out[..n]).expect("valid").as_ref(),
-                &plain[..]
-            );
+            assert_eq!(rx.decrypt_rtp(&out[..n]).expect("valid").as_ref(), &plain[..]);
         }
     }
 }
@@ -252,10 +237,7 @@ fn split_into_rejects_header_with_payload_attached() {
     let mut rng = StdRng::seed_from_u64(8);
     let plain = rtp_packet(&mut rng, 1, 1, 0, false, 20);
     let mut out = [0u8; 100];
-    assert_eq!(
-        s.protect_rtp_split_into(&plain, &[], &mut out),
-        Err(SrtpError::HeaderLength)
-    );
+    assert_eq!(s.protect_rtp_split_into(&plain, &[], &mut out), Err(SrtpError::HeaderLength));
 }
 
 #[test]
@@ -301,11 +283,7 @@ fn tampered_bytes_fail_authentication() {
         let mut tx = ours(profile, 11);
         let mut rx = ours(profile, 11);
         let plain = rtp_packet(&mut rng, 9, 40_000, 2, true, 200);
-        assert_eq!(
-            rtp_header_len(&plain),
-            Ok(32),
-            "12 fixed + 2 CSRCs + 12 extension"
-        );
+        assert_eq!(rtp_header_len(&plain), Ok(32), "12 fixed + 2 CSRCs + 12 extension");
         let srtp = protect(&mut tx, &plain);
         for i in 0..srtp.len() {
             let mut bad = srtp.clone();
@@ -329,10 +307,7 @@ fn tampered_bytes_fail_authentication() {
         for i in 0..srtcp.len() {
             let mut bad = srtcp.clone();
             bad[i] ^= 0x01;
-            assert!(
-                unprotect_rtcp(&mut rx, &bad).is_err(),
-                "{profile:?} byte {i}"
-            );
+            assert!(unprotect_rtcp(&mut rx, &bad).is_err(), "{profile:?} byte {i}");
         }
         assert_eq!(unprotect_rtcp(&mut rx, &srtcp).expect("genuine"), rtcp);
     }
@@ -366,17 +341,11 @@ fn truncated_packets_error_without_panic() {
         let srtcp = protect_rtcp(&mut tx, &rtcp_packet(&mut rng, 4, 2));
         for n in 0..srtp.len() {
             let mut rx = ours(profile, 13);
-            assert!(
-                unprotect(&mut rx, &srtp[..n]).is_err(),
-                "{profile:?} len {n}"
-            );
+            assert!(unprotect(&mut rx, &srtp[..n]).is_err(), "{profile:?} len {n}");
         }
         for n in 0..srtcp.len() {
             let mut rx = ours(profile, 13);
-            assert!(
-                unprotect_rtcp(&mut rx, &srtcp[..n]).is_err(),
-                "{profile:?} len {n}"
-            );
+            assert!(unprotect_rtcp(&mut rx, &srtcp[..n]).is_err(), "{profile:?} len {n}");
         }
         // Truncated plaintext headers on the protect side, too.
         let hdr = rtp_header_len(&plain).expect("valid");
@@ -425,23 +394,14 @@ fn buffer_without_room_for_tag_is_an_error() {
         buf.resize(plain.len() + profile.rtp_overhead() - 1, 0);
         assert_eq!(
             s.protect_rtp(&mut buf, plain.len()),
-            Err(SrtpError::BufferTooSmall {
-                needed: plain.len() + profile.rtp_overhead(),
-                available: buf.len()
-            })
+            Err(SrtpError::BufferTooSmall { needed: plain.len() + profile.rtp_overhead(), available: buf.len() })
         );
         let mut out = vec![0u8; plain.len()];
-        assert!(matches!(
-            s.protect_rtp_into(&plain, &mut out),
-            Err(SrtpError::BufferTooSmall { .. })
-        ));
+        assert!(matches!(s.protect_rtp_into(&plain, &mut out), Err(SrtpError::BufferTooSmall { .. })));
         let rtcp = rtcp_packet(&mut rng, 1, 1);
         let mut buf = rtcp.clone();
         buf.resize(rtcp.len() + profile.rtcp_overhead() - 1, 0);
-        assert!(matches!(
-            s.protect_rtcp(&mut buf, rtcp.len()),
-            Err(SrtpError::BufferTooSmall { .. })
-        ));
+        assert!(matches!(s.protect_rtcp(&mut buf, rtcp.len()), Err(SrtpError::BufferTooSmall { .. })));
         let too_long = buf.len() + 1;
         assert_eq!(s.protect_rtp(&mut buf, too_long), Err(SrtpError::TooShort));
     }
@@ -492,28 +452,14 @@ fn dtls_keying_material_follows_rfc5764_layout() {
 
         // What the client sends is keyed with client_write_key/salt, and the server reads it.
         let from_client = protect(&mut client_out, &plain);
-        let mut ctx = Context::new(client_key, client_salt, theirs_profile(profile), None, None)
-            .expect("valid");
-        assert_eq!(
-            ctx.decrypt_rtp(&from_client).expect("client key").as_ref(),
-            &plain[..]
-        );
-        assert_eq!(
-            unprotect(&mut server_in, &from_client).expect("server reads"),
-            plain
-        );
+        let mut ctx = Context::new(client_key, client_salt, theirs_profile(profile), None, None).expect("valid");
+        assert_eq!(ctx.decrypt_rtp(&from_client).expect("client key").as_ref(), &plain[..]);
+        assert_eq!(unprotect(&mut server_in, &from_client).expect("server reads"), plain);
 
         let from_server = protect(&mut server_out, &plain);
-        let mut ctx = Context::new(server_key, server_salt, theirs_profile(profile), None, None)
-            .expect("valid");
-        assert_eq!(
-            ctx.decrypt_rtp(&from_server).expect("server key").as_ref(),
-            &plain[..]
-        );
-        assert_eq!(
-            unprotect(&mut client_in, &from_server).expect("client reads"),
-            plain
-        );
+        let mut ctx = Context::new(server_key, server_salt, theirs_profile(profile), None, None).expect("valid");
+        assert_eq!(ctx.decrypt_rtp(&from_server).expect("server key").as_ref(), &plain[..]);
+        assert_eq!(unprotect(&mut client_in, &from_server).expect("client reads"), plain);
 
         assert!(matches!(
             sessions_from_dtls_keying_material(profile, &material[1..], true),
@@ -526,14 +472,8 @@ fn dtls_keying_material_follows_rfc5764_layout() {
 fn wrong_master_lengths_are_rejected() {
     for profile in PROFILES {
         let (key, salt) = master(profile, 0);
-        assert!(matches!(
-            SrtpSession::new(profile, &key[1..], &salt),
-            Err(SrtpError::BadKeyLength { .. })
-        ));
-        assert!(matches!(
-            SrtpSession::new(profile, &key, &salt[1..]),
-            Err(SrtpError::BadSaltLength { .. })
-        ));
+        assert!(matches!(SrtpSession::new(profile, &key[1..], &salt), Err(SrtpError::BadKeyLength { .. })));
+        assert!(matches!(SrtpSession::new(profile, &key, &salt[1..]), Err(SrtpError::BadSaltLength { .. })));
     }
 }
 
@@ -568,18 +508,13 @@ fn unencrypted_srtcp_is_authenticated_and_accepted() {
                 kdf.derive(kdf::LABEL_RTCP_ENCRYPTION, k).expect("derive");
                 let mut s = [0u8; 12];
                 kdf.derive(kdf::LABEL_RTCP_SALT, &mut s).expect("derive");
-                let alg = if profile == SrtpProfile::AeadAes256Gcm {
-                    &aws_lc_rs::aead::AES_256_GCM
-                } else {
-                    &AES_128_GCM
-                };
+                let alg =
+                    if profile == SrtpProfile::AeadAes256Gcm { &aws_lc_rs::aead::AES_256_GCM } else { &AES_128_GCM };
                 let key = LessSafeKey::new(UnboundKey::new(alg, k).expect("key"));
                 let mut aad = rtcp.clone();
                 aad.extend_from_slice(&e_index);
                 let nonce = Nonce::assume_unique_for_key(rtcp_gcm_nonce(&s, 0xD00D, index));
-                let tag = key
-                    .seal_in_place_separate_tag(nonce, Aad::from(&aad), &mut [])
-                    .expect("seal");
+                let tag = key.seal_in_place_separate_tag(nonce, Aad::from(&aad), &mut []).expect("seal");
                 srtcp.extend_from_slice(tag.as_ref());
                 srtcp.extend_from_slice(&e_index);
             }
@@ -587,10 +522,7 @@ fn unencrypted_srtcp_is_authenticated_and_accepted() {
                 let mut a = [0u8; 20];
                 kdf.derive(kdf::LABEL_RTCP_AUTH, &mut a).expect("derive");
                 srtcp.extend_from_slice(&e_index);
-                let tag = hmac::sign(
-                    &hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &a),
-                    &srtcp,
-                );
+                let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &a), &srtcp);
                 srtcp.extend_from_slice(&tag.as_ref()[..10]);
             }
         }
