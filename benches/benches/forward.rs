@@ -11,6 +11,8 @@
 //!
 //! `cargo bench -p benches --bench forward -j2`; throughput is per forwarded packet.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -5,6 +5,8 @@
 //! Every iteration uses a fresh sequence number, so the ROC estimation and the replay window
 //! do their real work; unprotect inputs are protected in the (untimed) batch setup.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::hint::black_box;
 use std::time::Duration;
 

@@ -91,13 +91,13 @@ impl Router {
             Some(i) => i as usize,
             None => self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len(),
         };
-        if let Command::Consume { transport, params } = &cmd {
-            if transport.0 >> 24 != params.producer.0 >> 24 {
-                return Err(ApiError::InvalidParams(format!(
-                    "producer {} and transport {} are on different shards; place a room's transports on one shard",
-                    params.producer, transport
-                )));
-            }
+        if let Command::Consume { transport, params } = &cmd
+            && transport.0 >> 24 != params.producer.0 >> 24
+        {
+            return Err(ApiError::InvalidParams(format!(
+                "producer {} and transport {} are on different shards; place a room's transports on one shard",
+                params.producer, transport
+            )));
         }
         let Some(shard) = self.shards.get(index) else {
             // An id whose shard byte names no shard of this router (a stale id from a run with

@@ -153,10 +153,10 @@ pub fn spawn(spec: ShardSpec, events: mpsc::Sender<(u8, Event)>) -> std::io::Res
     let (ready_tx, ready_rx) = mpsc::channel();
     let index = spec.index;
     let join = std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || {
-        if let Some(core) = spec.pin_core {
-            if let Err(e) = crate::io::pin_current_thread(core) {
-                warn!(shard = index, core, error = %e, "could not pin shard thread");
-            }
+        if let Some(core) = spec.pin_core
+            && let Err(e) = crate::io::pin_current_thread(core)
+        {
+            warn!(shard = index, core, error = %e, "could not pin shard thread");
         }
         let io = match UdpIo::bind(spec.bind, spec.backend, &spec.io) {
             Ok(io) => io,

@@ -13,6 +13,8 @@
 //! let t = c.ok("create_transport", json!({}));
 //! ```
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;

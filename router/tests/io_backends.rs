@@ -1,6 +1,8 @@
 //! Real-socket tests of the shard UDP I/O, each run against both backends (io_uring is skipped,
 //! with a printed note, only when the probe says this kernel or sandbox refuses it).
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc;

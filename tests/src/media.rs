@@ -61,7 +61,7 @@ impl Vp8Stream {
 
     /// The packets of the next frame (33 ms of video).
     pub fn next_frame(&mut self) -> Vec<Packet> {
-        let key = self.frame % self.keyframe_interval == 0 || self.force_keyframe;
+        let key = self.frame.is_multiple_of(self.keyframe_interval) || self.force_keyframe;
         self.force_keyframe = false;
         let mut out = Vec::new();
         for i in 0..self.packets_per_frame {

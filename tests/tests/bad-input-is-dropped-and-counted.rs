@@ -1,6 +1,8 @@
 //! Garbage of every kind from the network is dropped and counted, never a panic, and the media
 //! of well-behaved clients keeps flowing through it.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! A client that goes silent loses its transport once ICE consent expires (30 s), and the
 //! router says so; a client that keeps talking keeps its transport.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::time::Duration;
 
 use integration_tests::sim::{Link, Sim};

@@ -1,6 +1,8 @@
 //! A subscriber that joins in the middle of a group of pictures gets nothing until a keyframe,
 //! which the router asks the publisher for, and from there a continuous stream.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::time::Duration;
 
 use integration_tests::media::{is_vp8_keyframe_start, tag};

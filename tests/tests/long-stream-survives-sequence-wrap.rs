@@ -2,6 +2,8 @@
 //! the sequence space that "older than the start" checks trip on): every packet still reaches
 //! the subscriber, numbered continuously, through SRTP rollover on both legs.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::time::Duration;
 
 use integration_tests::media::tag;

@@ -2,6 +2,8 @@
 //! publisher (str0m) retransmits over RTX, and every subscriber still gets ≥ 99.5 % of the
 //! video packets.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 

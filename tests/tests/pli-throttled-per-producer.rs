@@ -1,6 +1,8 @@
 //! Subscribers asking for keyframes far more often than the throttle window: the publisher
 //! sees at most one PLI per window, and still gets them.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::time::Duration;
 
 use integration_tests::room::Room;

@@ -95,7 +95,7 @@ pub fn server_config() -> Result<Arc<dimpl::Config>, String> {
 #[derive(Debug)]
 pub enum DtlsOutput {
     /// Handshake complete, certificate verified, SRTP keys ready.
-    Ready { profile: SrtpProfile, outbound: SrtpSession, inbound: SrtpSession },
+    Ready { profile: SrtpProfile, outbound: Box<SrtpSession>, inbound: Box<SrtpSession> },
     /// The transport cannot continue.
     Failed(DtlsFailure),
 }
@@ -257,7 +257,7 @@ impl DtlsState {
         match sessions_from_dtls_keying_material(profile, &material, true) {
             Ok((outbound, inbound)) => {
                 self.ready = true;
-                Some(DtlsOutput::Ready { profile, outbound, inbound })
+                Some(DtlsOutput::Ready { profile, outbound: Box::new(outbound), inbound: Box::new(inbound) })
             }
             Err(e) => {
                 self.failed = true;

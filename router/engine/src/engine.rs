@@ -600,8 +600,8 @@ impl Engine {
         match output {
             DtlsOutput::Ready { profile, outbound, inbound } => {
                 let Some(t) = self.transports.get_mut(&id) else { return };
-                t.srtp_out = Some(outbound);
-                t.srtp_in = Some(inbound);
+                t.srtp_out = Some(*outbound);
+                t.srtp_in = Some(*inbound);
                 t.connected = true;
                 let remote = t.remote().or(t.remote_addrs.first().copied());
                 debug!(transport = %id, ?profile, "DTLS ready, SRTP keys set");
@@ -659,10 +659,10 @@ impl Engine {
             return;
         };
         let Some(t) = self.transports.get_mut(&tid) else { return };
-        if let Some(twcc_id) = t.in_ext.transport_cc {
-            if let Some(seq) = header.find_extension(buf, twcc_id).and_then(rtp::read_transport_cc) {
-                t.twcc_in.record(seq, now);
-            }
+        if let Some(twcc_id) = t.in_ext.transport_cc
+            && let Some(seq) = header.find_extension(buf, twcc_id).and_then(rtp::read_transport_cc)
+        {
+            t.twcc_in.record(seq, now);
         }
         let (pid, is_rtx) = match t.ssrcs.get(&header.ssrc) {
             Some(&v) => v,
@@ -769,10 +769,10 @@ impl Engine {
             }
             // Keep the start mark within half the sequence space behind the stream, or after
             // 32768 packets every new packet would look older than the start.
-            if since_start > START_MARK_LAG {
-                if let Some(s) = c.sync.as_mut() {
-                    s.start_seq = header.sequence_number.wrapping_sub(START_MARK_LAG as u16);
-                }
+            if since_start > START_MARK_LAG
+                && let Some(s) = c.sync.as_mut()
+            {
+                s.start_seq = header.sequence_number.wrapping_sub(START_MARK_LAG as u16);
             }
             let Some(t) = transports.get_mut(&c.transport) else { continue };
             let out_seq = header.sequence_number.wrapping_add(sync.seq_offset);
@@ -803,11 +803,11 @@ impl Engine {
             match packet {
                 rtcp::RtcpPacket::SenderReport { ssrc, ntp_time, rtp_time, .. } => {
                     let Some(t) = self.transports.get(&tid) else { return };
-                    if let Some(&(pid, false)) = t.ssrcs.get(&ssrc) {
-                        if let Some(p) = self.producers.get_mut(&pid) {
-                            p.recv.on_sender_report(ntp_time, now);
-                            p.last_sr = Some((ntp_time, rtp_time, now));
-                        }
+                    if let Some(&(pid, false)) = t.ssrcs.get(&ssrc)
+                        && let Some(p) = self.producers.get_mut(&pid)
+                    {
+                        p.recv.on_sender_report(ntp_time, now);
+                        p.last_sr = Some((ntp_time, rtp_time, now));
                     }
                 }
                 rtcp::RtcpPacket::Pli { media_ssrc, .. } => plis.push(media_ssrc),
@@ -884,13 +884,13 @@ impl Engine {
         let Some(media_ssrc) = p.ssrc else { return };
         let Some(t) = self.transports.get_mut(&p.transport) else { return };
         let n = rtcp::write_pli(&mut self.rtcp_scratch, t.rtcp_ssrc, media_ssrc);
-        if let Ok(n) = n {
-            if send_rtcp(t, &self.rtcp_scratch[..n], out) {
-                p.last_pli = Some(now);
-                p.stats.plis += 1;
-                self.counters.plis_sent += 1;
-                self.counters.datagrams_out += 1;
-            }
+        if let Ok(n) = n
+            && send_rtcp(t, &self.rtcp_scratch[..n], out)
+        {
+            p.last_pli = Some(now);
+            p.stats.plis += 1;
+            self.counters.plis_sent += 1;
+            self.counters.datagrams_out += 1;
         }
     }
 
@@ -983,16 +983,14 @@ impl Engine {
             || p.consumers.iter().any(|c| {
                 self.consumers.get(c).is_some_and(|c| c.sync.is_none() && !c.paused && c.kind == MediaKind::Video)
             });
-        if !self.nack_scratch.is_empty() {
-            if let Some(t) = self.transports.get_mut(&p.transport) {
-                if let Ok(n) = rtcp::write_nack(&mut self.rtcp_scratch, t.rtcp_ssrc, media_ssrc, &self.nack_scratch) {
-                    if send_rtcp(t, &self.rtcp_scratch[..n], out) {
-                        p.stats.nacks += self.nack_scratch.len() as u64;
-                        self.counters.nacks_sent += 1;
-                        self.counters.datagrams_out += 1;
-                    }
-                }
-            }
+        if !self.nack_scratch.is_empty()
+            && let Some(t) = self.transports.get_mut(&p.transport)
+            && let Ok(n) = rtcp::write_nack(&mut self.rtcp_scratch, t.rtcp_ssrc, media_ssrc, &self.nack_scratch)
+            && send_rtcp(t, &self.rtcp_scratch[..n], out)
+        {
+            p.stats.nacks += self.nack_scratch.len() as u64;
+            self.counters.nacks_sent += 1;
+            self.counters.datagrams_out += 1;
         }
         if wants_keyframe && p.params.kind == MediaKind::Video && p.got_first_packet {
             self.request_keyframe(now, pid, out);
@@ -1102,13 +1100,14 @@ fn write_forward(
     let mut n_ext = 0;
     let mut used = 0;
     let mut push = |id: Option<u8>, bytes: &[u8], exts: &mut [(u8, std::ops::Range<usize>); 5]| {
-        if let Some(id) = id {
-            if used + bytes.len() <= ext_buf.len() && n_ext < exts.len() {
-                ext_buf[used..used + bytes.len()].copy_from_slice(bytes);
-                exts[n_ext] = (id, used..used + bytes.len());
-                n_ext += 1;
-                used += bytes.len();
-            }
+        if let Some(id) = id
+            && used + bytes.len() <= ext_buf.len()
+            && n_ext < exts.len()
+        {
+            ext_buf[used..used + bytes.len()].copy_from_slice(bytes);
+            exts[n_ext] = (id, used..used + bytes.len());
+            n_ext += 1;
+            used += bytes.len();
         }
     };
     if let (Some(id), Some(mid)) = (t.out_ext.mid, c.mid.as_deref()) {
@@ -1123,13 +1122,13 @@ fn write_forward(
         push(t.out_ext.abs_send_time, &abs_send_time(now), &mut exts);
     }
     // Audio level is the publisher's measurement: copy it through.
-    if let (Some(out_id), Some(in_id)) = (t.out_ext.audio_level, in_audio_level) {
-        if let Some(v) = header.find_extension(original, in_id) {
-            let mut tmp = [0u8; 1];
-            let n = v.len().min(1);
-            tmp[..n].copy_from_slice(&v[..n]);
-            push(Some(out_id), &tmp[..n], &mut exts);
-        }
+    if let (Some(out_id), Some(in_id)) = (t.out_ext.audio_level, in_audio_level)
+        && let Some(v) = header.find_extension(original, in_id)
+    {
+        let mut tmp = [0u8; 1];
+        let n = v.len().min(1);
+        tmp[..n].copy_from_slice(&v[..n]);
+        push(Some(out_id), &tmp[..n], &mut exts);
     }
     let list: [(u8, &[u8]); 5] = std::array::from_fn(|i| (exts[i].0, &ext_buf[exts[i].1.clone()]));
     let (pt, ssrc, seq) = match rtx {
@@ -1211,18 +1210,18 @@ fn write_reports(
 ) -> usize {
     let mut blocks = Vec::new();
     for pid in &t.producers {
-        if let Some(p) = producers.get_mut(pid) {
-            if let (Some(ssrc), Some(b)) = (p.ssrc, p.recv.report_block(now)) {
-                blocks.push(rtcp::ReportBlock {
-                    ssrc,
-                    fraction_lost: b.fraction_lost,
-                    cumulative_lost: b.cumulative_lost,
-                    ext_highest_seq: b.ext_highest_seq,
-                    jitter: b.jitter,
-                    lsr: b.lsr,
-                    dlsr: b.dlsr,
-                });
-            }
+        if let Some(p) = producers.get_mut(pid)
+            && let (Some(ssrc), Some(b)) = (p.ssrc, p.recv.report_block(now))
+        {
+            blocks.push(rtcp::ReportBlock {
+                ssrc,
+                fraction_lost: b.fraction_lost,
+                cumulative_lost: b.cumulative_lost,
+                ext_highest_seq: b.ext_highest_seq,
+                jitter: b.jitter,
+                lsr: b.lsr,
+                dlsr: b.dlsr,
+            });
         }
     }
     let mut len = 0;
