@@ -17,7 +17,7 @@ echo "== build"
 cargo build --workspace --all-targets --locked -j"$jobs"
 
 echo "== fuzz targets compile (run them with scripts/fuzz.sh)"
-cargo check --manifest-path fuzz/Cargo.toml -j"$jobs" --quiet
+cargo check --manifest-path fuzz/Cargo.toml --target-dir target -j"$jobs" --quiet
 
 echo "== tests"
 if command -v cargo-nextest >/dev/null; then

@@ -175,6 +175,8 @@ pub struct Engine {
     dtls_scratch: Vec<u8>,
     rtcp_scratch: Vec<u8>,
     nack_scratch: Vec<u16>,
+    rtcp_keyframes: Vec<ProducerId>,
+    rtcp_resends: Vec<(ConsumerId, u16)>,
     next_tick: Instant,
     next_stats: Instant,
 }
@@ -223,6 +225,8 @@ impl Engine {
             dtls_scratch: vec![0; 2048],
             rtcp_scratch: vec![0; MTU],
             nack_scratch: Vec::with_capacity(64),
+            rtcp_keyframes: Vec::new(),
+            rtcp_resends: Vec::new(),
             next_tick: now,
             next_stats: now + Duration::from_secs(1),
         })
@@ -790,59 +794,61 @@ impl Engine {
     }
 
     fn handle_rtcp(&mut self, now: Instant, tid: TransportId, buf: &[u8], out: &mut dyn Transmit) {
-        let mut plis: Vec<u32> = Vec::new();
-        let mut nacks: Vec<(u32, u16)> = Vec::new();
-        for packet in rtcp::packets(buf) {
-            let packet = match packet {
-                Ok(p) => p,
-                Err(_) => {
-                    self.counters.rtcp_malformed += 1;
+        // Feedback is resolved to consumers while parsing and acted on after, so the engine's
+        // reusable scratch lists carry it across (no allocation per RTCP packet).
+        let mut keyframes = std::mem::take(&mut self.rtcp_keyframes);
+        let mut resends = std::mem::take(&mut self.rtcp_resends);
+        keyframes.clear();
+        resends.clear();
+        {
+            let Engine { transports, consumers, producers, counters, .. } = &mut *self;
+            let Some(t) = transports.get(&tid) else { return };
+            let consumer_by_ssrc =
+                |ssrc: u32| t.consumers.iter().filter_map(|c| consumers.get(c)).find(|c| c.ssrc == ssrc);
+            for packet in rtcp::packets(buf) {
+                let Ok(packet) = packet else {
+                    counters.rtcp_malformed += 1;
                     break;
-                }
-            };
-            match packet {
-                rtcp::RtcpPacket::SenderReport { ssrc, ntp_time, rtp_time, .. } => {
-                    let Some(t) = self.transports.get(&tid) else { return };
-                    if let Some(&(pid, false)) = t.ssrcs.get(&ssrc)
-                        && let Some(p) = self.producers.get_mut(&pid)
-                    {
-                        p.recv.on_sender_report(ntp_time, now);
-                        p.last_sr = Some((ntp_time, rtp_time, now));
+                };
+                match packet {
+                    rtcp::RtcpPacket::SenderReport { ssrc, ntp_time, rtp_time, .. } => {
+                        if let Some(&(pid, false)) = t.ssrcs.get(&ssrc)
+                            && let Some(p) = producers.get_mut(&pid)
+                        {
+                            p.recv.on_sender_report(ntp_time, now);
+                            p.last_sr = Some((ntp_time, rtp_time, now));
+                        }
                     }
-                }
-                rtcp::RtcpPacket::Pli { media_ssrc, .. } => plis.push(media_ssrc),
-                rtcp::RtcpPacket::Fir { entries, .. } => {
-                    for (ssrc, _) in entries {
-                        plis.push(ssrc);
+                    rtcp::RtcpPacket::Pli { media_ssrc, .. } => {
+                        counters.plis_received += 1;
+                        keyframes.extend(consumer_by_ssrc(media_ssrc).map(|c| c.producer));
                     }
-                }
-                rtcp::RtcpPacket::Nack { media_ssrc, lost, .. } => {
-                    // Bounded: a NACK packet cannot carry more than its length allows, and we
-                    // cap what one compound can make us resend.
-                    for seq in lost.take(512) {
-                        nacks.push((media_ssrc, seq));
+                    rtcp::RtcpPacket::Fir { entries, .. } => {
+                        for (ssrc, _) in entries.take(16) {
+                            counters.plis_received += 1;
+                            keyframes.extend(consumer_by_ssrc(ssrc).map(|c| c.producer));
+                        }
                     }
+                    rtcp::RtcpPacket::Nack { media_ssrc, lost, .. } => {
+                        let Some(c) = consumer_by_ssrc(media_ssrc) else { continue };
+                        // Bounded: one compound cannot make us resend more than this.
+                        for seq in lost.take(512) {
+                            counters.nacks_received += 1;
+                            resends.push((c.id, seq));
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
-        let Some(t) = self.transports.get(&tid) else { return };
-        let consumers: Vec<ConsumerId> = t.consumers.clone();
-        for ssrc in plis {
-            self.counters.plis_received += 1;
-            if let Some(c) = consumers.iter().filter_map(|c| self.consumers.get(c)).find(|c| c.ssrc == ssrc) {
-                let pid = c.producer;
-                self.request_keyframe(now, pid, out);
-            }
+        for &pid in &keyframes {
+            self.request_keyframe(now, pid, out);
         }
-        for (ssrc, seq) in nacks {
-            self.counters.nacks_received += 1;
-            let Some(cid) = consumers.iter().copied().find(|c| self.consumers.get(c).is_some_and(|c| c.ssrc == ssrc))
-            else {
-                continue;
-            };
+        for &(cid, seq) in &resends {
             self.retransmit(now, cid, seq, out);
         }
+        self.rtcp_keyframes = keyframes;
+        self.rtcp_resends = resends;
     }
 
     /// Answers a subscriber's NACK for `out_seq` from the producer's cache.
