@@ -159,3 +159,6 @@ pub enum RecvError {
     #[error("corrupt ring: {0}")]
     Corrupt(&'static str),
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests;
