@@ -1,6 +1,8 @@
 //! Throughput of one ring between two threads (64- and 1200-byte records) and the wake-up
 //! latency of a sleeping reader. Run: `cargo bench -p shm-queue --bench throughput`.
 
+#![allow(clippy::unwrap_used)] // A bench: any failure should abort it loudly.
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shm_queue::{Channel, Config, Consumer, End, Producer, Segment};
 use std::hint::spin_loop;

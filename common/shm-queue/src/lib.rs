@@ -122,9 +122,13 @@ pub enum Error {
     BadName(String),
     #[error("segment too small: {len} bytes, its header alone needs {need}")]
     TooSmall { len: u64, need: u64 },
-    #[error("not a shm-queue segment: magic {found:#018x}, expected {expected:#018x} (wrong fd or file, or not yet initialized)")]
+    #[error(
+        "not a shm-queue segment: magic {found:#018x}, expected {expected:#018x} (wrong fd or file, or not yet initialized)"
+    )]
     BadMagic { found: u64, expected: u64 },
-    #[error("segment layout version {found} is not supported: this build speaks version {supported}; run matching builds of both processes")]
+    #[error(
+        "segment layout version {found} is not supported: this build speaks version {supported}; run matching builds of both processes"
+    )]
     BadVersion { found: u32, supported: u32 },
     #[error("corrupt segment header: {0}")]
     BadLayout(&'static str),

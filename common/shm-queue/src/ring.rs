@@ -147,7 +147,7 @@ impl RingRef {
 
     /// Writes a length prefix at data position `pos`.
     fn write_u32(&self, pos: u64, value: u32) {
-        debug_assert!(pos + FRAME_HEADER <= self.capacity && pos % FRAME_ALIGN == 0);
+        debug_assert!(pos + FRAME_HEADER <= self.capacity && pos.is_multiple_of(FRAME_ALIGN));
         // SAFETY: callers pass an 8-aligned position inside the data area (positions are
         // masked indices, multiples of FRAME_ALIGN, and capacity is a multiple of it), so the 4
         // bytes are in bounds and aligned; the producer owns [head, tail + capacity).
@@ -156,7 +156,7 @@ impl RingRef {
 
     /// Reads a length prefix at data position `pos`.
     fn read_u32(&self, pos: u64) -> u32 {
-        debug_assert!(pos + FRAME_HEADER <= self.capacity && pos % FRAME_ALIGN == 0);
+        debug_assert!(pos + FRAME_HEADER <= self.capacity && pos.is_multiple_of(FRAME_ALIGN));
         // SAFETY: as in write_u32: in bounds and aligned; the producer published these bytes
         // before the head we acquired and does not touch them until we release the tail.
         unsafe { self.data.add(pos as usize).cast::<u32>().read_volatile() }

@@ -118,14 +118,7 @@ impl Drop for Mapping {
 fn map(file: &File, len: usize) -> Result<NonNull<u8>, Error> {
     // SAFETY: a fresh mapping at a kernel-chosen address; it aliases nothing in this process.
     let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            file.as_raw_fd(),
-            0,
-        )
+        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), 0)
     };
     if ptr == libc::MAP_FAILED {
         return Err(Error::io("mmap", io::Error::last_os_error()));

@@ -1,6 +1,8 @@
 //! Unit tests of the segment, the framing and the endpoints (the loom model is in ring.rs, the
 //! stress tests under tests/).
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use crate::*;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -84,7 +86,10 @@ fn full_ring_refuses_without_overwriting() {
 fn max_record_is_enforced_and_always_fits_an_empty_ring() {
     let (_seg, mut p, mut c) = one_way(256);
     assert_eq!(p.send(&[0; 125]), Err(SendError::TooLarge { len: 125, max: 124 }));
-    assert_eq!(SendError::TooLarge { len: 125, max: 124 }.to_string(), "record of 125 bytes exceeds the ring's maximum of 124");
+    assert_eq!(
+        SendError::TooLarge { len: 125, max: 124 }.to_string(),
+        "record of 125 bytes exceeds the ring's maximum of 124"
+    );
     let mut buf = Vec::new();
     // Walk the write position through every 8-byte slot: a maximal record fits each time.
     for i in 0..64 {

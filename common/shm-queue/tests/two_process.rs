@@ -3,6 +3,8 @@
 //! and content of 200k records, and in a second test kills the writer mid-stream and checks the
 //! reader reports it gone instead of hanging.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use shm_queue::{Config, Consumer, PeerState, Producer, RecvError, Segment, SendError};
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command};

@@ -1,6 +1,8 @@
 //! A million records of random sizes through one ring between two threads: each arrives once,
 //! whole, in order (sequence number and CRC-32 checked).
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use shm_queue::{Config, Consumer, Producer, Segment, SendError};
 use std::time::Duration;
@@ -25,7 +27,8 @@ fn a_million_random_records_arrive_whole_and_in_order() {
         let mut full = 0u64;
         for seq in 0..RECORDS {
             // Mostly small, sometimes up to the ring's maximum.
-            let payload = if rng.random_ratio(1, 100) { rng.random_range(0..=8_000) } else { rng.random_range(0..=300) };
+            let payload =
+                if rng.random_ratio(1, 100) { rng.random_range(0..=8_000) } else { rng.random_range(0..=300) };
             let len = 8 + payload + 4;
             loop {
                 match producer.send_with(len, |buf| encode(seq, payload, &mut rng, buf)) {
