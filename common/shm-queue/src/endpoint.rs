@@ -213,7 +213,8 @@ impl Consumer {
         })
     }
 
-    /// Blocks until the next record, copying it into `out`, or until the producer is gone.
+    /// Blocks until the next record, copying it into `out`, or until the producer is gone
+    /// (a producer that has not attached yet is waited for).
     pub fn recv(&mut self, out: &mut Vec<u8>) -> Result<(), RecvError> {
         self.recv_until(None, |rec| {
             out.clear();

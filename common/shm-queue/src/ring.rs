@@ -412,7 +412,7 @@ mod loom_tests {
         // and wraps with a padding marker.
         const LENS: [usize; 3] = [20, 28, 8];
         let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(2);
+        builder.preemption_bound = Some(3);
         builder.check(|| {
             let ring = Arc::new(TestRing::new(64));
             let producer_ring = ring.clone();
