@@ -6,10 +6,8 @@
 
 use router_engine::codec::Codec;
 use router_engine::{MediaKind, TransportId, TransportInfo};
-use signaling::sdp::{
-    Attribute, Direction, PublishPolicy, RejectReason, SdpError, Setup, answer_publish_offer,
-};
 use signaling::sdp::parse::Sdp;
+use signaling::sdp::{Attribute, Direction, PublishPolicy, RejectReason, SdpError, Setup, answer_publish_offer};
 
 const CHROME: &str = include_str!("data/chrome-publish-offer.sdp");
 
@@ -19,8 +17,9 @@ fn router() -> TransportInfo {
         ice_ufrag: "rtrU".into(),
         ice_pwd: "routerpasswordrouterpassword".into(),
         ice_lite: true,
-        fingerprint: "sha-256 01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF"
-            .into(),
+        fingerprint:
+            "sha-256 01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF"
+                .into(),
         dtls_role: "server".into(),
         candidate: "203.0.113.5:40001".parse().unwrap(),
     }
@@ -69,10 +68,16 @@ fn chrome_offer_gets_opus_vp8_and_its_rtx() {
     assert_eq!(audio.stream_id.as_deref(), Some("5f3c1d2e-8a7b-4c6d-9e0f-112233445566"));
 
     let video = &a.tracks[1];
-    assert_eq!((video.produce.codec, video.produce.payload_type, video.produce.rtx_payload_type), (Codec::Vp8, 96, Some(97)));
+    assert_eq!(
+        (video.produce.codec, video.produce.payload_type, video.produce.rtx_payload_type),
+        (Codec::Vp8, 96, Some(97))
+    );
     assert_eq!((video.produce.ssrc, video.produce.rtx_ssrc), (Some(1111111111), Some(2222222222)));
     let e = video.produce.extensions;
-    assert_eq!((e.abs_send_time, e.transport_cc, e.mid, e.rid, e.repaired_rid), (Some(2), Some(3), Some(4), Some(10), Some(11)));
+    assert_eq!(
+        (e.abs_send_time, e.transport_cc, e.mid, e.rid, e.repaired_rid),
+        (Some(2), Some(3), Some(4), Some(10), Some(11))
+    );
     assert_eq!(e.video_orientation, Some(13));
     assert_eq!(e.audio_level, None);
 
@@ -84,7 +89,9 @@ fn chrome_offer_gets_opus_vp8_and_its_rtx() {
         assert_eq!(m.connection.as_deref(), Some("IN IP4 203.0.113.5"));
         assert!(m.has(&Attribute::Setup(Setup::Passive)));
         assert!(m.has(&Attribute::IceUfrag("rtrU".into())));
-        assert!(m.attributes.iter().any(|a| matches!(a, Attribute::Candidate(c) if c.port == 40001 && c.typ == "host")));
+        assert!(
+            m.attributes.iter().any(|a| matches!(a, Attribute::Candidate(c) if c.port == 40001 && c.typ == "host"))
+        );
     }
     let v = &sdp.media[1];
     assert_eq!(v.formats, ["96", "97"]);
@@ -105,17 +112,25 @@ fn h264_prefers_constrained_baseline_with_packetization_mode_1() {
     let policy = PublishPolicy { video_codecs: vec![Codec::H264, Codec::Vp8], ..PublishPolicy::default() };
     let a = answer_publish_offer(CHROME, &router(), &policy).unwrap();
     let video = &a.tracks[1];
-    assert_eq!((video.produce.codec, video.produce.payload_type, video.produce.rtx_payload_type), (Codec::H264, 106, Some(107)));
+    assert_eq!(
+        (video.produce.codec, video.produce.payload_type, video.produce.rtx_payload_type),
+        (Codec::H264, 106, Some(107))
+    );
     assert_eq!(video.fmtp.as_deref(), Some("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"));
 
     // Without 42e01f: baseline 42001f (mode 1) beats main and high.
-    let no_cb = CHROME.replace("packetization-mode=1;profile-level-id=42e01f", "packetization-mode=0;profile-level-id=42e01f");
+    let no_cb =
+        CHROME.replace("packetization-mode=1;profile-level-id=42e01f", "packetization-mode=0;profile-level-id=42e01f");
     let a = answer_publish_offer(&no_cb, &router(), &policy).unwrap();
     assert_eq!(a.tracks[1].produce.payload_type, 102);
 
     let vp9 = PublishPolicy { video_codecs: vec![Codec::Vp9], ..PublishPolicy::default() };
     let a = answer_publish_offer(CHROME, &router(), &vp9).unwrap();
-    assert_eq!((a.tracks[1].produce.payload_type, a.tracks[1].produce.rtx_payload_type), (98, Some(99)), "profile 0 first");
+    assert_eq!(
+        (a.tracks[1].produce.payload_type, a.tracks[1].produce.rtx_payload_type),
+        (98, Some(99)),
+        "profile 0 first"
+    );
 }
 
 #[test]
@@ -169,7 +184,9 @@ fn unpublished_track_is_answered_inactive() {
             *a = Attribute::Direction(Direction::Inactive);
         }
     }
-    sdp.media[1].attributes.retain(|a| !matches!(a, Attribute::Ssrc(_) | Attribute::SsrcGroup(_) | Attribute::Msid { .. }));
+    sdp.media[1]
+        .attributes
+        .retain(|a| !matches!(a, Attribute::Ssrc(_) | Attribute::SsrcGroup(_) | Attribute::Msid { .. }));
     let a = answer_publish_offer(&sdp.to_string(), &router(), &PublishPolicy::default()).unwrap();
     assert_eq!(a.tracks.len(), 1);
     assert_eq!(a.inactive, ["1"]);
@@ -228,5 +245,8 @@ fn offer_that_wants_to_be_dtls_server_is_refused() {
     let no_bundle = CHROME.replace("a=group:BUNDLE 0 1 2\r\n", "");
     assert_eq!(answer_publish_offer(&no_bundle, &router(), &PublishPolicy::default()).unwrap_err(), SdpError::NoBundle);
     let no_mid = CHROME.replace("a=mid:1\r\n", "");
-    assert_eq!(answer_publish_offer(&no_mid, &router(), &PublishPolicy::default()).unwrap_err(), SdpError::MissingMid(1));
+    assert_eq!(
+        answer_publish_offer(&no_mid, &router(), &PublishPolicy::default()).unwrap_err(),
+        SdpError::MissingMid(1)
+    );
 }

@@ -41,9 +41,37 @@ fn random_bytes_never_panic() {
         let bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
         exercise(&String::from_utf8_lossy(&bytes));
         // Random lines made of SDP-ish pieces reach deeper than random bytes.
-        let pieces = ["v=0", "o=- 1 1 IN IP4 x", "s=-", "t=0 0", "m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=", ":", " ", "/",
-            "a=rtpmap:", "a=fmtp:", "a=extmap:", "a=ssrc:", "a=ssrc-group:FID", "a=simulcast:send ", "a=rid:",
-            "a=candidate:", "a=msid:", "a=setup:", "a=fingerprint:", "a=mid:", "\r\n", "\n", "255", "0", "99999999999", "~", ";", ","];
+        let pieces = [
+            "v=0",
+            "o=- 1 1 IN IP4 x",
+            "s=-",
+            "t=0 0",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+            "a=",
+            ":",
+            " ",
+            "/",
+            "a=rtpmap:",
+            "a=fmtp:",
+            "a=extmap:",
+            "a=ssrc:",
+            "a=ssrc-group:FID",
+            "a=simulcast:send ",
+            "a=rid:",
+            "a=candidate:",
+            "a=msid:",
+            "a=setup:",
+            "a=fingerprint:",
+            "a=mid:",
+            "\r\n",
+            "\n",
+            "255",
+            "0",
+            "99999999999",
+            "~",
+            ";",
+            ",",
+        ];
         let mut s = String::new();
         for _ in 0..rng.random_range(0..60) {
             s.push_str(pieces[rng.random_range(0..pieces.len())]);

@@ -15,8 +15,8 @@ use integration_tests::media::{OpusStream, Vp8Stream, is_vp8_keyframe_start, tag
 use integration_tests::sim::{Link, Sim, SimClient};
 use router_engine::{ConsumeParams, Event, MediaKind, TransportId};
 use signaling::sdp::{
-    PublishPolicy, SdpError, Setup, SubscribeOptions, SubscribeTrack, answer_publish_offer, assign_mids, read_subscribe_answer, subscribe_extensions,
-    subscribe_offer,
+    PublishPolicy, SdpError, Setup, SubscribeOptions, SubscribeTrack, answer_publish_offer, assign_mids,
+    read_subscribe_answer, subscribe_extensions, subscribe_offer,
 };
 use str0m::Candidate;
 use str0m::change::{SdpAnswer, SdpOffer};
@@ -132,8 +132,7 @@ fn str0m_publishes_and_subscribes_through_our_sdp() {
     let options = SubscribeOptions { data_channel: false, setup: Setup::Passive };
     let sub_offer = subscribe_offer(&sub_transport, &tracks, &options, None).unwrap();
     let mut subscriber = new_client(&sim, 2);
-    let sub_answer =
-        subscriber.rtc.sdp_api().accept_offer(SdpOffer::from_sdp_string(&sub_offer.sdp).unwrap()).unwrap();
+    let sub_answer = subscriber.rtc.sdp_api().accept_offer(SdpOffer::from_sdp_string(&sub_offer.sdp).unwrap()).unwrap();
     let read = read_subscribe_answer(&sub_answer.to_sdp_string(), &sub_offer).unwrap();
     assert!(read.refused.is_empty(), "str0m accepted every m-line: {:?}", read.refused);
     sim.engine.connect_transport(sub_transport.id, &read.connect).unwrap();

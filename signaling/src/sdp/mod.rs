@@ -27,8 +27,8 @@ pub use parse::{
 };
 pub use publish::{PublishAnswer, PublishPolicy, PublishedTrack, RejectReason, RejectedMedia, answer_publish_offer};
 pub use subscribe::{
-    SlotState, SubscribeAnswer, SubscribeOffer, SubscribeOptions, SubscribeSlot, SubscribeTrack, assign_mids, read_subscribe_answer,
-    subscribe_extensions, subscribe_offer,
+    SlotState, SubscribeAnswer, SubscribeOffer, SubscribeOptions, SubscribeSlot, SubscribeTrack, assign_mids,
+    read_subscribe_answer, subscribe_extensions, subscribe_offer,
 };
 
 /// Why an offer or answer cannot be negotiated. Each maps to one JSON-RPC error at the edge.
@@ -96,22 +96,29 @@ fn router_candidate(router: &TransportInfo) -> Attribute {
     })
 }
 
-/// The remote side's ICE ufrag, password and fingerprint (media level first, then session).
+/// The remote side's ICE ufrag, password, fingerprint and setup role: from the first m-line
+/// that is not rejected and has them (with BUNDLE they are the same everywhere), else from the
+/// session level.
 fn remote_transport(sdp: &Sdp) -> Result<(String, String, String, Option<Setup>), SdpError> {
-    let first = sdp.media.iter().find(|m| m.port != 0).or(sdp.media.first());
-    let ufrag = parse::find_attr(sdp, first, |a| match a {
+    fn find<T>(sdp: &Sdp, f: impl Fn(&Attribute) -> Option<T>) -> Option<T> {
+        let live = sdp.media.iter().filter(|m| m.port != 0);
+        live.chain(sdp.media.iter())
+            .find_map(|m| m.attributes.iter().find_map(&f))
+            .or_else(|| sdp.attributes.iter().find_map(&f))
+    }
+    let ufrag = find(sdp, |a| match a {
         Attribute::IceUfrag(u) => Some(u.clone()),
         _ => None,
     });
-    let pwd = parse::find_attr(sdp, first, |a| match a {
+    let pwd = find(sdp, |a| match a {
         Attribute::IcePwd(p) => Some(p.clone()),
         _ => None,
     });
-    let fingerprint = parse::find_attr(sdp, first, |a| match a {
+    let fingerprint = find(sdp, |a| match a {
         Attribute::Fingerprint { algorithm, value } => Some(format!("{algorithm} {value}")),
         _ => None,
     });
-    let setup = parse::find_attr(sdp, first, |a| match a {
+    let setup = find(sdp, |a| match a {
         Attribute::Setup(s) => Some(*s),
         _ => None,
     });

@@ -212,7 +212,10 @@ pub struct Candidate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attribute {
     /// `a=group:<semantics> <mid>...` (BUNDLE, LS).
-    Group { semantics: String, mids: Vec<String> },
+    Group {
+        semantics: String,
+        mids: Vec<String>,
+    },
     /// `a=msid-semantic: WMS [<id>...]`, kept as text.
     MsidSemantic(String),
     Mid(String),
@@ -222,7 +225,10 @@ pub enum Attribute {
     IceOptions(String),
     IceLite,
     /// `a=fingerprint:<hash> <hex>`.
-    Fingerprint { algorithm: String, value: String },
+    Fingerprint {
+        algorithm: String,
+        value: String,
+    },
     Setup(Setup),
     RtcpMux,
     RtcpRsize,
@@ -233,7 +239,10 @@ pub enum Attribute {
     Ssrc(SsrcAttr),
     SsrcGroup(SsrcGroup),
     /// `a=msid:<stream id> [<track id>]` (RFC 8830).
-    Msid { stream: String, track: Option<String> },
+    Msid {
+        stream: String,
+        track: Option<String>,
+    },
     Rid(Rid),
     Simulcast(Simulcast),
     Candidate(Candidate),
@@ -241,7 +250,10 @@ pub enum Attribute {
     SctpPort(u16),
     MaxMessageSize(u64),
     /// Any other attribute, verbatim: `a=<name>[:<value>]`.
-    Other { name: String, value: Option<String> },
+    Other {
+        name: String,
+        value: Option<String>,
+    },
 }
 
 /// `o=<username> <sess-id> <sess-version> IN <IP4|IP6> <address>`.
@@ -387,11 +399,7 @@ impl Media {
 
 /// Looks an attribute up in a media section first, then at session level (ICE and DTLS
 /// attributes may be at either).
-pub fn find_attr<'a, T>(
-    sdp: &'a Sdp,
-    media: Option<&'a Media>,
-    f: impl Fn(&'a Attribute) -> Option<T>,
-) -> Option<T> {
+pub fn find_attr<'a, T>(sdp: &'a Sdp, media: Option<&'a Media>, f: impl Fn(&'a Attribute) -> Option<T>) -> Option<T> {
     media.and_then(|m| m.attributes.iter().find_map(&f)).or_else(|| sdp.attributes.iter().find_map(&f))
 }
 
@@ -678,9 +686,9 @@ fn parse_attribute(v: &str) -> Result<Attribute, &'static str> {
         "candidate" => Attribute::Candidate(parse_candidate(need("candidate without value")?)?),
         "end-of-candidates" => Attribute::EndOfCandidates,
         "sctp-port" => Attribute::SctpPort(need("sctp-port without value")?.parse().map_err(|_| "bad sctp-port")?),
-        "max-message-size" => {
-            Attribute::MaxMessageSize(need("max-message-size without value")?.parse().map_err(|_| "bad max-message-size")?)
-        }
+        "max-message-size" => Attribute::MaxMessageSize(
+            need("max-message-size without value")?.parse().map_err(|_| "bad max-message-size")?,
+        ),
         _ => Attribute::Other { name: name.to_string(), value: value.map(str::to_string) },
     })
 }
@@ -867,11 +875,7 @@ impl fmt::Display for Sdp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let o = &self.origin;
         write!(f, "v=0\r\n")?;
-        write!(
-            f,
-            "o={} {} {} IN {} {}\r\n",
-            o.username, o.session_id, o.session_version, o.address_type, o.address
-        )?;
+        write!(f, "o={} {} {} IN {} {}\r\n", o.username, o.session_id, o.session_version, o.address_type, o.address)?;
         write!(f, "s={}\r\n", self.name)?;
         if let Some(c) = &self.connection {
             write!(f, "c={c}\r\n")?;

@@ -290,7 +290,12 @@ fn answer_media(
             continue;
         }
         if extensions.set_from_uri(e.id, &e.uri) {
-            a.attributes.push(Attribute::Extmap(Extmap { id: e.id, direction: None, uri: e.uri.clone(), params: None }));
+            a.attributes.push(Attribute::Extmap(Extmap {
+                id: e.id,
+                direction: None,
+                uri: e.uri.clone(),
+                params: None,
+            }));
         }
     }
     let pt = choice.rtpmap.pt;

@@ -32,12 +32,12 @@
 //! ```
 
 use router_engine::codec::Codec;
-use router_engine::rtp::{
-    URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, URI_TRANSPORT_CC, URI_VIDEO_ORIENTATION,
-};
+use router_engine::rtp::{URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, URI_TRANSPORT_CC, URI_VIDEO_ORIENTATION};
 use router_engine::{ConnectParams, ConsumerInfo, ExtensionIds, MediaKind, TransportInfo};
 
-use super::parse::{Attribute, Direction, Extmap, Fmtp, Media, Origin, RtcpFb, Rtpmap, Sdp, Setup, SsrcAttr, SsrcGroup};
+use super::parse::{
+    Attribute, Direction, Extmap, Fmtp, Media, Origin, RtcpFb, Rtpmap, Sdp, Setup, SsrcAttr, SsrcGroup,
+};
 use super::publish::application_media;
 use super::{SdpError, connection_line, remote_transport, router_candidate, router_transport_attributes};
 
@@ -110,12 +110,7 @@ pub struct SubscribeAnswer {
 /// The header extension ids the router should `consume` with for this subscriber. Fixed per
 /// kind (the server offers, so it picks), and the same numbers browsers use.
 pub fn subscribe_extensions(kind: MediaKind) -> ExtensionIds {
-    let mut e = ExtensionIds {
-        abs_send_time: Some(2),
-        transport_cc: Some(3),
-        mid: Some(4),
-        ..ExtensionIds::default()
-    };
+    let mut e = ExtensionIds { abs_send_time: Some(2), transport_cc: Some(3), mid: Some(4), ..ExtensionIds::default() };
     match kind {
         MediaKind::Audio => e.audio_level = Some(1),
         MediaKind::Video => e.video_orientation = Some(13),
@@ -135,7 +130,8 @@ pub fn assign_mids(previous: Option<&SubscribeOffer>, tracks: &[(MediaKind, &str
         let current = slots.iter().find(|s| matches!(&s.state, SlotState::Active(t) if t.track_id == track_id));
         let recycled = || {
             slots.iter().find(|s| {
-                matches!(&s.state, SlotState::Inactive(t) if t.consumer.kind == kind) && !taken.contains(&s.mid.as_str())
+                matches!(&s.state, SlotState::Inactive(t) if t.consumer.kind == kind)
+                    && !taken.contains(&s.mid.as_str())
             })
         };
         let mid = match current.or_else(recycled) {
