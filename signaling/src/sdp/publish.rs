@@ -186,7 +186,7 @@ pub fn answer_publish_offer(
         let reject = |reason| RejectedMedia { index, mid: mid.clone(), reason };
         let verdict = if m.port == 0 {
             Err(RejectReason::Disabled)
-        } else if bundle.is_some_and(|b| !b.iter().any(|x| *x == mid)) {
+        } else if bundle.is_some_and(|b| !b.contains(&mid)) {
             Err(RejectReason::NotBundled)
         } else {
             answer_media(m, &mid, router, policy, &transport)
