@@ -1,0 +1,50 @@
+//! Signaling: the edge between WebRTC clients and the router.
+//!
+//! Clients speak the 100ms client protocol (an `/init` endpoint, then JSON-RPC over a
+//! WebSocket); signaling authenticates them, runs each peer's join / offer / answer / trickle /
+//! leave flow, and drives the router through its direct API (`router_engine::api`). It never
+//! touches media. This crate holds, for now, the part of that work that is pure text: SDP.
+//!
+//! # Data flow
+//!
+//! Each peer has two peer connections, each a router transport (`create_transport` returns a
+//! [`router_engine::TransportInfo`] with the router's ICE-lite credentials, fingerprint and
+//! host candidate):
+//!
+//! ```text
+//! publish PC   client offer ─► sdp::answer_publish_offer ─► answer SDP ─► client
+//!                                   ├─ ConnectParams  ─► router connect_transport
+//!                                   └─ ProduceParams  ─► router produce (one per track)
+//! subscribe PC router consume (mids from sdp::assign_mids) ─► ConsumerInfo
+//!                                   ─► sdp::subscribe_offer ─► offer SDP ─► client
+//!              client answer ─► sdp::read_subscribe_answer ─► ConnectParams ─► connect_transport
+//! ```
+//!
+//! Everything here is sans-IO: strings in, strings and router parameters out, typed errors for
+//! bad input ([`sdp::SdpError`]); the process, the WebSocket and the JSON-RPC come later.
+//!
+//! # Example
+//!
+//! ```
+//! use signaling::sdp::{answer_publish_offer, PublishPolicy, SdpError};
+//! use router_engine::{TransportId, TransportInfo};
+//! let router = TransportInfo {
+//!     id: TransportId(7), ice_ufrag: "rUfr".into(), ice_pwd: "routerpasswordrouterpass".into(),
+//!     ice_lite: true, fingerprint: "sha-256 AB:CD".into(), dtls_role: "server".into(),
+//!     candidate: "192.0.2.1:40000".parse().unwrap(),
+//! };
+//! let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+//!     m=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\n\
+//!     a=ice-ufrag:cUfr\r\na=ice-pwd:clientpasswordclientpass\r\na=fingerprint:sha-256 01:02\r\n\
+//!     a=setup:actpass\r\na=rtcp-mux\r\na=msid:stream1 track1\r\na=rtpmap:111 opus/48000/2\r\n\
+//!     a=rtpmap:0 PCMU/8000\r\na=ssrc:1234 cname:x\r\n";
+//! let answer = answer_publish_offer(offer, &router, &PublishPolicy::default()).unwrap();
+//! assert!(answer.sdp.contains("a=setup:passive") && answer.sdp.contains("a=recvonly"));
+//! assert_eq!(answer.tracks[0].produce.ssrc, Some(1234));
+//! assert_eq!(answer.tracks[0].track_id.as_deref(), Some("track1"));
+//!
+//! let video_only = PublishPolicy { allow_audio: false, ..PublishPolicy::default() };
+//! assert_eq!(answer_publish_offer(offer, &router, &video_only).unwrap_err(), SdpError::NoUsableCodec);
+//! ```
+
+pub mod sdp;

@@ -1,0 +1,139 @@
+//! SDP for the two peer connections of a 100ms-style client, as pure functions over text.
+//!
+//! - [`parse`]: the SDP model, parser and writer (what WebRTC uses of RFC 8866).
+//! - [`publish`]: the client offers on its publish connection; [`answer_publish_offer`] picks
+//!   codecs and extensions against what the router forwards and returns the answer SDP plus the
+//!   router commands (`connect_transport`, one `produce` per sending m-line).
+//! - [`subscribe`]: the server offers on the subscribe connection; [`subscribe_offer`] writes
+//!   one m-line per router consumer, keeping mids and m-line order stable across
+//!   renegotiations, and [`read_subscribe_answer`] checks the client's answer.
+//!
+//! The router is ICE-lite and a DTLS server: every SDP we write says `a=ice-lite`, carries the
+//! router's one host candidate, and makes the client the DTLS client (`a=setup:passive` when we
+//! answer, `a=setup:actpass` when we offer, which the client must answer with `active`).
+
+pub mod parse;
+pub mod publish;
+pub mod subscribe;
+
+use std::net::SocketAddr;
+
+use router_engine::TransportInfo;
+use thiserror::Error;
+
+pub use parse::{
+    Attribute, Candidate, Direction, Extmap, Fmtp, Media, Origin, ParseError, Rid, RtcpFb, Rtpmap, Sdp, Setup,
+    Simulcast, SimulcastRid, SsrcAttr, SsrcGroup,
+};
+pub use publish::{PublishAnswer, PublishPolicy, PublishedTrack, RejectReason, RejectedMedia, answer_publish_offer};
+pub use subscribe::{
+    SlotState, SubscribeAnswer, SubscribeOffer, SubscribeOptions, SubscribeSlot, SubscribeTrack, assign_mids,
+    read_subscribe_answer, subscribe_extensions, subscribe_offer,
+};
+
+/// Why an offer or answer cannot be negotiated. Each maps to one JSON-RPC error at the edge.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum SdpError {
+    #[error("malformed SDP: {0}")]
+    Parse(#[from] ParseError),
+    #[error("the SDP has more than one m-line and no BUNDLE group")]
+    NoBundle,
+    #[error("m-line {0} has no mid")]
+    MissingMid(usize),
+    #[error("mid {0} appears twice")]
+    DuplicateMid(String),
+    #[error("no ICE username fragment or password")]
+    MissingIceCredentials,
+    #[error("no DTLS fingerprint")]
+    MissingFingerprint,
+    #[error("DTLS role {0:?} is not acceptable: the router is the DTLS server")]
+    BadSetup(Option<Setup>),
+    #[error("no usable codec in any m-line")]
+    NoUsableCodec,
+    #[error("the answer does not match the offer: {0}")]
+    AnswerMismatch(String),
+    #[error("mid {0} cannot be used for this track: {1}")]
+    MidConflict(String, &'static str),
+    #[error("the router's transport info is unusable: {0}")]
+    BadTransportInfo(&'static str),
+}
+
+/// The candidate priority of a host candidate with local preference 65535, component 1
+/// (RFC 8445 5.1.2.1): what browsers give their own host candidates.
+const HOST_PRIORITY: u32 = (126 << 24) | (65535 << 8) | 255;
+
+/// `c=` value for an address.
+fn connection_line(addr: &SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => format!("IN IP4 {}", a.ip()),
+        SocketAddr::V6(a) => format!("IN IP6 {}", a.ip()),
+    }
+}
+
+/// The router's ICE and DTLS attributes for one m-line: credentials, fingerprint, setup role,
+/// its one host candidate.
+fn router_transport_attributes(router: &TransportInfo, setup: Setup) -> Result<Vec<Attribute>, SdpError> {
+    let (algorithm, value) =
+        router.fingerprint.split_once(' ').ok_or(SdpError::BadTransportInfo("fingerprint is not `<hash> <hex>`"))?;
+    Ok(vec![
+        Attribute::IceUfrag(router.ice_ufrag.clone()),
+        Attribute::IcePwd(router.ice_pwd.clone()),
+        Attribute::Fingerprint { algorithm: algorithm.to_string(), value: value.to_string() },
+        Attribute::Setup(setup),
+    ])
+}
+
+fn router_candidate(router: &TransportInfo) -> Attribute {
+    Attribute::Candidate(Candidate {
+        foundation: "1".into(),
+        component: 1,
+        transport: "udp".into(),
+        priority: HOST_PRIORITY,
+        address: router.candidate.ip().to_string(),
+        port: router.candidate.port(),
+        typ: "host".into(),
+        rest: None,
+    })
+}
+
+/// The remote side's ICE ufrag, password, fingerprint and setup role: from the first m-line
+/// that is not rejected and has them (with BUNDLE they are the same everywhere), else from the
+/// session level.
+fn remote_transport(sdp: &Sdp) -> Result<(String, String, String, Option<Setup>), SdpError> {
+    fn find<T>(sdp: &Sdp, f: impl Fn(&Attribute) -> Option<T>) -> Option<T> {
+        let live = sdp.media.iter().filter(|m| m.port != 0);
+        live.chain(sdp.media.iter())
+            .find_map(|m| m.attributes.iter().find_map(&f))
+            .or_else(|| sdp.attributes.iter().find_map(&f))
+    }
+    let ufrag = find(sdp, |a| match a {
+        Attribute::IceUfrag(u) => Some(u.clone()),
+        _ => None,
+    });
+    let pwd = find(sdp, |a| match a {
+        Attribute::IcePwd(p) => Some(p.clone()),
+        _ => None,
+    });
+    let fingerprint = find(sdp, |a| match a {
+        Attribute::Fingerprint { algorithm, value } => Some(format!("{algorithm} {value}")),
+        _ => None,
+    });
+    let setup = find(sdp, |a| match a {
+        Attribute::Setup(s) => Some(*s),
+        _ => None,
+    });
+    let (Some(ufrag), Some(pwd)) = (ufrag, pwd) else { return Err(SdpError::MissingIceCredentials) };
+    let fingerprint = fingerprint.ok_or(SdpError::MissingFingerprint)?;
+    Ok((ufrag, pwd, fingerprint, setup))
+}
+
+/// Checks that every m-line has a mid and that mids are unique (unified plan).
+fn check_mids(sdp: &Sdp) -> Result<(), SdpError> {
+    for (i, m) in sdp.media.iter().enumerate() {
+        let mid = m.mid().ok_or(SdpError::MissingMid(i))?;
+        if sdp.media[..i].iter().any(|o| o.mid() == Some(mid)) {
+            return Err(SdpError::DuplicateMid(mid.to_string()));
+        }
+    }
+    Ok(())
+}
