@@ -12,7 +12,7 @@ use schema::api::{
 };
 use schema::codec::Codec;
 use schema::extensions::ExtensionIds;
-use schema::frame::{self, HEADER_LEN};
+use schema::frame;
 use schema::ids::{ConsumerId, ProducerId, TransportId};
 use schema::{Message, MessageKind, RouterCommand, RouterEvent, RouterReply, RouterRequest, SCHEMA_VERSION};
 

@@ -143,7 +143,7 @@ fn payloads_that_do_not_match_their_kind_are_payload_errors() {
 
 #[test]
 fn random_bytes_never_panic() {
-    let mut rng = SmallRng::seed_from_u64(0x5c4e_3a);
+    let mut rng = SmallRng::seed_from_u64(0x005c_4e3a);
     let good = encoded();
     let mut buf = vec![0u8; 256];
     for i in 0..200_000 {
