@@ -70,3 +70,23 @@ mod millis {
         u64::deserialize(d).map(Duration::from_millis)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Other crates name the API types by their engine paths; they must stay the schema's
+    /// types (the same type, not copies), or a value could not pass between the two.
+    #[test]
+    fn old_engine_paths_name_the_schema_types() {
+        fn same<T>(_: T, _: T) {}
+        same(crate::ProduceParams::clone, schema::api::ProduceParams::clone);
+        same(crate::api::Event::clone, schema::api::Event::clone);
+        same(crate::api::ExtensionIds::default, schema::extensions::ExtensionIds::default);
+        same(crate::rtp::ExtensionIds::default, schema::extensions::ExtensionIds::default);
+        same(crate::codec::Codec::is_video, schema::codec::Codec::is_video);
+        same(crate::ids::TransportId, schema::ids::TransportId);
+        same(crate::ids::ProducerId, schema::ids::ProducerId);
+        same(crate::ConsumerId, schema::ids::ConsumerId);
+        same(crate::ApiError::code, schema::api::ApiError::code);
+        assert_eq!(crate::rtp::URI_MID, schema::extensions::URI_MID);
+    }
+}
