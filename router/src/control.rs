@@ -5,7 +5,13 @@
 //! `{"id": 7, "result": ...}` or `{"id": 7, "error": {"code": "...", "message": "..."}}`.
 //! A connection that sends `{"method": "subscribe"}` also receives every shard event as
 //! `{"shard": 0, "event": {...}}`. The shared-memory link to signaling replaces this later;
-//! the commands stay the same.
+//! the commands stay the same: they are the `schema` crate's [`schema::RouterCommand`], and
+//! events are its [`schema::RouterEvent`].
+//!
+//! A request may carry the schema version it was written for, `{"v": 1, "id": ..., ...}`; a
+//! version other than [`schema::SCHEMA_VERSION`] is refused with the error code
+//! `version_mismatch` and a message saying which side to upgrade. Without `"v"` a request is
+//! read as the current version.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -17,6 +23,8 @@ use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
 use router_engine::{ApiError, Event};
+use schema::RouterEvent;
+use schema::frame::{self, FrameError};
 
 use crate::config::{Backend, Config};
 use crate::io::{BackendChoice, IoOptions};
@@ -67,7 +75,13 @@ impl Router {
         std::thread::Builder::new().name("router-events".into()).spawn(move || {
             for (shard, event) in ev_rx {
                 debug!(shard, ?event, "event");
-                let line = json!({ "shard": shard, "event": event }).to_string();
+                let line = match serde_json::to_string(&RouterEvent { shard, event }) {
+                    Ok(line) => line,
+                    Err(e) => {
+                        warn!(shard, error = %e, "event not serializable; dropped");
+                        continue;
+                    }
+                };
                 // A poisoned lock means a subscriber thread panicked; keep serving the rest.
                 let mut subs = subs.lock().unwrap_or_else(|p| p.into_inner());
                 subs.retain(|s| s.send(line.clone()).is_ok());
@@ -247,6 +261,23 @@ fn handle_line(router: &Router, line: &str, writer: &Arc<Mutex<UnixStream>>) -> 
         Err(e) => return error_reply(Value::Null, "bad_json", &e.to_string()),
     };
     let id = request.get("id").cloned().unwrap_or(Value::Null);
+    if let Some(v) = request.get("v")
+        && let Err(e) = frame::json_version(Some(v)).and_then(frame::check_version)
+    {
+        return match e {
+            // Worded for the client: "this process" in FrameError's message would be ambiguous.
+            FrameError::VersionMismatch { ours, theirs } => error_reply(
+                id,
+                "version_mismatch",
+                &format!(
+                    "schema version mismatch: the router speaks v{ours}, the request is v{theirs}; upgrade the {} \
+                     (the older side), or send v{ours}",
+                    if theirs > ours { "router" } else { "client" }
+                ),
+            ),
+            e => error_reply(id, "bad_request", &e.to_string()),
+        };
+    }
     if request.get("method").and_then(Value::as_str) == Some("subscribe") {
         let rx = router.subscribe();
         let writer = writer.clone();
@@ -263,6 +294,7 @@ fn handle_line(router: &Router, line: &str, writer: &Arc<Mutex<UnixStream>>) -> 
     let mut body = request.clone();
     if let Some(obj) = body.as_object_mut() {
         obj.remove("id");
+        obj.remove("v");
         obj.entry("params").or_insert(json!({}));
     }
     let cmd: Command = match serde_json::from_value(body) {
@@ -271,19 +303,8 @@ fn handle_line(router: &Router, line: &str, writer: &Arc<Mutex<UnixStream>>) -> 
     };
     Some(match router.call(cmd) {
         Ok(result) => json!({ "id": id, "result": result }).to_string(),
-        Err(e) => return error_reply(id, error_code(&e), &e.to_string()),
+        Err(e) => return error_reply(id, e.code(), &e.to_string()),
     })
-}
-
-fn error_code(e: &ApiError) -> &'static str {
-    match e {
-        ApiError::UnknownTransport(_) => "unknown_transport",
-        ApiError::UnknownProducer(_) => "unknown_producer",
-        ApiError::UnknownConsumer(_) => "unknown_consumer",
-        ApiError::BadFingerprint(_) => "bad_fingerprint",
-        ApiError::InvalidParams(_) => "invalid_params",
-        ApiError::Crypto(_) => "crypto",
-    }
 }
 
 fn error_reply(id: Value, code: &str, message: &str) -> Option<String> {

@@ -9,91 +9,18 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
-use router_engine::{
-    ApiError, ConnectParams, ConsumeParams, ConsumerId, Engine, EngineConfig, Event, ProduceParams, ProducerId,
-    Transmit, TransportId,
-};
+use router_engine::{ApiError, Engine, EngineConfig, Event, Transmit};
 
 use crate::io::{BackendChoice, IoOptions, UdpIo, Waker};
 
-/// A command of the direct API, as it travels to a shard.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "method", content = "params", rename_all = "snake_case")]
-pub enum Command {
-    CreateTransport {
-        #[serde(default)]
-        shard: Option<u8>,
-    },
-    ConnectTransport {
-        transport: TransportId,
-        #[serde(flatten)]
-        params: ConnectParams,
-    },
-    Produce {
-        transport: TransportId,
-        #[serde(flatten)]
-        params: ProduceParams,
-    },
-    Consume {
-        transport: TransportId,
-        #[serde(flatten)]
-        params: ConsumeParams,
-    },
-    PauseProducer {
-        producer: ProducerId,
-        paused: bool,
-    },
-    PauseConsumer {
-        consumer: ConsumerId,
-        paused: bool,
-    },
-    CloseTransport {
-        transport: TransportId,
-    },
-    CloseProducer {
-        producer: ProducerId,
-    },
-    CloseConsumer {
-        consumer: ConsumerId,
-    },
-    ProducerStats {
-        producer: ProducerId,
-    },
-    ConsumerStats {
-        consumer: ConsumerId,
-    },
-    /// The shard's packet counters (drops by reason among them).
-    Counters {
-        #[serde(default)]
-        shard: Option<u8>,
-    },
-}
-
-impl Command {
-    /// The shard an id-carrying command belongs to: ids carry their shard in the top byte.
-    pub fn shard(&self) -> Option<u8> {
-        let top = |id: u32| (id >> 24) as u8;
-        match self {
-            Command::CreateTransport { shard } | Command::Counters { shard } => *shard,
-            Command::ConnectTransport { transport, .. }
-            | Command::Produce { transport, .. }
-            | Command::Consume { transport, .. }
-            | Command::CloseTransport { transport } => Some(top(transport.0)),
-            Command::PauseProducer { producer, .. }
-            | Command::CloseProducer { producer }
-            | Command::ProducerStats { producer } => Some(top(producer.0)),
-            Command::PauseConsumer { consumer, .. }
-            | Command::CloseConsumer { consumer }
-            | Command::ConsumerStats { consumer } => Some(top(consumer.0)),
-        }
-    }
-}
+/// A command of the direct API, as it travels to a shard: the schema's [`schema::RouterCommand`],
+/// under the name this module has always given it.
+pub use schema::RouterCommand as Command;
 
 /// What a command returns.
-pub type Reply = Result<serde_json::Value, ApiError>;
+pub type Reply = schema::RouterResult;
 
 enum Message {
     Command(Command, mpsc::Sender<Reply>),

@@ -505,3 +505,41 @@ fn config_with_an_unknown_key_is_refused() {
     assert!(stderr.contains("shardz"), "stderr should name the unknown key: {stderr}");
     assert!(stderr.contains(&*config.to_string_lossy()), "stderr should name the file: {stderr}");
 }
+
+#[test]
+fn requests_of_another_schema_version_are_refused_with_version_mismatch() {
+    let ours = schema::SCHEMA_VERSION;
+    let router = RouterProcess::start();
+    let mut c = router.connect();
+
+    // The current version is served, like a request without "v".
+    c.send_line(json!({ "v": ours, "id": 1, "method": "counters", "params": { "shard": 0 } }).to_string().as_bytes());
+    let reply = c.read_reply();
+    assert_eq!(reply["id"], json!(1), "{reply}");
+    assert!(reply["result"]["datagrams_in"].is_u64(), "{reply}");
+
+    // A client newer than the router: the router must be upgraded.
+    c.send_line(json!({ "v": ours + 1, "id": 2, "method": "counters", "params": {} }).to_string().as_bytes());
+    let reply = c.read_reply();
+    assert_eq!(reply["id"], json!(2), "{reply}");
+    let msg = error_of(&reply, "version_mismatch");
+    assert!(msg.contains("upgrade the router"), "{msg}");
+    assert!(msg.contains(&format!("v{}", ours + 1)) && msg.contains(&format!("v{ours}")), "{msg}");
+
+    // An older client: the client must be upgraded. Checked before the method, so even a
+    // method this version lacks gets the version error, and so does subscribe.
+    c.send_line(json!({ "v": 0, "id": 3, "method": "teleport", "params": {} }).to_string().as_bytes());
+    let msg = error_of(&c.read_reply(), "version_mismatch");
+    assert!(msg.contains("upgrade the client"), "{msg}");
+    c.send_line(json!({ "v": ours + 1, "id": 4, "method": "subscribe" }).to_string().as_bytes());
+    error_of(&c.read_reply(), "version_mismatch");
+
+    // A "v" that is not a version number is a bad request.
+    for bad in [json!("1"), json!(-1), json!(1.5), json!(70000), Value::Null] {
+        c.send_line(json!({ "v": bad, "id": 5, "method": "counters", "params": {} }).to_string().as_bytes());
+        error_of(&c.read_reply(), "bad_request");
+    }
+
+    // The connection keeps working.
+    assert!(c.ok("counters", json!({ "shard": 1 })).is_object());
+}

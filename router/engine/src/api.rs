@@ -1,169 +1,19 @@
 //! The direct API of a shard: the commands signaling sends (no SDP here), what they return,
-//! and the events the engine reports. All of it is serde-serializable so the router's control
-//! channel can carry it as JSON lines.
+//! and the events the engine reports.
+//!
+//! The message types live in the `schema` crate, shared with every process that talks to the
+//! router, and are re-exported here so `router_engine::api::*` (and `router_engine::*`) keep
+//! naming them. Only [`EngineConfig`], which never leaves the router process, is defined here.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::Codec;
-use crate::ids::{ConsumerId, ProducerId, TransportId};
-
-/// What `create_transport` returns: everything signaling needs to write the router's half of
-/// an SDP (ICE-lite credentials, the DTLS fingerprint and role, the one host candidate).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransportInfo {
-    pub id: TransportId,
-    pub ice_ufrag: String,
-    pub ice_pwd: String,
-    /// Always true: the router only answers connectivity checks.
-    pub ice_lite: bool,
-    /// `sha-256 AB:CD:...`, as in an SDP `a=fingerprint` line.
-    pub fingerprint: String,
-    /// Always "server" (`a=setup:passive`): the client starts the DTLS handshake.
-    pub dtls_role: String,
-    /// The shard's UDP address: the only candidate.
-    pub candidate: SocketAddr,
-}
-
-/// Parameters of `connect_transport`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnectParams {
-    /// The client's certificate fingerprint from its SDP, `sha-256 AB:CD:...`.
-    pub fingerprint: String,
-    /// The client's ICE username fragment; when given, checks must carry exactly it.
-    #[serde(default)]
-    pub ice_ufrag: Option<String>,
-}
-
-/// Audio or video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MediaKind {
-    Audio,
-    Video,
-}
-
-pub use crate::rtp::ExtensionIds;
-
-/// Parameters of `produce`: one incoming track.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProduceParams {
-    pub kind: MediaKind,
-    pub codec: Codec,
-    pub payload_type: u8,
-    pub clock_rate: u32,
-    /// RTX (RFC 4588) payload type, when negotiated.
-    #[serde(default)]
-    pub rtx_payload_type: Option<u8>,
-    /// The media SSRC when signaled (`a=ssrc`); otherwise learned from `mid`/`rid`.
-    #[serde(default)]
-    pub ssrc: Option<u32>,
-    #[serde(default)]
-    pub rtx_ssrc: Option<u32>,
-    #[serde(default)]
-    pub mid: Option<String>,
-    #[serde(default)]
-    pub rid: Option<String>,
-    #[serde(default)]
-    pub extensions: ExtensionIds,
-    #[serde(default)]
-    pub paused: bool,
-}
-
-/// Parameters of `consume`: send a producer's media on another transport.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConsumeParams {
-    pub producer: ProducerId,
-    /// Payload type on the subscriber's side; defaults to the producer's.
-    #[serde(default)]
-    pub payload_type: Option<u8>,
-    /// RTX payload type on the subscriber's side; RTX is used for retransmissions if set.
-    #[serde(default)]
-    pub rtx_payload_type: Option<u8>,
-    #[serde(default)]
-    pub mid: Option<String>,
-    #[serde(default)]
-    pub extensions: ExtensionIds,
-    #[serde(default)]
-    pub paused: bool,
-}
-
-/// What `consume` returns: what signaling puts in the subscriber's SDP.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConsumerInfo {
-    pub id: ConsumerId,
-    pub producer: ProducerId,
-    pub kind: MediaKind,
-    pub codec: Codec,
-    pub clock_rate: u32,
-    pub ssrc: u32,
-    pub payload_type: u8,
-    pub rtx_ssrc: Option<u32>,
-    pub rtx_payload_type: Option<u8>,
-}
-
-/// Why a transport was closed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CloseReason {
-    /// Closed by a command.
-    Requested,
-    /// ICE consent expired: no valid check for the consent timeout (30 s by default).
-    ConsentExpired,
-    /// The client's certificate did not match the fingerprint it signaled.
-    FingerprintMismatch,
-    /// The DTLS handshake failed or the peer closed it.
-    Dtls(String),
-    /// The producer this consumer forwarded was closed.
-    ProducerClosed,
-    /// The transport this object belonged to was closed.
-    TransportClosed,
-}
-
-/// Counters of one stream, reported in [`Event::Stats`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StreamStats {
-    pub packets: u64,
-    pub bytes: u64,
-    pub packets_lost: i64,
-    pub nacks: u64,
-    pub retransmitted: u64,
-    pub plis: u64,
-    pub keyframes: u64,
-}
-
-/// Something that happened in the shard that the control plane should know.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    TransportConnected { transport: TransportId, remote: SocketAddr },
-    TransportClosed { transport: TransportId, reason: CloseReason },
-    ProducerFirstPacket { producer: ProducerId, ssrc: u32 },
-    KeyframeSeen { producer: ProducerId },
-    ProducerClosed { producer: ProducerId, reason: CloseReason },
-    ConsumerClosed { consumer: ConsumerId, reason: CloseReason },
-    Stats { producer: Option<ProducerId>, consumer: Option<ConsumerId>, stats: StreamStats },
-}
-
-/// Errors of the direct API (commands). Errors of packets never surface here: they are
-/// dropped and counted in [`crate::Counters`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-pub enum ApiError {
-    #[error("unknown transport {0}")]
-    UnknownTransport(TransportId),
-    #[error("unknown producer {0}")]
-    UnknownProducer(ProducerId),
-    #[error("unknown consumer {0}")]
-    UnknownConsumer(ConsumerId),
-    #[error("invalid fingerprint: {0}")]
-    BadFingerprint(String),
-    #[error("invalid parameters: {0}")]
-    InvalidParams(String),
-    #[error("crypto setup failed: {0}")]
-    Crypto(String),
-}
+pub use schema::api::{
+    ApiError, CloseReason, ConnectParams, ConsumeParams, ConsumerInfo, Event, ExtensionIds, MediaKind, ProduceParams,
+    StreamStats, TransportInfo,
+};
 
 /// Tunables of a shard's engine.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,5 +68,25 @@ mod millis {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Other crates name the API types by their engine paths; they must stay the schema's
+    /// types (the same type, not copies), or a value could not pass between the two.
+    #[test]
+    fn old_engine_paths_name_the_schema_types() {
+        fn same<T>(_: T, _: T) {}
+        same(crate::ProduceParams::clone, schema::api::ProduceParams::clone);
+        same(crate::api::Event::clone, schema::api::Event::clone);
+        same(crate::api::ExtensionIds::default, schema::extensions::ExtensionIds::default);
+        same(crate::rtp::ExtensionIds::default, schema::extensions::ExtensionIds::default);
+        same(crate::codec::Codec::is_video, schema::codec::Codec::is_video);
+        same(crate::ids::TransportId, schema::ids::TransportId);
+        same(crate::ids::ProducerId, schema::ids::ProducerId);
+        same(crate::ConsumerId, schema::ids::ConsumerId);
+        same(crate::ApiError::code, schema::api::ApiError::code);
+        assert_eq!(crate::rtp::URI_MID, schema::extensions::URI_MID);
     }
 }

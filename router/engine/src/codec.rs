@@ -21,30 +21,9 @@
 
 use thiserror::Error;
 
-/// The codecs the router forwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Codec {
-    Opus,
-    Vp8,
-    Vp9,
-    H264,
-}
-
-impl Codec {
-    /// From the encoding name of an SDP `a=rtpmap` line (case-insensitive).
-    pub fn from_encoding_name(name: &str) -> Option<Codec> {
-        [("opus", Codec::Opus), ("VP8", Codec::Vp8), ("VP9", Codec::Vp9), ("H264", Codec::H264)]
-            .into_iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, c)| c)
-    }
-
-    /// Whether this is a video codec (keyframes and layers matter).
-    pub fn is_video(self) -> bool {
-        !matches!(self, Codec::Opus)
-    }
-}
+/// The codec names are part of the inter-process schema; re-exported so
+/// `router_engine::codec::Codec` keeps naming them.
+pub use schema::codec::Codec;
 
 /// Why a payload cannot be read or rewritten.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! Small typed ids for the objects of a shard, and the hash maps keyed by them.
+//! Small typed ids for the objects of a shard (defined in `schema::ids`), and the hash maps
+//! keyed by them.
 //!
 //! Ids are handed out from one counter per engine and never reused, so a stale id held by
 //! signaling after a close can only miss, never hit a newer object.
@@ -6,35 +7,9 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use serde::{Deserialize, Serialize};
-
-macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(pub u32);
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, "{}", self.0)
-            }
-        }
-    };
-}
-
-id_type!(
-    /// One ICE+DTLS+SRTP transport: a peer connection's bundle.
-    TransportId
-);
-id_type!(
-    /// One incoming media track on a transport.
-    ProducerId
-);
-id_type!(
-    /// One outgoing copy of a producer on another transport.
-    ConsumerId
-);
+// The ids cross process boundaries, so they live in the shared schema; re-exported here so
+// `router_engine::ids::*` keeps naming them.
+pub use schema::ids::{ConsumerId, ProducerId, TransportId};
 
 /// A fast hasher for small integer and socket-address keys on the packet path.
 ///

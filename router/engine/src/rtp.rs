@@ -31,20 +31,12 @@ pub const PROFILE_ONE_BYTE: u16 = 0xBEDE;
 /// RFC 8285 two-byte header extension profile (the low 4 bits are "appbits").
 pub const PROFILE_TWO_BYTE: u16 = 0x1000;
 
-/// `a=extmap` URI of the media identification (mid) extension (RFC 9143).
-pub const URI_MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
-/// `a=extmap` URI of the RTP stream id (rid) extension (RFC 8852).
-pub const URI_RID: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
-/// `a=extmap` URI of the repaired RTP stream id extension (RFC 8852), sent on RTX streams.
-pub const URI_REPAIRED_RID: &str = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id";
-/// `a=extmap` URI of abs-send-time (24-bit 6.18 fixed-point seconds).
-pub const URI_ABS_SEND_TIME: &str = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time";
-/// `a=extmap` URI of the transport-wide sequence number (draft-holmer-rmcat-transport-wide-cc).
-pub const URI_TRANSPORT_CC: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
-/// `a=extmap` URI of the client-to-mixer audio level (RFC 6464).
-pub const URI_AUDIO_LEVEL: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
-/// `a=extmap` URI of the coordination of video orientation (3GPP TS 26.114).
-pub const URI_VIDEO_ORIENTATION: &str = "urn:3gpp:video-orientation";
+// The negotiated extension ids and their URIs are part of the inter-process schema (signaling
+// reads them from SDP); re-exported so `router_engine::rtp::*` keeps naming them.
+pub use schema::extensions::{
+    ExtensionIds, URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, URI_REPAIRED_RID, URI_RID, URI_TRANSPORT_CC,
+    URI_VIDEO_ORIENTATION,
+};
 
 /// Why bytes are not an RTP packet, or a header cannot be written.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
@@ -278,51 +270,6 @@ impl<'a> Iterator for Extensions<'a> {
             self.pos = start + len;
             return Some((id, value));
         }
-    }
-}
-
-/// Extension ids negotiated for one peer connection (from SDP `a=extmap`), `None` when absent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct ExtensionIds {
-    pub mid: Option<u8>,
-    pub rid: Option<u8>,
-    pub repaired_rid: Option<u8>,
-    pub abs_send_time: Option<u8>,
-    pub transport_cc: Option<u8>,
-    pub audio_level: Option<u8>,
-    pub video_orientation: Option<u8>,
-}
-
-impl ExtensionIds {
-    /// Records the id of an `a=extmap:<id> <uri>` line; returns false for URIs we don't use.
-    pub fn set_from_uri(&mut self, id: u8, uri: &str) -> bool {
-        let slot = match uri {
-            URI_MID => &mut self.mid,
-            URI_RID => &mut self.rid,
-            URI_REPAIRED_RID => &mut self.repaired_rid,
-            URI_ABS_SEND_TIME => &mut self.abs_send_time,
-            URI_TRANSPORT_CC => &mut self.transport_cc,
-            URI_AUDIO_LEVEL => &mut self.audio_level,
-            URI_VIDEO_ORIENTATION => &mut self.video_orientation,
-            _ => return false,
-        };
-        *slot = Some(id);
-        true
-    }
-
-    /// The URI for an id, if it is one we track.
-    pub fn uri_of(&self, id: u8) -> Option<&'static str> {
-        let pairs = [
-            (self.mid, URI_MID),
-            (self.rid, URI_RID),
-            (self.repaired_rid, URI_REPAIRED_RID),
-            (self.abs_send_time, URI_ABS_SEND_TIME),
-            (self.transport_cc, URI_TRANSPORT_CC),
-            (self.audio_level, URI_AUDIO_LEVEL),
-            (self.video_orientation, URI_VIDEO_ORIENTATION),
-        ];
-        pairs.into_iter().find(|(i, _)| *i == Some(id)).map(|(_, u)| u)
     }
 }
 

@@ -1,0 +1,189 @@
+//! The router's direct API: the parameters of the commands signaling sends (no SDP here), what
+//! they return, the events a shard reports, and the errors. Plain serde data: the router's
+//! control socket carries it as JSON lines, [`crate::frame`] carries it between processes, and
+//! the engine (`router_engine`, which re-exports all of it) acts on it.
+//!
+//! ```
+//! use schema::api::{ApiError, CloseReason, Event};
+//! use schema::ids::TransportId;
+//! let ev = Event::TransportClosed { transport: TransportId(7), reason: CloseReason::Requested };
+//! let json = serde_json::to_string(&ev).unwrap();
+//! assert_eq!(json, r#"{"event":"transport_closed","transport":7,"reason":"requested"}"#);
+//! assert_eq!(ApiError::UnknownTransport(TransportId(7)).code(), "unknown_transport");
+//! ```
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Codec;
+pub use crate::extensions::ExtensionIds;
+use crate::ids::{ConsumerId, ProducerId, TransportId};
+
+/// What `create_transport` returns: everything signaling needs to write the router's half of
+/// an SDP (ICE-lite credentials, the DTLS fingerprint and role, the one host candidate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransportInfo {
+    pub id: TransportId,
+    pub ice_ufrag: String,
+    pub ice_pwd: String,
+    /// Always true: the router only answers connectivity checks.
+    pub ice_lite: bool,
+    /// `sha-256 AB:CD:...`, as in an SDP `a=fingerprint` line.
+    pub fingerprint: String,
+    /// Always "server" (`a=setup:passive`): the client starts the DTLS handshake.
+    pub dtls_role: String,
+    /// The shard's UDP address: the only candidate.
+    pub candidate: SocketAddr,
+}
+
+/// Parameters of `connect_transport`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectParams {
+    /// The client's certificate fingerprint from its SDP, `sha-256 AB:CD:...`.
+    pub fingerprint: String,
+    /// The client's ICE username fragment; when given, checks must carry exactly it.
+    #[serde(default)]
+    pub ice_ufrag: Option<String>,
+}
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    Audio,
+    Video,
+}
+
+/// Parameters of `produce`: one incoming track.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProduceParams {
+    pub kind: MediaKind,
+    pub codec: Codec,
+    pub payload_type: u8,
+    pub clock_rate: u32,
+    /// RTX (RFC 4588) payload type, when negotiated.
+    #[serde(default)]
+    pub rtx_payload_type: Option<u8>,
+    /// The media SSRC when signaled (`a=ssrc`); otherwise learned from `mid`/`rid`.
+    #[serde(default)]
+    pub ssrc: Option<u32>,
+    #[serde(default)]
+    pub rtx_ssrc: Option<u32>,
+    #[serde(default)]
+    pub mid: Option<String>,
+    #[serde(default)]
+    pub rid: Option<String>,
+    #[serde(default)]
+    pub extensions: ExtensionIds,
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// Parameters of `consume`: send a producer's media on another transport.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumeParams {
+    pub producer: ProducerId,
+    /// Payload type on the subscriber's side; defaults to the producer's.
+    #[serde(default)]
+    pub payload_type: Option<u8>,
+    /// RTX payload type on the subscriber's side; RTX is used for retransmissions if set.
+    #[serde(default)]
+    pub rtx_payload_type: Option<u8>,
+    #[serde(default)]
+    pub mid: Option<String>,
+    #[serde(default)]
+    pub extensions: ExtensionIds,
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// What `consume` returns: what signaling puts in the subscriber's SDP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerInfo {
+    pub id: ConsumerId,
+    pub producer: ProducerId,
+    pub kind: MediaKind,
+    pub codec: Codec,
+    pub clock_rate: u32,
+    pub ssrc: u32,
+    pub payload_type: u8,
+    pub rtx_ssrc: Option<u32>,
+    pub rtx_payload_type: Option<u8>,
+}
+
+/// Why a transport was closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// Closed by a command.
+    Requested,
+    /// ICE consent expired: no valid check for the consent timeout (30 s by default).
+    ConsentExpired,
+    /// The client's certificate did not match the fingerprint it signaled.
+    FingerprintMismatch,
+    /// The DTLS handshake failed or the peer closed it.
+    Dtls(String),
+    /// The producer this consumer forwarded was closed.
+    ProducerClosed,
+    /// The transport this object belonged to was closed.
+    TransportClosed,
+}
+
+/// Counters of one stream, reported in [`Event::Stats`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamStats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub packets_lost: i64,
+    pub nacks: u64,
+    pub retransmitted: u64,
+    pub plis: u64,
+    pub keyframes: u64,
+}
+
+/// Something that happened in the shard that the control plane should know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    TransportConnected { transport: TransportId, remote: SocketAddr },
+    TransportClosed { transport: TransportId, reason: CloseReason },
+    ProducerFirstPacket { producer: ProducerId, ssrc: u32 },
+    KeyframeSeen { producer: ProducerId },
+    ProducerClosed { producer: ProducerId, reason: CloseReason },
+    ConsumerClosed { consumer: ConsumerId, reason: CloseReason },
+    Stats { producer: Option<ProducerId>, consumer: Option<ConsumerId>, stats: StreamStats },
+}
+
+/// Errors of the direct API (commands). Errors of packets never surface here: the engine drops
+/// and counts them (its `Counters`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum ApiError {
+    #[error("unknown transport {0}")]
+    UnknownTransport(TransportId),
+    #[error("unknown producer {0}")]
+    UnknownProducer(ProducerId),
+    #[error("unknown consumer {0}")]
+    UnknownConsumer(ConsumerId),
+    #[error("invalid fingerprint: {0}")]
+    BadFingerprint(String),
+    #[error("invalid parameters: {0}")]
+    InvalidParams(String),
+    #[error("crypto setup failed: {0}")]
+    Crypto(String),
+}
+
+impl ApiError {
+    /// The stable machine-readable code of this error, as the control socket reports it
+    /// (`{"error": {"code": "unknown_transport", ...}}`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::UnknownTransport(_) => "unknown_transport",
+            ApiError::UnknownProducer(_) => "unknown_producer",
+            ApiError::UnknownConsumer(_) => "unknown_consumer",
+            ApiError::BadFingerprint(_) => "bad_fingerprint",
+            ApiError::InvalidParams(_) => "invalid_params",
+            ApiError::Crypto(_) => "crypto",
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The one typed, versioned schema of the messages that cross process boundaries: the router's
+//! commands, replies and events today; signaling↔control and recorder messages as those
+//! processes arrive. Every process depends on this crate, and on nothing heavier through it
+//! (serde, serde_json, thiserror only: no engine, no crypto).
+//!
+//! # What is where
+//!
+//! - [`ids`], [`codec`], [`extensions`]: the plain data the API is made of (object ids, codec
+//!   names, negotiated RTP header extension ids).
+//! - [`api`]: the router's direct API: command parameters, results, events, errors.
+//! - [`router`]: [`RouterCommand`] (one call of the direct API) and the request, reply and
+//!   event envelopes of the router link.
+//! - [`message`]: [`Message`], one variant per message of every link, and its kind numbers.
+//! - [`frame`]: how a [`Message`] travels: a JSON envelope `{"v": SCHEMA_VERSION, ...}` or a
+//!   binary frame (magic, version, kind, length, payload) for the shared-memory queues. Both
+//!   check the version first and refuse a mismatch with an error that says which side to upgrade.
+//!
+//! The engine (`router_engine`) re-exports the API types under their old paths
+//! (`router_engine::ProduceParams`, `router_engine::codec::Codec`, ...), and the router
+//! re-exports [`RouterCommand`] as `router::shard::Command`.
+//!
+//! # Data flow
+//!
+//! ```text
+//! signaling ── Message::RouterCommand(RouterRequest { id, command }) ──frame──► router
+//!           ◄── Message::RouterReply(RouterReply { id, result }) ─────frame─── router
+//!           ◄── Message::RouterEvent(RouterEvent { shard, event }) ───frame─── router
+//! ```
+//!
+//! # Example
+//!
+//! ```
+//! use schema::api::ApiError;
+//! use schema::frame;
+//! use schema::ids::TransportId;
+//! use schema::router::{RouterCommand, RouterReply, RouterRequest};
+//! use schema::Message;
+//!
+//! // The caller sends a command ...
+//! let cmd = RouterCommand::CloseTransport { transport: TransportId(0x0100_0002) };
+//! let mut wire = Vec::new();
+//! frame::encode(&Message::RouterCommand(RouterRequest { id: 7, command: cmd.clone() }), &mut wire).unwrap();
+//!
+//! // ... the router reads it, routes it by the id's shard and answers.
+//! let Message::RouterCommand(req) = frame::decode(&wire).unwrap() else { unreachable!() };
+//! assert_eq!((req.command.shard(), &req.command), (Some(1), &cmd));
+//! let reply = RouterReply { id: req.id, result: Err(ApiError::UnknownTransport(TransportId(0x0100_0002))) };
+//! let line = frame::encode_json(&reply.into()).unwrap();
+//! assert!(line.starts_with(r#"{"v":1,"type":"router_reply","id":7,"#));
+//! ```
+//!
+//! # Versioning
+//!
+//! [`SCHEMA_VERSION`] covers the whole schema. Any change to a message that an older build
+//! would misread (a new variant, a new required field, a renamed or retyped one) bumps it;
+//! both framings then refuse mismatched peers with [`frame::FrameError::VersionMismatch`].
+
+pub mod api;
+pub mod codec;
+pub mod extensions;
+pub mod frame;
+pub mod ids;
+pub mod message;
+pub mod router;
+
+pub use message::{Message, MessageKind};
+pub use router::{RouterCommand, RouterEvent, RouterReply, RouterRequest, RouterResult};
+
+/// The version of this schema, carried by every framed message. Bump it on any change an
+/// older build would misread.
+pub const SCHEMA_VERSION: u16 = 1;

@@ -1,0 +1,223 @@
+//! The link to the router: its commands, their replies and its events.
+//!
+//! A [`RouterCommand`] is one call of the direct API (see [`crate::api`]). It travels inside a
+//! [`RouterRequest`] that carries the caller's request id; the router answers each request
+//! with one [`RouterReply`] echoing that id, and pushes every shard event as a
+//! [`RouterEvent`]. The three are variants of [`crate::Message`] when they cross a process
+//! boundary, and the bodies of the router's JSON-lines control socket
+//! (`{"method": "...", "params": {...}}`) today.
+//!
+//! ```
+//! use schema::ids::TransportId;
+//! use schema::router::RouterCommand;
+//! let cmd: RouterCommand =
+//!     serde_json::from_str(r#"{"method": "close_transport", "params": {"transport": 33554433}}"#).unwrap();
+//! assert_eq!(cmd, RouterCommand::CloseTransport { transport: TransportId(0x0200_0001) });
+//! assert_eq!(cmd.shard(), Some(2)); // the id's top byte
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ApiError, ConnectParams, ConsumeParams, Event, ProduceParams};
+use crate::ids::{ConsumerId, ProducerId, TransportId};
+
+/// A command of the router's direct API.
+///
+/// On the wire: `{"method": "<snake_case name>", "params": {...}}`; the params of
+/// `connect_transport`, `produce` and `consume` are the id plus the fields of their params
+/// struct, flattened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params", rename_all = "snake_case")]
+pub enum RouterCommand {
+    CreateTransport {
+        /// The shard to create it on; round robin when absent.
+        #[serde(default)]
+        shard: Option<u8>,
+    },
+    ConnectTransport {
+        transport: TransportId,
+        #[serde(flatten)]
+        params: ConnectParams,
+    },
+    Produce {
+        transport: TransportId,
+        #[serde(flatten)]
+        params: ProduceParams,
+    },
+    Consume {
+        transport: TransportId,
+        #[serde(flatten)]
+        params: ConsumeParams,
+    },
+    PauseProducer {
+        producer: ProducerId,
+        paused: bool,
+    },
+    PauseConsumer {
+        consumer: ConsumerId,
+        paused: bool,
+    },
+    CloseTransport {
+        transport: TransportId,
+    },
+    CloseProducer {
+        producer: ProducerId,
+    },
+    CloseConsumer {
+        consumer: ConsumerId,
+    },
+    ProducerStats {
+        producer: ProducerId,
+    },
+    ConsumerStats {
+        consumer: ConsumerId,
+    },
+    /// The shard's packet counters (drops by reason among them).
+    Counters {
+        #[serde(default)]
+        shard: Option<u8>,
+    },
+}
+
+impl RouterCommand {
+    /// The shard this command belongs to: the explicit `shard` parameter, or the top byte of
+    /// the id it carries. `None` means any shard will do (the router picks round robin).
+    pub fn shard(&self) -> Option<u8> {
+        match self {
+            RouterCommand::CreateTransport { shard } | RouterCommand::Counters { shard } => *shard,
+            RouterCommand::ConnectTransport { transport, .. }
+            | RouterCommand::Produce { transport, .. }
+            | RouterCommand::Consume { transport, .. }
+            | RouterCommand::CloseTransport { transport } => Some(transport.shard()),
+            RouterCommand::PauseProducer { producer, .. }
+            | RouterCommand::CloseProducer { producer }
+            | RouterCommand::ProducerStats { producer } => Some(producer.shard()),
+            RouterCommand::PauseConsumer { consumer, .. }
+            | RouterCommand::CloseConsumer { consumer }
+            | RouterCommand::ConsumerStats { consumer } => Some(consumer.shard()),
+        }
+    }
+
+    /// The method name as it appears on the wire (`"create_transport"`, ...), for logs.
+    pub fn method(&self) -> &'static str {
+        match self {
+            RouterCommand::CreateTransport { .. } => "create_transport",
+            RouterCommand::ConnectTransport { .. } => "connect_transport",
+            RouterCommand::Produce { .. } => "produce",
+            RouterCommand::Consume { .. } => "consume",
+            RouterCommand::PauseProducer { .. } => "pause_producer",
+            RouterCommand::PauseConsumer { .. } => "pause_consumer",
+            RouterCommand::CloseTransport { .. } => "close_transport",
+            RouterCommand::CloseProducer { .. } => "close_producer",
+            RouterCommand::CloseConsumer { .. } => "close_consumer",
+            RouterCommand::ProducerStats { .. } => "producer_stats",
+            RouterCommand::ConsumerStats { .. } => "consumer_stats",
+            RouterCommand::Counters { .. } => "counters",
+        }
+    }
+}
+
+/// What a command returns.
+///
+/// The success value is JSON, not a typed enum, for now: each method's result has a fixed
+/// shape (documented in docs/router.md: a [`crate::api::TransportInfo`] for
+/// `create_transport`, a [`ProducerId`] for `produce`, a [`crate::api::ConsumerInfo`] for
+/// `consume`, a [`crate::api::StreamStats`] for the stats calls, `null` for the rest), except
+/// `counters`, whose fields belong to the engine and grow with it. Deserialize the value into
+/// the type the method names.
+pub type RouterResult = Result<serde_json::Value, ApiError>;
+
+/// A command with the caller's request id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterRequest {
+    /// Chosen by the caller, echoed in the reply; unique among the caller's pending requests.
+    pub id: u64,
+    pub command: RouterCommand,
+}
+
+/// The reply to one [`RouterRequest`].
+///
+/// On the wire the result is `{"ok": <value>}` or `{"err": <ApiError>}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouterReply {
+    /// The request's id.
+    pub id: u64,
+    #[serde(with = "result_repr")]
+    pub result: RouterResult,
+}
+
+/// An event of one shard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouterEvent {
+    pub shard: u8,
+    pub event: Event,
+}
+
+/// `Result` as `{"ok": v}` / `{"err": e}`: serde's default spells the tags `Ok`/`Err`, which
+/// reads oddly among snake_case names.
+mod result_repr {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::RouterResult;
+    use crate::api::ApiError;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Repr<T, E> {
+        Ok(T),
+        Err(E),
+    }
+
+    pub fn serialize<S: Serializer>(r: &RouterResult, s: S) -> Result<S::Ok, S::Error> {
+        match r {
+            Ok(v) => Repr::<&serde_json::Value, &ApiError>::Ok(v).serialize(s),
+            Err(e) => Repr::<&serde_json::Value, &ApiError>::Err(e).serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RouterResult, D::Error> {
+        Ok(match Repr::<serde_json::Value, ApiError>::deserialize(d)? {
+            Repr::Ok(v) => Ok(v),
+            Repr::Err(e) => Err(e),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_comes_from_the_parameter_or_the_ids_top_byte() {
+        assert_eq!(RouterCommand::CreateTransport { shard: None }.shard(), None);
+        assert_eq!(RouterCommand::Counters { shard: Some(3) }.shard(), Some(3));
+        assert_eq!(RouterCommand::CloseTransport { transport: TransportId(0x0500_0001) }.shard(), Some(5));
+        assert_eq!(RouterCommand::ProducerStats { producer: ProducerId(0xff00_0000) }.shard(), Some(255));
+        assert_eq!(RouterCommand::PauseConsumer { consumer: ConsumerId(0x00ff_ffff), paused: true }.shard(), Some(0));
+    }
+
+    #[test]
+    fn method_names_match_the_serde_tags() {
+        let cmds = [
+            RouterCommand::CreateTransport { shard: Some(1) },
+            RouterCommand::PauseProducer { producer: ProducerId(1), paused: false },
+            RouterCommand::CloseConsumer { consumer: ConsumerId(1) },
+            RouterCommand::Counters { shard: None },
+        ];
+        for cmd in cmds {
+            let v = serde_json::to_value(&cmd).expect("commands serialize");
+            assert_eq!(v["method"], cmd.method(), "{v}");
+        }
+    }
+
+    #[test]
+    fn reply_result_is_spelled_ok_or_err() {
+        let ok = RouterReply { id: 1, result: Ok(serde_json::Value::Null) };
+        assert_eq!(serde_json::to_string(&ok).expect("serializes"), r#"{"id":1,"result":{"ok":null}}"#);
+        let err = RouterReply { id: 2, result: Err(ApiError::UnknownProducer(ProducerId(9))) };
+        assert_eq!(
+            serde_json::to_string(&err).expect("serializes"),
+            r#"{"id":2,"result":{"err":{"UnknownProducer":9}}}"#
+        );
+    }
+}
