@@ -1219,15 +1219,7 @@ fn write_reports(
         if let Some(p) = producers.get_mut(pid)
             && let (Some(ssrc), Some(b)) = (p.ssrc, p.recv.report_block(now))
         {
-            blocks.push(rtcp::ReportBlock {
-                ssrc,
-                fraction_lost: b.fraction_lost,
-                cumulative_lost: b.cumulative_lost,
-                ext_highest_seq: b.ext_highest_seq,
-                jitter: b.jitter,
-                lsr: b.lsr,
-                dlsr: b.dlsr,
-            });
+            blocks.push(rtcp::ReportBlock { ssrc, ..b });
         }
     }
     let mut len = 0;

@@ -82,23 +82,10 @@ pub enum SeqOutcome {
     Restarted,
 }
 
-/// The numbers of one RTCP report block (RFC 3550 6.4.1), without the SSRC the caller knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReportBlockData {
-    /// Packets lost since the previous report block, as a fraction of packets expected, in
-    /// 1/256 units.
-    pub fraction_lost: u8,
-    /// Expected minus received since the start, clamped to the 24-bit signed field.
-    pub cumulative_lost: i32,
-    /// Cycles of the sequence number (high 16 bits) and the highest sequence number received.
-    pub ext_highest_seq: u32,
-    /// Interarrival jitter in RTP timestamp units.
-    pub jitter: u32,
-    /// Middle 32 bits of the NTP timestamp of the last sender report received, 0 if none.
-    pub lsr: u32,
-    /// Delay since that sender report, in 1/65536 s; 0 if none.
-    pub dlsr: u32,
-}
+/// One RTCP report block (RFC 3550 6.4.1): the RTCP writer's own type, so a block goes from
+/// these statistics to the wire unchanged. `report_block` leaves `ssrc` 0 for the caller, who
+/// knows which source it describes.
+pub use crate::rtcp::ReportBlock as ReportBlockData;
 
 /// Receive statistics of one incoming RTP stream: sequence tracking with wrap and probation
 /// (RFC 3550 A.1), loss (A.3), interarrival jitter (A.8), and the last sender report.
@@ -300,6 +287,7 @@ impl ReceiveStats {
             None => (0, 0),
         };
         Some(ReportBlockData {
+            ssrc: 0,
             fraction_lost,
             cumulative_lost: self.cumulative_lost(),
             ext_highest_seq: self.ext_highest_seq(),
