@@ -41,6 +41,20 @@ fn keys(profile: SrtpProfile) -> (Vec<u8>, Vec<u8>) {
     ((0..profile.master_key_len() as u8).collect(), (0..profile.master_salt_len() as u8).map(|i| i * 3).collect())
 }
 
+/// Fresh packets with rising sequence numbers, protected by our sender (untimed setup of the
+/// unprotect benches, ours and theirs alike).
+fn protected(profile: SrtpProfile) -> impl FnMut() -> Vec<u8> {
+    let mut tx = ours(profile);
+    let mut seq = 0u16;
+    move || {
+        seq = seq.wrapping_add(1);
+        let mut buf = rtp_packet(seq);
+        buf.resize(PACKET_LEN + profile.rtp_overhead(), 0);
+        tx.protect_rtp(&mut buf, PACKET_LEN).expect("protect");
+        buf
+    }
+}
+
 fn ours(profile: SrtpProfile) -> SrtpSession {
     let (k, s) = keys(profile);
     SrtpSession::new(profile, &k, &s).expect("valid master key and salt")
@@ -96,34 +110,18 @@ fn bench_profile(c: &mut Criterion, profile: SrtpProfile, name: &str) {
     });
 
     g.bench_function("ours/unprotect", |b| {
-        let mut tx = ours(profile);
         let mut rx = ours(profile);
-        let mut seq = 0u16;
         b.iter_batched_ref(
-            || {
-                seq = seq.wrapping_add(1);
-                let mut buf = rtp_packet(seq);
-                buf.resize(PACKET_LEN + profile.rtp_overhead(), 0);
-                tx.protect_rtp(&mut buf, PACKET_LEN).expect("protect");
-                buf
-            },
+            protected(profile),
             |buf| black_box(rx.unprotect_rtp(buf).expect("unprotect")),
             BatchSize::SmallInput,
         );
     });
 
     g.bench_function("webrtc/unprotect", |b| {
-        let mut tx = ours(profile);
         let mut ctx = theirs(profile);
-        let mut seq = 0u16;
         b.iter_batched_ref(
-            || {
-                seq = seq.wrapping_add(1);
-                let mut buf = rtp_packet(seq);
-                buf.resize(PACKET_LEN + profile.rtp_overhead(), 0);
-                tx.protect_rtp(&mut buf, PACKET_LEN).expect("protect");
-                buf
-            },
+            protected(profile),
             |buf| black_box(ctx.decrypt_rtp(buf).expect("unprotect")),
             BatchSize::SmallInput,
         );
