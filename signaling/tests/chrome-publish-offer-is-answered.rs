@@ -4,25 +4,17 @@
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
+mod common;
+
 use router_engine::codec::Codec;
-use router_engine::{MediaKind, TransportId, TransportInfo};
+use router_engine::{MediaKind, TransportInfo};
 use signaling::sdp::parse::Sdp;
 use signaling::sdp::{Attribute, Direction, PublishPolicy, RejectReason, SdpError, Setup, answer_publish_offer};
 
 const CHROME: &str = include_str!("data/chrome-publish-offer.sdp");
 
 fn router() -> TransportInfo {
-    TransportInfo {
-        id: TransportId(42),
-        ice_ufrag: "rtrU".into(),
-        ice_pwd: "routerpasswordrouterpassword".into(),
-        ice_lite: true,
-        fingerprint:
-            "sha-256 01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF"
-                .into(),
-        dtls_role: "server".into(),
-        candidate: "203.0.113.5:40001".parse().unwrap(),
-    }
+    common::router_transport(42, "203.0.113.5:40001")
 }
 
 #[test]

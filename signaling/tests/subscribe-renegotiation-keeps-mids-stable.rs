@@ -4,8 +4,10 @@
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
+mod common;
+
 use router_engine::codec::Codec;
-use router_engine::{ConsumerId, ConsumerInfo, MediaKind, ProducerId, TransportId, TransportInfo};
+use router_engine::{ConsumerId, ConsumerInfo, MediaKind, ProducerId, TransportInfo};
 use signaling::sdp::parse::Sdp;
 use signaling::sdp::{
     Attribute, Direction, SdpError, Setup, SlotState, SubscribeOffer, SubscribeOptions, SubscribeTrack, assign_mids,
@@ -15,17 +17,7 @@ use str0m::Rtc;
 use str0m::change::SdpOffer;
 
 fn router() -> TransportInfo {
-    TransportInfo {
-        id: TransportId(9),
-        ice_ufrag: "rtrU".into(),
-        ice_pwd: "routerpasswordrouterpassword".into(),
-        ice_lite: true,
-        fingerprint:
-            "sha-256 01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF"
-                .into(),
-        dtls_role: "server".into(),
-        candidate: "192.0.2.1:40000".parse().unwrap(),
-    }
+    common::router_transport(9, "192.0.2.1:40000")
 }
 
 fn track(n: u32, kind: MediaKind, mid: &str) -> SubscribeTrack {

@@ -1,0 +1,18 @@
+//! What the signaling tests share: a router transport to answer and offer against.
+
+use router_engine::{TransportId, TransportInfo};
+
+/// A router transport as `create_transport` returns it, with a fixed fingerprint.
+pub fn router_transport(id: u32, candidate: &str) -> TransportInfo {
+    TransportInfo {
+        id: TransportId(id),
+        ice_ufrag: "rtrU".into(),
+        ice_pwd: "routerpasswordrouterpassword".into(),
+        ice_lite: true,
+        fingerprint:
+            "sha-256 01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF"
+                .into(),
+        dtls_role: "server".into(),
+        candidate: candidate.parse().expect("test candidate is a socket address"),
+    }
+}
