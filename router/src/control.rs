@@ -4,8 +4,8 @@
 //! `{"id": 7, "method": "create_transport", "params": {...}}` gets one reply
 //! `{"id": 7, "result": ...}` or `{"id": 7, "error": {"code": "...", "message": "..."}}`.
 //! A connection that sends `{"method": "subscribe"}` also receives every shard event as
-//! `{"shard": 0, "event": {...}}`. The shared-memory link to signaling replaces this later;
-//! the commands stay the same: they are the `schema` crate's [`schema::RouterCommand`], and
+//! `{"shard": 0, "event": {...}}`. Signaling uses the shared-memory link instead (`link.rs`),
+//! with the same commands: they are the `schema` crate's [`schema::RouterCommand`], and
 //! events are its [`schema::RouterEvent`].
 //!
 //! A request may carry the schema version it was written for, `{"v": 1, "id": ..., ...}`; a
@@ -38,7 +38,7 @@ const MAX_LINE: usize = 64 * 1024;
 pub struct Router {
     shards: Vec<ShardHandle>,
     next_shard: AtomicUsize,
-    subscribers: Arc<Mutex<Vec<mpsc::Sender<String>>>>,
+    subscribers: Arc<Mutex<Vec<mpsc::Sender<RouterEvent>>>>,
 }
 
 impl Router {
@@ -70,21 +70,15 @@ impl Router {
             };
             shards.push(shard::spawn(spec, ev_tx.clone())?);
         }
-        let subscribers: Arc<Mutex<Vec<mpsc::Sender<String>>>> = Arc::default();
+        let subscribers: Arc<Mutex<Vec<mpsc::Sender<RouterEvent>>>> = Arc::default();
         let subs = subscribers.clone();
         std::thread::Builder::new().name("router-events".into()).spawn(move || {
             for (shard, event) in ev_rx {
                 debug!(shard, ?event, "event");
-                let line = match serde_json::to_string(&RouterEvent { shard, event }) {
-                    Ok(line) => line,
-                    Err(e) => {
-                        warn!(shard, error = %e, "event not serializable; dropped");
-                        continue;
-                    }
-                };
+                let event = RouterEvent { shard, event };
                 // A poisoned lock means a subscriber thread panicked; keep serving the rest.
                 let mut subs = subs.lock().unwrap_or_else(|p| p.into_inner());
-                subs.retain(|s| s.send(line.clone()).is_ok());
+                subs.retain(|s| s.send(event.clone()).is_ok());
             }
         })?;
         Ok(Router { shards, next_shard: AtomicUsize::new(0), subscribers })
@@ -122,8 +116,8 @@ impl Router {
         shard.call(cmd)
     }
 
-    /// Registers a listener for every event as a JSON line.
-    pub fn subscribe(&self) -> mpsc::Receiver<String> {
+    /// Registers a listener for every shard event.
+    pub fn subscribe(&self) -> mpsc::Receiver<RouterEvent> {
         let (tx, rx) = mpsc::channel();
         self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
         rx
@@ -285,8 +279,15 @@ fn handle_line(router: &Router, line: &str, writer: &Arc<Mutex<UnixStream>>) -> 
         let writer = writer.clone();
         std::thread::spawn(move || {
             for event in rx {
+                let line = match serde_json::to_string(&event) {
+                    Ok(line) => line,
+                    Err(e) => {
+                        warn!(error = %e, "event not serializable; dropped");
+                        continue;
+                    }
+                };
                 let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
-                if w.write_all(event.as_bytes()).and_then(|_| w.write_all(b"\n")).is_err() {
+                if w.write_all(line.as_bytes()).and_then(|_| w.write_all(b"\n")).is_err() {
                     return;
                 }
             }

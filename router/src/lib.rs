@@ -5,6 +5,7 @@
 //! - [`shard`]: one pinned thread per core owning a socket and an engine; commands arrive on
 //!   a channel and wake the loop.
 //! - [`control`]: the whole router and its local control channel (JSON lines on a Unix socket).
+//! - [`link`]: the shared-memory link to signaling (same commands, binary frames).
 //! - [`config`]: the TOML configuration.
 //!
 //! See docs/router.md for the data path and the direct API.
@@ -12,4 +13,5 @@
 pub mod config;
 pub mod control;
 pub mod io;
+pub mod link;
 pub mod shard;

@@ -44,6 +44,10 @@ struct Args {
     /// Disable UDP GSO.
     #[arg(long)]
     no_gso: bool,
+    /// Inherited fd of the shared-memory link to signaling (a two-ring segment made by
+    /// control; the router takes end B).
+    #[arg(long)]
+    link_fd: Option<i32>,
 }
 
 fn main() {
@@ -94,6 +98,15 @@ fn main() {
     };
     for (i, (addr, backend)) in router.shard_addrs().iter().zip(router.shard_backends()).enumerate() {
         info!(shard = i, %addr, ?backend, "shard ready");
+    }
+    if let Some(fd) = args.link_fd {
+        // SAFETY: control passes an fd it opened for us and nothing else in this process uses it.
+        let linked = unsafe { shm_queue::Segment::open_raw_fd(fd) }
+            .and_then(|segment| router::link::serve_link(router.clone(), segment));
+        if let Err(e) = linked {
+            error!("cannot attach the link to signaling (fd {fd}): {e}");
+            std::process::exit(1);
+        }
     }
     let _guard = SocketGuard(cfg.control_socket.clone());
     // The socket file is removed on SIGINT/SIGTERM too: the default handlers would skip Drop.

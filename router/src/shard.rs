@@ -180,7 +180,15 @@ fn apply(engine: &mut Engine, cmd: Command) -> Reply {
         Command::SendData { transport, label, text } => {
             engine.send_data(Instant::now(), transport, &label, &text).map(|_| serde_json::Value::Null)
         }
-        Command::Counters { .. } => ok(to_value(engine.counters())),
+        Command::Counters { .. } => {
+            let mut counters = ok(to_value(engine.counters()))?;
+            // How many transports the shard holds: lets tests and operators see that a peer's
+            // transports were freed when it left.
+            if let Some(obj) = counters.as_object_mut() {
+                obj.insert("transports".into(), engine.transport_count().into());
+            }
+            Ok(counters)
+        }
     }
 }
 

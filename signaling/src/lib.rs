@@ -47,4 +47,10 @@
 //! assert_eq!(answer_publish_offer(offer, &router, &video_only).unwrap_err(), SdpError::NoUsableCodec);
 //! ```
 
+pub mod hub;
+pub mod protocol;
+pub mod room;
+pub mod router_link;
+pub mod rpc;
 pub mod sdp;
+pub mod server;

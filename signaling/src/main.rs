@@ -1,0 +1,83 @@
+//! `signaling`: the 100ms-compatible client edge (HTTPS `/init`, WSS JSON-RPC), linked to the
+//! router over shared memory. Started and supervised by `control` (docs/signaling.md).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use tracing::{error, info};
+
+use signaling::hub::Hub;
+use signaling::router_link::RouterLink;
+use signaling::server::{App, router};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Signaling for WebRTC clients: speaks the 100ms client protocol and drives the router.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The platform's SQLite database (workspaces, rooms, templates), shared with control.
+    #[arg(long)]
+    db: PathBuf,
+    /// Address to serve HTTPS and WSS on.
+    #[arg(long, default_value = "127.0.0.1:8444")]
+    listen: SocketAddr,
+    /// The public base URL of this service (`https://host:port`): `/init` returns
+    /// `wss://host:port/ws` from it.
+    #[arg(long)]
+    public_url: String,
+    /// TLS certificate chain (PEM).
+    #[arg(long)]
+    cert: PathBuf,
+    /// TLS private key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// Inherited fd of the shared-memory link to the router (end A), from control.
+    #[arg(long)]
+    router_link_fd: i32,
+}
+
+fn ws_endpoint(public_url: &str) -> Result<String, String> {
+    let rest = public_url
+        .strip_prefix("https://")
+        .map(|r| format!("wss://{r}"))
+        .or_else(|| public_url.strip_prefix("http://").map(|r| format!("ws://{r}")))
+        .ok_or_else(|| format!("--public-url must start with https:// (got {public_url})"))?;
+    Ok(format!("{}/ws", rest.trim_end_matches('/')))
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if let Err(e) = run(args).await {
+        error!("{e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let endpoint = ws_endpoint(&args.public_url)?;
+    let store = store::Store::open(&args.db).map_err(|e| format!("cannot open {}: {e}", args.db.display()))?;
+    // SAFETY: control passes an fd it opened for us; nothing else in this process uses it.
+    let segment = unsafe { shm_queue::Segment::open_raw_fd(args.router_link_fd) }
+        .map_err(|e| format!("router link fd {}: {e}", args.router_link_fd))?;
+    let (link, events) = RouterLink::attach(segment).map_err(|e| format!("router link: {e}"))?;
+    let hub = Hub::new(link);
+    tokio::spawn(hub.clone().route_events(events));
+    let app = App::new(hub, store, endpoint.clone());
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&args.cert, &args.key)
+        .await
+        .map_err(|e| format!("TLS certificate {} / key {}: {e}", args.cert.display(), args.key.display()))?;
+    info!(listen = %args.listen, %endpoint, "signaling serving /init and the WebSocket");
+    axum_server::bind_rustls(args.listen, tls)
+        .serve(router(app).into_make_service())
+        .await
+        .map_err(|e| format!("serving {}: {e}", args.listen))
+}

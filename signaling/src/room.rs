@@ -1,0 +1,1043 @@
+//! One room: its peers, their two peer connections (router transports), their published
+//! tracks and their subscriptions, and the 100ms client protocol flows that change them.
+//!
+//! Each room is an actor (a tokio task owning a [`Room`]): every message about the room —
+//! a peer's socket attaching or closing, a JSON-RPC message, a router event — is handled in
+//! order, one at a time, so a join, a publish and a leave never interleave. Router calls are
+//! awaited inside the handler for the same reason.
+//!
+//! # Flows (`../shared/100MS-PROTOCOL.md`)
+//!
+//! - **Attach** (a WebSocket opened): push `on-policy-change` unasked (the SDK waits for it
+//!   before `join`). An attach for a peer id we know is a reconnect: the new socket replaces the
+//!   old one, and the peer gets a fresh `peer-list`.
+//! - **join**: a publish transport, the answer to the publish offer, then `peer-list`, a
+//!   subscribe transport with the first subscribe `offer` (data channel plus every track the
+//!   role subscribes to), and `on-peer-join` to the others.
+//! - **offer** (publish renegotiation): answer it; diff its `tracks` against what the peer
+//!   published; produce new tracks, close removed ones; tell the others (`on-track-add`,
+//!   `on-track-remove`) and renegotiate their subscribe connections.
+//! - **answer** (to our subscribe offer): connect the subscribe transport the first time;
+//!   the next subscribe offer waits for it.
+//! - **track-update**, **peer-update**, **broadcast**, **ping**, **leave**.
+//! - A socket that closes without `leave` keeps the peer for [`RECONNECT_GRACE`] (the SDK
+//!   reconnects within 60 s); then the peer is removed as if it had left.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use router_engine::{ConsumeParams, ConsumerId, ConsumerInfo, MediaKind, ProducerId, TransportId, TransportInfo};
+use schema::api::{CloseReason, Event};
+use store::{Role, Template, TrackKind};
+
+use crate::hub::Hub;
+use crate::protocol::{PeerInfo, TrackState, now_ms, random_id};
+use crate::rpc::{self, Incoming, code};
+use crate::sdp::{
+    PublishPolicy, RejectReason, SubscribeOffer, SubscribeOptions, SubscribeTrack, answer_publish_offer, assign_mids,
+    read_subscribe_answer, subscribe_extensions, subscribe_offer,
+};
+
+/// How long a peer whose socket closed (without `leave`) keeps its place: the SDK retries for
+/// 60 s.
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(60);
+
+/// The label of the data channel the SDK expects on its subscribe connection.
+pub const DATA_CHANNEL_LABEL: &str = "ion-sfu";
+
+/// Longest peer name and metadata accepted.
+const MAX_NAME: usize = 256;
+const MAX_DATA: usize = 16 * 1024;
+
+/// What a room actor receives.
+#[derive(Debug)]
+pub enum RoomMsg {
+    /// A WebSocket authenticated for `peer_id` in this room.
+    Attach { peer_id: String, conn: u64, user_id: String, role: String, out: Outbox },
+    /// A JSON-RPC message on that socket.
+    Rpc { peer_id: String, conn: u64, msg: Incoming },
+    /// The socket closed.
+    Detach { peer_id: String, conn: u64 },
+    /// A router event about one of this room's transports.
+    Router(Event),
+}
+
+/// What goes out on a peer's socket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    Text(String),
+    /// Close the socket with this code and reason.
+    Close(u16, String),
+}
+
+pub type Outbox = mpsc::UnboundedSender<Outbound>;
+
+/// A JSON-RPC failure: code and message for the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub code: i64,
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(code: i64, message: impl Into<String>) -> Refusal {
+        Refusal { code, message: message.into() }
+    }
+}
+
+impl From<crate::router_link::CallError> for Refusal {
+    fn from(e: crate::router_link::CallError) -> Refusal {
+        // The router refusing or not answering is the server's fault, not the client's; a
+        // 5xx makes the SDK retry, which is right for a transient failure.
+        Refusal::new(code::INTERNAL, e.to_string())
+    }
+}
+
+/// A track a peer publishes.
+#[derive(Debug, Clone)]
+struct Published {
+    state: TrackState,
+    producer: ProducerId,
+    kind: MediaKind,
+    rtx_payload_type: Option<u8>,
+    fmtp: Option<String>,
+}
+
+#[derive(Debug)]
+struct PublishSide {
+    transport: TransportInfo,
+    ice_ufrag: Option<String>,
+    tracks: BTreeMap<String, Published>,
+}
+
+/// One track a peer receives.
+#[derive(Debug, Clone)]
+struct Subscribed {
+    consumer: ConsumerInfo,
+    mid: String,
+    stream_id: String,
+    fmtp: Option<String>,
+    /// Paused at the subscriber's request (or until it asks, for video under
+    /// `disableVidAutoSub`).
+    paused: bool,
+}
+
+#[derive(Debug)]
+struct SubscribeSide {
+    transport: TransportInfo,
+    connected: bool,
+    last_offer: Option<SubscribeOffer>,
+    /// An offer is out and its answer has not come back: the next one waits.
+    awaiting_answer: bool,
+    /// Something changed while an offer was out (or the socket was away).
+    dirty: bool,
+    tracks: BTreeMap<String, Subscribed>,
+}
+
+#[derive(Debug)]
+struct Peer {
+    id: String,
+    user_id: String,
+    role: String,
+    name: String,
+    data: String,
+    joined_at_ms: u64,
+    joined: bool,
+    /// Under `disableVidAutoSub` (the SDK's default) video waits for a layer request.
+    video_on_request: bool,
+    conn: u64,
+    out: Option<Outbox>,
+    away_since: Option<Instant>,
+    publish: Option<PublishSide>,
+    subscribe: Option<SubscribeSide>,
+}
+
+impl Peer {
+    fn info(&self) -> PeerInfo<'_> {
+        PeerInfo {
+            peer_id: &self.id,
+            role: &self.role,
+            name: &self.name,
+            data: &self.data,
+            user_id: &self.user_id,
+            joined_at_ms: self.joined_at_ms,
+        }
+    }
+
+    fn tracks(&self) -> impl Iterator<Item = &TrackState> {
+        self.publish.iter().flat_map(|p| p.tracks.values().map(|t| &t.state))
+    }
+
+    fn notification(&self) -> Value {
+        self.info().notification(self.tracks())
+    }
+
+    fn send(&self, text: String) {
+        if let Some(out) = &self.out {
+            let _ = out.send(Outbound::Text(text));
+        }
+    }
+
+    fn push(&self, method: &str, params: Value) {
+        self.send(rpc::push(method, params));
+    }
+
+    fn owns(&self, transport: TransportId) -> bool {
+        self.publish.as_ref().is_some_and(|p| p.transport.id == transport)
+            || self.subscribe.as_ref().is_some_and(|s| s.transport.id == transport)
+    }
+}
+
+/// The state of one room, owned by its actor task.
+#[derive(Debug)]
+pub struct Room {
+    id: String,
+    name: String,
+    template: Template,
+    hub: Arc<Hub>,
+    /// The router shard all of the room's transports live on (a consumer must be on its
+    /// producer's shard).
+    shard: Option<u8>,
+    session: Option<(String, u64)>,
+    peers: BTreeMap<String, Peer>,
+}
+
+impl Room {
+    pub fn new(id: String, name: String, template: Template, hub: Arc<Hub>) -> Room {
+        Room { id, name, template, hub, shard: None, session: None, peers: BTreeMap::new() }
+    }
+
+    /// Runs the actor until every handle is dropped.
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<RoomMsg>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.handle(msg).await,
+                    None => break,
+                },
+                _ = tick.tick() => self.evict_absent().await,
+            }
+        }
+        for id in self.peers.keys().cloned().collect::<Vec<_>>() {
+            self.remove_peer(&id, "server shutting down").await;
+        }
+    }
+
+    async fn handle(&mut self, msg: RoomMsg) {
+        match msg {
+            RoomMsg::Attach { peer_id, conn, user_id, role, out } => self.attach(peer_id, conn, user_id, role, out).await,
+            RoomMsg::Rpc { peer_id, conn, msg } => {
+                if self.peers.get(&peer_id).is_some_and(|p| p.conn == conn) {
+                    self.rpc(&peer_id, msg).await;
+                }
+            }
+            RoomMsg::Detach { peer_id, conn } => self.detach(&peer_id, conn).await,
+            RoomMsg::Router(event) => self.router_event(event).await,
+        }
+    }
+
+    fn role(&self, role: &str) -> Option<&Role> {
+        self.template.roles.get(role)
+    }
+
+    fn room_state(&self) -> Value {
+        let mut room = json!({ "name": self.name, "room_id": self.id });
+        if let Some((id, started)) = &self.session {
+            room["session_id"] = json!(id);
+            room["started_at"] = json!(started);
+        }
+        room
+    }
+
+    fn policy_params(&self, role: &str) -> Value {
+        json!({
+            "name": role,
+            "known_roles": self.template.roles,
+            "template_id": self.template.id,
+        })
+    }
+
+    async fn attach(&mut self, peer_id: String, conn: u64, user_id: String, role: String, out: Outbox) {
+        if self.role(&role).is_none() {
+            let msg = format!("role '{role}' is not in the room's template");
+            let _ = out.send(Outbound::Text(rpc::push("on-error", json!({ "code": code::FORBIDDEN, "message": msg }))));
+            let _ = out.send(Outbound::Close(4003, msg));
+            return;
+        }
+        let policy = self.policy_params(&role);
+        let peer_list = self.peer_list_for(&peer_id);
+        match self.peers.get_mut(&peer_id) {
+            Some(peer) => {
+                // A reconnect (or a second tab with the same peer id): the newest socket wins.
+                if peer.user_id != user_id {
+                    let msg = "peer id is in use by another user";
+                    let _ = out.send(Outbound::Text(rpc::push("on-error", json!({ "code": code::CONFLICT, "message": msg }))));
+                    let _ = out.send(Outbound::Close(4009, msg.into()));
+                    return;
+                }
+                if let Some(old) = peer.out.take() {
+                    let _ = old.send(Outbound::Close(4000, "replaced by a new connection of the same peer".into()));
+                }
+                info!(room = %self.id, peer = %peer_id, "peer reconnected");
+                peer.conn = conn;
+                peer.out = Some(out);
+                peer.away_since = None;
+                peer.push("on-policy-change", policy);
+                if peer.joined {
+                    peer.push("peer-list", peer_list);
+                    // An offer whose answer was lost with the old socket is sent again.
+                    let resend = peer.subscribe.as_ref().filter(|s| s.awaiting_answer).and_then(|s| s.last_offer.as_ref());
+                    if let Some(offer) = resend {
+                        peer.push("offer", json!({ "type": "offer", "sdp": offer.sdp }));
+                    } else if peer.subscribe.as_ref().is_some_and(|s| s.dirty) {
+                        self.renegotiate(&peer_id).await;
+                    }
+                }
+            }
+            None => {
+                debug!(room = %self.id, peer = %peer_id, %role, "peer attached");
+                let peer = Peer {
+                    id: peer_id.clone(),
+                    user_id,
+                    role,
+                    name: String::new(),
+                    data: String::new(),
+                    joined_at_ms: 0,
+                    joined: false,
+                    video_on_request: false,
+                    conn,
+                    out: Some(out),
+                    away_since: None,
+                    publish: None,
+                    subscribe: None,
+                };
+                peer.push("on-policy-change", policy);
+                self.peers.insert(peer_id, peer);
+            }
+        }
+    }
+
+    async fn detach(&mut self, peer_id: &str, conn: u64) {
+        let Some(peer) = self.peers.get_mut(peer_id) else { return };
+        if peer.conn != conn {
+            return;
+        }
+        peer.out = None;
+        if peer.joined {
+            info!(room = %self.id, peer = %peer_id, "socket closed without leave; keeping the peer for reconnection");
+            peer.away_since = Some(Instant::now());
+        } else {
+            self.peers.remove(peer_id);
+        }
+    }
+
+    async fn evict_absent(&mut self) {
+        let now = Instant::now();
+        let gone: Vec<String> = self
+            .peers
+            .values()
+            .filter(|p| p.away_since.is_some_and(|t| now.duration_since(t) >= RECONNECT_GRACE))
+            .map(|p| p.id.clone())
+            .collect();
+        for id in gone {
+            self.remove_peer(&id, "did not reconnect within 60 s").await;
+        }
+    }
+
+    async fn rpc(&mut self, peer_id: &str, msg: Incoming) {
+        match msg {
+            Incoming::Request { id, method, params } => {
+                let result = self.request(peer_id, &method, params).await;
+                let Some(peer) = self.peers.get(peer_id) else { return };
+                match result {
+                    Ok(value) => peer.send(rpc::response(&id, value)),
+                    Err(refusal) => {
+                        info!(room = %self.id, peer = %peer_id, %method, code = refusal.code, message = %refusal.message, "request refused");
+                        peer.send(rpc::error_response(&id, refusal.code, &refusal.message));
+                    }
+                }
+                if method == "join" && self.peers.get(peer_id).is_some_and(|p| p.joined) {
+                    self.after_join(peer_id).await;
+                }
+            }
+            Incoming::Notify { method, params } => self.notify(peer_id, &method, params).await,
+            Incoming::Response { .. } => {}
+        }
+    }
+
+    async fn request(&mut self, peer_id: &str, method: &str, params: Value) -> Result<Value, Refusal> {
+        match method {
+            "ping" => Ok(json!({ "timestamp": now_ms() })),
+            "join" => self.join(peer_id, params).await,
+            "offer" => self.publish_offer(peer_id, params).await,
+            "peer-update" => self.peer_update(peer_id, params),
+            "broadcast" => self.broadcast(peer_id, params),
+            "role-change-request" | "role-change" | "track-update-request" | "change-track-mute-state-request"
+            | "peer-leave-request" | "end-room" | "set-metadata" | "get-metadata" | "listen-metadata-change"
+            | "group-join" | "group-leave" | "group-add" | "group-remove" | "get-peer" | "find-peer"
+            | "peer-iter-next" | "peer-name-search" | "rtmp-start" | "rtmp-stop" | "hls-start" | "hls-stop"
+            | "hls-timed-metadata" | "transcription-start" | "transcription-stop" | "poll-info-set"
+            | "whiteboard-create" | "whiteboard-get" => {
+                Err(Refusal::new(code::NOT_IMPLEMENTED, format!("'{method}' is not implemented by this server yet")))
+            }
+            other => Err(Refusal::new(code::METHOD_NOT_FOUND, format!("unknown method '{other}'"))),
+        }
+    }
+
+    async fn notify(&mut self, peer_id: &str, method: &str, params: Value) {
+        match method {
+            "answer" => self.subscribe_answer(peer_id, params).await,
+            "track-update" => self.track_update(peer_id, params),
+            "leave" => {
+                let reason = params["client_reason"].as_str().unwrap_or("leave").to_owned();
+                self.remove_peer(peer_id, &reason).await;
+            }
+            // The router is ICE-lite: it learns the client's address from its checks, so client
+            // candidates carry nothing it needs.
+            "trickle" | "analytics" => {}
+            other => {
+                debug!(room = %self.id, peer = %peer_id, method = other, "unknown notify ignored");
+                if let Some(p) = self.peers.get(peer_id) {
+                    p.push("on-warning", json!({ "code": code::METHOD_NOT_FOUND, "message": format!("unknown notify '{other}' ignored") }));
+                }
+            }
+        }
+    }
+
+    fn publish_policy(&self, role: &Role) -> PublishPolicy {
+        PublishPolicy {
+            allow_audio: role.may_publish(TrackKind::Audio),
+            allow_video: role.may_publish(TrackKind::Video) || role.may_publish(TrackKind::Screen),
+            ..PublishPolicy::default()
+        }
+    }
+
+    async fn new_transport(&mut self, peer_id: &str) -> Result<TransportInfo, Refusal> {
+        let info = self.hub.router.create_transport(self.shard).await?;
+        self.shard.get_or_insert(info.id.shard());
+        self.hub.register_transport(info.id, &self.id);
+        debug!(room = %self.id, peer = %peer_id, transport = %info.id, "transport created");
+        Ok(info)
+    }
+
+    async fn close_transport(&self, id: TransportId) {
+        self.hub.unregister_transport(id);
+        if let Err(e) = self.hub.router.close_transport(id).await {
+            debug!(transport = %id, error = %e, "close_transport");
+        }
+    }
+
+    async fn join(&mut self, peer_id: &str, params: Value) -> Result<Value, Refusal> {
+        let Some(offer) = params["offer"]["sdp"].as_str() else {
+            return Err(Refusal::new(code::BAD_REQUEST, "join needs an offer: {\"offer\":{\"type\":\"offer\",\"sdp\":...}}"));
+        };
+        let name = string_param(&params, "name", MAX_NAME)?.unwrap_or_default();
+        let data = string_param(&params, "data", MAX_DATA)?.unwrap_or_default();
+        let role_name = self.peers.get(peer_id).map(|p| p.role.clone()).unwrap_or_default();
+        let Some(role) = self.role(&role_name) else {
+            return Err(Refusal::new(code::FORBIDDEN, format!("role '{role_name}' is not in the room's template")));
+        };
+        let policy = self.publish_policy(role);
+        if self.peers.get(peer_id).is_some_and(|p| p.joined) {
+            // A repeated join (the SDK re-sends it after a 5xx): start over as a fresh
+            // negotiation, without telling the others the peer left.
+            self.drop_media(peer_id).await;
+        }
+        let transport = self.new_transport(peer_id).await?;
+        let answer = match answer_publish_offer(offer, &transport, &policy) {
+            Ok(a) => a,
+            Err(e) => {
+                self.close_transport(transport.id).await;
+                return Err(Refusal::new(code::BAD_REQUEST, format!("unusable offer: {e}")));
+            }
+        };
+        self.hub.router.connect_transport(transport.id, answer.connect.clone()).await?;
+        if self.session.is_none() {
+            self.session = Some((random_id(), now_ms()));
+        }
+        let Some(peer) = self.peers.get_mut(peer_id) else {
+            return Err(Refusal::new(code::CONFLICT, "peer left during join"));
+        };
+        peer.name = name;
+        peer.data = data;
+        peer.video_on_request = params["disableVidAutoSub"].as_bool().unwrap_or(false);
+        peer.joined = true;
+        peer.joined_at_ms = now_ms();
+        peer.publish = Some(PublishSide { transport, ice_ufrag: answer.connect.ice_ufrag.clone(), tracks: BTreeMap::new() });
+        info!(room = %self.id, peer = %peer_id, name = %peer.name, role = %peer.role, "peer joined");
+        Ok(json!({ "type": "answer", "sdp": answer.sdp }))
+    }
+
+    /// After the join answer: the peer list, the subscribe connection, the others told.
+    async fn after_join(&mut self, peer_id: &str) {
+        let list = self.peer_list_for(peer_id);
+        if let Some(p) = self.peers.get(peer_id) {
+            p.push("peer-list", list);
+        }
+        if self.peers.get(peer_id).is_some_and(|p| p.subscribe.is_none()) {
+            match self.new_transport(peer_id).await {
+                Ok(transport) => {
+                    if let Err(e) = self.hub.router.open_data_channel(transport.id, DATA_CHANNEL_LABEL).await {
+                        warn!(room = %self.id, peer = %peer_id, error = %e, "cannot open the ion-sfu data channel");
+                    }
+                    if let Some(p) = self.peers.get_mut(peer_id) {
+                        p.subscribe = Some(SubscribeSide {
+                            transport,
+                            connected: false,
+                            last_offer: None,
+                            awaiting_answer: false,
+                            dirty: false,
+                            tracks: BTreeMap::new(),
+                        });
+                    }
+                }
+                Err(e) => {
+                    warn!(room = %self.id, peer = %peer_id, error = %e.message, "no subscribe transport");
+                    if let Some(p) = self.peers.get(peer_id) {
+                        p.push("on-error", json!({ "code": e.code, "message": e.message }));
+                    }
+                    return;
+                }
+            }
+        }
+        self.renegotiate(peer_id).await;
+        let Some(p) = self.peers.get(peer_id) else { return };
+        let note = p.notification();
+        self.push_others(peer_id, "on-peer-join", &note);
+    }
+
+    fn peer_list_for(&self, peer_id: &str) -> Value {
+        let peers: serde_json::Map<String, Value> = self
+            .peers
+            .values()
+            .filter(|p| p.joined && p.id != peer_id)
+            .map(|p| (p.id.clone(), p.notification()))
+            .collect();
+        json!({ "peers": peers, "room": self.room_state() })
+    }
+
+    fn push_others(&self, peer_id: &str, method: &str, params: &Value) {
+        let text = rpc::push(method, params.clone());
+        for p in self.peers.values().filter(|p| p.joined && p.id != peer_id) {
+            p.send(text.clone());
+        }
+    }
+
+    async fn publish_offer(&mut self, peer_id: &str, params: Value) -> Result<Value, Refusal> {
+        let Some(sdp) = params["desc"]["sdp"].as_str() else {
+            return Err(Refusal::new(code::BAD_REQUEST, "offer needs {\"desc\":{\"type\":\"offer\",\"sdp\":...}}"));
+        };
+        let announced: BTreeMap<String, TrackState> = match params.get("tracks") {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(t) => serde_json::from_value(t.clone())
+                .map_err(|e| Refusal::new(code::BAD_REQUEST, format!("bad tracks map: {e}")))?,
+        };
+        let Some(peer) = self.peers.get(peer_id).filter(|p| p.joined) else {
+            // After a server restart the SDK re-offers on a new socket without `join`; the
+            // session is gone, and an error here would be retried for 60 s (§9.8).
+            if let Some(p) = self.peers.get(peer_id) {
+                p.push("on-error", json!({ "code": code::NOT_FOUND, "message": "this peer's session is gone; join again" }));
+            }
+            return Err(Refusal::new(code::CONFLICT, "offer before join"));
+        };
+        let role = self.role(&peer.role).ok_or_else(|| Refusal::new(code::FORBIDDEN, "role vanished"))?;
+        let policy = self.publish_policy(role);
+        let publish = peer.publish.as_ref().ok_or_else(|| Refusal::new(code::CONFLICT, "no publish connection"))?;
+        let answer = answer_publish_offer(sdp, &publish.transport, &policy)
+            .map_err(|e| Refusal::new(code::BAD_REQUEST, format!("unusable offer: {e}")))?;
+        if let Some(r) = answer.rejected.iter().find(|r| matches!(r.reason, RejectReason::NotAllowed(_))) {
+            return Err(Refusal::new(
+                code::FORBIDDEN,
+                format!("role '{}' may not publish this track (m-line mid {}): {}", peer.role, r.mid, r.reason),
+            ));
+        }
+        // Every sending m-line must name its track, and the role must allow its source.
+        let mut next: Vec<(String, TrackState, &crate::sdp::PublishedTrack)> = Vec::new();
+        for t in &answer.tracks {
+            let Some(track_id) = t.track_id.clone() else {
+                return Err(Refusal::new(code::BAD_REQUEST, format!("m-line mid {} has no a=msid track id", t.mid)));
+            };
+            let kind_name = match t.produce.kind {
+                MediaKind::Audio => "audio",
+                MediaKind::Video => "video",
+            };
+            let state = announced.get(&track_id).cloned().unwrap_or_else(|| TrackState {
+                track_id: track_id.clone(),
+                stream_id: t.stream_id.clone().unwrap_or_default(),
+                kind: kind_name.into(),
+                source: "regular".into(),
+                mute: false,
+                description: String::new(),
+            });
+            let needed = match (t.produce.kind, state.is_screen()) {
+                (MediaKind::Audio, _) => TrackKind::Audio,
+                (MediaKind::Video, true) => TrackKind::Screen,
+                (MediaKind::Video, false) => TrackKind::Video,
+            };
+            if !role.may_publish(needed) {
+                return Err(Refusal::new(
+                    code::FORBIDDEN,
+                    format!("role '{}' may not publish {needed:?} (track {track_id})", peer.role).to_lowercase(),
+                ));
+            }
+            next.push((track_id, state, t));
+        }
+        let transport_id = publish.transport.id;
+        let ufrag_changed = publish.ice_ufrag != answer.connect.ice_ufrag;
+        let current: Vec<String> = publish.tracks.keys().cloned().collect();
+
+        if ufrag_changed {
+            // An ICE restart: the client's new credentials.
+            if let Err(e) = self.hub.router.connect_transport(transport_id, answer.connect.clone()).await {
+                debug!(error = %e, "connect_transport on ICE restart");
+            }
+        }
+        let mut added = BTreeMap::new();
+        let mut updated = Vec::new();
+        for (track_id, state, t) in &next {
+            if current.contains(track_id) {
+                updated.push(state.clone());
+                continue;
+            }
+            let producer = self.hub.router.produce(transport_id, t.produce.clone()).await?;
+            added.insert(
+                track_id.clone(),
+                Published {
+                    state: state.clone(),
+                    producer,
+                    kind: t.produce.kind,
+                    rtx_payload_type: t.produce.rtx_payload_type,
+                    fmtp: t.fmtp.clone(),
+                },
+            );
+        }
+        let removed: Vec<String> = current.into_iter().filter(|id| !next.iter().any(|(n, ..)| n == id)).collect();
+        let mut removed_states = Vec::new();
+        let Some(peer) = self.peers.get_mut(peer_id) else { return Err(Refusal::new(code::CONFLICT, "peer left")) };
+        let Some(publish) = peer.publish.as_mut() else { return Err(Refusal::new(code::CONFLICT, "peer left")) };
+        publish.ice_ufrag = answer.connect.ice_ufrag.clone();
+        for id in &removed {
+            if let Some(p) = publish.tracks.remove(id) {
+                removed_states.push((p.state, p.producer));
+            }
+        }
+        for state in updated {
+            if let Some(p) = publish.tracks.get_mut(&state.track_id) {
+                p.state = state;
+            }
+        }
+        let added_states: Vec<TrackState> = added.values().map(|p| p.state.clone()).collect();
+        publish.tracks.extend(added);
+        let brief = peer.info().brief();
+        for (_, producer) in &removed_states {
+            if let Err(e) = self.hub.router.close_producer(*producer).await {
+                debug!(error = %e, "close_producer");
+            }
+        }
+        if !added_states.is_empty() {
+            info!(room = %self.id, peer = %peer_id, tracks = ?added_states.iter().map(|t| &t.track_id).collect::<Vec<_>>(), "published");
+            self.push_others(peer_id, "on-track-add", &json!({ "peer": brief, "tracks": track_map(added_states.iter()) }));
+        }
+        if !removed_states.is_empty() {
+            self.push_others(
+                peer_id,
+                "on-track-remove",
+                &json!({ "peer": brief, "tracks": track_map(removed_states.iter().map(|(s, _)| s)) }),
+            );
+        }
+        if !added_states.is_empty() || !removed_states.is_empty() {
+            self.renegotiate_others(peer_id).await;
+        }
+        Ok(json!({ "type": "answer", "sdp": answer.sdp }))
+    }
+
+    async fn renegotiate_others(&mut self, peer_id: &str) {
+        let others: Vec<String> = self.peers.values().filter(|p| p.joined && p.id != peer_id).map(|p| p.id.clone()).collect();
+        for id in others {
+            self.renegotiate(&id).await;
+        }
+    }
+
+    /// Brings a peer's subscribe connection in line with what it should receive: consumers
+    /// for new tracks, closed ones for gone tracks, and a new offer if anything changed. Waits
+    /// (marks dirty) while an earlier offer is unanswered or the socket is away.
+    async fn renegotiate(&mut self, peer_id: &str) {
+        let Some(peer) = self.peers.get(peer_id) else { return };
+        let Some(role) = self.role(&peer.role) else { return };
+        let Some(sub) = &peer.subscribe else { return };
+        if sub.awaiting_answer || peer.out.is_none() {
+            if let Some(sub) = self.peers.get_mut(peer_id).and_then(|p| p.subscribe.as_mut()) {
+                sub.dirty = true;
+            }
+            return;
+        }
+        // What the role should receive: every track of every other joined peer whose role it
+        // subscribes to, in a stable order.
+        let mut wanted: Vec<(String, Published)> = Vec::new();
+        for other in self.peers.values().filter(|p| p.joined && p.id != peer_id && role.subscribes_to(&p.role)) {
+            if let Some(publish) = &other.publish {
+                wanted.extend(publish.tracks.iter().map(|(id, t)| (id.clone(), t.clone())));
+            }
+        }
+        let transport = sub.transport.id;
+        let stale: Vec<(String, ConsumerId)> = sub
+            .tracks
+            .iter()
+            .filter(|(id, _)| !wanted.iter().any(|(w, _)| w == *id))
+            .map(|(id, s)| (id.clone(), s.consumer.id))
+            .collect();
+        let unchanged = stale.is_empty() && wanted.iter().all(|(id, _)| sub.tracks.contains_key(id));
+        if unchanged && sub.last_offer.is_some() {
+            return;
+        }
+        let mids = assign_mids(
+            sub.last_offer.as_ref(),
+            &wanted.iter().map(|(id, t)| (t.kind, id.as_str())).collect::<Vec<_>>(),
+        );
+        let video_on_request = peer.video_on_request;
+        let existing: BTreeMap<String, Subscribed> = sub.tracks.clone();
+        for (_, consumer) in &stale {
+            if let Err(e) = self.hub.router.close_consumer(*consumer).await {
+                debug!(error = %e, "close_consumer (its producer may be gone already)");
+            }
+        }
+        let mut tracks = BTreeMap::new();
+        for ((track_id, published), mid) in wanted.iter().zip(mids) {
+            if let Some(s) = existing.get(track_id) {
+                tracks.insert(track_id.clone(), s.clone());
+                continue;
+            }
+            let paused = video_on_request && published.kind == MediaKind::Video;
+            let params = ConsumeParams {
+                producer: published.producer,
+                payload_type: None,
+                rtx_payload_type: published.rtx_payload_type,
+                mid: Some(mid.clone()),
+                extensions: subscribe_extensions(published.kind),
+                paused,
+            };
+            match self.hub.router.consume(transport, params).await {
+                Ok(consumer) => {
+                    tracks.insert(
+                        track_id.clone(),
+                        Subscribed {
+                            consumer,
+                            mid,
+                            stream_id: published.state.stream_id.clone(),
+                            fmtp: published.fmtp.clone(),
+                            paused,
+                        },
+                    );
+                }
+                Err(e) => warn!(room = %self.id, peer = %peer_id, track = %track_id, error = %e, "consume failed"),
+            }
+        }
+        let Some(peer) = self.peers.get_mut(peer_id) else { return };
+        let Some(sub) = peer.subscribe.as_mut() else { return };
+        let list: Vec<SubscribeTrack> = tracks
+            .iter()
+            .map(|(track_id, s)| SubscribeTrack {
+                consumer: s.consumer.clone(),
+                mid: s.mid.clone(),
+                stream_id: s.stream_id.clone(),
+                track_id: track_id.clone(),
+                extensions: subscribe_extensions(s.consumer.kind),
+                fmtp: s.fmtp.clone(),
+            })
+            .collect();
+        match subscribe_offer(&sub.transport, &list, &SubscribeOptions::default(), sub.last_offer.as_ref()) {
+            Ok(offer) => {
+                let text = rpc::push("offer", json!({ "type": "offer", "sdp": offer.sdp }));
+                sub.tracks = tracks;
+                sub.last_offer = Some(offer);
+                sub.awaiting_answer = true;
+                sub.dirty = false;
+                peer.send(text);
+            }
+            Err(e) => warn!(room = %self.id, peer = %peer_id, error = %e, "cannot write the subscribe offer"),
+        }
+    }
+
+    async fn subscribe_answer(&mut self, peer_id: &str, params: Value) {
+        let Some(sdp) = params["desc"]["sdp"].as_str() else {
+            if let Some(p) = self.peers.get(peer_id) {
+                p.push("on-warning", json!({ "code": code::BAD_REQUEST, "message": "answer needs desc.sdp" }));
+            }
+            return;
+        };
+        let Some(sub) = self.peers.get_mut(peer_id).and_then(|p| p.subscribe.as_mut()) else { return };
+        let Some(offer) = sub.last_offer.as_ref().filter(|_| sub.awaiting_answer) else {
+            debug!(peer = %peer_id, "answer with no offer out; ignored");
+            return;
+        };
+        let parsed = read_subscribe_answer(sdp, offer);
+        sub.awaiting_answer = false;
+        let transport = sub.transport.id;
+        let first = !sub.connected;
+        match parsed {
+            Ok(answer) => {
+                if first {
+                    sub.connected = true;
+                    if let Err(e) = self.hub.router.connect_transport(transport, answer.connect).await {
+                        warn!(room = %self.id, peer = %peer_id, error = %e, "connect subscribe transport");
+                    }
+                }
+                if !answer.refused.is_empty() {
+                    warn!(room = %self.id, peer = %peer_id, refused = ?answer.refused, "client refused subscribe m-lines");
+                }
+            }
+            Err(e) => {
+                warn!(room = %self.id, peer = %peer_id, error = %e, "bad subscribe answer");
+                if let Some(p) = self.peers.get(peer_id) {
+                    p.push("on-warning", json!({ "code": code::BAD_REQUEST, "message": format!("bad answer: {e}") }));
+                }
+            }
+        }
+        if self.peers.get(peer_id).and_then(|p| p.subscribe.as_ref()).is_some_and(|s| s.dirty) {
+            self.renegotiate(peer_id).await;
+        }
+    }
+
+    fn track_update(&mut self, peer_id: &str, params: Value) {
+        let Ok(tracks) = serde_json::from_value::<BTreeMap<String, TrackState>>(params["tracks"].clone()) else {
+            if let Some(p) = self.peers.get(peer_id) {
+                p.push("on-warning", json!({ "code": code::BAD_REQUEST, "message": "track-update needs a tracks map" }));
+            }
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(peer_id) else { return };
+        let Some(publish) = peer.publish.as_mut() else { return };
+        let mut changed = Vec::new();
+        for (id, state) in tracks {
+            if let Some(p) = publish.tracks.get_mut(&id)
+                && (p.state.mute != state.mute || p.state.description != state.description)
+            {
+                p.state.mute = state.mute;
+                p.state.description = state.description;
+                changed.push(p.state.clone());
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        let brief = peer.info().brief();
+        self.push_others(peer_id, "on-track-update", &json!({ "peer": brief, "tracks": track_map(changed.iter()) }));
+    }
+
+    fn peer_update(&mut self, peer_id: &str, params: Value) -> Result<Value, Refusal> {
+        let name = string_param(&params, "name", MAX_NAME)?;
+        let data = string_param(&params, "data", MAX_DATA)?;
+        if name.is_none() && data.is_none() {
+            return Err(Refusal::new(code::INVALID_PARAMS, "peer-update needs name or data"));
+        }
+        let Some(peer) = self.peers.get_mut(peer_id).filter(|p| p.joined) else {
+            return Err(Refusal::new(code::CONFLICT, "peer-update before join"));
+        };
+        if let Some(n) = name {
+            peer.name = n;
+        }
+        if let Some(d) = data {
+            peer.data = d;
+        }
+        let note = peer.notification();
+        self.push_others(peer_id, "on-peer-update", &note);
+        Ok(json!({}))
+    }
+
+    fn broadcast(&mut self, peer_id: &str, params: Value) -> Result<Value, Refusal> {
+        let info = params.get("info").filter(|i| i.is_object()).cloned().ok_or_else(|| {
+            Refusal::new(code::INVALID_PARAMS, "broadcast needs info: {\"message\": ..., \"type\": ...}")
+        })?;
+        if info.to_string().len() > MAX_DATA {
+            return Err(Refusal::new(code::TOO_LARGE, format!("message longer than {MAX_DATA} bytes")));
+        }
+        let Some(sender) = self.peers.get(peer_id).filter(|p| p.joined) else {
+            return Err(Refusal::new(code::CONFLICT, "broadcast before join"));
+        };
+        let roles: Option<Vec<String>> = match params.get("roles") {
+            None | Some(Value::Null) => None,
+            Some(r) => Some(
+                serde_json::from_value(r.clone())
+                    .map_err(|_| Refusal::new(code::INVALID_PARAMS, "roles must be a list of role names"))?,
+            ),
+        };
+        let to_peer = params.get("peer_id").and_then(Value::as_str).map(str::to_owned);
+        if let Some(target) = &to_peer
+            && !self.peers.get(target).is_some_and(|p| p.joined)
+        {
+            return Err(Refusal::new(code::NOT_FOUND, format!("peer {target} is not in the room")));
+        }
+        let message_id = random_id();
+        let timestamp = now_ms();
+        let mut note = json!({
+            "peer": sender.info().brief(),
+            "private": to_peer.is_some(),
+            "message_id": message_id,
+            "timestamp": timestamp,
+            "info": info,
+        });
+        if let Some(r) = &roles {
+            note["roles"] = json!(r);
+        }
+        let text = rpc::push("on-broadcast", note);
+        // Never to the sender: its SDK keeps its own copy.
+        for p in self.peers.values().filter(|p| p.joined && p.id != peer_id) {
+            let to_this = match (&to_peer, &roles) {
+                (Some(target), _) => &p.id == target,
+                (None, Some(roles)) => roles.contains(&p.role),
+                (None, None) => true,
+            };
+            if to_this {
+                p.send(text.clone());
+            }
+        }
+        Ok(json!({ "timestamp": timestamp, "message_id": message_id }))
+    }
+
+    /// Closes a peer's transports and forgets its tracks, without telling anyone (a repeated
+    /// join starts over).
+    async fn drop_media(&mut self, peer_id: &str) {
+        let Some(peer) = self.peers.get_mut(peer_id) else { return };
+        let transports: Vec<TransportId> = peer
+            .publish
+            .take()
+            .map(|p| p.transport.id)
+            .into_iter()
+            .chain(peer.subscribe.take().map(|s| s.transport.id))
+            .collect();
+        for t in transports {
+            self.close_transport(t).await;
+        }
+    }
+
+    /// Removes a peer: its transports (the router closes its producers and the consumers of
+    /// them), `on-peer-leave` to the others, and their subscribe connections renegotiated.
+    async fn remove_peer(&mut self, peer_id: &str, reason: &str) {
+        let Some(peer) = self.peers.get(peer_id) else { return };
+        let was_joined = peer.joined;
+        self.drop_media(peer_id).await;
+        let Some(peer) = self.peers.remove(peer_id) else { return };
+        info!(room = %self.id, peer = %peer_id, name = %peer.name, reason, "peer left");
+        if was_joined {
+            self.push_others(peer_id, "on-peer-leave", &json!({ "peer_id": peer_id, "role": peer.role, "info": { "name": peer.name, "user_id": peer.user_id } }));
+            // Their consumers of this peer's tracks went with its transports; `renegotiate`
+            // finds those tracks unwanted and takes them out of the next offer.
+            let others: Vec<String> = self.peers.keys().cloned().collect();
+            for id in others {
+                self.renegotiate(&id).await;
+            }
+        }
+        if self.peers.values().all(|p| !p.joined) {
+            if let Some((session, _)) = self.session.take() {
+                info!(room = %self.id, %session, "session ended: the last peer left");
+            }
+        }
+    }
+
+    async fn router_event(&mut self, event: Event) {
+        match event {
+            Event::TransportClosed { transport, reason } => {
+                self.hub.unregister_transport(transport);
+                if reason == CloseReason::Requested {
+                    return;
+                }
+                let Some(peer) = self.peers.values().find(|p| p.owns(transport)) else { return };
+                let id = peer.id.clone();
+                warn!(room = %self.id, peer = %id, %transport, ?reason, "transport closed by the router; removing the peer");
+                peer.push(
+                    "on-peer-leave-request",
+                    json!({ "reason": format!("media connection lost: {reason:?}"), "room_end": false }),
+                );
+                self.remove_peer(&id, "media connection lost").await;
+            }
+            Event::TransportConnected { transport, remote } => {
+                debug!(room = %self.id, %transport, %remote, "transport connected");
+            }
+            Event::DataChannelOpened { transport, label } => {
+                if label == DATA_CHANNEL_LABEL && self.peers.values().any(|p| p.subscribe.as_ref().is_some_and(|s| s.transport.id == transport)) {
+                    // Proves the channel to the SDK, which then waits the long timeout (§8).
+                    let _ = self.hub.router.send_data(transport, DATA_CHANNEL_LABEL, "{}").await;
+                }
+            }
+            Event::DataChannelMessage { transport, label, text } => self.data_channel_message(transport, &label, &text).await,
+            _ => {}
+        }
+    }
+
+    /// `prefer-video-track-state` / `prefer-audio-track-state` on the subscribe connection's
+    /// `ion-sfu` channel: start or stop forwarding one track. (Layer choice comes with
+    /// simulcast; any layer but `none` means "forward".)
+    async fn data_channel_message(&mut self, transport: TransportId, label: &str, text: &str) {
+        let Some(peer_id) = self
+            .peers
+            .values()
+            .find(|p| p.subscribe.as_ref().is_some_and(|s| s.transport.id == transport))
+            .map(|p| p.id.clone())
+        else {
+            return;
+        };
+        let reply = match rpc::parse_incoming(text) {
+            Ok(Incoming::Request { id, method, params }) => {
+                let result = self.track_preference(&peer_id, &method, &params).await;
+                Some(match result {
+                    Ok(()) => rpc::response(&id, json!({})),
+                    Err(r) => rpc::error_response(&id, r.code, &r.message),
+                })
+            }
+            Ok(_) => None,
+            Err(e) => Some(rpc::error_response(&Value::Null, e.code(), &e.to_string())),
+        };
+        if let Some(reply) = reply
+            && let Err(e) = self.hub.router.send_data(transport, label, &reply).await
+        {
+            debug!(peer = %peer_id, error = %e, "data channel reply not sent");
+        }
+    }
+
+    async fn track_preference(&mut self, peer_id: &str, method: &str, params: &Value) -> Result<(), Refusal> {
+        let track_id = params["track_id"].as_str().ok_or_else(|| Refusal::new(code::INVALID_PARAMS, "track_id missing"))?;
+        let pause = match method {
+            "prefer-video-track-state" => {
+                let layer = params["max_spatial_layer"].as_str().unwrap_or("high");
+                layer == "none"
+            }
+            "prefer-audio-track-state" => !params["subscribed"].as_bool().unwrap_or(true),
+            other => return Err(Refusal::new(code::METHOD_NOT_FOUND, format!("unknown method '{other}'"))),
+        };
+        let sub = self
+            .peers
+            .get_mut(peer_id)
+            .and_then(|p| p.subscribe.as_mut())
+            .ok_or_else(|| Refusal::new(code::NOT_FOUND, "track not found"))?;
+        let s = sub.tracks.get_mut(track_id).ok_or_else(|| Refusal::new(code::NOT_FOUND, "track not found"))?;
+        if s.paused != pause {
+            s.paused = pause;
+            let consumer = s.consumer.id;
+            self.hub.router.pause_consumer(consumer, pause).await?;
+            debug!(peer = %peer_id, track = %track_id, pause, "subscription preference applied");
+        }
+        Ok(())
+    }
+}
+
+fn track_map<'a>(tracks: impl Iterator<Item = &'a TrackState>) -> Value {
+    let map: serde_json::Map<String, Value> =
+        tracks.map(|t| (t.track_id.clone(), serde_json::to_value(t).unwrap_or(Value::Null))).collect();
+    Value::Object(map)
+}
+
+fn string_param(params: &Value, key: &str, max: usize) -> Result<Option<String>, Refusal> {
+    match params.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= max => Ok(Some(s.clone())),
+        Some(Value::String(_)) => Err(Refusal::new(code::TOO_LARGE, format!("{key} longer than {max} bytes"))),
+        Some(_) => Err(Refusal::new(code::INVALID_PARAMS, format!("{key} must be a string"))),
+    }
+}

@@ -1,0 +1,193 @@
+//! Signaling's end (A) of the shared-memory link to the router: typed async calls of the
+//! router's direct API, and the router's events as a stream.
+//!
+//! A blocking thread reads the ring (the queue's futex wait is not async) and hands replies to
+//! the waiting calls by request id and events to an async channel. Sends never block: a full
+//! ring is retried briefly, then reported as an error.
+//!
+//! After a restart of signaling, the ring may still hold replies and events meant for the
+//! previous process: replies with unknown ids are dropped; events name transports the new
+//! process does not know, and the hub ignores them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use router_engine::{ConnectParams, ConsumeParams, ConsumerId, ConsumerInfo, ProducerId, ProduceParams};
+use router_engine::{TransportId, TransportInfo};
+use schema::frame;
+use schema::{Message, RouterCommand, RouterEvent, RouterRequest};
+use shm_queue::{Channel, End, Producer, RecvError, Segment, SendError};
+
+/// A router call must be answered within this long; the router answers in microseconds.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a router call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("router refused {method}: {error}")]
+    Api { method: &'static str, error: router_engine::ApiError },
+    #[error("router did not answer {0} within 5 s")]
+    Timeout(&'static str),
+    #[error("router link: {0}")]
+    Link(String),
+    #[error("router answered {method} with an unexpected value: {error}")]
+    BadReply { method: &'static str, error: String },
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<schema::RouterResult>>>>;
+
+/// The client side of the router link.
+#[derive(Debug)]
+pub struct RouterLink {
+    tx: Mutex<Producer>,
+    pending: Pending,
+    next_id: AtomicU64,
+}
+
+impl RouterLink {
+    /// Attaches to end A of `segment` and starts the reader thread. Events arrive on the
+    /// returned receiver.
+    pub fn attach(segment: Segment) -> Result<(Arc<RouterLink>, mpsc::UnboundedReceiver<RouterEvent>), shm_queue::Error> {
+        let (tx, mut rx) = Channel::attach(&segment, End::A)?.split();
+        let pending: Pending = Arc::default();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let reader_pending = pending.clone();
+        std::thread::Builder::new()
+            .name("router-link".into())
+            .spawn(move || {
+                let _segment = segment;
+                let mut buf = Vec::new();
+                let mut router_gone = false;
+                loop {
+                    match rx.recv_timeout(&mut buf, Duration::from_secs(1)) {
+                        Ok(()) => router_gone = false,
+                        Err(RecvError::Timeout) => continue,
+                        Err(RecvError::Disconnected) => {
+                            if !router_gone {
+                                warn!("the router left the link; calls fail until control restarts it");
+                                router_gone = true;
+                            }
+                            std::thread::sleep(Duration::from_millis(50));
+                            continue;
+                        }
+                        Err(RecvError::Corrupt(why)) => {
+                            warn!(why, "router link ring corrupt");
+                            std::thread::sleep(Duration::from_millis(200));
+                            continue;
+                        }
+                    }
+                    match frame::decode(&buf) {
+                        Ok(Message::RouterReply(reply)) => {
+                            let waiter = reader_pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&reply.id);
+                            match waiter {
+                                Some(w) => {
+                                    let _ = w.send(reply.result);
+                                }
+                                None => debug!(id = reply.id, "reply to no pending call (a previous process's?)"),
+                            }
+                        }
+                        Ok(Message::RouterEvent(event)) => {
+                            if ev_tx.send(event).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(other) => warn!(kind = ?other.kind(), "unexpected message from the router; ignored"),
+                        Err(e) => warn!(error = %e, "bad frame from the router; dropped"),
+                    }
+                }
+            })
+            .map_err(|e| shm_queue::Error::Io { op: "spawn router-link thread", source: e })?;
+        info!("attached to the router link (shared-memory end A)");
+        let link = RouterLink { tx: Mutex::new(tx), pending, next_id: AtomicU64::new(1) };
+        Ok((Arc::new(link), ev_rx))
+    }
+
+    /// Runs one command; the raw JSON result.
+    pub async fn call(&self, command: RouterCommand) -> Result<serde_json::Value, CallError> {
+        let method = command.method();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (done_tx, done_rx) = oneshot::channel();
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, done_tx);
+        let mut record = Vec::new();
+        frame::encode(&Message::RouterCommand(RouterRequest { id, command }), &mut record)
+            .map_err(|e| self.fail(id, CallError::Link(e.to_string())))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            let sent = self.tx.lock().unwrap_or_else(|p| p.into_inner()).send(&record);
+            match sent {
+                Ok(()) => break,
+                Err(SendError::Full) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err(e) => return Err(self.fail(id, CallError::Link(format!("cannot send {method}: {e}")))),
+            }
+        }
+        match tokio::time::timeout(CALL_TIMEOUT, done_rx).await {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(error))) => Err(CallError::Api { method, error }),
+            Ok(Err(_)) => Err(CallError::Link("reader stopped".into())),
+            Err(_) => Err(self.fail(id, CallError::Timeout(method))),
+        }
+    }
+
+    fn fail(&self, id: u64, e: CallError) -> CallError {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        e
+    }
+
+    async fn call_typed<T: DeserializeOwned>(&self, command: RouterCommand) -> Result<T, CallError> {
+        let method = command.method();
+        let v = self.call(command).await?;
+        serde_json::from_value(v).map_err(|e| CallError::BadReply { method, error: e.to_string() })
+    }
+
+    pub async fn create_transport(&self, shard: Option<u8>) -> Result<TransportInfo, CallError> {
+        self.call_typed(RouterCommand::CreateTransport { shard }).await
+    }
+
+    pub async fn connect_transport(&self, transport: TransportId, params: ConnectParams) -> Result<(), CallError> {
+        self.call(RouterCommand::ConnectTransport { transport, params }).await.map(drop)
+    }
+
+    pub async fn produce(&self, transport: TransportId, params: ProduceParams) -> Result<ProducerId, CallError> {
+        self.call_typed(RouterCommand::Produce { transport, params }).await
+    }
+
+    pub async fn consume(&self, transport: TransportId, params: ConsumeParams) -> Result<ConsumerInfo, CallError> {
+        self.call_typed(RouterCommand::Consume { transport, params }).await
+    }
+
+    pub async fn pause_consumer(&self, consumer: ConsumerId, paused: bool) -> Result<(), CallError> {
+        self.call(RouterCommand::PauseConsumer { consumer, paused }).await.map(drop)
+    }
+
+    pub async fn close_consumer(&self, consumer: ConsumerId) -> Result<(), CallError> {
+        self.call(RouterCommand::CloseConsumer { consumer }).await.map(drop)
+    }
+
+    pub async fn close_producer(&self, producer: ProducerId) -> Result<(), CallError> {
+        self.call(RouterCommand::CloseProducer { producer }).await.map(drop)
+    }
+
+    pub async fn close_transport(&self, transport: TransportId) -> Result<(), CallError> {
+        self.call(RouterCommand::CloseTransport { transport }).await.map(drop)
+    }
+}
+
+impl RouterLink {
+    /// Asks the router to open a data channel on the transport once its SCTP association is up.
+    pub async fn open_data_channel(&self, transport: TransportId, label: &str) -> Result<(), CallError> {
+        self.call(RouterCommand::OpenDataChannel { transport, label: label.to_owned() }).await.map(drop)
+    }
+
+    /// Sends a text message on an open data channel.
+    pub async fn send_data(&self, transport: TransportId, label: &str, text: &str) -> Result<(), CallError> {
+        self.call(RouterCommand::SendData { transport, label: label.to_owned(), text: text.to_owned() }).await.map(drop)
+    }
+}

@@ -1,0 +1,260 @@
+//! The HTTP side: `GET /init` (auth token → WebSocket endpoint and client config) and the
+//! WebSocket at `/ws` carrying JSON-RPC. Served over HTTPS by the binary; the SDK accepts
+//! only an `https://` init endpoint.
+//!
+//! Authentication happens at `/init` (401/403 there fail the SDK's join at once; a refused
+//! WebSocket handshake would make it retry for 60 s) and again on the socket, where a bad
+//! token gets an `on-error` push (fatal for the SDK) and a close.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+use crate::hub::Hub;
+use crate::room::{Outbound, RoomMsg};
+use crate::rpc::{self, code};
+
+/// Largest WebSocket message read at all; the connection closes (1009) above it.
+pub const MAX_WS_MESSAGE: usize = 1 << 20;
+/// Largest JSON-RPC message handled; bigger ones (up to [`MAX_WS_MESSAGE`]) get an error
+/// response and the connection stays. An SDP offer is a few kilobytes.
+pub const MAX_RPC_MESSAGE: usize = 128 * 1024;
+/// Longest peer id accepted (the SDK sends a UUID).
+const MAX_PEER_ID: usize = 64;
+
+/// What the handlers share.
+pub struct App {
+    pub hub: Arc<Hub>,
+    pub store: Mutex<store::Store>,
+    /// `wss://host:port/ws`, as returned by `/init`.
+    pub ws_endpoint: String,
+    next_conn: AtomicU64,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("ws_endpoint", &self.ws_endpoint).finish_non_exhaustive()
+    }
+}
+
+impl App {
+    pub fn new(hub: Arc<Hub>, store: store::Store, ws_endpoint: String) -> Arc<App> {
+        Arc::new(App { hub, store: Mutex::new(store), ws_endpoint, next_conn: AtomicU64::new(1) })
+    }
+}
+
+/// An authenticated client: who, in which room, with which role.
+#[derive(Debug)]
+pub struct Authorized {
+    pub claims: store::token::AuthClaims,
+    pub room: store::Room,
+    pub template: store::Template,
+}
+
+/// A refused request: HTTP status and message (the body is `{code, message}` with `code`
+/// equal to the status, which every SDK version reads the same way).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denied {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Denied {
+    fn new(status: StatusCode, message: impl Into<String>) -> Denied {
+        Denied { status, message: message.into() }
+    }
+}
+
+impl App {
+    /// Checks an auth token: signature, time, type, the room (exists, same workspace,
+    /// enabled) and the role (in the room's template).
+    pub fn authorize(&self, token: &str) -> Result<Authorized, Denied> {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let (claims, workspace) = store::token::verify_auth_token(&store, token, SystemTime::now())
+            .map_err(|e| Denied::new(StatusCode::UNAUTHORIZED, format!("invalid auth token: {e}")))?;
+        let internal = |e: store::StoreError| Denied::new(StatusCode::INTERNAL_SERVER_ERROR, format!("store: {e}"));
+        let room = store
+            .room(&claims.room_id)
+            .map_err(internal)?
+            .filter(|r| r.workspace_id == workspace.id)
+            .ok_or_else(|| Denied::new(StatusCode::FORBIDDEN, format!("room {} does not exist", claims.room_id)))?;
+        if !room.enabled {
+            return Err(Denied::new(StatusCode::FORBIDDEN, format!("room {} is disabled", room.name)));
+        }
+        let template = store.template(&room.template_id).map_err(internal)?.ok_or_else(|| {
+            Denied::new(StatusCode::INTERNAL_SERVER_ERROR, format!("room {} has no template", room.name))
+        })?;
+        if !template.roles.contains_key(&claims.role) {
+            return Err(Denied::new(
+                StatusCode::FORBIDDEN,
+                format!("role '{}' is not in the template of room {}", claims.role, room.name),
+            ));
+        }
+        Ok(Authorized { claims, room, template })
+    }
+}
+
+/// The routes.
+pub fn router(app: Arc<App>) -> axum::Router {
+    axum::Router::new()
+        .route("/init", get(init).options(init_preflight))
+        .route("/ws", get(ws))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(app)
+}
+
+fn cors(mut r: Response) -> Response {
+    r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    r
+}
+
+fn denied(d: Denied) -> Response {
+    cors((d.status, Json(json!({ "code": d.status.as_u16(), "message": d.message }))).into_response())
+}
+
+async fn init_preflight() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let h = r.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Authorization, Content-Type"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    cors(r)
+}
+
+async fn init(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+    else {
+        return denied(Denied::new(StatusCode::UNAUTHORIZED, "missing header Authorization: Bearer <auth token>"));
+    };
+    match app.authorize(token.trim()) {
+        Ok(auth) => {
+            debug!(room = %auth.room.id, user = %auth.claims.user_id, role = %auth.claims.role, "init");
+            cors(
+                Json(json!({
+                    "endpoint": app.ws_endpoint,
+                    "rtcConfiguration": { "ice_servers": [] },
+                    // Required by the SDK even when empty; no flags: every flag makes it expect
+                    // more of the server (100MS-PROTOCOL.md §2.3).
+                    "config": { "enabledFlags": [] },
+                }))
+                .into_response(),
+            )
+        }
+        Err(d) => {
+            info!(status = d.status.as_u16(), message = %d.message, "init refused");
+            denied(d)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct WsQuery {
+    peer: Option<String>,
+    token: Option<String>,
+}
+
+async fn ws(State(app): State<Arc<App>>, Query(q): Query<WsQuery>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade
+        .max_message_size(MAX_WS_MESSAGE)
+        .max_frame_size(MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| run_socket(app, socket, q))
+}
+
+async fn refuse_socket(mut socket: WebSocket, code_: i64, close: u16, message: String) {
+    info!(%message, "socket refused");
+    let _ = socket.send(Message::Text(rpc::push("on-error", json!({ "code": code_, "message": message })).into())).await;
+    let _ = socket.send(Message::Close(Some(CloseFrame { code: close, reason: message.chars().take(120).collect::<String>().into() }))).await;
+}
+
+fn valid_peer_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_PEER_ID && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+async fn run_socket(app: Arc<App>, mut socket: WebSocket, q: WsQuery) {
+    let Some(peer_id) = q.peer.filter(|p| valid_peer_id(p)) else {
+        return refuse_socket(socket, code::BAD_REQUEST, 4400, "missing or invalid peer query parameter".into()).await;
+    };
+    let Some(token) = q.token else {
+        return refuse_socket(socket, code::UNAUTHORIZED, 4401, "missing token query parameter".into()).await;
+    };
+    let auth = match app.authorize(&token) {
+        Ok(a) => a,
+        Err(d) => return refuse_socket(socket, d.status.as_u16().into(), 4000 + d.status.as_u16(), d.message).await,
+    };
+    let conn = app.next_conn.fetch_add(1, Ordering::Relaxed);
+    let room = app.hub.room(&auth.room, &auth.template);
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel();
+    let attach = RoomMsg::Attach {
+        peer_id: peer_id.clone(),
+        conn,
+        user_id: auth.claims.user_id.clone(),
+        role: auth.claims.role.clone(),
+        out: out_tx.clone(),
+    };
+    if room.send(attach).is_err() {
+        return refuse_socket(socket, code::INTERNAL, 1011, "room is shutting down".into()).await;
+    }
+    debug!(peer = %peer_id, room = %auth.room.id, conn, "socket open");
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let text = match incoming {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Binary(_))) => {
+                        let _ = out_tx.send(Outbound::Text(rpc::error_response(&serde_json::Value::Null, code::BAD_REQUEST, "binary messages are not supported; send JSON text")));
+                        continue;
+                    }
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        debug!(peer = %peer_id, error = %e, "socket error");
+                        break;
+                    }
+                };
+                if text.len() > MAX_RPC_MESSAGE {
+                    let id = rpc::parse_incoming(&text).ok().and_then(|m| match m { rpc::Incoming::Request { id, .. } => Some(id), _ => None }).unwrap_or_default();
+                    let _ = out_tx.send(Outbound::Text(rpc::error_response(&id, code::TOO_LARGE, &format!("message of {} bytes exceeds the limit of {MAX_RPC_MESSAGE}", text.len()))));
+                    continue;
+                }
+                match rpc::parse_incoming(&text) {
+                    Ok(msg) => {
+                        if room.send(RoomMsg::Rpc { peer_id: peer_id.clone(), conn, msg }).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = out_tx.send(Outbound::Text(rpc::error_response(&serde_json::Value::Null, e.code(), &e.to_string())));
+                    }
+                }
+            }
+            out = out_rx.recv() => match out {
+                Some(Outbound::Text(t)) => {
+                    if socket.send(Message::Text(t.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Outbound::Close(code, reason)) => {
+                    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                    break;
+                }
+                None => break,
+            },
+        }
+    }
+    debug!(peer = %peer_id, conn, "socket closed");
+    let _ = room.send(RoomMsg::Detach { peer_id, conn });
+}
