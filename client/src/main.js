@@ -80,12 +80,19 @@ async function join({ name, room, role }) {
     const link = new URL(location.href);
     link.search = new URLSearchParams({ room, role }).toString();
     $('share-link').textContent = `invite: ${link}`;
+    // The SDK can stay in Connecting for good (e.g. it deadlocks on a non-terminal /init
+    // error such as a 404); say so rather than spin silently.
+    const watchdog = setTimeout(() => {
+      if (store.getState(HMS.selectRoomState) === 'Connecting') {
+        showError('still connecting after 30 s; the browser console has the SDK\'s log');
+      }
+    }, 30_000);
     await actions.join({
       userName: name,
       authToken: body.token,
       initEndpoint: config.initEndpoint,
       settings: { isAudioMuted: false, isVideoMuted: false },
-    });
+    }).finally(() => clearTimeout(watchdog));
   } catch (e) {
     showError(`join failed: ${e?.description || e?.message || e}`);
   } finally {
