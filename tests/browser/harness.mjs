@@ -44,7 +44,7 @@ export const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
   '--use-fake-device-for-media-stream',
-  // Also answers getDisplayMedia with a fake 1280x720 "screen" in headless mode (checked on
+  // Also answers getDisplayMedia with a fake "screen" in headless mode (checked on
   // Debian's Chromium 156), so screenshare needs no desktop-capture flag.
   '--use-fake-ui-for-media-stream',
   '--allow-loopback-in-peer-connection',
@@ -80,6 +80,7 @@ export async function waitFor(what, fn, { timeout = 15_000, interval = 250 } = {
       last = await fn();
       if (last) return last;
     } catch (e) {
+      if (e.fatal) throw e;
       lastErr = e;
     }
     if (Date.now() > deadline) {
@@ -554,7 +555,11 @@ export class Call {
         window.__hms?.store.getState(window.__hms.selectors.selectRoomState),
         [...document.querySelectorAll('#errors li')].map((li) => li.textContent),
       ]);
-      if (state === 'Failed') throw new Error(`room state Failed; errors shown: ${errors.join(' | ')}`);
+      // A terminal join error passes through Failed to Disconnected, so either with an error
+      // shown means the join is over.
+      if (state === 'Failed' || (state === 'Disconnected' && errors.length)) {
+        throw Object.assign(new Error(`${name} did not join (room state ${state}); errors shown: ${errors.join(' | ')}`), { fatal: true });
+      }
       return state === 'Connected';
     }, { timeout });
     return peer;
@@ -590,7 +595,8 @@ export async function withCall(t, body) {
       const dir = await call.saveArtifacts(t.name).catch(() => null);
       if (dir) t.diagnostic(`artifacts: ${dir}`);
     }
-    t.diagnostic(`control output (tail):\n${platform.logText().slice(-3000)}`);
+    t.diagnostic('control output (tail):');
+    for (const line of platform.logText().split('\n').slice(-25)) if (line) t.diagnostic(`  ${line}`);
     throw e;
   } finally {
     if (browser) await within(15_000, 'closing Chromium', browser.close()).catch(() => {});
