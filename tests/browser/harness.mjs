@@ -368,9 +368,11 @@ export function launchBrowser() {
 }
 
 /** Runs in the page: every inbound-rtp report, tagged with the track ids it belongs to. */
-function collectInbound() {
+export function collectInbound() {
   return Promise.all(
     (window.__pcs || []).map(async (pc) => {
+      // A closed connection (replaced after a reconnect) would report stale, frozen counters.
+      if (pc.connectionState === 'closed' || pc.signalingState === 'closed') return [];
       // mid → the sender's track id from the offer's "a=msid:<stream> <track>" (the id the
       // server announces to the SDK, so the one in the store).
       const msidByMid = {};
@@ -410,6 +412,7 @@ function collectInbound() {
 function collectOutbound() {
   return Promise.all(
     (window.__pcs || []).map(async (pc) => {
+      if (pc.connectionState === 'closed' || pc.signalingState === 'closed') return [];
       const out = [];
       (await pc.getStats()).forEach((s) => {
         if (s.type === 'outbound-rtp') out.push({ kind: s.kind, packetsSent: s.packetsSent || 0, frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0 });
