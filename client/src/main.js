@@ -1,0 +1,292 @@
+// Demo app for the self-hosted platform, on the official 100ms web SDK (public API only).
+//
+// Flow: GET /api/config (init endpoint, roles) → join form (or ?room=&name=&role=&autojoin=1)
+// → POST /api/token → hmsActions.join({ initEndpoint, authToken, ... }). From then on the SDK's
+// reactive store is the only state: every view below is a function of it, re-rendered when the
+// selected slice changes (peers, tracks, messages, room state).
+//
+// Remote video is subscribed only while attached to a <video> (the SDK asks the server for a
+// layer on attach), so each tile attaches its track when it appears and detaches when it goes.
+//
+// For tests: window.__hms = { store, actions, selectors, notifications }; tiles carry
+// data-peer-id, data-track-id and data-kind ("camera" | "screen").
+import * as HMS from '@100mslive/hms-video-store';
+
+const { HMSReactiveStore, HMSNotificationTypes } = HMS;
+
+const hms = new HMSReactiveStore();
+hms.triggerOnSubscribe();
+const store = hms.getStore();
+const actions = hms.getActions();
+const notifications = hms.getNotifications();
+const selectors = Object.fromEntries(Object.entries(HMS).filter(([name]) => name.startsWith('select')));
+window.__hms = { store, actions, selectors, notifications };
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+let config = null;
+
+// ------------------------------------------------------------------ errors and state
+
+function showError(message) {
+  const li = document.createElement('li');
+  li.textContent = `${new Date().toLocaleTimeString()} ${message}`;
+  $('errors').append(li);
+  console.error('[demo]', message);
+}
+
+notifications.onNotification((n) => {
+  const e = n.data;
+  showError(`${e?.code ?? ''} ${e?.description || e?.message || n.message}`.trim());
+}, HMSNotificationTypes.ERROR);
+
+store.subscribe((state) => {
+  const el = $('room-state');
+  el.textContent = state;
+  el.dataset.state = state;
+  const inCall = state !== 'Disconnected' && state !== 'Failed' && state !== 'Preview';
+  $('call').hidden = !inCall;
+  $('join-form').hidden = inCall;
+}, HMS.selectRoomState);
+
+// ------------------------------------------------------------------ join
+
+async function loadConfig() {
+  const res = await fetch('/api/config');
+  if (!res.ok) throw new Error(`GET /api/config: HTTP ${res.status}`);
+  config = await res.json();
+  const select = $('role');
+  select.replaceChildren(
+    ...(config.roles || []).map((r) => {
+      const o = document.createElement('option');
+      o.value = o.textContent = r;
+      return o;
+    }),
+  );
+}
+
+async function join({ name, room, role }) {
+  $('join').disabled = true;
+  try {
+    const res = await fetch('/api/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ room, user: name, role }),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok || !body.token) {
+      throw new Error(`POST /api/token: HTTP ${res.status} ${body.message || body.error || ''}`.trim());
+    }
+    const link = new URL(location.href);
+    link.search = new URLSearchParams({ room, role }).toString();
+    $('share-link').textContent = `invite: ${link}`;
+    // The SDK can stay in Connecting for good (e.g. it deadlocks on a non-terminal /init
+    // error such as a 404); say so rather than spin silently.
+    const watchdog = setTimeout(() => {
+      if (store.getState(HMS.selectRoomState) === 'Connecting') {
+        showError('still connecting after 30 s; the browser console has the SDK\'s log');
+      }
+    }, 30_000);
+    await actions.join({
+      userName: name,
+      authToken: body.token,
+      initEndpoint: config.initEndpoint,
+      settings: { isAudioMuted: false, isVideoMuted: false },
+    }).finally(() => clearTimeout(watchdog));
+  } catch (e) {
+    showError(`join failed: ${e?.description || e?.message || e}`);
+  } finally {
+    $('join').disabled = false;
+  }
+}
+
+$('join-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  join({ name: $('name').value.trim(), room: $('room').value.trim(), role: $('role').value });
+});
+
+// ------------------------------------------------------------------ controls
+
+async function run(label, fn) {
+  try {
+    await fn();
+  } catch (e) {
+    showError(`${label}: ${e?.description || e?.message || e}`);
+  }
+}
+
+$('toggle-audio').addEventListener('click', () =>
+  run('microphone', () => actions.setLocalAudioEnabled(!store.getState(HMS.selectIsLocalAudioEnabled))),
+);
+$('toggle-video').addEventListener('click', () =>
+  run('camera', () => actions.setLocalVideoEnabled(!store.getState(HMS.selectIsLocalVideoEnabled))),
+);
+$('toggle-screen').addEventListener('click', () =>
+  run('screenshare', () => actions.setScreenShareEnabled(!store.getState(HMS.selectIsLocalScreenShared))),
+);
+$('leave').addEventListener('click', () => run('leave', () => actions.leave()));
+
+function renderControls() {
+  const s = store.getState();
+  const allowed = HMS.selectIsAllowedToPublish(s) || { audio: false, video: false, screen: false };
+  const audioOn = HMS.selectIsLocalAudioEnabled(s);
+  const videoOn = HMS.selectIsLocalVideoEnabled(s);
+  const sharing = HMS.selectIsLocalScreenShared(s);
+  const set = (id, ok, text, pressed) => {
+    const b = $(id);
+    b.hidden = !ok;
+    b.textContent = text;
+    b.setAttribute('aria-pressed', String(pressed));
+  };
+  set('toggle-audio', allowed.audio, audioOn ? 'Mute mic' : 'Unmute mic', !audioOn);
+  set('toggle-video', allowed.video, videoOn ? 'Stop camera' : 'Start camera', !videoOn);
+  set('toggle-screen', allowed.screen, sharing ? 'Stop sharing' : 'Share screen', sharing);
+}
+
+// ------------------------------------------------------------------ participant grid
+
+/** key → { el, video, attached: trackId | null } */
+const tiles = new Map();
+
+function makeTile(key, kind) {
+  const el = document.createElement('div');
+  el.className = `tile ${kind}`;
+  el.dataset.kind = kind;
+  const video = document.createElement('video');
+  video.autoplay = true;
+  video.muted = true; // audio is played by the SDK's own sink; this element is video only
+  video.playsInline = true;
+  const label = document.createElement('span');
+  label.className = 'label';
+  const badges = document.createElement('div');
+  badges.className = 'badges';
+  badges.innerHTML =
+    '<span class="badge mic-off" hidden>mic off</span><span class="badge cam-off" hidden>camera off</span>';
+  el.append(video, label, badges);
+  $('grid').append(el);
+  const tile = { el, video, attached: null, kind };
+  tiles.set(key, tile);
+  return tile;
+}
+
+/** Attaches the wanted track (or none) to the tile's <video>, detaching what it had. */
+function syncVideo(tile, trackId) {
+  if (tile.attached === trackId) return;
+  const old = tile.attached;
+  tile.attached = trackId;
+  if (old) actions.detachVideo(old, tile.video).catch((e) => console.warn('[demo] detach', e));
+  if (trackId) run('attach video', () => actions.attachVideo(trackId, tile.video));
+}
+
+function removeTile(key) {
+  const tile = tiles.get(key);
+  if (!tile) return;
+  syncVideo(tile, null);
+  tile.el.remove();
+  tiles.delete(key);
+}
+
+function renderGrid() {
+  const s = store.getState();
+  const peers = HMS.selectPeers(s);
+  const tracks = HMS.selectTracksMap(s);
+  const wanted = new Set();
+  for (const peer of peers) {
+    const video = peer.videoTrack ? tracks[peer.videoTrack] : undefined;
+    const audio = peer.audioTrack ? tracks[peer.audioTrack] : undefined;
+    const key = `peer:${peer.id}`;
+    wanted.add(key);
+    const tile = tiles.get(key) || makeTile(key, 'camera');
+    tile.el.classList.toggle('local', peer.isLocal);
+    tile.el.dataset.peerId = peer.id;
+    tile.el.dataset.trackId = video?.id || '';
+    tile.el.dataset.audioTrackId = audio?.id || '';
+    tile.el.querySelector('.label').textContent = `${peer.name}${peer.isLocal ? ' (you)' : ''} · ${peer.roleName || ''}`;
+    tile.el.querySelector('.mic-off').hidden = !!audio?.enabled;
+    tile.el.querySelector('.cam-off').hidden = !!video?.enabled;
+    syncVideo(tile, video?.enabled ? video.id : null);
+
+    for (const id of peer.auxiliaryTracks || []) {
+      const t = tracks[id];
+      if (!t || t.type !== 'video' || t.source !== 'screen') continue;
+      const skey = `screen:${t.id}`;
+      wanted.add(skey);
+      const st = tiles.get(skey) || makeTile(skey, 'screen');
+      st.el.dataset.peerId = peer.id;
+      st.el.dataset.trackId = t.id;
+      st.el.querySelector('.label').textContent = `${peer.name}: screen`;
+      syncVideo(st, t.enabled ? t.id : null);
+    }
+  }
+  for (const key of [...tiles.keys()]) if (!wanted.has(key)) removeTile(key);
+}
+
+// ------------------------------------------------------------------ chat
+
+$('chat-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const text = $('chat-input').value.trim();
+  if (!text) return;
+  $('chat-input').value = '';
+  run('chat', () => actions.sendBroadcastMessage(text));
+});
+
+function renderMessages(messages) {
+  const list = $('messages');
+  const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+  list.replaceChildren(
+    ...messages.map((m) => {
+      const li = document.createElement('li');
+      li.dataset.messageId = m.id;
+      const who = document.createElement('span');
+      who.className = 'sender';
+      who.textContent = m.senderName || 'system';
+      const text = document.createElement('span');
+      text.className = 'text';
+      text.textContent = typeof m.message === 'string' ? m.message : JSON.stringify(m.message);
+      li.append(who, text);
+      return li;
+    }),
+  );
+  if (atBottom) list.scrollTop = list.scrollHeight;
+}
+
+// ------------------------------------------------------------------ wiring
+
+// Peers and tracks change together in bursts; render once per burst.
+let scheduled = false;
+function scheduleRender() {
+  if (scheduled) return;
+  scheduled = true;
+  queueMicrotask(() => {
+    scheduled = false;
+    renderGrid();
+    renderControls();
+  });
+}
+store.subscribe(scheduleRender, HMS.selectPeers);
+store.subscribe(scheduleRender, HMS.selectTracksMap);
+store.subscribe(scheduleRender, HMS.selectLocalPeerRoleName);
+store.subscribe(renderMessages, HMS.selectHMSMessages);
+
+// Leave cleanly when the tab closes, so others see us go at once.
+window.addEventListener('beforeunload', () => {
+  if (store.getState(HMS.selectIsConnectedToRoom)) actions.leave();
+});
+
+async function start() {
+  $('name').value = params.get('name') || '';
+  $('room').value = params.get('room') || '';
+  try {
+    await loadConfig();
+  } catch (e) {
+    showError(`cannot load config: ${e.message}`);
+    return;
+  }
+  if (params.get('role')) $('role').value = params.get('role');
+  if (params.get('autojoin') === '1' && $('name').value && $('room').value) {
+    join({ name: $('name').value, room: $('room').value, role: $('role').value || params.get('role') });
+  }
+}
+
+start();
