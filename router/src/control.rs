@@ -144,7 +144,9 @@ fn unknown_object(cmd: &Command) -> Option<ApiError> {
         Command::ConnectTransport { transport, .. }
         | Command::Produce { transport, .. }
         | Command::Consume { transport, .. }
-        | Command::CloseTransport { transport } => ApiError::UnknownTransport(transport),
+        | Command::CloseTransport { transport }
+        | Command::OpenDataChannel { transport, .. }
+        | Command::SendData { transport, .. } => ApiError::UnknownTransport(transport),
         Command::PauseProducer { producer, .. }
         | Command::CloseProducer { producer }
         | Command::ProducerStats { producer } => ApiError::UnknownProducer(producer),

@@ -174,6 +174,12 @@ fn apply(engine: &mut Engine, cmd: Command) -> Reply {
         Command::ConsumerStats { consumer } => {
             ok(to_value(engine.consumer_stats(consumer).ok_or(ApiError::UnknownConsumer(consumer))?))
         }
+        Command::OpenDataChannel { transport, label } => {
+            engine.open_data_channel(Instant::now(), transport, &label).map(|_| serde_json::Value::Null)
+        }
+        Command::SendData { transport, label, text } => {
+            engine.send_data(Instant::now(), transport, &label, &text).map(|_| serde_json::Value::Null)
+        }
         Command::Counters { .. } => ok(to_value(engine.counters())),
     }
 }

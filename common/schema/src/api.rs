@@ -153,6 +153,11 @@ pub enum Event {
     ProducerClosed { producer: ProducerId, reason: CloseReason },
     ConsumerClosed { consumer: ConsumerId, reason: CloseReason },
     Stats { producer: Option<ProducerId>, consumer: Option<ConsumerId>, stats: StreamStats },
+    /// A data channel is usable: one the router opened (the peer acknowledged it) or one the
+    /// peer opened (the router acknowledged it).
+    DataChannelOpened { transport: TransportId, label: String },
+    /// A text message arrived on a data channel. Binary messages are counted and dropped.
+    DataChannelMessage { transport: TransportId, label: String, text: String },
 }
 
 /// Errors of the direct API (commands). Errors of packets never surface here: the engine drops
@@ -171,6 +176,12 @@ pub enum ApiError {
     InvalidParams(String),
     #[error("crypto setup failed: {0}")]
     Crypto(String),
+    /// `send_data` on a label that has no open channel on the transport.
+    #[error("data channel {0} is not open")]
+    DataChannelNotOpen(String),
+    /// A data channel message over the maximum message size.
+    #[error("message of {len} bytes is over the data channel limit of {max} bytes")]
+    MessageTooLarge { len: u64, max: u64 },
 }
 
 impl ApiError {
@@ -184,6 +195,8 @@ impl ApiError {
             ApiError::BadFingerprint(_) => "bad_fingerprint",
             ApiError::InvalidParams(_) => "invalid_params",
             ApiError::Crypto(_) => "crypto",
+            ApiError::DataChannelNotOpen(_) => "data_channel_not_open",
+            ApiError::MessageTooLarge { .. } => "message_too_large",
         }
     }
 }

@@ -46,7 +46,7 @@
 //! assert_eq!((req.command.shard(), &req.command), (Some(1), &cmd));
 //! let reply = RouterReply { id: req.id, result: Err(ApiError::UnknownTransport(TransportId(0x0100_0002))) };
 //! let line = frame::encode_json(&reply.into()).unwrap();
-//! assert!(line.starts_with(r#"{"v":1,"type":"router_reply","id":7,"#));
+//! assert!(line.starts_with(r#"{"v":2,"type":"router_reply","id":7,"#));
 //! ```
 //!
 //! # Versioning
@@ -68,4 +68,7 @@ pub use router::{RouterCommand, RouterEvent, RouterReply, RouterRequest, RouterR
 
 /// The version of this schema, carried by every framed message. Bump it on any change an
 /// older build would misread.
-pub const SCHEMA_VERSION: u16 = 1;
+///
+/// History: 1, the first; 2, data channels (`open_data_channel`, `send_data`, their events and
+/// errors).
+pub const SCHEMA_VERSION: u16 = 2;

@@ -72,6 +72,21 @@ pub enum RouterCommand {
     ConsumerStats {
         consumer: ConsumerId,
     },
+    /// Opens a data channel (DCEP, ordered and reliable) from the router on a transport, as soon
+    /// as its SCTP association is up (queued until then). Idempotent per label: a channel with
+    /// this label, opened by either side, satisfies it. Reply `null`; the channel is usable at
+    /// [`Event::DataChannelOpened`].
+    OpenDataChannel {
+        transport: TransportId,
+        label: String,
+    },
+    /// Sends one text message (PPID 51, or 56 when empty) on an open data channel. Reply
+    /// `null`, or [`ApiError::DataChannelNotOpen`] / [`ApiError::MessageTooLarge`].
+    SendData {
+        transport: TransportId,
+        label: String,
+        text: String,
+    },
     /// The shard's packet counters (drops by reason among them).
     Counters {
         #[serde(default)]
@@ -88,7 +103,9 @@ impl RouterCommand {
             RouterCommand::ConnectTransport { transport, .. }
             | RouterCommand::Produce { transport, .. }
             | RouterCommand::Consume { transport, .. }
-            | RouterCommand::CloseTransport { transport } => Some(transport.shard()),
+            | RouterCommand::CloseTransport { transport }
+            | RouterCommand::OpenDataChannel { transport, .. }
+            | RouterCommand::SendData { transport, .. } => Some(transport.shard()),
             RouterCommand::PauseProducer { producer, .. }
             | RouterCommand::CloseProducer { producer }
             | RouterCommand::ProducerStats { producer } => Some(producer.shard()),
@@ -112,6 +129,8 @@ impl RouterCommand {
             RouterCommand::CloseConsumer { .. } => "close_consumer",
             RouterCommand::ProducerStats { .. } => "producer_stats",
             RouterCommand::ConsumerStats { .. } => "consumer_stats",
+            RouterCommand::OpenDataChannel { .. } => "open_data_channel",
+            RouterCommand::SendData { .. } => "send_data",
             RouterCommand::Counters { .. } => "counters",
         }
     }
@@ -188,12 +207,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn data_channel_commands_have_the_documented_wire_form() {
+        let open: RouterCommand = serde_json::from_str(
+            r#"{"method": "open_data_channel", "params": {"transport": 16777217, "label": "ion-sfu"}}"#,
+        )
+        .expect("parses");
+        assert_eq!(open, RouterCommand::OpenDataChannel { transport: TransportId(0x0100_0001), label: "ion-sfu".into() });
+        let send = RouterCommand::SendData { transport: TransportId(1), label: "ion-sfu".into(), text: "{\"id\":1}".into() };
+        assert_eq!(
+            serde_json::to_string(&send).expect("serializes"),
+            r#"{"method":"send_data","params":{"transport":1,"label":"ion-sfu","text":"{\"id\":1}"}}"#
+        );
+    }
+
+    #[test]
     fn shard_comes_from_the_parameter_or_the_ids_top_byte() {
         assert_eq!(RouterCommand::CreateTransport { shard: None }.shard(), None);
         assert_eq!(RouterCommand::Counters { shard: Some(3) }.shard(), Some(3));
         assert_eq!(RouterCommand::CloseTransport { transport: TransportId(0x0500_0001) }.shard(), Some(5));
         assert_eq!(RouterCommand::ProducerStats { producer: ProducerId(0xff00_0000) }.shard(), Some(255));
         assert_eq!(RouterCommand::PauseConsumer { consumer: ConsumerId(0x00ff_ffff), paused: true }.shard(), Some(0));
+        let send = RouterCommand::SendData { transport: TransportId(0x0400_0001), label: "l".into(), text: "t".into() };
+        assert_eq!(send.shard(), Some(4));
     }
 
     #[test]
@@ -202,6 +237,8 @@ mod tests {
             RouterCommand::CreateTransport { shard: Some(1) },
             RouterCommand::PauseProducer { producer: ProducerId(1), paused: false },
             RouterCommand::CloseConsumer { consumer: ConsumerId(1) },
+            RouterCommand::OpenDataChannel { transport: TransportId(1), label: "ion-sfu".into() },
+            RouterCommand::SendData { transport: TransportId(1), label: "ion-sfu".into(), text: "{}".into() },
             RouterCommand::Counters { shard: None },
         ];
         for cmd in cmds {

@@ -94,6 +94,9 @@ fn commands() -> Vec<RouterCommand> {
         RouterCommand::CloseConsumer { consumer: C },
         RouterCommand::ProducerStats { producer: P },
         RouterCommand::ConsumerStats { consumer: C },
+        RouterCommand::OpenDataChannel { transport: T, label: "ion-sfu".into() },
+        RouterCommand::SendData { transport: T, label: "ion-sfu".into(), text: "{\"id\":\"é\"}\n".into() },
+        RouterCommand::SendData { transport: T, label: String::new(), text: String::new() },
         RouterCommand::Counters { shard: Some(0) },
         RouterCommand::Counters { shard: None },
     ]
@@ -128,6 +131,8 @@ fn events() -> Vec<Event> {
         Event::KeyframeSeen { producer: P },
         Event::Stats { producer: Some(P), consumer: None, stats: stats.clone() },
         Event::Stats { producer: None, consumer: Some(C), stats: StreamStats::default() },
+        Event::DataChannelOpened { transport: T, label: "ion-sfu".into() },
+        Event::DataChannelMessage { transport: T, label: "ion-sfu".into(), text: "{\"id\":\"x\"} ✓".into() },
     ];
     for reason in close_reasons() {
         v.push(Event::TransportClosed { transport: T, reason: reason.clone() });
@@ -145,6 +150,8 @@ fn api_errors() -> Vec<ApiError> {
         ApiError::BadFingerprint("sha-1 is not supported".into()),
         ApiError::InvalidParams("ssrc 1 is taken".into()),
         ApiError::Crypto("unicode: é ✓".into()),
+        ApiError::DataChannelNotOpen("ion-sfu".into()),
+        ApiError::MessageTooLarge { len: 300_000, max: 262_144 },
     ]
 }
 
@@ -214,6 +221,8 @@ fn covers_every_variant() {
                 | RouterCommand::CloseConsumer { .. }
                 | RouterCommand::ProducerStats { .. }
                 | RouterCommand::ConsumerStats { .. }
+                | RouterCommand::OpenDataChannel { .. }
+                | RouterCommand::SendData { .. }
                 | RouterCommand::Counters { .. } => r.command.method().to_string(),
             },
             Message::RouterReply(r) => match &r.result {
@@ -224,7 +233,9 @@ fn covers_every_variant() {
                     | ApiError::UnknownConsumer(_)
                     | ApiError::BadFingerprint(_)
                     | ApiError::InvalidParams(_)
-                    | ApiError::Crypto(_) => e.code().to_string(),
+                    | ApiError::Crypto(_)
+                    | ApiError::DataChannelNotOpen(_)
+                    | ApiError::MessageTooLarge { .. } => e.code().to_string(),
                 },
             },
             Message::RouterEvent(e) => match &e.event {
@@ -235,12 +246,14 @@ fn covers_every_variant() {
                 Event::ProducerClosed { .. } => "producer_closed".into(),
                 Event::ConsumerClosed { .. } => "consumer_closed".into(),
                 Event::Stats { .. } => "stats".into(),
+                Event::DataChannelOpened { .. } => "data_channel_opened".into(),
+                Event::DataChannelMessage { .. } => "data_channel_message".into(),
             },
         };
         seen.insert(name);
     }
-    // 12 commands, "ok" and 6 error codes, 7 events.
-    assert_eq!(seen.len(), 12 + 1 + 6 + 7, "{seen:?}");
+    // 14 commands, "ok" and 8 error codes, 9 events.
+    assert_eq!(seen.len(), 14 + 1 + 8 + 9, "{seen:?}");
     for c in Codec::ALL {
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<Codec>(&json).unwrap(), c);
