@@ -10,6 +10,7 @@
 //! ICE check and ClientHello can overtake the SDP answer); the certificate then waits and is
 //! verified in [`DtlsState::set_remote_fingerprint`].
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -117,7 +118,13 @@ pub struct DtlsState {
     ready: bool,
     failed: bool,
     next_timeout: Option<Instant>,
+    /// Received application data (SCTP packets), until the engine takes it.
+    app_in: VecDeque<Vec<u8>>,
 }
+
+/// Received application data records held for the engine, at most: it takes them after every
+/// datagram, so more would be a peer flooding one datagram with records.
+const MAX_APP_IN: usize = 64;
 
 impl std::fmt::Debug for DtlsState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -141,6 +148,7 @@ impl DtlsState {
             ready: false,
             failed: false,
             next_timeout: None,
+            app_in: VecDeque::new(),
         }
     }
 
@@ -174,6 +182,32 @@ impl DtlsState {
             return Some(DtlsOutput::Failed(DtlsFailure::Protocol(format!("{e:?}"))));
         }
         self.drain(scratch, send)
+    }
+
+    /// The next application data record the peer sent (one SCTP packet in WebRTC).
+    pub fn poll_application_data(&mut self) -> Option<Vec<u8>> {
+        self.app_in.pop_front()
+    }
+
+    /// Encrypts `data` as application data; `send` receives the records to transmit.
+    pub fn send_application_data(
+        &mut self,
+        data: &[u8],
+        scratch: &mut Vec<u8>,
+        send: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), DtlsFailure> {
+        if self.failed || !self.ready {
+            return Err(DtlsFailure::Closed);
+        }
+        match self.dtls.send_application_data(data) {
+            Ok(n) if n == data.len() => {}
+            Ok(_) => return Err(DtlsFailure::Protocol("application data not accepted".into())),
+            Err(e) => return Err(DtlsFailure::Protocol(format!("{e:?}"))),
+        }
+        match self.drain(scratch, send) {
+            Some(DtlsOutput::Failed(f)) => Err(f),
+            _ => Ok(()),
+        }
     }
 
     /// Drives retransmissions of handshake flights.
@@ -231,8 +265,12 @@ impl DtlsState {
                     self.failed = true;
                     return Some(DtlsOutput::Failed(DtlsFailure::Closed));
                 }
-                // Connected, and application data (data channels come with signaling's
-                // SCTP work): nothing to do yet.
+                dimpl::Output::ApplicationData(data) => {
+                    if self.app_in.len() < MAX_APP_IN {
+                        self.app_in.push_back(data.to_vec());
+                    }
+                }
+                // Connected: readiness is ours to decide (fingerprint check, `try_ready`).
                 _ => {}
             }
         }

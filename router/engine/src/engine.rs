@@ -15,6 +15,7 @@ use crate::ice::{IceCredentials, IceEvent, IceLite};
 use crate::ids::{ConsumerId, FastMap, ProducerId, TransportId};
 use crate::nack::NackGenerator;
 use crate::rtx_cache::{ResendThrottle, RetransmissionCache, RtxCacheConfig};
+use crate::sctp::{MAX_EARLY_PACKETS, SctpDrop, SctpError, SctpEvent, SctpTransport};
 use crate::srtp::SrtpSession;
 use crate::stats::ReceiveStats;
 use crate::twcc::TwccReceiver;
@@ -77,6 +78,18 @@ pub struct Counters {
     pub plis_sent: u64,
     pub plis_throttled: u64,
     pub transmit_too_large: u64,
+    /// Application data that was not an SCTP packet of the transport's association.
+    pub sctp_dropped: u64,
+    /// Malformed or unexpected DCEP messages (RFC 8832).
+    pub dcep_malformed: u64,
+    /// Binary data channel messages: the router's channels carry text only.
+    pub data_channel_binary_dropped: u64,
+    /// Other data channel messages dropped: not UTF-8, unknown PPID, no channel, too many channels.
+    pub data_channel_dropped: u64,
+    pub data_channel_messages_in: u64,
+    pub data_channel_messages_out: u64,
+    /// SCTP packets DTLS refused to send.
+    pub sctp_send_failed: u64,
 }
 
 struct Transport {
@@ -99,6 +112,10 @@ struct Transport {
     next_rtcp: Instant,
     connected: bool,
     remote_addrs: Vec<SocketAddr>,
+    /// Data channels: the SCTP association over DTLS application data.
+    sctp: SctpTransport,
+    /// SCTP packets that arrived before the transport was verified (fingerprint unknown).
+    sctp_early: Vec<Vec<u8>>,
 }
 
 impl Transport {
@@ -179,6 +196,10 @@ pub struct Engine {
     rtcp_resends: Vec<(ConsumerId, u16)>,
     next_tick: Instant,
     next_stats: Instant,
+    /// Transports with SCTP output to flush (from commands, or a transport just verified).
+    sctp_dirty: Vec<TransportId>,
+    /// When the dirty transports should be flushed; `poll_timeout` returns no later.
+    sctp_wake: Option<Instant>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -229,6 +250,8 @@ impl Engine {
             rtcp_resends: Vec::new(),
             next_tick: now,
             next_stats: now + Duration::from_secs(1),
+            sctp_dirty: Vec::new(),
+            sctp_wake: None,
         })
     }
 
@@ -283,6 +306,8 @@ impl Engine {
             next_rtcp: now + self.cfg.rtcp_interval,
             connected: false,
             remote_addrs: Vec::new(),
+            sctp: SctpTransport::new(),
+            sctp_early: Vec::new(),
         };
         self.by_ufrag.insert(creds.ufrag.clone(), id);
         self.transports.insert(id, transport);
@@ -479,6 +504,37 @@ impl Engine {
         Ok(())
     }
 
+    /// Opens a data channel (ordered, reliable) with this label on a transport, as soon as its
+    /// SCTP association is up. Idempotent per label: a channel with this label, opened by
+    /// either side, satisfies it. [`Event::DataChannelOpened`] says when it is usable.
+    pub fn open_data_channel(&mut self, now: Instant, transport: TransportId, label: &str) -> Result<(), ApiError> {
+        let t = self.transports.get_mut(&transport).ok_or(ApiError::UnknownTransport(transport))?;
+        t.sctp.open_channel(label).map_err(|e| sctp_api_error(e, label))?;
+        self.mark_sctp_dirty(now, transport);
+        Ok(())
+    }
+
+    /// Sends one text message on the data channel with this label.
+    pub fn send_data(&mut self, now: Instant, transport: TransportId, label: &str, text: &str) -> Result<(), ApiError> {
+        let t = self.transports.get_mut(&transport).ok_or(ApiError::UnknownTransport(transport))?;
+        t.sctp.send_text(label, text).map_err(|e| sctp_api_error(e, label))?;
+        self.counters.data_channel_messages_out += 1;
+        self.mark_sctp_dirty(now, transport);
+        Ok(())
+    }
+
+    /// Whether the data channel with this label can carry messages now.
+    pub fn data_channel_open(&self, transport: TransportId, label: &str) -> bool {
+        self.transports.get(&transport).is_some_and(|t| t.sctp.is_open(label))
+    }
+
+    fn mark_sctp_dirty(&mut self, now: Instant, id: TransportId) {
+        if !self.sctp_dirty.contains(&id) {
+            self.sctp_dirty.push(id);
+        }
+        self.sctp_wake = Some(self.sctp_wake.map_or(now, |w| w.min(now)));
+    }
+
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
@@ -598,6 +654,83 @@ impl Engine {
         if let Some(o) = result {
             self.on_dtls_output(id, o);
         }
+        self.sctp_input(now, id, out);
+    }
+
+    /// Hands the DTLS application data of a transport to its SCTP association, then sends
+    /// what that produced.
+    fn sctp_input(&mut self, now: Instant, id: TransportId, out: &mut dyn Transmit) {
+        let Some(t) = self.transports.get_mut(&id) else { return };
+        let mut any = false;
+        while let Some(data) = t.dtls.poll_application_data() {
+            any = true;
+            if t.connected {
+                t.sctp.handle_packet(now, &data);
+            } else if t.sctp_early.len() < MAX_EARLY_PACKETS {
+                // The peer's certificate is not verified yet (signaling has not delivered the
+                // fingerprint): keep the INIT for when it is, rather than wait for a resend.
+                t.sctp_early.push(data);
+            } else {
+                self.counters.sctp_dropped += 1;
+            }
+        }
+        if any {
+            self.drive_sctp(now, id, out);
+        }
+    }
+
+    /// Feeds early packets, runs SCTP timers, sends SCTP output as DTLS records and turns
+    /// SCTP events into engine events and counters.
+    fn drive_sctp(&mut self, now: Instant, id: TransportId, out: &mut dyn Transmit) {
+        let Engine { transports, dtls_scratch, counters, events, .. } = self;
+        let Some(t) = transports.get_mut(&id) else { return };
+        if !t.connected {
+            return;
+        }
+        for data in std::mem::take(&mut t.sctp_early) {
+            t.sctp.handle_packet(now, &data);
+        }
+        t.sctp.handle_timeout(now);
+        if let Some(dst) = t.remote().or(t.remote_addrs.first().copied()) {
+            let Transport { sctp, dtls, .. } = t;
+            let (mut sent, mut too_large, mut failed) = (0u64, 0u64, 0u64);
+            sctp.poll_transmit(now, &mut |packet: &[u8]| {
+                let r = dtls.send_application_data(packet, dtls_scratch, &mut |record: &[u8]| {
+                    let slot = out.buffer();
+                    if record.len() <= slot.len() {
+                        slot[..record.len()].copy_from_slice(record);
+                        out.commit(dst, record.len());
+                        sent += 1;
+                    } else {
+                        too_large += 1;
+                    }
+                });
+                if r.is_err() {
+                    failed += 1;
+                }
+            });
+            counters.datagrams_out += sent;
+            counters.transmit_too_large += too_large;
+            counters.sctp_send_failed += failed;
+        }
+        while let Some(ev) = t.sctp.poll_event() {
+            match ev {
+                SctpEvent::ChannelOpened { label } => {
+                    debug!(transport = %id, label, "data channel opened");
+                    events.push_back(Event::DataChannelOpened { transport: id, label });
+                }
+                SctpEvent::Text { label, text } => {
+                    counters.data_channel_messages_in += 1;
+                    events.push_back(Event::DataChannelMessage { transport: id, label, text });
+                }
+                SctpEvent::Dropped(SctpDrop::Packet) => counters.sctp_dropped += 1,
+                SctpEvent::Dropped(SctpDrop::Dcep) => counters.dcep_malformed += 1,
+                SctpEvent::Dropped(SctpDrop::Binary) => counters.data_channel_binary_dropped += 1,
+                SctpEvent::Dropped(SctpDrop::Message | SctpDrop::TooManyChannels) => {
+                    counters.data_channel_dropped += 1
+                }
+            }
+        }
     }
 
     fn on_dtls_output(&mut self, id: TransportId, output: DtlsOutput) {
@@ -607,6 +740,10 @@ impl Engine {
                 t.srtp_out = Some(*outbound);
                 t.srtp_in = Some(*inbound);
                 t.connected = true;
+                if !t.sctp_early.is_empty() && !self.sctp_dirty.contains(&id) {
+                    // Flushed by the next handle_timeout (or the next datagram).
+                    self.sctp_dirty.push(id);
+                }
                 let remote = t.remote().or(t.remote_addrs.first().copied());
                 debug!(transport = %id, ?profile, "DTLS ready, SRTP keys set");
                 if let Some(remote) = remote {
@@ -904,11 +1041,20 @@ impl Engine {
 
     /// When the engine next needs [`Engine::handle_timeout`].
     pub fn poll_timeout(&self) -> Instant {
-        self.next_tick
+        match self.sctp_wake {
+            Some(w) => w.min(self.next_tick),
+            None => self.next_tick,
+        }
     }
 
     /// Runs timers: ICE consent, DTLS retransmission, NACKs, TWCC feedback, RTCP reports.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut dyn Transmit) {
+        if !self.sctp_dirty.is_empty() {
+            for id in std::mem::take(&mut self.sctp_dirty) {
+                self.drive_sctp(now, id, out);
+            }
+        }
+        self.sctp_wake = None;
         if now < self.next_tick {
             return;
         }
@@ -959,6 +1105,10 @@ impl Engine {
         if !t.connected {
             return;
         }
+        if t.sctp.poll_timeout().is_some_and(|due| due <= now) {
+            self.drive_sctp(now, id, out);
+        }
+        let Some(t) = self.transports.get_mut(&id) else { return };
         // Transport-wide congestion control feedback, so the publisher's browser ramps up.
         let media_ssrc = t.producers.first().and_then(|p| self.producers.get(p)).and_then(|p| p.ssrc).unwrap_or(0);
         while let Some(n) = t.twcc_in.poll_feedback(now, t.rtcp_ssrc, media_ssrc, &mut self.rtcp_scratch) {
@@ -1001,6 +1151,15 @@ impl Engine {
         if wants_keyframe && p.params.kind == MediaKind::Video && p.got_first_packet {
             self.request_keyframe(now, pid, out);
         }
+    }
+}
+
+/// The API error for a data channel command that failed.
+fn sctp_api_error(e: SctpError, label: &str) -> ApiError {
+    match e {
+        SctpError::NotOpen(_) => ApiError::DataChannelNotOpen(label.to_owned()),
+        SctpError::TooLarge { len, max } => ApiError::MessageTooLarge { len: len as u64, max: max as u64 },
+        other => ApiError::InvalidParams(other.to_string()),
     }
 }
 

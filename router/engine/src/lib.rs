@@ -47,6 +47,7 @@ pub mod nack;
 pub mod rtcp;
 pub mod rtp;
 pub mod rtx_cache;
+pub mod sctp;
 pub mod srtp;
 pub mod stats;
 pub mod stun;
