@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Builds and runs the platform on localhost with its embedded defaults.
-# Today that is the router (the data plane); control and signaling join it as they land.
-# Usage: scripts/run.sh [router flags, see --help]
+# Sets up and runs the whole platform on localhost with its embedded defaults: control starts
+# the router and signaling, keeps its state in ./data (SQLite, a self-signed certificate,
+# credentials) and serves the demo app. It prints the demo's URL.
+# Usage: scripts/run.sh [control flags, see target/release/control --help]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 if ! command -v cc >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq build-essential
+  as_root apt-get update -qq && as_root apt-get install -y -qq build-essential
 fi
-cargo build --release --locked -p router
-exec target/release/router --control-socket "${ROUTER_SOCKET:-/tmp/router.sock}" "$@"
+if ! command -v npm >/dev/null; then
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+fi
+cargo build --release --locked -p control -p router -p signaling
+(cd client && npm ci --no-audit --no-fund && npm run --silent build)
+exec target/release/control --demo-dir client/dist "$@"

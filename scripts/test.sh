@@ -3,6 +3,7 @@
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The Rust tests and the browser tests both run; the script fails if either did.
 
 # The Rust toolchain comes with the machine; C compiler for aws-lc-sys and libfuzzer-sys.
 if ! command -v cc >/dev/null; then
@@ -27,3 +28,7 @@ if command -v cargo-nextest >/dev/null; then
 else
   cargo test --workspace --locked -j"$jobs" --no-fail-fast "$@"
 fi
+
+echo "== browser end-to-end tests (official 100ms SDK in headless Chromium)"
+# Installs Chromium and the npm packages when missing, builds the demo, runs tests/browser.
+scripts/browser-test.sh

@@ -451,11 +451,14 @@ impl Room {
             self.drop_media(peer_id).await;
         }
         let transport = self.new_transport(peer_id).await?;
-        let answer = match answer_publish_offer(offer, &transport, &policy) {
+        let answer = match answer_publish_offer(offer, &transport, &policy)
+            .map_err(|e| Refusal::new(code::BAD_REQUEST, format!("unusable offer: {e}")))
+            .and_then(|a| refuse_rejected(&a, &role_name).map(|_| a))
+        {
             Ok(a) => a,
-            Err(e) => {
+            Err(refusal) => {
                 self.close_transport(transport.id).await;
-                return Err(Refusal::new(code::BAD_REQUEST, format!("unusable offer: {e}")));
+                return Err(refusal);
             }
         };
         self.hub.router.connect_transport(transport.id, answer.connect.clone()).await?;
@@ -552,12 +555,7 @@ impl Room {
         let publish = peer.publish.as_ref().ok_or_else(|| Refusal::new(code::CONFLICT, "no publish connection"))?;
         let answer = answer_publish_offer(sdp, &publish.transport, &policy)
             .map_err(|e| Refusal::new(code::BAD_REQUEST, format!("unusable offer: {e}")))?;
-        if let Some(r) = answer.rejected.iter().find(|r| matches!(r.reason, RejectReason::NotAllowed(_))) {
-            return Err(Refusal::new(
-                code::FORBIDDEN,
-                format!("role '{}' may not publish this track (m-line mid {}): {}", peer.role, r.mid, r.reason),
-            ));
-        }
+        refuse_rejected(&answer, &peer.role)?;
         // Every sending m-line must name its track, and the role must allow its source.
         let mut next: Vec<(String, TrackState, &crate::sdp::PublishedTrack)> = Vec::new();
         for t in &answer.tracks {
@@ -1025,6 +1023,30 @@ impl Room {
         }
         Ok(())
     }
+}
+
+/// An offer is taken whole or not at all: an m-line the role may not publish, or one with no
+/// codec the router forwards, refuses it with the reason (a partial answer would leave the
+/// client believing it publishes a track nobody receives).
+fn refuse_rejected(answer: &crate::sdp::PublishAnswer, role: &str) -> Result<(), Refusal> {
+    for r in &answer.rejected {
+        match r.reason {
+            RejectReason::NotAllowed(_) => {
+                return Err(Refusal::new(
+                    code::FORBIDDEN,
+                    format!("role '{role}' may not publish this track (m-line mid {}): {}", r.mid, r.reason),
+                ));
+            }
+            RejectReason::NoUsableCodec => {
+                return Err(Refusal::new(
+                    code::BAD_REQUEST,
+                    format!("m-line mid {} has no codec this server forwards (Opus, VP8, H.264, VP9)", r.mid),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn track_map<'a>(tracks: impl Iterator<Item = &'a TrackState>) -> Value {
