@@ -1,0 +1,103 @@
+//! The command line: `control [flags]` runs the daemon; `control token ...` prints an auth token.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The control daemon: starts and supervises router and signaling, serves the demo app and the
+/// API over HTTPS.
+#[derive(Debug, Parser)]
+#[command(name = "control", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print an auth token for a room (created if new) in the default workspace.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Directory of the database, credentials, TLS certificate and sockets.
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Address of the HTTPS demo page and API.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Address signaling listens on (its init endpoint and WebSocket).
+    #[arg(long, default_value = "127.0.0.1:8444")]
+    pub signaling_listen: SocketAddr,
+    /// Host name put in the URLs given to browsers (and added to the self-signed certificate).
+    #[arg(long, default_value = "localhost")]
+    pub public_host: String,
+    /// First UDP port of the router (shard i uses port + i).
+    #[arg(long, default_value_t = 40000)]
+    pub router_port: u16,
+    /// Number of router shards.
+    #[arg(long, default_value_t = 1)]
+    pub router_shards: usize,
+    /// IP address the router's UDP sockets bind.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub router_ip: IpAddr,
+    /// Built demo app served at `/` (`npm ci && npm run build` in client/).
+    #[arg(long, default_value = "client/dist")]
+    pub demo_dir: PathBuf,
+    /// Certificate chain (PEM) for HTTPS; without it a self-signed one is made in <data-dir>/tls.
+    #[arg(long, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) matching --cert.
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Directory holding the `router` and `signaling` binaries (default: the one `control` runs from).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// Room name (created if it does not exist).
+    #[arg(long)]
+    pub room: String,
+    /// Role, from the default template (host, guest, audio-only).
+    #[arg(long)]
+    pub role: String,
+    /// User id put in the token.
+    #[arg(long)]
+    pub user: String,
+    /// Data directory of the daemon.
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_manual() {
+        let cli = Cli::try_parse_from(["control"]).unwrap();
+        assert!(cli.command.is_none());
+        let r = cli.run;
+        assert_eq!(r.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(r.signaling_listen.to_string(), "127.0.0.1:8444");
+        assert_eq!((r.router_port, r.router_shards), (40000, 1));
+        assert_eq!(r.public_host, "localhost");
+        assert_eq!(r.demo_dir, PathBuf::from("client/dist"));
+    }
+
+    #[test]
+    fn token_subcommand_and_cert_key_pairing() {
+        let cli = Cli::try_parse_from(["control", "token", "--room", "r", "--role", "host", "--user", "u"]).unwrap();
+        assert!(
+            matches!(cli.command, Some(Command::Token(t)) if t.room == "r" && t.data_dir == PathBuf::from("./data"))
+        );
+        assert!(Cli::try_parse_from(["control", "--cert", "c.pem"]).is_err(), "--cert needs --key");
+        assert!(Cli::try_parse_from(["control", "--listen", "nonsense"]).is_err());
+    }
+}

@@ -1,0 +1,143 @@
+//! The HTTPS side of control: the demo app at `/` ([`static_files`]) and a small JSON API
+//! ([`api`]): `GET /api/config`, `POST /api/token`, `GET /api/status`.
+//!
+//! Connections are accepted here, TLS is done by rustls ([`serve`]), and each connection is
+//! served by hyper's HTTP/1.1 server running the axum [`router`]. Errors are JSON
+//! `{"code": <status>, "message": "..."}` ([`ApiError`]), the shape of 100ms's REST errors.
+
+pub mod api;
+pub mod static_files;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::supervisor::Status;
+
+/// How long a client has for the TLS handshake, and for sending a request's headers.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything a handler needs.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<Mutex<store::Store>>,
+    pub workspace: store::Workspace,
+    pub template_id: String,
+    /// Role names of the default template, highest priority first.
+    pub roles: Vec<String>,
+    /// `https://<public-host>:<signaling port>`: what the demo passes the SDK as init endpoint.
+    pub init_endpoint: String,
+    pub demo_dir: PathBuf,
+    pub status: Status,
+}
+
+/// Role names sorted by priority (1 first), then name.
+pub fn roles_by_priority(t: &store::Template) -> Vec<String> {
+    let mut roles: Vec<&store::Role> = t.roles.values().collect();
+    roles.sort_by(|a, b| a.priority.cmp(&b.priority).then_with(|| a.name.cmp(&b.name)));
+    roles.into_iter().map(|r| r.name.clone()).collect()
+}
+
+/// The routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/config", get(api::config))
+        .route("/api/token", post(api::token).fallback(api::method_not_allowed))
+        .route("/api/status", get(api::status))
+        .route("/api/{*rest}", axum::routing::any(api::not_found))
+        .fallback(static_files::serve)
+        .with_state(state)
+}
+
+/// Accepts connections on `listener` until `shutdown` turns true; TLS, then HTTP/1.1.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            res = listener.accept() => match res {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // EMFILE and the like: back off instead of spinning.
+                    warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = crate::shutting_down(&mut shutdown) => return,
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let svc = hyper_util::service::TowerToHyperService::new(app);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HANDSHAKE_TIMEOUT)
+                .serve_connection(TokioIo::new(tls), svc);
+            if let Err(e) = conn.await {
+                debug!(%peer, "connection: {e}");
+            }
+        });
+    }
+}
+
+/// An API error: the status code, and a message for the caller.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::BAD_REQUEST, message: message.into() }
+    }
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
+    }
+}
+
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> ApiError {
+        match e {
+            crate::Error::Usage(m) => ApiError::bad_request(m),
+            crate::Error::Store(store::StoreError::BadRoomName(m)) => ApiError::bad_request(format!("room: {m}")),
+            other => {
+                warn!("API: {other}");
+                ApiError::internal(other.to_string())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "code": self.status.as_u16(), "message": self.message });
+        (self.status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,247 @@
+//! The control daemon: one command that gives a working platform.
+//!
+//! On start it opens the platform database (`<data-dir>/platform.db`, crate `store`) and makes
+//! sure the default workspace exists, loads or creates its TLS certificate ([`tls`]), creates
+//! the shared-memory link between router and signaling, starts both and keeps them running
+//! ([`supervisor`]), and serves the demo app and a small JSON API over HTTPS ([`http`]).
+//!
+//! ```text
+//!            ┌──────────── control ─────────────┐
+//! browser ──►│ https: /  (demo)   /api/token ... │── spawns, restarts ──► router    (--link-fd: end B)
+//!            │ platform.db (writer)             │── spawns, restarts ──► signaling (--router-link-fd: end A)
+//!            └──────────────────────────────────┘        signaling reads platform.db to verify tokens
+//! ```
+//!
+//! `main.rs` only parses the command line ([`cli`]) and calls [`run`] or [`print_token`].
+//! docs/control.md is the operator's manual.
+
+pub mod cli;
+pub mod http;
+pub mod supervisor;
+pub mod tls;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use store::{Store, StoreError, Workspace};
+use tracing::info;
+
+use crate::cli::{RunArgs, TokenArgs};
+
+/// Lifetime of the auth tokens the demo API and `control token` mint.
+pub const AUTH_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Longest user id accepted by the demo API.
+pub const MAX_USER_ID: usize = 128;
+
+/// Failures that stop the daemon (or the `token` subcommand) at start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("shared-memory link: {0}")]
+    Link(#[from] shm_queue::Error),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    pub(crate) fn io(what: &'static str, path: &Path, source: std::io::Error) -> Error {
+        Error::Io { what, path: path.to_owned(), source }
+    }
+}
+
+/// Paths inside the data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    pub root: PathBuf,
+}
+
+impl DataDir {
+    /// Creates the directory (mode 0700: it holds the secret) if needed.
+    pub fn create(root: &Path) -> Result<DataDir, Error> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(|e| Error::io("creating data directory", root, e))?;
+        Ok(DataDir { root: root.to_owned() })
+    }
+    pub fn db(&self) -> PathBuf {
+        self.root.join("platform.db")
+    }
+    pub fn credentials(&self) -> PathBuf {
+        self.root.join("credentials.json")
+    }
+    pub fn tls_dir(&self) -> PathBuf {
+        self.root.join("tls")
+    }
+    pub fn router_socket(&self) -> PathBuf {
+        self.root.join("router.sock")
+    }
+}
+
+/// Opens the database, ensures the default workspace, and writes `credentials.json` (0600) if
+/// it is not there yet.
+pub fn open_store(dir: &DataDir) -> Result<(Store, Workspace), Error> {
+    let store = Store::open(&dir.db())?;
+    let ws = store.ensure_default_workspace()?;
+    let path = dir.credentials();
+    if !path.exists() {
+        let body = serde_json::json!({
+            "workspace_id": ws.id,
+            "workspace": ws.name,
+            "access_key": ws.access_key,
+            "secret": ws.secret,
+        });
+        write_private(&path, format!("{body:#}\n").as_bytes())?;
+        info!(path = %path.display(), "wrote the default workspace's access key and secret");
+    } else {
+        info!(path = %path.display(), "workspace credentials");
+    }
+    Ok((store, ws))
+}
+
+/// Writes a file readable by its owner only (created with mode 0600, so never briefly wider).
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::io("creating", &tmp, e))?;
+    f.write_all(data).and_then(|_| f.sync_all()).map_err(|e| Error::io("writing", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io("renaming into place", path, e))
+}
+
+/// Checks a demo token request's fields and mints the token: the room is created if new, the
+/// role must exist in its template. Shared by `POST /api/token` and `control token`.
+pub fn issue_token(
+    store: &Store,
+    ws: &Workspace,
+    room: &str,
+    user: &str,
+    role: &str,
+) -> Result<(String, String), Error> {
+    if user.is_empty() || user.len() > MAX_USER_ID {
+        return Err(Error::Usage(format!("user must be 1 to {MAX_USER_ID} bytes")));
+    }
+    store::check_room_name(room)?;
+    let template = store.default_template(&ws.id)?;
+    // Check the role before creating the room, so a typo does not leave a room behind.
+    if !template.roles.contains_key(role) {
+        let known: Vec<&str> = template.roles.keys().map(String::as_str).collect();
+        return Err(Error::Usage(format!("unknown role {role:?}; known: {}", known.join(", "))));
+    }
+    let room = store.upsert_room(&ws.id, room, None)?;
+    let template = if room.template_id == template.id {
+        template
+    } else {
+        store.template(&room.template_id)?.ok_or_else(|| StoreError::NoTemplate(room.template_id.clone()))?
+    };
+    if !template.roles.contains_key(role) {
+        return Err(Error::Usage(format!("unknown role {role:?} in the room's template")));
+    }
+    let token = store::token::mint_auth_token(ws, &room.id, user, role, AUTH_TOKEN_TTL, SystemTime::now());
+    Ok((token, room.id))
+}
+
+/// `control token`: prints an auth token on stdout.
+pub fn print_token(args: &TokenArgs) -> Result<(), Error> {
+    let dir = DataDir::create(&args.data_dir)?;
+    let (store, ws) = open_store(&dir)?;
+    let (token, _room_id) = issue_token(&store, &ws, &args.room, &args.user, &args.role)?;
+    println!("{token}");
+    Ok(())
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(args: RunArgs) -> Result<(), Error> {
+    let dir = DataDir::create(&args.data_dir)?;
+    let (store, ws) = open_store(&dir)?;
+    let template = store.default_template(&ws.id)?;
+    let tls = tls::load_or_create(&dir, &args)?;
+    info!(cert = %tls.cert_path.display(), sha256 = %tls.fingerprint, "TLS certificate");
+
+    let bin_dir = match &args.bin_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_owned)).ok_or_else(|| {
+            Error::Usage("cannot find the directory of the running executable; pass --bin-dir".into())
+        })?,
+    };
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let link = shm_queue::Segment::create_memfd("router-signaling", shm_queue::Config::channel(1 << 20))?;
+    let link_fd = link.inheritable_fd()?;
+    let specs = supervisor::child_specs(&args, &dir, &bin_dir, &tls, &link_fd);
+    let status = supervisor::Status::new(&specs);
+    let mut children = Vec::new();
+    for spec in specs {
+        children.push(tokio::spawn(supervisor::supervise(spec, status.clone(), shutdown_rx.clone())));
+    }
+
+    let state = http::AppState {
+        store: Arc::new(Mutex::new(store)),
+        workspace: ws,
+        template_id: template.id.clone(),
+        roles: http::roles_by_priority(&template),
+        init_endpoint: format!("https://{}:{}", args.public_host, args.signaling_listen.port()),
+        demo_dir: args.demo_dir.clone(),
+        status,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| Error::Io {
+        what: "binding",
+        path: PathBuf::from(args.listen.to_string()),
+        source: e,
+    })?;
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(args.listen.port());
+    let server =
+        tokio::spawn(http::serve(listener, tls.server_config.clone(), http::router(state), shutdown_rx.clone()));
+    info!(listen = %args.listen, port, "serving HTTPS");
+    println!("demo: https://{}:{port}/", args.public_host);
+    // Scripts wait for this line; stdout may be a pipe, so flush now.
+    let _ = std::io::stdout().flush();
+
+    wait_for_signal().await;
+    info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    for child in children {
+        let _ = child.await;
+    }
+    let _ = server.await;
+    // The link's fds stay open until the children are gone, so a restart could always attach.
+    drop(link_fd);
+    drop(link);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            tracing::error!("cannot install signal handlers; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone). Holds no borrow of the channel
+/// across the await, so the futures that select on it stay `Send`.
+pub(crate) async fn shutting_down(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}

@@ -1,0 +1,27 @@
+//! `control`: the daemon (see the crate docs and docs/control.md), or `control token ...`.
+
+use clap::Parser;
+use control::cli::{Cli, Command};
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Token(args)) => control::print_token(&args),
+        None => match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(rt) => rt.block_on(control::run(cli.run)),
+            Err(e) => {
+                eprintln!("control: cannot start the async runtime: {e}");
+                std::process::exit(1);
+            }
+        },
+    };
+    if let Err(e) = result {
+        tracing::error!("{e}");
+        eprintln!("control: {e}");
+        std::process::exit(1);
+    }
+}

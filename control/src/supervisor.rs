@@ -1,0 +1,220 @@
+//! Starts router and signaling and keeps them running.
+//!
+//! Each child has one task: spawn, wait, log how it ended, wait a backoff, spawn again. The
+//! backoff starts at 100 ms and doubles up to 5 s, and returns to 100 ms once a child has run for
+//! 30 s, so a crash loop costs little and a rare crash restarts at once. On shutdown each child
+//! gets SIGTERM, then SIGKILL if it is still there 3 s later.
+//!
+//! Children inherit control's stderr for their logs; their stdout goes to stderr as well, so
+//! control's stdout carries only its own `demo: ...` line. They also inherit the memfd of the
+//! router↔signaling link (one fd, the same number for both; the router takes end B with
+//! `--link-fd`, signaling end A with `--router-link-fd`). The memfd lives as long as control,
+//! so a restarted child attaches to the same segment. Each child is started with
+//! `PR_SET_PDEATHSIG`, so it gets SIGTERM if control dies without stopping it.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::DataDir;
+use crate::cli::RunArgs;
+use crate::tls::Tls;
+
+/// First restart delay.
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest restart delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A child that ran this long is considered healthy: its next restart is immediate again.
+pub const RESET_AFTER: Duration = Duration::from_secs(30);
+/// How long a child has to exit after SIGTERM before it gets SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// What to run for one supervised child.
+#[derive(Debug, Clone)]
+pub struct ChildSpec {
+    pub name: &'static str,
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+}
+
+/// The command lines of router and signaling.
+pub fn child_specs(args: &RunArgs, dir: &DataDir, bin_dir: &Path, tls: &Tls, link_fd: &OwnedFd) -> Vec<ChildSpec> {
+    let fd = link_fd.as_raw_fd().to_string();
+    let os = |v: &[&dyn AsRef<std::ffi::OsStr>]| v.iter().map(|s| s.as_ref().to_owned()).collect::<Vec<OsString>>();
+    let router = ChildSpec {
+        name: "router",
+        program: bin_dir.join("router"),
+        args: os(&[
+            &"--shards",
+            &args.router_shards.to_string(),
+            &"--base-port",
+            &args.router_port.to_string(),
+            &"--listen-ip",
+            &args.router_ip.to_string(),
+            &"--control-socket",
+            &dir.router_socket(),
+            &"--link-fd",
+            &fd,
+        ]),
+    };
+    let signaling = ChildSpec {
+        name: "signaling",
+        program: bin_dir.join("signaling"),
+        args: os(&[
+            &"--db",
+            &dir.db(),
+            &"--listen",
+            &args.signaling_listen.to_string(),
+            &"--public-url",
+            &format!("https://{}:{}", args.public_host, args.signaling_listen.port()),
+            &"--cert",
+            &tls.cert_path,
+            &"--key",
+            &tls.key_path,
+            &"--router-link-fd",
+            &fd,
+        ]),
+    };
+    vec![router, signaling]
+}
+
+/// One child's state as `/api/status` shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChildStatus {
+    /// Pid of the running process; `null` between a death and the restart.
+    pub pid: Option<u32>,
+    /// How many times it was started after the first time.
+    pub restarts: u32,
+    /// How the last run ended (`exit code 1`, `killed by signal 9`), if one did.
+    pub last_exit: Option<String>,
+}
+
+/// The state of every child, shared between the supervisors and the HTTP API.
+#[derive(Debug, Clone)]
+pub struct Status(Arc<Mutex<BTreeMap<&'static str, ChildStatus>>>);
+
+impl Status {
+    pub fn new(specs: &[ChildSpec]) -> Status {
+        Status(Arc::new(Mutex::new(specs.iter().map(|s| (s.name, ChildStatus::default())).collect())))
+    }
+
+    /// A copy of every child's state.
+    pub fn snapshot(&self) -> BTreeMap<&'static str, ChildStatus> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn update(&self, name: &'static str, f: impl FnOnce(&mut ChildStatus)) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(map.entry(name).or_default());
+    }
+}
+
+/// Runs `spec` until `shutdown` turns true, restarting it whenever it exits.
+pub async fn supervise(spec: ChildSpec, status: Status, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = INITIAL_BACKOFF;
+    let mut first = true;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if !first {
+            status.update(spec.name, |s| s.restarts += 1);
+        }
+        first = false;
+        let started = Instant::now();
+        match spawn(&spec) {
+            Ok(mut child) => {
+                let pid = child.id();
+                status.update(spec.name, |s| s.pid = pid);
+                info!(child = spec.name, pid, program = %spec.program.display(), "started");
+                tokio::select! {
+                    res = child.wait() => {
+                        let how = match res {
+                            Ok(st) => describe(st),
+                            Err(e) => format!("wait failed: {e}"),
+                        };
+                        status.update(spec.name, |s| { s.pid = None; s.last_exit = Some(how.clone()); });
+                        warn!(child = spec.name, pid, status = %how, ran_for = ?started.elapsed(), "exited");
+                    }
+                    _ = crate::shutting_down(&mut shutdown) => {
+                        let how = stop(spec.name, &mut child).await;
+                        status.update(spec.name, |s| { s.pid = None; s.last_exit = Some(how); });
+                        return;
+                    }
+                }
+            }
+            Err(e) => error!(child = spec.name, program = %spec.program.display(), "cannot start: {e}"),
+        }
+        if started.elapsed() >= RESET_AFTER {
+            backoff = INITIAL_BACKOFF;
+        }
+        info!(child = spec.name, delay = ?backoff, "restarting");
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = crate::shutting_down(&mut shutdown) => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn spawn(spec: &ChildSpec) -> std::io::Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::new(&spec.program);
+    cmd.args(&spec.args).stdin(Stdio::null()).stderr(Stdio::inherit());
+    // stdout to our stderr: control's stdout is for its own one line.
+    cmd.stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?));
+    cmd.kill_on_drop(true);
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
+    // async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            // The child gets SIGTERM if the thread that forked it (a runtime worker, alive as
+            // long as control) goes away, so a SIGKILLed control leaves no orphans.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// SIGTERM, then SIGKILL after [`STOP_GRACE`]; returns how the child ended.
+async fn stop(name: &'static str, child: &mut tokio::process::Child) -> String {
+    let Some(pid) = child.id() else {
+        return "already exited".into();
+    };
+    info!(child = name, pid, "stopping (SIGTERM)");
+    // SAFETY: kill(2) with a pid we spawned and have not reaped (child.id() is Some until wait
+    // returns), so it cannot name a recycled process.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let how = match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+        Ok(Ok(st)) => describe(st),
+        Ok(Err(e)) => format!("wait failed: {e}"),
+        Err(_) => {
+            warn!(child = name, pid, "still running {STOP_GRACE:?} after SIGTERM; sending SIGKILL");
+            match child.kill().await {
+                Ok(()) => "killed (SIGKILL after SIGTERM timeout)".into(),
+                Err(e) => format!("kill failed: {e}"),
+            }
+        }
+    };
+    info!(child = name, pid, status = %how, "stopped");
+    how
+}
+
+fn describe(st: ExitStatus) -> String {
+    match (st.code(), st.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => format!("{st}"),
+    }
+}

@@ -1,0 +1,88 @@
+//! The HTTPS certificate: the operator's (`--cert`/`--key`), or a self-signed one made on first
+//! start in `<data-dir>/tls/` and reused after, so a browser exception, once accepted, holds.
+//!
+//! The self-signed certificate names `localhost`, `127.0.0.1`, `::1` and `--public-host`. Its
+//! SHA-256 fingerprint is logged at every start so it can be checked when accepting it. Delete
+//! `<data-dir>/tls/` to get a new one (for instance after changing `--public-host`).
+
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tracing::info;
+
+use crate::cli::RunArgs;
+use crate::{DataDir, Error, write_private};
+
+/// The certificate in use, and a rustls server configuration built from it.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// SHA-256 of the leaf certificate, as colon-separated uppercase hex (what browsers show).
+    pub fingerprint: String,
+    pub server_config: Arc<rustls::ServerConfig>,
+}
+
+/// Uses `--cert`/`--key` if given; else loads `<data-dir>/tls/{cert,key}.pem`, creating them on
+/// first start.
+pub fn load_or_create(dir: &DataDir, args: &RunArgs) -> Result<Tls, Error> {
+    let (cert_path, key_path) = match (&args.cert, &args.key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            let tls_dir = dir.tls_dir();
+            let cert = tls_dir.join("cert.pem");
+            let key = tls_dir.join("key.pem");
+            if !(cert.exists() && key.exists()) {
+                create_self_signed(&tls_dir, &args.public_host)?;
+                info!(dir = %tls_dir.display(), "created a self-signed certificate");
+            }
+            (cert, key)
+        }
+    };
+    load(cert_path, key_path)
+}
+
+fn create_self_signed(tls_dir: &std::path::Path, public_host: &str) -> Result<(), Error> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(tls_dir).map_err(|e| Error::io("creating", tls_dir, e))?;
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    if !names.iter().any(|n| n == public_host) {
+        names.push(public_host.to_owned());
+    }
+    // rcgen makes IP-address SANs of the names that parse as addresses, DNS names of the rest.
+    let certified = rcgen::generate_simple_self_signed(names).map_err(|e| Error::Tls(e.to_string()))?;
+    write_private(&tls_dir.join("key.pem"), certified.signing_key.serialize_pem().as_bytes())?;
+    write_private(&tls_dir.join("cert.pem"), certified.cert.pem().as_bytes())?;
+    Ok(())
+}
+
+fn load(cert_path: PathBuf, key_path: PathBuf) -> Result<Tls, Error> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| Error::Tls(format!("reading {}: {e}", cert_path.display())))?;
+    let Some(leaf) = certs.first() else {
+        return Err(Error::Tls(format!("no certificate in {}", cert_path.display())));
+    };
+    let fingerprint = fingerprint(leaf);
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| Error::Tls(format!("reading {}: {e}", key_path.display())))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Tls(format!("{} and {}: {e}", cert_path.display(), key_path.display())))?;
+    // We serve HTTP/1.1 only (hyper's http1 server); say so in ALPN.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Tls { cert_path, key_path, fingerprint, server_config: Arc::new(config) })
+}
+
+/// SHA-256 of a DER certificate, `AB:CD:...`.
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+    digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
