@@ -203,10 +203,11 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         path: PathBuf::from(args.listen.to_string()),
         source: e,
     })?;
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(args.listen.port());
+    let local = listener.local_addr().unwrap_or(args.listen);
+    let port = local.port();
     let server =
         tokio::spawn(http::serve(listener, tls.server_config.clone(), http::router(state), shutdown_rx.clone()));
-    info!(listen = %args.listen, port, "serving HTTPS");
+    info!(listen = %local, "serving HTTPS");
     println!("demo: https://{}:{port}/", args.public_host);
     // Scripts wait for this line; stdout may be a pipe, so flush now.
     let _ = std::io::stdout().flush();

@@ -1,5 +1,7 @@
 //! `control`: the daemon (see the crate docs and docs/control.md), or `control token ...`.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use control::cli::{Cli, Command};
 
@@ -7,6 +9,8 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // Colours only for a person watching; a log file gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -5,6 +5,8 @@
 //! `--bin-dir` is an empty directory here: router and signaling cannot start (the supervisor
 //! logs and retries), which the API does not depend on.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 mod common;
 
 use std::time::SystemTime;

@@ -1,6 +1,8 @@
 //! The first start makes a self-signed certificate (valid for localhost: the test client checks
 //! it) and later starts reuse it, as they reuse the workspace credentials.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;

@@ -1,6 +1,8 @@
 //! `/` serves the demo app from `--demo-dir`, never a file outside it; without the directory it
 //! explains how to build the demo.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 mod common;
 
 use common::{Daemon, TempDir};

@@ -4,6 +4,8 @@
 //! The children are shell-script stand-ins (the real binaries' flags are being added in
 //! parallel): each records its arguments and execs `sleep`, which keeps the inherited fds.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;

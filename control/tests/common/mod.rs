@@ -2,6 +2,8 @@
 //! the certificate it made (so the tests check that certificate too).
 
 #![allow(dead_code)]
+// Test support: a failed setup step should panic the test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
