@@ -223,8 +223,9 @@ fn role(name: &str, priority: u32, allowed: &[&str], subscribe_to: &[&str], perm
 pub fn default_roles() -> BTreeMap<String, Role> {
     let guest_permissions = Permissions { poll_read: true, ..Permissions::default() };
     [
-        role("host", 1, &["audio", "video", "screen"], &["host", "guest"], Permissions::all()),
-        role("guest", 2, &["audio", "video"], &["host", "guest"], guest_permissions.clone()),
+        // Everyone hears and sees everyone: audio-only peers are still heard.
+        role("host", 1, &["audio", "video", "screen"], &["host", "guest", "audio-only"], Permissions::all()),
+        role("guest", 2, &["audio", "video"], &["host", "guest", "audio-only"], guest_permissions.clone()),
         role("audio-only", 3, &["audio"], &["host", "guest", "audio-only"], guest_permissions),
     ]
     .into_iter()
@@ -307,7 +308,7 @@ mod tests {
         assert!(audio_only.may_publish(TrackKind::Audio));
         assert!(!audio_only.may_publish(TrackKind::Video) && !audio_only.may_publish(TrackKind::Screen));
         assert!(audio_only.subscribes_to("audio-only") && audio_only.subscribes_to("host"));
-        assert!(!guest.subscribes_to("audio-only"));
+        assert!(guest.subscribes_to("audio-only") && host.subscribes_to("audio-only"));
         for (name, r) in &roles {
             assert_eq!(&r.name, name, "a role's name equals its key (the SDK looks it up by name)");
         }
