@@ -2,10 +2,11 @@
 //! first socket for it, and the routing of router events to the room that owns the transport.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use router_engine::TransportId;
 use schema::RouterEvent;
@@ -17,6 +18,8 @@ use crate::router_link::RouterLink;
 /// Every room, and which room each router transport belongs to.
 pub struct Hub {
     pub router: Arc<RouterLink>,
+    /// Where rooms keep their snapshots (see `room.rs`); `None` keeps nothing.
+    pub state_dir: Option<PathBuf>,
     rooms: Mutex<HashMap<String, mpsc::UnboundedSender<RoomMsg>>>,
     transports: Mutex<HashMap<TransportId, String>>,
 }
@@ -28,8 +31,32 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    pub fn new(router: Arc<RouterLink>) -> Arc<Hub> {
-        Arc::new(Hub { router, rooms: Mutex::default(), transports: Mutex::default() })
+    pub fn new(router: Arc<RouterLink>, state_dir: Option<PathBuf>) -> Arc<Hub> {
+        Arc::new(Hub { router, state_dir, rooms: Mutex::default(), transports: Mutex::default() })
+    }
+
+    /// Starts the rooms a previous process left snapshots of, so their peers can reconnect
+    /// (and, if they do not, are evicted and their router transports closed).
+    pub fn restore_rooms(self: &Arc<Self>, store: &store::Store) {
+        let Some(dir) = &self.state_dir else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(room_id) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            let room = store.room(room_id).ok().flatten();
+            let template = room.as_ref().and_then(|r| store.template(&r.template_id).ok().flatten());
+            match (room, template) {
+                (Some(room), Some(template)) => {
+                    self.room(&room, &template);
+                }
+                _ => {
+                    warn!(path = %path.display(), "snapshot of a room that no longer exists; removed");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
     }
 
     /// The actor of a room, started if it is not running.

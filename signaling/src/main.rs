@@ -68,8 +68,12 @@ async fn run(args: Args) -> Result<(), String> {
     let segment = unsafe { shm_queue::Segment::open_raw_fd(args.router_link_fd) }
         .map_err(|e| format!("router link fd {}: {e}", args.router_link_fd))?;
     let (link, events) = RouterLink::attach(segment).map_err(|e| format!("router link: {e}"))?;
-    let hub = Hub::new(link);
+    // Room snapshots live beside the database, so a restarted signaling finds them.
+    let state_dir = args.db.parent().map(|d| d.join("signaling-state")).unwrap_or_else(|| "signaling-state".into());
+    std::fs::create_dir_all(&state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+    let hub = Hub::new(link, Some(state_dir));
     tokio::spawn(hub.clone().route_events(events));
+    hub.restore_rooms(&store);
     let app = App::new(hub, store, endpoint.clone());
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&args.cert, &args.key)

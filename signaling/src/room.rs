@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -99,7 +100,7 @@ impl From<crate::router_link::CallError> for Refusal {
 }
 
 /// A track a peer publishes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Published {
     state: TrackState,
     producer: ProducerId,
@@ -108,7 +109,7 @@ struct Published {
     fmtp: Option<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct PublishSide {
     transport: TransportInfo,
     ice_ufrag: Option<String>,
@@ -116,7 +117,7 @@ struct PublishSide {
 }
 
 /// One track a peer receives.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Subscribed {
     consumer: ConsumerInfo,
     mid: String,
@@ -127,7 +128,7 @@ struct Subscribed {
     paused: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct SubscribeSide {
     transport: TransportInfo,
     connected: bool,
@@ -139,7 +140,7 @@ struct SubscribeSide {
     tracks: BTreeMap<String, Subscribed>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Peer {
     id: String,
     user_id: String,
@@ -150,8 +151,11 @@ struct Peer {
     joined: bool,
     /// Under `disableVidAutoSub` (the SDK's default) video waits for a layer request.
     video_on_request: bool,
+    #[serde(skip)]
     conn: u64,
+    #[serde(skip)]
     out: Option<Outbox>,
+    #[serde(skip)]
     away_since: Option<Instant>,
     publish: Option<PublishSide>,
     subscribe: Option<SubscribeSide>,
@@ -205,11 +209,78 @@ pub struct Room {
     shard: Option<u8>,
     session: Option<(String, u64)>,
     peers: BTreeMap<String, Peer>,
+    /// The last snapshot written, to skip writing an unchanged one.
+    saved: String,
+}
+
+/// What survives a restart of signaling: the router keeps the transports and keeps
+/// forwarding; this lets a new signaling process pick the peers up again when their SDKs
+/// reconnect (they re-offer on the same publish connection, without `join`).
+#[derive(Debug, Deserialize)]
+struct Snapshot {
+    shard: Option<u8>,
+    session: Option<(String, u64)>,
+    peers: BTreeMap<String, Peer>,
 }
 
 impl Room {
     pub fn new(id: String, name: String, template: Template, hub: Arc<Hub>) -> Room {
-        Room { id, name, template, hub, shard: None, session: None, peers: BTreeMap::new() }
+        let mut room =
+            Room { id, name, template, hub, shard: None, session: None, peers: BTreeMap::new(), saved: String::new() };
+        room.restore();
+        room
+    }
+
+    fn snapshot_path(&self) -> Option<std::path::PathBuf> {
+        self.hub.state_dir.as_ref().map(|d| d.join(format!("{}.json", self.id)))
+    }
+
+    /// Picks up the peers a previous signaling process left: they count as away (their
+    /// sockets died with it) and get the usual 60 s to reconnect.
+    fn restore(&mut self) {
+        let Some(path) = self.snapshot_path() else { return };
+        let Ok(text) = std::fs::read_to_string(&path) else { return };
+        let snapshot: Snapshot = match serde_json::from_str(&text) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(room = %self.id, path = %path.display(), error = %e, "unreadable room snapshot ignored");
+                return;
+            }
+        };
+        self.shard = snapshot.shard;
+        self.session = snapshot.session;
+        self.peers = snapshot.peers;
+        let now = Instant::now();
+        for peer in self.peers.values_mut() {
+            peer.away_since = Some(now);
+            for t in peer.publish.iter().map(|p| p.transport.id).chain(peer.subscribe.iter().map(|s| s.transport.id)) {
+                self.hub.register_transport(t, &self.id);
+            }
+        }
+        self.saved = text;
+        info!(room = %self.id, peers = self.peers.len(), "room restored from the previous signaling process; waiting for its peers to reconnect");
+    }
+
+    /// Writes the room's snapshot when it changed (atomically: a crash mid-write leaves the
+    /// previous one), or removes it when the room is empty.
+    fn save(&mut self) {
+        let Some(path) = self.snapshot_path() else { return };
+        if self.peers.is_empty() {
+            if !self.saved.is_empty() {
+                let _ = std::fs::remove_file(&path);
+                self.saved.clear();
+            }
+            return;
+        }
+        let text = json!({ "shard": self.shard, "session": self.session, "peers": self.peers }).to_string();
+        if text == self.saved {
+            return;
+        }
+        let tmp = path.with_extension("json.tmp");
+        match std::fs::write(&tmp, &text).and_then(|_| std::fs::rename(&tmp, &path)) {
+            Ok(()) => self.saved = text,
+            Err(e) => warn!(room = %self.id, path = %path.display(), error = %e, "room snapshot not written"),
+        }
     }
 
     /// Runs the actor until every handle is dropped.
@@ -224,6 +295,7 @@ impl Room {
                 },
                 _ = tick.tick() => self.evict_absent().await,
             }
+            self.save();
         }
         for id in self.peers.keys().cloned().collect::<Vec<_>>() {
             self.remove_peer(&id, "server shutting down").await;

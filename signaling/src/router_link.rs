@@ -104,7 +104,10 @@ impl RouterLink {
             })
             .map_err(|e| shm_queue::Error::Io { op: "spawn router-link thread", source: e })?;
         info!("attached to the router link (shared-memory end A)");
-        let link = RouterLink { tx: Mutex::new(tx), pending, next_id: AtomicU64::new(1) };
+        // Request ids start from the clock, not 1: the ring may still hold replies to a previous
+        // signaling process's requests, which must not match ours.
+        let first_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        let link = RouterLink { tx: Mutex::new(tx), pending, next_id: AtomicU64::new(first_id) };
         Ok((Arc::new(link), ev_rx))
     }
 

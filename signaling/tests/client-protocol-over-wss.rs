@@ -62,7 +62,7 @@ async fn platform() -> Platform {
     let other = shm_queue::Segment::open_fd(segment.inheritable_fd().unwrap()).unwrap();
     router::link::serve_link(router.clone(), segment).unwrap();
     let (link, events) = RouterLink::attach(other).unwrap();
-    let hub = Hub::new(link);
+    let hub = Hub::new(link, Some(dir.clone()));
     tokio::spawn(hub.clone().route_events(events));
 
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();

@@ -43,7 +43,7 @@ use super::{SdpError, connection_line, remote_transport, router_candidate, route
 
 /// One track to send to the client: the router's consumer and the ids the client's SDK
 /// matches it by.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SubscribeTrack {
     pub consumer: ConsumerInfo,
     /// From [`assign_mids`]; the same mid given to the router's `consume`.
@@ -60,7 +60,7 @@ pub struct SubscribeTrack {
 }
 
 /// What an m-line of the subscribe connection carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SlotState {
     /// Sending this track.
     Active(SubscribeTrack),
@@ -71,7 +71,7 @@ pub enum SlotState {
 }
 
 /// One m-line of the subscribe connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SubscribeSlot {
     pub mid: String,
     pub state: SlotState,
@@ -87,7 +87,7 @@ impl SubscribeSlot {
 }
 
 /// An offer and the m-line layout it fixed; the `previous` of the next offer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SubscribeOffer {
     pub sdp: String,
     /// The `o=` session id (stable for the connection) and version (one more per offer).
