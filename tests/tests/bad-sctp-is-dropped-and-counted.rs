@@ -15,8 +15,8 @@ use router_engine::dtls::Fingerprint;
 use router_engine::sctp::{DcepOpen, SCTP_PORT};
 use router_engine::{ConnectParams, Event, TransportId, stun};
 use sctp_proto::{
-    Association, AssociationHandle, ClientConfig, DatagramEvent, Endpoint, EndpointConfig, Event as SctpEvent,
-    Payload, PayloadProtocolIdentifier as Ppi,
+    Association, AssociationHandle, ClientConfig, DatagramEvent, Endpoint, EndpointConfig, Event as SctpEvent, Payload,
+    PayloadProtocolIdentifier as Ppi,
 };
 
 /// A DTLS client with an SCTP association, talking to the router by `Sim::inject`.
@@ -43,8 +43,16 @@ impl RawPeer {
 
         let mut buf = [0u8; 512];
         let username = format!("{}:rawc", info.ice_ufrag);
-        let n = stun::write_binding_request([3; 12], username.as_bytes(), info.ice_pwd.as_bytes(), 1, Some(7), true, &mut buf)
-            .unwrap();
+        let n = stun::write_binding_request(
+            [3; 12],
+            username.as_bytes(),
+            info.ice_pwd.as_bytes(),
+            1,
+            Some(7),
+            true,
+            &mut buf,
+        )
+        .unwrap();
         sim.inject(addr, buf[..n].to_vec());
         assert_eq!(sim.take_router_output().len(), 1, "binding success response");
 
@@ -177,7 +185,9 @@ fn garbage_sctp_and_dcep_are_dropped_and_counted() {
     let mut sim = Sim::new(0x5c7b_0004);
     let (mut peer, transport) = RawPeer::connect(&mut sim);
     drain_events(&mut sim);
-    assert!(sim.events.iter().any(|(_, e)| matches!(e, Event::TransportConnected { transport: t, .. } if *t == transport)));
+    assert!(
+        sim.events.iter().any(|(_, e)| matches!(e, Event::TransportConnected { transport: t, .. } if *t == transport))
+    );
 
     // Not SCTP at all, and SCTP-shaped bytes with a wrong checksum: before an association...
     let c0 = sim.engine.counters().clone();

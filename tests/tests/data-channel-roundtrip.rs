@@ -11,7 +11,8 @@
 
 use std::time::Duration;
 
-use integration_tests::sim::{Link, Sim};
+use integration_tests::client::Client;
+use integration_tests::sim::{Link, Sim, SimClient};
 use router_engine::{ApiError, Event, TransportId};
 
 /// Runs the simulation until `done` holds, for at most `limit` of virtual time.
@@ -161,4 +162,27 @@ fn data_channels_survive_loss() {
     let want_c: Vec<String> = (0..50).map(|i| format!("c{i}")).collect();
     assert_eq!(sim.clients[c].client.texts_on(id), want_r);
     assert_eq!(messages(&sim, t.id, "ion-sfu"), want_c);
+}
+
+#[test]
+fn sctp_that_overtakes_signaling_waits_for_the_fingerprint() {
+    // ICE, DTLS and the client's SCTP INIT arrive before signaling delivers the client's
+    // fingerprint: the router must not talk SCTP to an unverified peer, but must not make it
+    // wait for an INIT retransmission (seconds) once the fingerprint arrives either.
+    let mut sim = Sim::new(0x5c7b_0005);
+    let info = sim.engine.create_transport(sim.now).unwrap();
+    let mut client = Client::new("10.0.1.1:5000".parse().unwrap(), sim.now);
+    let params = client.connect_to(&info);
+    client.start_sctp();
+    sim.clients.push(SimClient { client, up: Link::default(), down: Link::default(), sent: 0 });
+    sim.engine.open_data_channel(sim.now, info.id, "ion-sfu").unwrap();
+    sim.run_for(Duration::from_millis(500));
+    assert!(sim.clients[0].client.connected, "the client finished DTLS");
+    assert_eq!(opened(&sim, info.id, "ion-sfu"), 0, "no SCTP before the fingerprint is checked");
+    assert!(sim.clients[0].client.channels_open.is_empty());
+
+    sim.engine.connect_transport(info.id, &params).unwrap();
+    run_until(&mut sim, Duration::from_millis(300), |s| {
+        opened(s, info.id, "ion-sfu") == 1 && s.clients[0].client.channel_id("ion-sfu").is_some()
+    });
 }
