@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use router_engine::{ConnectParams, ConsumerInfo, ExtensionIds, MediaKind, TransportInfo};
+use str0m::channel::{ChannelConfig, ChannelId};
 use str0m::ice::IceCreds;
 use str0m::media::{KeyframeRequestKind, MediaKind as StrKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
@@ -30,6 +31,10 @@ pub struct Client {
     pub received: Vec<Received>,
     pub keyframe_requests: usize,
     pub connected: bool,
+    /// Data channels that opened: (id, label).
+    pub channels_open: Vec<(ChannelId, String)>,
+    /// Data channel messages received: (id, binary, data).
+    pub channel_data: Vec<(ChannelId, bool, Vec<u8>)>,
     timeout: Instant,
     /// Datagrams str0m produced while input was fed; sent on the next `poll`.
     outbox: Vec<(SocketAddr, Vec<u8>)>,
@@ -64,6 +69,8 @@ impl Client {
             received: Vec::new(),
             keyframe_requests: 0,
             connected: false,
+            channels_open: Vec::new(),
+            channel_data: Vec::new(),
             timeout: now,
             outbox: Vec::new(),
         }
@@ -136,8 +143,39 @@ impl Client {
                 at: p.timestamp,
             }),
             Event::KeyframeRequest(_) => self.keyframe_requests += 1,
+            Event::ChannelOpen(id, label) => self.channels_open.push((id, label)),
+            Event::ChannelData(d) => self.channel_data.push((d.id, d.binary, d.data)),
             _ => {}
         }
+    }
+
+    /// Starts SCTP as the association's initiator, as a browser (the DTLS client) does.
+    pub fn start_sctp(&mut self) {
+        self.rtc.direct_api().start_sctp(true);
+    }
+
+    /// Opens an ordered, reliable data channel with in-band negotiation (DCEP).
+    pub fn open_channel(&mut self, label: &str) -> ChannelId {
+        self.rtc.direct_api().create_data_channel(ChannelConfig { label: label.into(), ..Default::default() })
+    }
+
+    /// The id of the open channel with this label.
+    pub fn channel_id(&self, label: &str) -> Option<ChannelId> {
+        self.channels_open.iter().find(|(_, l)| l == label).map(|(id, _)| *id)
+    }
+
+    /// Sends a message on an open channel; false if str0m refused it.
+    pub fn send_channel(&mut self, id: ChannelId, binary: bool, data: &[u8]) -> bool {
+        self.rtc.channel(id).is_some_and(|mut c| c.write(binary, data).unwrap_or(false))
+    }
+
+    /// Text messages received on a channel, in order.
+    pub fn texts_on(&self, id: ChannelId) -> Vec<String> {
+        self.channel_data
+            .iter()
+            .filter(|(c, binary, _)| *c == id && !binary)
+            .map(|(_, _, d)| String::from_utf8_lossy(d).into_owned())
+            .collect()
     }
 
     /// Declares an outgoing track; returns (ssrc, rtx ssrc, payload type, rtx payload type).

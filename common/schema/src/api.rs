@@ -146,18 +146,46 @@ pub struct StreamStats {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    TransportConnected { transport: TransportId, remote: SocketAddr },
-    TransportClosed { transport: TransportId, reason: CloseReason },
-    ProducerFirstPacket { producer: ProducerId, ssrc: u32 },
-    KeyframeSeen { producer: ProducerId },
-    ProducerClosed { producer: ProducerId, reason: CloseReason },
-    ConsumerClosed { consumer: ConsumerId, reason: CloseReason },
-    Stats { producer: Option<ProducerId>, consumer: Option<ConsumerId>, stats: StreamStats },
+    TransportConnected {
+        transport: TransportId,
+        remote: SocketAddr,
+    },
+    TransportClosed {
+        transport: TransportId,
+        reason: CloseReason,
+    },
+    ProducerFirstPacket {
+        producer: ProducerId,
+        ssrc: u32,
+    },
+    KeyframeSeen {
+        producer: ProducerId,
+    },
+    ProducerClosed {
+        producer: ProducerId,
+        reason: CloseReason,
+    },
+    ConsumerClosed {
+        consumer: ConsumerId,
+        reason: CloseReason,
+    },
+    Stats {
+        producer: Option<ProducerId>,
+        consumer: Option<ConsumerId>,
+        stats: StreamStats,
+    },
     /// A data channel is usable: one the router opened (the peer acknowledged it) or one the
     /// peer opened (the router acknowledged it).
-    DataChannelOpened { transport: TransportId, label: String },
+    DataChannelOpened {
+        transport: TransportId,
+        label: String,
+    },
     /// A text message arrived on a data channel. Binary messages are counted and dropped.
-    DataChannelMessage { transport: TransportId, label: String, text: String },
+    DataChannelMessage {
+        transport: TransportId,
+        label: String,
+        text: String,
+    },
 }
 
 /// Errors of the direct API (commands). Errors of packets never surface here: the engine drops

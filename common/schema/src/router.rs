@@ -212,8 +212,12 @@ mod tests {
             r#"{"method": "open_data_channel", "params": {"transport": 16777217, "label": "ion-sfu"}}"#,
         )
         .expect("parses");
-        assert_eq!(open, RouterCommand::OpenDataChannel { transport: TransportId(0x0100_0001), label: "ion-sfu".into() });
-        let send = RouterCommand::SendData { transport: TransportId(1), label: "ion-sfu".into(), text: "{\"id\":1}".into() };
+        assert_eq!(
+            open,
+            RouterCommand::OpenDataChannel { transport: TransportId(0x0100_0001), label: "ion-sfu".into() }
+        );
+        let send =
+            RouterCommand::SendData { transport: TransportId(1), label: "ion-sfu".into(), text: "{\"id\":1}".into() };
         assert_eq!(
             serde_json::to_string(&send).expect("serializes"),
             r#"{"method":"send_data","params":{"transport":1,"label":"ion-sfu","text":"{\"id\":1}"}}"#

@@ -265,12 +265,11 @@ impl DtlsState {
                     self.failed = true;
                     return Some(DtlsOutput::Failed(DtlsFailure::Closed));
                 }
-                dimpl::Output::ApplicationData(data) => {
-                    if self.app_in.len() < MAX_APP_IN {
-                        self.app_in.push_back(data.to_vec());
-                    }
+                dimpl::Output::ApplicationData(data) if self.app_in.len() < MAX_APP_IN => {
+                    self.app_in.push_back(data.to_vec());
                 }
-                // Connected: readiness is ours to decide (fingerprint check, `try_ready`).
+                // Connected: readiness is ours to decide (fingerprint check, `try_ready`);
+                // application data over MAX_APP_IN is dropped (SCTP retransmits what mattered).
                 _ => {}
             }
         }

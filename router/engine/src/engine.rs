@@ -726,9 +726,7 @@ impl Engine {
                 SctpEvent::Dropped(SctpDrop::Packet) => counters.sctp_dropped += 1,
                 SctpEvent::Dropped(SctpDrop::Dcep) => counters.dcep_malformed += 1,
                 SctpEvent::Dropped(SctpDrop::Binary) => counters.data_channel_binary_dropped += 1,
-                SctpEvent::Dropped(SctpDrop::Message | SctpDrop::TooManyChannels) => {
-                    counters.data_channel_dropped += 1
-                }
+                SctpEvent::Dropped(SctpDrop::Message | SctpDrop::TooManyChannels) => counters.data_channel_dropped += 1,
             }
         }
     }

@@ -11,6 +11,7 @@
 //! datagram ─► demux by first byte (RFC 7983)
 //!   ├─ STUN ─► ufrag → transport ─► ice::IceLite (answer, learn address, nominate, consent)
 //!   ├─ DTLS ─► address → transport ─► dtls::DtlsState (dimpl server, fingerprint check, SRTP keys)
+//!   │           └─ application data ─► sctp::SctpTransport (data channels: SCTP + DCEP) ─► events
 //!   └─ SRTP ─► address → transport ─► srtp::SrtpSession::unprotect (in place)
 //!        ├─ RTP  ─► rtp::parse ─► SSRC (or mid/rid) → producer
 //!        │           ├─ stats, NACK generator, RTX cache, TWCC arrival, keyframe detection

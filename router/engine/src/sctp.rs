@@ -466,10 +466,10 @@ impl SctpTransport {
         while let Some(ev) = assoc.poll() {
             match ev {
                 ProtoEvent::Connected => connected = true,
-                ProtoEvent::Stream(StreamEvent::Opened { id } | StreamEvent::Readable { id }) => {
-                    if !readable.contains(&id) {
-                        readable.push(id);
-                    }
+                ProtoEvent::Stream(StreamEvent::Opened { id } | StreamEvent::Readable { id })
+                    if !readable.contains(&id) =>
+                {
+                    readable.push(id);
                 }
                 ProtoEvent::Stream(StreamEvent::Finished { id }) => {
                     // The peer reset the stream: its channel is closed (RFC 8831 §6.7).
