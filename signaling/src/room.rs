@@ -1004,10 +1004,10 @@ impl Room {
                 self.renegotiate(&id).await;
             }
         }
-        if self.peers.values().all(|p| !p.joined) {
-            if let Some((session, _)) = self.session.take() {
-                info!(room = %self.id, %session, "session ended: the last peer left");
-            }
+        if self.peers.values().all(|p| !p.joined)
+            && let Some((session, _)) = self.session.take()
+        {
+            info!(room = %self.id, %session, "session ended: the last peer left");
         }
     }
 
@@ -1030,11 +1030,12 @@ impl Room {
             Event::TransportConnected { transport, remote } => {
                 debug!(room = %self.id, %transport, %remote, "transport connected");
             }
-            Event::DataChannelOpened { transport, label } => {
-                if label == DATA_CHANNEL_LABEL && self.peers.values().any(|p| p.subscribe.as_ref().is_some_and(|s| s.transport.id == transport)) {
-                    // Proves the channel to the SDK, which then waits the long timeout (§8).
-                    let _ = self.hub.router.send_data(transport, DATA_CHANNEL_LABEL, "{}").await;
-                }
+            // Proves the channel to the SDK, which then waits the long timeout (§8).
+            Event::DataChannelOpened { transport, label }
+                if label == DATA_CHANNEL_LABEL
+                    && self.peers.values().any(|p| p.subscribe.as_ref().is_some_and(|s| s.transport.id == transport)) =>
+            {
+                let _ = self.hub.router.send_data(transport, DATA_CHANNEL_LABEL, "{}").await;
             }
             Event::DataChannelMessage { transport, label, text } => self.data_channel_message(transport, &label, &text).await,
             _ => {}

@@ -4,6 +4,8 @@
 //! so each step of the protocol and each refusal is checked exactly. Media itself is covered
 //! by the browser tests (tests/browser) and the router's own tests.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
