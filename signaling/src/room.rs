@@ -391,6 +391,9 @@ impl Room {
                     subscribe: None,
                 };
                 peer.push("on-policy-change", policy);
+                // What a previewing client shows before it joins: who is in the room.
+                let joined = self.peers.values().filter(|p| p.joined).count();
+                peer.push("room-state", json!({ "peer_count": joined, "room": self.room_state() }));
                 self.peers.insert(peer_id, peer);
             }
         }

@@ -298,6 +298,8 @@ async fn two_peers_join_publish_mute_chat_and_leave() {
     assert!(list["peers"].as_object().unwrap().is_empty());
 
     let mut bob = p.connect("peer-bob", &p.token("bob", "guest")).await;
+    let preview = bob.push("room-state").await;
+    assert_eq!((preview["peer_count"].as_u64(), preview["room"]["name"].as_str()), (Some(1), Some("standup")), "{preview}");
     bob.join("Bob").await;
     let joined = ann.push("on-peer-join").await;
     assert_eq!((joined["peer_id"].as_str(), joined["info"]["name"].as_str()), (Some("peer-bob"), Some("Bob")));

@@ -250,7 +250,7 @@ mod tests {
                 "video": {"bitRate": 800, "codec": "vp8", "frameRate": 30, "width": 1280, "height": 720},
                 "screen": {"bitRate": 1024, "codec": "vp8", "frameRate": 10, "width": 1920, "height": 1080}
             },
-            "subscribeParams": {"subscribeToRoles": ["host", "guest"], "maxSubsBitRate": 3200},
+            "subscribeParams": {"subscribeToRoles": ["host", "guest", "audio-only"], "maxSubsBitRate": 3200},
             "permissions": {
                 "endRoom": false, "removeOthers": false, "mute": false, "unmute": false,
                 "changeRole": false, "hlsStreaming": false, "rtmpStreaming": false,
