@@ -290,12 +290,23 @@ impl Room {
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some(msg) => self.handle(msg).await,
+                    Some(msg) => {
+                        // Pings (every 3 s per peer) and trickles change nothing: skip the
+                        // snapshot's serialization for them.
+                        let quiet = matches!(&msg, RoomMsg::Rpc { msg: Incoming::Request { method, .. } | Incoming::Notify { method, .. }, .. }
+                            if method == "ping" || method == "trickle" || method == "analytics");
+                        self.handle(msg).await;
+                        if !quiet {
+                            self.save();
+                        }
+                    }
                     None => break,
                 },
-                _ = tick.tick() => self.evict_absent().await,
+                _ = tick.tick() => {
+                    self.evict_absent().await;
+                    self.save();
+                }
             }
-            self.save();
         }
         for id in self.peers.keys().cloned().collect::<Vec<_>>() {
             self.remove_peer(&id, "server shutting down").await;
