@@ -71,12 +71,18 @@ fn commands_over_the_link_get_replies_and_bad_frames_do_not_break_it() {
     // Garbage, a reply sent the wrong way, and a frame of another schema version: all dropped.
     link.send(b"not a frame at all").unwrap();
     let mut wrong_way = Vec::new();
-    frame::encode(&Message::RouterReply(schema::RouterReply { id: 9, result: Ok(serde_json::Value::Null) }), &mut wrong_way)
-        .unwrap();
+    frame::encode(
+        &Message::RouterReply(schema::RouterReply { id: 9, result: Ok(serde_json::Value::Null) }),
+        &mut wrong_way,
+    )
+    .unwrap();
     link.send(&wrong_way).unwrap();
     let mut other_version = Vec::new();
-    frame::encode(&Message::RouterCommand(RouterRequest { id: 3, command: RouterCommand::Counters { shard: None } }), &mut other_version)
-        .unwrap();
+    frame::encode(
+        &Message::RouterCommand(RouterRequest { id: 3, command: RouterCommand::Counters { shard: None } }),
+        &mut other_version,
+    )
+    .unwrap();
     other_version[2] = other_version[2].wrapping_add(1); // the version field follows the magic
     link.send(&other_version).unwrap();
 

@@ -94,7 +94,8 @@ mod tests {
 
     #[test]
     fn track_state_reads_the_sdk_form_and_fills_defaults() {
-        let t: TrackState = serde_json::from_str(r#"{"track_id":"t1","stream_id":"s","type":"video","mute":true}"#).unwrap();
+        let t: TrackState =
+            serde_json::from_str(r#"{"track_id":"t1","stream_id":"s","type":"video","mute":true}"#).unwrap();
         assert_eq!(t.source, "regular");
         assert!(t.mute);
         let v = serde_json::to_value(&t).unwrap();

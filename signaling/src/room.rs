@@ -315,7 +315,9 @@ impl Room {
 
     async fn handle(&mut self, msg: RoomMsg) {
         match msg {
-            RoomMsg::Attach { peer_id, conn, user_id, role, out } => self.attach(peer_id, conn, user_id, role, out).await,
+            RoomMsg::Attach { peer_id, conn, user_id, role, out } => {
+                self.attach(peer_id, conn, user_id, role, out).await
+            }
             RoomMsg::Rpc { peer_id, conn, msg } => {
                 if self.peers.get(&peer_id).is_some_and(|p| p.conn == conn) {
                     self.rpc(&peer_id, msg).await;
@@ -361,7 +363,8 @@ impl Room {
                 // A reconnect (or a second tab with the same peer id): the newest socket wins.
                 if peer.user_id != user_id {
                     let msg = "peer id is in use by another user";
-                    let _ = out.send(Outbound::Text(rpc::push("on-error", json!({ "code": code::CONFLICT, "message": msg }))));
+                    let _ = out
+                        .send(Outbound::Text(rpc::push("on-error", json!({ "code": code::CONFLICT, "message": msg }))));
                     let _ = out.send(Outbound::Close(4009, msg.into()));
                     return;
                 }
@@ -376,7 +379,8 @@ impl Room {
                 if peer.joined {
                     peer.push("peer-list", peer_list);
                     // An offer whose answer was lost with the old socket is sent again.
-                    let resend = peer.subscribe.as_ref().filter(|s| s.awaiting_answer).and_then(|s| s.last_offer.as_ref());
+                    let resend =
+                        peer.subscribe.as_ref().filter(|s| s.awaiting_answer).and_then(|s| s.last_offer.as_ref());
                     if let Some(offer) = resend {
                         peer.push("offer", json!({ "type": "offer", "sdp": offer.sdp }));
                     } else if peer.subscribe.as_ref().is_some_and(|s| s.dirty) {
@@ -465,12 +469,33 @@ impl Room {
             "offer" => self.publish_offer(peer_id, params).await,
             "peer-update" => self.peer_update(peer_id, params),
             "broadcast" => self.broadcast(peer_id, params),
-            "role-change-request" | "role-change" | "track-update-request" | "change-track-mute-state-request"
-            | "peer-leave-request" | "end-room" | "set-metadata" | "get-metadata" | "listen-metadata-change"
-            | "group-join" | "group-leave" | "group-add" | "group-remove" | "get-peer" | "find-peer"
-            | "peer-iter-next" | "peer-name-search" | "rtmp-start" | "rtmp-stop" | "hls-start" | "hls-stop"
-            | "hls-timed-metadata" | "transcription-start" | "transcription-stop" | "poll-info-set"
-            | "whiteboard-create" | "whiteboard-get" => {
+            "role-change-request"
+            | "role-change"
+            | "track-update-request"
+            | "change-track-mute-state-request"
+            | "peer-leave-request"
+            | "end-room"
+            | "set-metadata"
+            | "get-metadata"
+            | "listen-metadata-change"
+            | "group-join"
+            | "group-leave"
+            | "group-add"
+            | "group-remove"
+            | "get-peer"
+            | "find-peer"
+            | "peer-iter-next"
+            | "peer-name-search"
+            | "rtmp-start"
+            | "rtmp-stop"
+            | "hls-start"
+            | "hls-stop"
+            | "hls-timed-metadata"
+            | "transcription-start"
+            | "transcription-stop"
+            | "poll-info-set"
+            | "whiteboard-create"
+            | "whiteboard-get" => {
                 Err(Refusal::new(code::NOT_IMPLEMENTED, format!("'{method}' is not implemented by this server yet")))
             }
             other => Err(Refusal::new(code::METHOD_NOT_FOUND, format!("unknown method '{other}'"))),
@@ -522,7 +547,10 @@ impl Room {
 
     async fn join(&mut self, peer_id: &str, params: Value) -> Result<Value, Refusal> {
         let Some(offer) = params["offer"]["sdp"].as_str() else {
-            return Err(Refusal::new(code::BAD_REQUEST, "join needs an offer: {\"offer\":{\"type\":\"offer\",\"sdp\":...}}"));
+            return Err(Refusal::new(
+                code::BAD_REQUEST,
+                "join needs an offer: {\"offer\":{\"type\":\"offer\",\"sdp\":...}}",
+            ));
         };
         let name = string_param(&params, "name", MAX_NAME)?.unwrap_or_default();
         let data = string_param(&params, "data", MAX_DATA)?.unwrap_or_default();
@@ -559,7 +587,8 @@ impl Room {
         peer.video_on_request = params["disableVidAutoSub"].as_bool().unwrap_or(false);
         peer.joined = true;
         peer.joined_at_ms = now_ms();
-        peer.publish = Some(PublishSide { transport, ice_ufrag: answer.connect.ice_ufrag.clone(), tracks: BTreeMap::new() });
+        peer.publish =
+            Some(PublishSide { transport, ice_ufrag: answer.connect.ice_ufrag.clone(), tracks: BTreeMap::new() });
         info!(room = %self.id, peer = %peer_id, name = %peer.name, role = %peer.role, "peer joined");
         Ok(json!({ "type": "answer", "sdp": answer.sdp }))
     }
@@ -632,7 +661,10 @@ impl Room {
             // After a server restart the SDK re-offers on a new socket without `join`; the
             // session is gone, and an error here would be retried for 60 s (§9.8).
             if let Some(p) = self.peers.get(peer_id) {
-                p.push("on-error", json!({ "code": code::NOT_FOUND, "message": "this peer's session is gone; join again" }));
+                p.push(
+                    "on-error",
+                    json!({ "code": code::NOT_FOUND, "message": "this peer's session is gone; join again" }),
+                );
             }
             return Err(Refusal::new(code::CONFLICT, "offer before join"));
         };
@@ -727,7 +759,11 @@ impl Room {
         }
         if !added_states.is_empty() {
             info!(room = %self.id, peer = %peer_id, tracks = ?added_states.iter().map(|t| &t.track_id).collect::<Vec<_>>(), "published");
-            self.push_others(peer_id, "on-track-add", &json!({ "peer": brief, "tracks": track_map(added_states.iter()) }));
+            self.push_others(
+                peer_id,
+                "on-track-add",
+                &json!({ "peer": brief, "tracks": track_map(added_states.iter()) }),
+            );
         }
         if !removed_states.is_empty() {
             self.push_others(
@@ -743,7 +779,8 @@ impl Room {
     }
 
     async fn renegotiate_others(&mut self, peer_id: &str) {
-        let others: Vec<String> = self.peers.values().filter(|p| p.joined && p.id != peer_id).map(|p| p.id.clone()).collect();
+        let others: Vec<String> =
+            self.peers.values().filter(|p| p.joined && p.id != peer_id).map(|p| p.id.clone()).collect();
         for id in others {
             self.renegotiate(&id).await;
         }
@@ -892,7 +929,10 @@ impl Room {
     fn track_update(&mut self, peer_id: &str, params: Value) {
         let Ok(tracks) = serde_json::from_value::<BTreeMap<String, TrackState>>(params["tracks"].clone()) else {
             if let Some(p) = self.peers.get(peer_id) {
-                p.push("on-warning", json!({ "code": code::BAD_REQUEST, "message": "track-update needs a tracks map" }));
+                p.push(
+                    "on-warning",
+                    json!({ "code": code::BAD_REQUEST, "message": "track-update needs a tracks map" }),
+                );
             }
             return;
         };
@@ -1047,11 +1087,16 @@ impl Room {
             // Proves the channel to the SDK, which then waits the long timeout (§8).
             Event::DataChannelOpened { transport, label }
                 if label == DATA_CHANNEL_LABEL
-                    && self.peers.values().any(|p| p.subscribe.as_ref().is_some_and(|s| s.transport.id == transport)) =>
+                    && self
+                        .peers
+                        .values()
+                        .any(|p| p.subscribe.as_ref().is_some_and(|s| s.transport.id == transport)) =>
             {
                 let _ = self.hub.router.send_data(transport, DATA_CHANNEL_LABEL, "{}").await;
             }
-            Event::DataChannelMessage { transport, label, text } => self.data_channel_message(transport, &label, &text).await,
+            Event::DataChannelMessage { transport, label, text } => {
+                self.data_channel_message(transport, &label, &text).await
+            }
             _ => {}
         }
     }
@@ -1087,7 +1132,8 @@ impl Room {
     }
 
     async fn track_preference(&mut self, peer_id: &str, method: &str, params: &Value) -> Result<(), Refusal> {
-        let track_id = params["track_id"].as_str().ok_or_else(|| Refusal::new(code::INVALID_PARAMS, "track_id missing"))?;
+        let track_id =
+            params["track_id"].as_str().ok_or_else(|| Refusal::new(code::INVALID_PARAMS, "track_id missing"))?;
         let pause = match method {
             "prefer-video-track-state" => {
                 let layer = params["max_spatial_layer"].as_str().unwrap_or("high");

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use router_engine::{ConnectParams, ConsumeParams, ConsumerId, ConsumerInfo, ProducerId, ProduceParams};
+use router_engine::{ConnectParams, ConsumeParams, ConsumerId, ConsumerInfo, ProduceParams, ProducerId};
 use router_engine::{TransportId, TransportInfo};
 use schema::frame;
 use schema::{Message, RouterCommand, RouterEvent, RouterRequest};
@@ -53,7 +53,9 @@ pub struct RouterLink {
 impl RouterLink {
     /// Attaches to end A of `segment` and starts the reader thread. Events arrive on the
     /// returned receiver.
-    pub fn attach(segment: Segment) -> Result<(Arc<RouterLink>, mpsc::UnboundedReceiver<RouterEvent>), shm_queue::Error> {
+    pub fn attach(
+        segment: Segment,
+    ) -> Result<(Arc<RouterLink>, mpsc::UnboundedReceiver<RouterEvent>), shm_queue::Error> {
         let (tx, mut rx) = Channel::attach(&segment, End::A)?.split();
         let pending: Pending = Arc::default();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -106,7 +108,8 @@ impl RouterLink {
         info!("attached to the router link (shared-memory end A)");
         // Request ids start from the clock, not 1: the ring may still hold replies to a previous
         // signaling process's requests, which must not match ours.
-        let first_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        let first_id =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
         let link = RouterLink { tx: Mutex::new(tx), pending, next_id: AtomicU64::new(first_id) };
         Ok((Arc::new(link), ev_rx))
     }

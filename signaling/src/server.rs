@@ -176,8 +176,14 @@ async fn ws(State(app): State<Arc<App>>, Query(q): Query<WsQuery>, upgrade: WebS
 
 async fn refuse_socket(mut socket: WebSocket, code_: i64, close: u16, message: String) {
     info!(%message, "socket refused");
-    let _ = socket.send(Message::Text(rpc::push("on-error", json!({ "code": code_, "message": message })).into())).await;
-    let _ = socket.send(Message::Close(Some(CloseFrame { code: close, reason: message.chars().take(120).collect::<String>().into() }))).await;
+    let _ =
+        socket.send(Message::Text(rpc::push("on-error", json!({ "code": code_, "message": message })).into())).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: close,
+            reason: message.chars().take(120).collect::<String>().into(),
+        })))
+        .await;
 }
 
 fn valid_peer_id(id: &str) -> bool {

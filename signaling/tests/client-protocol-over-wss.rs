@@ -45,7 +45,11 @@ impl Drop for TempDir {
 
 async fn platform() -> Platform {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let dir = std::env::temp_dir().join(format!("signaling-test-{}-{}", std::process::id(), signaling::protocol::random_id()));
+    let dir = std::env::temp_dir().join(format!(
+        "signaling-test-{}-{}",
+        std::process::id(),
+        signaling::protocol::random_id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("platform.db");
     let store = store::Store::open(&db).unwrap();
@@ -89,7 +93,14 @@ async fn platform() -> Platform {
 
 impl Platform {
     fn token(&self, user: &str, role: &str) -> String {
-        store::token::mint_auth_token(&self.workspace, &self.room.id, user, role, Duration::from_secs(3600), SystemTime::now())
+        store::token::mint_auth_token(
+            &self.workspace,
+            &self.room.id,
+            user,
+            role,
+            Duration::from_secs(3600),
+            SystemTime::now(),
+        )
     }
 
     /// `GET path` over HTTPS; (status, JSON body).
@@ -111,7 +122,8 @@ impl Platform {
     async fn connect(&self, peer: &str, token: &str) -> Client {
         let url = format!("wss://localhost:{}/ws?peer={peer}&token={token}&protocol_version=2.5", self.addr.port());
         let connector = tokio_tungstenite::Connector::Rustls(self.tls.clone());
-        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector)).await.unwrap();
+        let (ws, _) =
+            tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector)).await.unwrap();
         Client { ws, pushes: Vec::new(), next: 0 }
     }
 }
@@ -165,7 +177,10 @@ impl Client {
         }
         loop {
             let msg = self.recv().await.unwrap_or_else(|| panic!("no {method} push; had {:?}", self.pushes));
-            assert!(msg.get("id").is_none() || msg["id"].is_null() || msg.get("method").is_none(), "pushes carry no id: {msg}");
+            assert!(
+                msg.get("id").is_none() || msg["id"].is_null() || msg.get("method").is_none(),
+                "pushes carry no id: {msg}"
+            );
             if msg["method"] == method {
                 return msg["params"].clone();
             }
@@ -176,7 +191,9 @@ impl Client {
     /// Asserts no push named `method` arrives within a short while.
     async fn no_push(&mut self, method: &str) {
         assert!(!self.pushes.iter().any(|p| p["method"] == method), "unexpected {method}");
-        while let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(300), self.ws.next()).await {
+        while let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_millis(300), self.ws.next()).await
+        {
             let msg: Value = serde_json::from_str(&t).unwrap();
             assert_ne!(msg["method"], method, "unexpected {method}: {msg}");
             self.pushes.push(msg);
@@ -203,7 +220,8 @@ impl Client {
 
 /// The SDK's first publish offer: only the data channel.
 fn data_channel_offer() -> String {
-    let head: String = CHROME_OFFER.split("m=audio").next().unwrap().replace("a=group:BUNDLE 0 1 2", "a=group:BUNDLE 0");
+    let head: String =
+        CHROME_OFFER.split("m=audio").next().unwrap().replace("a=group:BUNDLE 0 1 2", "a=group:BUNDLE 0");
     let app = CHROME_OFFER.split("m=application").nth(1).unwrap();
     format!("{head}m=application{}", app.replace("a=mid:2", "a=mid:0"))
 }
@@ -220,7 +238,11 @@ fn answer_for(offer: &str) -> String {
         out += &format!("m={}\r\nc=IN IP4 0.0.0.0\r\n", mline.replacen(mline.split(' ').nth(1).unwrap(), "9", 1));
         out += "a=ice-ufrag:Sub1\r\na=ice-pwd:subscriberpasswordsubscr\r\na=fingerprint:sha-256 7B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:08\r\na=setup:active\r\n";
         for l in lines {
-            if l.starts_with("a=mid:") || l.starts_with("a=rtpmap:") || l.starts_with("a=sctp-port") || l == "a=rtcp-mux" {
+            if l.starts_with("a=mid:")
+                || l.starts_with("a=rtpmap:")
+                || l.starts_with("a=sctp-port")
+                || l == "a=rtcp-mux"
+            {
                 out += &format!("{l}\r\n");
             }
         }
@@ -252,17 +274,25 @@ async fn init_answers_a_valid_token_and_refuses_bad_ones_clearly() {
     assert_eq!(status, 401, "{body}");
 
     let hour_ago = SystemTime::now() - Duration::from_secs(7200);
-    let expired = store::token::mint_auth_token(&p.workspace, &p.room.id, "ann", "host", Duration::from_secs(3600), hour_ago);
+    let expired =
+        store::token::mint_auth_token(&p.workspace, &p.room.id, "ann", "host", Duration::from_secs(3600), hour_ago);
     let (status, body) = p.get("/init", Some(&expired)).await;
     assert_eq!(status, 401);
     assert!(body["message"].as_str().unwrap().contains("xpired"), "{body}");
 
     let forged = store::Workspace { secret: "someone else's secret".into(), ..p.workspace.clone() };
-    let bad_sig = store::token::mint_auth_token(&forged, &p.room.id, "ann", "host", Duration::from_secs(3600), SystemTime::now());
+    let bad_sig =
+        store::token::mint_auth_token(&forged, &p.room.id, "ann", "host", Duration::from_secs(3600), SystemTime::now());
     assert_eq!(p.get("/init", Some(&bad_sig)).await.0, 401);
 
-    let wrong_room =
-        store::token::mint_auth_token(&p.workspace, "000000000000000000000000", "ann", "host", Duration::from_secs(3600), SystemTime::now());
+    let wrong_room = store::token::mint_auth_token(
+        &p.workspace,
+        "000000000000000000000000",
+        "ann",
+        "host",
+        Duration::from_secs(3600),
+        SystemTime::now(),
+    );
     let (status, body) = p.get("/init", Some(&wrong_room)).await;
     assert_eq!(status, 403);
     assert!(body["message"].as_str().unwrap().contains("does not exist"), "{body}");
@@ -299,7 +329,11 @@ async fn two_peers_join_publish_mute_chat_and_leave() {
 
     let mut bob = p.connect("peer-bob", &p.token("bob", "guest")).await;
     let preview = bob.push("room-state").await;
-    assert_eq!((preview["peer_count"].as_u64(), preview["room"]["name"].as_str()), (Some(1), Some("standup")), "{preview}");
+    assert_eq!(
+        (preview["peer_count"].as_u64(), preview["room"]["name"].as_str()),
+        (Some(1), Some("standup")),
+        "{preview}"
+    );
     bob.join("Bob").await;
     let joined = ann.push("on-peer-join").await;
     assert_eq!((joined["peer_id"].as_str(), joined["info"]["name"].as_str()), (Some("peer-bob"), Some("Bob")));
@@ -308,7 +342,8 @@ async fn two_peers_join_publish_mute_chat_and_leave() {
     assert_eq!(list["peers"]["peer-ann"]["role"], "host", "{list}");
 
     // Ann publishes her microphone and camera (one renegotiation, as after a device change).
-    let answer = ann.call("offer", json!({"desc": {"type": "offer", "sdp": CHROME_OFFER}, "tracks": publish_tracks()})).await;
+    let answer =
+        ann.call("offer", json!({"desc": {"type": "offer", "sdp": CHROME_OFFER}, "tracks": publish_tracks()})).await;
     let sdp = answer["result"]["sdp"].as_str().unwrap_or_else(|| panic!("{answer}"));
     assert_eq!(sdp.matches("a=recvonly").count(), 2, "{sdp}");
     let added = bob.push("on-track-add").await;
@@ -359,7 +394,8 @@ async fn roles_bad_sdp_bad_json_unknown_methods_and_oversized_messages_get_clear
     carl.join("Carl").await;
 
     // A role that may not publish video is refused, with the reason.
-    let refused = carl.call("offer", json!({"desc": {"type": "offer", "sdp": CHROME_OFFER}, "tracks": publish_tracks()})).await;
+    let refused =
+        carl.call("offer", json!({"desc": {"type": "offer", "sdp": CHROME_OFFER}, "tracks": publish_tracks()})).await;
     assert_eq!(refused["error"]["code"], 403, "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap().contains("may not publish"), "{refused}");
 
@@ -398,14 +434,16 @@ async fn a_late_joiner_receives_existing_tracks_and_a_reconnecting_socket_keeps_
     let p = platform().await;
     let mut ann = p.connect("peer-ann", &p.token("ann", "host")).await;
     ann.join("Ann").await;
-    let answer = ann.call("offer", json!({"desc": {"type": "offer", "sdp": CHROME_OFFER}, "tracks": publish_tracks()})).await;
+    let answer =
+        ann.call("offer", json!({"desc": {"type": "offer", "sdp": CHROME_OFFER}, "tracks": publish_tracks()})).await;
     assert!(answer["result"]["sdp"].is_string(), "{answer}");
 
     // Dan joins later: his peer list has Ann with her tracks, and his first subscribe offer
     // already carries them.
     let mut dan = p.connect("peer-dan", &p.token("dan", "guest")).await;
     dan.push("on-policy-change").await;
-    let joined = dan.call("join", json!({"name": "Dan", "offer": {"type": "offer", "sdp": data_channel_offer()}})).await;
+    let joined =
+        dan.call("join", json!({"name": "Dan", "offer": {"type": "offer", "sdp": data_channel_offer()}})).await;
     assert_eq!(joined["result"]["type"], "answer");
     let list = dan.push("peer-list").await;
     assert!(list["peers"]["peer-ann"]["tracks"][VIDEO_TRACK].is_object(), "{list}");
