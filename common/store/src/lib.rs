@@ -24,7 +24,12 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
+pub mod codes;
+pub mod outbox;
 pub mod role;
+pub mod session;
+pub mod template;
+pub mod time;
 pub mod token;
 
 use std::collections::BTreeMap;
@@ -35,6 +40,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 pub use role::{Role, TrackKind};
+pub use template::TemplateParts;
 
 /// How long a statement waits for another connection's write lock before failing with "busy".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,7 +52,8 @@ pub const MAX_ROOM_NAME: usize = 128;
 pub const DEFAULT_WORKSPACE: &str = "default";
 
 /// Schema migrations, in order; migration `i` brings `user_version` from `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE workspaces (
     id                  TEXT PRIMARY KEY,
     name                TEXT NOT NULL UNIQUE,
@@ -75,30 +82,111 @@ CREATE TABLE rooms (
     updated_at   INTEGER NOT NULL,
     UNIQUE (workspace_id, name)
 );
-"#];
+"#,
+    r#"
+-- Several key pairs per workspace; the first is the one workspaces.access_key names.
+CREATE TABLE credentials (
+    access_key   TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+    secret       TEXT NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+INSERT INTO credentials (access_key, workspace_id, secret, created_at)
+    SELECT access_key, id, secret, created_at FROM workspaces;
+-- JSON {url, headers, secret} of the workspace's webhook endpoint, or NULL.
+ALTER TABLE workspaces ADD COLUMN webhook TEXT;
+-- JSON TemplateParts: settings, destinations, plugins, recordings.
+ALTER TABLE templates ADD COLUMN parts TEXT NOT NULL DEFAULT '{}';
+-- JSON object of the room's optional REST fields (description, region, size, webhook, ...).
+ALTER TABLE rooms ADD COLUMN attrs TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE room_codes (
+    code       TEXT PRIMARY KEY,
+    room_id    TEXT NOT NULL REFERENCES rooms(id),
+    role       TEXT NOT NULL,
+    enabled    INTEGER NOT NULL DEFAULT 1,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX room_codes_by_room ON room_codes(room_id);
+-- Times in milliseconds since the epoch from here on.
+CREATE TABLE sessions (
+    id           TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+    room_id      TEXT NOT NULL REFERENCES rooms(id),
+    active       INTEGER NOT NULL,
+    started_at   INTEGER NOT NULL,
+    ended_at     INTEGER,
+    updated_at   INTEGER NOT NULL
+);
+CREATE INDEX sessions_by_room ON sessions(room_id, active);
+CREATE TABLE session_peers (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    peer_id    TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    joined_at  INTEGER NOT NULL,
+    left_at    INTEGER,
+    PRIMARY KEY (session_id, peer_id)
+);
+-- Webhook events, written in the transaction of the change that caused them, with their
+-- delivery state. status: pending | delivered | failed (gave up) | unrouted (no endpoint).
+CREATE TABLE outbox (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    workspace_id    TEXT NOT NULL,
+    room_id         TEXT,
+    type            TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    url             TEXT,
+    headers         TEXT,
+    secret          TEXT,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    delivered_at    INTEGER,
+    last_error      TEXT
+);
+CREATE INDEX outbox_by_status ON outbox(status, next_attempt_at);
+"#,
+];
 
 /// Failures of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("stored template roles are not valid JSON: {0}")]
-    BadRoles(#[from] serde_json::Error),
+    #[error("stored JSON is not valid: {0}")]
+    BadJson(#[from] serde_json::Error),
     #[error("database schema version {found} is newer than this binary knows ({known}); upgrade it")]
     SchemaTooNew { found: i64, known: i64 },
     #[error("no such workspace: {0}")]
     NoWorkspace(String),
+    #[error("workspace {0:?} already exists")]
+    WorkspaceExists(String),
     #[error("no such template: {0}")]
     NoTemplate(String),
     #[error("template {0} belongs to another workspace")]
     ForeignTemplate(String),
+    #[error("a template named {0:?} already exists")]
+    TemplateNameTaken(String),
     #[error("invalid room name: {0}")]
     BadRoomName(String),
     #[error("no such room: {0}")]
     NoRoom(String),
+    #[error("no such role: {0}")]
+    NoRole(String),
+    #[error("no such room code: {0}")]
+    NoRoomCode(String),
+    #[error("a room has at most {0} room codes")]
+    TooManyRoomCodes(usize),
+    #[error("no such session: {0}")]
+    NoSession(String),
 }
 
-/// A tenant: its rooms, templates, and the access key and secret that sign its tokens.
+/// A tenant (its rooms, templates, sessions, webhooks), seen through one of its key pairs: the
+/// access key and secret that sign its tokens.
 #[derive(Debug, Clone)]
 pub struct Workspace {
     pub id: String,
@@ -107,7 +195,9 @@ pub struct Workspace {
     pub secret: String,
 }
 
-/// A room (100ms: created, or fetched, by name).
+/// A room (100ms: created, or fetched, by name). `attrs` holds the optional fields of the REST
+/// room object (description, region, size, max_duration_seconds, large_room, recording_info,
+/// webhook, polls) as given.
 #[derive(Debug, Clone, Serialize)]
 pub struct Room {
     pub id: String,
@@ -115,15 +205,70 @@ pub struct Room {
     pub workspace_id: String,
     pub template_id: String,
     pub enabled: bool,
+    pub attrs: serde_json::Map<String, serde_json::Value>,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
-/// A template: the roles a room's peers may have.
+/// Longest session (100ms: 12 hours), and what a room without `max_duration_seconds` gets.
+pub const MAX_SESSION_SECS: u64 = 43_200;
+
+impl Room {
+    /// How long one session of this room may last.
+    pub fn session_cap(&self) -> Duration {
+        let secs = self.attrs.get("max_duration_seconds").and_then(|v| v.as_u64()).unwrap_or(MAX_SESSION_SECS);
+        Duration::from_secs(secs.min(MAX_SESSION_SECS))
+    }
+}
+
+/// A template: the roles a room's peers may have, plus the room settings (see [`template`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Template {
     pub id: String,
     pub name: String,
     pub workspace_id: String,
     pub roles: BTreeMap<String, Role>,
+    pub parts: TemplateParts,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Where a list starts and how long it is (100ms pagination: `limit` 10 to 100, default 10;
+/// `start` is the `last` of the previous page).
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub limit: u32,
+    pub start: Option<String>,
+}
+
+impl Page {
+    pub const DEFAULT_LIMIT: u32 = 10;
+    pub const MIN_LIMIT: u32 = 10;
+    pub const MAX_LIMIT: u32 = 100;
+    pub fn first(limit: u32) -> Page {
+        Page { limit, start: None }
+    }
+}
+
+/// One page of a list: `last` is the id to pass as `start` for the next one (`None` when this
+/// page is the last).
+#[derive(Debug, Clone, Serialize)]
+pub struct Listing<T> {
+    pub data: Vec<T>,
+    pub last: Option<String>,
+}
+
+/// Filters of `GET /v2/rooms`.
+#[derive(Debug, Clone, Default)]
+pub struct RoomFilter {
+    pub enabled: Option<bool>,
+    pub name: Option<String>,
+    pub template_id: Option<String>,
+    /// Created after / before (unix seconds).
+    pub after: Option<i64>,
+    pub before: Option<i64>,
 }
 
 /// One connection to the platform database.
@@ -169,67 +314,234 @@ impl Store {
     /// The workspace named [`DEFAULT_WORKSPACE`]; on first run, creates it with a fresh access
     /// key and secret and the default template ([`role::default_roles`]).
     pub fn ensure_default_workspace(&self) -> Result<Workspace, StoreError> {
-        if let Some(ws) = self.workspace_where("name", DEFAULT_WORKSPACE)? {
-            return Ok(ws);
+        match self.create_workspace(DEFAULT_WORKSPACE) {
+            Ok(ws) => Ok(ws),
+            // Another process (or an earlier run) made it: read theirs.
+            Err(StoreError::WorkspaceExists(_)) => self
+                .workspace_named(DEFAULT_WORKSPACE)?
+                .ok_or_else(|| StoreError::NoWorkspace(DEFAULT_WORKSPACE.into())),
+            Err(e) => Err(e),
         }
-        let ws = Workspace {
-            id: new_id(),
-            name: DEFAULT_WORKSPACE.to_owned(),
-            access_key: new_id(),
-            secret: random_secret(),
-        };
+    }
+
+    /// Creates workspace `name` with a first key pair and the default template.
+    pub fn create_workspace(&self, name: &str) -> Result<Workspace, StoreError> {
+        let ws = Workspace { id: new_id(), name: name.to_owned(), access_key: new_id(), secret: random_secret() };
         let template_id = new_id();
         let roles = serde_json::to_string(&role::default_roles())?;
+        let parts = serde_json::to_string(&TemplateParts::default())?;
         let now = unix_now();
         let tx = self.conn.unchecked_transaction()?;
-        // OR IGNORE: another process may have created it since we looked; then we read theirs.
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO workspaces (id, name, access_key, secret, default_template_id, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![ws.id, ws.name, ws.access_key, ws.secret, template_id, now],
         )?;
-        if inserted == 1 {
-            tx.execute(
-                "INSERT INTO templates (id, workspace_id, name, roles, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                params![template_id, ws.id, role::DEFAULT_TEMPLATE_NAME, roles, now],
-            )?;
+        if inserted == 0 {
+            return Err(StoreError::WorkspaceExists(name.into()));
         }
+        tx.execute(
+            "INSERT INTO credentials (access_key, workspace_id, secret, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![ws.access_key, ws.id, ws.secret, now],
+        )?;
+        tx.execute(
+            "INSERT INTO templates (id, workspace_id, name, roles, parts, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            params![template_id, ws.id, role::DEFAULT_TEMPLATE_NAME, roles, parts, now],
+        )?;
         tx.commit()?;
-        self.workspace_where("name", DEFAULT_WORKSPACE)?
-            .ok_or_else(|| StoreError::NoWorkspace(DEFAULT_WORKSPACE.into()))
+        Ok(ws)
     }
 
-    /// The workspace whose access key is `access_key`.
-    pub fn workspace_by_access_key(&self, access_key: &str) -> Result<Option<Workspace>, StoreError> {
-        self.workspace_where("access_key", access_key)
+    /// Adds a key pair to a workspace (keys can be rotated: old tokens keep working until their
+    /// key is removed).
+    pub fn add_credential(&self, workspace_id: &str) -> Result<Workspace, StoreError> {
+        let mut ws = self.workspace(workspace_id)?.ok_or_else(|| StoreError::NoWorkspace(workspace_id.into()))?;
+        ws.access_key = new_id();
+        ws.secret = random_secret();
+        self.conn.execute(
+            "INSERT INTO credentials (access_key, workspace_id, secret, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![ws.access_key, ws.id, ws.secret, unix_now()],
+        )?;
+        Ok(ws)
     }
 
-    fn workspace_where(&self, column: &'static str, value: &str) -> Result<Option<Workspace>, StoreError> {
-        // `column` is one of our literals, never input.
-        let sql = format!("SELECT id, name, access_key, secret FROM workspaces WHERE {column} = ?1");
+    /// Every workspace, with its first key pair, oldest first.
+    pub fn workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT id, name, access_key, secret FROM workspaces ORDER BY rowid")?;
+        let rows = stmt.query_map([], workspace_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The workspace `id`, with its first key pair.
+    pub fn workspace(&self, id: &str) -> Result<Option<Workspace>, StoreError> {
         Ok(self
             .conn
-            .query_row(&sql, [value], |r| {
-                Ok(Workspace { id: r.get(0)?, name: r.get(1)?, access_key: r.get(2)?, secret: r.get(3)? })
-            })
+            .query_row("SELECT id, name, access_key, secret FROM workspaces WHERE id = ?1", [id], workspace_row)
+            .optional()?)
+    }
+
+    /// The workspace named `name`, with its first key pair.
+    pub fn workspace_named(&self, name: &str) -> Result<Option<Workspace>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT id, name, access_key, secret FROM workspaces WHERE name = ?1", [name], workspace_row)
+            .optional()?)
+    }
+
+    /// The workspace owning `access_key`, seen through that key pair.
+    pub fn workspace_by_access_key(&self, access_key: &str) -> Result<Option<Workspace>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT w.id, w.name, c.access_key, c.secret FROM credentials c JOIN workspaces w ON w.id = c.workspace_id
+                 WHERE c.access_key = ?1",
+                [access_key],
+                workspace_row,
+            )
             .optional()?)
     }
 
     /// The template `template_id`, with its roles.
     pub fn template(&self, template_id: &str) -> Result<Option<Template>, StoreError> {
-        let row = self
-            .conn
-            .query_row("SELECT id, name, workspace_id, roles FROM templates WHERE id = ?1", [template_id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
-            })
-            .optional()?;
-        match row {
-            None => Ok(None),
-            Some((id, name, workspace_id, roles)) => {
-                Ok(Some(Template { id, name, workspace_id, roles: serde_json::from_str(&roles)? }))
-            }
+        let mut t = self.templates_where("id = ?1", params![template_id], 1)?;
+        Ok(t.pop())
+    }
+
+    /// The template `template_id` if it belongs to `workspace_id` (another workspace's template
+    /// is as good as absent).
+    pub fn template_in(&self, workspace_id: &str, template_id: &str) -> Result<Option<Template>, StoreError> {
+        Ok(self.template(template_id)?.filter(|t| t.workspace_id == workspace_id))
+    }
+
+    /// A page of a workspace's templates, oldest first.
+    pub fn templates(&self, workspace_id: &str, page: &Page) -> Result<Listing<Template>, StoreError> {
+        let data = self.templates_where(
+            "workspace_id = ?1 AND (?2 IS NULL OR rowid > (SELECT rowid FROM templates WHERE id = ?2))",
+            params![workspace_id, page.start],
+            page.limit,
+        )?;
+        Ok(listing(data, page.limit, |t| &t.id))
+    }
+
+    fn templates_where(
+        &self,
+        filter: &str,
+        args: impl rusqlite::Params,
+        limit: u32,
+    ) -> Result<Vec<Template>, StoreError> {
+        let sql = format!(
+            "SELECT id, name, workspace_id, roles, parts, created_at, updated_at FROM templates WHERE {filter}
+             ORDER BY rowid LIMIT {limit}"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(args, |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, name, workspace_id, roles, parts, created_at, updated_at) = row?;
+            out.push(Template {
+                id,
+                name,
+                workspace_id,
+                roles: serde_json::from_str(&roles)?,
+                parts: serde_json::from_str(&parts)?,
+                created_at,
+                updated_at,
+            });
         }
+        Ok(out)
+    }
+
+    /// Saves a checked template: `id: None` creates one, or overwrites the workspace's template of
+    /// the same name (100ms: create by name overwrites); `Some(id)` replaces that template whole.
+    pub fn save_template(
+        &self,
+        workspace_id: &str,
+        id: Option<&str>,
+        t: &template::CheckedTemplate,
+    ) -> Result<Template, StoreError> {
+        let roles = serde_json::to_string(&t.roles)?;
+        let parts = serde_json::to_string(&t.parts)?;
+        let now = unix_now();
+        let tx = self.conn.unchecked_transaction()?;
+        let same_name: Option<String> = tx
+            .query_row(
+                "SELECT id FROM templates WHERE workspace_id = ?1 AND name = ?2",
+                params![workspace_id, t.name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let id = match (id, same_name) {
+            (Some(id), Some(other)) if other != id => return Err(StoreError::TemplateNameTaken(t.name.clone())),
+            (Some(id), _) => {
+                let n = tx.execute(
+                    "UPDATE templates SET name = ?1, roles = ?2, parts = ?3, updated_at = ?4 WHERE id = ?5 AND workspace_id = ?6",
+                    params![t.name, roles, parts, now, id, workspace_id],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::NoTemplate(id.into()));
+                }
+                id.to_owned()
+            }
+            (None, Some(existing)) => {
+                tx.execute(
+                    "UPDATE templates SET roles = ?1, parts = ?2, updated_at = ?3 WHERE id = ?4",
+                    params![roles, parts, now, existing],
+                )?;
+                existing
+            }
+            (None, None) => {
+                let id = new_id();
+                tx.execute(
+                    "INSERT INTO templates (id, workspace_id, name, roles, parts, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                    params![id, workspace_id, t.name, roles, parts, now],
+                )?;
+                id
+            }
+        };
+        tx.commit()?;
+        self.template(&id)?.ok_or(StoreError::NoTemplate(id))
+    }
+
+    /// Replaces a template's roles (after the caller checked them against each other).
+    pub fn set_template_roles(
+        &self,
+        template_id: &str,
+        roles: &BTreeMap<String, Role>,
+    ) -> Result<Template, StoreError> {
+        let json = serde_json::to_string(roles)?;
+        let n = self.conn.execute(
+            "UPDATE templates SET roles = ?1, updated_at = ?2 WHERE id = ?3",
+            params![json, unix_now(), template_id],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoTemplate(template_id.into()));
+        }
+        self.template(template_id)?.ok_or_else(|| StoreError::NoTemplate(template_id.into()))
+    }
+
+    /// Replaces a template's settings, destinations, plugins and recordings.
+    pub fn set_template_parts(&self, template_id: &str, parts: &TemplateParts) -> Result<Template, StoreError> {
+        let json = serde_json::to_string(parts)?;
+        let n = self.conn.execute(
+            "UPDATE templates SET parts = ?1, updated_at = ?2 WHERE id = ?3",
+            params![json, unix_now(), template_id],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoTemplate(template_id.into()));
+        }
+        self.template(template_id)?.ok_or_else(|| StoreError::NoTemplate(template_id.into()))
     }
 
     /// The template new rooms of `workspace_id` get when none is named.
@@ -248,57 +560,129 @@ impl Store {
     /// template if `None`); given for an existing room with another template, it moves the
     /// room to that template (100ms: create is also an update).
     pub fn upsert_room(&self, workspace_id: &str, name: &str, template_id: Option<&str>) -> Result<Room, StoreError> {
+        self.upsert_room_with(workspace_id, name, template_id, &serde_json::Map::new())
+    }
+
+    /// [`Store::upsert_room`], also merging `attrs` into the room's optional fields.
+    pub fn upsert_room_with(
+        &self,
+        workspace_id: &str,
+        name: &str,
+        template_id: Option<&str>,
+        attrs: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Room, StoreError> {
         check_room_name(name)?;
         let template_id = match template_id {
-            Some(id) => {
-                let t = self.template(id)?.ok_or_else(|| StoreError::NoTemplate(id.into()))?;
-                if t.workspace_id != workspace_id {
-                    return Err(StoreError::ForeignTemplate(id.into()));
-                }
-                Some(t.id)
-            }
+            Some(id) => Some(self.owned_template(workspace_id, id)?),
             None => None,
         };
         let tx = self.conn.unchecked_transaction()?;
         let existing = room_where(&tx, "workspace_id = ?1 AND name = ?2", params![workspace_id, name])?;
-        let room = match existing {
-            Some(mut room) => {
-                if let Some(t) = template_id.filter(|t| *t != room.template_id) {
-                    tx.execute(
-                        "UPDATE rooms SET template_id = ?1, updated_at = ?2 WHERE id = ?3",
-                        params![t, unix_now(), room.id],
-                    )?;
-                    room.template_id = t;
-                }
-                room
+        let id = match existing {
+            Some(room) => {
+                let template = template_id.unwrap_or(room.template_id);
+                let mut merged = room.attrs;
+                merged.extend(attrs.clone());
+                tx.execute(
+                    "UPDATE rooms SET template_id = ?1, attrs = ?2, updated_at = ?3 WHERE id = ?4",
+                    params![template, serde_json::to_string(&merged)?, unix_now(), room.id],
+                )?;
+                room.id
             }
             None => {
                 let template_id = match template_id {
                     Some(t) => t,
                     None => self.default_template(workspace_id)?.id,
                 };
-                let room = Room {
-                    id: new_id(),
-                    name: name.to_owned(),
-                    workspace_id: workspace_id.to_owned(),
-                    template_id,
-                    enabled: true,
-                };
+                let id = new_id();
                 tx.execute(
-                    "INSERT INTO rooms (id, workspace_id, name, template_id, enabled, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)",
-                    params![room.id, room.workspace_id, room.name, room.template_id, unix_now()],
+                    "INSERT INTO rooms (id, workspace_id, name, template_id, enabled, attrs, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?6)",
+                    params![id, workspace_id, name, template_id, serde_json::to_string(attrs)?, unix_now()],
                 )?;
-                room
+                id
             }
         };
         tx.commit()?;
-        Ok(room)
+        self.room(&id)?.ok_or(StoreError::NoRoom(id))
+    }
+
+    fn owned_template(&self, workspace_id: &str, id: &str) -> Result<String, StoreError> {
+        let t = self.template(id)?.ok_or_else(|| StoreError::NoTemplate(id.into()))?;
+        if t.workspace_id != workspace_id {
+            return Err(StoreError::ForeignTemplate(id.into()));
+        }
+        Ok(t.id)
+    }
+
+    /// Updates a room: its name, template, enabled flag (each when given) and merges `attrs`.
+    pub fn update_room(
+        &self,
+        room_id: &str,
+        name: Option<&str>,
+        template_id: Option<&str>,
+        enabled: Option<bool>,
+        attrs: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Room, StoreError> {
+        let room = self.room(room_id)?.ok_or_else(|| StoreError::NoRoom(room_id.into()))?;
+        if let Some(n) = name {
+            check_room_name(n)?;
+        }
+        let template = match template_id {
+            Some(t) => self.owned_template(&room.workspace_id, t)?,
+            None => room.template_id.clone(),
+        };
+        let mut merged = room.attrs.clone();
+        merged.extend(attrs.clone());
+        self.conn.execute(
+            "UPDATE rooms SET name = ?1, template_id = ?2, enabled = ?3, attrs = ?4, updated_at = ?5 WHERE id = ?6",
+            params![
+                name.unwrap_or(&room.name),
+                template,
+                enabled.unwrap_or(room.enabled),
+                serde_json::to_string(&merged)?,
+                unix_now(),
+                room_id
+            ],
+        )?;
+        self.room(room_id)?.ok_or_else(|| StoreError::NoRoom(room_id.into()))
     }
 
     /// The room `room_id`.
     pub fn room(&self, room_id: &str) -> Result<Option<Room>, StoreError> {
         room_where(&self.conn, "id = ?1", params![room_id])
+    }
+
+    /// The room `room_id` if it belongs to `workspace_id`.
+    pub fn room_in(&self, workspace_id: &str, room_id: &str) -> Result<Option<Room>, StoreError> {
+        Ok(self.room(room_id)?.filter(|r| r.workspace_id == workspace_id))
+    }
+
+    /// A page of a workspace's rooms matching `filter`, oldest first.
+    pub fn rooms(&self, workspace_id: &str, filter: &RoomFilter, page: &Page) -> Result<Listing<Room>, StoreError> {
+        let sql = format!(
+            "SELECT id, name, workspace_id, template_id, enabled, attrs, created_at, updated_at FROM rooms
+             WHERE workspace_id = ?1 AND (?2 IS NULL OR rowid > (SELECT rowid FROM rooms WHERE id = ?2))
+               AND (?3 IS NULL OR enabled = ?3) AND (?4 IS NULL OR name = ?4) AND (?5 IS NULL OR template_id = ?5)
+               AND (?6 IS NULL OR created_at > ?6) AND (?7 IS NULL OR created_at < ?7)
+             ORDER BY rowid LIMIT {}",
+            page.limit
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(
+            params![
+                workspace_id,
+                page.start,
+                filter.enabled,
+                filter.name,
+                filter.template_id,
+                filter.after,
+                filter.before
+            ],
+            room_row,
+        )?;
+        let data = rows.collect::<Result<Result<Vec<_>, _>, _>>()??;
+        Ok(listing(data, page.limit, |r| &r.id))
     }
 
     /// Enables or disables a room (a disabled room refuses new joins).
@@ -314,23 +698,40 @@ impl Store {
     }
 }
 
+fn workspace_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Workspace> {
+    Ok(Workspace { id: r.get(0)?, name: r.get(1)?, access_key: r.get(2)?, secret: r.get(3)? })
+}
+
+/// Wraps a page of rows: `last` is set when the page is full (there may be more).
+fn listing<T>(data: Vec<T>, limit: u32, id: impl Fn(&T) -> &String) -> Listing<T> {
+    let last = if data.len() as u32 >= limit { data.last().map(|t| id(t).clone()) } else { None };
+    Listing { data, last }
+}
+
+fn room_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Room, StoreError>> {
+    let attrs: String = r.get(5)?;
+    let room = Room {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        workspace_id: r.get(2)?,
+        template_id: r.get(3)?,
+        enabled: r.get(4)?,
+        attrs: serde_json::Map::new(),
+        created_at: r.get(6)?,
+        updated_at: r.get(7)?,
+    };
+    Ok(serde_json::from_str(&attrs).map_err(StoreError::from).map(|attrs| Room { attrs, ..room }))
+}
+
 fn room_where(
     conn: &Connection,
     filter: &'static str,
     args: impl rusqlite::Params,
 ) -> Result<Option<Room>, StoreError> {
-    let sql = format!("SELECT id, name, workspace_id, template_id, enabled FROM rooms WHERE {filter}");
-    Ok(conn
-        .query_row(&sql, args, |r| {
-            Ok(Room {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                workspace_id: r.get(2)?,
-                template_id: r.get(3)?,
-                enabled: r.get(4)?,
-            })
-        })
-        .optional()?)
+    let sql = format!(
+        "SELECT id, name, workspace_id, template_id, enabled, attrs, created_at, updated_at FROM rooms WHERE {filter}"
+    );
+    conn.query_row(&sql, args, room_row).optional()?.transpose()
 }
 
 /// 100ms room names: 1 to [`MAX_ROOM_NAME`] characters of `a-zA-Z0-9.-:_`.
@@ -369,6 +770,16 @@ pub fn new_id() -> String {
     let mut b = [0u8; 12];
     random_bytes(&mut b);
     hex(&b)
+}
+
+/// A random UUID (version 4): event ids and token `jti`s, as 100ms makes them.
+pub fn new_uuid() -> String {
+    let mut b = [0u8; 16];
+    random_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex(&b);
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
 /// A workspace secret: 32 random bytes as 64 hex characters (the HMAC key is the string's bytes,

@@ -113,8 +113,8 @@ pub enum TokenError {
     Expired,
     #[error("token is not valid yet (nbf in the future)")]
     NotYetValid,
-    #[error("wrong token type {0:?} (expected an auth token, type \"app\")")]
-    WrongType(String),
+    #[error("wrong token type {found:?} (expected type {expected:?})")]
+    WrongType { found: String, expected: &'static str },
     #[error("token check failed: {0}")]
     Store(#[from] StoreError),
 }
@@ -185,9 +185,41 @@ pub fn payload_is_atob_safe(token: &str) -> bool {
 }
 
 /// Verifies an auth token at time `now`: the workspace from its `access_key`, the HS256
-/// signature with that workspace's secret, `type == "app"`, then `exp` and `nbf` (with
-/// [`LEEWAY`]). Returns its claims and the workspace.
+/// signature with that key's secret, `type == "app"`, then `exp` and `nbf` (with [`LEEWAY`]).
+/// Returns its claims and the workspace.
 pub fn verify_auth_token(store: &Store, token: &str, now: SystemTime) -> Result<(AuthClaims, Workspace), TokenError> {
+    let (c, ws, times) = verify(store, token, now, AUTH_TYPE)?;
+    let room_id = c.room_id.filter(|s| !s.is_empty()).ok_or_else(|| missing("room_id"))?;
+    let role = c.role.filter(|s| !s.is_empty()).ok_or_else(|| missing("role"))?;
+    let claims = AuthClaims {
+        access_key: ws.access_key.clone(),
+        room_id,
+        // Optional in 100ms's own server SDK.
+        user_id: c.user_id.unwrap_or_default(),
+        role,
+        kind: AUTH_TYPE.to_owned(),
+        version: c.version.unwrap_or(TOKEN_VERSION),
+        iat: times.0,
+        nbf: times.1,
+        exp: times.2,
+        jti: c.jti.unwrap_or_default(),
+    };
+    Ok((claims, ws))
+}
+
+/// Verifies a management token (the REST API's bearer) at `now`, as [`verify_auth_token`] does
+/// but for `type == "management"`. Returns the workspace it acts on.
+pub fn verify_management_token(store: &Store, token: &str, now: SystemTime) -> Result<Workspace, TokenError> {
+    verify(store, token, now, MANAGEMENT_TYPE).map(|(_, ws, _)| ws)
+}
+
+/// The checks both token types share. Returns the claims, the workspace, and (iat, nbf, exp).
+fn verify(
+    store: &Store,
+    token: &str,
+    now: SystemTime,
+    expected_type: &'static str,
+) -> Result<(AnyClaims, Workspace, (u64, u64, u64)), TokenError> {
     if token.split('.').count() != 3 {
         return Err(TokenError::Malformed("a JWT has three dot-separated parts".into()));
     }
@@ -210,9 +242,9 @@ pub fn verify_auth_token(store: &Store, token: &str, now: SystemTime) -> Result<
     })?;
     let c = data.claims;
 
-    let kind = c.kind.ok_or_else(|| missing("type"))?;
-    if kind != AUTH_TYPE {
-        return Err(TokenError::WrongType(kind));
+    let kind = c.kind.clone().ok_or_else(|| missing("type"))?;
+    if kind != expected_type {
+        return Err(TokenError::WrongType { found: kind, expected: expected_type });
     }
     let now_s = unix_secs(now);
     let leeway = LEEWAY.as_secs();
@@ -224,22 +256,8 @@ pub fn verify_auth_token(store: &Store, token: &str, now: SystemTime) -> Result<
     if nbf > now_s.saturating_add(leeway) {
         return Err(TokenError::NotYetValid);
     }
-    let room_id = c.room_id.filter(|s| !s.is_empty()).ok_or_else(|| missing("room_id"))?;
-    let role = c.role.filter(|s| !s.is_empty()).ok_or_else(|| missing("role"))?;
-    let claims = AuthClaims {
-        access_key: ws.access_key.clone(),
-        room_id,
-        // Optional in 100ms's own server SDK.
-        user_id: c.user_id.unwrap_or_default(),
-        role,
-        kind,
-        version: c.version.unwrap_or(TOKEN_VERSION),
-        iat: c.iat.unwrap_or(nbf),
-        nbf,
-        exp,
-        jti: c.jti.unwrap_or_default(),
-    };
-    Ok((claims, ws))
+    let iat = c.iat.unwrap_or(nbf);
+    Ok((c, ws, (iat, nbf, exp)))
 }
 
 fn missing(claim: &str) -> TokenError {
@@ -252,12 +270,7 @@ fn unix_secs(t: SystemTime) -> u64 {
 
 /// A UUID v4 (the `jti` 100ms's SDKs put in tokens).
 fn new_jti() -> String {
-    let mut b = [0u8; 16];
-    crate::random_bytes(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = crate::hex(&b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    crate::new_uuid()
 }
 
 /// Serializes `value` as compact JSON with `>`, `?`, `~`, DEL and every non-ASCII character
@@ -420,7 +433,7 @@ mod tests {
         let token = mint_management_token(&ws, HOUR, SystemTime::now());
         assert!(payload_is_atob_safe(&token));
         let err = verify_auth_token(&store, &token, SystemTime::now()).unwrap_err();
-        assert!(matches!(&err, TokenError::WrongType(t) if t == "management"), "{err}");
+        assert!(matches!(&err, TokenError::WrongType { found: t, .. } if t == "management"), "{err}");
     }
 
     #[test]
