@@ -20,8 +20,53 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print an auth token for a room (created if new) in the default workspace.
+    /// Print an auth token for a room (created if new).
     Token(TokenArgs),
+    /// Print a management token (the REST API's bearer token) for a workspace.
+    ManagementToken(ManagementTokenArgs),
+    /// Create and list workspaces, and add key pairs to them.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// Create a workspace (with the default template) and print its first key pair as JSON.
+    Create(WorkspaceArgs),
+    /// List the workspaces and their first access key.
+    List(DataDirArg),
+    /// Add a key pair to a workspace and print it as JSON.
+    AddKey(WorkspaceArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArg {
+    /// Data directory of the daemon.
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkspaceArgs {
+    /// Workspace name (e.g. production, development).
+    #[arg(long)]
+    pub name: String,
+    /// Data directory of the daemon.
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ManagementTokenArgs {
+    /// Workspace name.
+    #[arg(long, default_value = store::DEFAULT_WORKSPACE)]
+    pub workspace: String,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    pub ttl_secs: u64,
+    /// Data directory of the daemon.
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -72,6 +117,9 @@ pub struct TokenArgs {
     /// User id put in the token.
     #[arg(long)]
     pub user: String,
+    /// Workspace name.
+    #[arg(long, default_value = store::DEFAULT_WORKSPACE)]
+    pub workspace: String,
     /// Data directory of the daemon.
     #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,

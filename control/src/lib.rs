@@ -17,6 +17,7 @@
 
 pub mod cli;
 pub mod http;
+pub mod signaling_admin;
 pub mod supervisor;
 pub mod tls;
 
@@ -30,7 +31,7 @@ use std::time::{Duration, SystemTime};
 use store::{Store, StoreError, Workspace};
 use tracing::info;
 
-use crate::cli::{RunArgs, TokenArgs};
+use crate::cli::{ManagementTokenArgs, RunArgs, TokenArgs, WorkspaceCommand};
 
 /// Lifetime of the auth tokens the demo API and `control token` mint.
 pub const AUTH_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -86,6 +87,9 @@ impl DataDir {
     }
     pub fn router_socket(&self) -> PathBuf {
         self.root.join("router.sock")
+    }
+    pub fn signaling_admin_socket(&self) -> PathBuf {
+        self.root.join("signaling-admin.sock")
     }
 }
 
@@ -159,9 +163,73 @@ pub fn issue_token(
 /// `control token`: prints an auth token on stdout.
 pub fn print_token(args: &TokenArgs) -> Result<(), Error> {
     let dir = DataDir::create(&args.data_dir)?;
-    let (store, ws) = open_store(&dir)?;
+    let (store, _) = open_store(&dir)?;
+    let ws = named_workspace(&store, &args.workspace)?;
     let (token, _room_id) = issue_token(&store, &ws, &args.room, &args.user, &args.role)?;
     println!("{token}");
+    Ok(())
+}
+
+fn named_workspace(store: &Store, name: &str) -> Result<Workspace, Error> {
+    store.workspace_named(name)?.ok_or_else(|| {
+        let known: Vec<String> = store.workspaces().unwrap_or_default().into_iter().map(|w| w.name).collect();
+        Error::Usage(format!("no workspace {name:?}; known: {}", known.join(", ")))
+    })
+}
+
+fn key_pair_json(ws: &Workspace) -> serde_json::Value {
+    serde_json::json!({
+        "workspace_id": ws.id,
+        "workspace": ws.name,
+        "access_key": ws.access_key,
+        "secret": ws.secret,
+    })
+}
+
+/// `control management-token`: prints a management token on stdout.
+pub fn print_management_token(args: &ManagementTokenArgs) -> Result<(), Error> {
+    let dir = DataDir::create(&args.data_dir)?;
+    let (store, _) = open_store(&dir)?;
+    let ws = named_workspace(&store, &args.workspace)?;
+    println!("{}", store::token::mint_management_token(&ws, Duration::from_secs(args.ttl_secs), SystemTime::now()));
+    Ok(())
+}
+
+/// `control workspace ...`.
+pub fn workspace_command(cmd: &WorkspaceCommand) -> Result<(), Error> {
+    match cmd {
+        WorkspaceCommand::Create(a) => {
+            let dir = DataDir::create(&a.data_dir)?;
+            let (store, _) = open_store(&dir)?;
+            let name = a.name.trim();
+            if name.is_empty()
+                || name.len() > 64
+                || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return Err(Error::Usage(
+                    "a workspace name is 1 to 64 characters of a-z, A-Z, 0-9, '-', '_', '.'".into(),
+                ));
+            }
+            let ws = store.create_workspace(name)?;
+            println!("{:#}", key_pair_json(&ws));
+        }
+        WorkspaceCommand::List(a) => {
+            let dir = DataDir::create(&a.data_dir)?;
+            let (store, _) = open_store(&dir)?;
+            for ws in store.workspaces()? {
+                println!(
+                    "{}",
+                    serde_json::json!({"workspace_id": ws.id, "workspace": ws.name, "access_key": ws.access_key})
+                );
+            }
+        }
+        WorkspaceCommand::AddKey(a) => {
+            let dir = DataDir::create(&a.data_dir)?;
+            let (store, _) = open_store(&dir)?;
+            let ws = named_workspace(&store, &a.name)?;
+            println!("{:#}", key_pair_json(&store.add_credential(&ws.id)?));
+        }
+    }
     Ok(())
 }
 
@@ -197,6 +265,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         init_endpoint: format!("https://{}:{}", args.public_host, args.signaling_listen.port()),
         demo_dir: args.demo_dir.clone(),
         status,
+        admin: Arc::new(signaling_admin::AdminClient::new(dir.signaling_admin_socket())),
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| Error::Io {
         what: "binding",

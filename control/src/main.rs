@@ -1,4 +1,5 @@
-//! `control`: the daemon (see the crate docs and docs/control.md), or `control token ...`.
+//! `control`: the daemon (see the crate docs and docs/control.md), or one of its subcommands
+//! (`token`, `management-token`, `workspace ...`).
 
 use std::io::IsTerminal;
 
@@ -15,6 +16,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Token(args)) => control::print_token(&args),
+        Some(Command::ManagementToken(args)) => control::print_management_token(&args),
+        Some(Command::Workspace(cmd)) => control::workspace_command(&cmd),
         None => match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
             Ok(rt) => rt.block_on(control::run(cli.run)),
             Err(e) => {

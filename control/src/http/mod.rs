@@ -1,11 +1,13 @@
-//! The HTTPS side of control: the demo app at `/` ([`static_files`]) and a small JSON API
-//! ([`api`]): `GET /api/config`, `POST /api/token`, `GET /api/status`.
+//! The HTTPS side of control: the REST API under `/v2` ([`rest`], 100ms's server API shape), the
+//! demo app at `/` ([`static_files`]) and the demo's small JSON API ([`api`]): `GET /api/config`,
+//! `POST /api/token`, `GET /api/status`.
 //!
 //! Connections are accepted here, TLS is done by rustls ([`serve`]), and each connection is
 //! served by hyper's HTTP/1.1 server running the axum [`router`]. Errors are JSON
 //! `{"code": <status>, "message": "..."}` ([`ApiError`]), the shape of 100ms's REST errors.
 
 pub mod api;
+pub mod rest;
 pub mod static_files;
 
 use std::path::PathBuf;
@@ -39,6 +41,8 @@ pub struct AppState {
     pub init_endpoint: String,
     pub demo_dir: PathBuf,
     pub status: Status,
+    /// Signaling's admin socket, for the active-room routes.
+    pub admin: Arc<crate::signaling_admin::AdminClient>,
 }
 
 /// Role names sorted by priority (1 first), then name.
@@ -55,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/token", post(api::token).fallback(api::method_not_allowed))
         .route("/api/status", get(api::status))
         .route("/api/{*rest}", axum::routing::any(api::not_found))
+        .merge(rest::routes())
         .fallback(static_files::serve)
         .with_state(state)
 }

@@ -1,0 +1,459 @@
+//! The REST API, in the shape of 100ms's server API v2 (`/v2/...`): an app written against
+//! `https://api.100ms.live/v2/` works here by changing its base URL.
+//!
+//! - Every route is one row of [`ROUTES`]: its method, path, summary and handler. The axum router
+//!   ([`routes`]) and the OpenAPI document ([`openapi::document`]) are both built from that table,
+//!   so a route cannot exist undocumented; a test checks docs/rest-api.md against it too.
+//! - Calls carry `Authorization: Bearer <management token>` (HS256, signed with one of the
+//!   workspace's secrets, `type: "management"`); the token's workspace scopes everything: another
+//!   workspace's objects are 404, as if absent. The room-code exchange (`POST /v2/token`) is the
+//!   one unauthenticated route, as with 100ms.
+//! - Errors are `{code, message, details: [...]}` with 400 (validation, each bad field a detail
+//!   `"<field>: <problem>"`), 401 (token), 404, 409, 503 (signaling down) and 500.
+//! - Lists take `limit` (10 to 100, default 10) and `start` (the previous page's `last`) and
+//!   return `{limit, data, last}`.
+//! - POST creates and updates; DELETE only removes roles (100ms's verbs).
+
+pub mod active_rooms;
+pub mod openapi;
+pub mod rooms;
+pub mod sessions;
+pub mod templates;
+pub mod webhooks;
+
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Query};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use store::template::FieldError;
+use store::{Page, Store, StoreError, Workspace};
+use tracing::warn;
+
+use super::AppState;
+
+/// Largest request body read (a template with many roles stays far below).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// A REST error: status, message and details, rendered as 100ms renders them.
+#[derive(Debug)]
+pub struct RestError {
+    pub status: StatusCode,
+    pub message: String,
+    pub details: Vec<String>,
+}
+
+impl RestError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> RestError {
+        RestError { status, message: message.into(), details: Vec::new() }
+    }
+    pub fn bad_request(message: impl Into<String>) -> RestError {
+        RestError::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> RestError {
+        RestError::new(StatusCode::NOT_FOUND, message)
+    }
+    pub fn internal(message: impl Into<String>) -> RestError {
+        RestError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+    /// 400 listing each bad field.
+    pub fn invalid(errors: Vec<FieldError>) -> RestError {
+        RestError {
+            status: StatusCode::BAD_REQUEST,
+            message: "validation failed".into(),
+            details: errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+    pub fn with_detail(mut self, detail: impl Into<String>) -> RestError {
+        self.details.push(detail.into());
+        self
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        let body = json!({ "code": self.status.as_u16(), "message": self.message, "details": self.details });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for RestError {
+    fn from(e: StoreError) -> RestError {
+        match e {
+            StoreError::NoRoom(_) => RestError::not_found("room not found"),
+            StoreError::NoTemplate(_) | StoreError::ForeignTemplate(_) => RestError::not_found("template not found"),
+            StoreError::NoRole(r) => RestError::not_found(format!("role {r:?} not found")),
+            StoreError::NoRoomCode(_) => RestError::not_found("room code not found"),
+            StoreError::NoSession(_) => RestError::not_found("session not found"),
+            StoreError::NoWorkspace(_) => RestError::not_found("workspace not found"),
+            StoreError::BadRoomName(m) => RestError::invalid(vec![FieldError::new("name", m)]),
+            e @ (StoreError::TemplateNameTaken(_) | StoreError::WorkspaceExists(_)) => {
+                RestError::new(StatusCode::CONFLICT, e.to_string())
+            }
+            e @ StoreError::TooManyRoomCodes(_) => RestError::bad_request(e.to_string()),
+            other => {
+                warn!("REST: store: {other}");
+                RestError::internal("internal error")
+            }
+        }
+    }
+}
+
+pub type RestResult<T = Json<Value>> = Result<T, RestError>;
+
+/// The workspace a request acts on, from its management token.
+#[derive(Debug, Clone)]
+pub struct Mgmt(pub Workspace);
+
+impl FromRequestParts<AppState> for Mgmt {
+    type Rejection = RestError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Mgmt, RestError> {
+        let unauthorized =
+            |detail: &str| RestError::new(StatusCode::UNAUTHORIZED, "Token validation error").with_detail(detail);
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("missing Authorization header (Bearer <management token>)"))?;
+        let value = header.to_str().map_err(|_| unauthorized("Authorization header is not text"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| unauthorized("Authorization must be \"Bearer <management token>\""))?
+            .trim();
+        let store = st.store.lock().unwrap_or_else(|p| p.into_inner());
+        match store::token::verify_management_token(&store, token, SystemTime::now()) {
+            Ok(ws) => Ok(Mgmt(ws)),
+            Err(store::token::TokenError::Store(e)) => Err(e.into()),
+            Err(e) => Err(unauthorized(&e.to_string())),
+        }
+    }
+}
+
+/// Runs `f` on the store off the async threads (SQLite calls block).
+pub async fn db<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce(&Store) -> Result<T, RestError> + Send + 'static,
+) -> Result<T, RestError> {
+    let store = st.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = store.lock().unwrap_or_else(|p| p.into_inner());
+        f(&store)
+    })
+    .await
+    .map_err(|e| RestError::internal(format!("store task: {e}")))?
+}
+
+/// Parses a JSON body into `T`, with 400 and the parser's complaint for anything else.
+pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, RestError> {
+    if body.len() > MAX_BODY {
+        return Err(RestError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("body longer than {MAX_BODY} bytes")));
+    }
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    serde_json::from_slice(body).map_err(|e| RestError::bad_request("invalid JSON body").with_detail(e.to_string()))
+}
+
+/// A JSON object body.
+pub fn parse_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, RestError> {
+    match parse_body::<Value>(body)? {
+        Value::Object(m) => Ok(m),
+        _ => Err(RestError::bad_request("the body must be a JSON object")),
+    }
+}
+
+/// `limit` and `start` of a list request.
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    pub limit: Option<String>,
+    pub start: Option<String>,
+}
+
+impl PageQuery {
+    pub fn page(&self) -> Result<Page, RestError> {
+        let limit = match &self.limit {
+            None => Page::DEFAULT_LIMIT,
+            Some(l) => {
+                l.parse::<u32>().ok().filter(|l| (Page::MIN_LIMIT..=Page::MAX_LIMIT).contains(l)).ok_or_else(|| {
+                    RestError::invalid(vec![FieldError::new(
+                        "limit",
+                        format!("must be a number from {} to {}", Page::MIN_LIMIT, Page::MAX_LIMIT),
+                    )])
+                })?
+            }
+        };
+        Ok(Page { limit, start: self.start.clone().filter(|s| !s.is_empty()) })
+    }
+}
+
+/// A query string parsed leniently into a map, so a bad value gets our error shape, not axum's.
+pub type QueryMap = Query<std::collections::HashMap<String, String>>;
+
+pub fn page_of(q: &std::collections::HashMap<String, String>) -> Result<Page, RestError> {
+    PageQuery { limit: q.get("limit").cloned(), start: q.get("start").cloned() }.page()
+}
+
+/// `true`/`false` query values.
+pub fn bool_param(q: &std::collections::HashMap<String, String>, key: &str) -> Result<Option<bool>, RestError> {
+    match q.get(key).map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(RestError::invalid(vec![FieldError::new(key, "must be true or false")])),
+    }
+}
+
+/// RFC 3339 query values, as milliseconds.
+pub fn time_param(q: &std::collections::HashMap<String, String>, key: &str) -> Result<Option<i64>, RestError> {
+    match q.get(key).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => store::time::parse_ms(s).map(Some).ok_or_else(|| {
+            RestError::invalid(vec![FieldError::new(key, "must be an RFC 3339 time, e.g. 2026-01-31T12:00:00Z")])
+        }),
+    }
+}
+
+/// `{limit, data, last}`.
+pub fn paginated(limit: u32, data: Vec<Value>, last: Option<String>) -> Json<Value> {
+    Json(json!({ "limit": limit, "data": data, "last": last }))
+}
+
+/// One documented route.
+pub struct Route {
+    pub method: &'static str,
+    /// axum syntax: `{id}` for a path parameter.
+    pub path: &'static str,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    /// Whether it needs a management token.
+    pub auth: bool,
+    pub handler: fn() -> MethodRouter<AppState>,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
+macro_rules! route {
+    ($method:literal, $path:literal, $tag:literal, $summary:literal, $handler:path) => {
+        route!($method, $path, $tag, $summary, $handler, true)
+    };
+    ($method:literal, $path:literal, $tag:literal, $summary:literal, $handler:path, $auth:expr) => {
+        Route {
+            method: $method,
+            path: $path,
+            tag: $tag,
+            summary: $summary,
+            auth: $auth,
+            handler: || match $method {
+                "GET" => axum::routing::get($handler),
+                "DELETE" => axum::routing::delete($handler),
+                _ => axum::routing::post($handler),
+            },
+        }
+    };
+}
+
+/// Every REST route.
+pub const ROUTES: &[Route] = &[
+    route!(
+        "POST",
+        "/v2/templates",
+        "Templates",
+        "Create a template (a name already used overwrites that template)",
+        templates::create
+    ),
+    route!("GET", "/v2/templates", "Templates", "List templates", templates::list),
+    route!("GET", "/v2/templates/{template_id}", "Templates", "Retrieve a template", templates::get_one),
+    route!("POST", "/v2/templates/{template_id}", "Templates", "Update a template (full replace)", templates::update),
+    route!("GET", "/v2/templates/{template_id}/roles/{role}", "Templates", "Retrieve a role", templates::get_role),
+    route!(
+        "POST",
+        "/v2/templates/{template_id}/roles/{role}",
+        "Templates",
+        "Create or update a role (a new `name` renames it)",
+        templates::put_role
+    ),
+    route!("DELETE", "/v2/templates/{template_id}/roles/{role}", "Templates", "Delete a role", templates::delete_role),
+    route!(
+        "GET",
+        "/v2/templates/{template_id}/settings",
+        "Templates",
+        "Retrieve the settings",
+        templates::get_settings
+    ),
+    route!(
+        "POST",
+        "/v2/templates/{template_id}/settings",
+        "Templates",
+        "Replace the settings",
+        templates::set_settings
+    ),
+    route!(
+        "GET",
+        "/v2/templates/{template_id}/destinations",
+        "Templates",
+        "Retrieve the destinations",
+        templates::get_destinations
+    ),
+    route!(
+        "POST",
+        "/v2/templates/{template_id}/destinations",
+        "Templates",
+        "Replace the destinations",
+        templates::set_destinations
+    ),
+    route!(
+        "GET",
+        "/v2/templates/{template_id}/recordings",
+        "Templates",
+        "Retrieve the recording configs",
+        templates::get_recordings
+    ),
+    route!(
+        "POST",
+        "/v2/templates/{template_id}/recordings",
+        "Templates",
+        "Replace the recording configs (at most one)",
+        templates::set_recordings
+    ),
+    route!("POST", "/v2/rooms", "Rooms", "Create a room (or update the room of that name)", rooms::create),
+    route!("GET", "/v2/rooms", "Rooms", "List rooms", rooms::list),
+    route!("GET", "/v2/rooms/{room_id}", "Rooms", "Retrieve a room", rooms::get_one),
+    route!("POST", "/v2/rooms/{room_id}", "Rooms", "Update, enable or disable a room", rooms::update),
+    route!(
+        "POST",
+        "/v2/room-codes/room/{room_id}",
+        "Room codes",
+        "Create a code for every role of the room",
+        rooms::create_codes
+    ),
+    route!(
+        "POST",
+        "/v2/room-codes/room/{room_id}/role/{role}",
+        "Room codes",
+        "Create a code for one role",
+        rooms::create_code
+    ),
+    route!("GET", "/v2/room-codes/room/{room_id}", "Room codes", "List the room's codes", rooms::list_codes),
+    route!("POST", "/v2/room-codes/code", "Room codes", "Enable or disable a code", rooms::update_code),
+    route!(
+        "POST",
+        "/v2/token",
+        "Room codes",
+        "Exchange a room code for an auth token (no management token; what the SDK calls)",
+        rooms::exchange_code,
+        false
+    ),
+    route!("POST", "/v2/auth-tokens", "Tokens", "Mint a client auth token for a room and role", rooms::auth_token),
+    route!("GET", "/v2/sessions", "Sessions", "List sessions", sessions::list),
+    route!("GET", "/v2/sessions/{session_id}", "Sessions", "Retrieve a session with all its peers", sessions::get_one),
+    route!(
+        "GET",
+        "/v2/active-rooms/{room_id}",
+        "Active rooms",
+        "Whether the room is live, and its current session",
+        active_rooms::get_room
+    ),
+    route!(
+        "GET",
+        "/v2/active-rooms/{room_id}/peers",
+        "Active rooms",
+        "List the connected peers",
+        active_rooms::list_peers
+    ),
+    route!(
+        "GET",
+        "/v2/active-rooms/{room_id}/peers/{peer_id}",
+        "Active rooms",
+        "Retrieve a connected peer with its tracks",
+        active_rooms::get_peer
+    ),
+    route!(
+        "POST",
+        "/v2/active-rooms/{room_id}/peers/{peer_id}",
+        "Active rooms",
+        "Update a peer's name, role or metadata",
+        active_rooms::update_peer
+    ),
+    route!(
+        "POST",
+        "/v2/active-rooms/{room_id}/send-message",
+        "Active rooms",
+        "Send a message to everyone, a role or a peer",
+        active_rooms::send_message
+    ),
+    route!(
+        "POST",
+        "/v2/active-rooms/{room_id}/remove-peers",
+        "Active rooms",
+        "Remove a peer, or every peer of a role",
+        active_rooms::remove_peers
+    ),
+    route!(
+        "POST",
+        "/v2/active-rooms/{room_id}/end-room",
+        "Active rooms",
+        "End the session (lock: also disable the room)",
+        active_rooms::end_room
+    ),
+    route!("GET", "/v2/webhooks", "Webhooks", "The workspace's webhook endpoint", webhooks::get_endpoint),
+    route!(
+        "POST",
+        "/v2/webhooks",
+        "Webhooks",
+        "Set the workspace's webhook endpoint (url, headers)",
+        webhooks::set_endpoint
+    ),
+    route!("DELETE", "/v2/webhooks", "Webhooks", "Remove the workspace's webhook endpoint", webhooks::delete_endpoint),
+    route!(
+        "GET",
+        "/v2/webhooks/events",
+        "Webhooks",
+        "List webhook events and their delivery state",
+        webhooks::list_events
+    ),
+    route!("GET", "/v2/openapi.json", "Meta", "This API as an OpenAPI 3 document", openapi::serve, false),
+];
+
+/// The `/v2` routes, built from [`ROUTES`]; anything else under `/v2` is a JSON 404, and a known
+/// path with another method a JSON 405.
+pub fn routes() -> Router<AppState> {
+    let mut by_path: std::collections::BTreeMap<&str, MethodRouter<AppState>> = Default::default();
+    for r in ROUTES {
+        let handler = (r.handler)();
+        let merged = match by_path.remove(r.path) {
+            Some(existing) => existing.merge(handler),
+            None => handler,
+        };
+        by_path.insert(r.path, merged);
+    }
+    let mut router = Router::new();
+    for (path, mr) in by_path {
+        let mr = if path == "/v2/token" { mr.options(rooms::token_preflight) } else { mr };
+        router = router.route(path, mr.fallback(method_not_allowed));
+    }
+    router.route("/v2/{*rest}", axum::routing::any(no_such_route))
+}
+
+async fn method_not_allowed() -> RestError {
+    RestError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this path")
+}
+
+async fn no_such_route() -> RestError {
+    RestError::not_found("no such API endpoint")
+}
+
+/// Unix seconds to RFC 3339.
+pub fn ts(secs: i64) -> String {
+    store::time::format_secs(secs)
+}

@@ -1,0 +1,460 @@
+//! `/v2/rooms`, `/v2/room-codes` and the token routes.
+//!
+//! Creating a room is an upsert by name (case-insensitive), as with 100ms; the optional fields
+//! are checked with 100ms's limits and kept as given. A room's own `webhook` overrides the
+//! workspace's for its events and gets its own signing secret.
+
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use store::codes::RoomCode;
+use store::template::FieldError;
+use store::{Room, RoomFilter};
+
+use super::{Mgmt, QueryMap, RestError, RestResult, bool_param, db, page_of, paginated, parse_object, time_param, ts};
+use crate::http::AppState;
+
+/// Longest room description.
+const MAX_DESCRIPTION: usize = 1000;
+/// Lifetime of tokens minted for room codes and by `POST /v2/auth-tokens` unless asked otherwise.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Longest lifetime a minted auth token may ask for (100ms: 90 days).
+const MAX_TOKEN_TTL: u64 = 90 * 24 * 3600;
+
+/// The REST shape of a room (`key` is added in lists, as 100ms does).
+pub fn room_json(r: &Room, template_name: Option<&str>) -> Value {
+    let mut v = json!({
+        "id": r.id,
+        "name": r.name,
+        "enabled": r.enabled,
+        "description": "",
+        "customer_id": r.workspace_id,
+        "customer": r.workspace_id,
+        "app_id": r.workspace_id,
+        "recording_source_template": !r.attrs.contains_key("recording_info"),
+        "template_id": r.template_id,
+        "template": template_name,
+        "region": "auto",
+        "large_room": false,
+        "size": 0,
+        "max_duration_seconds": store::MAX_SESSION_SECS,
+        "created_at": ts(r.created_at),
+        "updated_at": ts(r.updated_at),
+    });
+    if let Value::Object(m) = &mut v {
+        for (k, val) in &r.attrs {
+            m.insert(k.clone(), val.clone());
+        }
+    }
+    v
+}
+
+/// The room's template name, for the deprecated `template` field.
+fn template_name(s: &store::Store, r: &Room) -> Option<String> {
+    s.template(&r.template_id).ok().flatten().map(|t| t.name)
+}
+
+/// Checks the optional fields of a room create/update body; returns them to store (without
+/// name, template_id and enabled, which have columns).
+fn room_attrs(body: &Map<String, Value>, old_webhook: Option<&Value>) -> Result<Map<String, Value>, RestError> {
+    let mut errors = Vec::new();
+    let mut attrs = Map::new();
+    if body.contains_key("template") {
+        errors.push(FieldError::new("template", "not supported: pass template_id"));
+    }
+    for (k, v) in body {
+        match k.as_str() {
+            "name" | "template_id" | "enabled" | "template" => {}
+            "description" => match v.as_str() {
+                Some(d) if d.len() <= MAX_DESCRIPTION => {
+                    attrs.insert(k.clone(), v.clone());
+                }
+                _ => errors.push(FieldError::new(k, format!("a string of at most {MAX_DESCRIPTION} bytes"))),
+            },
+            "region" => match v.as_str() {
+                Some("in" | "us" | "eu" | "auto") => {
+                    attrs.insert(k.clone(), v.clone());
+                }
+                _ => errors.push(FieldError::new(k, "region not supported (in, us, eu, auto)")),
+            },
+            "large_room" => match v.as_bool() {
+                Some(_) => {
+                    attrs.insert(k.clone(), v.clone());
+                }
+                None => errors.push(FieldError::new(k, "must be true or false")),
+            },
+            "size" => {
+                let large = body.get("large_room").and_then(Value::as_bool).unwrap_or(false);
+                match v.as_u64() {
+                    Some(n) if n <= 2500 || (large && n <= 20_000) => {
+                        attrs.insert(k.clone(), v.clone());
+                    }
+                    Some(n) if !large && n <= 20_000 => {
+                        errors.push(FieldError::new(k, "room size greater than 2500, set large_room flag as true"))
+                    }
+                    _ => errors.push(FieldError::new(k, "room size greater than 20000 (or not a number)")),
+                }
+            }
+            "max_duration_seconds" => match v.as_u64() {
+                Some(n) if (120..=store::MAX_SESSION_SECS).contains(&n) => {
+                    attrs.insert(k.clone(), v.clone());
+                }
+                _ => errors.push(FieldError::new(k, "must be from 120 to 43200")),
+            },
+            "recording_info" => match v {
+                Value::Object(_) => {
+                    attrs.insert(k.clone(), v.clone());
+                }
+                _ => errors.push(FieldError::new(k, "must be an object")),
+            },
+            "polls" => match v.as_array() {
+                Some(a) if a.iter().all(Value::is_string) => {
+                    attrs.insert(k.clone(), v.clone());
+                }
+                _ => errors.push(FieldError::new(k, "must be an array of poll ids")),
+            },
+            "webhook" => {
+                if v.is_null() {
+                    attrs.insert(k.clone(), Value::Null);
+                    continue;
+                }
+                match store::outbox::check_endpoint(v, "webhook") {
+                    Ok(mut e) => {
+                        // Same URL: keep the secret receivers already hold.
+                        e.secret = match old_webhook
+                            .and_then(|w| Some((w.get("url")?.as_str()?, w.get("secret")?.as_str()?)))
+                        {
+                            Some((url, secret)) if url == e.url => secret.to_owned(),
+                            _ => store::outbox::new_endpoint_secret(),
+                        };
+                        attrs.insert(k.clone(), serde_json::to_value(e).unwrap_or_default());
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+            // Unknown fields are ignored, as 100ms does.
+            _ => {}
+        }
+    }
+    if errors.is_empty() { Ok(attrs) } else { Err(RestError::invalid(errors)) }
+}
+
+fn string_field(body: &Map<String, Value>, key: &str) -> Result<Option<String>, RestError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(RestError::invalid(vec![FieldError::new(key, "must be a string")])),
+    }
+}
+
+fn bool_field(body: &Map<String, Value>, key: &str) -> Result<Option<bool>, RestError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(RestError::invalid(vec![FieldError::new(key, "must be true or false")])),
+    }
+}
+
+pub async fn create(State(st): State<AppState>, Mgmt(ws): Mgmt, body: Bytes) -> RestResult {
+    let body = parse_object(&body)?;
+    let name =
+        string_field(&body, "name")?.ok_or_else(|| RestError::invalid(vec![FieldError::new("name", "required")]))?;
+    let template_id = string_field(&body, "template_id")?;
+    let enabled = bool_field(&body, "enabled")?;
+    let v = db(&st, move |s| {
+        let existing =
+            s.rooms(&ws.id, &RoomFilter { name: Some(name.clone()), ..Default::default() }, &store::Page::first(1))?;
+        let old_webhook = existing.data.first().and_then(|r| r.attrs.get("webhook").cloned());
+        let attrs = room_attrs(&body, old_webhook.as_ref())?;
+        let mut room = s.upsert_room_with(&ws.id, &name, template_id.as_deref(), &attrs)?;
+        if let Some(e) = enabled.filter(|e| *e != room.enabled) {
+            room = s.update_room(&room.id, None, None, Some(e), &Map::new())?;
+        }
+        Ok(room_json(&room, template_name(s, &room).as_deref()))
+    })
+    .await?;
+    Ok(Json(v))
+}
+
+pub async fn list(State(st): State<AppState>, Mgmt(ws): Mgmt, q: QueryMap) -> RestResult {
+    let page = page_of(&q)?;
+    let limit = page.limit;
+    let filter = RoomFilter {
+        // 100ms lists enabled rooms unless asked otherwise.
+        enabled: Some(bool_param(&q, "enabled")?.unwrap_or(true)),
+        name: q.get("name").filter(|s| !s.is_empty()).cloned(),
+        template_id: q.get("template_id").filter(|s| !s.is_empty()).cloned(),
+        after: time_param(&q, "after")?.map(|ms| ms / 1000),
+        before: time_param(&q, "before")?.map(|ms| ms / 1000),
+    };
+    let (data, last) = db(&st, move |s| {
+        let l = s.rooms(&ws.id, &filter, &page)?;
+        let data = l
+            .data
+            .iter()
+            .map(|r| {
+                let mut v = room_json(r, template_name(s, r).as_deref());
+                v["key"] = json!(format!("{}:{}", r.workspace_id, r.name));
+                v
+            })
+            .collect();
+        Ok((data, l.last))
+    })
+    .await?;
+    Ok(paginated(limit, data, last))
+}
+
+fn owned_room(s: &store::Store, ws: &str, id: &str) -> Result<Room, RestError> {
+    s.room_in(ws, id)?.ok_or_else(|| RestError::not_found("room not found"))
+}
+
+pub async fn get_one(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(id): Path<String>) -> RestResult {
+    let v = db(&st, move |s| {
+        let r = owned_room(s, &ws.id, &id)?;
+        Ok(room_json(&r, template_name(s, &r).as_deref()))
+    })
+    .await?;
+    Ok(Json(v))
+}
+
+pub async fn update(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(id): Path<String>, body: Bytes) -> RestResult {
+    let body = parse_object(&body)?;
+    let name = string_field(&body, "name")?;
+    let template_id = string_field(&body, "template_id")?;
+    let enabled = bool_field(&body, "enabled")?;
+    let v = db(&st, move |s| {
+        let r = owned_room(s, &ws.id, &id)?;
+        let attrs = room_attrs(&body, r.attrs.get("webhook"))?;
+        let r =
+            s.update_room(&r.id, name.as_deref(), template_id.as_deref(), enabled, &attrs).map_err(|e| match e {
+                // The unique index on (workspace, name): another room has that name.
+                store::StoreError::Sqlite(rusqlite_err) if rusqlite_err.to_string().contains("UNIQUE") => {
+                    RestError::new(StatusCode::CONFLICT, "another room has that name")
+                }
+                other => other.into(),
+            })?;
+        Ok(room_json(&r, template_name(s, &r).as_deref()))
+    })
+    .await?;
+    Ok(Json(v))
+}
+
+pub fn code_json(c: &RoomCode) -> Value {
+    json!({
+        "code": c.code,
+        "room_id": c.room_id,
+        "role": c.role,
+        "enabled": c.enabled,
+        "created_at": ts(c.created_at),
+        "updated_at": ts(c.updated_at),
+    })
+}
+
+pub async fn create_codes(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(room_id): Path<String>) -> RestResult {
+    let codes = db(&st, move |s| {
+        owned_room(s, &ws.id, &room_id)?;
+        Ok(s.create_room_codes(&room_id)?)
+    })
+    .await?;
+    Ok(Json(json!({ "data": codes.iter().map(code_json).collect::<Vec<_>>() })))
+}
+
+pub async fn create_code(
+    State(st): State<AppState>,
+    Mgmt(ws): Mgmt,
+    Path((room_id, role)): Path<(String, String)>,
+) -> RestResult {
+    let code = db(&st, move |s| {
+        owned_room(s, &ws.id, &room_id)?;
+        Ok(s.create_room_code(&room_id, &role)?)
+    })
+    .await?;
+    Ok(Json(code_json(&code)))
+}
+
+pub async fn list_codes(
+    State(st): State<AppState>,
+    Mgmt(ws): Mgmt,
+    Path(room_id): Path<String>,
+    q: QueryMap,
+) -> RestResult {
+    let page = page_of(&q)?;
+    let limit = page.limit;
+    let enabled = bool_param(&q, "enabled")?;
+    let role = q.get("role").filter(|s| !s.is_empty()).cloned();
+    let l = db(&st, move |s| {
+        owned_room(s, &ws.id, &room_id)?;
+        Ok(s.room_codes(&room_id, role.as_deref(), enabled, &page)?)
+    })
+    .await?;
+    Ok(paginated(limit, l.data.iter().map(code_json).collect(), l.last))
+}
+
+pub async fn update_code(State(st): State<AppState>, Mgmt(ws): Mgmt, body: Bytes) -> RestResult {
+    let body = parse_object(&body)?;
+    let mut errors = Vec::new();
+    for k in body.keys().filter(|k| !matches!(k.as_str(), "code" | "enabled")) {
+        errors.push(FieldError::new(k.clone(), "only code and enabled may be given"));
+    }
+    let code = body.get("code").and_then(Value::as_str).map(str::to_owned);
+    let enabled = body.get("enabled").and_then(Value::as_bool);
+    if code.is_none() {
+        errors.push(FieldError::new("code", "required"));
+    }
+    if enabled.is_none() {
+        errors.push(FieldError::new("enabled", "required, true or false"));
+    }
+    let (Some(code), Some(enabled), true) = (code, enabled, errors.is_empty()) else {
+        return Err(RestError::invalid(errors));
+    };
+    let c = db(&st, move |s| {
+        let c = s.room_code(&code)?.ok_or_else(|| RestError::not_found("room code not found"))?;
+        owned_room(s, &ws.id, &c.room_id).map_err(|_| RestError::not_found("room code not found"))?;
+        Ok(s.set_room_code_enabled(&code, enabled)?)
+    })
+    .await?;
+    Ok(Json(code_json(&c)))
+}
+
+/// CORS for the room-code exchange: the SDK calls it from the app's page, on any origin.
+fn with_cors(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    r
+}
+
+pub async fn token_preflight() -> Response {
+    with_cors(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /v2/token {code, user_id}` → `{token}`: no management token, the code is the
+/// credential. A disabled code or room is refused (403), an unknown code is 404.
+pub async fn exchange_code(State(st): State<AppState>, body: Bytes) -> Response {
+    let result = async {
+        let body = parse_object(&body)?;
+        let code = string_field(&body, "code")?
+            .ok_or_else(|| RestError::invalid(vec![FieldError::new("code", "required")]))?;
+        let user_id = string_field(&body, "user_id")?.unwrap_or_default();
+        if user_id.len() > crate::MAX_USER_ID {
+            return Err(RestError::invalid(vec![FieldError::new("user_id", "too long")]));
+        }
+        let user_id = if user_id.is_empty() { store::new_uuid() } else { user_id };
+        db(&st, move |s| {
+            let c = s.room_code(&code)?.ok_or_else(|| RestError::not_found("room code not found"))?;
+            let forbidden = |m: &str| RestError::new(StatusCode::FORBIDDEN, m);
+            if !c.enabled {
+                return Err(forbidden("room code is disabled"));
+            }
+            let room = s.room(&c.room_id)?.ok_or_else(|| RestError::not_found("room not found"))?;
+            if !room.enabled {
+                return Err(forbidden("room is disabled"));
+            }
+            let ws = s.workspace(&room.workspace_id)?.ok_or_else(|| RestError::not_found("workspace not found"))?;
+            let token =
+                store::token::mint_auth_token(&ws, &room.id, &user_id, &c.role, DEFAULT_TOKEN_TTL, SystemTime::now());
+            Ok(json!({ "token": token }))
+        })
+        .await
+    }
+    .await;
+    with_cors(match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    })
+}
+
+/// `POST /v2/auth-tokens {room_id, role, user_id, expires_in?}` → `{token, room_id, role,
+/// user_id, expires_at}`: what an app server would otherwise mint with a JWT library.
+pub async fn auth_token(State(st): State<AppState>, Mgmt(ws): Mgmt, body: Bytes) -> RestResult {
+    let body = parse_object(&body)?;
+    let mut errors = Vec::new();
+    let room_id = body.get("room_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let role = body.get("role").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let user_id = body.get("user_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    if room_id.is_empty() {
+        errors.push(FieldError::new("room_id", "required"));
+    }
+    if role.is_empty() {
+        errors.push(FieldError::new("role", "required"));
+    }
+    if user_id.len() > crate::MAX_USER_ID {
+        errors.push(FieldError::new("user_id", "too long"));
+    }
+    let ttl = match body.get("expires_in") {
+        None | Some(Value::Null) => DEFAULT_TOKEN_TTL.as_secs(),
+        Some(v) => match v.as_u64().filter(|s| (1..=MAX_TOKEN_TTL).contains(s)) {
+            Some(s) => s,
+            None => {
+                errors.push(FieldError::new("expires_in", format!("seconds, from 1 to {MAX_TOKEN_TTL}")));
+                0
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return Err(RestError::invalid(errors));
+    }
+    let user_id = if user_id.is_empty() { store::new_uuid() } else { user_id };
+    let v = db(&st, move |s| {
+        let room = owned_room(s, &ws.id, &room_id)?;
+        let t = s.template(&room.template_id)?.ok_or_else(|| RestError::not_found("template not found"))?;
+        if !t.roles.contains_key(&role) {
+            return Err(RestError::invalid(vec![FieldError::new(
+                "role",
+                format!("no role {role:?} in the room's template"),
+            )]));
+        }
+        let now = SystemTime::now();
+        let token = store::token::mint_auth_token(&ws, &room.id, &user_id, &role, Duration::from_secs(ttl), now);
+        let exp = now + Duration::from_secs(ttl);
+        Ok(json!({
+            "token": token,
+            "room_id": room.id,
+            "role": role,
+            "user_id": user_id,
+            "expires_at": store::time::format_ms(store::time::unix_ms(exp)),
+        }))
+    })
+    .await?;
+    Ok(Json(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(v: Value) -> Result<Map<String, Value>, Vec<String>> {
+        let Value::Object(m) = v else { unreachable!("tests pass objects") };
+        room_attrs(&m, None).map_err(|e| e.details)
+    }
+
+    #[test]
+    fn room_fields_follow_100ms_limits() {
+        assert!(attrs(json!({"name": "r", "region": "eu", "size": 100, "max_duration_seconds": 3600})).is_ok());
+        assert_eq!(
+            attrs(json!({"size": 3000})).unwrap_err(),
+            ["size: room size greater than 2500, set large_room flag as true"]
+        );
+        assert!(attrs(json!({"size": 3000, "large_room": true})).is_ok());
+        assert_eq!(attrs(json!({"size": 30000, "large_room": true})).unwrap_err().len(), 1);
+        assert_eq!(
+            attrs(json!({"max_duration_seconds": 60})).unwrap_err(),
+            ["max_duration_seconds: must be from 120 to 43200"]
+        );
+        assert_eq!(attrs(json!({"region": "mars"})).unwrap_err(), ["region: region not supported (in, us, eu, auto)"]);
+        assert_eq!(attrs(json!({"template": "default"})).unwrap_err(), ["template: not supported: pass template_id"]);
+        assert_eq!(
+            attrs(json!({"webhook": {"url": "ftp://x"}})).unwrap_err(),
+            ["webhook.url: an http:// or https:// URL is required"]
+        );
+        let a = attrs(json!({"webhook": {"url": "http://127.0.0.1:9/h", "headers": {"x-k": "v"}}})).unwrap();
+        assert_eq!(a["webhook"]["secret"].as_str().unwrap().len(), 64);
+    }
+}
