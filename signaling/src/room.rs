@@ -1668,6 +1668,10 @@ impl Room {
     /// session closes with `session_reason`; `lock` disables the room in the database.
     async fn end_room(&mut self, by: Option<&str>, reason: &str, lock: bool, session_reason: &str) {
         info!(room = %self.id, by = ?by, reason, lock, "ending the room");
+        // Locked first, so nobody joins while the others are being removed.
+        if lock && let Err(e) = self.hub.lock_room(&self.id) {
+            warn!(room = %self.id, error = %e, "the room could not be locked");
+        }
         self.ending = true;
         let ids: Vec<String> = self.peers.keys().cloned().collect();
         for id in ids {
@@ -1679,9 +1683,6 @@ impl Room {
             self.remove_peer(&id, LeaveReason::RoomEnded, reason).await;
         }
         self.ending = false;
-        if lock && let Err(e) = self.hub.lock_room(&self.id) {
-            warn!(room = %self.id, error = %e, "the room could not be locked");
-        }
         self.end_session(session_reason, by.map(str::to_owned), lock);
     }
 
