@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -12,6 +13,7 @@ use router_engine::TransportId;
 use schema::RouterEvent;
 use schema::api::Event;
 
+use crate::events::{EventSink, LogSink};
 use crate::room::{Room, RoomMsg};
 use crate::router_link::RouterLink;
 
@@ -20,8 +22,37 @@ pub struct Hub {
     pub router: Arc<RouterLink>,
     /// Where rooms keep their snapshots (see `room.rs`); `None` keeps nothing.
     pub state_dir: Option<PathBuf>,
+    /// Where the rooms report what happens in them (`events.rs`).
+    pub events: Arc<dyn EventSink>,
+    /// The longest a session may last (`--max-session-secs`).
+    max_session: Duration,
+    /// The platform database, to lock a room on `end-room {lock: true}`; `None`: locking is
+    /// logged and skipped.
+    store: Option<Mutex<store::Store>>,
     rooms: Mutex<HashMap<String, mpsc::UnboundedSender<RoomMsg>>>,
     transports: Mutex<HashMap<TransportId, String>>,
+}
+
+/// The default session cap: 12 h, the 100ms maximum.
+pub const DEFAULT_MAX_SESSION: Duration = Duration::from_secs(43_200);
+
+/// What a hub is built with beyond the router link and the snapshot directory.
+pub struct HubOptions {
+    pub events: Arc<dyn EventSink>,
+    pub max_session: Duration,
+    pub store: Option<store::Store>,
+}
+
+impl Default for HubOptions {
+    fn default() -> HubOptions {
+        HubOptions { events: Arc::new(LogSink), max_session: DEFAULT_MAX_SESSION, store: None }
+    }
+}
+
+impl std::fmt::Debug for HubOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubOptions").field("max_session", &self.max_session).finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Hub {
@@ -31,8 +62,38 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
+    /// A hub with the defaults: events logged, 12 h sessions, no database to lock rooms in.
     pub fn new(router: Arc<RouterLink>, state_dir: Option<PathBuf>) -> Arc<Hub> {
-        Arc::new(Hub { router, state_dir, rooms: Mutex::default(), transports: Mutex::default() })
+        Hub::with_options(router, state_dir, HubOptions::default())
+    }
+
+    pub fn with_options(router: Arc<RouterLink>, state_dir: Option<PathBuf>, options: HubOptions) -> Arc<Hub> {
+        Arc::new(Hub {
+            router,
+            state_dir,
+            events: options.events,
+            max_session: options.max_session,
+            store: options.store.map(Mutex::new),
+            rooms: Mutex::default(),
+            transports: Mutex::default(),
+        })
+    }
+
+    /// How long a session of `room_id` may last from its first join; the room ends it then.
+    /// (One value for every room for now; the database will hold it per room.)
+    pub fn session_cap(&self, _room_id: &str) -> Duration {
+        self.max_session
+    }
+
+    /// Disables a room in the database (`end-room {lock: true}`): new joins are refused.
+    pub fn lock_room(&self, room_id: &str) -> Result<(), String> {
+        let Some(store) = &self.store else { return Err("no database to lock the room in".into()) };
+        store.lock().unwrap_or_else(|p| p.into_inner()).set_room_enabled(room_id, false).map_err(|e| e.to_string())
+    }
+
+    /// The running actor of `room_id`, if any (the admin socket's way in).
+    pub fn running_room(&self, room_id: &str) -> Option<mpsc::UnboundedSender<RoomMsg>> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).get(room_id).filter(|tx| !tx.is_closed()).cloned()
     }
 
     /// Starts the rooms a previous process left snapshots of, so their peers can reconnect

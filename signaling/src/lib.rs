@@ -47,6 +47,8 @@
 //! assert_eq!(answer_publish_offer(offer, &router, &video_only).unwrap_err(), SdpError::NoUsableCodec);
 //! ```
 
+pub mod admin;
+pub mod events;
 pub mod hub;
 pub mod protocol;
 pub mod room;

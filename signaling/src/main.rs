@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use tracing::{error, info};
 
-use signaling::hub::Hub;
+use signaling::hub::{Hub, HubOptions};
 use signaling::router_link::RouterLink;
 use signaling::server::{App, router};
 
@@ -37,6 +37,13 @@ struct Args {
     /// Inherited fd of the shared-memory link to the router (end A), from control.
     #[arg(long)]
     router_link_fd: i32,
+    /// The longest a session may last, from its first join; then the room is ended.
+    #[arg(long, default_value_t = 43_200)]
+    max_session_secs: u64,
+    /// Unix socket for the control daemon's operations on live rooms (JSON lines; see
+    /// docs/signaling.md). None when absent.
+    #[arg(long)]
+    admin_socket: Option<PathBuf>,
 }
 
 fn ws_endpoint(public_url: &str) -> Result<String, String> {
@@ -71,8 +78,20 @@ async fn run(args: Args) -> Result<(), String> {
     // Room snapshots live beside the database, so a restarted signaling finds them.
     let state_dir = args.db.parent().map(|d| d.join("signaling-state")).unwrap_or_else(|| "signaling-state".into());
     std::fs::create_dir_all(&state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
-    let hub = Hub::new(link, Some(state_dir));
+    // A second connection for the room locks (`end-room {lock: true}`); App keeps its own.
+    let lock_store = store::Store::open(&args.db).map_err(|e| format!("cannot open {}: {e}", args.db.display()))?;
+    let options = HubOptions {
+        max_session: std::time::Duration::from_secs(args.max_session_secs.max(1)),
+        store: Some(lock_store),
+        ..HubOptions::default()
+    };
+    let hub = Hub::with_options(link, Some(state_dir), options);
     tokio::spawn(hub.clone().route_events(events));
+    if let Some(path) = &args.admin_socket {
+        let listener = signaling::admin::bind(path).map_err(|e| format!("admin socket {}: {e}", path.display()))?;
+        info!(path = %path.display(), "admin socket listening");
+        tokio::spawn(signaling::admin::run(hub.clone(), listener));
+    }
     hub.restore_rooms(&store);
     let app = App::new(hub, store, endpoint.clone());
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -22,20 +22,37 @@
 //! - **track-update**, **peer-update**, **broadcast**, **ping**, **leave**.
 //! - A socket that closes without `leave` keeps the peer for [`RECONNECT_GRACE`] (the SDK
 //!   reconnects within 60 s); then the peer is removed as if it had left.
+//! - **Permissioned requests** (the role's `permissions`): `role-change-request` (forced:
+//!   applied at once; otherwise `on-role-change-request` with a one-time token, applied when
+//!   the target answers `role-change` with it), `track-update-request` and
+//!   `change-track-mute-state-request` (`mute` / `unmute`), `peer-leave-request`
+//!   (`removeOthers`), `end-room` (`endRoom`). A refusal is error 403 and changes nothing.
+//! - **A role change**: `on-policy-change` (new name) to the peer, which makes its SDK
+//!   republish for the new role; `on-peer-update` to everyone; tracks of kinds the new role may
+//!   not publish are closed (`on-track-remove`); every subscribe connection is brought in line
+//!   with `subscribeToRoles`.
+//! - **Admin** ([`AdminOp`], from the control daemon's socket): the active room, update a
+//!   peer, a server message, remove peers, end the room.
+//! - **The session cap**: a session that has lasted [`Hub::session_cap`] is ended as by
+//!   `end-room`.
+//! - Every change is reported to the hub's event sink (`events.rs`), awaited before the next
+//!   message.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use router_engine::{ConsumeParams, ConsumerId, ConsumerInfo, MediaKind, ProducerId, TransportId, TransportInfo};
 use schema::api::{CloseReason, Event};
+use store::role::Permissions;
 use store::{Role, Template, TrackKind};
 
+use crate::events::{EventPeer, EventRoom, EventTrack, LeaveReason, RoomEvent};
 use crate::hub::Hub;
 use crate::protocol::{PeerInfo, TrackState, now_ms, random_id};
 use crate::rpc::{self, Incoming, code};
@@ -66,6 +83,46 @@ pub enum RoomMsg {
     Detach { peer_id: String, conn: u64 },
     /// A router event about one of this room's transports.
     Router(Event),
+    /// An operation of the control daemon (`admin.rs`), answered on `reply`.
+    Admin { op: AdminOp, reply: oneshot::Sender<Result<Value, AdminError>> },
+}
+
+/// What the control daemon may do to a room (the admin socket's ops, `admin.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdminOp {
+    /// The room's session and peers.
+    ActiveRoom,
+    /// Rename, change the metadata of, or force a role change on a peer.
+    UpdatePeer { peer_id: String, name: Option<String>, role: Option<String>, metadata: Option<String> },
+    /// A message from the server (`on-broadcast` with no sender): to everyone, one peer, or a role.
+    SendMessage { message: String, kind: String, peer_id: Option<String>, role: Option<String> },
+    /// Removes one peer, or every peer of a role ("peer kicked").
+    RemovePeers { peer_id: Option<String>, role: Option<String>, reason: String },
+    /// Ends the session; `lock` also disables the room.
+    EndRoom { reason: String, lock: bool },
+}
+
+/// An admin operation refused: an HTTP-like status (400, 404, 409) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl AdminError {
+    pub fn new(status: u16, message: impl Into<String>) -> AdminError {
+        AdminError { status, message: message.into() }
+    }
+}
+
+impl From<Refusal> for AdminError {
+    fn from(r: Refusal) -> AdminError {
+        let status = match r.code {
+            400..=499 => r.code as u16,
+            _ => 400,
+        };
+        AdminError { status, message: r.message }
+    }
 }
 
 /// What goes out on a peer's socket.
@@ -107,6 +164,43 @@ struct Published {
     kind: MediaKind,
     rtx_payload_type: Option<u8>,
     fmtp: Option<String>,
+    /// When it was first published (ms since the epoch).
+    #[serde(default)]
+    started_at_ms: u64,
+}
+
+impl Published {
+    /// The kind `publishParams.allowed` names for this track.
+    fn needed_kind(&self) -> TrackKind {
+        match (self.kind, self.state.is_screen()) {
+            (MediaKind::Audio, _) => TrackKind::Audio,
+            (MediaKind::Video, true) => TrackKind::Screen,
+            (MediaKind::Video, false) => TrackKind::Video,
+        }
+    }
+
+    fn event(&self) -> EventTrack {
+        EventTrack {
+            track_id: self.state.track_id.clone(),
+            stream_id: self.state.stream_id.clone(),
+            kind: self.state.kind.clone(),
+            source: self.state.source.clone(),
+            mute: self.state.mute,
+            started_at: system_time(self.started_at_ms),
+        }
+    }
+
+    fn admin(&self) -> Value {
+        json!({
+            "id": self.state.track_id,
+            "stream_id": self.state.stream_id,
+            "mute": self.state.mute,
+            "type": self.state.kind,
+            "source": self.state.source,
+            "started_at_ms": self.started_at_ms,
+            "description": self.state.description,
+        })
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -191,6 +285,47 @@ impl Peer {
         self.send(rpc::push(method, params));
     }
 
+    fn event(&self) -> EventPeer {
+        EventPeer {
+            peer_id: self.id.clone(),
+            user_id: self.user_id.clone(),
+            name: self.name.clone(),
+            metadata: self.data.clone(),
+            role: self.role.clone(),
+            joined_at: system_time(self.joined_at_ms),
+        }
+    }
+
+    /// The peer as the admin socket shows it.
+    fn admin(&self) -> Value {
+        let tracks: serde_json::Map<String, Value> =
+            self.publish.iter().flat_map(|p| p.tracks.iter().map(|(id, t)| (id.clone(), t.admin()))).collect();
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "user_id": self.user_id,
+            "metadata": self.data,
+            "role": self.role,
+            "joined_at_ms": self.joined_at_ms,
+            "tracks": tracks,
+        })
+    }
+
+    /// Pushes `on-peer-leave-request` and closes the socket: the SDK leaves on it.
+    fn send_off(&mut self, by: Option<&str>, reason: &str, room_end: bool) {
+        let mut note = json!({ "reason": reason, "room_end": room_end });
+        if let Some(by) = by {
+            note["requested_by"] = json!(by);
+        }
+        if self.joined {
+            self.push("on-peer-leave-request", note);
+        }
+        if let Some(out) = self.out.take() {
+            let why = if room_end { "the room was ended" } else { "removed from the room" };
+            let _ = out.send(Outbound::Close(1000, why.into()));
+        }
+    }
+
     fn owns(&self, transport: TransportId) -> bool {
         self.publish.as_ref().is_some_and(|p| p.transport.id == transport)
             || self.subscribe.as_ref().is_some_and(|s| s.transport.id == transport)
@@ -211,6 +346,38 @@ pub struct Room {
     peers: BTreeMap<String, Peer>,
     /// The last snapshot written, to skip writing an unchanged one.
     saved: String,
+    /// Role changes asked of a peer and not yet accepted, by their one-time token.
+    role_requests: HashMap<String, RoleRequest>,
+    /// Events not yet handed to the sink (they are, before the next message).
+    pending_events: Vec<RoomEvent>,
+    /// What must happen after the current request's response is sent (a removal of the
+    /// requester itself must not swallow its response).
+    deferred: Vec<Deferred>,
+    /// Set while the room is being ended: removals do not end the session one by one.
+    ending: bool,
+}
+
+/// A role change waiting for its target to accept it.
+#[derive(Debug, Clone)]
+struct RoleRequest {
+    target: String,
+    role: String,
+    requested_by: String,
+}
+
+/// Work done after a response went out.
+#[derive(Debug, Clone)]
+enum Deferred {
+    Kick { target: String, by: String, reason: String },
+    EndRoom { by: String, reason: String, lock: bool },
+}
+
+/// At most this many unanswered role-change requests per room (the oldest are not tracked:
+/// a map full of them refuses new requests instead).
+const MAX_ROLE_REQUESTS: usize = 1024;
+
+fn system_time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 /// What survives a restart of signaling: the router keeps the transports and keeps
@@ -225,8 +392,20 @@ struct Snapshot {
 
 impl Room {
     pub fn new(id: String, name: String, template: Template, hub: Arc<Hub>) -> Room {
-        let mut room =
-            Room { id, name, template, hub, shard: None, session: None, peers: BTreeMap::new(), saved: String::new() };
+        let mut room = Room {
+            id,
+            name,
+            template,
+            hub,
+            shard: None,
+            session: None,
+            peers: BTreeMap::new(),
+            saved: String::new(),
+            role_requests: HashMap::new(),
+            pending_events: Vec::new(),
+            deferred: Vec::new(),
+            ending: false,
+        };
         room.restore();
         room
     }
@@ -296,6 +475,7 @@ impl Room {
                         let quiet = matches!(&msg, RoomMsg::Rpc { msg: Incoming::Request { method, .. } | Incoming::Notify { method, .. }, .. }
                             if method == "ping" || method == "trickle" || method == "analytics");
                         self.handle(msg).await;
+                        self.flush_events().await;
                         if !quiet {
                             self.save();
                         }
@@ -304,12 +484,65 @@ impl Room {
                 },
                 _ = tick.tick() => {
                     self.evict_absent().await;
+                    self.check_session_cap().await;
+                    self.flush_events().await;
                     self.save();
                 }
             }
         }
         for id in self.peers.keys().cloned().collect::<Vec<_>>() {
-            self.remove_peer(&id, "server shutting down").await;
+            self.remove_peer(&id, LeaveReason::ServerRemovedPeer, "server shutting down").await;
+        }
+        self.flush_events().await;
+    }
+
+    /// Hands the pending events to the sink, in order, each awaited.
+    async fn flush_events(&mut self) {
+        for event in std::mem::take(&mut self.pending_events) {
+            let name = event.name();
+            if let Err(e) = self.hub.events.record(event).await {
+                warn!(room = %self.id, event = name, error = %e, "event sink failed; event lost");
+            }
+        }
+    }
+
+    fn emit(&mut self, event: RoomEvent) {
+        self.pending_events.push(event);
+    }
+
+    fn event_room(&self) -> EventRoom {
+        EventRoom {
+            room_id: self.id.clone(),
+            room_name: self.name.clone(),
+            template_id: self.template.id.clone(),
+            session_id: self.session.as_ref().map(|(id, _)| id.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Ends the session, if one is open, with an event.
+    fn end_session(&mut self, reason: &str, ended_by: Option<String>, lock: bool) {
+        let room = self.event_room();
+        if let Some((session, started)) = self.session.take() {
+            info!(room = %self.id, %session, reason, "session ended");
+            self.role_requests.clear();
+            self.emit(RoomEvent::SessionEnded {
+                room,
+                started_at: system_time(started),
+                ended_at: SystemTime::now(),
+                reason: reason.to_owned(),
+                ended_by,
+                lock,
+            });
+        }
+    }
+
+    /// Ends the session once it has lasted the cap.
+    async fn check_session_cap(&mut self) {
+        let Some((_, started)) = &self.session else { return };
+        let cap = self.hub.session_cap(&self.id);
+        if now_ms().saturating_sub(*started) >= cap.as_millis() as u64 {
+            info!(room = %self.id, cap_secs = cap.as_secs(), "session reached its maximum duration; ending the room");
+            self.end_room(None, "the session reached its maximum duration", false, "max duration reached").await;
         }
     }
 
@@ -325,6 +558,10 @@ impl Room {
             }
             RoomMsg::Detach { peer_id, conn } => self.detach(&peer_id, conn).await,
             RoomMsg::Router(event) => self.router_event(event).await,
+            RoomMsg::Admin { op, reply } => {
+                let result = self.admin(op).await;
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -356,7 +593,9 @@ impl Room {
             let _ = out.send(Outbound::Close(4003, msg));
             return;
         }
-        let policy = self.policy_params(&role);
+        // A reconnecting peer keeps the role it has now (a role change outlives its token).
+        let current = self.peers.get(&peer_id).map_or(role.as_str(), |p| p.role.as_str());
+        let policy = self.policy_params(current);
         let peer_list = self.peer_list_for(&peer_id);
         match self.peers.get_mut(&peer_id) {
             Some(peer) => {
@@ -437,7 +676,7 @@ impl Room {
             .map(|p| p.id.clone())
             .collect();
         for id in gone {
-            self.remove_peer(&id, "did not reconnect within 60 s").await;
+            self.remove_peer(&id, LeaveReason::WebsocketClosed, "did not reconnect within 60 s").await;
         }
     }
 
@@ -456,6 +695,15 @@ impl Room {
                 if method == "join" && self.peers.get(peer_id).is_some_and(|p| p.joined) {
                     self.after_join(peer_id).await;
                 }
+                for d in std::mem::take(&mut self.deferred) {
+                    match d {
+                        Deferred::Kick { target, by, reason } => self.kick(&target, Some(&by), &reason).await,
+                        Deferred::EndRoom { by, reason, lock } => {
+                            let ended = if reason.is_empty() { "room ended".to_owned() } else { reason.clone() };
+                            self.end_room(Some(&by), &reason, lock, &ended).await
+                        }
+                    }
+                }
             }
             Incoming::Notify { method, params } => self.notify(peer_id, &method, params).await,
             Incoming::Response { .. } => {}
@@ -469,13 +717,13 @@ impl Room {
             "offer" => self.publish_offer(peer_id, params).await,
             "peer-update" => self.peer_update(peer_id, params),
             "broadcast" => self.broadcast(peer_id, params),
-            "role-change-request"
-            | "role-change"
-            | "track-update-request"
-            | "change-track-mute-state-request"
-            | "peer-leave-request"
-            | "end-room"
-            | "set-metadata"
+            "role-change-request" => self.role_change_request(peer_id, params).await,
+            "role-change" => self.role_change_accept(peer_id, params).await,
+            "track-update-request" => self.track_update_request(peer_id, params),
+            "change-track-mute-state-request" => self.mute_state_request(peer_id, params),
+            "peer-leave-request" => self.peer_leave_request(peer_id, params),
+            "end-room" => self.end_room_request(peer_id, params),
+            "set-metadata"
             | "get-metadata"
             | "listen-metadata-change"
             | "group-join"
@@ -508,7 +756,7 @@ impl Room {
             "track-update" => self.track_update(peer_id, params),
             "leave" => {
                 let reason = params["client_reason"].as_str().unwrap_or("leave").to_owned();
-                self.remove_peer(peer_id, &reason).await;
+                self.remove_peer(peer_id, LeaveReason::ClientRequest, &reason).await;
             }
             // The router is ICE-lite: it learns the client's address from its checks, so client
             // candidates carry nothing it needs.
@@ -577,11 +825,16 @@ impl Room {
         };
         self.hub.router.connect_transport(transport.id, answer.connect.clone()).await?;
         if self.session.is_none() {
-            self.session = Some((random_id(), now_ms()));
+            let started = now_ms();
+            self.session = Some((random_id(), started));
+            let room = self.event_room();
+            self.emit(RoomEvent::SessionStarted { room, started_at: system_time(started) });
         }
+        let room = self.event_room();
         let Some(peer) = self.peers.get_mut(peer_id) else {
             return Err(Refusal::new(code::CONFLICT, "peer left during join"));
         };
+        let rejoin = peer.joined;
         peer.name = name;
         peer.data = data;
         peer.video_on_request = params["disableVidAutoSub"].as_bool().unwrap_or(false);
@@ -590,6 +843,10 @@ impl Room {
         peer.publish =
             Some(PublishSide { transport, ice_ufrag: answer.connect.ice_ufrag.clone(), tracks: BTreeMap::new() });
         info!(room = %self.id, peer = %peer_id, name = %peer.name, role = %peer.role, "peer joined");
+        if !rejoin {
+            let peer = peer.event();
+            self.emit(RoomEvent::PeerJoined { room, peer });
+        }
         Ok(json!({ "type": "answer", "sdp": answer.sdp }))
     }
 
@@ -731,6 +988,7 @@ impl Room {
                     kind: t.produce.kind,
                     rtx_payload_type: t.produce.rtx_payload_type,
                     fmtp: t.fmtp.clone(),
+                    started_at_ms: now_ms(),
                 },
             );
         }
@@ -739,11 +997,14 @@ impl Room {
         let Some(peer) = self.peers.get_mut(peer_id) else { return Err(Refusal::new(code::CONFLICT, "peer left")) };
         let Some(publish) = peer.publish.as_mut() else { return Err(Refusal::new(code::CONFLICT, "peer left")) };
         publish.ice_ufrag = answer.connect.ice_ufrag.clone();
+        let mut track_events = Vec::new();
         for id in &removed {
             if let Some(p) = publish.tracks.remove(id) {
+                track_events.push((false, p.event()));
                 removed_states.push((p.state, p.producer));
             }
         }
+        track_events.extend(added.values().map(|p| (true, p.event())));
         for state in updated {
             if let Some(p) = publish.tracks.get_mut(&state.track_id) {
                 p.state = state;
@@ -752,6 +1013,16 @@ impl Room {
         let added_states: Vec<TrackState> = added.values().map(|p| p.state.clone()).collect();
         publish.tracks.extend(added);
         let brief = peer.info().brief();
+        let event_peer = peer.event();
+        let room = self.event_room();
+        for (is_add, track) in track_events {
+            let (room, peer) = (room.clone(), event_peer.clone());
+            self.emit(if is_add {
+                RoomEvent::TrackAdded { room, peer, track }
+            } else {
+                RoomEvent::TrackRemoved { room, peer, track, stopped_at: SystemTime::now() }
+            });
+        }
         for (_, producer) in &removed_states {
             if let Err(e) = self.hub.router.close_producer(*producer).await {
                 debug!(error = %e, "close_producer");
@@ -939,6 +1210,7 @@ impl Room {
         let Some(peer) = self.peers.get_mut(peer_id) else { return };
         let Some(publish) = peer.publish.as_mut() else { return };
         let mut changed = Vec::new();
+        let mut events = Vec::new();
         for (id, state) in tracks {
             if let Some(p) = publish.tracks.get_mut(&id)
                 && (p.state.mute != state.mute || p.state.description != state.description)
@@ -946,12 +1218,18 @@ impl Room {
                 p.state.mute = state.mute;
                 p.state.description = state.description;
                 changed.push(p.state.clone());
+                events.push(p.event());
             }
         }
         if changed.is_empty() {
             return;
         }
         let brief = peer.info().brief();
+        let event_peer = peer.event();
+        let room = self.event_room();
+        for track in events {
+            self.emit(RoomEvent::TrackUpdated { room: room.clone(), peer: event_peer.clone(), track });
+        }
         self.push_others(peer_id, "on-track-update", &json!({ "peer": brief, "tracks": track_map(changed.iter()) }));
     }
 
@@ -971,7 +1249,10 @@ impl Room {
             peer.data = d;
         }
         let note = peer.notification();
+        let (name, metadata, event_peer) = (peer.name.clone(), peer.data.clone(), peer.event());
         self.push_others(peer_id, "on-peer-update", &note);
+        let room = self.event_room();
+        self.emit(RoomEvent::PeerUpdated { room, peer: event_peer, name, metadata });
         Ok(json!({}))
     }
 
@@ -1043,13 +1324,30 @@ impl Room {
 
     /// Removes a peer: its transports (the router closes its producers and the consumers of
     /// them), `on-peer-leave` to the others, and their subscribe connections renegotiated.
-    async fn remove_peer(&mut self, peer_id: &str, reason: &str) {
+    async fn remove_peer(&mut self, peer_id: &str, reason: LeaveReason, message: &str) {
         let Some(peer) = self.peers.get(peer_id) else { return };
         let was_joined = peer.joined;
+        let tracks: Vec<EventTrack> =
+            peer.publish.iter().flat_map(|p| p.tracks.values().map(Published::event)).collect();
         self.drop_media(peer_id).await;
         let Some(peer) = self.peers.remove(peer_id) else { return };
-        info!(room = %self.id, peer = %peer_id, name = %peer.name, reason, "peer left");
+        self.role_requests.retain(|_, r| r.target != peer_id);
+        info!(room = %self.id, peer = %peer_id, name = %peer.name, %reason, message, "peer left");
         if was_joined {
+            let room = self.event_room();
+            let now = SystemTime::now();
+            for track in tracks {
+                self.emit(RoomEvent::TrackRemoved { room: room.clone(), peer: peer.event(), track, stopped_at: now });
+            }
+            self.emit(RoomEvent::PeerLeft {
+                room,
+                peer: peer.event(),
+                left_at: now,
+                reason,
+                message: message.to_owned(),
+            });
+        }
+        if was_joined && !self.ending {
             self.push_others(peer_id, "on-peer-leave", &json!({ "peer_id": peer_id, "role": peer.role, "info": { "name": peer.name, "user_id": peer.user_id } }));
             // Their consumers of this peer's tracks went with its transports; `renegotiate`
             // finds those tracks unwanted and takes them out of the next offer.
@@ -1058,10 +1356,443 @@ impl Room {
                 self.renegotiate(&id).await;
             }
         }
-        if self.peers.values().all(|p| !p.joined)
-            && let Some((session, _)) = self.session.take()
+        if !self.ending && self.peers.values().all(|p| !p.joined) {
+            self.end_session("last peer left", None, false);
+        }
+    }
+
+    // ---- Permissioned requests -------------------------------------------------------
+
+    /// The requester's role grants `allowed`; otherwise a 403 naming the permission.
+    fn require(&self, peer_id: &str, allowed: impl Fn(&Permissions) -> bool, name: &str) -> Result<(), Refusal> {
+        let peer = self
+            .peers
+            .get(peer_id)
+            .filter(|p| p.joined)
+            .ok_or_else(|| Refusal::new(code::CONFLICT, "join the room first"))?;
+        let role = self
+            .role(&peer.role)
+            .ok_or_else(|| Refusal::new(code::FORBIDDEN, format!("role '{}' is not in the template", peer.role)))?;
+        if allowed(&role.permissions) {
+            Ok(())
+        } else {
+            Err(Refusal::new(
+                code::FORBIDDEN,
+                format!("not allowed: role '{}' lacks the '{name}' permission", peer.role),
+            ))
+        }
+    }
+
+    /// A joined peer other than nobody: 404 otherwise.
+    fn joined_peer(&self, peer_id: &str) -> Result<&Peer, Refusal> {
+        self.peers
+            .get(peer_id)
+            .filter(|p| p.joined)
+            .ok_or_else(|| Refusal::new(code::NOT_FOUND, format!("peer {peer_id} is not in the room")))
+    }
+
+    fn push_all(&self, method: &str, params: &Value) {
+        let text = rpc::push(method, params.clone());
+        for p in self.peers.values().filter(|p| p.joined) {
+            p.send(text.clone());
+        }
+    }
+
+    /// `role-change-request {requested_for, role, force}` or the bulk `{roles, role, force}`
+    /// (always applied at once).
+    async fn role_change_request(&mut self, peer_id: &str, params: Value) -> Result<Value, Refusal> {
+        self.require(peer_id, |p| p.change_role, "changeRole")?;
+        let role = params["role"]
+            .as_str()
+            .ok_or_else(|| Refusal::new(code::BAD_REQUEST, "role-change-request needs role"))?
+            .to_owned();
+        if self.role(&role).is_none() {
+            return Err(Refusal::new(code::BAD_REQUEST, format!("unknown role '{role}'")));
+        }
+        let force = match params.get("force") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(Refusal::new(code::BAD_REQUEST, "force must be a boolean")),
+        };
+        if let Some(roles) = params.get("roles").filter(|r| !r.is_null()) {
+            let roles: Vec<String> = serde_json::from_value(roles.clone())
+                .map_err(|_| Refusal::new(code::BAD_REQUEST, "roles must be a list of role names"))?;
+            let targets: Vec<String> = self
+                .peers
+                .values()
+                .filter(|p| p.joined && p.role != role && roles.contains(&p.role))
+                .map(|p| p.id.clone())
+                .collect();
+            for t in targets {
+                self.apply_role_change(&t, &role, Some(peer_id)).await;
+            }
+            return Ok(json!({}));
+        }
+        let target = params["requested_for"]
+            .as_str()
+            .ok_or_else(|| Refusal::new(code::BAD_REQUEST, "role-change-request needs requested_for or roles"))?
+            .to_owned();
+        self.joined_peer(&target)?;
+        if force {
+            self.apply_role_change(&target, &role, Some(peer_id)).await;
+            return Ok(json!({}));
+        }
+        if self.role_requests.len() >= MAX_ROLE_REQUESTS {
+            return Err(Refusal::new(code::CONFLICT, "too many role changes waiting for an answer"));
+        }
+        let token = random_id();
+        self.role_requests.insert(
+            token.clone(),
+            RoleRequest { target: target.clone(), role: role.clone(), requested_by: peer_id.into() },
+        );
+        if let Some(t) = self.peers.get(&target) {
+            t.push("on-role-change-request", json!({ "requested_by": peer_id, "role": role, "token": token }));
+        }
+        Ok(json!({}))
+    }
+
+    /// `role-change {requested_by, role, token}`: the target accepts a request.
+    async fn role_change_accept(&mut self, peer_id: &str, params: Value) -> Result<Value, Refusal> {
+        let token =
+            params["token"].as_str().ok_or_else(|| Refusal::new(code::BAD_REQUEST, "role-change needs token"))?;
+        self.peers
+            .get(peer_id)
+            .filter(|p| p.joined)
+            .ok_or_else(|| Refusal::new(code::CONFLICT, "join the room first"))?;
+        let request = self.role_requests.get(token).filter(|r| r.target == peer_id).ok_or_else(|| {
+            Refusal::new(code::FORBIDDEN, "no role change was requested of this peer with this token")
+        })?;
+        if let Some(role) = params["role"].as_str()
+            && role != request.role
         {
-            info!(room = %self.id, %session, "session ended: the last peer left");
+            return Err(Refusal::new(
+                code::BAD_REQUEST,
+                format!("the request was for role '{}', not '{role}'", request.role),
+            ));
+        }
+        let Some(request) = self.role_requests.remove(token) else { return Ok(json!({})) };
+        if self.role(&request.role).is_none() {
+            return Err(Refusal::new(code::BAD_REQUEST, format!("unknown role '{}'", request.role)));
+        }
+        self.apply_role_change(peer_id, &request.role, Some(&request.requested_by)).await;
+        Ok(json!({}))
+    }
+
+    /// Moves a joined peer to `new_role`: its SDK is told first (`on-policy-change`, which
+    /// makes it republish for the role), then everyone (`on-peer-update`); tracks the role may
+    /// not publish are closed; every subscribe connection follows `subscribeToRoles`.
+    async fn apply_role_change(&mut self, peer_id: &str, new_role: &str, requested_by: Option<&str>) {
+        let Some(role) = self.role(new_role).cloned() else { return };
+        let policy = self.policy_params(new_role);
+        let Some(peer) = self.peers.get_mut(peer_id).filter(|p| p.joined) else { return };
+        if peer.role == new_role {
+            return;
+        }
+        let previous = std::mem::replace(&mut peer.role, new_role.to_owned());
+        let mut stopped = Vec::new();
+        if let Some(publish) = peer.publish.as_mut() {
+            let ids: Vec<String> = publish
+                .tracks
+                .iter()
+                .filter(|(_, t)| !role.may_publish(t.needed_kind()))
+                .map(|(id, _)| id.clone())
+                .collect();
+            stopped.extend(ids.iter().filter_map(|id| publish.tracks.remove(id)));
+        }
+        peer.push("on-policy-change", policy);
+        let note = peer.notification();
+        let brief = peer.info().brief();
+        let event_peer = peer.event();
+        info!(room = %self.id, peer = %peer_id, from = %previous, to = %new_role, by = ?requested_by, "role changed");
+        self.push_all("on-peer-update", &note);
+        for t in &stopped {
+            if let Err(e) = self.hub.router.close_producer(t.producer).await {
+                debug!(error = %e, "close_producer on role change");
+            }
+        }
+        let room = self.event_room();
+        if !stopped.is_empty() {
+            let states: Vec<TrackState> = stopped.iter().map(|t| t.state.clone()).collect();
+            self.push_others(peer_id, "on-track-remove", &json!({ "peer": brief, "tracks": track_map(states.iter()) }));
+            for t in &stopped {
+                self.emit(RoomEvent::TrackRemoved {
+                    room: room.clone(),
+                    peer: event_peer.clone(),
+                    track: t.event(),
+                    stopped_at: SystemTime::now(),
+                });
+            }
+        }
+        self.emit(RoomEvent::RoleChanged {
+            room,
+            peer: event_peer,
+            previous_role: previous,
+            role: new_role.to_owned(),
+            requested_by: requested_by.map(str::to_owned),
+            changed_at: SystemTime::now(),
+        });
+        let ids: Vec<String> = self.peers.values().filter(|p| p.joined).map(|p| p.id.clone()).collect();
+        for id in ids {
+            self.renegotiate(&id).await;
+        }
+    }
+
+    /// `track-update-request {requested_for, track_id, stream_id, mute}`: asks one peer to mute
+    /// (`mute`) or unmute (`unmute`) one of its tracks.
+    fn track_update_request(&mut self, peer_id: &str, params: Value) -> Result<Value, Refusal> {
+        let mute = params["mute"]
+            .as_bool()
+            .ok_or_else(|| Refusal::new(code::BAD_REQUEST, "track-update-request needs mute: true or false"))?;
+        if mute {
+            self.require(peer_id, |p| p.mute, "mute")?;
+        } else {
+            self.require(peer_id, |p| p.unmute, "unmute")?;
+        }
+        let target = params["requested_for"]
+            .as_str()
+            .ok_or_else(|| Refusal::new(code::BAD_REQUEST, "track-update-request needs requested_for"))?;
+        let track_id = params["track_id"]
+            .as_str()
+            .ok_or_else(|| Refusal::new(code::BAD_REQUEST, "track-update-request needs track_id"))?;
+        let peer = self.joined_peer(target)?;
+        let track = peer
+            .publish
+            .as_ref()
+            .and_then(|p| p.tracks.get(track_id))
+            .ok_or_else(|| Refusal::new(code::NOT_FOUND, format!("peer {target} publishes no track {track_id}")))?;
+        let stream_id = params["stream_id"].as_str().unwrap_or(&track.state.stream_id);
+        peer.push(
+            "on-track-update-request",
+            json!({ "requested_by": peer_id, "track_id": track_id, "stream_id": stream_id, "mute": mute }),
+        );
+        Ok(json!({}))
+    }
+
+    /// `change-track-mute-state-request {requested_for?, roles?, type?, source?, value}`: asks
+    /// one peer, the peers of some roles, or everyone else, to mute (`value: true`) or unmute
+    /// their matching tracks.
+    fn mute_state_request(&mut self, peer_id: &str, params: Value) -> Result<Value, Refusal> {
+        let value = params["value"].as_bool().ok_or_else(|| {
+            Refusal::new(code::BAD_REQUEST, "change-track-mute-state-request needs value: true or false")
+        })?;
+        if value {
+            self.require(peer_id, |p| p.mute, "mute")?;
+        } else {
+            self.require(peer_id, |p| p.unmute, "unmute")?;
+        }
+        let kind = match params.get("type") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) if t == "audio" || t == "video" => Some(t.clone()),
+            Some(_) => return Err(Refusal::new(code::BAD_REQUEST, "type must be \"audio\" or \"video\"")),
+        };
+        let source = match params.get("source") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(Refusal::new(code::BAD_REQUEST, "source must be a string")),
+        };
+        let roles: Option<Vec<String>> = match params.get("roles") {
+            None | Some(Value::Null) => None,
+            Some(r) => Some(
+                serde_json::from_value(r.clone())
+                    .map_err(|_| Refusal::new(code::BAD_REQUEST, "roles must be a list of role names"))?,
+            ),
+        };
+        let target = params["requested_for"].as_str();
+        if let Some(t) = target {
+            self.joined_peer(t)?;
+        }
+        let mut note = json!({ "requested_by": peer_id, "value": value });
+        if let Some(k) = &kind {
+            note["type"] = json!(k);
+        }
+        if let Some(s) = &source {
+            note["source"] = json!(s);
+        }
+        if let Some(r) = &roles {
+            note["roles"] = json!(r);
+        }
+        let text = rpc::push("on-change-track-mute-state-request", note);
+        for p in self.peers.values().filter(|p| p.joined && p.id != peer_id) {
+            let matches = match (target, &roles) {
+                (Some(t), _) => p.id == t,
+                (None, Some(roles)) => roles.contains(&p.role),
+                (None, None) => true,
+            };
+            if matches {
+                p.send(text.clone());
+            }
+        }
+        Ok(json!({}))
+    }
+
+    /// `peer-leave-request {requested_for, reason}`: removes a peer (after the response).
+    fn peer_leave_request(&mut self, peer_id: &str, params: Value) -> Result<Value, Refusal> {
+        self.require(peer_id, |p| p.remove_others, "removeOthers")?;
+        let target = params["requested_for"]
+            .as_str()
+            .ok_or_else(|| Refusal::new(code::BAD_REQUEST, "peer-leave-request needs requested_for"))?
+            .to_owned();
+        let reason = string_param(&params, "reason", MAX_NAME)
+            .map_err(|r| Refusal::new(code::BAD_REQUEST, r.message))?
+            .unwrap_or_default();
+        self.joined_peer(&target)?;
+        self.deferred.push(Deferred::Kick { target, by: peer_id.to_owned(), reason });
+        Ok(json!({}))
+    }
+
+    /// `end-room {lock, reason}`: ends the session for everyone (after the response).
+    fn end_room_request(&mut self, peer_id: &str, params: Value) -> Result<Value, Refusal> {
+        self.require(peer_id, |p| p.end_room, "endRoom")?;
+        let lock = match params.get("lock") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(Refusal::new(code::BAD_REQUEST, "lock must be a boolean")),
+        };
+        let reason = string_param(&params, "reason", MAX_NAME)
+            .map_err(|r| Refusal::new(code::BAD_REQUEST, r.message))?
+            .unwrap_or_default();
+        self.deferred.push(Deferred::EndRoom { by: peer_id.to_owned(), reason, lock });
+        Ok(json!({}))
+    }
+
+    /// Removes a peer at someone's request: `on-peer-leave-request`, its socket closed, its
+    /// media dropped, `on-peer-leave` to the others ("peer kicked").
+    async fn kick(&mut self, target: &str, by: Option<&str>, reason: &str) {
+        let Some(peer) = self.peers.get_mut(target) else { return };
+        peer.send_off(by, reason, false);
+        self.remove_peer(target, LeaveReason::PeerKicked, reason).await;
+    }
+
+    /// Ends the room: everyone but the requester (who leaves by itself after the response)
+    /// gets `on-peer-leave-request {room_end: true}` and is removed ("room ended"); the
+    /// session closes with `session_reason`; `lock` disables the room in the database.
+    async fn end_room(&mut self, by: Option<&str>, reason: &str, lock: bool, session_reason: &str) {
+        info!(room = %self.id, by = ?by, reason, lock, "ending the room");
+        // Locked first, so nobody joins while the others are being removed.
+        if lock && let Err(e) = self.hub.lock_room(&self.id) {
+            warn!(room = %self.id, error = %e, "the room could not be locked");
+        }
+        self.ending = true;
+        let ids: Vec<String> = self.peers.keys().cloned().collect();
+        for id in ids {
+            if Some(id.as_str()) != by
+                && let Some(peer) = self.peers.get_mut(&id)
+            {
+                peer.send_off(by, reason, true);
+            }
+            self.remove_peer(&id, LeaveReason::RoomEnded, reason).await;
+        }
+        self.ending = false;
+        self.end_session(session_reason, by.map(str::to_owned), lock);
+    }
+
+    // ---- Admin (the control daemon) ---------------------------------------------------
+
+    async fn admin(&mut self, op: AdminOp) -> Result<Value, AdminError> {
+        if !self.peers.values().any(|p| p.joined) {
+            return Err(AdminError::new(404, "room is not active"));
+        }
+        match op {
+            AdminOp::ActiveRoom => {
+                let (session_id, started) = self.session.clone().unwrap_or_default();
+                let peers: Vec<Value> = self.peers.values().filter(|p| p.joined).map(Peer::admin).collect();
+                Ok(json!({
+                    "room_id": self.id,
+                    "room_name": self.name,
+                    "session_id": session_id,
+                    "started_at_ms": started,
+                    "peers": peers,
+                }))
+            }
+            AdminOp::UpdatePeer { peer_id, name, role, metadata } => {
+                self.joined_peer(&peer_id).map_err(AdminError::from)?;
+                if let Some(n) = &name
+                    && n.len() > MAX_NAME
+                {
+                    return Err(AdminError::new(400, format!("name longer than {MAX_NAME} bytes")));
+                }
+                if let Some(m) = &metadata
+                    && m.len() > MAX_DATA
+                {
+                    return Err(AdminError::new(400, format!("metadata longer than {MAX_DATA} bytes")));
+                }
+                if let Some(r) = &role
+                    && self.role(r).is_none()
+                {
+                    return Err(AdminError::new(400, format!("unknown role '{r}'")));
+                }
+                if name.is_some() || metadata.is_some() {
+                    let Some(peer) = self.peers.get_mut(&peer_id) else {
+                        return Err(AdminError::new(404, "peer left"));
+                    };
+                    if let Some(n) = name {
+                        peer.name = n;
+                    }
+                    if let Some(m) = metadata {
+                        peer.data = m;
+                    }
+                    let note = peer.notification();
+                    let (name, metadata, event_peer) = (peer.name.clone(), peer.data.clone(), peer.event());
+                    self.push_all("on-peer-update", &note);
+                    let room = self.event_room();
+                    self.emit(RoomEvent::PeerUpdated { room, peer: event_peer, name, metadata });
+                }
+                if let Some(r) = role {
+                    self.apply_role_change(&peer_id, &r, None).await;
+                }
+                Ok(self.peers.get(&peer_id).map(Peer::admin).unwrap_or_else(|| json!({})))
+            }
+            AdminOp::SendMessage { message, kind, peer_id, role } => {
+                if message.len() > MAX_DATA {
+                    return Err(AdminError::new(400, format!("message longer than {MAX_DATA} bytes")));
+                }
+                if let Some(p) = &peer_id {
+                    self.joined_peer(p).map_err(AdminError::from)?;
+                }
+                // No `peer`: the SDK takes a message without a sender as the server's.
+                let mut note = json!({
+                    "private": peer_id.is_some(),
+                    "message_id": random_id(),
+                    "timestamp": now_ms(),
+                    "info": { "message": message, "type": kind },
+                });
+                if let Some(r) = &role {
+                    note["roles"] = json!([r]);
+                }
+                let text = rpc::push("on-broadcast", note);
+                for p in self.peers.values().filter(|p| p.joined) {
+                    let to_this = match (&peer_id, &role) {
+                        (Some(target), _) => &p.id == target,
+                        (None, Some(role)) => &p.role == role,
+                        (None, None) => true,
+                    };
+                    if to_this {
+                        p.send(text.clone());
+                    }
+                }
+                Ok(json!({}))
+            }
+            AdminOp::RemovePeers { peer_id, role, reason } => {
+                let targets: Vec<String> = match (&peer_id, &role) {
+                    (Some(p), _) => {
+                        self.joined_peer(p).map_err(AdminError::from)?;
+                        vec![p.clone()]
+                    }
+                    (None, Some(r)) => {
+                        self.peers.values().filter(|p| p.joined && &p.role == r).map(|p| p.id.clone()).collect()
+                    }
+                    (None, None) => return Err(AdminError::new(400, "remove_peers needs peer_id or role")),
+                };
+                for t in &targets {
+                    self.kick(t, None, &reason).await;
+                }
+                Ok(json!({ "removed": targets.len() }))
+            }
+            AdminOp::EndRoom { reason, lock } => {
+                let ended = if reason.is_empty() { "room ended".to_owned() } else { reason.clone() };
+                self.end_room(None, &reason, lock, &ended).await;
+                Ok(json!({}))
+            }
         }
     }
 
@@ -1079,7 +1810,8 @@ impl Room {
                     "on-peer-leave-request",
                     json!({ "reason": format!("media connection lost: {reason:?}"), "room_end": false }),
                 );
-                self.remove_peer(&id, "media connection lost").await;
+                self.remove_peer(&id, LeaveReason::ServerRemovedPeer, &format!("media connection lost: {reason:?}"))
+                    .await;
             }
             Event::TransportConnected { transport, remote } => {
                 debug!(room = %self.id, %transport, %remote, "transport connected");
