@@ -82,6 +82,8 @@ pub fn child_specs(args: &RunArgs, dir: &DataDir, bin_dir: &Path, tls: &Tls, lin
             &tls.key_path,
             &"--router-link-fd",
             &fd,
+            &"--admin-socket",
+            &dir.signaling_admin_socket(),
         ]),
     };
     vec![router, signaling]

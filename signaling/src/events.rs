@@ -40,32 +40,14 @@ pub struct EventRoom {
     pub session_id: String,
 }
 
-/// A peer as the webhooks describe it (`peer.join.success` and friends).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EventPeer {
-    pub peer_id: String,
-    pub user_id: String,
-    /// `user_name` in the webhook.
-    pub name: String,
-    /// `user_data` in the webhook: the peer's metadata string.
-    pub metadata: String,
-    pub role: String,
-    pub joined_at: SystemTime,
-}
+/// A peer and a published track as the webhooks describe them: the store's records, so what
+/// signaling reports is what the store writes.
+pub use store::session::{PeerRecord as EventPeer, TrackRecord as EventTrack};
 
-/// A published track (the analytics `track.*` events).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EventTrack {
-    pub track_id: String,
-    pub stream_id: String,
-    /// "audio" or "video".
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// "regular", "screen", ...
-    pub source: String,
-    pub mute: bool,
-    pub started_at: SystemTime,
-}
+/// `SessionEnded.reason` when the last peer left (not an explicit end).
+pub const LAST_PEER_LEFT: &str = "last peer left";
+/// `SessionEnded.reason` when the session reached its cap.
+pub const MAX_DURATION_REACHED: &str = "max duration reached";
 
 /// Why a peer left, in the 100ms `peer.leave.success` vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -79,10 +79,14 @@ impl Hub {
         })
     }
 
-    /// How long a session of `room_id` may last from its first join; the room ends it then.
-    /// (One value for every room for now; the database will hold it per room.)
-    pub fn session_cap(&self, _room_id: &str) -> Duration {
-        self.max_session
+    /// How long a session of `room_id` may last from its first join; the room ends it then:
+    /// the room's `max_duration_seconds` (12 h when unset), at most `--max-session-secs`.
+    pub fn session_cap(&self, room_id: &str) -> Duration {
+        let room_cap = self.store.as_ref().and_then(|s| {
+            let s = s.lock().unwrap_or_else(|p| p.into_inner());
+            s.room(room_id).ok().flatten().map(|r| r.session_cap())
+        });
+        room_cap.map_or(self.max_session, |c| c.min(self.max_session))
     }
 
     /// Disables a room in the database (`end-room {lock: true}`): new joins are refused.

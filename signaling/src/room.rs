@@ -542,7 +542,7 @@ impl Room {
         let cap = self.hub.session_cap(&self.id);
         if now_ms().saturating_sub(*started) >= cap.as_millis() as u64 {
             info!(room = %self.id, cap_secs = cap.as_secs(), "session reached its maximum duration; ending the room");
-            self.end_room(None, "the session reached its maximum duration", false, "max duration reached").await;
+            self.end_room(None, "the session reached its maximum duration", false, crate::events::MAX_DURATION_REACHED).await;
         }
     }
 
@@ -1357,7 +1357,7 @@ impl Room {
             }
         }
         if !self.ending && self.peers.values().all(|p| !p.joined) {
-            self.end_session("last peer left", None, false);
+            self.end_session(crate::events::LAST_PEER_LEFT, None, false);
         }
     }
 

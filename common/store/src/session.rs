@@ -39,7 +39,7 @@ use crate::time::{format_ms, unix_ms};
 use crate::{Listing, Page, Room, Store, StoreError, Workspace, listing, new_id};
 
 /// A peer as sessions and webhooks describe it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PeerRecord {
     pub peer_id: String,
     pub user_id: String,
@@ -64,11 +64,12 @@ impl PeerRecord {
 }
 
 /// A track as track webhooks describe it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TrackRecord {
     pub track_id: String,
     pub stream_id: String,
     /// `audio` or `video`.
+    #[serde(rename = "type")]
     pub kind: String,
     /// `regular`, `screen`, ...
     pub source: String,
@@ -111,11 +112,11 @@ pub enum Activity {
     PeerUpdated {
         peer: PeerRecord,
     },
-    /// The room was ended (by `ended_by`, or by the API when `None`), or reached its cap
-    /// (`reason` says which; `room.end.success` is sent only for an explicit end).
+    /// The room was ended (by peer `ended_by`, or by the API when `None`), or reached its cap
+    /// (`explicit: false`; `room.end.success` is sent only for an explicit end).
     SessionEnded {
         reason: String,
-        ended_by: Option<PeerRecord>,
+        ended_by: Option<String>,
         lock: bool,
         explicit: bool,
     },
@@ -230,6 +231,18 @@ impl Store {
         activity: &Activity,
         now: SystemTime,
     ) -> Result<Option<String>, StoreError> {
+        self.record_activity_in(room_id, None, activity, now)
+    }
+
+    /// [`Store::record_activity`], naming the session a join opens (signaling's own session id,
+    /// so the SDK's `session_id` and the REST one agree). Ignored when a session is open.
+    pub fn record_activity_in(
+        &self,
+        room_id: &str,
+        new_session_id: Option<&str>,
+        activity: &Activity,
+        now: SystemTime,
+    ) -> Result<Option<String>, StoreError> {
         let now_ms = unix_ms(now);
         let room = self.room(room_id)?.ok_or_else(|| StoreError::NoRoom(room_id.into()))?;
         let ws =
@@ -251,7 +264,7 @@ impl Store {
         let session = match (current, activity) {
             (Some((id, started_at)), _) => Some(Context { ws, room: &room, session_id: id, started_at }),
             (None, Activity::PeerJoined { .. }) => {
-                let id = new_id();
+                let id = new_session_id.filter(|s| !s.is_empty()).map_or_else(new_id, str::to_owned);
                 tx.execute(
                     "INSERT INTO sessions (id, workspace_id, room_id, active, started_at, updated_at) VALUES (?1, ?2, ?3, 1, ?4, ?4)",
                     params![id, room.workspace_id, room.id, now_ms],
@@ -309,11 +322,22 @@ impl Store {
             }
             Activity::SessionEnded { reason, ended_by, lock, explicit } => {
                 if *explicit {
-                    let by = match ended_by {
-                        Some(p) => {
-                            json!({"peer_id": p.peer_id, "user_id": p.user_id, "user_name": p.name, "role": p.role, "source": "peer"})
+                    let peer: Option<(String, String, String)> = match ended_by {
+                        Some(id) => tx
+                            .query_row(
+                                "SELECT user_id, name, role FROM session_peers WHERE session_id = ?1 AND peer_id = ?2",
+                                params![sid, id],
+                                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                            )
+                            .optional()?,
+                        None => None,
+                    };
+                    let by = match (ended_by, peer) {
+                        (Some(id), Some((user_id, name, role))) => {
+                            json!({"peer_id": id, "user_id": user_id, "user_name": name, "role": role, "source": "peer"})
                         }
-                        None => json!({"peer_id": "", "user_id": "", "user_name": "", "role": "", "source": "api"}),
+                        (Some(id), None) => json!({"peer_id": id, "user_id": "", "user_name": "", "role": "", "source": "peer"}),
+                        (None, _) => json!({"peer_id": "", "user_id": "", "user_name": "", "role": "", "source": "api"}),
                     };
                     ctx.emit(&tx, "room.end.success", merge(by, json!({"lock_room": lock, "reason": reason})), now_ms)?;
                 }
@@ -646,7 +670,7 @@ mod tests {
         let host = PeerRecord { role: "host".into(), ..a.clone() };
         let change = Activity::RoleChanged { peer: host.clone(), previous_role: "guest".into(), requested_by: None };
         s.record_activity(&room.id, &change, t(4)).unwrap();
-        let end = Activity::SessionEnded { reason: "done".into(), ended_by: Some(host), lock: true, explicit: true };
+        let end = Activity::SessionEnded { reason: "done".into(), ended_by: Some(host.peer_id), lock: true, explicit: true };
         s.record_activity(&room.id, &end, t(5)).unwrap();
         let evs = events(&s, &ws);
         let kinds: Vec<&str> = evs.iter().map(|(k, _)| k.as_str()).collect();
@@ -670,6 +694,7 @@ mod tests {
         assert_eq!((evs[5].1["previous_role"].as_str(), evs[5].1["role"].as_str()), (Some("guest"), Some("host")));
         assert!(evs[5].1.get("role_change_requested_by").is_none(), "absent when the change came from the API");
         assert_eq!(evs[6].1["lock_room"], true);
+        assert_eq!((evs[6].1["user_id"].as_str(), evs[6].1["role"].as_str()), (Some("ua"), Some("host")));
         assert_eq!(evs[7].1["reason"], "room ended");
         let all = s.webhook_events(&ws.id, None, None, &Page::first(100)).unwrap().data;
         assert!(all.iter().all(|e| e.status == "unrouted"), "no endpoint configured");
