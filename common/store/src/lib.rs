@@ -294,6 +294,14 @@ impl Store {
         Ok(store)
     }
 
+    /// A write transaction that takes the write lock at once (IMMEDIATE). A deferred one that
+    /// read first would fail with SQLITE_BUSY_SNAPSHOT, not wait, when another process (signaling
+    /// writing sessions, control marking deliveries) committed in between; an immediate one
+    /// waits out the busy timeout instead.
+    fn write_transaction(&self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+        rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
+    }
+
     fn migrate(&mut self) -> Result<(), StoreError> {
         let known = MIGRATIONS.len() as i64;
         // IMMEDIATE: take the write lock before reading the version, so two processes opening a
@@ -331,7 +339,7 @@ impl Store {
         let roles = serde_json::to_string(&role::default_roles())?;
         let parts = serde_json::to_string(&TemplateParts::default())?;
         let now = unix_now();
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_transaction()?;
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO workspaces (id, name, access_key, secret, default_template_id, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -473,7 +481,7 @@ impl Store {
         let roles = serde_json::to_string(&t.roles)?;
         let parts = serde_json::to_string(&t.parts)?;
         let now = unix_now();
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_transaction()?;
         let same_name: Option<String> = tx
             .query_row(
                 "SELECT id FROM templates WHERE workspace_id = ?1 AND name = ?2",
@@ -576,7 +584,7 @@ impl Store {
             Some(id) => Some(self.owned_template(workspace_id, id)?),
             None => None,
         };
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_transaction()?;
         let existing = room_where(&tx, "workspace_id = ?1 AND name = ?2", params![workspace_id, name])?;
         let id = match existing {
             Some(room) => {

@@ -247,7 +247,7 @@ impl Store {
         let room = self.room(room_id)?.ok_or_else(|| StoreError::NoRoom(room_id.into()))?;
         let ws =
             self.workspace(&room.workspace_id)?.ok_or_else(|| StoreError::NoWorkspace(room.workspace_id.clone()))?;
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_transaction()?;
         let mut current = active_session(&tx, room_id)?;
         if let Some((id, started_at)) = &current
             && started_at + room.session_cap().as_millis() as i64 <= now_ms
@@ -365,7 +365,7 @@ impl Store {
             let ws = self
                 .workspace(&room.workspace_id)?
                 .ok_or_else(|| StoreError::NoWorkspace(room.workspace_id.clone()))?;
-            let tx = self.conn.unchecked_transaction()?;
+            let tx = self.write_transaction()?;
             let ctx = Context { ws, room: &room, session_id: session_id.clone(), started_at };
             close_session(&tx, &ctx, end, "session max duration reached")?;
             tx.commit()?;

@@ -104,6 +104,12 @@ impl Daemon {
         https_request(self.port, &self.data_dir.join("tls/cert.pem"), method, path, body)
     }
 
+    /// A request with `Authorization: Bearer <token>`.
+    pub fn call(&self, method: &str, path: &str, token: &str, body: Option<&str>) -> Reply {
+        let auth = format!("Bearer {token}");
+        https_request_with(self.port, &self.data_dir.join("tls/cert.pem"), method, path, body, &[("Authorization", &auth)])
+    }
+
     /// SIGTERM, and wait for the exit (at most 10 s).
     pub fn stop(&mut self) -> std::process::ExitStatus {
         // SAFETY: kill(2) on our own unreaped child.
@@ -177,14 +183,27 @@ pub fn client_config(cert_pem: &Path) -> Arc<rustls::ClientConfig> {
 }
 
 pub fn https_request(port: u16, cert_pem: &Path, method: &str, path: &str, body: Option<&str>) -> Reply {
+    https_request_with(port, cert_pem, method, path, body, &[])
+}
+
+/// [`https_request`] with extra request headers.
+pub fn https_request_with(
+    port: u16,
+    cert_pem: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Reply {
     let conn =
         rustls::ClientConnection::new(client_config(cert_pem), ServerName::try_from("localhost").unwrap()).unwrap();
     let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     let body = body.unwrap_or("");
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     tls.write_all(req.as_bytes()).unwrap();

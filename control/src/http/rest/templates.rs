@@ -110,10 +110,15 @@ pub async fn put_role(
         store::template::merge_json(&mut base, &input);
         let mut errors = Vec::new();
         let built = role_from_input(&new_name, &base, &format!("roles.{new_name}"), &mut errors);
-        let Some(built) = built.filter(|_| errors.is_empty()) else {
+        let Some(mut built) = built.filter(|_| errors.is_empty()) else {
             return Err(RestError::invalid(errors));
         };
         if new_name != role {
+            for target in &mut built.subscribe_params.subscribe_to_roles {
+                if *target == role {
+                    target.clone_from(&new_name);
+                }
+            }
             if roles.contains_key(&new_name) {
                 return Err(RestError::new(StatusCode::CONFLICT, format!("role {new_name:?} already exists")));
             }
