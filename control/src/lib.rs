@@ -19,6 +19,7 @@ pub mod cli;
 pub mod http;
 pub mod supervisor;
 pub mod tls;
+pub mod webhooks;
 
 use std::fs;
 use std::io::Write;
@@ -198,6 +199,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         demo_dir: args.demo_dir.clone(),
         status,
     };
+    let _webhook_wake = webhooks::spawn(state.store.clone(), shutdown_rx.clone());
     let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| Error::Io {
         what: "binding",
         path: PathBuf::from(args.listen.to_string()),
