@@ -261,12 +261,15 @@ where
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     let mut conn = std::pin::pin!(conn);
+    let mut send = std::pin::pin!(sender.send_request(req));
     tokio::select! {
-        resp = sender.send_request(req) => Ok(resp?.status().as_u16()),
-        // The connection ends first only on an error, or if the server closed without answering.
+        biased;
+        resp = &mut send => Ok(resp?.status().as_u16()),
+        // The connection can finish first when the server answered and closed: the response
+        // then waits in the request's channel (or the channel is closed, an error).
         end = &mut conn => {
             end?;
-            Err(PostError::Connect(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed without a response")))
+            Ok(send.await?.status().as_u16())
         }
     }
 }
