@@ -197,10 +197,11 @@ impl Client {
             roots.add(cert.clone())?;
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let user_agent = HeaderValue::from_static(concat!("rtc-control-webhooks/", env!("CARGO_PKG_VERSION")));
         Ok(Client { tls: Arc::new(config), timeout, user_agent })
     }
