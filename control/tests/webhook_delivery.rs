@@ -189,9 +189,24 @@ fn two_peer_session(store: &Store, ws: &Workspace, room_name: &str) -> String {
         left(&a),
         left(&b),
     ] {
-        store.record_activity(&room.id, &activity, SystemTime::now()).unwrap();
+        record(store, &room.id, &activity);
     }
     room.id
+}
+
+/// Records one activity, retrying while another process (the daemon, marking deliveries) holds
+/// the write lock: the store's deferred transaction fails at once with SQLITE_BUSY_SNAPSHOT
+/// when another connection wrote since it began reading (busy_timeout does not cover that), and
+/// rolls back, so a retry is safe.
+fn record(store: &Store, room_id: &str, activity: &Activity) {
+    for _ in 0..100 {
+        match store.record_activity(room_id, activity, SystemTime::now()) {
+            Ok(_) => return,
+            Err(e) if format!("{e:?}").contains("DatabaseBusy") => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("recording {activity:?}: {e}"),
+        }
+    }
+    panic!("the database stayed busy");
 }
 
 fn events(store: &Store, ws: &Workspace) -> Vec<EventRecord> {
@@ -453,4 +468,38 @@ async fn kill_9_of_the_daemon_before_delivery_loses_nothing() {
     })
     .await;
     check_received(&rx.requests(), &evs, &p.secret);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_delivery_sends_the_event_again_after_restart() {
+    let tmp = TempDir::new("webhook-inflight");
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    stand_in(&bin, "router");
+    stand_in(&bin, "signaling");
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    // The first request is held unanswered; the daemon dies while waiting for it.
+    let rx = Receiver::start(0, Arc::new(|_: &Recorded, before: &[Recorded]| if before.is_empty() { 0 } else { 200 }));
+    let p = platform(&data.join("platform.db"), &rx.url());
+    two_peer_session(&p.store, &p.ws, "inflight");
+
+    let mut d = Daemon::start(&data, &bin, &tmp.path().join("none"), &[]);
+    wait_for("the first request", 15, || (!rx.requests().is_empty()).then_some(())).await;
+    d.child.kill().unwrap(); // SIGKILL
+    d.child.wait().unwrap();
+    let first = rx.requests()[0].id();
+    let evs = events(&p.store, &p.ws);
+    assert_eq!(evs[0].id, first);
+    assert_eq!((evs[0].status.as_str(), evs[0].attempts), ("pending", 0), "the attempt never finished");
+
+    let _d = Daemon::start(&data, &bin, &tmp.path().join("none"), &[]);
+    let evs = wait_for("every event delivered after the restart", 30, || {
+        all_settled(&Mutex::new(Store::open(&data.join("platform.db")).unwrap()), &p.ws, 7)
+    })
+    .await;
+    assert!(evs.iter().all(|e| e.status == "delivered"));
+    let got = rx.requests();
+    assert_eq!(got.iter().filter(|r| r.id() == first).count(), 2, "at least once: sent again after the crash");
+    check_received(&got, &evs, &p.secret);
 }
