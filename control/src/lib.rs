@@ -20,6 +20,7 @@ pub mod http;
 pub mod signaling_admin;
 pub mod supervisor;
 pub mod tls;
+pub mod webhooks;
 
 use std::fs;
 use std::io::Write;
@@ -267,6 +268,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         status,
         admin: Arc::new(signaling_admin::AdminClient::new(dir.signaling_admin_socket())),
     };
+    let _webhook_wake = webhooks::spawn(state.store.clone(), shutdown_rx.clone());
     let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| Error::Io {
         what: "binding",
         path: PathBuf::from(args.listen.to_string()),
