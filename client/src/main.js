@@ -1,7 +1,8 @@
 // Demo app for the self-hosted platform, on the official 100ms web SDK (public API only).
 //
 // Flow: GET /api/config (init endpoint, roles) → join form (or ?room=&name=&role=&autojoin=1)
-// → POST /api/token → hmsActions.join({ initEndpoint, authToken, ... }). From then on the SDK's
+// → an auth token (POST /api/token, or ?token=, or ?code= exchanged at POST /v2/token)
+// → hmsActions.join({ initEndpoint, authToken, ... }). From then on the SDK's
 // reactive store is the only state: every view below is a function of it, re-rendered when the
 // selected slice changes (peers, tracks, messages, room state).
 //
@@ -21,6 +22,11 @@ const actions = hms.getActions();
 const notifications = hms.getNotifications();
 const selectors = Object.fromEntries(Object.entries(HMS).filter(([name]) => name.startsWith('select')));
 window.__hms = { store, actions, selectors, notifications };
+// Every SDK notification's type (and reason, for removals), for tests and the curious.
+window.__notifications = [];
+notifications.onNotification((n) => {
+  window.__notifications.push({ type: n.type, reason: n.data?.reason ?? null, roomEnded: n.data?.roomEnded ?? null });
+});
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -65,18 +71,33 @@ async function loadConfig() {
   );
 }
 
+/**
+ * The auth token to join with: `?token=` as given (minted by an app server or
+ * `POST /v2/auth-tokens`), `?code=` exchanged by the SDK itself for a room code (at this
+ * platform's `POST /v2/token`), or else one from the demo's `POST /api/token`.
+ */
+async function authToken({ name, room, role }) {
+  if (params.get('token')) return params.get('token');
+  if (params.get('code')) {
+    const endpoint = new URL('/v2/token', location.href).href;
+    return actions.getAuthTokenByRoomCode({ roomCode: params.get('code'), userId: name }, { endpoint });
+  }
+  const res = await fetch('/api/token', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ room, user: name, role }),
+  });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok || !body.token) {
+    throw new Error(`POST /api/token: HTTP ${res.status} ${body.message || body.error || ''}`.trim());
+  }
+  return body.token;
+}
+
 async function join({ name, room, role }) {
   $('join').disabled = true;
   try {
-    const res = await fetch('/api/token', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ room, user: name, role }),
-    });
-    const body = await res.json().catch(() => ({}));
-    if (!res.ok || !body.token) {
-      throw new Error(`POST /api/token: HTTP ${res.status} ${body.message || body.error || ''}`.trim());
-    }
+    const token = await authToken({ name, room, role });
     const link = new URL(location.href);
     link.search = new URLSearchParams({ room, role }).toString();
     $('share-link').textContent = `invite: ${link}`;
@@ -89,7 +110,7 @@ async function join({ name, room, role }) {
     }, 30_000);
     await actions.join({
       userName: name,
-      authToken: body.token,
+      authToken: token,
       initEndpoint: config.initEndpoint,
       settings: { isAudioMuted: false, isVideoMuted: false },
     }).finally(() => clearTimeout(watchdog));

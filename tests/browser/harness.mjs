@@ -13,7 +13,7 @@
 //     const b = await call.join({ name: 'bob', role: 'guest' });
 //     await b.waitForPeer('alice');
 //   }));
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
@@ -133,7 +133,7 @@ async function freeUdpRange(count) {
 }
 
 /** GET/POST JSON over HTTPS, accepting the platform's self-signed certificate. */
-export function httpsJson(url, { method = 'GET', body, timeout = 5_000 } = {}) {
+export function httpsJson(url, { method = 'GET', body, timeout = 5_000, headers = {} } = {}) {
   return new Promise((res, rej) => {
     const data = body === undefined ? undefined : JSON.stringify(body);
     const req = httpsRequest(
@@ -142,7 +142,7 @@ export function httpsJson(url, { method = 'GET', body, timeout = 5_000 } = {}) {
         method,
         rejectUnauthorized: false,
         timeout,
-        headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
+        headers: { ...headers, ...(data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {}) },
       },
       (r) => {
         let text = '';
@@ -286,6 +286,11 @@ export async function startPlatform({ timeout = 30_000 } = {}) {
     logText: () => log.join(''),
     status: () => httpsJson(new URL('/api/status', platform.demoUrl).href),
     config: () => httpsJson(new URL('/api/config', platform.demoUrl).href),
+    /** A REST call with a management token of the default workspace (HTTP errors throw). */
+    api: (method, path, body) => {
+      platform.mgmtToken ??= execFileSync(CONTROL_BIN, ['management-token', '--data-dir', dataDir], { encoding: 'utf8' }).trim();
+      return httpsJson(new URL(path, platform.demoUrl).href, { method, body, headers: { authorization: `Bearer ${platform.mgmtToken}` } });
+    },
     stop: () => stopPlatform(platform),
   };
   livePlatforms.add(platform);
@@ -539,20 +544,25 @@ export class Call {
     this.peers = [];
   }
 
-  url({ name, role, room = this.room, autojoin = true }) {
+  url({ name, role, room = this.room, autojoin = true, token, code }) {
     const u = new URL(this.platform.demoUrl);
-    u.search = new URLSearchParams({ room, name, role, ...(autojoin ? { autojoin: '1' } : {}) }).toString();
+    const extra = { ...(autojoin ? { autojoin: '1' } : {}), ...(token ? { token } : {}), ...(code ? { code } : {}) };
+    u.search = new URLSearchParams({ room, name, role, ...extra }).toString();
     return u.href;
   }
 
-  /** Opens the demo with autojoin and waits until the SDK says Connected. */
-  async join({ name, role, room = this.room, timeout = 30_000 }) {
+  /**
+   * Opens the demo with autojoin and waits until the SDK says Connected. The demo mints the
+   * token from `room` and `role`, unless `token` (an auth token) or `code` (a room code the SDK
+   * exchanges) is given.
+   */
+  async join({ name, role = '', room = this.room, token, code, timeout = 30_000 }) {
     const context = await this.browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
     await context.addInitScript(RECORD_PCS);
     const page = await context.newPage();
     const peer = new Peer(this, name, context, page);
     this.peers.push(peer);
-    await page.goto(this.url({ name, role, room }), { timeout: 15_000 });
+    await page.goto(this.url({ name, role, room, token, code }), { timeout: 15_000 });
     await waitFor(`${name} to connect`, async () => {
       const [state, errors] = await page.evaluate(() => [
         window.__hms?.store.getState(window.__hms.selectors.selectRoomState),
