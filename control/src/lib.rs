@@ -268,7 +268,10 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         status,
         admin: Arc::new(signaling_admin::AdminClient::new(dir.signaling_admin_socket())),
     };
+    // Signaling writes events from its own process, so the dispatcher finds them by polling
+    // (at most 1 s); the wake-up is for writers inside this process.
     let _webhook_wake = webhooks::spawn(state.store.clone(), shutdown_rx.clone());
+    tokio::spawn(sweep_sessions(state.store.clone(), shutdown_rx.clone()));
     let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| Error::Io {
         what: "binding",
         path: PathBuf::from(args.listen.to_string()),
@@ -308,6 +311,35 @@ async fn wait_for_signal() {
         _ => {
             tracing::error!("cannot install signal handlers; stopping on Ctrl-C only");
             let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// How often [`sweep_sessions`] looks for sessions past their cap.
+const SESSION_SWEEP: Duration = Duration::from_secs(60);
+
+/// Closes sessions that outlived their room's cap without signaling closing them (signaling
+/// ends live rooms at the cap itself; this catches sessions left open by a signaling that died
+/// with its state, so the API and the webhooks still say they ended).
+async fn sweep_sessions(store: Arc<Mutex<Store>>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SESSION_SWEEP) => {}
+            _ = shutting_down(&mut shutdown) => return,
+        }
+        let store = store.clone();
+        let closed = tokio::task::spawn_blocking(move || {
+            store.lock().unwrap_or_else(|p| p.into_inner()).expire_sessions(SystemTime::now())
+        })
+        .await;
+        match closed {
+            Ok(Ok(closed)) => {
+                for (room, session) in closed {
+                    info!(%room, %session, "closed a session that reached its maximum duration");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("session sweep: {e}"),
+            Err(e) => tracing::warn!("session sweep task: {e}"),
         }
     }
 }

@@ -107,6 +107,28 @@ fn tokens_are_checked_and_each_bad_kind_is_a_clear_401() {
     expect(&api.d.call("GET", &format!("/v2/rooms/{id}"), &other_token, None), 404);
     let theirs = expect(&api.d.call("GET", "/v2/rooms", &other_token, None), 200);
     assert_eq!(theirs["data"].as_array().unwrap().len(), 0);
+    // Signaling refuses a client token signed by another workspace for this room.
+    wait_for_signaling(&api);
+    let foreign = store::token::mint_auth_token(&other, id, "u", "host", hour, now);
+    let init = common::https_request_with(
+        api.d.signaling_port,
+        &api.d.data_dir.join("tls/cert.pem"),
+        "GET",
+        "/init?peer_id=p1",
+        None,
+        &[("Authorization", &format!("Bearer {foreign}"))],
+    );
+    assert_eq!(init.status, 403, "{}", init.text());
+    let own = store::token::mint_auth_token(ws, id, "u", "host", hour, now);
+    let init = common::https_request_with(
+        api.d.signaling_port,
+        &api.d.data_dir.join("tls/cert.pem"),
+        "GET",
+        "/init?peer_id=p1",
+        None,
+        &[("Authorization", &format!("Bearer {own}"))],
+    );
+    assert_eq!(init.status, 200, "{}", init.text());
     // A rotated key pair of the first workspace works like the first.
     let second_key = store.add_credential(&ws.id).unwrap();
     let t2 = store::token::mint_management_token(&second_key, hour, now);
