@@ -201,12 +201,24 @@ fn templates_and_roles_are_validated_field_by_field() {
     assert_eq!(role["name"], "stage");
     let role = expect(&api.post(&format!("/v2/templates/{tid}/roles/stage"), json!({"priority": 2})), 200);
     assert_eq!(role["publishParams"]["allowed"], json!(["audio"]), "an update merges");
-    expect(&api.post(&format!("/v2/templates/{tid}/roles/solo"), json!({"subscribeParams": {"subscribeToRoles": ["stage"]}})), 200);
+    expect(
+        &api.post(
+            &format!("/v2/templates/{tid}/roles/solo"),
+            json!({"subscribeParams": {"subscribeToRoles": ["stage"]}}),
+        ),
+        200,
+    );
     let renamed = expect(&api.post(&format!("/v2/templates/{tid}/roles/stage"), json!({"name": "main-stage"})), 200);
     assert_eq!(renamed["name"], "main-stage");
     let solo = expect(&api.get(&format!("/v2/templates/{tid}/roles/solo")), 200);
     assert_eq!(solo["subscribeParams"]["subscribeToRoles"], json!(["main-stage"]), "a rename follows subscriptions");
-    let bad_role = expect(&api.post(&format!("/v2/templates/{tid}/roles/solo"), json!({"priority": 0, "publishParams": {"allowed": ["smell"]}})), 400);
+    let bad_role = expect(
+        &api.post(
+            &format!("/v2/templates/{tid}/roles/solo"),
+            json!({"priority": 0, "publishParams": {"allowed": ["smell"]}}),
+        ),
+        400,
+    );
     assert_eq!(details(&bad_role).len(), 2, "{bad_role}");
     expect(&api.get(&format!("/v2/templates/{tid}/roles/nobody")), 404);
     let del = api.delete(&format!("/v2/templates/{tid}/roles/main-stage"));
@@ -218,7 +230,13 @@ fn templates_and_roles_are_validated_field_by_field() {
     assert_eq!(details(&last), ["roles: a template needs at least one role"]);
 
     // Settings, destinations, recordings.
-    let s = expect(&api.post(&format!("/v2/templates/{tid}/settings"), json!({"region": "us", "roomState": {"messageInterval": 10}})), 200);
+    let s = expect(
+        &api.post(
+            &format!("/v2/templates/{tid}/settings"),
+            json!({"region": "us", "roomState": {"messageInterval": 10}}),
+        ),
+        200,
+    );
     assert_eq!(s["region"], "us");
     assert_eq!(expect(&api.get(&format!("/v2/templates/{tid}/settings")), 200)["region"], "us");
     expect(&api.post(&format!("/v2/templates/{tid}/settings"), json!({"region": "moon"})), 400);
@@ -234,7 +252,13 @@ fn templates_and_roles_are_validated_field_by_field() {
 #[test]
 fn rooms_codes_tokens_and_pagination() {
     let api = Api::start("rest-rooms");
-    let r = expect(&api.post("/v2/rooms", json!({"name": "Standup", "description": "daily", "region": "eu", "size": 10, "max_duration_seconds": 600})), 200);
+    let r = expect(
+        &api.post(
+            "/v2/rooms",
+            json!({"name": "Standup", "description": "daily", "region": "eu", "size": 10, "max_duration_seconds": 600}),
+        ),
+        200,
+    );
     let id = r["id"].as_str().unwrap().to_owned();
     assert_eq!((r["enabled"].as_bool(), r["template"].as_str()), (Some(true), Some("default")));
     assert_eq!((r["description"].as_str(), r["max_duration_seconds"].as_u64()), (Some("daily"), Some(600)));
@@ -242,7 +266,10 @@ fn rooms_codes_tokens_and_pagination() {
     let again = expect(&api.post("/v2/rooms", json!({"name": "standup", "description": "updated"})), 200);
     assert_eq!((again["id"].as_str(), again["description"].as_str()), (Some(id.as_str()), Some("updated")));
     // Validation.
-    let bad = expect(&api.post("/v2/rooms", json!({"name": "has space", "size": 5000, "max_duration_seconds": 50, "template": "x"})), 400);
+    let bad = expect(
+        &api.post("/v2/rooms", json!({"name": "has space", "size": 5000, "max_duration_seconds": 50, "template": "x"})),
+        400,
+    );
     assert_eq!(details(&bad).len(), 3, "{bad}");
     let bad_name = expect(&api.post("/v2/rooms", json!({"name": "has space"})), 400);
     assert!(details(&bad_name)[0].starts_with("name:"), "{bad_name}");
@@ -297,8 +324,12 @@ fn rooms_codes_tokens_and_pagination() {
 
     // The exchange: no management token; the token it gives verifies for the code's role.
     let t = expect(&api.d.post("/v2/token", &json!({"code": guest_code, "user_id": "u-42"}).to_string()), 200);
-    let (claims, _) = store::token::verify_auth_token(&api.store(), t["token"].as_str().unwrap(), SystemTime::now()).unwrap();
-    assert_eq!((claims.room_id.as_str(), claims.role.as_str(), claims.user_id.as_str()), (room2.as_str(), "guest", "u-42"));
+    let (claims, _) =
+        store::token::verify_auth_token(&api.store(), t["token"].as_str().unwrap(), SystemTime::now()).unwrap();
+    assert_eq!(
+        (claims.room_id.as_str(), claims.role.as_str(), claims.user_id.as_str()),
+        (room2.as_str(), "guest", "u-42")
+    );
     let preflight = api.d.request("OPTIONS", "/v2/token", None);
     assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
     let r = api.d.post("/v2/token", &json!({"code": "zzz-zzzz-zzz"}).to_string());
@@ -307,13 +338,18 @@ fn rooms_codes_tokens_and_pagination() {
     let off = expect(&api.post("/v2/room-codes/code", json!({"code": guest_code, "enabled": false})), 200);
     assert_eq!(off["enabled"], false);
     expect(&api.d.post("/v2/token", &json!({"code": guest_code}).to_string()), 403);
-    let extra = expect(&api.post("/v2/room-codes/code", json!({"code": guest_code, "enabled": true, "role": "host"})), 400);
+    let extra =
+        expect(&api.post("/v2/room-codes/code", json!({"code": guest_code, "enabled": true, "role": "host"})), 400);
     assert_eq!(details(&extra), ["role: only code and enabled may be given"]);
     expect(&api.post("/v2/room-codes/code", json!({"code": "abc-defg-hij", "enabled": true})), 404);
 
     // Auth tokens minted over REST.
-    let minted = expect(&api.post("/v2/auth-tokens", json!({"room_id": room2, "role": "host", "user_id": "boss", "expires_in": 60})), 200);
-    let (c, _) = store::token::verify_auth_token(&api.store(), minted["token"].as_str().unwrap(), SystemTime::now()).unwrap();
+    let minted = expect(
+        &api.post("/v2/auth-tokens", json!({"room_id": room2, "role": "host", "user_id": "boss", "expires_in": 60})),
+        200,
+    );
+    let (c, _) =
+        store::token::verify_auth_token(&api.store(), minted["token"].as_str().unwrap(), SystemTime::now()).unwrap();
     assert_eq!((c.role.as_str(), c.exp - c.iat), ("host", 60));
     let bad = expect(&api.post("/v2/auth-tokens", json!({"room_id": room2, "role": "emperor"})), 400);
     assert!(details(&bad)[0].starts_with("role:"), "{bad}");
@@ -362,7 +398,8 @@ fn sessions_active_rooms_and_webhook_settings() {
 
     // Webhook endpoint and the event log.
     assert_eq!(expect(&api.get("/v2/webhooks"), 200)["url"], Value::Null);
-    let set = expect(&api.post("/v2/webhooks", json!({"url": "http://127.0.0.1:9/hook", "headers": {"x-app": "demo"}})), 200);
+    let set =
+        expect(&api.post("/v2/webhooks", json!({"url": "http://127.0.0.1:9/hook", "headers": {"x-app": "demo"}})), 200);
     let secret = set["secret"].as_str().unwrap().to_owned();
     assert_eq!(secret.len(), 64);
     let same = expect(&api.post("/v2/webhooks", json!({"url": "http://127.0.0.1:9/hook", "headers": {}})), 200);

@@ -55,5 +55,5 @@ pub mod room;
 pub mod router_link;
 pub mod rpc;
 pub mod sdp;
-pub mod store_sink;
 pub mod server;
+pub mod store_sink;

@@ -542,7 +542,8 @@ impl Room {
         let cap = self.hub.session_cap(&self.id);
         if now_ms().saturating_sub(*started) >= cap.as_millis() as u64 {
             info!(room = %self.id, cap_secs = cap.as_secs(), "session reached its maximum duration; ending the room");
-            self.end_room(None, "the session reached its maximum duration", false, crate::events::MAX_DURATION_REACHED).await;
+            self.end_room(None, "the session reached its maximum duration", false, crate::events::MAX_DURATION_REACHED)
+                .await;
         }
     }
 

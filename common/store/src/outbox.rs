@@ -81,7 +81,7 @@ pub fn check_endpoint(v: &Value, field: &str) -> Result<Endpoint, crate::templat
             for (k, val) in h {
                 let token =
                     !k.is_empty() && k.bytes().all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c));
-                if !token || !val.as_str().is_some_and(|s| !s.contains(['\r', '\n'])) {
+                if !token || val.as_str().is_none_or(|s| s.contains(['\r', '\n'])) {
                     return Err(FieldError::new(
                         format!("{field}.headers.{k}"),
                         "header names are tokens and values single-line strings",

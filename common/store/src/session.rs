@@ -336,8 +336,12 @@ impl Store {
                         (Some(id), Some((user_id, name, role))) => {
                             json!({"peer_id": id, "user_id": user_id, "user_name": name, "role": role, "source": "peer"})
                         }
-                        (Some(id), None) => json!({"peer_id": id, "user_id": "", "user_name": "", "role": "", "source": "peer"}),
-                        (None, _) => json!({"peer_id": "", "user_id": "", "user_name": "", "role": "", "source": "api"}),
+                        (Some(id), None) => {
+                            json!({"peer_id": id, "user_id": "", "user_name": "", "role": "", "source": "peer"})
+                        }
+                        (None, _) => {
+                            json!({"peer_id": "", "user_id": "", "user_name": "", "role": "", "source": "api"})
+                        }
                     };
                     ctx.emit(&tx, "room.end.success", merge(by, json!({"lock_room": lock, "reason": reason})), now_ms)?;
                 }
@@ -670,7 +674,8 @@ mod tests {
         let host = PeerRecord { role: "host".into(), ..a.clone() };
         let change = Activity::RoleChanged { peer: host.clone(), previous_role: "guest".into(), requested_by: None };
         s.record_activity(&room.id, &change, t(4)).unwrap();
-        let end = Activity::SessionEnded { reason: "done".into(), ended_by: Some(host.peer_id), lock: true, explicit: true };
+        let end =
+            Activity::SessionEnded { reason: "done".into(), ended_by: Some(host.peer_id), lock: true, explicit: true };
         s.record_activity(&room.id, &end, t(5)).unwrap();
         let evs = events(&s, &ws);
         let kinds: Vec<&str> = evs.iter().map(|(k, _)| k.as_str()).collect();

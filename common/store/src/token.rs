@@ -213,13 +213,11 @@ pub fn verify_management_token(store: &Store, token: &str, now: SystemTime) -> R
     verify(store, token, now, MANAGEMENT_TYPE).map(|(_, ws, _)| ws)
 }
 
+/// What [`verify`] found: the claims, the workspace, and (iat, nbf, exp).
+type Verified = (AnyClaims, Workspace, (u64, u64, u64));
+
 /// The checks both token types share. Returns the claims, the workspace, and (iat, nbf, exp).
-fn verify(
-    store: &Store,
-    token: &str,
-    now: SystemTime,
-    expected_type: &'static str,
-) -> Result<(AnyClaims, Workspace, (u64, u64, u64)), TokenError> {
+fn verify(store: &Store, token: &str, now: SystemTime, expected_type: &'static str) -> Result<Verified, TokenError> {
     if token.split('.').count() != 3 {
         return Err(TokenError::Malformed("a JWT has three dot-separated parts".into()));
     }
