@@ -151,7 +151,9 @@ test('the webhooks of a two-peer session arrive once each, in order, signed, des
       const endpoint = await call.platform.api('POST', '/v2/webhooks', { url: hook.url, headers: { 'x-app-key': 'k1' } });
       const alice = await call.join({ name: 'alice', role: 'host' });
       const bob = await call.join({ name: 'bob', role: 'guest' });
-      await bob.waitForPeer('alice', (p) => p.video?.id);
+      // Both have published (four tracks) before anyone leaves.
+      await bob.waitForPeer('alice', (p) => p.video?.id && p.audio?.id);
+      await alice.waitForPeer('bob', (p) => p.video?.id && p.audio?.id);
       await bob.page.evaluate(() => window.__hms.actions.leave());
       await alice.page.evaluate(() => window.__hms.actions.leave());
 
