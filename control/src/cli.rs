@@ -175,8 +175,19 @@ mod tests {
         let url = "postgres://u@127.0.0.1/platform";
         let cli = Cli::try_parse_from(["control", "--database-url", url]).unwrap();
         assert_eq!(cli.run.database_url.as_deref(), Some(url));
-        let cli = Cli::try_parse_from(["control", "token", "--room", "r", "--role", "host", "--user", "u", "--database-url", url])
-            .unwrap();
+        let cli = Cli::try_parse_from([
+            "control",
+            "token",
+            "--room",
+            "r",
+            "--role",
+            "host",
+            "--user",
+            "u",
+            "--database-url",
+            url,
+        ])
+        .unwrap();
         assert!(matches!(cli.command, Some(Command::Token(t)) if t.database_url.as_deref() == Some(url)));
     }
 }

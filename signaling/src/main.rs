@@ -97,7 +97,8 @@ async fn run(args: Args) -> Result<(), String> {
     // A second connection for the room locks (`end-room {lock: true}`); App keeps its own.
     let lock_store = open()?;
     // Sessions and webhook events go to the database through their own connection.
-    let sink = signaling::store_sink::StoreSink::connect(&args.db).map_err(|e| format!("cannot open {db_name}: {e}"))?;
+    let sink =
+        signaling::store_sink::StoreSink::connect(&args.db).map_err(|e| format!("cannot open {db_name}: {e}"))?;
     let options = HubOptions {
         events: std::sync::Arc::new(sink),
         max_session: std::time::Duration::from_secs(args.max_session_secs.max(1)),

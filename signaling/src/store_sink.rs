@@ -46,7 +46,9 @@ pub fn activity(event: RoomEvent) -> Option<(String, String, Activity, std::time
         }
         RoomEvent::TrackAdded { room, peer, track } => (room, Activity::TrackAdded { peer, track }, now),
         RoomEvent::TrackUpdated { room, peer, track } => (room, Activity::TrackUpdated { peer, track }, now),
-        RoomEvent::TrackRemoved { room, peer, track, stopped_at } => (room, Activity::TrackRemoved { peer, track }, stopped_at),
+        RoomEvent::TrackRemoved { room, peer, track, stopped_at } => {
+            (room, Activity::TrackRemoved { peer, track }, stopped_at)
+        }
         RoomEvent::RoleChanged { room, mut peer, previous_role, role, requested_by, changed_at } => {
             peer.role = role;
             (room, Activity::RoleChanged { peer, previous_role, requested_by }, changed_at)
@@ -71,7 +73,10 @@ impl EventSink for StoreSink {
             let Some((room_id, session_id, activity, at)) = activity(event) else { return Ok(()) };
             tokio::task::spawn_blocking(move || {
                 let store = store.lock().unwrap_or_else(|p| p.into_inner());
-                store.record_activity_in(&room_id, Some(&session_id), &activity, at).map(|_| ()).map_err(|e| e.to_string())
+                store
+                    .record_activity_in(&room_id, Some(&session_id), &activity, at)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             })
             .await
             .map_err(|e| format!("store task: {e}"))?

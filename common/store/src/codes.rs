@@ -60,7 +60,8 @@ impl Store {
         if !template.roles.contains_key(role) {
             return Err(StoreError::NoRole(role.into()));
         }
-        let count = self.conn.query_one("SELECT COUNT(*) FROM room_codes WHERE room_id = ?1", &vals![room_id])?.int(0)?;
+        let count =
+            self.conn.query_one("SELECT COUNT(*) FROM room_codes WHERE room_id = ?1", &vals![room_id])?.int(0)?;
         if count as usize >= MAX_CODES_PER_ROOM {
             return Err(StoreError::TooManyRoomCodes(MAX_CODES_PER_ROOM));
         }
@@ -190,7 +191,9 @@ mod tests {
             assert_eq!(s.room_codes(&room.id, Some("guest"), None, &Page::first(10)).unwrap().data.len(), 1);
             assert!(matches!(s.create_room_code(&room.id, "ghost"), Err(StoreError::NoRole(_))));
             assert!(matches!(s.set_room_code_enabled("abc-defg-hij", true), Err(StoreError::NoRoomCode(_))));
-            assert!(!looks_like_code("ABC-defg-hij") && !looks_like_code("abc-def-hij") && !looks_like_code("abcdefghij"));
+            assert!(
+                !looks_like_code("ABC-defg-hij") && !looks_like_code("abc-def-hij") && !looks_like_code("abcdefghij")
+            );
         }
     }
 

@@ -7,7 +7,7 @@
 //! must know every parameter's type). Every table has a `rowid` (SQLite's own; a `BIGSERIAL`
 //! column in the PostgreSQL schema), so paging by `rowid` reads the same on both.
 //!
-//! ```ignore
+//! ```text
 //! let rows = conn.query("SELECT id, enabled FROM rooms WHERE workspace_id = ?1", &[ws_id.into()])?;
 //! let first_enabled = rows[0].bool(1)?;
 //! ```
@@ -113,7 +113,10 @@ pub(crate) enum Conn {
     /// The sync client needs `&mut` for every call; the store's API takes `&self` (a `Store` is
     /// `Send`, not `Sync`, so a `RefCell` suffices). Prepared statements are cached by SQL text.
     /// The `Option` is only `None` while the client is being dropped (see `Drop for Conn`).
-    Postgres { client: RefCell<Option<postgres::Client>>, statements: RefCell<HashMap<String, postgres::Statement>> },
+    Postgres {
+        client: RefCell<Option<postgres::Client>>,
+        statements: RefCell<HashMap<String, postgres::Statement>>,
+    },
 }
 
 /// Runs a call of the sync PostgreSQL client. That client drives its own small tokio runtime
@@ -139,7 +142,9 @@ impl Drop for Conn {
 }
 
 /// The PostgreSQL client of `conn`, borrowed for one call.
-fn pg_client(client: &RefCell<Option<postgres::Client>>) -> Result<std::cell::RefMut<'_, postgres::Client>, StoreError> {
+fn pg_client(
+    client: &RefCell<Option<postgres::Client>>,
+) -> Result<std::cell::RefMut<'_, postgres::Client>, StoreError> {
     std::cell::RefMut::filter_map(client.borrow_mut(), Option::as_mut)
         .map_err(|_| StoreError::Postgres("the connection is closed".into()))
 }
@@ -183,11 +188,7 @@ impl rusqlite::ToSql for Val {
 }
 
 impl postgres::types::ToSql for Val {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self {
             Val::Null => Ok(IsNull::Yes),
             // Encoded as the type the server inferred for the parameter.

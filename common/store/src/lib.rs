@@ -47,8 +47,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
-use db::{Conn, Row, Val, vals};
 pub use db::redact_url;
+use db::{Conn, Row, Val, vals};
 use serde::{Deserialize, Serialize};
 
 pub use role::{Role, TrackKind};
@@ -723,7 +723,8 @@ impl Store {
 
     /// The template new rooms of `workspace_id` get when none is named.
     pub fn default_template(&self, workspace_id: &str) -> Result<Template, StoreError> {
-        let row = self.conn.query_opt("SELECT default_template_id FROM workspaces WHERE id = ?1", &vals![workspace_id])?;
+        let row =
+            self.conn.query_opt("SELECT default_template_id FROM workspaces WHERE id = ?1", &vals![workspace_id])?;
         let row = row.ok_or_else(|| StoreError::NoWorkspace(workspace_id.into()))?;
         let id = row.opt_text(0)?;
         let id = id.ok_or_else(|| StoreError::NoTemplate(format!("default of workspace {workspace_id}")))?;

@@ -590,11 +590,16 @@ mod tests {
             let s2 = s.record_activity(&room.id, &Activity::PeerJoined { peer: a2 }, t(100)).unwrap().unwrap();
             assert_ne!(s1, s2);
             let all = s
-                .sessions(&ws.id, &SessionFilter { room_id: Some(room.id.clone()), ..Default::default() }, &Page::first(10))
+                .sessions(
+                    &ws.id,
+                    &SessionFilter { room_id: Some(room.id.clone()), ..Default::default() },
+                    &Page::first(10),
+                )
                 .unwrap();
             assert_eq!(all.data.iter().map(|s| s.active).collect::<Vec<_>>(), [false, true]);
-            let active =
-                s.sessions(&ws.id, &SessionFilter { active: Some(true), ..Default::default() }, &Page::first(10)).unwrap();
+            let active = s
+                .sessions(&ws.id, &SessionFilter { active: Some(true), ..Default::default() }, &Page::first(10))
+                .unwrap();
             assert_eq!(active.data.len(), 1);
 
             let kinds: Vec<String> = events(&s, &ws).into_iter().map(|(k, _)| k).collect();
@@ -678,9 +683,15 @@ mod tests {
             s.record_activity(&room.id, &Activity::TrackUpdated { peer: a.clone(), track: muted }, t(2)).unwrap();
             s.record_activity(&room.id, &Activity::TrackRemoved { peer: a.clone(), track }, t(3)).unwrap();
             let host = PeerRecord { role: "host".into(), ..a.clone() };
-            let change = Activity::RoleChanged { peer: host.clone(), previous_role: "guest".into(), requested_by: None };
+            let change =
+                Activity::RoleChanged { peer: host.clone(), previous_role: "guest".into(), requested_by: None };
             s.record_activity(&room.id, &change, t(4)).unwrap();
-            let end = Activity::SessionEnded { reason: "done".into(), ended_by: Some(host.peer_id), lock: true, explicit: true };
+            let end = Activity::SessionEnded {
+                reason: "done".into(),
+                ended_by: Some(host.peer_id),
+                lock: true,
+                explicit: true,
+            };
             s.record_activity(&room.id, &end, t(5)).unwrap();
             let evs = events(&s, &ws);
             let kinds: Vec<&str> = evs.iter().map(|(k, _)| k.as_str()).collect();

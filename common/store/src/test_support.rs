@@ -61,10 +61,15 @@ pub(crate) fn backends(tag: &str) -> Vec<Backend> {
     let dir = std::env::temp_dir().join(format!("store-test-{tag}-{}-{}", std::process::id(), crate::new_id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("platform.db").to_string_lossy().into_owned();
-    let mut out =
-        vec![Backend { store: Store::connect(&path).unwrap(), location: path, name: "sqlite", admin: None }];
+    let mut out = vec![Backend { store: Store::connect(&path).unwrap(), location: path, name: "sqlite", admin: None }];
     if let Some((location, admin_url, db)) = postgres_url(tag) {
-        let store = Store::connect(&location).unwrap();
+        let store = Store::connect(&location).unwrap_or_else(|e| {
+            // Drop the database just made before failing the test.
+            if let Ok(mut c) = postgres::Client::connect(&admin_url, postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+            }
+            panic!("{location}: {e}")
+        });
         out.push(Backend { store, location, name: "postgres", admin: Some((admin_url, db)) });
     }
     out

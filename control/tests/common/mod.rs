@@ -119,7 +119,14 @@ impl Daemon {
     /// A request with `Authorization: Bearer <token>`.
     pub fn call(&self, method: &str, path: &str, token: &str, body: Option<&str>) -> Reply {
         let auth = format!("Bearer {token}");
-        https_request_with(self.port, &self.data_dir.join("tls/cert.pem"), method, path, body, &[("Authorization", &auth)])
+        https_request_with(
+            self.port,
+            &self.data_dir.join("tls/cert.pem"),
+            method,
+            path,
+            body,
+            &[("Authorization", &auth)],
+        )
     }
 
     /// SIGTERM, and wait for the exit (at most 10 s).
