@@ -114,6 +114,7 @@ impl DataDir {
 /// it is not there yet.
 pub fn open_store(dir: &DataDir) -> Result<(Store, Workspace), Error> {
     let store = Store::connect(&dir.db_location())?;
+    info!(database = %store::redact_url(&dir.db_location()), "platform database");
     let ws = store.ensure_default_workspace()?;
     let path = dir.credentials();
     if !path.exists() {

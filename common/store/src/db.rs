@@ -113,11 +113,21 @@ pub(crate) enum Conn {
     /// The sync client needs `&mut` for every call; the store's API takes `&self` (a `Store` is
     /// `Send`, not `Sync`, so a `RefCell` suffices). Prepared statements are cached by SQL text.
     /// The `Option` is only `None` while the client is being dropped (see `Drop for Conn`).
+    /// `config` reconnects a connection the server closed (restart, idle timeout), between
+    /// transactions only: `in_tx` says whether one is open.
     Postgres {
         client: RefCell<Option<postgres::Client>>,
         statements: RefCell<HashMap<String, postgres::Statement>>,
+        config: postgres::Config,
+        in_tx: std::cell::Cell<bool>,
     },
 }
+
+/// The advisory lock every PostgreSQL write transaction takes first: writers go one at a time,
+/// as with SQLite's single writer, so a read-then-write transaction (upsert a room by name, open
+/// a session) sees no concurrent writer between its read and its write. Control-plane write
+/// rates are far below what one writer handles.
+const PG_WRITE_LOCK: i64 = 0x7067_7772_6974_65;
 
 /// Runs a call of the sync PostgreSQL client. That client drives its own small tokio runtime
 /// and panics when called on a thread that is running async tasks (signaling's and control's
@@ -243,6 +253,32 @@ fn pg_value(row: &postgres::Row, i: usize) -> Result<Val, StoreError> {
 }
 
 impl Conn {
+    /// A PostgreSQL connection to `config`.
+    pub fn connect_postgres(config: postgres::Config) -> Result<Conn, postgres::Error> {
+        let client = off_runtime(|| config.connect(postgres::NoTls))?;
+        Ok(Conn::Postgres {
+            client: RefCell::new(Some(client)),
+            statements: RefCell::new(HashMap::new()),
+            config,
+            in_tx: std::cell::Cell::new(false),
+        })
+    }
+
+    /// Reconnects a PostgreSQL connection the server closed, unless a transaction was open
+    /// (its statements are lost with the connection: that is an error, not a silent retry).
+    fn revive(&self) -> Result<(), StoreError> {
+        let Conn::Postgres { client, statements, config, in_tx } = self else { return Ok(()) };
+        let closed = client.borrow().as_ref().is_some_and(postgres::Client::is_closed);
+        if !closed || in_tx.get() {
+            return Ok(());
+        }
+        let fresh = off_runtime(|| config.connect(postgres::NoTls))?;
+        let old = client.borrow_mut().replace(fresh);
+        off_runtime(move || drop(old));
+        statements.borrow_mut().clear();
+        Ok(())
+    }
+
     /// Runs a statement; the number of rows it changed.
     pub fn execute(&self, sql: &str, args: &[Val]) -> Result<u64, StoreError> {
         match self {
@@ -251,6 +287,7 @@ impl Conn {
                 Ok(stmt.execute(rusqlite::params_from_iter(args.iter()))? as u64)
             }
             Conn::Postgres { client, .. } => {
+                self.revive()?;
                 let stmt = self.pg_statement(sql)?;
                 let params: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|a| a as _).collect();
                 let mut c = pg_client(client)?;
@@ -278,6 +315,7 @@ impl Conn {
                 Ok(out)
             }
             Conn::Postgres { client, .. } => {
+                self.revive()?;
                 let stmt = self.pg_statement(sql)?;
                 let params: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|a| a as _).collect();
                 let mut c = pg_client(client)?;
@@ -305,6 +343,7 @@ impl Conn {
         match self {
             Conn::Sqlite(c) => Ok(c.execute_batch(sql)?),
             Conn::Postgres { client, .. } => {
+                self.revive()?;
                 let mut c = pg_client(client)?;
                 let c = &mut *c;
                 Ok(off_runtime(|| c.batch_execute(sql))?)
@@ -313,7 +352,7 @@ impl Conn {
     }
 
     fn pg_statement(&self, sql: &str) -> Result<postgres::Statement, StoreError> {
-        let Conn::Postgres { client, statements } = self else {
+        let Conn::Postgres { client, statements, .. } = self else {
             return Err(StoreError::BadValue("not a PostgreSQL connection".into()));
         };
         if let Some(s) = statements.borrow().get(sql) {
@@ -330,17 +369,25 @@ impl Conn {
     /// Runs `f` in a write transaction: committed if it returns `Ok`, rolled back otherwise
     /// (and if it panics). SQLite takes the write lock at once (`BEGIN IMMEDIATE`): a deferred
     /// transaction that read first would fail with SQLITE_BUSY_SNAPSHOT, not wait, when another
-    /// process committed in between. PostgreSQL takes row locks as it goes.
+    /// process committed in between. PostgreSQL takes [`PG_WRITE_LOCK`] first, the same one
+    /// writer at a time.
     pub fn with_tx<T>(&self, f: impl FnOnce(&Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let begin = match self {
-            Conn::Sqlite(_) => "BEGIN IMMEDIATE",
-            Conn::Postgres { .. } => "BEGIN",
-        };
-        self.batch(begin)?;
+        match self {
+            Conn::Sqlite(_) => self.batch("BEGIN IMMEDIATE")?,
+            Conn::Postgres { .. } => self.batch("BEGIN")?,
+        }
         let mut guard = Rollback { conn: self, armed: true };
+        if let Conn::Postgres { in_tx, .. } = self {
+            in_tx.set(true);
+            self.execute("SELECT pg_advisory_xact_lock(?1)", &[Val::Int(PG_WRITE_LOCK)])?;
+        }
         let out = f(self)?;
         guard.armed = false;
-        self.batch("COMMIT")?;
+        let committed = self.batch("COMMIT");
+        if let Conn::Postgres { in_tx, .. } = self {
+            in_tx.set(false);
+        }
+        committed?;
         Ok(out)
     }
 }
@@ -357,6 +404,9 @@ impl Drop for Rollback<'_> {
             // Nothing more to do if even the rollback fails: the connection is broken, and the
             // server (or SQLite) discards the unfinished transaction.
             let _ = self.conn.batch("ROLLBACK");
+        }
+        if let Conn::Postgres { in_tx, .. } = self.conn {
+            in_tx.set(false);
         }
     }
 }

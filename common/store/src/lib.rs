@@ -440,18 +440,13 @@ impl Store {
         }
         let fail = |reason: String| StoreError::PostgresConnect { url: redact_url(location), reason };
         let config: postgres::Config = location.parse().map_err(|e: postgres::Error| fail(e.to_string()))?;
-        let client = db::off_runtime(|| config.connect(postgres::NoTls)).map_err(|e| {
+        let conn = Conn::connect_postgres(config).map_err(|e| {
             fail(match StoreError::from(e) {
                 StoreError::Postgres(m) => m,
                 other => other.to_string(),
             })
         })?;
-        let store = Store {
-            conn: Conn::Postgres {
-                client: std::cell::RefCell::new(Some(client)),
-                statements: std::cell::RefCell::new(Default::default()),
-            },
-        };
+        let store = Store { conn };
         store.migrate_postgres()?;
         Ok(store)
     }
@@ -1148,6 +1143,20 @@ mod tests {
                 "{}",
                 b.name
             );
+        }
+    }
+
+    #[test]
+    fn a_connection_the_server_closed_is_reopened_between_transactions() {
+        for b in backends("revive").into_iter().filter(|b| b.name == "postgres") {
+            let ws = b.store.ensure_default_workspace().unwrap();
+            b.terminate_connections();
+            // The client learns of the closed socket from the first failed call; the next one
+            // runs on a new connection.
+            let first = b.store.workspace(&ws.id);
+            assert!(first.is_err(), "{first:?}");
+            assert_eq!(b.store.workspace(&ws.id).unwrap().unwrap().id, ws.id);
+            assert_eq!(b.store.upsert_room(&ws.id, "after", None).unwrap().name, "after");
         }
     }
 

@@ -20,6 +20,18 @@ impl Backend {
     pub fn reopen(&self) -> Store {
         Store::connect(&self.location).unwrap()
     }
+
+    /// PostgreSQL only: the server ends every connection to this backend's database (as a
+    /// server restart would).
+    pub fn terminate_connections(&self) {
+        let Some((url, db)) = &self.admin else { return };
+        let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+        c.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[db],
+        )
+        .unwrap();
+    }
 }
 
 impl Drop for Backend {
