@@ -68,9 +68,9 @@ impl<T: Into<Val>> From<Option<T>> for Val {
     }
 }
 
-/// Builds a `Vec<Val>` from mixed arguments: `vals![id, name, 1i64]`.
+/// Builds a `[Val; N]` from mixed arguments: `&vals![id, name, 1i64]` is the `&[Val]` queries take.
 macro_rules! vals {
-    ($($v:expr),* $(,)?) => { vec![$($crate::db::Val::from($v)),*] };
+    ($($v:expr),* $(,)?) => { [$($crate::db::Val::from($v)),*] };
 }
 pub(crate) use vals;
 
@@ -108,6 +108,8 @@ impl Row {
 }
 
 /// A connection to either engine.
+// One per `Store`, never in a collection: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Conn {
     Sqlite(rusqlite::Connection),
     /// The sync client needs `&mut` for every call; the store's API takes `&self` (a `Store` is
@@ -127,7 +129,7 @@ pub(crate) enum Conn {
 /// as with SQLite's single writer, so a read-then-write transaction (upsert a room by name, open
 /// a session) sees no concurrent writer between its read and its write. Control-plane write
 /// rates are far below what one writer handles.
-const PG_WRITE_LOCK: i64 = 0x7067_7772_6974_65;
+const PG_WRITE_LOCK: i64 = 0x0070_6777_7269_7465;
 
 /// Runs a call of the sync PostgreSQL client. That client drives its own small tokio runtime
 /// and panics when called on a thread that is running async tasks (signaling's and control's

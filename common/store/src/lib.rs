@@ -270,7 +270,7 @@ CREATE INDEX outbox_by_status ON outbox(status, next_attempt_at);
 "#];
 
 /// The advisory lock key PostgreSQL migrations run under (any constant; "pgstore" in ASCII).
-const PG_MIGRATION_LOCK: i64 = 0x7067_7374_6f72_65;
+const PG_MIGRATION_LOCK: i64 = 0x0070_6773_746f_7265;
 
 /// Failures of the store.
 #[derive(Debug, thiserror::Error)]

@@ -602,7 +602,7 @@ mod tests {
                 .unwrap();
             assert_eq!(active.data.len(), 1);
 
-            let kinds: Vec<String> = events(&s, &ws).into_iter().map(|(k, _)| k).collect();
+            let kinds: Vec<String> = events(s, &ws).into_iter().map(|(k, _)| k).collect();
             assert_eq!(
                 kinds,
                 [
@@ -616,7 +616,7 @@ mod tests {
                     "peer.join.success"
                 ]
             );
-            let evs = events(&s, &ws);
+            let evs = events(s, &ws);
             assert_eq!(evs[3].1["reason"], "client request");
             assert_eq!(evs[3].1["duration"], 10);
             assert_eq!(evs[5].1["session_duration"], 20);
@@ -645,7 +645,7 @@ mod tests {
             // The sweep closes the second one at its own cap.
             assert_eq!(s.expire_sessions(t(43_300 + 43_200)).unwrap(), [(room.id.clone(), s2.clone())]);
             let leave =
-                events(&s, &ws).into_iter().find(|(k, d)| k == "peer.leave.success" && d["peer_id"] == "pa").unwrap();
+                events(s, &ws).into_iter().find(|(k, d)| k == "peer.leave.success" && d["peer_id"] == "pa").unwrap();
             assert_eq!(leave.1["reason"], "session max duration reached");
         }
     }
@@ -693,7 +693,7 @@ mod tests {
                 explicit: true,
             };
             s.record_activity(&room.id, &end, t(5)).unwrap();
-            let evs = events(&s, &ws);
+            let evs = events(s, &ws);
             let kinds: Vec<&str> = evs.iter().map(|(k, _)| k.as_str()).collect();
             assert_eq!(
                 kinds,

@@ -348,7 +348,7 @@ mod tests {
                 let token = mint_auth_token(&ws, "65f0a1b2c3d4e5f6a7b8c9d0", user, role, HOUR, now);
                 let payload = token.split('.').nth(1).unwrap();
                 assert!(!payload.contains(['-', '_']), "user {user:?}: payload {payload}");
-                let (claims, got_ws) = verify_auth_token(&store, &token, now).unwrap();
+                let (claims, got_ws) = verify_auth_token(store, &token, now).unwrap();
                 assert_eq!(claims.user_id, *user);
                 assert_eq!(claims.role, role);
                 assert_eq!(got_ws.id, ws.id);
@@ -375,14 +375,14 @@ mod tests {
             let store = &b.store;
             let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
             let token = mint_auth_token(&ws, "room-x", "u1", "host", HOUR, now);
-            let (c, _) = verify_auth_token(&store, &token, now).unwrap();
+            let (c, _) = verify_auth_token(store, &token, now).unwrap();
             assert_eq!(c.access_key, ws.access_key);
             assert_eq!((c.kind.as_str(), c.version), ("app", 2));
             assert_eq!((c.iat, c.nbf, c.exp), (1_800_000_000, 1_800_000_000, 1_800_003_600));
             assert_eq!(c.jti.len(), 36);
             assert_eq!(&c.jti[14..15], "4", "jti is a UUID v4");
             let other = mint_auth_token(&ws, "room-x", "u1", "host", HOUR, now);
-            assert_ne!(verify_auth_token(&store, &other, now).unwrap().0.jti, c.jti);
+            assert_ne!(verify_auth_token(store, &other, now).unwrap().0.jti, c.jti);
         }
     }
 
@@ -392,8 +392,8 @@ mod tests {
             let store = &b.store;
             let now = SystemTime::now();
             let token = mint_auth_token(&ws, "r", "u", "guest", Duration::from_secs(60), now);
-            assert!(verify_auth_token(&store, &token, now + Duration::from_secs(60 + 10)).is_ok(), "within leeway");
-            let err = verify_auth_token(&store, &token, now + Duration::from_secs(60 + 11)).unwrap_err();
+            assert!(verify_auth_token(store, &token, now + Duration::from_secs(60 + 10)).is_ok(), "within leeway");
+            let err = verify_auth_token(store, &token, now + Duration::from_secs(60 + 11)).unwrap_err();
             assert!(matches!(err, TokenError::Expired), "{err}");
         }
     }
@@ -404,10 +404,10 @@ mod tests {
             let store = &b.store;
             let now = SystemTime::now();
             let token = mint_auth_token(&ws, "r", "u", "guest", HOUR, now + Duration::from_secs(30));
-            let err = verify_auth_token(&store, &token, now).unwrap_err();
+            let err = verify_auth_token(store, &token, now).unwrap_err();
             assert!(matches!(err, TokenError::NotYetValid), "{err}");
             let slightly = mint_auth_token(&ws, "r", "u", "guest", HOUR, now + Duration::from_secs(5));
-            assert!(verify_auth_token(&store, &slightly, now).is_ok(), "within leeway");
+            assert!(verify_auth_token(store, &slightly, now).is_ok(), "within leeway");
         }
     }
 
@@ -417,7 +417,7 @@ mod tests {
             let store = &b.store;
             let forged_ws = Workspace { secret: "not-the-secret".into(), ..ws.clone() };
             let token = mint_auth_token(&forged_ws, "r", "u", "host", HOUR, SystemTime::now());
-            let err = verify_auth_token(&store, &token, SystemTime::now()).unwrap_err();
+            let err = verify_auth_token(store, &token, SystemTime::now()).unwrap_err();
             assert!(matches!(err, TokenError::BadSignature), "{err}");
             // A payload edited after signing (role upgraded) is refused the same way.
             let good = mint_auth_token(&ws, "r", "u", "guest", HOUR, SystemTime::now());
@@ -427,7 +427,7 @@ mod tests {
                 "type": "app", "version": 2, "iat": 0, "nbf": 0, "exp": u64::MAX / 2, "jti": "x"
             }));
             parts[1] = b64url(forged_payload.as_bytes());
-            let err = verify_auth_token(&store, &parts.join("."), SystemTime::now()).unwrap_err();
+            let err = verify_auth_token(store, &parts.join("."), SystemTime::now()).unwrap_err();
             assert!(matches!(err, TokenError::BadSignature), "{err}");
         }
     }
@@ -438,7 +438,7 @@ mod tests {
             let store = &b.store;
             let stranger = Workspace { access_key: "000000000000000000000000".into(), ..ws };
             let token = mint_auth_token(&stranger, "r", "u", "host", HOUR, SystemTime::now());
-            let err = verify_auth_token(&store, &token, SystemTime::now()).unwrap_err();
+            let err = verify_auth_token(store, &token, SystemTime::now()).unwrap_err();
             assert!(matches!(err, TokenError::UnknownAccessKey), "{err}");
         }
     }
@@ -449,7 +449,7 @@ mod tests {
             let store = &b.store;
             let token = mint_management_token(&ws, HOUR, SystemTime::now());
             assert!(payload_is_atob_safe(&token));
-            let err = verify_auth_token(&store, &token, SystemTime::now()).unwrap_err();
+            let err = verify_auth_token(store, &token, SystemTime::now()).unwrap_err();
             assert!(matches!(&err, TokenError::WrongType { found: t, .. } if t == "management"), "{err}");
         }
     }
@@ -471,7 +471,7 @@ mod tests {
                 format!("{header}.{}.sig", b64url(br#"{"access_key":42}"#)),
             ];
             for t in &cases {
-                let err = verify_auth_token(&store, t, now).unwrap_err();
+                let err = verify_auth_token(store, t, now).unwrap_err();
                 assert!(matches!(err, TokenError::Malformed(_)), "{t:?}: {err}");
             }
             // Signed correctly but missing the room: still malformed, not accepted.
@@ -485,7 +485,7 @@ mod tests {
             )
             .unwrap();
             assert!(
-                matches!(verify_auth_token(&store, &t, now), Err(TokenError::Malformed(m)) if m.contains("room_id"))
+                matches!(verify_auth_token(store, &t, now), Err(TokenError::Malformed(m)) if m.contains("room_id"))
             );
             // HS384 with the right secret: only HS256 is accepted.
             let hs384 = jsonwebtoken::encode(
@@ -494,7 +494,7 @@ mod tests {
                 &EncodingKey::from_secret(ws.secret.as_bytes()),
             )
             .unwrap();
-            assert!(matches!(verify_auth_token(&store, &hs384, now), Err(TokenError::Malformed(_))));
+            assert!(matches!(verify_auth_token(store, &hs384, now), Err(TokenError::Malformed(_))));
         }
     }
 
