@@ -10,6 +10,17 @@ if ! command -v cc >/dev/null; then
   apt-get update -qq && apt-get install -y -qq build-essential
 fi
 
+# PostgreSQL for the store's and control's PostgreSQL tests (the same tests as on SQLite): a
+# throwaway server on 127.0.0.1, stopped when this script exits.
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq postgresql
+fi
+pg_dir="$(mktemp -d -u /tmp/store-test-postgres.XXXXXX)"
+trap 'scripts/postgres-test-server.sh stop "$pg_dir"' EXIT
+STORE_TEST_POSTGRES_URL="$(scripts/postgres-test-server.sh start "$pg_dir")"
+export STORE_TEST_POSTGRES_URL
+echo "== PostgreSQL test server: $STORE_TEST_POSTGRES_URL"
+
 # Two cores: two jobs. Tests that bind sockets use port 0, so they run in parallel safely.
 export CARGO_TERM_COLOR=never
 jobs="${CARGO_JOBS:-2}"

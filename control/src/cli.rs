@@ -44,6 +44,10 @@ pub struct DataDirArg {
     /// Data directory of the daemon.
     #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,
+    /// PostgreSQL database (`postgres://user[:password]@host[:port]/dbname`, no TLS) instead of
+    /// the SQLite file <data-dir>/platform.db.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -54,6 +58,10 @@ pub struct WorkspaceArgs {
     /// Data directory of the daemon.
     #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,
+    /// PostgreSQL database (`postgres://user[:password]@host[:port]/dbname`, no TLS) instead of
+    /// the SQLite file <data-dir>/platform.db.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -67,6 +75,10 @@ pub struct ManagementTokenArgs {
     /// Data directory of the daemon.
     #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,
+    /// PostgreSQL database (`postgres://user[:password]@host[:port]/dbname`, no TLS) instead of
+    /// the SQLite file <data-dir>/platform.db.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -74,6 +86,10 @@ pub struct RunArgs {
     /// Directory of the database, credentials, TLS certificate and sockets.
     #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,
+    /// PostgreSQL database (`postgres://user[:password]@host[:port]/dbname`, no TLS) instead of
+    /// the SQLite file <data-dir>/platform.db.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
     /// Address of the HTTPS demo page and API.
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
@@ -123,6 +139,10 @@ pub struct TokenArgs {
     /// Data directory of the daemon.
     #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,
+    /// PostgreSQL database (`postgres://user[:password]@host[:port]/dbname`, no TLS) instead of
+    /// the SQLite file <data-dir>/platform.db.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
 }
 
 #[cfg(test)]
@@ -147,5 +167,27 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::Token(t)) if t.room == "r" && t.data_dir == Path::new("./data")));
         assert!(Cli::try_parse_from(["control", "--cert", "c.pem"]).is_err(), "--cert needs --key");
         assert!(Cli::try_parse_from(["control", "--listen", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn database_url_is_optional_everywhere() {
+        assert!(Cli::try_parse_from(["control"]).unwrap().run.database_url.is_none());
+        let url = "postgres://u@127.0.0.1/platform";
+        let cli = Cli::try_parse_from(["control", "--database-url", url]).unwrap();
+        assert_eq!(cli.run.database_url.as_deref(), Some(url));
+        let cli = Cli::try_parse_from([
+            "control",
+            "token",
+            "--room",
+            "r",
+            "--role",
+            "host",
+            "--user",
+            "u",
+            "--database-url",
+            url,
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Some(Command::Token(t)) if t.database_url.as_deref() == Some(url)));
     }
 }

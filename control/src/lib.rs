@@ -65,6 +65,8 @@ impl Error {
 #[derive(Debug, Clone)]
 pub struct DataDir {
     pub root: PathBuf,
+    /// `--database-url`: a PostgreSQL database instead of [`DataDir::db`].
+    pub database_url: Option<String>,
 }
 
 impl DataDir {
@@ -75,7 +77,21 @@ impl DataDir {
             .mode(0o700)
             .create(root)
             .map_err(|e| Error::io("creating data directory", root, e))?;
-        Ok(DataDir { root: root.to_owned() })
+        Ok(DataDir { root: root.to_owned(), database_url: None })
+    }
+    /// Keeps the platform database in PostgreSQL at `url` (when `Some`) instead of SQLite.
+    pub fn with_database_url(mut self, url: Option<String>) -> DataDir {
+        self.database_url = url;
+        self
+    }
+    /// What [`Store::connect`] opens: the PostgreSQL URL if one was given, else the SQLite file.
+    pub fn db_location(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| self.db().to_string_lossy().into_owned())
+    }
+    /// Where signaling keeps its room snapshots (beside the SQLite file by default; given
+    /// explicitly, since with PostgreSQL there is no file to be beside).
+    pub fn signaling_state(&self) -> PathBuf {
+        self.root.join("signaling-state")
     }
     pub fn db(&self) -> PathBuf {
         self.root.join("platform.db")
@@ -97,7 +113,8 @@ impl DataDir {
 /// Opens the database, ensures the default workspace, and writes `credentials.json` (0600) if
 /// it is not there yet.
 pub fn open_store(dir: &DataDir) -> Result<(Store, Workspace), Error> {
-    let store = Store::open(&dir.db())?;
+    let store = Store::connect(&dir.db_location())?;
+    info!(database = %store::redact_url(&dir.db_location()), "platform database");
     let ws = store.ensure_default_workspace()?;
     let path = dir.credentials();
     if !path.exists() {
@@ -163,7 +180,7 @@ pub fn issue_token(
 
 /// `control token`: prints an auth token on stdout.
 pub fn print_token(args: &TokenArgs) -> Result<(), Error> {
-    let dir = DataDir::create(&args.data_dir)?;
+    let dir = DataDir::create(&args.data_dir)?.with_database_url(args.database_url.clone());
     let (store, _) = open_store(&dir)?;
     let ws = named_workspace(&store, &args.workspace)?;
     let (token, _room_id) = issue_token(&store, &ws, &args.room, &args.user, &args.role)?;
@@ -189,7 +206,7 @@ fn key_pair_json(ws: &Workspace) -> serde_json::Value {
 
 /// `control management-token`: prints a management token on stdout.
 pub fn print_management_token(args: &ManagementTokenArgs) -> Result<(), Error> {
-    let dir = DataDir::create(&args.data_dir)?;
+    let dir = DataDir::create(&args.data_dir)?.with_database_url(args.database_url.clone());
     let (store, _) = open_store(&dir)?;
     let ws = named_workspace(&store, &args.workspace)?;
     println!("{}", store::token::mint_management_token(&ws, Duration::from_secs(args.ttl_secs), SystemTime::now()));
@@ -200,7 +217,7 @@ pub fn print_management_token(args: &ManagementTokenArgs) -> Result<(), Error> {
 pub fn workspace_command(cmd: &WorkspaceCommand) -> Result<(), Error> {
     match cmd {
         WorkspaceCommand::Create(a) => {
-            let dir = DataDir::create(&a.data_dir)?;
+            let dir = DataDir::create(&a.data_dir)?.with_database_url(a.database_url.clone());
             let (store, _) = open_store(&dir)?;
             let name = a.name.trim();
             if name.is_empty()
@@ -215,7 +232,7 @@ pub fn workspace_command(cmd: &WorkspaceCommand) -> Result<(), Error> {
             println!("{:#}", key_pair_json(&ws));
         }
         WorkspaceCommand::List(a) => {
-            let dir = DataDir::create(&a.data_dir)?;
+            let dir = DataDir::create(&a.data_dir)?.with_database_url(a.database_url.clone());
             let (store, _) = open_store(&dir)?;
             for ws in store.workspaces()? {
                 println!(
@@ -225,7 +242,7 @@ pub fn workspace_command(cmd: &WorkspaceCommand) -> Result<(), Error> {
             }
         }
         WorkspaceCommand::AddKey(a) => {
-            let dir = DataDir::create(&a.data_dir)?;
+            let dir = DataDir::create(&a.data_dir)?.with_database_url(a.database_url.clone());
             let (store, _) = open_store(&dir)?;
             let ws = named_workspace(&store, &a.name)?;
             println!("{:#}", key_pair_json(&store.add_credential(&ws.id)?));
@@ -236,7 +253,7 @@ pub fn workspace_command(cmd: &WorkspaceCommand) -> Result<(), Error> {
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(args: RunArgs) -> Result<(), Error> {
-    let dir = DataDir::create(&args.data_dir)?;
+    let dir = DataDir::create(&args.data_dir)?.with_database_url(args.database_url.clone());
     let (store, ws) = open_store(&dir)?;
     let template = store.default_template(&ws.id)?;
     let tls = tls::load_or_create(&dir, &args)?;

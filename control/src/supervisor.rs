@@ -71,7 +71,9 @@ pub fn child_specs(args: &RunArgs, dir: &DataDir, bin_dir: &Path, tls: &Tls, lin
         program: bin_dir.join("signaling"),
         args: os(&[
             &"--db",
-            &dir.db(),
+            &dir.db_location(),
+            &"--state-dir",
+            &dir.signaling_state(),
             &"--listen",
             &args.signaling_listen.to_string(),
             &"--public-url",

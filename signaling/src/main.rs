@@ -18,9 +18,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// The platform's SQLite database (workspaces, rooms, templates), shared with control.
+    /// The platform database shared with control: a SQLite file path, or a
+    /// `postgres://user[:password]@host[:port]/dbname` URL.
     #[arg(long)]
-    db: PathBuf,
+    db: String,
+    /// Directory of the room snapshots a restarted signaling resumes from (default:
+    /// `signaling-state` beside the SQLite file, or in the working directory for PostgreSQL).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// Address to serve HTTPS and WSS on.
     #[arg(long, default_value = "127.0.0.1:8444")]
     listen: SocketAddr,
@@ -70,19 +75,30 @@ async fn main() {
 
 async fn run(args: Args) -> Result<(), String> {
     let endpoint = ws_endpoint(&args.public_url)?;
-    let store = store::Store::open(&args.db).map_err(|e| format!("cannot open {}: {e}", args.db.display()))?;
+    // Never print a password: the URL in messages is redacted.
+    let db_name = store::redact_url(&args.db);
+    let open = || store::Store::connect(&args.db).map_err(|e| format!("cannot open {db_name}: {e}"));
+    let store = open()?;
     // SAFETY: control passes an fd it opened for us; nothing else in this process uses it.
     let segment = unsafe { shm_queue::Segment::open_raw_fd(args.router_link_fd) }
         .map_err(|e| format!("router link fd {}: {e}", args.router_link_fd))?;
     let (link, events) = RouterLink::attach(segment).map_err(|e| format!("router link: {e}"))?;
-    // Room snapshots live beside the database, so a restarted signaling finds them.
-    let state_dir = args.db.parent().map(|d| d.join("signaling-state")).unwrap_or_else(|| "signaling-state".into());
+    // Room snapshots live beside the database (or where --state-dir says), so a restarted
+    // signaling finds them.
+    let state_dir = match &args.state_dir {
+        Some(d) => d.clone(),
+        None if store::is_postgres_url(&args.db) => "signaling-state".into(),
+        None => std::path::Path::new(&args.db)
+            .parent()
+            .map(|d| d.join("signaling-state"))
+            .unwrap_or_else(|| "signaling-state".into()),
+    };
     std::fs::create_dir_all(&state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
     // A second connection for the room locks (`end-room {lock: true}`); App keeps its own.
-    let lock_store = store::Store::open(&args.db).map_err(|e| format!("cannot open {}: {e}", args.db.display()))?;
+    let lock_store = open()?;
     // Sessions and webhook events go to the database through their own connection.
-    let sink = signaling::store_sink::StoreSink::open(&args.db)
-        .map_err(|e| format!("cannot open {}: {e}", args.db.display()))?;
+    let sink =
+        signaling::store_sink::StoreSink::connect(&args.db).map_err(|e| format!("cannot open {db_name}: {e}"))?;
     let options = HubOptions {
         events: std::sync::Arc::new(sink),
         max_session: std::time::Duration::from_secs(args.max_session_secs.max(1)),

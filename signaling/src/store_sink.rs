@@ -19,9 +19,15 @@ pub struct StoreSink {
 }
 
 impl StoreSink {
-    /// Opens its own connection to the database at `path`.
+    /// Opens its own connection to the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<StoreSink, store::StoreError> {
         Ok(StoreSink { store: Arc::new(Mutex::new(store::Store::open(path)?)) })
+    }
+
+    /// Opens its own connection to the database at `location` (a file path or a PostgreSQL
+    /// URL; see [`store::Store::connect`]).
+    pub fn connect(location: &str) -> Result<StoreSink, store::StoreError> {
+        Ok(StoreSink { store: Arc::new(Mutex::new(store::Store::connect(location)?)) })
     }
 }
 

@@ -14,9 +14,9 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
+use crate::db::{Row, vals};
 use crate::{Listing, Page, Store, StoreError, listing, random_bytes, unix_now};
 
 /// 100ms's cap.
@@ -60,8 +60,8 @@ impl Store {
         if !template.roles.contains_key(role) {
             return Err(StoreError::NoRole(role.into()));
         }
-        let count: i64 =
-            self.conn.query_row("SELECT COUNT(*) FROM room_codes WHERE room_id = ?1", [room_id], |r| r.get(0))?;
+        let count =
+            self.conn.query_one("SELECT COUNT(*) FROM room_codes WHERE room_id = ?1", &vals![room_id])?.int(0)?;
         if count as usize >= MAX_CODES_PER_ROOM {
             return Err(StoreError::TooManyRoomCodes(MAX_CODES_PER_ROOM));
         }
@@ -70,9 +70,9 @@ impl Store {
         for _ in 0..4 {
             let code = new_code();
             let n = self.conn.execute(
-                "INSERT OR IGNORE INTO room_codes (code, room_id, role, enabled, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, 1, ?4, ?4)",
-                params![code, room_id, role, now],
+                "INSERT INTO room_codes (code, room_id, role, enabled, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, 1, ?4, ?4) ON CONFLICT DO NOTHING",
+                &vals![&code, room_id, role, now],
             )?;
             if n == 1 {
                 return Ok(RoomCode {
@@ -119,34 +119,34 @@ impl Store {
     ) -> Result<Listing<RoomCode>, StoreError> {
         let sql = format!(
             "SELECT code, room_id, role, enabled, created_at, updated_at FROM room_codes
-             WHERE room_id = ?1 AND (?2 IS NULL OR role = ?2) AND (?3 IS NULL OR enabled = ?3)
-               AND (?4 IS NULL OR rowid > (SELECT rowid FROM room_codes WHERE code = ?4))
+             WHERE room_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR role = ?2)
+               AND (CAST(?3 AS BIGINT) IS NULL OR enabled = ?3)
+               AND (CAST(?4 AS TEXT) IS NULL OR rowid > (SELECT rowid FROM room_codes WHERE code = ?4))
              ORDER BY rowid LIMIT {}",
             page.limit
         );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(params![room_id, role, enabled, page.start], code_row)?;
-        let data = rows.collect::<Result<Vec<_>, _>>()?;
+        let rows = self.conn.query(&sql, &vals![room_id, role, enabled, page.start.as_deref()])?;
+        let data = rows.iter().map(code_row).collect::<Result<Vec<_>, _>>()?;
         Ok(listing(data, page.limit, |c| &c.code))
     }
 
     /// The code `code`, enabled or not.
     pub fn room_code(&self, code: &str) -> Result<Option<RoomCode>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
+        self.conn
+            .query_opt(
                 "SELECT code, room_id, role, enabled, created_at, updated_at FROM room_codes WHERE code = ?1",
-                [code],
-                code_row,
-            )
-            .optional()?)
+                &vals![code],
+            )?
+            .as_ref()
+            .map(code_row)
+            .transpose()
     }
 
     /// Enables or disables a code.
     pub fn set_room_code_enabled(&self, code: &str, enabled: bool) -> Result<RoomCode, StoreError> {
         let n = self.conn.execute(
             "UPDATE room_codes SET enabled = ?1, updated_at = ?2 WHERE code = ?3",
-            params![enabled, unix_now(), code],
+            &vals![enabled, unix_now(), code],
         )?;
         if n == 0 {
             return Err(StoreError::NoRoomCode(code.into()));
@@ -155,62 +155,63 @@ impl Store {
     }
 }
 
-fn code_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RoomCode> {
+fn code_row(r: &Row) -> Result<RoomCode, StoreError> {
     Ok(RoomCode {
-        code: r.get(0)?,
-        room_id: r.get(1)?,
-        role: r.get(2)?,
-        enabled: r.get(3)?,
-        created_at: r.get(4)?,
-        updated_at: r.get(5)?,
+        code: r.text(0)?,
+        room_id: r.text(1)?,
+        role: r.text(2)?,
+        enabled: r.bool(3)?,
+        created_at: r.int(4)?,
+        updated_at: r.int(5)?,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn store() -> Store {
-        let dir = std::env::temp_dir().join(format!("codes-{}-{}", std::process::id(), crate::new_id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Store::open(&dir.join("p.db")).unwrap()
-    }
+    use crate::test_support::backends;
 
     #[test]
     fn codes_per_role_and_their_state() {
-        let s = store();
-        let ws = s.ensure_default_workspace().unwrap();
-        let room = s.upsert_room(&ws.id, "r", None).unwrap();
-        let all = s.create_room_codes(&room.id).unwrap();
-        let mut roles: Vec<&str> = all.iter().map(|c| c.role.as_str()).collect();
-        roles.sort();
-        assert_eq!(roles, ["audio-only", "guest", "host"]);
-        assert!(all.iter().all(|c| looks_like_code(&c.code) && c.enabled));
-        // Idempotent: no second code per role.
-        assert_eq!(s.create_room_codes(&room.id).unwrap().len(), 3);
-        let host = all.iter().find(|c| c.role == "host").unwrap();
-        assert!(!s.set_room_code_enabled(&host.code, false).unwrap().enabled);
-        let page = s.room_codes(&room.id, None, Some(false), &Page::first(10)).unwrap();
-        assert_eq!(page.data.len(), 1);
-        assert_eq!(s.room_codes(&room.id, Some("guest"), None, &Page::first(10)).unwrap().data.len(), 1);
-        assert!(matches!(s.create_room_code(&room.id, "ghost"), Err(StoreError::NoRole(_))));
-        assert!(matches!(s.set_room_code_enabled("abc-defg-hij", true), Err(StoreError::NoRoomCode(_))));
-        assert!(!looks_like_code("ABC-defg-hij") && !looks_like_code("abc-def-hij") && !looks_like_code("abcdefghij"));
+        for b in backends("codes") {
+            let s = &b.store;
+            let ws = s.ensure_default_workspace().unwrap();
+            let room = s.upsert_room(&ws.id, "r", None).unwrap();
+            let all = s.create_room_codes(&room.id).unwrap();
+            let mut roles: Vec<&str> = all.iter().map(|c| c.role.as_str()).collect();
+            roles.sort();
+            assert_eq!(roles, ["audio-only", "guest", "host"]);
+            assert!(all.iter().all(|c| looks_like_code(&c.code) && c.enabled));
+            // Idempotent: no second code per role.
+            assert_eq!(s.create_room_codes(&room.id).unwrap().len(), 3);
+            let host = all.iter().find(|c| c.role == "host").unwrap();
+            assert!(!s.set_room_code_enabled(&host.code, false).unwrap().enabled);
+            let page = s.room_codes(&room.id, None, Some(false), &Page::first(10)).unwrap();
+            assert_eq!(page.data.len(), 1);
+            assert_eq!(s.room_codes(&room.id, Some("guest"), None, &Page::first(10)).unwrap().data.len(), 1);
+            assert!(matches!(s.create_room_code(&room.id, "ghost"), Err(StoreError::NoRole(_))));
+            assert!(matches!(s.set_room_code_enabled("abc-defg-hij", true), Err(StoreError::NoRoomCode(_))));
+            assert!(
+                !looks_like_code("ABC-defg-hij") && !looks_like_code("abc-def-hij") && !looks_like_code("abcdefghij")
+            );
+        }
     }
 
     #[test]
     fn at_most_a_hundred_codes_per_room() {
-        let s = store();
-        let ws = s.ensure_default_workspace().unwrap();
-        let room = s.upsert_room(&ws.id, "r", None).unwrap();
-        for _ in 0..MAX_CODES_PER_ROOM {
-            s.create_room_code(&room.id, "guest").unwrap();
+        for b in backends("codecap") {
+            let s = &b.store;
+            let ws = s.ensure_default_workspace().unwrap();
+            let room = s.upsert_room(&ws.id, "r", None).unwrap();
+            for _ in 0..MAX_CODES_PER_ROOM {
+                s.create_room_code(&room.id, "guest").unwrap();
+            }
+            assert!(matches!(s.create_room_code(&room.id, "guest"), Err(StoreError::TooManyRoomCodes(100))));
+            let first = s.room_codes(&room.id, None, None, &Page::first(60)).unwrap();
+            assert_eq!(first.data.len(), 60);
+            let rest = s.room_codes(&room.id, None, None, &Page { limit: 60, start: first.last.clone() }).unwrap();
+            assert_eq!(rest.data.len(), 40);
+            assert!(rest.last.is_none());
         }
-        assert!(matches!(s.create_room_code(&room.id, "guest"), Err(StoreError::TooManyRoomCodes(100))));
-        let first = s.room_codes(&room.id, None, None, &Page::first(60)).unwrap();
-        assert_eq!(first.data.len(), 60);
-        let rest = s.room_codes(&room.id, None, None, &Page { limit: 60, start: first.last.clone() }).unwrap();
-        assert_eq!(rest.data.len(), 40);
-        assert!(rest.last.is_none());
     }
 }

@@ -12,10 +12,10 @@
 //! type, data}`; the signature is control's business (it holds the per-endpoint secret from
 //! here).
 
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::db::{Conn, vals};
 use crate::{Listing, Page, Room, Store, StoreError, Workspace, listing};
 
 /// A webhook endpoint: where events go, the extra headers to send, and the secret that signs
@@ -97,7 +97,7 @@ pub fn check_endpoint(v: &Value, field: &str) -> Result<Endpoint, crate::templat
 
 /// Writes one event (inside the caller's transaction) and routes it. `now_ms` is the event time.
 pub(crate) fn enqueue(
-    tx: &Transaction<'_>,
+    tx: &Conn,
     ws: &Workspace,
     room: Option<&Room>,
     template_id: &str,
@@ -127,15 +127,14 @@ pub(crate) fn enqueue(
     tx.execute(
         "INSERT INTO outbox (id, workspace_id, room_id, type, body, created_at, url, headers, secret, status, next_attempt_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![id, ws.id, room.map(|r| &r.id), kind, body.to_string(), now_ms, url, headers, secret, status, next],
+        &vals![&id, &ws.id, room.map(|r| &r.id), kind, body.to_string(), now_ms, url, headers, secret, status, next],
     )?;
     Ok(id)
 }
 
-fn workspace_endpoint(conn: &rusqlite::Connection, workspace_id: &str) -> Result<Option<Endpoint>, StoreError> {
-    let raw: Option<Option<String>> =
-        conn.query_row("SELECT webhook FROM workspaces WHERE id = ?1", [workspace_id], |r| r.get(0)).optional()?;
-    match raw.flatten() {
+fn workspace_endpoint(conn: &Conn, workspace_id: &str) -> Result<Option<Endpoint>, StoreError> {
+    let raw = conn.query_opt("SELECT webhook FROM workspaces WHERE id = ?1", &vals![workspace_id])?;
+    match raw.map(|r| r.opt_text(0)).transpose()?.flatten() {
         Some(s) => Ok(Some(serde_json::from_str(&s)?)),
         None => Ok(None),
     }
@@ -163,7 +162,7 @@ impl Store {
             e
         });
         let json = endpoint.as_ref().map(serde_json::to_string).transpose()?;
-        let n = self.conn.execute("UPDATE workspaces SET webhook = ?1 WHERE id = ?2", params![json, workspace_id])?;
+        let n = self.conn.execute("UPDATE workspaces SET webhook = ?1 WHERE id = ?2", &vals![json, workspace_id])?;
         if n == 0 {
             return Err(StoreError::NoWorkspace(workspace_id.into()));
         }
@@ -173,38 +172,35 @@ impl Store {
     /// The oldest pending event of each room (and of the workspace-level events), due at
     /// `now_ms`, at most `limit`.
     pub fn due_webhooks(&self, now_ms: i64, limit: u32) -> Result<Vec<Delivery>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        let rows = self.conn.query(
             "SELECT seq, id, type, url, headers, secret, body, attempts FROM outbox o
              WHERE status = 'pending' AND next_attempt_at <= ?1
                AND seq = (SELECT MIN(seq) FROM outbox p WHERE p.status = 'pending'
-                          AND p.workspace_id = o.workspace_id AND p.room_id IS o.room_id)
+                          AND p.workspace_id = o.workspace_id AND p.room_id IS NOT DISTINCT FROM o.room_id)
              ORDER BY seq LIMIT ?2",
+            &vals![now_ms, i64::from(limit)],
         )?;
-        let rows = stmt.query_map(params![now_ms, limit], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, u32>(7)?,
-            ))
-        })?;
         let mut out = Vec::new();
-        for row in rows {
-            let (seq, id, kind, url, headers, secret, body, attempts) = row?;
-            let headers: serde_json::Map<String, Value> = serde_json::from_str(&headers)?;
+        for r in &rows {
+            let headers: serde_json::Map<String, Value> = serde_json::from_str(&r.text(4)?)?;
             let headers = headers.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned())).collect();
-            out.push(Delivery { seq, id, kind, url, headers, secret, body, attempts });
+            out.push(Delivery {
+                seq: r.int(0)?,
+                id: r.text(1)?,
+                kind: r.text(2)?,
+                url: r.text(3)?,
+                headers,
+                secret: r.text(5)?,
+                body: r.text(6)?,
+                attempts: r.int(7)? as u32,
+            });
         }
         Ok(out)
     }
 
     /// The time of the next pending attempt, if any (for the dispatcher's sleep).
     pub fn next_webhook_at(&self) -> Result<Option<i64>, StoreError> {
-        Ok(self.conn.query_row("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'", [], |r| r.get(0))?)
+        self.conn.query_one("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'", &[])?.opt_int(0)
     }
 
     /// Records a successful delivery.
@@ -212,7 +208,7 @@ impl Store {
         self.conn.execute(
             "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = ?1, next_attempt_at = NULL, last_error = NULL
              WHERE seq = ?2",
-            params![now_ms, seq],
+            &vals![now_ms, seq],
         )?;
         Ok(())
     }
@@ -222,7 +218,7 @@ impl Store {
         let status = if retry_at_ms.is_some() { "pending" } else { "failed" };
         self.conn.execute(
             "UPDATE outbox SET status = ?1, attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE seq = ?4",
-            params![status, retry_at_ms, error, seq],
+            &vals![status, retry_at_ms, error, seq],
         )?;
         Ok(())
     }
@@ -239,30 +235,31 @@ impl Store {
         let sql = format!(
             "SELECT id, type, room_id, status, attempts, url, last_error, created_at, next_attempt_at, delivered_at, body FROM outbox
              WHERE workspace_id = ?1
-               AND (?2 IS NULL OR status = ?2 OR (?2 = 'undelivered' AND status IN ('pending', 'failed')))
-               AND (?3 IS NULL OR room_id = ?3)
-               AND (?4 IS NULL OR seq > (SELECT seq FROM outbox WHERE id = ?4))
+               AND (CAST(?2 AS TEXT) IS NULL OR status = ?2 OR (?2 = 'undelivered' AND status IN ('pending', 'failed')))
+               AND (CAST(?3 AS TEXT) IS NULL OR room_id = ?3)
+               AND (CAST(?4 AS TEXT) IS NULL OR seq > (SELECT seq FROM outbox WHERE id = ?4))
              ORDER BY seq LIMIT {}",
             page.limit
         );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(params![workspace_id, status, room_id, page.start], |r| {
-            let body: String = r.get(10)?;
-            Ok(EventRecord {
-                id: r.get(0)?,
-                kind: r.get(1)?,
-                room_id: r.get(2)?,
-                status: r.get(3)?,
-                attempts: r.get(4)?,
-                url: r.get(5)?,
-                last_error: r.get(6)?,
-                created_at: r.get(7)?,
-                next_attempt_at: r.get(8)?,
-                delivered_at: r.get(9)?,
-                event: serde_json::from_str(&body).unwrap_or(Value::Null),
+        let rows = self.conn.query(&sql, &vals![workspace_id, status, room_id, page.start.as_deref()])?;
+        let data = rows
+            .iter()
+            .map(|r| {
+                Ok(EventRecord {
+                    id: r.text(0)?,
+                    kind: r.text(1)?,
+                    room_id: r.opt_text(2)?,
+                    status: r.text(3)?,
+                    attempts: r.int(4)? as u32,
+                    url: r.opt_text(5)?,
+                    last_error: r.opt_text(6)?,
+                    created_at: r.int(7)?,
+                    next_attempt_at: r.opt_int(8)?,
+                    delivered_at: r.opt_int(9)?,
+                    event: serde_json::from_str(&r.text(10)?).unwrap_or(Value::Null),
+                })
             })
-        })?;
-        let data = rows.collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(listing(data, page.limit, |e| &e.id))
     }
 }

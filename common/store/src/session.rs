@@ -30,10 +30,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::db::{Conn, Row, Val, vals};
 use crate::outbox::enqueue;
 use crate::time::{format_ms, unix_ms};
 use crate::{Listing, Page, Room, Store, StoreError, Workspace, listing, new_id};
@@ -180,7 +180,7 @@ impl Context<'_> {
         d
     }
 
-    fn emit(&self, tx: &Transaction<'_>, kind: &str, extra: Value, now: i64) -> Result<(), StoreError> {
+    fn emit(&self, tx: &Conn, kind: &str, extra: Value, now: i64) -> Result<(), StoreError> {
         enqueue(tx, &self.ws, Some(self.room), &self.room.template_id, kind, self.data(extra), now).map(|_| ())
     }
 }
@@ -247,118 +247,117 @@ impl Store {
         let room = self.room(room_id)?.ok_or_else(|| StoreError::NoRoom(room_id.into()))?;
         let ws =
             self.workspace(&room.workspace_id)?.ok_or_else(|| StoreError::NoWorkspace(room.workspace_id.clone()))?;
-        let tx = self.write_transaction()?;
-        let mut current = active_session(&tx, room_id)?;
-        if let Some((id, started_at)) = &current
-            && started_at + room.session_cap().as_millis() as i64 <= now_ms
-        {
-            let ctx = Context { ws: ws.clone(), room: &room, session_id: id.clone(), started_at: *started_at };
-            close_session(
-                &tx,
-                &ctx,
-                started_at + room.session_cap().as_millis() as i64,
-                "session max duration reached",
-            )?;
-            current = None;
-        }
-        let session = match (current, activity) {
-            (Some((id, started_at)), _) => Some(Context { ws, room: &room, session_id: id, started_at }),
-            (None, Activity::PeerJoined { .. }) => {
-                let id = new_session_id.filter(|s| !s.is_empty()).map_or_else(new_id, str::to_owned);
-                tx.execute(
-                    "INSERT INTO sessions (id, workspace_id, room_id, active, started_at, updated_at) VALUES (?1, ?2, ?3, 1, ?4, ?4)",
-                    params![id, room.workspace_id, room.id, now_ms],
+        self.conn.with_tx(|tx| {
+            let mut current = active_session(tx, room_id)?;
+            if let Some((id, started_at)) = &current
+                && started_at + room.session_cap().as_millis() as i64 <= now_ms
+            {
+                let ctx = Context { ws: ws.clone(), room: &room, session_id: id.clone(), started_at: *started_at };
+                close_session(
+                    tx,
+                    &ctx,
+                    started_at + room.session_cap().as_millis() as i64,
+                    "session max duration reached",
                 )?;
-                let ctx = Context { ws, room: &room, session_id: id, started_at: now_ms };
-                ctx.emit(&tx, "session.open.success", json!({}), now_ms)?;
-                Some(ctx)
+                current = None;
             }
-            (None, _) => None,
-        };
-        let Some(ctx) = session else {
-            tx.commit()?;
-            return Ok(None);
-        };
-        let sid = ctx.session_id.clone();
-        match activity {
-            Activity::PeerJoined { peer } => {
-                tx.execute(
-                    "INSERT OR REPLACE INTO session_peers (session_id, peer_id, user_id, name, role, joined_at, left_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
-                    params![sid, peer.peer_id, peer.user_id, peer.name, peer.role, unix_ms(peer.joined_at)],
-                )?;
-                ctx.emit(&tx, "peer.join.success", peer_fields(peer), now_ms)?;
-            }
-            Activity::PeerLeft { peer, reason, message } => {
-                if peer_leaves(&tx, &ctx, peer, reason, message, now_ms)? && remaining_peers(&tx, &sid)? == 0 {
-                    close_session(&tx, &ctx, now_ms, reason)?;
+            let session = match (current, activity) {
+                (Some((id, started_at)), _) => Some(Context { ws, room: &room, session_id: id, started_at }),
+                (None, Activity::PeerJoined { .. }) => {
+                    let id = new_session_id.filter(|s| !s.is_empty()).map_or_else(new_id, str::to_owned);
+                    tx.execute(
+                        "INSERT INTO sessions (id, workspace_id, room_id, active, started_at, updated_at) VALUES (?1, ?2, ?3, 1, ?4, ?4)",
+                        &vals![&id, &room.workspace_id, &room.id, now_ms],
+                    )?;
+                    let ctx = Context { ws, room: &room, session_id: id, started_at: now_ms };
+                    ctx.emit(tx, "session.open.success", json!({}), now_ms)?;
+                    Some(ctx)
+                }
+                (None, _) => None,
+            };
+            let Some(ctx) = session else {
+                return Ok(None);
+            };
+            let sid = ctx.session_id.clone();
+            match activity {
+                Activity::PeerJoined { peer } => {
+                    tx.execute(
+                        "INSERT INTO session_peers (session_id, peer_id, user_id, name, role, joined_at, left_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)
+                         ON CONFLICT (session_id, peer_id) DO UPDATE SET user_id = excluded.user_id,
+                           name = excluded.name, role = excluded.role, joined_at = excluded.joined_at, left_at = NULL",
+                        &vals![&sid, &peer.peer_id, &peer.user_id, &peer.name, &peer.role, unix_ms(peer.joined_at)],
+                    )?;
+                    ctx.emit(tx, "peer.join.success", peer_fields(peer), now_ms)?;
+                }
+                Activity::PeerLeft { peer, reason, message } => {
+                    if peer_leaves(tx, &ctx, peer, reason, message, now_ms)? && remaining_peers(tx, &sid)? == 0 {
+                        close_session(tx, &ctx, now_ms, reason)?;
+                    }
+                }
+                Activity::TrackAdded { peer, track } => {
+                    ctx.emit(tx, "track.add.success", track_fields(peer, track, None), now_ms)?
+                }
+                Activity::TrackUpdated { peer, track } => {
+                    ctx.emit(tx, "track.update.success", track_fields(peer, track, None), now_ms)?
+                }
+                Activity::TrackRemoved { peer, track } => {
+                    ctx.emit(tx, "track.remove.success", track_fields(peer, track, Some(now_ms)), now_ms)?
+                }
+                Activity::RoleChanged { peer, previous_role, requested_by } => {
+                    tx.execute(
+                        "UPDATE session_peers SET role = ?1 WHERE session_id = ?2 AND peer_id = ?3",
+                        &vals![&peer.role, &sid, &peer.peer_id],
+                    )?;
+                    let mut extra = json!({"previous_role": previous_role, "role_changed_at": format_ms(now_ms)});
+                    if let Some(by) = requested_by {
+                        extra["role_change_requested_by"] = json!(by);
+                    }
+                    ctx.emit(tx, "role.change.success", merge(peer_fields(peer), extra), now_ms)?;
+                }
+                Activity::PeerUpdated { peer } => {
+                    tx.execute(
+                        "UPDATE session_peers SET name = ?1 WHERE session_id = ?2 AND peer_id = ?3",
+                        &vals![&peer.name, &sid, &peer.peer_id],
+                    )?;
+                }
+                Activity::SessionEnded { reason, ended_by, lock, explicit } => {
+                    if *explicit {
+                        let peer: Option<(String, String, String)> = match ended_by {
+                            Some(id) => tx
+                                .query_opt(
+                                    "SELECT user_id, name, role FROM session_peers WHERE session_id = ?1 AND peer_id = ?2",
+                                    &vals![&sid, id],
+                                )?
+                                .map(|r| Ok::<_, StoreError>((r.text(0)?, r.text(1)?, r.text(2)?)))
+                                .transpose()?,
+                            None => None,
+                        };
+                        let by = match (ended_by, peer) {
+                            (Some(id), Some((user_id, name, role))) => {
+                                json!({"peer_id": id, "user_id": user_id, "user_name": name, "role": role, "source": "peer"})
+                            }
+                            (Some(id), None) => json!({"peer_id": id, "user_id": "", "user_name": "", "role": "", "source": "peer"}),
+                            (None, _) => json!({"peer_id": "", "user_id": "", "user_name": "", "role": "", "source": "api"}),
+                        };
+                        ctx.emit(tx, "room.end.success", merge(by, json!({"lock_room": lock, "reason": reason})), now_ms)?;
+                    }
+                    close_session(tx, &ctx, now_ms, if *explicit { "room ended" } else { reason })?;
                 }
             }
-            Activity::TrackAdded { peer, track } => {
-                ctx.emit(&tx, "track.add.success", track_fields(peer, track, None), now_ms)?
-            }
-            Activity::TrackUpdated { peer, track } => {
-                ctx.emit(&tx, "track.update.success", track_fields(peer, track, None), now_ms)?
-            }
-            Activity::TrackRemoved { peer, track } => {
-                ctx.emit(&tx, "track.remove.success", track_fields(peer, track, Some(now_ms)), now_ms)?
-            }
-            Activity::RoleChanged { peer, previous_role, requested_by } => {
-                tx.execute(
-                    "UPDATE session_peers SET role = ?1 WHERE session_id = ?2 AND peer_id = ?3",
-                    params![peer.role, sid, peer.peer_id],
-                )?;
-                let mut extra = json!({"previous_role": previous_role, "role_changed_at": format_ms(now_ms)});
-                if let Some(by) = requested_by {
-                    extra["role_change_requested_by"] = json!(by);
-                }
-                ctx.emit(&tx, "role.change.success", merge(peer_fields(peer), extra), now_ms)?;
-            }
-            Activity::PeerUpdated { peer } => {
-                tx.execute(
-                    "UPDATE session_peers SET name = ?1 WHERE session_id = ?2 AND peer_id = ?3",
-                    params![peer.name, sid, peer.peer_id],
-                )?;
-            }
-            Activity::SessionEnded { reason, ended_by, lock, explicit } => {
-                if *explicit {
-                    let peer: Option<(String, String, String)> = match ended_by {
-                        Some(id) => tx
-                            .query_row(
-                                "SELECT user_id, name, role FROM session_peers WHERE session_id = ?1 AND peer_id = ?2",
-                                params![sid, id],
-                                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                            )
-                            .optional()?,
-                        None => None,
-                    };
-                    let by = match (ended_by, peer) {
-                        (Some(id), Some((user_id, name, role))) => {
-                            json!({"peer_id": id, "user_id": user_id, "user_name": name, "role": role, "source": "peer"})
-                        }
-                        (Some(id), None) => {
-                            json!({"peer_id": id, "user_id": "", "user_name": "", "role": "", "source": "peer"})
-                        }
-                        (None, _) => {
-                            json!({"peer_id": "", "user_id": "", "user_name": "", "role": "", "source": "api"})
-                        }
-                    };
-                    ctx.emit(&tx, "room.end.success", merge(by, json!({"lock_room": lock, "reason": reason})), now_ms)?;
-                }
-                close_session(&tx, &ctx, now_ms, if *explicit { "room ended" } else { reason })?;
-            }
-        }
-        tx.commit()?;
-        Ok(Some(sid))
+            Ok(Some(sid))
+        })
     }
 
     /// Closes every active session that has outlived its room's cap at `now` (a sweep for rooms
     /// nobody touches any more). Returns the (room id, session id) pairs closed.
     pub fn expire_sessions(&self, now: SystemTime) -> Result<Vec<(String, String)>, StoreError> {
-        let active: Vec<(String, String, i64)> = {
-            let mut stmt = self.conn.prepare("SELECT room_id, id, started_at FROM sessions WHERE active = 1")?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?
-        };
+        let active = self
+            .conn
+            .query("SELECT room_id, id, started_at FROM sessions WHERE active = 1", &[])?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?, r.int(2)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let mut closed = Vec::new();
         for (room_id, session_id, started_at) in active {
             let Some(room) = self.room(&room_id)? else { continue };
@@ -369,10 +368,8 @@ impl Store {
             let ws = self
                 .workspace(&room.workspace_id)?
                 .ok_or_else(|| StoreError::NoWorkspace(room.workspace_id.clone()))?;
-            let tx = self.write_transaction()?;
             let ctx = Context { ws, room: &room, session_id: session_id.clone(), started_at };
-            close_session(&tx, &ctx, end, "session max duration reached")?;
-            tx.commit()?;
+            self.conn.with_tx(|tx| close_session(tx, &ctx, end, "session max duration reached"))?;
             closed.push((room_id, session_id));
         }
         Ok(closed)
@@ -385,7 +382,7 @@ impl Store {
 
     /// The session `id` of `workspace_id`, with all its peers.
     pub fn session(&self, workspace_id: &str, id: &str) -> Result<Option<Session>, StoreError> {
-        let mut s = self.sessions_where("workspace_id = ?1 AND id = ?2", params![workspace_id, id], 1)?;
+        let mut s = self.sessions_where("workspace_id = ?1 AND id = ?2", &vals![workspace_id, id], 1)?;
         Ok(s.pop())
     }
 
@@ -397,57 +394,59 @@ impl Store {
         page: &Page,
     ) -> Result<Listing<Session>, StoreError> {
         let data = self.sessions_where(
-            "workspace_id = ?1 AND (?2 IS NULL OR rowid > (SELECT rowid FROM sessions WHERE id = ?2))
-               AND (?3 IS NULL OR active = ?3) AND (?4 IS NULL OR room_id = ?4)
-               AND (?5 IS NULL OR started_at > ?5) AND (?6 IS NULL OR started_at < ?6)",
-            params![workspace_id, page.start, filter.active, filter.room_id, filter.after, filter.before],
+            "workspace_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR rowid > (SELECT rowid FROM sessions WHERE id = ?2))
+               AND (CAST(?3 AS BIGINT) IS NULL OR active = ?3) AND (CAST(?4 AS TEXT) IS NULL OR room_id = ?4)
+               AND (CAST(?5 AS BIGINT) IS NULL OR started_at > ?5) AND (CAST(?6 AS BIGINT) IS NULL OR started_at < ?6)",
+            &vals![
+                workspace_id,
+                page.start.as_deref(),
+                filter.active,
+                filter.room_id.as_deref(),
+                filter.after,
+                filter.before
+            ],
             page.limit,
         )?;
         Ok(listing(data, page.limit, |s| &s.id))
     }
 
-    fn sessions_where(
-        &self,
-        filter: &str,
-        args: impl rusqlite::Params,
-        limit: u32,
-    ) -> Result<Vec<Session>, StoreError> {
+    fn sessions_where(&self, filter: &str, args: &[Val], limit: u32) -> Result<Vec<Session>, StoreError> {
         let sql = format!(
             "SELECT id, room_id, workspace_id, active, started_at, ended_at, updated_at FROM sessions WHERE {filter}
              ORDER BY rowid LIMIT {limit}"
         );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let mut sessions = stmt
-            .query_map(args, |r| {
+        let mut sessions = self
+            .conn
+            .query(&sql, args)?
+            .iter()
+            .map(|r| {
                 Ok(Session {
-                    id: r.get(0)?,
-                    room_id: r.get(1)?,
-                    workspace_id: r.get(2)?,
-                    active: r.get(3)?,
-                    started_at: r.get(4)?,
-                    ended_at: r.get(5)?,
-                    updated_at: r.get(6)?,
+                    id: r.text(0)?,
+                    room_id: r.text(1)?,
+                    workspace_id: r.text(2)?,
+                    active: r.bool(3)?,
+                    started_at: r.int(4)?,
+                    ended_at: r.opt_int(5)?,
+                    updated_at: r.int(6)?,
                     peers: BTreeMap::new(),
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut peers = self.conn.prepare(
-            "SELECT peer_id, session_id, name, role, user_id, joined_at, left_at FROM session_peers WHERE session_id = ?1",
-        )?;
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         for s in &mut sessions {
-            let rows = peers.query_map([&s.id], |r| {
-                Ok(SessionPeer {
-                    id: r.get(0)?,
-                    session_id: r.get(1)?,
-                    name: r.get(2)?,
-                    role: r.get(3)?,
-                    user_id: r.get(4)?,
-                    joined_at: r.get(5)?,
-                    left_at: r.get(6)?,
-                })
-            })?;
-            for p in rows {
-                let p = p?;
+            let rows = self.conn.query(
+                "SELECT peer_id, session_id, name, role, user_id, joined_at, left_at FROM session_peers WHERE session_id = ?1",
+                &vals![&s.id],
+            )?;
+            for r in &rows {
+                let p = SessionPeer {
+                    id: r.text(0)?,
+                    session_id: r.text(1)?,
+                    name: r.text(2)?,
+                    role: r.text(3)?,
+                    user_id: r.text(4)?,
+                    joined_at: r.int(5)?,
+                    left_at: r.opt_int(6)?,
+                };
                 s.peers.insert(p.id.clone(), p);
             }
         }
@@ -455,26 +454,21 @@ impl Store {
     }
 }
 
-fn active_session(conn: &rusqlite::Connection, room_id: &str) -> Result<Option<(String, i64)>, StoreError> {
-    Ok(conn
-        .query_row("SELECT id, started_at FROM sessions WHERE room_id = ?1 AND active = 1", [room_id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?)
+fn active_session(conn: &Conn, room_id: &str) -> Result<Option<(String, i64)>, StoreError> {
+    conn.query_opt("SELECT id, started_at FROM sessions WHERE room_id = ?1 AND active = 1", &vals![room_id])?
+        .map(|r: Row| Ok((r.text(0)?, r.int(1)?)))
+        .transpose()
 }
 
-fn remaining_peers(tx: &Transaction<'_>, session_id: &str) -> Result<i64, StoreError> {
-    Ok(tx.query_row(
-        "SELECT COUNT(*) FROM session_peers WHERE session_id = ?1 AND left_at IS NULL",
-        [session_id],
-        |r| r.get(0),
-    )?)
+fn remaining_peers(tx: &Conn, session_id: &str) -> Result<i64, StoreError> {
+    tx.query_one("SELECT COUNT(*) FROM session_peers WHERE session_id = ?1 AND left_at IS NULL", &vals![session_id])?
+        .int(0)
 }
 
 /// Marks `peer` left and emits `peer.leave.success`; false if it was not in the session (or had
 /// left already), so a repeated leave sends nothing.
 fn peer_leaves(
-    tx: &Transaction<'_>,
+    tx: &Conn,
     ctx: &Context<'_>,
     peer: &PeerRecord,
     reason: &str,
@@ -483,7 +477,7 @@ fn peer_leaves(
 ) -> Result<bool, StoreError> {
     let n = tx.execute(
         "UPDATE session_peers SET left_at = ?1 WHERE session_id = ?2 AND peer_id = ?3 AND left_at IS NULL",
-        params![now_ms, ctx.session_id, peer.peer_id],
+        &vals![now_ms, &ctx.session_id, &peer.peer_id],
     )?;
     if n == 0 {
         return Ok(false);
@@ -501,30 +495,31 @@ fn peer_leaves(
 
 /// Closes the session at `end_ms`: the peers still in it leave with `reason`, then
 /// `session.close.success`.
-fn close_session(tx: &Transaction<'_>, ctx: &Context<'_>, end_ms: i64, reason: &str) -> Result<(), StoreError> {
-    let still_in: Vec<PeerRecord> = {
-        let mut stmt = tx.prepare(
+fn close_session(tx: &Conn, ctx: &Context<'_>, end_ms: i64, reason: &str) -> Result<(), StoreError> {
+    let still_in = tx
+        .query(
             "SELECT peer_id, user_id, name, role, joined_at FROM session_peers WHERE session_id = ?1 AND left_at IS NULL",
-        )?;
-        stmt.query_map([&ctx.session_id], |r| {
-            let joined: i64 = r.get(4)?;
+            &vals![&ctx.session_id],
+        )?
+        .iter()
+        .map(|r| {
+            let joined = r.int(4)?;
             Ok(PeerRecord {
-                peer_id: r.get(0)?,
-                user_id: r.get(1)?,
-                name: r.get(2)?,
+                peer_id: r.text(0)?,
+                user_id: r.text(1)?,
+                name: r.text(2)?,
                 metadata: String::new(),
-                role: r.get(3)?,
+                role: r.text(3)?,
                 joined_at: std::time::UNIX_EPOCH + Duration::from_millis(joined.max(0) as u64),
             })
-        })?
-        .collect::<Result<_, _>>()?
-    };
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
     for p in &still_in {
         peer_leaves(tx, ctx, p, reason, "", end_ms)?;
     }
     tx.execute(
         "UPDATE sessions SET active = 0, ended_at = ?1, updated_at = ?1 WHERE id = ?2",
-        params![end_ms, ctx.session_id],
+        &vals![end_ms, &ctx.session_id],
     )?;
     let extra = json!({
         "session_stopped_at": format_ms(end_ms),
@@ -538,14 +533,18 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     use super::*;
+    use crate::test_support::{Backend, backends};
 
-    fn setup() -> (Store, Workspace, Room) {
-        let dir = std::env::temp_dir().join(format!("session-{}-{}", std::process::id(), crate::new_id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let s = Store::open(&dir.join("p.db")).unwrap();
-        let ws = s.ensure_default_workspace().unwrap();
-        let room = s.upsert_room(&ws.id, "r", None).unwrap();
-        (s, ws, room)
+    /// Each backend with the default workspace and a room `r`.
+    fn setups(tag: &str) -> Vec<(Backend, Workspace, Room)> {
+        backends(tag)
+            .into_iter()
+            .map(|b| {
+                let ws = b.store.ensure_default_workspace().unwrap();
+                let room = b.store.upsert_room(&ws.id, "r", None).unwrap();
+                (b, ws, room)
+            })
+            .collect()
     }
 
     fn t(secs: u64) -> SystemTime {
@@ -567,189 +566,209 @@ mod tests {
 
     #[test]
     fn join_leave_rejoin_makes_two_sessions_with_their_peers() {
-        let (s, ws, room) = setup();
-        let a = PeerRecord::new("pa", "ua", "A", "host", t(0));
-        let b = PeerRecord::new("pb", "ub", "B", "guest", t(5));
-        let s1 = s.record_activity(&room.id, &Activity::PeerJoined { peer: a.clone() }, t(0)).unwrap().unwrap();
-        assert_eq!(
-            s.record_activity(&room.id, &Activity::PeerJoined { peer: b.clone() }, t(5)).unwrap(),
-            Some(s1.clone())
-        );
-        s.record_activity(&room.id, &left(&a), t(10)).unwrap();
-        assert!(s.session(&ws.id, &s1).unwrap().unwrap().active, "B is still there");
-        s.record_activity(&room.id, &left(&b), t(20)).unwrap();
-        // A repeated leave changes nothing and sends nothing.
-        assert_eq!(s.record_activity(&room.id, &left(&b), t(21)).unwrap(), None);
-        let first = s.session(&ws.id, &s1).unwrap().unwrap();
-        assert!(!first.active);
-        assert_eq!(first.ended_at, Some(unix_ms(t(20))));
-        assert_eq!(first.peers.len(), 2);
-        assert_eq!(first.peers["pb"].role, "guest");
+        for (b, ws, room) in setups("rejoin") {
+            let s = &b.store;
+            let a = PeerRecord::new("pa", "ua", "A", "host", t(0));
+            let b = PeerRecord::new("pb", "ub", "B", "guest", t(5));
+            let s1 = s.record_activity(&room.id, &Activity::PeerJoined { peer: a.clone() }, t(0)).unwrap().unwrap();
+            assert_eq!(
+                s.record_activity(&room.id, &Activity::PeerJoined { peer: b.clone() }, t(5)).unwrap(),
+                Some(s1.clone())
+            );
+            s.record_activity(&room.id, &left(&a), t(10)).unwrap();
+            assert!(s.session(&ws.id, &s1).unwrap().unwrap().active, "B is still there");
+            s.record_activity(&room.id, &left(&b), t(20)).unwrap();
+            // A repeated leave changes nothing and sends nothing.
+            assert_eq!(s.record_activity(&room.id, &left(&b), t(21)).unwrap(), None);
+            let first = s.session(&ws.id, &s1).unwrap().unwrap();
+            assert!(!first.active);
+            assert_eq!(first.ended_at, Some(unix_ms(t(20))));
+            assert_eq!(first.peers.len(), 2);
+            assert_eq!(first.peers["pb"].role, "guest");
 
-        let a2 = PeerRecord::new("pa2", "ua", "A", "host", t(100));
-        let s2 = s.record_activity(&room.id, &Activity::PeerJoined { peer: a2 }, t(100)).unwrap().unwrap();
-        assert_ne!(s1, s2);
-        let all = s
-            .sessions(&ws.id, &SessionFilter { room_id: Some(room.id.clone()), ..Default::default() }, &Page::first(10))
-            .unwrap();
-        assert_eq!(all.data.iter().map(|s| s.active).collect::<Vec<_>>(), [false, true]);
-        let active =
-            s.sessions(&ws.id, &SessionFilter { active: Some(true), ..Default::default() }, &Page::first(10)).unwrap();
-        assert_eq!(active.data.len(), 1);
+            let a2 = PeerRecord::new("pa2", "ua", "A", "host", t(100));
+            let s2 = s.record_activity(&room.id, &Activity::PeerJoined { peer: a2 }, t(100)).unwrap().unwrap();
+            assert_ne!(s1, s2);
+            let all = s
+                .sessions(
+                    &ws.id,
+                    &SessionFilter { room_id: Some(room.id.clone()), ..Default::default() },
+                    &Page::first(10),
+                )
+                .unwrap();
+            assert_eq!(all.data.iter().map(|s| s.active).collect::<Vec<_>>(), [false, true]);
+            let active = s
+                .sessions(&ws.id, &SessionFilter { active: Some(true), ..Default::default() }, &Page::first(10))
+                .unwrap();
+            assert_eq!(active.data.len(), 1);
 
-        let kinds: Vec<String> = events(&s, &ws).into_iter().map(|(k, _)| k).collect();
-        assert_eq!(
-            kinds,
-            [
-                "session.open.success",
-                "peer.join.success",
-                "peer.join.success",
-                "peer.leave.success",
-                "peer.leave.success",
-                "session.close.success",
-                "session.open.success",
-                "peer.join.success"
-            ]
-        );
-        let evs = events(&s, &ws);
-        assert_eq!(evs[3].1["reason"], "client request");
-        assert_eq!(evs[3].1["duration"], 10);
-        assert_eq!(evs[5].1["session_duration"], 20);
-        assert_eq!(evs[1].1["room_name"], "r");
+            let kinds: Vec<String> = events(s, &ws).into_iter().map(|(k, _)| k).collect();
+            assert_eq!(
+                kinds,
+                [
+                    "session.open.success",
+                    "peer.join.success",
+                    "peer.join.success",
+                    "peer.leave.success",
+                    "peer.leave.success",
+                    "session.close.success",
+                    "session.open.success",
+                    "peer.join.success"
+                ]
+            );
+            let evs = events(s, &ws);
+            assert_eq!(evs[3].1["reason"], "client request");
+            assert_eq!(evs[3].1["duration"], 10);
+            assert_eq!(evs[5].1["session_duration"], 20);
+            assert_eq!(evs[1].1["room_name"], "r");
+        }
     }
 
     #[test]
     fn the_twelve_hour_cap_closes_a_session_with_an_injected_clock() {
-        let (s, ws, room) = setup();
-        let a = PeerRecord::new("pa", "ua", "A", "host", t(0));
-        let s1 = s.record_activity(&room.id, &Activity::PeerJoined { peer: a.clone() }, t(0)).unwrap().unwrap();
-        // Just before the cap nothing is closed.
-        assert!(s.expire_sessions(t(43_199)).unwrap().is_empty());
-        // A late joiner after the cap lands in a fresh session; the old one ended at exactly 12 h.
-        let b = PeerRecord::new("pb", "ub", "B", "guest", t(43_300));
-        let s2 = s.record_activity(&room.id, &Activity::PeerJoined { peer: b }, t(43_300)).unwrap().unwrap();
-        assert_ne!(s1, s2);
-        let old = s.session(&ws.id, &s1).unwrap().unwrap();
-        assert_eq!(old.ended_at, Some(unix_ms(t(43_200))));
-        assert_eq!(old.peers["pa"].left_at, Some(unix_ms(t(43_200))));
-        // A's leave arrives late: it concerns no open session.
-        assert_eq!(s.record_activity(&room.id, &left(&a), t(43_400)).unwrap(), Some(s2.clone()));
-        assert!(s.session(&ws.id, &s2).unwrap().unwrap().active);
-        // The sweep closes the second one at its own cap.
-        assert_eq!(s.expire_sessions(t(43_300 + 43_200)).unwrap(), [(room.id.clone(), s2.clone())]);
-        let leave =
-            events(&s, &ws).into_iter().find(|(k, d)| k == "peer.leave.success" && d["peer_id"] == "pa").unwrap();
-        assert_eq!(leave.1["reason"], "session max duration reached");
+        for (b, ws, room) in setups("cap") {
+            let s = &b.store;
+            let a = PeerRecord::new("pa", "ua", "A", "host", t(0));
+            let s1 = s.record_activity(&room.id, &Activity::PeerJoined { peer: a.clone() }, t(0)).unwrap().unwrap();
+            // Just before the cap nothing is closed.
+            assert!(s.expire_sessions(t(43_199)).unwrap().is_empty());
+            // A late joiner after the cap lands in a fresh session; the old one ended at exactly 12 h.
+            let b = PeerRecord::new("pb", "ub", "B", "guest", t(43_300));
+            let s2 = s.record_activity(&room.id, &Activity::PeerJoined { peer: b }, t(43_300)).unwrap().unwrap();
+            assert_ne!(s1, s2);
+            let old = s.session(&ws.id, &s1).unwrap().unwrap();
+            assert_eq!(old.ended_at, Some(unix_ms(t(43_200))));
+            assert_eq!(old.peers["pa"].left_at, Some(unix_ms(t(43_200))));
+            // A's leave arrives late: it concerns no open session.
+            assert_eq!(s.record_activity(&room.id, &left(&a), t(43_400)).unwrap(), Some(s2.clone()));
+            assert!(s.session(&ws.id, &s2).unwrap().unwrap().active);
+            // The sweep closes the second one at its own cap.
+            assert_eq!(s.expire_sessions(t(43_300 + 43_200)).unwrap(), [(room.id.clone(), s2.clone())]);
+            let leave =
+                events(s, &ws).into_iter().find(|(k, d)| k == "peer.leave.success" && d["peer_id"] == "pa").unwrap();
+            assert_eq!(leave.1["reason"], "session max duration reached");
+        }
     }
 
     #[test]
     fn a_room_cap_shorter_than_twelve_hours_applies() {
-        let (s, ws, _) = setup();
-        let mut attrs = serde_json::Map::new();
-        attrs.insert("max_duration_seconds".into(), json!(120));
-        let room = s.upsert_room_with(&ws.id, "short", None, &attrs).unwrap();
-        let a = PeerRecord::new("pa", "ua", "A", "host", t(0));
-        s.record_activity(&room.id, &Activity::PeerJoined { peer: a }, t(0)).unwrap();
-        assert_eq!(s.expire_sessions(t(119)).unwrap().len(), 0);
-        assert_eq!(s.expire_sessions(t(120)).unwrap().len(), 1);
+        for (b, ws, _) in setups("shortcap") {
+            let s = &b.store;
+            let mut attrs = serde_json::Map::new();
+            attrs.insert("max_duration_seconds".into(), json!(120));
+            let room = s.upsert_room_with(&ws.id, "short", None, &attrs).unwrap();
+            let a = PeerRecord::new("pa", "ua", "A", "host", t(0));
+            s.record_activity(&room.id, &Activity::PeerJoined { peer: a }, t(0)).unwrap();
+            assert_eq!(s.expire_sessions(t(119)).unwrap().len(), 0);
+            assert_eq!(s.expire_sessions(t(120)).unwrap().len(), 1);
+        }
     }
 
     #[test]
     fn track_role_and_end_events_carry_100ms_fields() {
-        let (s, ws, room) = setup();
-        let a = PeerRecord::new("pa", "ua", "A", "guest", t(0));
-        s.record_activity(&room.id, &Activity::PeerJoined { peer: a.clone() }, t(0)).unwrap();
-        let track = TrackRecord {
-            track_id: "tr".into(),
-            stream_id: "st".into(),
-            kind: "video".into(),
-            source: "regular".into(),
-            mute: false,
-            started_at: t(1),
-        };
-        s.record_activity(&room.id, &Activity::TrackAdded { peer: a.clone(), track: track.clone() }, t(1)).unwrap();
-        let muted = TrackRecord { mute: true, ..track.clone() };
-        s.record_activity(&room.id, &Activity::TrackUpdated { peer: a.clone(), track: muted }, t(2)).unwrap();
-        s.record_activity(&room.id, &Activity::TrackRemoved { peer: a.clone(), track }, t(3)).unwrap();
-        let host = PeerRecord { role: "host".into(), ..a.clone() };
-        let change = Activity::RoleChanged { peer: host.clone(), previous_role: "guest".into(), requested_by: None };
-        s.record_activity(&room.id, &change, t(4)).unwrap();
-        let end =
-            Activity::SessionEnded { reason: "done".into(), ended_by: Some(host.peer_id), lock: true, explicit: true };
-        s.record_activity(&room.id, &end, t(5)).unwrap();
-        let evs = events(&s, &ws);
-        let kinds: Vec<&str> = evs.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(
-            kinds,
-            [
-                "session.open.success",
-                "peer.join.success",
-                "track.add.success",
-                "track.update.success",
-                "track.remove.success",
-                "role.change.success",
-                "room.end.success",
-                "peer.leave.success",
-                "session.close.success"
-            ]
-        );
-        assert_eq!(evs[2].1["type"], "video");
-        assert_eq!(evs[3].1["mute"], true);
-        assert!(evs[4].1["stopped_at"].is_string());
-        assert_eq!((evs[5].1["previous_role"].as_str(), evs[5].1["role"].as_str()), (Some("guest"), Some("host")));
-        assert!(evs[5].1.get("role_change_requested_by").is_none(), "absent when the change came from the API");
-        assert_eq!(evs[6].1["lock_room"], true);
-        assert_eq!((evs[6].1["user_id"].as_str(), evs[6].1["role"].as_str()), (Some("ua"), Some("host")));
-        assert_eq!(evs[7].1["reason"], "room ended");
-        let all = s.webhook_events(&ws.id, None, None, &Page::first(100)).unwrap().data;
-        assert!(all.iter().all(|e| e.status == "unrouted"), "no endpoint configured");
-        let env = &all[0].event;
-        assert_eq!(env["version"], "2.0");
-        assert_eq!(env["app_id"], json!(ws.id));
-        assert_eq!(env["template_id"], json!(room.template_id));
+        for (b, ws, room) in setups("events") {
+            let s = &b.store;
+            let a = PeerRecord::new("pa", "ua", "A", "guest", t(0));
+            s.record_activity(&room.id, &Activity::PeerJoined { peer: a.clone() }, t(0)).unwrap();
+            let track = TrackRecord {
+                track_id: "tr".into(),
+                stream_id: "st".into(),
+                kind: "video".into(),
+                source: "regular".into(),
+                mute: false,
+                started_at: t(1),
+            };
+            s.record_activity(&room.id, &Activity::TrackAdded { peer: a.clone(), track: track.clone() }, t(1)).unwrap();
+            let muted = TrackRecord { mute: true, ..track.clone() };
+            s.record_activity(&room.id, &Activity::TrackUpdated { peer: a.clone(), track: muted }, t(2)).unwrap();
+            s.record_activity(&room.id, &Activity::TrackRemoved { peer: a.clone(), track }, t(3)).unwrap();
+            let host = PeerRecord { role: "host".into(), ..a.clone() };
+            let change =
+                Activity::RoleChanged { peer: host.clone(), previous_role: "guest".into(), requested_by: None };
+            s.record_activity(&room.id, &change, t(4)).unwrap();
+            let end = Activity::SessionEnded {
+                reason: "done".into(),
+                ended_by: Some(host.peer_id),
+                lock: true,
+                explicit: true,
+            };
+            s.record_activity(&room.id, &end, t(5)).unwrap();
+            let evs = events(s, &ws);
+            let kinds: Vec<&str> = evs.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(
+                kinds,
+                [
+                    "session.open.success",
+                    "peer.join.success",
+                    "track.add.success",
+                    "track.update.success",
+                    "track.remove.success",
+                    "role.change.success",
+                    "room.end.success",
+                    "peer.leave.success",
+                    "session.close.success"
+                ]
+            );
+            assert_eq!(evs[2].1["type"], "video");
+            assert_eq!(evs[3].1["mute"], true);
+            assert!(evs[4].1["stopped_at"].is_string());
+            assert_eq!((evs[5].1["previous_role"].as_str(), evs[5].1["role"].as_str()), (Some("guest"), Some("host")));
+            assert!(evs[5].1.get("role_change_requested_by").is_none(), "absent when the change came from the API");
+            assert_eq!(evs[6].1["lock_room"], true);
+            assert_eq!((evs[6].1["user_id"].as_str(), evs[6].1["role"].as_str()), (Some("ua"), Some("host")));
+            assert_eq!(evs[7].1["reason"], "room ended");
+            let all = s.webhook_events(&ws.id, None, None, &Page::first(100)).unwrap().data;
+            assert!(all.iter().all(|e| e.status == "unrouted"), "no endpoint configured");
+            let env = &all[0].event;
+            assert_eq!(env["version"], "2.0");
+            assert_eq!(env["app_id"], json!(ws.id));
+            assert_eq!(env["template_id"], json!(room.template_id));
+        }
     }
 
     #[test]
     fn delivery_is_in_order_per_room_and_survives_failures() {
-        let (s, ws, room) = setup();
-        let ep = s
-            .set_workspace_webhook(
-                &ws.id,
-                Some(crate::outbox::Endpoint {
-                    url: "http://127.0.0.1:9/hook".into(),
-                    headers: Default::default(),
-                    secret: String::new(),
-                }),
-            )
-            .unwrap()
-            .unwrap();
-        assert_eq!(ep.secret.len(), 64);
-        let other = s.upsert_room(&ws.id, "other", None).unwrap();
-        let a = PeerRecord::new("pa", "ua", "A", "host", t(0));
-        s.record_activity(&room.id, &Activity::PeerJoined { peer: a.clone() }, t(0)).unwrap();
-        s.record_activity(&other.id, &Activity::PeerJoined { peer: a }, t(0)).unwrap();
-        let now = unix_ms(t(0));
-        let due = s.due_webhooks(now, 10).unwrap();
-        // One per room: each room's session.open.success.
-        assert_eq!(
-            due.iter().map(|d| d.kind.as_str()).collect::<Vec<_>>(),
-            ["session.open.success", "session.open.success"]
-        );
-        assert_eq!(due[0].secret, ep.secret);
-        s.webhook_attempt_failed(due[0].seq, "HTTP 500", Some(now + 1000)).unwrap();
-        s.webhook_delivered(due[1].seq, now).unwrap();
-        // The first room is held back until its retry; the second moves on.
-        let due2 = s.due_webhooks(now, 10).unwrap();
-        assert_eq!(due2.len(), 1);
-        assert_eq!(due2[0].kind, "peer.join.success");
-        let due3 = s.due_webhooks(now + 1000, 10).unwrap();
-        assert_eq!(due3.len(), 2);
-        assert_eq!(due3[0].seq, due[0].seq);
-        assert_eq!(due3[0].attempts, 1);
-        s.webhook_attempt_failed(due3[0].seq, "gave up", None).unwrap();
-        let undelivered = s.webhook_events(&ws.id, Some("undelivered"), None, &Page::first(10)).unwrap().data;
-        assert_eq!(undelivered.len(), 3);
-        assert_eq!(undelivered[0].status, "failed");
-        assert_eq!(undelivered[0].last_error.as_deref(), Some("gave up"));
+        for (b, ws, room) in setups("delivery") {
+            let s = &b.store;
+            let ep = s
+                .set_workspace_webhook(
+                    &ws.id,
+                    Some(crate::outbox::Endpoint {
+                        url: "http://127.0.0.1:9/hook".into(),
+                        headers: Default::default(),
+                        secret: String::new(),
+                    }),
+                )
+                .unwrap()
+                .unwrap();
+            assert_eq!(ep.secret.len(), 64);
+            let other = s.upsert_room(&ws.id, "other", None).unwrap();
+            let a = PeerRecord::new("pa", "ua", "A", "host", t(0));
+            s.record_activity(&room.id, &Activity::PeerJoined { peer: a.clone() }, t(0)).unwrap();
+            s.record_activity(&other.id, &Activity::PeerJoined { peer: a }, t(0)).unwrap();
+            let now = unix_ms(t(0));
+            let due = s.due_webhooks(now, 10).unwrap();
+            // One per room: each room's session.open.success.
+            assert_eq!(
+                due.iter().map(|d| d.kind.as_str()).collect::<Vec<_>>(),
+                ["session.open.success", "session.open.success"]
+            );
+            assert_eq!(due[0].secret, ep.secret);
+            s.webhook_attempt_failed(due[0].seq, "HTTP 500", Some(now + 1000)).unwrap();
+            s.webhook_delivered(due[1].seq, now).unwrap();
+            // The first room is held back until its retry; the second moves on.
+            let due2 = s.due_webhooks(now, 10).unwrap();
+            assert_eq!(due2.len(), 1);
+            assert_eq!(due2[0].kind, "peer.join.success");
+            let due3 = s.due_webhooks(now + 1000, 10).unwrap();
+            assert_eq!(due3.len(), 2);
+            assert_eq!(due3[0].seq, due[0].seq);
+            assert_eq!(due3[0].attempts, 1);
+            s.webhook_attempt_failed(due3[0].seq, "gave up", None).unwrap();
+            let undelivered = s.webhook_events(&ws.id, Some("undelivered"), None, &Page::first(10)).unwrap().data;
+            assert_eq!(undelivered.len(), 3);
+            assert_eq!(undelivered[0].status, "failed");
+            assert_eq!(undelivered[0].last_error.as_deref(), Some("gave up"));
+        }
     }
 }

@@ -307,44 +307,50 @@ impl serde_json::ser::Formatter for AtobSafe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{Backend, backends};
 
-    fn setup(tag: &str) -> (Store, Workspace) {
-        let dir = std::env::temp_dir().join(format!("token-test-{tag}-{}-{}", std::process::id(), crate::new_id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&dir.join("platform.db")).unwrap();
-        let ws = store.ensure_default_workspace().unwrap();
-        (store, ws)
+    /// Each backend with its default workspace.
+    fn setups(tag: &str) -> Vec<(Backend, Workspace)> {
+        backends(tag)
+            .into_iter()
+            .map(|b| {
+                let ws = b.store.ensure_default_workspace().unwrap();
+                (b, ws)
+            })
+            .collect()
     }
 
     const HOUR: Duration = Duration::from_secs(3600);
 
     #[test]
     fn minted_payloads_never_hold_base64url_only_characters_and_verify() {
-        let (store, ws) = setup("atob");
-        let now = SystemTime::now();
-        let mut ids: Vec<String> = vec![
-            "alice".into(),
-            ">>>???~~~".into(),
-            "a>b?c~d\x7fe".into(),
-            "ünïcødé-用户-😀".into(),
-            "quote\"back\\slash\nnewline".into(),
-            String::new(),
-        ];
-        // Every ASCII character at every alignment, plus some multi-byte ones.
-        for pad in 0..3 {
-            for c in (0u8..128).map(char::from).chain("é€😀ÿ".chars()) {
-                ids.push(format!("{}{c}{c}{c}", "x".repeat(pad)));
+        for (b, ws) in setups("atob") {
+            let store = &b.store;
+            let now = SystemTime::now();
+            let mut ids: Vec<String> = vec![
+                "alice".into(),
+                ">>>???~~~".into(),
+                "a>b?c~d\x7fe".into(),
+                "ünïcødé-用户-😀".into(),
+                "quote\"back\\slash\nnewline".into(),
+                String::new(),
+            ];
+            // Every ASCII character at every alignment, plus some multi-byte ones.
+            for pad in 0..3 {
+                for c in (0u8..128).map(char::from).chain("é€😀ÿ".chars()) {
+                    ids.push(format!("{}{c}{c}{c}", "x".repeat(pad)));
+                }
             }
-        }
-        for (i, user) in ids.iter().enumerate() {
-            let role = ["host", "guest", "audio-only", "r?l~e>"][i % 4];
-            let token = mint_auth_token(&ws, "65f0a1b2c3d4e5f6a7b8c9d0", user, role, HOUR, now);
-            let payload = token.split('.').nth(1).unwrap();
-            assert!(!payload.contains(['-', '_']), "user {user:?}: payload {payload}");
-            let (claims, got_ws) = verify_auth_token(&store, &token, now).unwrap();
-            assert_eq!(claims.user_id, *user);
-            assert_eq!(claims.role, role);
-            assert_eq!(got_ws.id, ws.id);
+            for (i, user) in ids.iter().enumerate() {
+                let role = ["host", "guest", "audio-only", "r?l~e>"][i % 4];
+                let token = mint_auth_token(&ws, "65f0a1b2c3d4e5f6a7b8c9d0", user, role, HOUR, now);
+                let payload = token.split('.').nth(1).unwrap();
+                assert!(!payload.contains(['-', '_']), "user {user:?}: payload {payload}");
+                let (claims, got_ws) = verify_auth_token(store, &token, now).unwrap();
+                assert_eq!(claims.user_id, *user);
+                assert_eq!(claims.role, role);
+                assert_eq!(got_ws.id, ws.id);
+            }
         }
     }
 
@@ -363,112 +369,131 @@ mod tests {
 
     #[test]
     fn auth_claims_carry_100ms_fields() {
-        let (store, ws) = setup("claims");
-        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let token = mint_auth_token(&ws, "room-x", "u1", "host", HOUR, now);
-        let (c, _) = verify_auth_token(&store, &token, now).unwrap();
-        assert_eq!(c.access_key, ws.access_key);
-        assert_eq!((c.kind.as_str(), c.version), ("app", 2));
-        assert_eq!((c.iat, c.nbf, c.exp), (1_800_000_000, 1_800_000_000, 1_800_003_600));
-        assert_eq!(c.jti.len(), 36);
-        assert_eq!(&c.jti[14..15], "4", "jti is a UUID v4");
-        let other = mint_auth_token(&ws, "room-x", "u1", "host", HOUR, now);
-        assert_ne!(verify_auth_token(&store, &other, now).unwrap().0.jti, c.jti);
+        for (b, ws) in setups("claims") {
+            let store = &b.store;
+            let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+            let token = mint_auth_token(&ws, "room-x", "u1", "host", HOUR, now);
+            let (c, _) = verify_auth_token(store, &token, now).unwrap();
+            assert_eq!(c.access_key, ws.access_key);
+            assert_eq!((c.kind.as_str(), c.version), ("app", 2));
+            assert_eq!((c.iat, c.nbf, c.exp), (1_800_000_000, 1_800_000_000, 1_800_003_600));
+            assert_eq!(c.jti.len(), 36);
+            assert_eq!(&c.jti[14..15], "4", "jti is a UUID v4");
+            let other = mint_auth_token(&ws, "room-x", "u1", "host", HOUR, now);
+            assert_ne!(verify_auth_token(store, &other, now).unwrap().0.jti, c.jti);
+        }
     }
 
     #[test]
     fn expired_tokens_are_refused_after_the_leeway() {
-        let (store, ws) = setup("exp");
-        let now = SystemTime::now();
-        let token = mint_auth_token(&ws, "r", "u", "guest", Duration::from_secs(60), now);
-        assert!(verify_auth_token(&store, &token, now + Duration::from_secs(60 + 10)).is_ok(), "within leeway");
-        let err = verify_auth_token(&store, &token, now + Duration::from_secs(60 + 11)).unwrap_err();
-        assert!(matches!(err, TokenError::Expired), "{err}");
+        for (b, ws) in setups("exp") {
+            let store = &b.store;
+            let now = SystemTime::now();
+            let token = mint_auth_token(&ws, "r", "u", "guest", Duration::from_secs(60), now);
+            assert!(verify_auth_token(store, &token, now + Duration::from_secs(60 + 10)).is_ok(), "within leeway");
+            let err = verify_auth_token(store, &token, now + Duration::from_secs(60 + 11)).unwrap_err();
+            assert!(matches!(err, TokenError::Expired), "{err}");
+        }
     }
 
     #[test]
     fn tokens_from_the_future_are_refused_beyond_the_leeway() {
-        let (store, ws) = setup("nbf");
-        let now = SystemTime::now();
-        let token = mint_auth_token(&ws, "r", "u", "guest", HOUR, now + Duration::from_secs(30));
-        let err = verify_auth_token(&store, &token, now).unwrap_err();
-        assert!(matches!(err, TokenError::NotYetValid), "{err}");
-        let slightly = mint_auth_token(&ws, "r", "u", "guest", HOUR, now + Duration::from_secs(5));
-        assert!(verify_auth_token(&store, &slightly, now).is_ok(), "within leeway");
+        for (b, ws) in setups("nbf") {
+            let store = &b.store;
+            let now = SystemTime::now();
+            let token = mint_auth_token(&ws, "r", "u", "guest", HOUR, now + Duration::from_secs(30));
+            let err = verify_auth_token(store, &token, now).unwrap_err();
+            assert!(matches!(err, TokenError::NotYetValid), "{err}");
+            let slightly = mint_auth_token(&ws, "r", "u", "guest", HOUR, now + Duration::from_secs(5));
+            assert!(verify_auth_token(store, &slightly, now).is_ok(), "within leeway");
+        }
     }
 
     #[test]
     fn a_token_signed_with_another_secret_is_refused() {
-        let (store, ws) = setup("sig");
-        let forged_ws = Workspace { secret: "not-the-secret".into(), ..ws.clone() };
-        let token = mint_auth_token(&forged_ws, "r", "u", "host", HOUR, SystemTime::now());
-        let err = verify_auth_token(&store, &token, SystemTime::now()).unwrap_err();
-        assert!(matches!(err, TokenError::BadSignature), "{err}");
-        // A payload edited after signing (role upgraded) is refused the same way.
-        let good = mint_auth_token(&ws, "r", "u", "guest", HOUR, SystemTime::now());
-        let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
-        let forged_payload = atob_safe_json(&serde_json::json!({
-            "access_key": ws.access_key, "room_id": "r", "user_id": "u", "role": "host",
-            "type": "app", "version": 2, "iat": 0, "nbf": 0, "exp": u64::MAX / 2, "jti": "x"
-        }));
-        parts[1] = b64url(forged_payload.as_bytes());
-        let err = verify_auth_token(&store, &parts.join("."), SystemTime::now()).unwrap_err();
-        assert!(matches!(err, TokenError::BadSignature), "{err}");
+        for (b, ws) in setups("sig") {
+            let store = &b.store;
+            let forged_ws = Workspace { secret: "not-the-secret".into(), ..ws.clone() };
+            let token = mint_auth_token(&forged_ws, "r", "u", "host", HOUR, SystemTime::now());
+            let err = verify_auth_token(store, &token, SystemTime::now()).unwrap_err();
+            assert!(matches!(err, TokenError::BadSignature), "{err}");
+            // A payload edited after signing (role upgraded) is refused the same way.
+            let good = mint_auth_token(&ws, "r", "u", "guest", HOUR, SystemTime::now());
+            let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+            let forged_payload = atob_safe_json(&serde_json::json!({
+                "access_key": ws.access_key, "room_id": "r", "user_id": "u", "role": "host",
+                "type": "app", "version": 2, "iat": 0, "nbf": 0, "exp": u64::MAX / 2, "jti": "x"
+            }));
+            parts[1] = b64url(forged_payload.as_bytes());
+            let err = verify_auth_token(store, &parts.join("."), SystemTime::now()).unwrap_err();
+            assert!(matches!(err, TokenError::BadSignature), "{err}");
+        }
     }
 
     #[test]
     fn an_unknown_access_key_is_refused() {
-        let (store, ws) = setup("key");
-        let stranger = Workspace { access_key: "000000000000000000000000".into(), ..ws };
-        let token = mint_auth_token(&stranger, "r", "u", "host", HOUR, SystemTime::now());
-        let err = verify_auth_token(&store, &token, SystemTime::now()).unwrap_err();
-        assert!(matches!(err, TokenError::UnknownAccessKey), "{err}");
+        for (b, ws) in setups("key") {
+            let store = &b.store;
+            let stranger = Workspace { access_key: "000000000000000000000000".into(), ..ws };
+            let token = mint_auth_token(&stranger, "r", "u", "host", HOUR, SystemTime::now());
+            let err = verify_auth_token(store, &token, SystemTime::now()).unwrap_err();
+            assert!(matches!(err, TokenError::UnknownAccessKey), "{err}");
+        }
     }
 
     #[test]
     fn a_management_token_is_not_an_auth_token() {
-        let (store, ws) = setup("type");
-        let token = mint_management_token(&ws, HOUR, SystemTime::now());
-        assert!(payload_is_atob_safe(&token));
-        let err = verify_auth_token(&store, &token, SystemTime::now()).unwrap_err();
-        assert!(matches!(&err, TokenError::WrongType { found: t, .. } if t == "management"), "{err}");
+        for (b, ws) in setups("type") {
+            let store = &b.store;
+            let token = mint_management_token(&ws, HOUR, SystemTime::now());
+            assert!(payload_is_atob_safe(&token));
+            let err = verify_auth_token(store, &token, SystemTime::now()).unwrap_err();
+            assert!(matches!(&err, TokenError::WrongType { found: t, .. } if t == "management"), "{err}");
+        }
     }
 
     #[test]
     fn malformed_tokens_are_refused_with_a_reason() {
-        let (store, ws) = setup("malformed");
-        let now = SystemTime::now();
-        let header = b64url(br#"{"typ":"JWT","alg":"HS256"}"#);
-        let cases = [
-            String::new(),
-            "abc".into(),
-            "a.b".into(),
-            "a.b.c.d".into(),
-            format!("{header}.!!!.sig"),
-            format!("{header}.{}.sig", b64url(b"not json")),
-            format!("{header}.{}.sig", b64url(br#"{"room_id":"r"}"#)),
-            format!("{header}.{}.sig", b64url(br#"{"access_key":42}"#)),
-        ];
-        for t in &cases {
-            let err = verify_auth_token(&store, t, now).unwrap_err();
-            assert!(matches!(err, TokenError::Malformed(_)), "{t:?}: {err}");
+        for (b, ws) in setups("malformed") {
+            let store = &b.store;
+            let now = SystemTime::now();
+            let header = b64url(br#"{"typ":"JWT","alg":"HS256"}"#);
+            let cases = [
+                String::new(),
+                "abc".into(),
+                "a.b".into(),
+                "a.b.c.d".into(),
+                format!("{header}.!!!.sig"),
+                format!("{header}.{}.sig", b64url(b"not json")),
+                format!("{header}.{}.sig", b64url(br#"{"room_id":"r"}"#)),
+                format!("{header}.{}.sig", b64url(br#"{"access_key":42}"#)),
+            ];
+            for t in &cases {
+                let err = verify_auth_token(store, t, now).unwrap_err();
+                assert!(matches!(err, TokenError::Malformed(_)), "{t:?}: {err}");
+            }
+            // Signed correctly but missing the room: still malformed, not accepted.
+            let no_room =
+                serde_json::json!({"access_key": ws.access_key, "role": "host", "type": "app", "exp": u64::MAX / 2});
+            let raw = serde_json::value::RawValue::from_string(no_room.to_string()).unwrap();
+            let t = jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &raw,
+                &EncodingKey::from_secret(ws.secret.as_bytes()),
+            )
+            .unwrap();
+            assert!(
+                matches!(verify_auth_token(store, &t, now), Err(TokenError::Malformed(m)) if m.contains("room_id"))
+            );
+            // HS384 with the right secret: only HS256 is accepted.
+            let hs384 = jsonwebtoken::encode(
+                &Header::new(Algorithm::HS384),
+                &serde_json::json!({"access_key": ws.access_key, "room_id": "r", "role": "host", "type": "app", "exp": u64::MAX / 2}),
+                &EncodingKey::from_secret(ws.secret.as_bytes()),
+            )
+            .unwrap();
+            assert!(matches!(verify_auth_token(store, &hs384, now), Err(TokenError::Malformed(_))));
         }
-        // Signed correctly but missing the room: still malformed, not accepted.
-        let no_room =
-            serde_json::json!({"access_key": ws.access_key, "role": "host", "type": "app", "exp": u64::MAX / 2});
-        let raw = serde_json::value::RawValue::from_string(no_room.to_string()).unwrap();
-        let t =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &raw, &EncodingKey::from_secret(ws.secret.as_bytes()))
-                .unwrap();
-        assert!(matches!(verify_auth_token(&store, &t, now), Err(TokenError::Malformed(m)) if m.contains("room_id")));
-        // HS384 with the right secret: only HS256 is accepted.
-        let hs384 = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS384),
-            &serde_json::json!({"access_key": ws.access_key, "room_id": "r", "role": "host", "type": "app", "exp": u64::MAX / 2}),
-            &EncodingKey::from_secret(ws.secret.as_bytes()),
-        )
-        .unwrap();
-        assert!(matches!(verify_auth_token(&store, &hs384, now), Err(TokenError::Malformed(_))));
     }
 
     /// base64url without padding, written here so the tests do not need another dependency.

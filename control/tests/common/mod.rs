@@ -53,6 +53,17 @@ pub struct Daemon {
 impl Daemon {
     /// Starts control with `--listen 127.0.0.1:0` and waits for its `demo:` line.
     pub fn start(data_dir: &Path, bin_dir: &Path, demo_dir: &Path, envs: &[(&str, &Path)]) -> Daemon {
+        Daemon::start_with_args(data_dir, bin_dir, demo_dir, envs, &[])
+    }
+
+    /// [`Daemon::start`] with extra command-line flags (e.g. `--database-url`).
+    pub fn start_with_args(
+        data_dir: &Path,
+        bin_dir: &Path,
+        demo_dir: &Path,
+        envs: &[(&str, &Path)],
+        extra: &[&str],
+    ) -> Daemon {
         let signaling_port = free_port();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.with_extension("log")).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_control"));
@@ -64,6 +75,7 @@ impl Daemon {
             .arg(bin_dir)
             .arg("--demo-dir")
             .arg(demo_dir)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);

@@ -232,7 +232,10 @@ pub async fn update(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(id): Path<S
         let attrs = room_attrs(&body, r.attrs.get("webhook"))?;
         let r =
             s.update_room(&r.id, name.as_deref(), template_id.as_deref(), enabled, &attrs).map_err(|e| match e {
-                // The unique index on (workspace, name): another room has that name.
+                store::StoreError::RoomNameTaken(_) => {
+                    RestError::new(StatusCode::CONFLICT, "another room has that name")
+                }
+                // The unique index on (workspace, name): a rename racing another.
                 store::StoreError::Sqlite(rusqlite_err) if rusqlite_err.to_string().contains("UNIQUE") => {
                     RestError::new(StatusCode::CONFLICT, "another room has that name")
                 }
