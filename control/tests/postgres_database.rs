@@ -9,20 +9,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Daemon, TempDir};
+use common::{Daemon, TempDir, real_bin_dir as bin_dir};
 use serde_json::{Value, json};
 use store::Store;
-
-fn bin_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_control")).parent().unwrap().to_owned();
-    for b in ["router", "signaling"] {
-        assert!(dir.join(b).exists(), "{b} is not built in {}: build the workspace first", dir.display());
-    }
-    dir
-}
 
 /// A fresh database on the test server; dropped with the guard.
 struct Database {

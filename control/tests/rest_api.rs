@@ -10,21 +10,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Daemon, Reply, TempDir};
+use common::{Daemon, Reply, TempDir, real_bin_dir as bin_dir};
 use serde_json::{Value, json};
 use store::Store;
 use store::session::{Activity, PeerRecord};
-
-fn bin_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_control")).parent().unwrap().to_owned();
-    for b in ["router", "signaling"] {
-        assert!(dir.join(b).exists(), "{b} is not built in {}: build the workspace first", dir.display());
-    }
-    dir
-}
 
 struct Api {
     d: Daemon,

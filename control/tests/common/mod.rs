@@ -37,6 +37,16 @@ impl Drop for TempDir {
     }
 }
 
+/// The directory of the `control` under test, checked to hold the real `router` and `signaling`
+/// too (a workspace build puts them side by side).
+pub fn real_bin_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_control")).parent().unwrap().to_owned();
+    for b in ["router", "signaling"] {
+        assert!(dir.join(b).exists(), "{b} is not built in {}: build the workspace first", dir.display());
+    }
+    dir
+}
+
 /// A free TCP port on 127.0.0.1 (bound then released; good enough for a test).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
