@@ -139,13 +139,17 @@ fn unknown_object(cmd: &Command) -> Option<ApiError> {
         | Command::Produce { transport, .. }
         | Command::Consume { transport, .. }
         | Command::CloseTransport { transport }
+        | Command::SetTransportMaxBitrate { transport, .. }
         | Command::OpenDataChannel { transport, .. }
         | Command::SendData { transport, .. } => ApiError::UnknownTransport(transport),
         Command::PauseProducer { producer, .. }
         | Command::CloseProducer { producer }
+        | Command::SetProducerPriority { producer, .. }
         | Command::ProducerStats { producer } => ApiError::UnknownProducer(producer),
         Command::PauseConsumer { consumer, .. }
         | Command::CloseConsumer { consumer }
+        | Command::SetPreferredLayer { consumer, .. }
+        | Command::ConsumerLayers { consumer }
         | Command::ConsumerStats { consumer } => ApiError::UnknownConsumer(consumer),
         Command::CreateTransport { .. } | Command::Counters { .. } => return None,
     })

@@ -180,6 +180,16 @@ fn apply(engine: &mut Engine, cmd: Command) -> Reply {
         Command::SendData { transport, label, text } => {
             engine.send_data(Instant::now(), transport, &label, &text).map(|_| serde_json::Value::Null)
         }
+        Command::SetPreferredLayer { consumer, layer } => {
+            engine.set_preferred_layer(consumer, layer).map(|_| serde_json::Value::Null)
+        }
+        Command::SetProducerPriority { producer, priority } => {
+            engine.set_producer_priority(producer, priority).map(|_| serde_json::Value::Null)
+        }
+        Command::SetTransportMaxBitrate { transport, max_bitrate_bps } => {
+            engine.set_transport_max_bitrate(transport, max_bitrate_bps).map(|_| serde_json::Value::Null)
+        }
+        Command::ConsumerLayers { consumer } => ok(to_value(engine.consumer_layers(consumer)?)),
         Command::Counters { .. } => {
             let mut counters = ok(to_value(engine.counters()))?;
             // How many transports the shard holds: lets tests and operators see that a peer's

@@ -153,7 +153,21 @@ impl Hub {
     /// Routes router events to rooms until the link closes.
     pub async fn route_events(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<RouterEvent>) {
         while let Some(RouterEvent { event, .. }) = events.recv().await {
-            let Some(transport) = event_transport(&event) else { continue };
+            let Some(transport) = event_transport(&event) else {
+                // Layer changes, layers needed and audio levels name consumers and producers,
+                // which only their room knows: every room gets them and keeps its own.
+                if matches!(
+                    event,
+                    Event::ConsumerLayersChanged { .. } | Event::LayersNeeded { .. } | Event::AudioLevels { .. }
+                ) {
+                    let rooms: Vec<_> =
+                        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+                    for tx in rooms {
+                        let _ = tx.send(RoomMsg::Router(event.clone()));
+                    }
+                }
+                continue;
+            };
             let room = self.transports.lock().unwrap_or_else(|p| p.into_inner()).get(&transport).cloned();
             let Some(room) = room else {
                 debug!(%transport, "event for a transport no room owns (a previous process's?)");

@@ -47,8 +47,9 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use router_engine::simulcast;
 use router_engine::{ConsumeParams, ConsumerId, ConsumerInfo, MediaKind, ProducerId, TransportId, TransportInfo};
-use schema::api::{CloseReason, Event};
+use schema::api::{AudioLevel, CloseReason, Event};
 use store::role::Permissions;
 use store::{Role, Template, TrackKind};
 
@@ -355,7 +356,14 @@ pub struct Room {
     deferred: Vec<Deferred>,
     /// Set while the room is being ended: removals do not end the session one by one.
     ending: bool,
+    /// The speakers last sent in `active-speakers`, loudest first: (peer, audio track).
+    speakers: Vec<(String, String)>,
 }
+
+/// Bandwidth allocation priorities of producers (higher is served first).
+const PRIORITY_SCREEN: u8 = 3;
+const PRIORITY_SPEAKER: u8 = 2;
+const PRIORITY_DEFAULT: u8 = 1;
 
 /// A role change waiting for its target to accept it.
 #[derive(Debug, Clone)]
@@ -405,6 +413,7 @@ impl Room {
             pending_events: Vec::new(),
             deferred: Vec::new(),
             ending: false,
+            speakers: Vec::new(),
         };
         room.restore();
         room
@@ -771,6 +780,16 @@ impl Room {
         }
     }
 
+    /// The role's `maxSubsBitRate` (kbps; 0 is no cap) caps what the router sends the peer.
+    async fn apply_subscribe_cap(&self, peer_id: &str, transport: TransportId) {
+        let Some(role) = self.peers.get(peer_id).and_then(|p| self.role(&p.role)) else { return };
+        let kbps = role.subscribe_params.max_subs_bit_rate;
+        let cap = (kbps > 0).then(|| u64::from(kbps) * 1000);
+        if let Err(e) = self.hub.router.set_transport_max_bitrate(transport, cap).await {
+            warn!(room = %self.id, peer = %peer_id, error = %e, "cannot cap the subscribe bandwidth");
+        }
+    }
+
     fn publish_policy(&self, role: &Role) -> PublishPolicy {
         PublishPolicy {
             allow_audio: role.may_publish(TrackKind::Audio),
@@ -863,6 +882,7 @@ impl Room {
                     if let Err(e) = self.hub.router.open_data_channel(transport.id, DATA_CHANNEL_LABEL).await {
                         warn!(room = %self.id, peer = %peer_id, error = %e, "cannot open the ion-sfu data channel");
                     }
+                    self.apply_subscribe_cap(peer_id, transport.id).await;
                     if let Some(p) = self.peers.get_mut(peer_id) {
                         p.subscribe = Some(SubscribeSide {
                             transport,
@@ -980,7 +1000,10 @@ impl Room {
                 updated.push(state.clone());
                 continue;
             }
-            let producer = self.hub.router.produce(transport_id, t.produce.clone()).await?;
+            let mut produce = t.produce.clone();
+            // Bandwidth allocation serves screenshares first (see docs/bandwidth.md).
+            produce.priority = if state.is_screen() { PRIORITY_SCREEN } else { PRIORITY_DEFAULT };
+            let producer = self.hub.router.produce(transport_id, produce).await?;
             added.insert(
                 track_id.clone(),
                 Published {
@@ -1115,6 +1138,7 @@ impl Room {
                 mid: Some(mid.clone()),
                 extensions: subscribe_extensions(published.kind),
                 paused,
+                preferred_layer: None,
             };
             match self.hub.router.consume(transport, params).await {
                 Ok(consumer) => {
@@ -1830,7 +1854,94 @@ impl Room {
             Event::DataChannelMessage { transport, label, text } => {
                 self.data_channel_message(transport, &label, &text).await
             }
+            Event::ConsumerLayersChanged { consumer, current, target, degraded, .. } => {
+                self.layers_changed(consumer, current, target, degraded)
+            }
+            Event::AudioLevels { levels } => self.audio_levels(&levels).await,
+            Event::LayersNeeded { producer, needed } => {
+                if let Some((peer, track)) = self.track_of_producer(producer) {
+                    // The 100ms SDK has no message to stop encoding a layer; the router just
+                    // forwards none of it (docs/simulcast.md).
+                    debug!(room = %self.id, %peer, %track, ?needed, "simulcast layers needed");
+                }
+            }
             _ => {}
+        }
+    }
+
+    fn track_of_producer(&self, producer: ProducerId) -> Option<(String, String)> {
+        self.peers.values().find_map(|p| {
+            let t = p.publish.as_ref()?.tracks.iter().find(|(_, t)| t.producer == producer)?;
+            Some((p.id.clone(), t.0.clone()))
+        })
+    }
+
+    /// `on-track-layer-update` to the subscriber whose consumer's layers changed: the SDK
+    /// shows the layer and, with `current_layer: none` and degraded, the track as degraded.
+    fn layers_changed(&mut self, consumer: ConsumerId, current: Option<u8>, target: Option<u8>, degraded: bool) {
+        let Some((peer, track_id)) = self.peers.values().find_map(|p| {
+            let sub = p.subscribe.as_ref()?;
+            let (id, _) = sub.tracks.iter().find(|(_, s)| s.consumer.id == consumer)?;
+            Some((p, id.clone()))
+        }) else {
+            return;
+        };
+        // While a switch waits for its keyframe the SDK should see the layer it gets, so the
+        // current layer is what is forwarded; `expected_layer` is where it is going.
+        let current_layer = simulcast::layer_name(current);
+        let expected_layer = simulcast::layer_name(target);
+        debug!(room = %self.id, peer = %peer.id, track = %track_id, current_layer, expected_layer, degraded, "layer update");
+        peer.push(
+            "on-track-layer-update",
+            json!({ "tracks": { &track_id: {
+                "track_id": track_id,
+                "current_layer": current_layer,
+                "expected_layer": expected_layer,
+                "subscriber_degraded": degraded,
+                "publisher_degraded": false,
+            }}}),
+        );
+    }
+
+    /// `active-speakers` to every peer when the room's speakers (loudest first) change, from
+    /// the router's audio levels (every 500 ms at most). Levels of other rooms' producers are
+    /// in the same event and ignored here.
+    async fn audio_levels(&mut self, levels: &[AudioLevel]) {
+        let mut speakers = Vec::new();
+        for l in levels {
+            if let Some((peer, track)) = self.track_of_producer(l.producer) {
+                speakers.push((peer, track, l.level));
+            }
+        }
+        let names: Vec<(String, String)> = speakers.iter().map(|(p, t, _)| (p.clone(), t.clone())).collect();
+        if names == self.speakers {
+            return;
+        }
+        let dominant_before = self.speakers.first().map(|(p, _)| p.clone());
+        self.speakers = names;
+        let list: Vec<Value> = speakers
+            .iter()
+            .map(|(peer, track, level)| json!({ "peer_id": peer, "track_id": track, "level": level }))
+            .collect();
+        self.push_all("active-speakers", &json!({ "speaker-list": list }));
+        // The active speaker's camera comes next after screenshares in bandwidth allocation.
+        let dominant = self.speakers.first().map(|(p, _)| p.clone());
+        if dominant != dominant_before {
+            for (peer, priority) in [(dominant_before, PRIORITY_DEFAULT), (dominant, PRIORITY_SPEAKER)] {
+                let Some(peer) = peer.and_then(|p| self.peers.get(&p)) else { continue };
+                let producers: Vec<ProducerId> = peer
+                    .publish
+                    .iter()
+                    .flat_map(|p| p.tracks.values())
+                    .filter(|t| t.kind == MediaKind::Video && !t.state.is_screen())
+                    .map(|t| t.producer)
+                    .collect();
+                for producer in producers {
+                    if let Err(e) = self.hub.router.set_producer_priority(producer, priority).await {
+                        debug!(error = %e, "set_producer_priority");
+                    }
+                }
+            }
         }
     }
 
@@ -1867,12 +1978,14 @@ impl Room {
     async fn track_preference(&mut self, peer_id: &str, method: &str, params: &Value) -> Result<(), Refusal> {
         let track_id =
             params["track_id"].as_str().ok_or_else(|| Refusal::new(code::INVALID_PARAMS, "track_id missing"))?;
-        let pause = match method {
+        let (pause, layer) = match method {
             "prefer-video-track-state" => {
-                let layer = params["max_spatial_layer"].as_str().unwrap_or("high");
-                layer == "none"
+                let name = params["max_spatial_layer"].as_str().unwrap_or("high");
+                let layer = simulcast::parse_layer_name(name)
+                    .ok_or_else(|| Refusal::new(code::INVALID_PARAMS, format!("unknown max_spatial_layer '{name}'")))?;
+                (layer.is_none(), layer)
             }
-            "prefer-audio-track-state" => !params["subscribed"].as_bool().unwrap_or(true),
+            "prefer-audio-track-state" => (!params["subscribed"].as_bool().unwrap_or(true), None),
             other => return Err(Refusal::new(code::METHOD_NOT_FOUND, format!("unknown method '{other}'"))),
         };
         let sub = self
@@ -1881,12 +1994,16 @@ impl Room {
             .and_then(|p| p.subscribe.as_mut())
             .ok_or_else(|| Refusal::new(code::NOT_FOUND, "track not found"))?;
         let s = sub.tracks.get_mut(track_id).ok_or_else(|| Refusal::new(code::NOT_FOUND, "track not found"))?;
+        let consumer = s.consumer.id;
+        if let Some(layer) = layer {
+            // Before resuming, so the consumer restarts on the asked-for layer.
+            self.hub.router.set_preferred_layer(consumer, layer).await?;
+        }
         if s.paused != pause {
             s.paused = pause;
-            let consumer = s.consumer.id;
             self.hub.router.pause_consumer(consumer, pause).await?;
-            debug!(peer = %peer_id, track = %track_id, pause, "subscription preference applied");
         }
+        debug!(peer = %peer_id, track = %track_id, pause, ?layer, "subscription preference applied");
         Ok(())
     }
 }

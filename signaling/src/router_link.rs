@@ -173,6 +173,22 @@ impl RouterLink {
         self.call(RouterCommand::PauseConsumer { consumer, paused }).await.map(drop)
     }
 
+    pub async fn set_preferred_layer(&self, consumer: ConsumerId, layer: u8) -> Result<(), CallError> {
+        self.call(RouterCommand::SetPreferredLayer { consumer, layer }).await.map(drop)
+    }
+
+    pub async fn set_producer_priority(&self, producer: ProducerId, priority: u8) -> Result<(), CallError> {
+        self.call(RouterCommand::SetProducerPriority { producer, priority }).await.map(drop)
+    }
+
+    pub async fn set_transport_max_bitrate(
+        &self,
+        transport: TransportId,
+        max_bitrate_bps: Option<u64>,
+    ) -> Result<(), CallError> {
+        self.call(RouterCommand::SetTransportMaxBitrate { transport, max_bitrate_bps }).await.map(drop)
+    }
+
     pub async fn close_consumer(&self, consumer: ConsumerId) -> Result<(), CallError> {
         self.call(RouterCommand::CloseConsumer { consumer }).await.map(drop)
     }

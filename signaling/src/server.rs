@@ -147,9 +147,10 @@ async fn init(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
                 Json(json!({
                     "endpoint": app.ws_endpoint,
                     "rtcConfiguration": { "ice_servers": [] },
-                    // Required by the SDK even when empty; no flags: every flag makes it expect
-                    // more of the server (100MS-PROTOCOL.md §2.3).
-                    "config": { "enabledFlags": [] },
+                    // Required by the SDK. `simulcast`: it publishes the role's simulcast layers
+                    // and asks for layers; `subscribeDegradation`: it shows the layer updates
+                    // of bandwidth allocation (100MS-PROTOCOL.md §2.3, docs/simulcast.md).
+                    "config": { "enabledFlags": ["simulcast", "subscribeDegradation"] },
                 }))
                 .into_response(),
             )

@@ -76,7 +76,7 @@ fn str0m_publishes_and_subscribes_through_our_sdp() {
     let audio_producer = sim.engine.produce(pub_transport.id, audio.produce.clone()).unwrap();
     let video_producer = sim.engine.produce(pub_transport.id, video.produce.clone()).unwrap();
     publisher.rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer.sdp).unwrap()).unwrap();
-    sim.clients.push(SimClient { client: publisher, up: Link::default(), down: Link::default(), sent: 0 });
+    sim.clients.push(SimClient::new(publisher, Link::default(), Link::default()));
     wait_connected(&mut sim, 0, pub_transport.id);
 
     // What the publisher sends on: the SSRCs and payload types we read from its offer.
@@ -106,6 +106,7 @@ fn str0m_publishes_and_subscribes_through_our_sdp() {
                     mid: Some(mid.clone()),
                     extensions: subscribe_extensions(published.produce.kind),
                     paused: false,
+                    preferred_layer: None,
                 },
             )
             .unwrap();
@@ -136,7 +137,7 @@ fn str0m_publishes_and_subscribes_through_our_sdp() {
     let read = read_subscribe_answer(&sub_answer.to_sdp_string(), &sub_offer).unwrap();
     assert!(read.refused.is_empty(), "str0m accepted every m-line: {:?}", read.refused);
     sim.engine.connect_transport(sub_transport.id, &read.connect).unwrap();
-    sim.clients.push(SimClient { client: subscriber, up: Link::default(), down: Link::default(), sent: 0 });
+    sim.clients.push(SimClient::new(subscriber, Link::default(), Link::default()));
     wait_connected(&mut sim, 1, sub_transport.id);
 
     // --- Media: 3 s of Opus and VP8 through the router. ---

@@ -30,6 +30,8 @@ pub struct Client {
     pub local: SocketAddr,
     pub received: Vec<Received>,
     pub keyframe_requests: usize,
+    /// The rid of each keyframe request, in order (`None` for a stream without one).
+    pub keyframe_request_rids: Vec<Option<String>>,
     pub connected: bool,
     /// Data channels that opened: (id, label).
     pub channels_open: Vec<(ChannelId, String)>,
@@ -68,6 +70,7 @@ impl Client {
             local,
             received: Vec::new(),
             keyframe_requests: 0,
+            keyframe_request_rids: Vec::new(),
             connected: false,
             channels_open: Vec::new(),
             channel_data: Vec::new(),
@@ -142,7 +145,10 @@ impl Client {
                 payload: p.payload.to_vec(),
                 at: p.timestamp,
             }),
-            Event::KeyframeRequest(_) => self.keyframe_requests += 1,
+            Event::KeyframeRequest(r) => {
+                self.keyframe_requests += 1;
+                self.keyframe_request_rids.push(r.rid.map(|rid| rid.to_string()));
+            }
             Event::ChannelOpen(id, label) => self.channels_open.push((id, label)),
             Event::ChannelData(d) => self.channel_data.push((d.id, d.binary, d.data)),
             _ => {}
@@ -196,6 +202,23 @@ impl Client {
         }
     }
 
+    /// Declares an outgoing simulcast video track: one stream (own SSRC and RTX SSRC) per rid,
+    /// in the given order.
+    pub fn publish_simulcast(&mut self, mid: &str, rids: &[&str]) -> Vec<Publication> {
+        let mid: Mid = mid.into();
+        let (pt, rtx_pt) = self.payload_types(MediaKind::Video);
+        let mut api = self.rtc.direct_api();
+        api.declare_media(mid, StrKind::Video);
+        rids.iter()
+            .map(|rid| {
+                let ssrc = api.new_ssrc();
+                let rtx = api.new_ssrc();
+                api.declare_stream_tx(ssrc, Some(rtx), mid, Some((*rid).into()));
+                Publication { mid, ssrc: *ssrc, rtx_ssrc: Some(*rtx), pt, rtx_pt }
+            })
+            .collect()
+    }
+
     /// The payload types str0m's default codec config uses for the kind's codec (Opus / VP8).
     pub fn payload_types(&self, kind: MediaKind) -> (u8, Option<u8>) {
         let codec = match kind {
@@ -222,6 +245,9 @@ impl Client {
     pub fn subscribe(&mut self, mid: &str, info: &ConsumerInfo) {
         let mid: Mid = mid.into();
         let mut api = self.rtc.direct_api();
+        // Transport-wide congestion feedback, as a browser sends: the router's bandwidth
+        // estimate for this subscriber comes from it.
+        api.enable_twcc_feedback();
         api.declare_media(mid, to_str0m(info.kind));
         api.expect_stream_rx(Ssrc::from(info.ssrc), info.rtx_ssrc.map(Ssrc::from), mid, None);
     }

@@ -8,3 +8,4 @@ pub mod client;
 pub mod media;
 pub mod room;
 pub mod sim;
+pub mod simulcast;

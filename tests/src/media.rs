@@ -22,10 +22,26 @@ pub fn tag(payload: &[u8]) -> Option<(u32, u16)> {
     Some((frame, index))
 }
 
+/// The simulcast layer a synthetic VP8 payload says it belongs to (the byte before the tag).
+pub fn layer_of(payload: &[u8]) -> Option<u8> {
+    payload.len().checked_sub(7).map(|i| payload[i])
+}
+
 /// Whether a synthetic VP8 payload starts a keyframe.
 pub fn is_vp8_keyframe_start(payload: &[u8]) -> bool {
-    // Descriptor byte with S=1 and PID=0, then a frame header with P=0 and the start code.
-    payload.len() > 7 && payload[0] & 0x10 != 0 && payload[1] & 0x01 == 0 && payload[4..7] == [0x9d, 0x01, 0x2a]
+    // Descriptor with S=1 and PID=0 (one byte, or four with a 15-bit picture id), then a
+    // frame header with P=0 and the start code.
+    let d = if payload.first().is_some_and(|b| b & 0x80 != 0) { 4 } else { 1 };
+    payload.len() > d + 6
+        && payload[0] & 0x10 != 0
+        && payload[d] & 0x01 == 0
+        && payload[d + 3..d + 6] == [0x9d, 0x01, 0x2a]
+}
+
+/// The 15-bit VP8 picture id of a synthetic payload that carries one.
+pub fn vp8_picture_id(payload: &[u8]) -> Option<u16> {
+    (payload.len() > 4 && payload[0] & 0x80 != 0 && payload[1] & 0x80 != 0 && payload[2] & 0x80 != 0)
+        .then(|| (u16::from(payload[2] & 0x7f) << 8) | u16::from(payload[3]))
 }
 
 /// A 30 fps VP8 stream: `packets_per_frame` packets per frame, a keyframe every
@@ -38,6 +54,13 @@ pub struct Vp8Stream {
     pub keyframe_interval: u32,
     pub packets_per_frame: u16,
     pub payload_size: usize,
+    /// Written into every payload ([`layer_of`]), so a receiver knows which layer it got.
+    pub layer: u8,
+    /// The size a keyframe announces.
+    pub width: u16,
+    pub height: u16,
+    /// When set, the descriptor carries a 15-bit picture id, counted per frame from here.
+    pub picture_id: Option<u16>,
     force_keyframe: bool,
 }
 
@@ -50,6 +73,10 @@ impl Vp8Stream {
             keyframe_interval: 60,
             packets_per_frame: 3,
             payload_size: 900,
+            layer: 0,
+            width: 640,
+            height: 480,
+            picture_id: None,
             force_keyframe: false,
         }
     }
@@ -66,18 +93,27 @@ impl Vp8Stream {
         let mut out = Vec::new();
         for i in 0..self.packets_per_frame {
             let mut p = Vec::with_capacity(self.payload_size);
+            let start = if i == 0 { 0x10 } else { 0x00 };
+            match self.picture_id {
+                // X=1, then I=1, then M=1 and the 15-bit picture id.
+                Some(pid) => {
+                    let pid = pid.wrapping_add(self.frame as u16) & 0x7fff;
+                    p.extend_from_slice(&[0x80 | start, 0x80, 0x80 | (pid >> 8) as u8, pid as u8]);
+                }
+                None => p.push(start),
+            }
             if i == 0 {
-                // VP8 payload descriptor: S=1, PID=0; then the 3-byte frame tag (P=0 for a
-                // keyframe, show_frame=1) and, for a keyframe, the start code and a 640x480 size.
-                p.push(0x10);
+                // The 3-byte frame tag (P=0 for a keyframe, show_frame=1) and, for a keyframe,
+                // the start code and the frame size.
                 p.extend_from_slice(&[if key { 0x10 } else { 0x11 }, 0x02, 0x00]);
                 if key {
-                    p.extend_from_slice(&[0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]);
+                    p.extend_from_slice(&[0x9d, 0x01, 0x2a]);
+                    p.extend_from_slice(&self.width.to_le_bytes());
+                    p.extend_from_slice(&self.height.to_le_bytes());
                 }
-            } else {
-                p.push(0x00);
             }
-            p.resize(self.payload_size - 6, (self.frame as u8) ^ (i as u8));
+            p.resize(self.payload_size - 7, (self.frame as u8) ^ (i as u8));
+            p.push(self.layer);
             p.extend_from_slice(&self.frame.to_be_bytes());
             p.extend_from_slice(&i.to_be_bytes());
             out.push(Packet { seq: self.seq, ts: self.ts, marker: i + 1 == self.packets_per_frame, payload: p });

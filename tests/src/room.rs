@@ -53,6 +53,8 @@ pub fn produce_params(kind: MediaKind, p: &Publication) -> ProduceParams {
         rid: None,
         extensions: str0m_extensions(),
         paused: false,
+        layers: Vec::new(),
+        priority: 0,
     }
 }
 
@@ -107,6 +109,7 @@ impl Room {
                     mid: Some("a0".into()),
                     extensions: str0m_extensions(),
                     paused: false,
+                    preferred_layer: None,
                 },
             )
             .expect("consume audio");
@@ -121,6 +124,7 @@ impl Room {
                     mid: Some("v0".into()),
                     extensions: str0m_extensions(),
                     paused: false,
+                    preferred_layer: None,
                 },
             )
             .expect("consume video");

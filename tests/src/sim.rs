@@ -22,12 +22,30 @@ pub struct Link {
     pub loss: f64,
     /// When set, everything is dropped (a client that went away).
     pub down: bool,
+    /// A bottleneck: datagrams are serialized at this many bits per second, queue behind each
+    /// other, and are dropped (tail drop) when they would wait longer than `max_queue`.
+    pub rate_bps: Option<u64>,
+    pub max_queue: Duration,
 }
 
 impl Default for Link {
     fn default() -> Self {
-        Link { latency: Duration::from_millis(20), jitter: Duration::ZERO, loss: 0.0, down: false }
+        Link {
+            latency: Duration::from_millis(20),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            down: false,
+            rate_bps: None,
+            max_queue: Duration::from_millis(200),
+        }
     }
+}
+
+/// The state of a link's bottleneck: when it is free again, and what it dropped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bottleneck {
+    pub busy_until: Option<Instant>,
+    pub dropped: u64,
 }
 
 struct InFlight {
@@ -63,6 +81,14 @@ pub struct SimClient {
     pub down: Link,
     /// Datagrams this client sent and received (before loss).
     pub sent: u64,
+    pub up_queue: Bottleneck,
+    pub down_queue: Bottleneck,
+}
+
+impl SimClient {
+    pub fn new(client: Client, up: Link, down: Link) -> SimClient {
+        SimClient { client, up, down, sent: 0, up_queue: Bottleneck::default(), down_queue: Bottleneck::default() }
+    }
 }
 
 /// The simulated network with the engine at its centre.
@@ -118,7 +144,7 @@ impl Sim {
         let info = self.engine.create_transport(self.now).expect("transport");
         let params = client.connect_to(&info);
         self.engine.connect_transport(info.id, &params).expect("connect");
-        self.clients.push(SimClient { client, up, down, sent: 0 });
+        self.clients.push(SimClient::new(client, up, down));
         let deadline = self.now + Duration::from_secs(10);
         while self.now < deadline {
             self.step();
@@ -181,8 +207,10 @@ impl Sim {
         // Router output onto the downlinks.
         let sent = std::mem::take(&mut self.out.sent);
         for (dst, data) in sent {
-            let Some(link) = self.clients.iter().find(|c| c.client.local == dst).map(|c| c.down) else { continue };
-            self.send(link, self.router_addr, dst, data);
+            let Some(i) = self.clients.iter().position(|c| c.client.local == dst) else { continue };
+            let (link, mut queue) = (self.clients[i].down, self.clients[i].down_queue);
+            self.send_through(link, &mut queue, self.router_addr, dst, data);
+            self.clients[i].down_queue = queue;
         }
         // Client output onto the uplinks.
         for i in 0..self.clients.len() {
@@ -190,16 +218,43 @@ impl Sim {
             let link = self.clients[i].up;
             let src = self.clients[i].client.local;
             self.clients[i].sent += out.len() as u64;
+            let mut queue = self.clients[i].up_queue;
             for (dst, data) in out {
-                self.send(link, src, dst, data);
+                self.send_through(link, &mut queue, src, dst, data);
             }
+            self.clients[i].up_queue = queue;
         }
     }
 
-    /// Puts a datagram on a link, or loses it.
+    /// Puts a datagram on a link (with no bottleneck), or loses it.
     pub fn send(&mut self, link: Link, src: SocketAddr, dst: SocketAddr, data: Vec<u8>) {
+        let mut queue = Bottleneck::default();
+        self.send_through(link, &mut queue, src, dst, data);
+    }
+
+    /// Puts a datagram on a link through its bottleneck queue, or loses it.
+    pub fn send_through(
+        &mut self,
+        link: Link,
+        queue: &mut Bottleneck,
+        src: SocketAddr,
+        dst: SocketAddr,
+        data: Vec<u8>,
+    ) {
         if link.down || (link.loss > 0.0 && self.rng.random::<f64>() < link.loss) {
             return;
+        }
+        let mut depart = self.now;
+        if let Some(rate) = link.rate_bps {
+            let start = queue.busy_until.map_or(self.now, |b| b.max(self.now));
+            if start.saturating_duration_since(self.now) > link.max_queue {
+                queue.dropped += 1;
+                return;
+            }
+            // The IP and UDP headers count against the link too.
+            let bits = (data.len() as u64 + 28) * 8;
+            depart = start + Duration::from_nanos(bits * 1_000_000_000 / rate.max(1));
+            queue.busy_until = Some(depart);
         }
         let jitter = if link.jitter.is_zero() {
             Duration::ZERO
@@ -207,7 +262,7 @@ impl Sim {
             Duration::from_micros(self.rng.random_range(0..link.jitter.as_micros() as u64))
         };
         self.order += 1;
-        self.queue.push(Reverse(InFlight { at: self.now + link.latency + jitter, order: self.order, src, dst, data }));
+        self.queue.push(Reverse(InFlight { at: depart + link.latency + jitter, order: self.order, src, dst, data }));
     }
 
     /// Injects raw bytes to the router as if `src` had sent them, now.

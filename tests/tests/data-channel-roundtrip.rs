@@ -174,7 +174,7 @@ fn sctp_that_overtakes_signaling_waits_for_the_fingerprint() {
     let mut client = Client::new("10.0.1.1:5000".parse().unwrap(), sim.now);
     let params = client.connect_to(&info);
     client.start_sctp();
-    sim.clients.push(SimClient { client, up: Link::default(), down: Link::default(), sent: 0 });
+    sim.clients.push(SimClient::new(client, Link::default(), Link::default()));
     sim.engine.open_data_channel(sim.now, info.id, "ion-sfu").unwrap();
     sim.run_for(Duration::from_millis(500));
     assert!(sim.clients[0].client.connected, "the client finished DTLS");

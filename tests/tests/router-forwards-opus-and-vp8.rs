@@ -101,6 +101,7 @@ fn forwards_to_three_subscribers(backend: Backend) {
                 mid: None,
                 extensions: str0m_extensions(),
                 paused: false,
+                preferred_layer: None,
             },
         };
         let (_, vrtx) = peers[i].client.payload_types(MediaKind::Video);

@@ -78,6 +78,26 @@ pub struct ProduceParams {
     pub extensions: ExtensionIds,
     #[serde(default)]
     pub paused: bool,
+    /// Simulcast: the spatial layers, lowest first (rid `q`, `h`, `f`), each its own RTP
+    /// stream. When present they replace `ssrc`, `rtx_ssrc` and `rid`; at most three.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerParams>,
+    /// Bandwidth allocation order among a subscriber's video: higher is served first
+    /// (screenshare above the active speaker above the rest).
+    #[serde(default)]
+    pub priority: u8,
+}
+
+/// One simulcast layer of a producer: its rid (RID-based simulcast) or SSRCs (SSRC-based, the
+/// `a=ssrc-group:SIM` order), or both.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LayerParams {
+    #[serde(default)]
+    pub rid: Option<String>,
+    #[serde(default)]
+    pub ssrc: Option<u32>,
+    #[serde(default)]
+    pub rtx_ssrc: Option<u32>,
 }
 
 /// Parameters of `consume`: send a producer's media on another transport.
@@ -96,6 +116,10 @@ pub struct ConsumeParams {
     pub extensions: ExtensionIds,
     #[serde(default)]
     pub paused: bool,
+    /// The highest simulcast layer the subscriber wants (0 lowest); absent means the highest
+    /// there is. Bandwidth allocation may forward less.
+    #[serde(default)]
+    pub preferred_layer: Option<u8>,
 }
 
 /// What `consume` returns: what signaling puts in the subscriber's SDP.
@@ -186,6 +210,49 @@ pub enum Event {
         label: String,
         text: String,
     },
+    /// A video consumer's layers changed: the layer forwarded (`current`), the one the
+    /// bandwidth allocation grants (`target`), the one the subscriber asked for (`preferred`).
+    /// `degraded` is true while the allocation grants less than asked (100ms's subscribe
+    /// degradation). Layers are spatial indices, 0 the lowest; `None` is no layer.
+    ConsumerLayersChanged {
+        consumer: ConsumerId,
+        preferred: Option<u8>,
+        target: Option<u8>,
+        current: Option<u8>,
+        degraded: bool,
+    },
+    /// Which of a simulcast producer's layers some consumer may need (index 0 lowest), when
+    /// that changes: the publisher can stop encoding the others.
+    LayersNeeded {
+        producer: ProducerId,
+        needed: Vec<bool>,
+    },
+    /// The smoothed audio level (1–100) of every audio producer of the shard that is not
+    /// silent, loudest first; sent every 500 ms while any is, and once empty when all fall
+    /// silent.
+    AudioLevels {
+        levels: Vec<AudioLevel>,
+    },
+}
+
+/// One entry of [`Event::AudioLevels`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AudioLevel {
+    pub producer: ProducerId,
+    pub level: u8,
+}
+
+/// A consumer's layers and its subscriber's bandwidth estimate, what `consumer_layers` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ConsumerLayers {
+    pub preferred: Option<u8>,
+    pub target: Option<u8>,
+    pub current: Option<u8>,
+    pub degraded: bool,
+    /// The subscriber transport's bandwidth estimate, bits per second (none before feedback).
+    pub estimate_bps: Option<u64>,
+    /// Layer switches of this consumer so far.
+    pub switches: u64,
 }
 
 /// Errors of the direct API (commands). Errors of packets never surface here: the engine drops

@@ -87,6 +87,28 @@ pub enum RouterCommand {
         label: String,
         text: String,
     },
+    /// The highest simulcast layer a video consumer's subscriber wants (0 lowest; a value
+    /// above the producer's top layer means the top). Reply `null`.
+    SetPreferredLayer {
+        consumer: ConsumerId,
+        layer: u8,
+    },
+    /// A producer's bandwidth allocation priority (see [`ProduceParams::priority`]).
+    SetProducerPriority {
+        producer: ProducerId,
+        priority: u8,
+    },
+    /// Caps what a subscriber transport is sent (the role's `maxSubsBitRate`), bits per
+    /// second; `null` removes the cap. Reply `null`.
+    SetTransportMaxBitrate {
+        transport: TransportId,
+        #[serde(default)]
+        max_bitrate_bps: Option<u64>,
+    },
+    /// A consumer's layers and its transport's estimate: a [`crate::api::ConsumerLayers`].
+    ConsumerLayers {
+        consumer: ConsumerId,
+    },
     /// The shard's packet counters (drops by reason among them).
     Counters {
         #[serde(default)]
@@ -104,13 +126,17 @@ impl RouterCommand {
             | RouterCommand::Produce { transport, .. }
             | RouterCommand::Consume { transport, .. }
             | RouterCommand::CloseTransport { transport }
+            | RouterCommand::SetTransportMaxBitrate { transport, .. }
             | RouterCommand::OpenDataChannel { transport, .. }
             | RouterCommand::SendData { transport, .. } => Some(transport.shard()),
             RouterCommand::PauseProducer { producer, .. }
             | RouterCommand::CloseProducer { producer }
+            | RouterCommand::SetProducerPriority { producer, .. }
             | RouterCommand::ProducerStats { producer } => Some(producer.shard()),
             RouterCommand::PauseConsumer { consumer, .. }
             | RouterCommand::CloseConsumer { consumer }
+            | RouterCommand::SetPreferredLayer { consumer, .. }
+            | RouterCommand::ConsumerLayers { consumer }
             | RouterCommand::ConsumerStats { consumer } => Some(consumer.shard()),
         }
     }
@@ -131,6 +157,10 @@ impl RouterCommand {
             RouterCommand::ConsumerStats { .. } => "consumer_stats",
             RouterCommand::OpenDataChannel { .. } => "open_data_channel",
             RouterCommand::SendData { .. } => "send_data",
+            RouterCommand::SetPreferredLayer { .. } => "set_preferred_layer",
+            RouterCommand::SetProducerPriority { .. } => "set_producer_priority",
+            RouterCommand::SetTransportMaxBitrate { .. } => "set_transport_max_bitrate",
+            RouterCommand::ConsumerLayers { .. } => "consumer_layers",
             RouterCommand::Counters { .. } => "counters",
         }
     }

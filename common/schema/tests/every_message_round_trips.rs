@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 
 use schema::api::{
-    ApiError, CloseReason, ConnectParams, ConsumeParams, ConsumerInfo, Event, MediaKind, ProduceParams, StreamStats,
-    TransportInfo,
+    ApiError, AudioLevel, CloseReason, ConnectParams, ConsumeParams, ConsumerInfo, Event, LayerParams, MediaKind,
+    ProduceParams, StreamStats, TransportInfo,
 };
 use schema::codec::Codec;
 use schema::extensions::ExtensionIds;
@@ -58,6 +58,11 @@ fn commands() -> Vec<RouterCommand> {
                 rid: Some("h".into()),
                 extensions: extensions(),
                 paused: true,
+                layers: vec![
+                    LayerParams { rid: Some("q".into()), ssrc: Some(5), rtx_ssrc: Some(6) },
+                    LayerParams { rid: Some("f".into()), ssrc: None, rtx_ssrc: None },
+                ],
+                priority: 2,
             },
         },
         RouterCommand::Produce {
@@ -74,6 +79,8 @@ fn commands() -> Vec<RouterCommand> {
                 rid: None,
                 extensions: ExtensionIds::default(),
                 paused: false,
+                layers: vec![],
+                priority: 0,
             },
         },
         RouterCommand::Consume {
@@ -85,6 +92,7 @@ fn commands() -> Vec<RouterCommand> {
                 mid: Some("1".into()),
                 extensions: extensions(),
                 paused: false,
+                preferred_layer: Some(1),
             },
         },
         RouterCommand::PauseProducer { producer: P, paused: true },
@@ -97,6 +105,11 @@ fn commands() -> Vec<RouterCommand> {
         RouterCommand::OpenDataChannel { transport: T, label: "ion-sfu".into() },
         RouterCommand::SendData { transport: T, label: "ion-sfu".into(), text: "{\"id\":\"é\"}\n".into() },
         RouterCommand::SendData { transport: T, label: String::new(), text: String::new() },
+        RouterCommand::SetPreferredLayer { consumer: C, layer: 2 },
+        RouterCommand::SetProducerPriority { producer: P, priority: 3 },
+        RouterCommand::SetTransportMaxBitrate { transport: T, max_bitrate_bps: Some(3_200_000) },
+        RouterCommand::SetTransportMaxBitrate { transport: T, max_bitrate_bps: None },
+        RouterCommand::ConsumerLayers { consumer: C },
         RouterCommand::Counters { shard: Some(0) },
         RouterCommand::Counters { shard: None },
     ]
@@ -133,6 +146,16 @@ fn events() -> Vec<Event> {
         Event::Stats { producer: None, consumer: Some(C), stats: StreamStats::default() },
         Event::DataChannelOpened { transport: T, label: "ion-sfu".into() },
         Event::DataChannelMessage { transport: T, label: "ion-sfu".into(), text: "{\"id\":\"x\"} ✓".into() },
+        Event::ConsumerLayersChanged {
+            consumer: C,
+            preferred: Some(2),
+            target: Some(0),
+            current: None,
+            degraded: true,
+        },
+        Event::LayersNeeded { producer: P, needed: vec![true, true, false] },
+        Event::AudioLevels { levels: vec![AudioLevel { producer: P, level: 80 }] },
+        Event::AudioLevels { levels: vec![] },
     ];
     for reason in close_reasons() {
         v.push(Event::TransportClosed { transport: T, reason: reason.clone() });
@@ -223,6 +246,10 @@ fn covers_every_variant() {
                 | RouterCommand::ConsumerStats { .. }
                 | RouterCommand::OpenDataChannel { .. }
                 | RouterCommand::SendData { .. }
+                | RouterCommand::SetPreferredLayer { .. }
+                | RouterCommand::SetProducerPriority { .. }
+                | RouterCommand::SetTransportMaxBitrate { .. }
+                | RouterCommand::ConsumerLayers { .. }
                 | RouterCommand::Counters { .. } => r.command.method().to_string(),
             },
             Message::RouterReply(r) => match &r.result {
@@ -248,12 +275,15 @@ fn covers_every_variant() {
                 Event::Stats { .. } => "stats".into(),
                 Event::DataChannelOpened { .. } => "data_channel_opened".into(),
                 Event::DataChannelMessage { .. } => "data_channel_message".into(),
+                Event::ConsumerLayersChanged { .. } => "consumer_layers_changed".into(),
+                Event::LayersNeeded { .. } => "layers_needed".into(),
+                Event::AudioLevels { .. } => "audio_levels".into(),
             },
         };
         seen.insert(name);
     }
-    // 14 commands, "ok" and 8 error codes, 9 events.
-    assert_eq!(seen.len(), 14 + 1 + 8 + 9, "{seen:?}");
+    // 18 commands, "ok" and 8 error codes, 12 events.
+    assert_eq!(seen.len(), 18 + 1 + 8 + 12, "{seen:?}");
     for c in Codec::ALL {
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<Codec>(&json).unwrap(), c);

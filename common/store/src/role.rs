@@ -197,6 +197,24 @@ fn screen() -> VideoSettings {
     VideoSettings { bit_rate: 1024, codec: "vp8".into(), frame_rate: 10, width: 1920, height: 1080 }
 }
 
+/// Camera simulcast, in the 100ms template order (`f` first): 1280x720 at 1.2 Mbit/s,
+/// 640x360 at 450 kbit/s, 320x180 at 150 kbit/s, each at 30 fps. Subscribers get the layer
+/// their tile and their bandwidth call for (docs/simulcast.md).
+fn camera_simulcast() -> Simulcast {
+    let layer = |rid: &str, scale: f64, kbps: u32| SimulcastLayer {
+        rid: rid.into(),
+        scale_resolution_down_by: scale,
+        max_bitrate: kbps,
+        max_framerate: 30,
+    };
+    Simulcast {
+        video: Some(SimulcastLayers {
+            layers: vec![layer("f", 1.0, 1200), layer("h", 2.0, 450), layer("q", 4.0, 150)],
+        }),
+        screen: None,
+    }
+}
+
 fn role(name: &str, priority: u32, allowed: &[&str], subscribe_to: &[&str], permissions: Permissions) -> Role {
     Role {
         name: name.into(),
@@ -206,7 +224,7 @@ fn role(name: &str, priority: u32, allowed: &[&str], subscribe_to: &[&str], perm
             audio: audio(),
             video: video(),
             screen: screen(),
-            simulcast: None,
+            simulcast: allowed.contains(&"video").then(camera_simulcast),
         },
         subscribe_params: SubscribeParams {
             subscribe_to_roles: subscribe_to.iter().map(|s| (*s).to_owned()).collect(),

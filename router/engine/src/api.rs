@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use schema::api::{
-    ApiError, CloseReason, ConnectParams, ConsumeParams, ConsumerInfo, Event, ExtensionIds, MediaKind, ProduceParams,
-    StreamStats, TransportInfo,
+    ApiError, AudioLevel, CloseReason, ConnectParams, ConsumeParams, ConsumerInfo, ConsumerLayers, Event, ExtensionIds,
+    LayerParams, MediaKind, ProduceParams, StreamStats, TransportInfo,
 };
 
 /// Tunables of a shard's engine.

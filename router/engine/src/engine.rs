@@ -8,14 +8,17 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, trace};
 
+use crate::allocation::{Allocator, LayerDemand};
 use crate::api::*;
-use crate::codec::{self, Codec};
+use crate::bwe::{BandwidthEstimator, BweConfig};
+use crate::codec::{self, Codec, Vp8Descriptor};
 use crate::dtls::{Certificate, DtlsFailure, DtlsOutput, DtlsState, Fingerprint};
 use crate::ice::{IceCredentials, IceEvent, IceLite};
 use crate::ids::{ConsumerId, FastMap, ProducerId, TransportId};
 use crate::nack::NackGenerator;
 use crate::rtx_cache::{ResendThrottle, RetransmissionCache, RtxCacheConfig};
 use crate::sctp::{MAX_EARLY_PACKETS, SctpDrop, SctpError, SctpEvent, SctpTransport};
+use crate::simulcast::{self, AudioLevelMeter, LayerDecision, LayerState, MAX_LAYERS, RateMeter};
 use crate::srtp::SrtpSession;
 use crate::stats::ReceiveStats;
 use crate::twcc::TwccReceiver;
@@ -69,11 +72,28 @@ pub struct Counters {
     pub srtp_other: u64,
     pub rtp_malformed: u64,
     pub rtp_unknown_ssrc: u64,
+    /// RTP whose rid names no layer of the producer its mid names.
+    pub rtp_unknown_rid: u64,
     pub rtcp_malformed: u64,
+    /// PLI, FIR, NACK or REMB about an SSRC this transport does not send.
+    pub feedback_unknown_ssrc: u64,
+    /// Simulcast layer switches of all consumers (each on a keyframe of the new layer).
+    pub layer_switches: u64,
+    /// Switches given up because the target layer's keyframe never came.
+    pub layer_switch_timeouts: u64,
+    /// Transport-cc feedback packets received from subscribers, and those that were malformed
+    /// or named only packets the estimator never sent (or forgot).
+    pub twcc_feedback_received: u64,
+    pub twcc_feedback_unknown: u64,
+    pub remb_received: u64,
+    /// Padding packets sent to probe a subscriber's bandwidth.
+    pub probe_packets: u64,
     pub forwarded: u64,
     pub nacks_received: u64,
     pub nacks_sent: u64,
     pub retransmitted: u64,
+    /// NACKs not answered because the subscriber's link had no room for the resend.
+    pub retransmits_over_budget: u64,
     pub plis_received: u64,
     pub plis_sent: u64,
     pub plis_throttled: u64,
@@ -102,8 +122,8 @@ struct Transport {
     /// Header extension ids the client uses on this transport (BUNDLE: one set per transport).
     in_ext: ExtensionIds,
     out_ext: ExtensionIds,
-    /// Incoming SSRC → producer; `true` marks the RTX stream of that producer.
-    ssrcs: FastMap<u32, (ProducerId, bool)>,
+    /// Incoming SSRC → producer, its layer, and `true` for the RTX stream of that layer.
+    ssrcs: FastMap<u32, StreamRef>,
     producers: Vec<ProducerId>,
     consumers: Vec<ConsumerId>,
     twcc_in: TwccReceiver,
@@ -116,8 +136,71 @@ struct Transport {
     sctp: SctpTransport,
     /// SCTP packets that arrived before the transport was verified (fingerprint unknown).
     sctp_early: Vec<Vec<u8>>,
+    /// What this transport may be sent (as a subscriber) and how it is shared out.
+    downlink: Downlink,
 }
 
+/// A subscriber's side of bandwidth: its estimate and the allocation of its video consumers.
+struct Downlink {
+    bwe: BandwidthEstimator,
+    /// Congestion feedback (transport-cc or REMB) has arrived: until then the estimate is a
+    /// guess and the allocation does not hold layers back.
+    has_feedback: bool,
+    /// The role's cap (`maxSubsBitRate`).
+    max_bitrate_bps: Option<u64>,
+    allocator: Allocator,
+    next_allocation: Instant,
+    /// Bytes of retransmission the subscriber's link may take now (a token bucket refilled at
+    /// [`RTX_SHARE`] of the estimate): resending into a congested link makes more loss, and
+    /// the subscriber NACKs that too.
+    rtx_tokens: f64,
+    rtx_refilled: Instant,
+    /// The round trip the estimator measured, for pacing resends of one packet.
+    rtt: Option<Duration>,
+}
+
+impl Downlink {
+    /// Whether the estimate rests on evidence: an overuse, a decrease for loss, a probe that
+    /// got through, or the subscriber's REMB. Until then it is the initial guess, and holding a
+    /// subscriber's video back on a guess would be wrong (a clean link shows no congestion at
+    /// all); probing makes it measured soon enough whenever more is wanted.
+    /// Takes `bytes` of retransmission budget, or says no. Unlimited while the estimate is
+    /// not measured.
+    fn take_rtx_budget(&mut self, now: Instant, bytes: usize) -> bool {
+        if !self.measured() {
+            return true;
+        }
+        let rate = self.bwe.estimate_bps() as f64 / 8.0 * RTX_SHARE;
+        let elapsed = now.saturating_duration_since(self.rtx_refilled).as_secs_f64();
+        self.rtx_refilled = now;
+        // At most 100 ms of it saved up: a burst of NACKs after a loss is answered, a storm is not.
+        self.rtx_tokens = (self.rtx_tokens + rate * elapsed).min(rate * 0.1 + 1500.0);
+        if self.rtx_tokens < bytes as f64 {
+            return false;
+        }
+        self.rtx_tokens -= bytes as f64;
+        true
+    }
+
+    fn measured(&self) -> bool {
+        if !self.has_feedback {
+            return false;
+        }
+        let s = self.bwe.stats();
+        s.overuse_events > 0
+            || s.probes_succeeded > 0
+            || s.remb_fallback
+            || s.estimate_bps < BweConfig::default().initial_bps
+    }
+}
+
+/// Where an incoming SSRC goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StreamRef {
+    producer: ProducerId,
+    layer: u8,
+    rtx: bool,
+}
 impl Transport {
     fn remote(&self) -> Option<SocketAddr> {
         self.ice.nominated()
@@ -128,18 +211,52 @@ struct Producer {
     id: ProducerId,
     transport: TransportId,
     params: ProduceParams,
+    /// One for a plain track; the simulcast layers, lowest first, otherwise.
+    layers: Vec<Layer>,
+    consumers: Vec<ConsumerId>,
+    stats: StreamStats,
+    got_first_packet: bool,
+    audio_level: AudioLevelMeter,
+    /// The layers some consumer may need, as last reported ([`Event::LayersNeeded`]).
+    needed: Vec<bool>,
+}
+
+/// One RTP stream of a producer (its only one, or one simulcast layer): numbering, loss and
+/// retransmission are per stream.
+struct Layer {
+    rid: Option<String>,
     ssrc: Option<u32>,
     rtx_ssrc: Option<u32>,
-    consumers: Vec<ConsumerId>,
     cache: RetransmissionCache,
     nack: NackGenerator,
     recv: ReceiveStats,
-    stats: StreamStats,
+    rate: RateMeter,
+    /// Width and height from the last keyframe (VP8).
+    size: Option<(u16, u16)>,
     last_pli: Option<Instant>,
-    got_first_packet: bool,
     /// The publisher's last sender report: NTP time, RTP time, when it arrived. Consumers'
     /// sender reports are derived from it, so subscribers keep the publisher's A/V sync.
     last_sr: Option<(u64, u32, Instant)>,
+}
+
+impl Layer {
+    fn new(rid: Option<String>, ssrc: Option<u32>, rtx_ssrc: Option<u32>, cache_packets: usize) -> Layer {
+        Layer {
+            rid,
+            ssrc,
+            rtx_ssrc,
+            cache: RetransmissionCache::with_config(RtxCacheConfig {
+                capacity: cache_packets,
+                ..RtxCacheConfig::default()
+            }),
+            nack: NackGenerator::new(),
+            recv: ReceiveStats::new(),
+            rate: RateMeter::new(),
+            size: None,
+            last_pli: None,
+            last_sr: None,
+        }
+    }
 }
 
 struct Consumer {
@@ -155,10 +272,25 @@ struct Consumer {
     rtx_payload_type: Option<u8>,
     mid: Option<String>,
     paused: bool,
+    /// Simulcast layers (video; audio forwards its one stream).
+    layers: LayerState,
+    /// When the current target's switch started waiting for a keyframe.
+    switch_started: Option<Instant>,
+    /// Layers whose keyframe never came when asked: not targeted again until then.
+    blocked_until: [Option<Instant>; MAX_LAYERS],
+    degraded: bool,
+    /// What was last reported in [`Event::ConsumerLayersChanged`].
+    reported: Option<(LayerState, bool)>,
+    switches: u64,
     /// Forwarding state: `None` until the first packet (a keyframe for video) is sent.
     sync: Option<SeqSync>,
-    /// The last packet sent, to continue numbering across pause/resume.
+    /// The numbering of the layers forwarded recently, newest first, to map a NACKed
+    /// sequence number back to the layer and packet it came from.
+    history: [Option<(u16, SeqSync)>; 4],
+    /// The last (newest) packet sent, to continue numbering across pause/resume and switches.
     last_out: Option<(u16, u32, Instant)>,
+    /// The last VP8 picture id and TL0PICIDX sent, to continue them across switches.
+    last_vp8: Option<(u16, u8)>,
     rtx_seq: u16,
     /// One answer per lost packet per round trip, however often the subscriber NACKs it.
     resend: ResendThrottle,
@@ -167,13 +299,18 @@ struct Consumer {
     stats: StreamStats,
 }
 
-/// How a consumer's numbering relates to its producer's.
-#[derive(Clone, Copy)]
+/// How a consumer's numbering relates to the producer stream (layer) it forwards.
+#[derive(Clone, Copy, Debug)]
 struct SeqSync {
-    /// The producer's sequence number where this consumer started.
+    layer: u8,
+    /// The layer's sequence number where this consumer started (or switched to it).
     start_seq: u16,
     seq_offset: u16,
     ts_offset: u32,
+    /// VP8: added to the picture id (15 bits) and TL0PICIDX, so they continue across
+    /// switches.
+    pid_offset: u16,
+    tl0_offset: u8,
 }
 
 /// One shard's media engine. See the crate documentation.
@@ -192,7 +329,7 @@ pub struct Engine {
     dtls_scratch: Vec<u8>,
     rtcp_scratch: Vec<u8>,
     nack_scratch: Vec<u16>,
-    rtcp_keyframes: Vec<ProducerId>,
+    rtcp_keyframes: Vec<(ProducerId, u8)>,
     rtcp_resends: Vec<(ConsumerId, u16)>,
     next_tick: Instant,
     next_stats: Instant,
@@ -200,6 +337,9 @@ pub struct Engine {
     sctp_dirty: Vec<TransportId>,
     /// When the dirty transports should be flushed; `poll_timeout` returns no later.
     sctp_wake: Option<Instant>,
+    next_audio_levels: Instant,
+    /// The last [`Event::AudioLevels`] named someone (so one empty report follows).
+    audio_levels_nonempty: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -217,6 +357,24 @@ const START_MARK_LAG: i16 = 8192;
 
 /// How often the engine wakes for housekeeping when nothing else is due (NACK, TWCC, RTCP).
 const TICK: Duration = Duration::from_millis(10);
+
+/// How often each subscriber's bandwidth is shared out again among its video consumers.
+const ALLOCATION_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long a switch waits for the target layer's keyframe (asking with PLIs) before giving
+/// up and staying on the current layer; the layer is then not tried again for
+/// [`LAYER_RETRY_AFTER`].
+const SWITCH_TIMEOUT: Duration = Duration::from_secs(4);
+const LAYER_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// Interval of [`Event::AudioLevels`] (the SDK's active speaker: at most every 500 ms).
+const AUDIO_LEVEL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The share of a subscriber's estimate retransmissions may use.
+const RTX_SHARE: f64 = 0.15;
+
+/// RTP padding carries at most 255 bytes (the count is one byte).
+const PADDING_PACKET: usize = 255;
 
 fn random_u32() -> u32 {
     let mut b = [0u8; 4];
@@ -252,6 +410,8 @@ impl Engine {
             next_stats: now + Duration::from_secs(1),
             sctp_dirty: Vec::new(),
             sctp_wake: None,
+            next_audio_levels: now + AUDIO_LEVEL_INTERVAL,
+            audio_levels_nonempty: false,
         })
     }
 
@@ -308,6 +468,16 @@ impl Engine {
             remote_addrs: Vec::new(),
             sctp: SctpTransport::new(),
             sctp_early: Vec::new(),
+            downlink: Downlink {
+                bwe: BandwidthEstimator::new(now, BweConfig::default()),
+                has_feedback: false,
+                max_bitrate_bps: None,
+                allocator: Allocator::new(),
+                next_allocation: now,
+                rtx_tokens: 0.0,
+                rtx_refilled: now,
+                rtt: None,
+            },
         };
         self.by_ufrag.insert(creds.ufrag.clone(), id);
         self.transports.insert(id, transport);
@@ -344,34 +514,46 @@ impl Engine {
         if params.clock_rate == 0 || params.payload_type > 127 {
             return Err(ApiError::InvalidParams("bad clock rate or payload type".into()));
         }
+        if params.layers.len() > MAX_LAYERS {
+            return Err(ApiError::InvalidParams(format!("at most {MAX_LAYERS} simulcast layers")));
+        }
+        if params.layers.iter().any(|l| l.rid.is_none() && l.ssrc.is_none()) {
+            return Err(ApiError::InvalidParams("a simulcast layer needs a rid or an ssrc".into()));
+        }
+        if !params.layers.is_empty() && params.layers.iter().any(|l| l.rid.is_some()) && params.mid.is_none() {
+            return Err(ApiError::InvalidParams("rid-based simulcast needs a mid".into()));
+        }
+        let cache_packets = self.cfg.rtx_cache_packets;
+        let layers: Vec<Layer> = if params.layers.is_empty() {
+            vec![Layer::new(params.rid.clone(), params.ssrc, params.rtx_ssrc, cache_packets)]
+        } else {
+            params.layers.iter().map(|l| Layer::new(l.rid.clone(), l.ssrc, l.rtx_ssrc, cache_packets)).collect()
+        };
         let id = ProducerId(self.next_id());
         let t = self.transports.get_mut(&transport).ok_or(ApiError::UnknownTransport(transport))?;
-        for (ssrc, rtx) in [(params.ssrc, false), (params.rtx_ssrc, true)] {
-            if let Some(ssrc) = ssrc {
-                if t.ssrcs.contains_key(&ssrc) {
-                    return Err(ApiError::InvalidParams(format!("ssrc {ssrc} already produced on this transport")));
+        let mut refs = Vec::new();
+        for (i, l) in layers.iter().enumerate() {
+            for (ssrc, rtx) in [(l.ssrc, false), (l.rtx_ssrc, true)] {
+                if let Some(ssrc) = ssrc {
+                    if t.ssrcs.contains_key(&ssrc) || refs.iter().any(|&(s, _)| s == ssrc) {
+                        return Err(ApiError::InvalidParams(format!("ssrc {ssrc} already produced on this transport")));
+                    }
+                    refs.push((ssrc, StreamRef { producer: id, layer: i as u8, rtx }));
                 }
-                t.ssrcs.insert(ssrc, (id, rtx));
             }
         }
+        t.ssrcs.extend(refs);
         merge_ext(&mut t.in_ext, &params.extensions);
         t.producers.push(id);
         let producer = Producer {
             id,
             transport,
-            ssrc: params.ssrc,
-            rtx_ssrc: params.rtx_ssrc,
+            needed: vec![true; layers.len()],
+            layers,
             consumers: Vec::new(),
-            cache: RetransmissionCache::with_config(RtxCacheConfig {
-                capacity: self.cfg.rtx_cache_packets,
-                ..RtxCacheConfig::default()
-            }),
-            nack: NackGenerator::new(),
-            recv: ReceiveStats::new(),
             stats: StreamStats::default(),
-            last_pli: None,
             got_first_packet: false,
-            last_sr: None,
+            audio_level: AudioLevelMeter::default(),
             params,
         };
         debug!(%transport, producer = %id, kind = ?producer.params.kind, "producer created");
@@ -404,8 +586,21 @@ impl Engine {
             rtx_payload_type: params.rtx_payload_type,
             mid: params.mid.clone(),
             paused: params.paused,
+            layers: {
+                let preferred = Some(params.preferred_layer.unwrap_or(MAX_LAYERS as u8 - 1));
+                // Until the first allocation (within a tick) the consumer aims for what it asked.
+                let target = preferred.map(|l| l.min(producer.layers.len() as u8 - 1));
+                LayerState { preferred, target, current: None }
+            },
+            switch_started: None,
+            blocked_until: [None; MAX_LAYERS],
+            degraded: false,
+            reported: None,
+            switches: 0,
             sync: None,
+            history: [None; 4],
             last_out: None,
+            last_vp8: None,
             rtx_seq: random_u32() as u16,
             resend: ResendThrottle::new(512),
             packets: 0,
@@ -448,9 +643,62 @@ impl Engine {
         if c.paused && !paused {
             // Resume on a fresh keyframe with numbering that continues where it stopped.
             c.sync = None;
+            c.layers.current = None;
         }
         c.paused = paused;
         Ok(())
+    }
+
+    /// The highest layer a video consumer's subscriber wants (0 lowest). The allocation may
+    /// grant less; a value above the producer's top layer means the top.
+    pub fn set_preferred_layer(&mut self, id: ConsumerId, layer: u8) -> Result<(), ApiError> {
+        let c = self.consumers.get_mut(&id).ok_or(ApiError::UnknownConsumer(id))?;
+        let layer = layer.min(MAX_LAYERS as u8 - 1);
+        if c.layers.preferred != Some(layer) {
+            debug!(consumer = %id, layer, "preferred layer");
+            c.layers.preferred = Some(layer);
+            // Reallocate at the next tick rather than wait for the interval.
+            if let Some(t) = self.transports.get_mut(&c.transport) {
+                t.downlink.next_allocation = self.next_tick;
+            }
+        }
+        Ok(())
+    }
+
+    /// A producer's priority in its subscribers' bandwidth allocation (higher first).
+    pub fn set_producer_priority(&mut self, id: ProducerId, priority: u8) -> Result<(), ApiError> {
+        let p = self.producers.get_mut(&id).ok_or(ApiError::UnknownProducer(id))?;
+        p.params.priority = priority;
+        Ok(())
+    }
+
+    /// Caps what a subscriber transport is sent, in bits per second (`None`: no cap).
+    pub fn set_transport_max_bitrate(&mut self, id: TransportId, max_bps: Option<u64>) -> Result<(), ApiError> {
+        let t = self.transports.get_mut(&id).ok_or(ApiError::UnknownTransport(id))?;
+        if max_bps == Some(0) {
+            return Err(ApiError::InvalidParams("max_bitrate_bps must be positive".into()));
+        }
+        t.downlink.max_bitrate_bps = max_bps;
+        t.downlink.next_allocation = self.next_tick;
+        Ok(())
+    }
+
+    /// A consumer's layers and its transport's bandwidth estimate.
+    pub fn consumer_layers(&self, id: ConsumerId) -> Result<ConsumerLayers, ApiError> {
+        let c = self.consumers.get(&id).ok_or(ApiError::UnknownConsumer(id))?;
+        let estimate_bps = self
+            .transports
+            .get(&c.transport)
+            .filter(|t| t.downlink.has_feedback)
+            .map(|t| t.downlink.bwe.estimate_bps());
+        Ok(ConsumerLayers {
+            preferred: c.layers.preferred,
+            target: c.layers.target,
+            current: c.layers.current,
+            degraded: c.degraded,
+            estimate_bps,
+            switches: c.switches,
+        })
     }
 
     pub fn close_consumer(&mut self, id: ConsumerId) -> Result<(), ApiError> {
@@ -468,7 +716,7 @@ impl Engine {
         let p = self.producers.remove(&id).ok_or(ApiError::UnknownProducer(id))?;
         if let Some(t) = self.transports.get_mut(&p.transport) {
             t.producers.retain(|&x| x != id);
-            t.ssrcs.retain(|_, (pid, _)| *pid != id);
+            t.ssrcs.retain(|_, r| r.producer != id);
         }
         for c in p.consumers {
             if let Some(consumer) = self.consumers.remove(&c) {
@@ -803,25 +1051,31 @@ impl Engine {
         {
             t.twcc_in.record(seq, now);
         }
-        let (pid, is_rtx) = match t.ssrcs.get(&header.ssrc) {
+        let stream = match t.ssrcs.get(&header.ssrc) {
             Some(&v) => v,
             None => match bind_ssrc_by_mid(t, &self.producers, buf, &header) {
-                Some(v) => v,
-                None => {
+                Ok(v) => v,
+                Err(Unbound::UnknownRid) => {
+                    self.counters.rtp_unknown_rid += 1;
+                    return;
+                }
+                Err(Unbound::Unknown) => {
                     self.counters.rtp_unknown_ssrc += 1;
                     return;
                 }
             },
         };
-        let Some(p) = self.producers.get_mut(&pid) else { return };
-        if is_rtx {
-            if p.rtx_ssrc.is_none() {
-                p.rtx_ssrc = Some(header.ssrc);
+        let audio_level_id = t.in_ext.audio_level;
+        let Some(p) = self.producers.get_mut(&stream.producer) else { return };
+        let Some(layer) = p.layers.get_mut(usize::from(stream.layer)) else { return };
+        if stream.rtx {
+            if layer.rtx_ssrc.is_none() {
+                layer.rtx_ssrc = Some(header.ssrc);
             }
             // RTX padding-only probes carry no original packet.
             let payload = &buf[header.header_len..header.header_len + header.payload_len];
             let Some(osn) = rtp::rtx_original_sequence(payload) else { return };
-            let Some(media_ssrc) = p.ssrc else { return };
+            let Some(media_ssrc) = layer.ssrc else { return };
             // Turn the RTX packet back into the original in place: drop the OSN, restore
             // sequence number, SSRC and payload type.
             let start = header.header_len;
@@ -836,17 +1090,23 @@ impl Engine {
             buf[0] &= !0x20;
             let Ok(h) = rtp::parse(&buf[..new_len]) else { return };
             header = h;
-            self.forward_media(now, pid, &mut buf[..new_len], header, out);
+            self.forward_media(now, stream.producer, stream.layer, &mut buf[..new_len], header, out);
         } else {
-            if p.ssrc.is_none() {
-                p.ssrc = Some(header.ssrc);
+            if layer.ssrc.is_none() {
+                layer.ssrc = Some(header.ssrc);
             }
             if header.payload_type != p.params.payload_type {
                 // Another codec's packets on a mid we only know one payload type of.
                 self.counters.rtp_unknown_ssrc += 1;
                 return;
             }
-            self.forward_media(now, pid, buf, header, out);
+            if p.params.kind == MediaKind::Audio
+                && let Some(id) = audio_level_id
+                && let Some(&level) = header.find_extension(buf, id).and_then(|v| v.first())
+            {
+                p.audio_level.on_level(now, level);
+            }
+            self.forward_media(now, stream.producer, stream.layer, buf, header, out);
         }
     }
 
@@ -854,6 +1114,7 @@ impl Engine {
         &mut self,
         now: Instant,
         pid: ProducerId,
+        layer_index: u8,
         buf: &mut [u8],
         header: rtp::RtpHeader,
         out: &mut dyn Transmit,
@@ -861,21 +1122,30 @@ impl Engine {
         let Some(p) = self.producers.get_mut(&pid) else { return };
         let payload_end = header.header_len + header.payload_len;
         let payload = &buf[header.header_len..payload_end];
-        let keyframe = p.params.kind == MediaKind::Video && codec::is_keyframe(p.params.codec, payload);
+        let codec = p.params.codec;
+        let keyframe = p.params.kind == MediaKind::Video && codec::is_keyframe(codec, payload);
+        let vp8 = if codec == Codec::Vp8 { Vp8Descriptor::parse(payload).ok() } else { None };
         if !p.got_first_packet {
             p.got_first_packet = true;
             self.events.push_back(Event::ProducerFirstPacket { producer: pid, ssrc: header.ssrc });
         }
-        if keyframe && header_starts_frame(p.params.codec, payload) {
+        let Some(layer) = p.layers.get_mut(usize::from(layer_index)) else { return };
+        if keyframe && header_starts_frame(codec, payload) {
             p.stats.keyframes += 1;
+            if let Some(d) = &vp8
+                && let Some(size) = payload.get(d.header_len..).and_then(simulcast::vp8_keyframe_size)
+            {
+                layer.size = Some(size);
+            }
             self.events.push_back(Event::KeyframeSeen { producer: pid });
         }
         p.stats.packets += 1;
         p.stats.bytes += buf.len() as u64;
-        p.recv.update(header.sequence_number, header.timestamp, now, p.params.clock_rate);
-        p.nack.on_packet(header.sequence_number, now, keyframe);
+        layer.recv.update(header.sequence_number, header.timestamp, now, p.params.clock_rate);
+        layer.nack.on_packet(header.sequence_number, now, keyframe);
+        layer.rate.on_packet(now, buf.len());
         // A packet the cache refuses (too large, or far out of order) just cannot be resent.
-        let _ = p.cache.insert(header.sequence_number, now, &buf[..payload_end]);
+        let _ = layer.cache.insert(header.sequence_number, now, &buf[..payload_end]);
         if p.params.paused {
             return;
         }
@@ -883,22 +1153,42 @@ impl Engine {
         let in_audio_level = self.transports.get(&producer_transport).and_then(|t| t.in_ext.audio_level);
         // Split borrows: the producer's consumer list is read while consumers and their
         // transports are mutated.
-        let Engine { producers, consumers, transports, counters, .. } = self;
+        let Engine { producers, consumers, transports, counters, events, .. } = self;
         let Some(p) = producers.get(&pid) else { return };
         for cid in &p.consumers {
             let Some(c) = consumers.get_mut(cid) else { continue };
             if c.paused {
                 continue;
             }
-            let sync = match c.sync {
-                Some(s) => s,
-                None => {
-                    if c.kind == MediaKind::Video && !keyframe {
-                        continue;
+            let sync = if c.kind == MediaKind::Video {
+                match simulcast::decide(&c.layers, layer_index, keyframe) {
+                    LayerDecision::Drop => continue,
+                    LayerDecision::Forward => match c.sync {
+                        Some(s) if s.layer == layer_index => s,
+                        _ => continue,
+                    },
+                    LayerDecision::Switch { from, to } => {
+                        let s = start_sync(c, layer_index, header.sequence_number, header.timestamp, now, vp8.as_ref());
+                        c.set_sync(s);
+                        c.layers.current = Some(to);
+                        c.switch_started = None;
+                        if from.is_some() {
+                            c.switches += 1;
+                            counters.layer_switches += 1;
+                        }
+                        debug!(consumer = %c.id, ?from, to, "layer switch");
+                        events.extend(c.layers_event());
+                        s
                     }
-                    let s = start_sync(c, header.sequence_number, header.timestamp, now);
-                    c.sync = Some(s);
-                    s
+                }
+            } else {
+                match c.sync {
+                    Some(s) => s,
+                    None => {
+                        let s = start_sync(c, layer_index, header.sequence_number, header.timestamp, now, None);
+                        c.set_sync(s);
+                        s
+                    }
                 }
             };
             // Older than where this consumer started: the subscriber never had it.
@@ -916,8 +1206,10 @@ impl Engine {
             let Some(t) = transports.get_mut(&c.transport) else { continue };
             let out_seq = header.sequence_number.wrapping_add(sync.seq_offset);
             let out_ts = header.timestamp.wrapping_add(sync.ts_offset);
-            if let Some(len) = write_forward(now, t, c, buf, &header, out_seq, out_ts, None, in_audio_level, out) {
-                c.last_out = Some((out_seq, out_ts, now));
+            let vp8_out = vp8.as_ref().map(|d| (d, sync.vp8_out(d)));
+            let forward = Forward { seq: out_seq, ts: out_ts, rtx: None, vp8: vp8_out };
+            if let Some(len) = write_forward(now, t, c, buf, &header, &forward, in_audio_level, out) {
+                c.note_sent(out_seq, out_ts, now, forward.vp8.map(|(_, v)| v));
                 c.packets += 1;
                 c.bytes += len as u64;
                 c.stats.packets += 1;
@@ -937,9 +1229,13 @@ impl Engine {
         resends.clear();
         {
             let Engine { transports, consumers, producers, counters, .. } = &mut *self;
-            let Some(t) = transports.get(&tid) else { return };
+            let Some(t) = transports.get_mut(&tid) else { return };
+            let Transport { consumers: own_consumers, ssrcs, downlink, .. } = t;
             let consumer_by_ssrc =
-                |ssrc: u32| t.consumers.iter().filter_map(|c| consumers.get(c)).find(|c| c.ssrc == ssrc);
+                |ssrc: u32| own_consumers.iter().filter_map(|c| consumers.get(c)).find(|c| c.ssrc == ssrc);
+            // The layer a subscriber's keyframe request is about: the one it is switching to,
+            // or the one it gets.
+            let keyframe_of = |c: &Consumer| (c.producer, c.layers.target.or(c.layers.current).unwrap_or(0));
             for packet in rtcp::packets(buf) {
                 let Ok(packet) = packet else {
                     counters.rtcp_malformed += 1;
@@ -947,37 +1243,61 @@ impl Engine {
                 };
                 match packet {
                     rtcp::RtcpPacket::SenderReport { ssrc, ntp_time, rtp_time, .. } => {
-                        if let Some(&(pid, false)) = t.ssrcs.get(&ssrc)
-                            && let Some(p) = producers.get_mut(&pid)
+                        if let Some(&StreamRef { producer, layer, rtx: false }) = ssrcs.get(&ssrc)
+                            && let Some(l) =
+                                producers.get_mut(&producer).and_then(|p| p.layers.get_mut(usize::from(layer)))
                         {
-                            p.recv.on_sender_report(ntp_time, now);
-                            p.last_sr = Some((ntp_time, rtp_time, now));
+                            l.recv.on_sender_report(ntp_time, now);
+                            l.last_sr = Some((ntp_time, rtp_time, now));
                         }
                     }
                     rtcp::RtcpPacket::Pli { media_ssrc, .. } => {
                         counters.plis_received += 1;
-                        keyframes.extend(consumer_by_ssrc(media_ssrc).map(|c| c.producer));
+                        match consumer_by_ssrc(media_ssrc) {
+                            Some(c) => keyframes.push(keyframe_of(c)),
+                            None => counters.feedback_unknown_ssrc += 1,
+                        }
                     }
                     rtcp::RtcpPacket::Fir { entries, .. } => {
                         for (ssrc, _) in entries.take(16) {
                             counters.plis_received += 1;
-                            keyframes.extend(consumer_by_ssrc(ssrc).map(|c| c.producer));
+                            match consumer_by_ssrc(ssrc) {
+                                Some(c) => keyframes.push(keyframe_of(c)),
+                                None => counters.feedback_unknown_ssrc += 1,
+                            }
                         }
                     }
                     rtcp::RtcpPacket::Nack { media_ssrc, lost, .. } => {
-                        let Some(c) = consumer_by_ssrc(media_ssrc) else { continue };
+                        let Some(c) = consumer_by_ssrc(media_ssrc) else {
+                            counters.feedback_unknown_ssrc += 1;
+                            continue;
+                        };
                         // Bounded: one compound cannot make us resend more than this.
                         for seq in lost.take(512) {
                             counters.nacks_received += 1;
                             resends.push((c.id, seq));
                         }
                     }
+                    rtcp::RtcpPacket::TransportCc(fb) => {
+                        counters.twcc_feedback_received += 1;
+                        let before = downlink.bwe.stats().unknown_seqs;
+                        downlink.bwe.handle_twcc_feedback(now, &fb);
+                        if downlink.bwe.stats().unknown_seqs != before {
+                            counters.twcc_feedback_unknown += 1;
+                        }
+                        downlink.has_feedback = true;
+                    }
+                    rtcp::RtcpPacket::Remb { bitrate_bps, .. } => {
+                        counters.remb_received += 1;
+                        downlink.bwe.handle_remb(now, bitrate_bps);
+                        downlink.has_feedback = true;
+                    }
                     _ => {}
                 }
             }
         }
-        for &pid in &keyframes {
-            self.request_keyframe(now, pid, out);
+        for &(pid, layer) in &keyframes {
+            self.request_keyframe(now, pid, layer, out);
         }
         for &(cid, seq) in &resends {
             self.retransmit(now, cid, seq, out);
@@ -986,28 +1306,41 @@ impl Engine {
         self.rtcp_resends = resends;
     }
 
-    /// Answers a subscriber's NACK for `out_seq` from the producer's cache.
+    /// Answers a subscriber's NACK for `out_seq` from the cache of the layer it came from.
     fn retransmit(&mut self, now: Instant, cid: ConsumerId, out_seq: u16, out: &mut dyn Transmit) {
-        let rtt = self.cfg.default_rtt;
+        let default_rtt = self.cfg.default_rtt;
         let Engine { producers, consumers, transports, counters, .. } = self;
         let Some(c) = consumers.get_mut(&cid) else { return };
-        let Some(sync) = c.sync else { return };
+        let Some(sync) = c.sync_for(out_seq) else { return };
         let Some(p) = producers.get_mut(&c.producer) else { return };
+        let Some(layer) = p.layers.get(usize::from(sync.layer)) else { return };
         let in_audio_level = transports.get(&p.transport).and_then(|t| t.in_ext.audio_level);
         let in_seq = out_seq.wrapping_sub(sync.seq_offset);
-        if !c.resend.allow(out_seq, now, rtt) {
+        let Some(t) = transports.get_mut(&c.transport) else { return };
+        if !c.resend.allow(out_seq, now, t.downlink.rtt.unwrap_or(default_rtt)) {
             return;
         }
-        let Some(original) = p.cache.get(in_seq, now) else { return };
+        let Some(original) = layer.cache.get(in_seq, now) else { return };
         let Ok(header) = rtp::parse(original) else { return };
-        let Some(t) = transports.get_mut(&c.transport) else { return };
+        if !t.downlink.take_rtx_budget(now, original.len() + 40) {
+            counters.retransmits_over_budget += 1;
+            return;
+        }
         let out_ts = header.timestamp.wrapping_add(sync.ts_offset);
         let rtx = c.rtx_payload_type.zip(c.rtx_ssrc).map(|(pt, ssrc)| {
             let seq = c.rtx_seq;
             c.rtx_seq = c.rtx_seq.wrapping_add(1);
             (pt, ssrc, seq)
         });
-        if write_forward(now, t, c, original, &header, out_seq, out_ts, rtx, in_audio_level, out).is_some() {
+        let vp8 = match p.params.codec {
+            Codec::Vp8 => {
+                Vp8Descriptor::parse(&original[header.header_len..header.header_len + header.payload_len]).ok()
+            }
+            _ => None,
+        };
+        let vp8_out = vp8.as_ref().map(|d| (d, sync.vp8_out(d)));
+        let forward = Forward { seq: out_seq, ts: out_ts, rtx, vp8: vp8_out };
+        if write_forward(now, t, c, original, &header, &forward, in_audio_level, out).is_some() {
             c.stats.retransmitted += 1;
             c.stats.nacks += 1;
             counters.retransmitted += 1;
@@ -1015,20 +1348,21 @@ impl Engine {
         }
     }
 
-    /// Asks a producer for a keyframe, at most once per throttle window.
-    fn request_keyframe(&mut self, now: Instant, pid: ProducerId, out: &mut dyn Transmit) {
+    /// Asks a producer for a keyframe of one layer, at most once per throttle window.
+    fn request_keyframe(&mut self, now: Instant, pid: ProducerId, layer: u8, out: &mut dyn Transmit) {
         let Some(p) = self.producers.get_mut(&pid) else { return };
-        if p.last_pli.is_some_and(|t| now.saturating_duration_since(t) < self.cfg.pli_throttle) {
+        let Some(l) = p.layers.get_mut(usize::from(layer)) else { return };
+        if l.last_pli.is_some_and(|t| now.saturating_duration_since(t) < self.cfg.pli_throttle) {
             self.counters.plis_throttled += 1;
             return;
         }
-        let Some(media_ssrc) = p.ssrc else { return };
+        let Some(media_ssrc) = l.ssrc else { return };
         let Some(t) = self.transports.get_mut(&p.transport) else { return };
         let n = rtcp::write_pli(&mut self.rtcp_scratch, t.rtcp_ssrc, media_ssrc);
         if let Ok(n) = n
             && send_rtcp(t, &self.rtcp_scratch[..n], out)
         {
-            p.last_pli = Some(now);
+            l.last_pli = Some(now);
             p.stats.plis += 1;
             self.counters.plis_sent += 1;
             self.counters.datagrams_out += 1;
@@ -1045,7 +1379,8 @@ impl Engine {
         }
     }
 
-    /// Runs timers: ICE consent, DTLS retransmission, NACKs, TWCC feedback, RTCP reports.
+    /// Runs timers: ICE consent, DTLS retransmission, NACKs, TWCC feedback, RTCP reports,
+    /// bandwidth allocation and probing, audio levels.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut dyn Transmit) {
         if !self.sctp_dirty.is_empty() {
             for id in std::mem::take(&mut self.sctp_dirty) {
@@ -1058,19 +1393,37 @@ impl Engine {
         }
         self.next_tick = now + TICK;
         let ids: Vec<TransportId> = self.transports.keys().copied().collect();
-        for id in ids {
+        for &id in &ids {
             self.transport_timers(now, id, out);
         }
-        // Keyframe requests for consumers still waiting to start, and NACKs toward producers.
+        for &id in &ids {
+            self.allocate_downlink(now, id);
+        }
+        // Keyframe requests for consumers waiting to start or switch, and NACKs toward
+        // producers.
         let pids: Vec<ProducerId> = self.producers.keys().copied().collect();
         for pid in pids {
             self.producer_timers(now, pid, out);
+        }
+        if now >= self.next_audio_levels {
+            self.next_audio_levels = now + AUDIO_LEVEL_INTERVAL;
+            let mut levels: Vec<AudioLevel> = self
+                .producers
+                .values()
+                .filter(|p| p.params.kind == MediaKind::Audio && !p.params.paused)
+                .filter_map(|p| p.audio_level.level(now).map(|level| AudioLevel { producer: p.id, level }))
+                .collect();
+            if !levels.is_empty() || self.audio_levels_nonempty {
+                levels.sort_by(|a, b| b.level.cmp(&a.level).then(a.producer.0.cmp(&b.producer.0)));
+                self.audio_levels_nonempty = !levels.is_empty();
+                self.events.push_back(Event::AudioLevels { levels });
+            }
         }
         if !self.cfg.stats_interval.is_zero() && now >= self.next_stats {
             self.next_stats = now + self.cfg.stats_interval;
             for p in self.producers.values() {
                 let mut stats = p.stats.clone();
-                stats.packets_lost = p.recv.cumulative_lost() as i64;
+                stats.packets_lost = p.layers.iter().map(|l| i64::from(l.recv.cumulative_lost())).sum();
                 self.events.push_back(Event::Stats { producer: Some(p.id), consumer: None, stats });
             }
             for c in self.consumers.values() {
@@ -1108,7 +1461,12 @@ impl Engine {
         }
         let Some(t) = self.transports.get_mut(&id) else { return };
         // Transport-wide congestion control feedback, so the publisher's browser ramps up.
-        let media_ssrc = t.producers.first().and_then(|p| self.producers.get(p)).and_then(|p| p.ssrc).unwrap_or(0);
+        let media_ssrc = t
+            .producers
+            .first()
+            .and_then(|p| self.producers.get(p))
+            .and_then(|p| p.layers.iter().find_map(|l| l.ssrc))
+            .unwrap_or(0);
         while let Some(n) = t.twcc_in.poll_feedback(now, t.rtcp_ssrc, media_ssrc, &mut self.rtcp_scratch) {
             if send_rtcp(t, &self.rtcp_scratch[..n], out) {
                 self.counters.datagrams_out += 1;
@@ -1123,32 +1481,237 @@ impl Engine {
                 self.counters.datagrams_out += 1;
             }
         }
+        self.send_probes(now, id, out);
+    }
+
+    /// Sends the padding the transport's estimator asks for, to learn whether the subscriber's
+    /// link carries more than it is sent now. Padding goes on a video consumer's RTX stream
+    /// (receivers discard it after counting it in their feedback); without one there is no
+    /// way to probe.
+    fn send_probes(&mut self, now: Instant, id: TransportId, out: &mut dyn Transmit) {
+        let Engine { transports, consumers, counters, .. } = self;
+        let Some(t) = transports.get_mut(&id) else { return };
+        if !t.downlink.has_feedback || t.out_ext.transport_cc.is_none() {
+            return;
+        }
+        let mut bytes = t.downlink.bwe.poll_probe_bytes(now);
+        if bytes == 0 {
+            return;
+        }
+        let prober = t.consumers.iter().copied().find(|c| {
+            consumers.get(c).is_some_and(|c| {
+                c.kind == MediaKind::Video
+                    && c.rtx_ssrc.is_some()
+                    && c.rtx_payload_type.is_some()
+                    && c.last_out.is_some()
+            })
+        });
+        let Some(c) = prober.and_then(|c| consumers.get_mut(&c)) else { return };
+        // Bounded per tick, whatever the estimator asks: 40 packets are 80 Mbit/s at 10 ms.
+        for _ in 0..40 {
+            if bytes == 0 {
+                break;
+            }
+            let Some(len) = write_padding(now, t, c, out) else { break };
+            counters.probe_packets += 1;
+            counters.datagrams_out += 1;
+            bytes = bytes.saturating_sub(len);
+        }
+    }
+
+    /// Shares one subscriber transport's estimate among its video consumers (every
+    /// [`ALLOCATION_INTERVAL`]), gives up switches whose keyframe never came, and reports
+    /// changed layers.
+    fn allocate_downlink(&mut self, now: Instant, id: TransportId) {
+        let Engine { transports, consumers, producers, counters, events, .. } = self;
+        let Some(t) = transports.get_mut(&id) else { return };
+        if now < t.downlink.next_allocation || t.consumers.is_empty() {
+            return;
+        }
+        t.downlink.next_allocation = now + ALLOCATION_INTERVAL;
+        let mut demands = Vec::new();
+        let mut audio_bps = 0u64;
+        for cid in &t.consumers {
+            let Some(c) = consumers.get_mut(cid) else { continue };
+            let Some(p) = producers.get_mut(&c.producer) else { continue };
+            if c.kind == MediaKind::Audio {
+                if !c.paused {
+                    audio_bps += p.layers.iter_mut().filter_map(|l| l.rate.rate_bps(now)).sum::<u64>();
+                }
+                continue;
+            }
+            if let Some(target) = c.layers.target
+                && c.layers.current != Some(target)
+            {
+                let started = *c.switch_started.get_or_insert(now);
+                if now.saturating_duration_since(started) > SWITCH_TIMEOUT {
+                    debug!(consumer = %c.id, target, current = ?c.layers.current, "no keyframe came: switch given up");
+                    counters.layer_switch_timeouts += 1;
+                    c.blocked_until[usize::from(target)] = Some(now + LAYER_RETRY_AFTER);
+                    c.layers.target = c.layers.current;
+                    c.switch_started = None;
+                }
+            } else {
+                c.switch_started = None;
+            }
+            let mut layer_bps = [None; MAX_LAYERS];
+            for (i, l) in p.layers.iter_mut().enumerate() {
+                let blocked = c.blocked_until[i].is_some_and(|until| now < until);
+                layer_bps[i] = if blocked || p.params.paused { None } else { l.rate.rate_bps(now) };
+            }
+            if layer_bps.iter().all(Option::is_none) {
+                // Nothing flows yet (or the publisher paused): nothing to share out, and the
+                // consumer keeps its target so the first keyframe starts it.
+                continue;
+            }
+            let top = p.layers.len() as u8 - 1;
+            let max_layer = if c.paused { None } else { c.layers.preferred.map(|l| l.min(top)) };
+            demands.push(LayerDemand { key: cid.0, priority: p.params.priority, layer_bps, max_layer });
+        }
+        let downlink = &mut t.downlink;
+        downlink.rtt = downlink.bwe.stats().rtt;
+        let wanted = crate::allocation::desired_bps(&demands) + audio_bps;
+        // A quarter more than what is wanted, so a probe finds room for the next layer's
+        // upgrade margin and the overhead below.
+        downlink.bwe.set_desired_bps(now, wanted + wanted / 4);
+        // The estimate counts what is on the wire; layer rates are RTP packets as received.
+        // About 5 % goes to SRTP, UDP and IP headers and retransmissions.
+        let estimate = if downlink.measured() { downlink.bwe.estimate_bps() / 20 * 19 } else { u64::MAX };
+        let mut budget = estimate.min(downlink.max_bitrate_bps.unwrap_or(u64::MAX)).saturating_sub(audio_bps);
+        // After heavy loss the estimate undershoots for a while. The most important video is
+        // paused only when the link cannot carry three quarters of its lowest layer.
+        if let Some(lowest) = demands
+            .iter()
+            .filter(|d| d.max_layer.is_some())
+            .max_by_key(|d| d.priority)
+            .and_then(|d| d.layer_bps.iter().flatten().next().copied())
+            && budget >= lowest / 4 * 3
+        {
+            budget = budget.max(lowest);
+        }
+        for a in downlink.allocator.allocate(now, budget, &demands) {
+            let Some(c) = consumers.get_mut(&ConsumerId(a.key)) else { continue };
+            if c.layers.target != a.target {
+                trace!(consumer = %c.id, from = ?c.layers.target, to = ?a.target, budget, "allocation");
+                c.layers.target = a.target;
+                c.switch_started = None;
+                if a.target.is_none() {
+                    // Paused by the allocation: resume later on a keyframe, numbering continued.
+                    c.layers.current = None;
+                    c.sync = None;
+                }
+            }
+            c.degraded = a.degraded;
+            events.extend(c.layers_event());
+        }
     }
 
     fn producer_timers(&mut self, now: Instant, pid: ProducerId, out: &mut dyn Transmit) {
         let rtt = self.cfg.default_rtt;
         let Some(p) = self.producers.get_mut(&pid) else { return };
-        let Some(media_ssrc) = p.ssrc else { return };
-        self.nack_scratch.clear();
-        if let Some(seqs) = p.nack.poll_nacks(now, rtt) {
-            self.nack_scratch.extend_from_slice(seqs);
+        let mut keyframes = [false; MAX_LAYERS];
+        for (i, layer) in p.layers.iter_mut().enumerate() {
+            let Some(media_ssrc) = layer.ssrc else { continue };
+            self.nack_scratch.clear();
+            if let Some(seqs) = layer.nack.poll_nacks(now, rtt) {
+                self.nack_scratch.extend_from_slice(seqs);
+            }
+            keyframes[i] = layer.nack.needs_keyframe();
+            if !self.nack_scratch.is_empty()
+                && let Some(t) = self.transports.get_mut(&p.transport)
+                && let Ok(n) = rtcp::write_nack(&mut self.rtcp_scratch, t.rtcp_ssrc, media_ssrc, &self.nack_scratch)
+                && send_rtcp(t, &self.rtcp_scratch[..n], out)
+            {
+                p.stats.nacks += self.nack_scratch.len() as u64;
+                self.counters.nacks_sent += 1;
+                self.counters.datagrams_out += 1;
+            }
         }
-        let wants_keyframe = p.nack.needs_keyframe()
-            || p.consumers.iter().any(|c| {
-                self.consumers.get(c).is_some_and(|c| c.sync.is_none() && !c.paused && c.kind == MediaKind::Video)
-            });
-        if !self.nack_scratch.is_empty()
-            && let Some(t) = self.transports.get_mut(&p.transport)
-            && let Ok(n) = rtcp::write_nack(&mut self.rtcp_scratch, t.rtcp_ssrc, media_ssrc, &self.nack_scratch)
-            && send_rtcp(t, &self.rtcp_scratch[..n], out)
-        {
-            p.stats.nacks += self.nack_scratch.len() as u64;
-            self.counters.nacks_sent += 1;
-            self.counters.datagrams_out += 1;
+        // A consumer waiting to start or to switch needs a keyframe of its target layer.
+        let mut needed = vec![false; p.layers.len()];
+        for c in p.consumers.iter().filter_map(|c| self.consumers.get(c)) {
+            if c.kind != MediaKind::Video || c.paused {
+                continue;
+            }
+            if let Some(target) = c.layers.target
+                && c.layers.current != Some(target)
+                && let Some(k) = keyframes.get_mut(usize::from(target))
+            {
+                *k = true;
+            }
+            // Every layer up to the preferred one may be forwarded as bandwidth changes.
+            if let Some(pref) = c.layers.preferred {
+                for n in needed.iter_mut().take(usize::from(pref) + 1) {
+                    *n = true;
+                }
+            }
         }
-        if wants_keyframe && p.params.kind == MediaKind::Video && p.got_first_packet {
-            self.request_keyframe(now, pid, out);
+        if p.layers.len() > 1 && needed != p.needed {
+            debug!(producer = %pid, ?needed, "layers needed");
+            p.needed = needed.clone();
+            self.events.push_back(Event::LayersNeeded { producer: pid, needed });
         }
+        if p.params.kind == MediaKind::Video && p.got_first_packet {
+            for (i, k) in keyframes.into_iter().enumerate() {
+                if k {
+                    self.request_keyframe(now, pid, i as u8, out);
+                }
+            }
+        }
+    }
+}
+
+impl Consumer {
+    /// Starts forwarding with this numbering (at the start, on resume, or at a switch).
+    fn set_sync(&mut self, s: SeqSync) {
+        self.sync = Some(s);
+        let first_out = s.start_seq.wrapping_add(s.seq_offset);
+        self.history.rotate_right(1);
+        self.history[0] = Some((first_out, s));
+    }
+
+    /// The numbering an outgoing sequence number was sent with (for NACKs after a switch).
+    fn sync_for(&self, out_seq: u16) -> Option<SeqSync> {
+        self.history.iter().flatten().find(|(first, _)| out_seq.wrapping_sub(*first) as i16 >= 0).map(|&(_, s)| s)
+    }
+
+    /// Remembers the newest packet sent; a late (reordered) one does not move it back.
+    fn note_sent(&mut self, seq: u16, ts: u32, now: Instant, vp8: Option<(u16, u8)>) {
+        let newer = self.last_out.is_none_or(|(last, _, _)| seq.wrapping_sub(last) as i16 > 0);
+        if newer {
+            self.last_out = Some((seq, ts, now));
+            if vp8.is_some() {
+                self.last_vp8 = vp8;
+            }
+        }
+    }
+
+    /// An [`Event::ConsumerLayersChanged`] when the layers changed since the last report.
+    fn layers_event(&mut self) -> Option<Event> {
+        if self.kind != MediaKind::Video {
+            return None;
+        }
+        let now = (self.layers, self.degraded);
+        if self.reported == Some(now) {
+            return None;
+        }
+        self.reported = Some(now);
+        Some(Event::ConsumerLayersChanged {
+            consumer: self.id,
+            preferred: self.layers.preferred,
+            target: self.layers.target,
+            current: self.layers.current,
+            degraded: self.degraded,
+        })
+    }
+}
+
+impl SeqSync {
+    /// The VP8 picture id and TL0PICIDX to send for a packet with this descriptor.
+    fn vp8_out(&self, d: &Vp8Descriptor) -> (u16, u8) {
+        let pid = d.picture_id.unwrap_or(0).wrapping_add(self.pid_offset) & 0x7fff;
+        let tl0 = d.tl0_pic_idx.unwrap_or(0).wrapping_add(self.tl0_offset);
+        (pid, tl0)
     }
 }
 
@@ -1176,14 +1739,23 @@ fn merge_ext(into: &mut ExtensionIds, from: &ExtensionIds) {
     take!(mid, rid, repaired_rid, abs_send_time, transport_cc, audio_level, video_orientation);
 }
 
-/// Binds an unknown SSRC to the producer whose mid (and rid) its header extensions name.
+/// Why an unknown SSRC could not be bound to a producer.
+enum Unbound {
+    /// No producer's mid, or no extensions to tell.
+    Unknown,
+    /// The mid names a producer, but none of its layers has this rid.
+    UnknownRid,
+}
+
+/// Binds an unknown SSRC to the producer whose mid its header extensions name, and to the
+/// layer its rid (or, for RTX, repaired rid) names.
 fn bind_ssrc_by_mid(
     t: &mut Transport,
     producers: &FastMap<ProducerId, Producer>,
     buf: &[u8],
     header: &rtp::RtpHeader,
-) -> Option<(ProducerId, bool)> {
-    let mid = header.find_extension(buf, t.in_ext.mid?)?;
+) -> Result<StreamRef, Unbound> {
+    let mid = t.in_ext.mid.and_then(|id| header.find_extension(buf, id)).ok_or(Unbound::Unknown)?;
     let rid = t.in_ext.rid.and_then(|id| header.find_extension(buf, id));
     let rrid = t.in_ext.repaired_rid.and_then(|id| header.find_extension(buf, id));
     let (rid, is_rtx) = match (rid, rrid) {
@@ -1199,50 +1771,126 @@ fn bind_ssrc_by_mid(
     };
     // A bounded table: a transport carries a handful of streams, not thousands.
     if t.ssrcs.len() >= 64 {
-        return None;
+        return Err(Unbound::Unknown);
     }
-    let pid = t.producers.iter().copied().find(|pid| {
-        producers.get(pid).is_some_and(|p| {
-            p.params.mid.as_deref().map(str::as_bytes) == Some(mid)
-                && match (&p.params.rid, rid) {
-                    (Some(want), Some(got)) => want.as_bytes() == got,
-                    (None, _) => true,
-                    (Some(_), None) => false,
-                }
+    let (pid, p) = t
+        .producers
+        .iter()
+        .find_map(|pid| {
+            producers.get(pid).filter(|p| p.params.mid.as_deref().map(str::as_bytes) == Some(mid)).map(|p| (*pid, p))
         })
-    })?;
-    t.ssrcs.insert(header.ssrc, (pid, is_rtx));
-    Some((pid, is_rtx))
+        .ok_or(Unbound::Unknown)?;
+    let simulcast = p.layers.iter().any(|l| l.rid.is_some());
+    let layer = match rid {
+        _ if !simulcast && p.layers.len() == 1 => 0,
+        Some(rid) => {
+            p.layers.iter().position(|l| l.rid.as_deref().map(str::as_bytes) == Some(rid)).ok_or(Unbound::UnknownRid)?
+        }
+        // A simulcast stream must say which layer it is.
+        None => return Err(Unbound::Unknown),
+    };
+    let r = StreamRef { producer: pid, layer: layer as u8, rtx: is_rtx };
+    t.ssrcs.insert(header.ssrc, r);
+    Ok(r)
 }
 
-fn start_sync(c: &Consumer, in_seq: u16, in_ts: u32, now: Instant) -> SeqSync {
+fn start_sync(c: &Consumer, layer: u8, in_seq: u16, in_ts: u32, now: Instant, vp8: Option<&Vp8Descriptor>) -> SeqSync {
+    // VP8: continue the picture id and TL0PICIDX after the last ones sent (a new stream would
+    // look to the decoder like lost frames).
+    let (pid_offset, tl0_offset) = match (c.last_vp8, vp8) {
+        (Some((last_pid, last_tl0)), Some(d)) => (
+            last_pid.wrapping_add(1).wrapping_sub(d.picture_id.unwrap_or(0)) & 0x7fff,
+            last_tl0.wrapping_add(1).wrapping_sub(d.tl0_pic_idx.unwrap_or(0)),
+        ),
+        _ => (0, 0),
+    };
     match c.last_out {
-        // Continue after a pause: next sequence number, and a timestamp advanced by the
-        // wall-clock time that passed, so the receiver's jitter buffer sees real time.
+        // Continue after a pause or another layer: next sequence number, and a timestamp
+        // advanced by the wall-clock time that passed, so the receiver's jitter buffer sees
+        // real time.
         Some((last_seq, last_ts, at)) => {
             let elapsed = now.saturating_duration_since(at);
             let ticks = (elapsed.as_secs_f64() * c.clock_rate as f64) as u32;
             let next_ts = last_ts.wrapping_add(ticks.max(1));
             SeqSync {
+                layer,
                 start_seq: in_seq,
                 seq_offset: last_seq.wrapping_add(1).wrapping_sub(in_seq),
                 ts_offset: next_ts.wrapping_sub(in_ts),
+                pid_offset,
+                tl0_offset,
             }
         }
         None => {
             let first_seq = random_u32() as u16 & 0x7fff;
             let first_ts = random_u32();
             SeqSync {
+                layer,
                 start_seq: in_seq,
                 seq_offset: first_seq.wrapping_sub(in_seq),
                 ts_offset: first_ts.wrapping_sub(in_ts),
+                pid_offset,
+                tl0_offset,
             }
         }
     }
 }
 
+/// How one packet goes out to a consumer.
+struct Forward<'a> {
+    seq: u16,
+    ts: u32,
+    /// (payload type, ssrc, seq): send it as an RTX packet instead.
+    rtx: Option<(u8, u32, u16)>,
+    /// VP8: the descriptor of the original payload, and the picture id and TL0PICIDX to write.
+    vp8: Option<(&'a Vp8Descriptor, (u16, u8))>,
+}
+
+/// The header extensions of an outgoing packet (mid, transport-wide sequence number,
+/// abs-send-time, audio level): at most five, in a fixed buffer.
+struct OutExtensions {
+    buf: [u8; 64],
+    ranges: [(u8, std::ops::Range<usize>); 5],
+    n: usize,
+    used: usize,
+    /// The transport-wide sequence number stamped, for the bandwidth estimator.
+    twcc_seq: Option<u16>,
+}
+
+impl OutExtensions {
+    fn new(now: Instant, t: &mut Transport, mid: Option<&str>) -> OutExtensions {
+        let mut e = OutExtensions { buf: [0; 64], ranges: Default::default(), n: 0, used: 0, twcc_seq: None };
+        if let (Some(id), Some(mid)) = (t.out_ext.mid, mid) {
+            e.push(id, mid.as_bytes());
+        }
+        if let Some(id) = t.out_ext.transport_cc {
+            let seq = t.twcc_out_seq;
+            t.twcc_out_seq = t.twcc_out_seq.wrapping_add(1);
+            e.push(id, &seq.to_be_bytes());
+            e.twcc_seq = Some(seq);
+        }
+        if let Some(id) = t.out_ext.abs_send_time {
+            e.push(id, &abs_send_time(now));
+        }
+        e
+    }
+
+    fn push(&mut self, id: u8, bytes: &[u8]) {
+        if self.used + bytes.len() <= self.buf.len() && self.n < self.ranges.len() {
+            self.buf[self.used..self.used + bytes.len()].copy_from_slice(bytes);
+            self.ranges[self.n] = (id, self.used..self.used + bytes.len());
+            self.n += 1;
+            self.used += bytes.len();
+        }
+    }
+
+    fn list(&self) -> [(u8, &[u8]); 5] {
+        std::array::from_fn(|i| (self.ranges[i].0, &self.buf[self.ranges[i].1.clone()]))
+    }
+}
+
 /// Writes one outgoing RTP packet for a consumer straight into the send buffer and encrypts it
-/// there. `rtx` = (payload type, ssrc, seq) sends it as an RTX packet instead.
+/// there.
 #[allow(clippy::too_many_arguments)]
 fn write_forward(
     now: Instant,
@@ -1250,82 +1898,94 @@ fn write_forward(
     c: &Consumer,
     original: &[u8],
     header: &rtp::RtpHeader,
-    out_seq: u16,
-    out_ts: u32,
-    rtx: Option<(u8, u32, u16)>,
+    fwd: &Forward<'_>,
     in_audio_level: Option<u8>,
     out: &mut dyn Transmit,
 ) -> Option<usize> {
     let dst = t.remote()?;
-    let srtp = t.srtp_out.as_mut()?;
-    let mut ext_buf = [0u8; 64];
-    let mut exts: [(u8, std::ops::Range<usize>); 5] = Default::default();
-    let mut n_ext = 0;
-    let mut used = 0;
-    let mut push = |id: Option<u8>, bytes: &[u8], exts: &mut [(u8, std::ops::Range<usize>); 5]| {
-        if let Some(id) = id
-            && used + bytes.len() <= ext_buf.len()
-            && n_ext < exts.len()
-        {
-            ext_buf[used..used + bytes.len()].copy_from_slice(bytes);
-            exts[n_ext] = (id, used..used + bytes.len());
-            n_ext += 1;
-            used += bytes.len();
-        }
-    };
-    if let (Some(id), Some(mid)) = (t.out_ext.mid, c.mid.as_deref()) {
-        push(Some(id), mid.as_bytes(), &mut exts);
-    }
-    if t.out_ext.transport_cc.is_some() {
-        let seq = t.twcc_out_seq;
-        t.twcc_out_seq = t.twcc_out_seq.wrapping_add(1);
-        push(t.out_ext.transport_cc, &seq.to_be_bytes(), &mut exts);
-    }
-    if t.out_ext.abs_send_time.is_some() {
-        push(t.out_ext.abs_send_time, &abs_send_time(now), &mut exts);
-    }
+    t.srtp_out.as_ref()?;
+    let mut exts = OutExtensions::new(now, t, c.mid.as_deref());
     // Audio level is the publisher's measurement: copy it through.
     if let (Some(out_id), Some(in_id)) = (t.out_ext.audio_level, in_audio_level)
         && let Some(v) = header.find_extension(original, in_id)
     {
-        let mut tmp = [0u8; 1];
-        let n = v.len().min(1);
-        tmp[..n].copy_from_slice(&v[..n]);
-        push(Some(out_id), &tmp[..n], &mut exts);
+        exts.push(out_id, &v[..v.len().min(1)]);
     }
-    let list: [(u8, &[u8]); 5] = std::array::from_fn(|i| (exts[i].0, &ext_buf[exts[i].1.clone()]));
-    let (pt, ssrc, seq) = match rtx {
+    let list = exts.list();
+    let (pt, ssrc, seq) = match fwd.rtx {
         Some((pt, ssrc, seq)) => (pt, ssrc, seq),
-        None => (c.payload_type, c.ssrc, out_seq),
+        None => (c.payload_type, c.ssrc, fwd.seq),
     };
     let fields = rtp::HeaderFields {
         marker: header.marker,
         payload_type: pt,
         sequence_number: seq,
-        timestamp: out_ts,
+        timestamp: fwd.ts,
         ssrc,
         csrcs: &[],
     };
+    let srtp = t.srtp_out.as_mut()?;
     let slot = out.buffer();
-    let hlen = rtp::write_header(slot, &fields, &list[..n_ext]).ok()?;
+    let hlen = rtp::write_header(slot, &fields, &list[..exts.n]).ok()?;
     let payload = &original[header.header_len..header.header_len + header.payload_len];
     let mut plen = payload.len();
     let overhead = srtp.profile().rtp_overhead();
-    if rtx.is_some() {
-        if hlen + 2 + plen + overhead > slot.len() {
-            return None;
-        }
-        slot[hlen..hlen + 2].copy_from_slice(&out_seq.to_be_bytes());
-        slot[hlen + 2..hlen + 2 + plen].copy_from_slice(payload);
+    let payload_at = if fwd.rtx.is_some() { hlen + 2 } else { hlen };
+    if payload_at + plen + overhead > slot.len() {
+        return None;
+    }
+    if fwd.rtx.is_some() {
+        slot[hlen..hlen + 2].copy_from_slice(&fwd.seq.to_be_bytes());
         plen += 2;
-    } else {
-        if hlen + plen + overhead > slot.len() {
-            return None;
-        }
-        slot[hlen..hlen + plen].copy_from_slice(payload);
+    }
+    slot[payload_at..payload_at + payload.len()].copy_from_slice(payload);
+    if let Some((d, (pid, tl0))) = fwd.vp8 {
+        let copied = &mut slot[payload_at..payload_at + payload.len()];
+        // Fields the descriptor lacks are left alone.
+        let _ = d.set_picture_id(copied, pid);
+        let _ = d.set_tl0_pic_idx(copied, tl0);
     }
     let len = srtp.protect_rtp(slot, hlen + plen).ok()?;
     out.commit(dst, len);
+    if let Some(seq) = exts.twcc_seq {
+        t.downlink.bwe.on_packet_sent(now, seq, len, false);
+    }
+    Some(len)
+}
+
+/// Writes one padding-only RTX packet (a bandwidth probe) for a consumer. Returns its size.
+fn write_padding(now: Instant, t: &mut Transport, c: &mut Consumer, out: &mut dyn Transmit) -> Option<usize> {
+    let dst = t.remote()?;
+    let (pt, ssrc) = c.rtx_payload_type.zip(c.rtx_ssrc)?;
+    let (_, last_ts, _) = c.last_out?;
+    t.srtp_out.as_ref()?;
+    let exts = OutExtensions::new(now, t, c.mid.as_deref());
+    let list = exts.list();
+    let seq = c.rtx_seq;
+    c.rtx_seq = c.rtx_seq.wrapping_add(1);
+    let fields = rtp::HeaderFields {
+        marker: false,
+        payload_type: pt,
+        sequence_number: seq,
+        timestamp: last_ts,
+        ssrc,
+        csrcs: &[],
+    };
+    let srtp = t.srtp_out.as_mut()?;
+    let slot = out.buffer();
+    let hlen = rtp::write_header(slot, &fields, &list[..exts.n]).ok()?;
+    if hlen + PADDING_PACKET + srtp.profile().rtp_overhead() > slot.len() {
+        return None;
+    }
+    // RFC 3550 5.1: P bit, then padding whose last byte counts itself and the rest.
+    slot[0] |= 0x20;
+    slot[hlen..hlen + PADDING_PACKET].fill(0);
+    slot[hlen + PADDING_PACKET - 1] = PADDING_PACKET as u8;
+    let len = srtp.protect_rtp(slot, hlen + PADDING_PACKET).ok()?;
+    out.commit(dst, len);
+    if let Some(seq) = exts.twcc_seq {
+        t.downlink.bwe.on_packet_sent(now, seq, len, true);
+    }
     Some(len)
 }
 
@@ -1373,10 +2033,11 @@ fn write_reports(
 ) -> usize {
     let mut blocks = Vec::new();
     for pid in &t.producers {
-        if let Some(p) = producers.get_mut(pid)
-            && let (Some(ssrc), Some(b)) = (p.ssrc, p.recv.report_block(now))
-        {
-            blocks.push(rtcp::ReportBlock { ssrc, ..b });
+        let Some(p) = producers.get_mut(pid) else { continue };
+        for l in &mut p.layers {
+            if let (Some(ssrc), Some(b)) = (l.ssrc, l.recv.report_block(now)) {
+                blocks.push(rtcp::ReportBlock { ssrc, ..b });
+            }
         }
     }
     let mut len = 0;
@@ -1393,7 +2054,11 @@ fn write_reports(
         }
         let Some(c) = consumers.get(cid) else { continue };
         let Some(sync) = c.sync else { continue };
-        let Some((sr_ntp, sr_rtp, arrived)) = producers.get(&c.producer).and_then(|p| p.last_sr) else { continue };
+        let Some((sr_ntp, sr_rtp, arrived)) =
+            producers.get(&c.producer).and_then(|p| p.layers.get(usize::from(sync.layer))).and_then(|l| l.last_sr)
+        else {
+            continue;
+        };
         let since = now.saturating_duration_since(arrived);
         let ntp = sr_ntp.wrapping_add(crate::stats::duration_to_ntp(since));
         let rtp_ts =

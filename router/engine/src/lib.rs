@@ -38,7 +38,9 @@
 //! engine.handle_timeout(engine.poll_timeout(), &mut out);
 //! ```
 
+pub mod allocation;
 pub mod api;
+pub mod bwe;
 pub mod codec;
 pub mod dtls;
 mod engine;
@@ -49,6 +51,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod rtx_cache;
 pub mod sctp;
+pub mod simulcast;
 pub mod srtp;
 pub mod stats;
 pub mod stun;

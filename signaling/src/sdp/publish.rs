@@ -21,7 +21,8 @@
 //! ```
 
 use router_engine::codec::Codec;
-use router_engine::{ConnectParams, ExtensionIds, MediaKind, ProduceParams, TransportInfo};
+use router_engine::simulcast::rid_layer;
+use router_engine::{ConnectParams, ExtensionIds, LayerParams, MediaKind, ProduceParams, TransportInfo};
 
 use super::parse::{Attribute, Direction, Extmap, Fmtp, Media, Origin, Rid, RtcpFb, Rtpmap, Sdp, Setup, fmtp_param};
 use super::{SdpError, check_mids, connection_line, remote_transport, router_candidate, router_transport_attributes};
@@ -34,8 +35,9 @@ pub struct PublishPolicy {
     /// Accept the `m=application` data channel line. The 100ms SDK's first offer has only that
     /// line and expects it accepted so ICE and DTLS come up at join.
     pub accept_data_channel: bool,
-    /// Accept `a=simulcast` (echo the rids as `recv`). Off until the router forwards layers:
-    /// then the client sends one encoding.
+    /// Accept `a=simulcast` (echo the rids as `recv`) and SSRC simulcast (`a=ssrc-group:SIM`):
+    /// the producer gets one layer per rid or SSRC. Off: the client sends one encoding (rids
+    /// unanswered) or only the first SIM layer is forwarded.
     pub accept_simulcast: bool,
     /// Video codecs in order of preference; the first one the offer has wins.
     pub video_codecs: Vec<Codec>,
@@ -47,7 +49,7 @@ impl Default for PublishPolicy {
             allow_audio: true,
             allow_video: true,
             accept_data_channel: true,
-            accept_simulcast: false,
+            accept_simulcast: true,
             video_codecs: vec![Codec::Vp8, Codec::H264, Codec::Vp9],
         }
     }
@@ -329,6 +331,7 @@ fn answer_media(
         }));
     }
 
+    let layers = if policy.accept_simulcast && sending { simulcast_layers(m, &rids) } else { Vec::new() };
     let track = sending.then(|| {
         let (ssrc, rtx_ssrc) = primary_ssrcs(m);
         let (stream_id, track_id) = match m.msid() {
@@ -353,6 +356,8 @@ fn answer_media(
                 rid: None,
                 extensions,
                 paused: false,
+                layers,
+                priority: 0,
             },
         }
     });
@@ -390,6 +395,29 @@ pub(super) fn application_media(mid: &str, router: &TransportInfo, transport: &[
     a.attributes.push(Attribute::SctpPort(5000));
     a.attributes.push(Attribute::MaxMessageSize(262_144));
     a
+}
+
+/// The router's layers for a simulcast m-line, lowest first: one per rid (the 100ms rids `q`,
+/// `h`, `f` sorted low to high; other names in the client's order, which browsers send low
+/// to high), or one per SSRC of an `a=ssrc-group:SIM` with its FID (RTX) partner. Empty for
+/// a single encoding.
+fn simulcast_layers(m: &Media, rids: &[String]) -> Vec<LayerParams> {
+    if rids.len() > 1 {
+        let mut rids: Vec<&String> = rids.iter().take(3).collect();
+        if rids.iter().all(|r| rid_layer(r).is_some()) {
+            rids.sort_by_key(|r| rid_layer(r));
+        }
+        return rids.into_iter().map(|r| LayerParams { rid: Some(r.clone()), ssrc: None, rtx_ssrc: None }).collect();
+    }
+    let Some(sim) = m.ssrc_groups().find(|g| g.semantics == "SIM" && g.ssrcs.len() > 1) else {
+        return Vec::new();
+    };
+    let fid_of = |ssrc: u32| {
+        m.ssrc_groups()
+            .find(|g| g.semantics == "FID" && g.ssrcs.first() == Some(&ssrc))
+            .and_then(|g| g.ssrcs.get(1).copied())
+    };
+    sim.ssrcs.iter().take(3).map(|&s| LayerParams { rid: None, ssrc: Some(s), rtx_ssrc: fid_of(s) }).collect()
 }
 
 /// The media SSRC and its RTX partner: the first simulcast (SIM) layer if the client munged
