@@ -9,8 +9,17 @@
 // Remote video is subscribed only while attached to a <video> (the SDK asks the server for a
 // layer on attach), so each tile attaches its track when it appears and detaches when it goes.
 //
+// Simulcast: each remote video tile shows the layer the SDK says it receives (the store
+// track's `layer`, set by the server's `on-track-layer-update`, and `degraded`) with the decoded
+// size (the <video>'s videoWidth × videoHeight), and a remote camera tile has a quality control:
+// high/medium/low call hmsActions.setPreferredLayer; auto leaves the choice to the SDK, which
+// picks the smallest layer that fills the tile. The dominant speaker's tile is highlighted.
+//
 // For tests: window.__hms = { store, actions, selectors, notifications }; tiles carry
-// data-peer-id, data-track-id and data-kind ("camera" | "screen").
+// data-peer-id, data-track-id, data-kind ("camera" | "screen"), and for remote video
+// data-layer, data-degraded, data-layer-choice; the speaking tile has data-speaking="true".
+// window.__layerRequests logs each setPreferredLayer the demo makes, and
+// window.__dominantSpeakers each change of dominant speaker (with Date.now() times).
 import * as HMS from '@100mslive/hms-video-store';
 
 const { HMSReactiveStore, HMSNotificationTypes } = HMS;
@@ -27,6 +36,10 @@ window.__notifications = [];
 notifications.onNotification((n) => {
   window.__notifications.push({ type: n.type, reason: n.data?.reason ?? null, roomEnded: n.data?.roomEnded ?? null });
 });
+// Every preferred-layer request the demo makes ({trackId, layer, choice, at}), and every change
+// of dominant speaker ({peerId, name, at}; peerId null when nobody speaks).
+window.__layerRequests = [];
+window.__dominantSpeakers = [];
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -183,12 +196,118 @@ function makeTile(key, kind) {
   badges.className = 'badges';
   badges.innerHTML =
     '<span class="badge mic-off" hidden>mic off</span><span class="badge cam-off" hidden>camera off</span>';
-  el.append(video, label, badges);
+  // Remote video only: the received layer and size, and (camera) the preferred-layer control.
+  const quality = document.createElement('div');
+  quality.className = 'quality';
+  quality.hidden = true;
+  quality.innerHTML =
+    '<span class="layer" title="simulcast layer received · decoded size"></span>' +
+    '<select class="layer-choice" title="preferred layer" aria-label="video quality">' +
+    LAYER_CHOICES.map((c) => `<option value="${c}">${c}</option>`).join('') +
+    '</select>';
+  el.append(video, label, badges, quality);
   $('grid').append(el);
-  const tile = { el, video, attached: null, kind };
+  const tile = { el, video, attached: null, kind, choice: 'auto', remote: false };
   tiles.set(key, tile);
+  quality.querySelector('.layer-choice').addEventListener('change', (ev) => chooseLayer(tile, ev.target.value));
+  // The decoded size changes with the layer the server forwards, without a store change.
+  video.addEventListener('resize', () => renderQuality(tile));
   return tile;
 }
+
+// ------------------------------------------------------------------ simulcast layers
+
+const LAYER_CHOICES = ['auto', 'high', 'medium', 'low'];
+const LAYER_ORDER = { low: 0, medium: 1, high: 2 };
+
+function trackOf(tile) {
+  return tile.attached ? HMS.selectTracksMap(store.getState())[tile.attached] : undefined;
+}
+
+/** Asks the SDK for `layer` of the tile's track (it sends prefer-video-track-state). */
+function requestLayer(tile, layer) {
+  const trackId = tile.attached;
+  if (!trackId) return;
+  window.__layerRequests.push({ trackId, layer, choice: tile.choice, at: Date.now() });
+  run('video quality', () => actions.setPreferredLayer(trackId, layer));
+}
+
+/**
+ * The layer that fits the tile: the smallest whose resolution covers the <video> in device
+ * pixels, or the one below when the tile is less than halfway to the next (the SDK's own rule
+ * when it picks a layer from the element's size). `high` without layer definitions.
+ */
+function fitLayer(tile) {
+  const defs = [...(trackOf(tile)?.layerDefinitions || [])].sort((a, b) => LAYER_ORDER[a.layer] - LAYER_ORDER[b.layer]);
+  if (!defs.length) return 'high';
+  const { clientWidth: w, clientHeight: h } = tile.video;
+  const dim = w > h ? 'width' : 'height';
+  const px = (dim === 'width' ? w : h) * (window.devicePixelRatio || 1);
+  for (let i = 0; i < defs.length; i++) {
+    const have = defs[i].resolution[dim];
+    const next = defs[i + 1]?.resolution[dim];
+    if (px <= have || next === undefined || (px - have) / (next - have) < 0.5) return defs[i].layer;
+  }
+  return 'high';
+}
+
+/** The tile's quality control: a fixed layer, or auto (the layer that fits the tile). */
+function chooseLayer(tile, choice) {
+  tile.choice = choice;
+  requestLayer(tile, choice === 'auto' ? fitLayer(tile) : choice);
+}
+
+/**
+ * The badge (received layer · decoded size) and the control. The SDK re-picks a layer from the
+ * element's size when a tile is resized or scrolled back into view; a fixed choice is asked for
+ * again once the store shows another preferred layer.
+ */
+function renderQuality(tile) {
+  const box = tile.el.querySelector('.quality');
+  const track = tile.remote ? trackOf(tile) : undefined;
+  box.hidden = !track;
+  box.querySelector('.layer-choice').hidden = tile.kind !== 'camera';
+  if (!track) {
+    delete tile.el.dataset.layer;
+    delete tile.el.dataset.degraded;
+    delete tile.el.dataset.layerChoice;
+    return;
+  }
+  const layer = track.layer && track.layer !== 'none' ? track.layer : '';
+  const { videoWidth: w, videoHeight: h } = tile.video;
+  const badge = box.querySelector('.layer');
+  badge.textContent = [layer, track.degraded ? 'degraded' : '', w && h ? `${w}×${h}` : ''].filter(Boolean).join(' · ') || '…';
+  badge.classList.toggle('degraded', !!track.degraded);
+  tile.el.dataset.layer = track.layer || '';
+  tile.el.dataset.degraded = String(!!track.degraded);
+  tile.el.dataset.layerChoice = tile.choice;
+  const select = box.querySelector('.layer-choice');
+  if (select.value !== tile.choice) select.value = tile.choice;
+  if (tile.kind === 'camera' && tile.choice !== 'auto' && track.preferredLayer && track.preferredLayer !== tile.choice) {
+    requestLayer(tile, tile.choice);
+  }
+}
+
+// ------------------------------------------------------------------ dominant speaker
+
+let dominantPeerId = null;
+
+function renderSpeaker() {
+  for (const tile of tiles.values()) {
+    const speaking = tile.kind === 'camera' && !!dominantPeerId && tile.el.dataset.peerId === dominantPeerId;
+    tile.el.classList.toggle('speaking', speaking);
+    if (speaking) tile.el.dataset.speaking = 'true';
+    else delete tile.el.dataset.speaking;
+  }
+}
+
+store.subscribe((peer) => {
+  const id = peer?.id ?? null;
+  if (id === dominantPeerId) return;
+  dominantPeerId = id;
+  window.__dominantSpeakers.push({ peerId: id, name: peer?.name ?? null, at: Date.now() });
+  renderSpeaker();
+}, HMS.selectDominantSpeaker);
 
 /** Attaches the wanted track (or none) to the tile's <video>, detaching what it had. */
 function syncVideo(tile, trackId) {
@@ -226,6 +345,8 @@ function renderGrid() {
     tile.el.querySelector('.mic-off').hidden = !!audio?.enabled;
     tile.el.querySelector('.cam-off').hidden = !!video?.enabled;
     syncVideo(tile, video?.enabled ? video.id : null);
+    tile.remote = !peer.isLocal;
+    renderQuality(tile);
 
     for (const id of peer.auxiliaryTracks || []) {
       const t = tracks[id];
@@ -237,9 +358,12 @@ function renderGrid() {
       st.el.dataset.trackId = t.id;
       st.el.querySelector('.label').textContent = `${peer.name}: screen`;
       syncVideo(st, t.enabled ? t.id : null);
+      st.remote = !peer.isLocal;
+      renderQuality(st);
     }
   }
   for (const key of [...tiles.keys()]) if (!wanted.has(key)) removeTile(key);
+  renderSpeaker();
 }
 
 // ------------------------------------------------------------------ chat

@@ -196,15 +196,27 @@ fn chrome_simulcast_offer_lists_rids_and_produces_by_mid() {
     video.truncate(ssrc_start);
     video.push_str("a=rid:q send\r\na=rid:h send\r\na=rid:f send\r\na=simulcast:send q;h;f\r\n");
     let offer = format!("{}{}{}", &CHROME[..video_start], video, &CHROME[app_start..]);
+    // Simulcast is accepted by default: one layer per rid, lowest first.
     let a = answer_publish_offer(&offer, &router(), &PublishPolicy::default()).unwrap();
     let v = &a.tracks[1];
     assert_eq!(v.rids, ["q", "h", "f"]);
     assert_eq!((v.produce.ssrc, v.produce.mid.as_deref(), v.produce.rid.as_deref()), (None, Some("1"), None));
-    // Simulcast is not accepted by default: the client then sends one encoding.
-    assert!(!a.sdp.contains("a=simulcast"));
-    let accept = PublishPolicy { accept_simulcast: true, ..PublishPolicy::default() };
-    let a = answer_publish_offer(&offer, &router(), &accept).unwrap();
     assert!(a.sdp.contains("a=rid:q recv\r\na=rid:h recv\r\na=rid:f recv\r\na=simulcast:recv q;h;f\r\n"));
+    let rids: Vec<_> = v.produce.layers.iter().map(|l| l.rid.as_deref()).collect();
+    assert_eq!(rids, [Some("q"), Some("h"), Some("f")]);
+    // In 100ms template order (f first) the layers still come out lowest first.
+    let fhq = offer.replace(
+        "a=rid:q send\r\na=rid:h send\r\na=rid:f send\r\na=simulcast:send q;h;f",
+        "a=rid:f send\r\na=rid:h send\r\na=rid:q send\r\na=simulcast:send f;h;q",
+    );
+    let a = answer_publish_offer(&fhq, &router(), &PublishPolicy::default()).unwrap();
+    let rids: Vec<_> = a.tracks[1].produce.layers.iter().map(|l| l.rid.as_deref()).collect();
+    assert_eq!(rids, [Some("q"), Some("h"), Some("f")]);
+    // Refused: the client then sends one encoding, and one stream is produced.
+    let refuse = PublishPolicy { accept_simulcast: false, ..PublishPolicy::default() };
+    let a = answer_publish_offer(&offer, &router(), &refuse).unwrap();
+    assert!(!a.sdp.contains("a=simulcast"));
+    assert!(a.tracks[1].produce.layers.is_empty());
 }
 
 #[test]

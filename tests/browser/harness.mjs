@@ -406,6 +406,7 @@ export function collectInbound() {
           framesDecoded: s.framesDecoded || 0,
           frameWidth: s.frameWidth || 0,
           frameHeight: s.frameHeight || 0,
+          lastPacketReceivedTimestamp: s.lastPacketReceivedTimestamp || 0,
         });
       });
       return out;
@@ -413,18 +414,92 @@ export function collectInbound() {
   ).then((lists) => lists.flat());
 }
 
-/** Runs in the page: outbound-rtp reports (what this peer publishes). */
+/**
+ * Runs in the page: outbound-rtp reports (what this peer publishes). A simulcast encoding has
+ * its `rid`; `qualityLimitationReason` says why Chromium sends less than asked (cpu, bandwidth).
+ */
 function collectOutbound() {
   return Promise.all(
     (window.__pcs || []).map(async (pc) => {
       if (pc.connectionState === 'closed' || pc.signalingState === 'closed') return [];
       const out = [];
       (await pc.getStats()).forEach((s) => {
-        if (s.type === 'outbound-rtp') out.push({ kind: s.kind, packetsSent: s.packetsSent || 0, frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0 });
+        if (s.type !== 'outbound-rtp') return;
+        out.push({
+          kind: s.kind,
+          packetsSent: s.packetsSent || 0,
+          frameWidth: s.frameWidth || 0,
+          frameHeight: s.frameHeight || 0,
+          rid: s.rid,
+          mid: s.mid,
+          ssrc: s.ssrc,
+          framesEncoded: s.framesEncoded || 0,
+          framesPerSecond: s.framesPerSecond || 0,
+          targetBitrate: s.targetBitrate || 0,
+          active: s.active,
+          qualityLimitationReason: s.qualityLimitationReason,
+          qualityLimitationDurations: s.qualityLimitationDurations,
+        });
       });
       return out;
     }),
   ).then((lists) => lists.flat());
+}
+
+/**
+ * Runs in the page: each live video sender's parameters (encodings, degradationPreference), its
+ * track's settings and content hint, and the connection's send-side bandwidth estimate.
+ */
+async function collectVideoSenders() {
+  const out = [];
+  for (const pc of window.__pcs || []) {
+    if (pc.connectionState === 'closed' || pc.signalingState === 'closed') continue;
+    let availableOutgoingBitrate;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') availableOutgoingBitrate = s.availableOutgoingBitrate;
+    });
+    for (const sender of pc.getSenders()) {
+      if (sender.track?.kind !== 'video') continue;
+      const p = sender.getParameters();
+      out.push({
+        trackId: sender.track.id,
+        contentHint: sender.track.contentHint,
+        settings: sender.track.getSettings(),
+        degradationPreference: p.degradationPreference ?? null,
+        encodings: (p.encodings || []).map((e) => ({ rid: e.rid, active: e.active, scaleResolutionDownBy: e.scaleResolutionDownBy, maxBitrate: e.maxBitrate })),
+        availableOutgoingBitrate,
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * Runs in the page: asks Chromium to keep the resolution of every video it sends and to lower
+ * the frame rate instead when the CPU is short (degradationPreference "maintain-resolution", and
+ * content hint "detail", which means the same where the preference is not set). Without it, CPU
+ * overuse adaptation on a loaded 2-core machine scales the whole simulcast input down, and below
+ * 1280x720 Chromium also drops the top layer. Returns each sender's preference afterwards.
+ */
+async function preferResolution() {
+  const out = [];
+  for (const pc of window.__pcs || []) {
+    if (pc.connectionState === 'closed' || pc.signalingState === 'closed') continue;
+    for (const sender of pc.getSenders()) {
+      if (sender.track?.kind !== 'video') continue;
+      sender.track.contentHint = 'detail';
+      let error = null;
+      try {
+        const p = sender.getParameters();
+        p.degradationPreference = 'maintain-resolution';
+        await sender.setParameters(p);
+      } catch (e) {
+        error = String(e?.message || e);
+      }
+      out.push({ trackId: sender.track.id, degradationPreference: sender.getParameters().degradationPreference ?? null, contentHint: sender.track.contentHint, error });
+    }
+  }
+  return out;
 }
 
 /** One participant: a browser context on the demo page. */
@@ -515,6 +590,68 @@ export class Peer {
       throw new Error(`${this.name}: ${field} on ${what} did not grow over ${window} ms (${first[field]} → ${second?.[field]})`);
     }
     return second;
+  }
+
+  /** Video senders: encodings, degradationPreference, track settings, bandwidth estimate. */
+  videoSenders() {
+    return this.page.evaluate(collectVideoSenders);
+  }
+
+  /** See preferResolution() above: keep the sent resolution under CPU load. */
+  preferResolution() {
+    return this.page.evaluate(preferResolution);
+  }
+
+  /**
+   * Samples `trackId`'s inbound-rtp report every `interval` ms in the page (so the timing does not
+   * depend on the test's round trips), until `stop()`, which returns
+   * `[{at: Date.now(), framesDecoded, frameWidth, frameHeight, ssrc, reports}]` (a sample without
+   * the report has `missing: true`). Should the track have more than one report (an SSRC change),
+   * the one that received a packet last counts; `reports` says how many there were.
+   */
+  async sampleInbound(trackId, { interval = 150 } = {}) {
+    const key = `s${Math.floor(Math.random() * 1e9)}`;
+    await this.page.evaluate(
+      `(() => {
+        window.__collectInbound = ${collectInbound.toString()};
+        const key = ${JSON.stringify(key)}, trackId = ${JSON.stringify(trackId)}, interval = ${Number(interval)};
+        const sampler = { samples: [], stopped: false };
+        (window.__samplers ||= {})[key] = sampler;
+        (async () => {
+          while (!sampler.stopped) {
+            const started = Date.now();
+            try {
+              const all = (await window.__collectInbound()).filter((r) => r.trackId === trackId || r.trackIdentifier === trackId);
+              const s = all.sort((a, b) => b.lastPacketReceivedTimestamp - a.lastPacketReceivedTimestamp)[0];
+              sampler.samples.push(s
+                ? { at: Date.now(), framesDecoded: s.framesDecoded, frameWidth: s.frameWidth, frameHeight: s.frameHeight, ssrc: s.ssrc, reports: all.length }
+                : { at: Date.now(), missing: true });
+            } catch (e) {
+              sampler.samples.push({ at: Date.now(), missing: true, error: String(e) });
+            }
+            await new Promise((r) => setTimeout(r, Math.max(0, interval - (Date.now() - started))));
+          }
+        })();
+      })()`,
+    );
+    return {
+      /** The samples so far, sampling going on. */
+      peek: () => this.page.evaluate((k) => window.__samplers[k].samples.slice(), key),
+      stop: () => this.page.evaluate((k) => {
+        const s = window.__samplers[k];
+        s.stopped = true;
+        delete window.__samplers[k];
+        return s.samples;
+      }, key),
+    };
+  }
+
+  /** The dominant speaker in this participant's store (selectDominantSpeaker), or null. */
+  dominantSpeaker() {
+    return this.state((s, sel) => {
+      const p = sel.selectDominantSpeaker(s);
+      return p ? { id: p.id, name: p.name } : null;
+    });
   }
 
   /** The local camera's capture settings (width, height) as the page sees them. */

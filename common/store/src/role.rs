@@ -266,7 +266,12 @@ mod tests {
                 "allowed": ["audio", "video"],
                 "audio": {"bitRate": 32, "codec": "opus"},
                 "video": {"bitRate": 800, "codec": "vp8", "frameRate": 30, "width": 1280, "height": 720},
-                "screen": {"bitRate": 1024, "codec": "vp8", "frameRate": 10, "width": 1920, "height": 1080}
+                "screen": {"bitRate": 1024, "codec": "vp8", "frameRate": 10, "width": 1920, "height": 1080},
+                "simulcast": {"video": {"layers": [
+                    {"rid": "f", "scaleResolutionDownBy": 1.0, "maxBitrate": 1200, "maxFramerate": 30},
+                    {"rid": "h", "scaleResolutionDownBy": 2.0, "maxBitrate": 450, "maxFramerate": 30},
+                    {"rid": "q", "scaleResolutionDownBy": 4.0, "maxBitrate": 150, "maxFramerate": 30}
+                ]}}
             },
             "subscribeParams": {"subscribeToRoles": ["host", "guest", "audio-only"], "maxSubsBitRate": 3200},
             "permissions": {
@@ -276,6 +281,8 @@ mod tests {
             }
         });
         assert_eq!(v, expected);
+        // An audio-only role publishes no camera: no simulcast.
+        assert!(roles["audio-only"].publish_params.simulcast.is_none());
     }
 
     #[test]

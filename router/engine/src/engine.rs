@@ -1577,20 +1577,18 @@ impl Engine {
         // The estimate counts what is on the wire; layer rates are RTP packets as received.
         // About 5 % goes to SRTP, UDP and IP headers and retransmissions.
         let estimate = if downlink.measured() { downlink.bwe.estimate_bps() / 20 * 19 } else { u64::MAX };
-        let mut budget = estimate.min(downlink.max_bitrate_bps.unwrap_or(u64::MAX)).saturating_sub(audio_bps);
-        // After heavy loss the estimate undershoots for a while. The most important video is
-        // paused only when the link cannot carry three quarters of its lowest layer.
-        if let Some(lowest) = demands
-            .iter()
-            .filter(|d| d.max_layer.is_some())
-            .max_by_key(|d| d.priority)
-            .and_then(|d| d.layer_bps.iter().flatten().next().copied())
-            && budget >= lowest / 4 * 3
-        {
-            budget = budget.max(lowest);
-        }
-        for a in downlink.allocator.allocate(now, budget, &demands) {
+        let budget = estimate.min(downlink.max_bitrate_bps.unwrap_or(u64::MAX)).saturating_sub(audio_bps);
+        for (a, d) in downlink.allocator.allocate(now, budget, &demands).into_iter().zip(&demands) {
             let Some(c) = consumers.get_mut(&ConsumerId(a.key)) else { continue };
+            // Degrade to the lowest layer, never to nothing: a frozen tile is worse than a
+            // blurry one, and the estimate right after a join is not yet worth a pause.
+            let a = match (a.target, d.max_layer) {
+                (None, Some(_)) => match d.layer_bps.iter().position(Option::is_some) {
+                    Some(lowest) => crate::allocation::Allocation { target: Some(lowest as u8), degraded: true, ..a },
+                    None => a,
+                },
+                _ => a,
+            };
             if c.layers.target != a.target {
                 trace!(consumer = %c.id, from = ?c.layers.target, to = ?a.target, budget, "allocation");
                 c.layers.target = a.target;
