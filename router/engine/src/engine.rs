@@ -1626,7 +1626,8 @@ impl Engine {
             }
         }
         // A consumer waiting to start or to switch needs a keyframe of its target layer.
-        let mut needed = vec![false; p.layers.len()];
+        // A fixed array: this runs every tick for every producer.
+        let mut needed = [false; MAX_LAYERS];
         for c in p.consumers.iter().filter_map(|c| self.consumers.get(c)) {
             if c.kind != MediaKind::Video || c.paused {
                 continue;
@@ -1644,10 +1645,11 @@ impl Engine {
                 }
             }
         }
-        if p.layers.len() > 1 && needed != p.needed {
+        let needed = &needed[..p.layers.len()];
+        if p.layers.len() > 1 && needed != p.needed.as_slice() {
             debug!(producer = %pid, ?needed, "layers needed");
-            p.needed = needed.clone();
-            self.events.push_back(Event::LayersNeeded { producer: pid, needed });
+            p.needed = needed.to_vec();
+            self.events.push_back(Event::LayersNeeded { producer: pid, needed: p.needed.clone() });
         }
         if p.params.kind == MediaKind::Video && p.got_first_packet {
             for (i, k) in keyframes.into_iter().enumerate() {
