@@ -46,6 +46,9 @@ pub struct Config {
     pub pli_throttle_ms: u64,
     /// Milliseconds between stats events; 0 disables them.
     pub stats_interval_ms: u64,
+    /// Milliseconds a simulcast layer may go unneeded by every subscriber before the publisher
+    /// is asked (by a REMB cap) to stop encoding it; 0 never stops one (docs/simulcast.md).
+    pub stop_unneeded_layers_after_ms: u64,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             consent_timeout_ms: 30_000,
             pli_throttle_ms: 500,
             stats_interval_ms: 5_000,
+            stop_unneeded_layers_after_ms: 30_000,
         }
     }
 }
@@ -86,6 +90,7 @@ impl Config {
             consent_timeout: Duration::from_millis(self.consent_timeout_ms),
             pli_throttle: Duration::from_millis(self.pli_throttle_ms),
             stats_interval: Duration::from_millis(self.stats_interval_ms),
+            stop_unneeded_layers_after: Duration::from_millis(self.stop_unneeded_layers_after_ms),
             ..Default::default()
         }
     }

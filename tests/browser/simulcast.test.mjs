@@ -332,3 +332,72 @@ test('active speaker: the subscriber\'s store names the publisher, whose microph
     assert.ok(!seen.has('bob'), `bob's store named bob while he was muted: ${[...seen].join(', ')}`);
     t.diagnostic(`dominant speakers at bob: ${history.map((h) => `${h.name ?? 'nobody'}@${h.at - mutedAt}ms`).join(', ')}`);
   }));
+
+/** How long a layer must go unneeded before the router stops it (router `stop_unneeded_layers_after`). */
+const STOP_AFTER_MS = 30_000;
+
+test('simulcast: layers nobody watches stop at the publisher, and come back when a subscriber asks for them', T, (t) =>
+  withCall(t, async (call) => {
+    const alice = await call.join({ name: 'alice', role: 'host' });
+    await waitFor('alice to send video', async () => (await alice.outbound()).some((o) => o.kind === 'video' && o.framesEncoded > 0), { timeout: 20_000 });
+    await sleep(500);
+    await alice.preferResolution();
+    const bob = await call.join({ name: 'bob', role: 'guest' });
+    await stopLocal(bob, 'video');
+    await stopLocal(bob, 'audio');
+    const seen = await bob.waitForPeer('alice', (p) => p.video?.id && p.video.enabled);
+    const trackId = seen.video.id;
+    await bob.expectFlowing(trackId, 'framesDecoded', { what: 'alice\'s video' });
+    await expectThreeEncodings(t, alice);
+
+    // Bob watches only the lowest layer: h and f go unneeded. (The SDK picks a layer by the
+    // tile's size until then, so bob asks for high first: every layer is needed at the start.)
+    const choice = `.tile[data-kind="camera"][data-peer-id="${seen.id}"] .layer-choice`;
+    await bob.page.waitForSelector(choice, { state: 'visible', timeout: 5_000 });
+    const decodedWidth = async () => {
+      const all = (await bob.inbound()).filter((r) => r.trackId === trackId || r.trackIdentifier === trackId);
+      return all.sort((a, b) => b.lastPacketReceivedTimestamp - a.lastPacketReceivedTimestamp)[0]?.frameWidth;
+    };
+    await bob.page.selectOption(choice, 'high', { timeout: 5_000 });
+    await waitFor('bob to decode alice at 1280 wide', async () => (await decodedWidth()) === CAPTURE.width, { timeout: 10_000, interval: 200 });
+    await bob.page.selectOption(choice, 'low', { timeout: 5_000 });
+    const lowAt = Date.now();
+    const encoded = async () => Object.fromEntries(Object.entries((await encodings(alice)).byRid).map(([rid, o]) => [rid, o.framesEncoded ?? 0]));
+    let stoppedAt = null;
+    let last = await encoded();
+    while (Date.now() - lowAt < STOP_AFTER_MS + 15_000) {
+      await sleep(1_000);
+      const now = await encoded();
+      if (now.q > last.q && now.f === last.f && now.h === last.h) {
+        stoppedAt = Date.now();
+        break;
+      }
+      last = now;
+    }
+    assert.ok(
+      stoppedAt,
+      `alice still encodes h or f ${STOP_AFTER_MS + 15_000} ms after bob asked for low (the router caps her send rate with REMB ` +
+      `${STOP_AFTER_MS} ms after a layer goes unneeded). ${describe(await encodings(alice))}`,
+    );
+    assert.ok(stoppedAt - lowAt >= STOP_AFTER_MS - 2_000, `h and f stopped ${stoppedAt - lowAt} ms after bob asked for low, before the ${STOP_AFTER_MS} ms grace`);
+    // Bob kept decoding q meanwhile.
+    await bob.expectFlowing(trackId, 'framesDecoded', { what: 'alice\'s video on q while h and f are stopped' });
+
+    // Bob asks for high: the cap is lifted and f comes back.
+    const sampler = await bob.sampleInbound(trackId, { interval: SAMPLE_EVERY_MS });
+    await bob.page.selectOption(choice, 'high', { timeout: 5_000 });
+    const highAt = Date.now();
+    let samples;
+    try {
+      await waitFor('bob to decode alice at 1280 wide again', async () => (await decodedWidth()) === CAPTURE.width,
+        { timeout: 20_000, interval: SAMPLE_EVERY_MS });
+    } catch {
+      assert.fail(`bob does not decode alice at ${CAPTURE.width} wide 20 s after asking for high again. ${describe(await encodings(alice))}`);
+    } finally {
+      samples = await sampler.stop();
+    }
+    const back = Date.now() - highAt;
+    const stall = longestStall(samples);
+    assert.ok(stall.ms <= MAX_STALL_MS, `bob's framesDecoded stood still for ${stall.ms} ms while f came back`);
+    t.diagnostic(`h and f stopped ${stoppedAt - lowAt} ms after bob asked for low; 1280 wide again ${back} ms after he asked for high; longest stall ${stall.ms} ms`);
+  }));

@@ -9,6 +9,7 @@ use str0m::ice::IceCreds;
 use str0m::media::{KeyframeRequestKind, MediaKind as StrKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo, Ssrc};
+use str0m::bwe::BweKind;
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 /// One RTP packet as the client received it (after SRTP, after RTX repair).
@@ -33,6 +34,8 @@ pub struct Client {
     /// The rid of each keyframe request, in order (`None` for a stream without one).
     pub keyframe_request_rids: Vec<Option<String>>,
     pub connected: bool,
+    /// REMBs received (receiver-estimated maximum bitrate): when and how many bits per second.
+    pub remb: Vec<(Instant, u64)>,
     /// Data channels that opened: (id, label).
     pub channels_open: Vec<(ChannelId, String)>,
     /// Data channel messages received: (id, binary, data).
@@ -72,6 +75,7 @@ impl Client {
             keyframe_requests: 0,
             keyframe_request_rids: Vec::new(),
             connected: false,
+            remb: Vec::new(),
             channels_open: Vec::new(),
             channel_data: Vec::new(),
             timeout: now,
@@ -123,7 +127,7 @@ impl Client {
                     break;
                 }
                 Ok(Output::Transmit(t)) => self.outbox.push((t.destination, t.contents.to_vec())),
-                Ok(Output::Event(e)) => self.on_event(e),
+                Ok(Output::Event(e)) => self.on_event(now, e),
                 Err(_) => {
                     self.timeout = now + std::time::Duration::from_millis(100);
                     break;
@@ -132,7 +136,7 @@ impl Client {
         }
     }
 
-    fn on_event(&mut self, e: Event) {
+    fn on_event(&mut self, now: Instant, e: Event) {
         match e {
             Event::Connected => self.connected = true,
             Event::RtpPacket(p) => self.received.push(Received {
@@ -148,6 +152,9 @@ impl Client {
             Event::KeyframeRequest(r) => {
                 self.keyframe_requests += 1;
                 self.keyframe_request_rids.push(r.rid.map(|rid| rid.to_string()));
+            }
+            Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => {
+                self.remb.push((now, estimate.as_u64()));
             }
             Event::ChannelOpen(id, label) => self.channels_open.push((id, label)),
             Event::ChannelData(d) => self.channel_data.push((d.id, d.binary, d.data)),

@@ -55,6 +55,9 @@ pub struct SimulcastRoom {
     pub sending: [bool; 3],
     /// Layers whose keyframe requests the publisher ignores (and that send no periodic ones).
     pub deaf: [bool; 3],
+    /// Obey REMB as a browser does: a layer is sent only while it and every layer below it fit
+    /// in the last REMB received (the lowest is always sent).
+    pub obey_remb: bool,
     next_audio: Instant,
     next_video: Instant,
     answered: usize,
@@ -65,6 +68,9 @@ impl std::fmt::Debug for SimulcastRoom {
         f.debug_struct("SimulcastRoom").field("subscribers", &self.subscribers.len()).finish()
     }
 }
+
+/// About what each layer of [`SimulcastRoom`] sends, in bits per second (see `setup`).
+pub const LAYER_BPS: [u64; 3] = [150_000, 430_000, 1_050_000];
 
 impl SimulcastRoom {
     /// Layer sizes: `q` one 600-byte packet a frame (about 150 kbit/s), `h` two of 900 (about
@@ -110,6 +116,7 @@ impl SimulcastRoom {
             subscribers: Vec::new(),
             sending: [true; 3],
             deaf: [false; 3],
+            obey_remb: false,
             next_audio: sim.now,
             next_video: sim.now,
             answered: 0,
@@ -154,6 +161,15 @@ impl SimulcastRoom {
                 }
             }
             self.answered = rids.len();
+            if self.obey_remb
+                && let Some(&(_, limit)) = sim.client(self.publisher).remb.last()
+            {
+                let mut used = 0;
+                for (i, bps) in LAYER_BPS.into_iter().enumerate().skip(1) {
+                    used += bps;
+                    self.sending[i] = used + LAYER_BPS[0] <= limit;
+                }
+            }
             if now >= self.next_audio {
                 self.next_audio += Duration::from_millis(20);
                 let p = self.audio.next_packet();

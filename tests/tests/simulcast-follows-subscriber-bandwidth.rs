@@ -142,3 +142,44 @@ fn uncapped_subscriber_starts_on_the_top_layer_and_holds_it_under_3_percent_loss
     let got = room.received(&sim, sub);
     assert!(by_sequence(&got)[0].keyframe);
 }
+
+#[test]
+fn a_link_too_thin_for_any_video_layer_pauses_video_and_keeps_audio() {
+    let mut sim = Sim::new(0x51_0003);
+    let mut room = SimulcastRoom::setup(&mut sim, Signaled::Ssrcs, (Link::default(), Link::default()));
+    // Audio (about 45 kbit/s on the wire) fits; the lowest video layer (150 kbit/s) does not.
+    let thin = Link { rate_bps: Some(110_000), ..Link::default() };
+    let sub = room.add_subscriber(&mut sim, (Link::default(), thin), None);
+    let paused = run_until(&mut sim, &mut room, Duration::from_secs(10), |sim, room| {
+        let l = room.layers_of(sim, sub);
+        l.target.is_none() && l.current.is_none()
+    });
+    let layers = room.layers_of(&sim, sub);
+    println!("thin link: video paused after {paused:?}: {layers:?}");
+    assert!(paused.is_some(), "video not paused within 10 s on a link that cannot carry it: {layers:?}");
+    assert!(layers.degraded, "paused by the bandwidth, not by the subscriber: {layers:?}");
+    // Audio keeps flowing, nearly whole, while video is paused.
+    let audio_ssrc = room.subscribers[sub].audio.ssrc;
+    let client = room.subscribers[sub].client;
+    let audio_before = sim.clients[client].client.received_on(audio_ssrc).len();
+    let video_before = room.received(&sim, sub).len();
+    room.run(&mut sim, Duration::from_secs(4));
+    let audio = sim.clients[client].client.received_on(audio_ssrc).len() - audio_before;
+    let video = room.received(&sim, sub).len() - video_before;
+    println!("paused: {audio} audio packets of 200 sent, {video} video packets in 4 s");
+    assert!(audio >= 190, "audio suffered while video was paused: {audio} of 200 packets in 4 s");
+    assert!(video < 20, "video still sent while paused: {video} packets in 4 s");
+    let l = room.layers_of(&sim, sub);
+    assert!(l.target.is_none() && l.current.is_none(), "the pause did not hold: {l:?}");
+
+    // The link widens: probing finds it and video resumes on a keyframe.
+    sim.clients[client].down.rate_bps = None;
+    let resumed = run_until(&mut sim, &mut room, Duration::from_secs(10), |sim, room| room.layers_of(sim, sub).current.is_some());
+    let layers = room.layers_of(&sim, sub);
+    println!("widened: video resumed after {resumed:?}: {layers:?}");
+    assert!(resumed.is_some(), "video did not resume within 10 s of the link widening: {layers:?}");
+    room.run(&mut sim, Duration::from_secs(1));
+    let got = room.received(&sim, sub);
+    let resumed_at = got.iter().rposition(|g| g.at < sim.now - Duration::from_secs(1)).map_or(0, |i| i + 1);
+    assert!(got[resumed_at..].first().is_some_and(|g| g.keyframe), "the resumed video does not start on a keyframe");
+}

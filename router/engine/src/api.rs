@@ -41,6 +41,10 @@ pub struct EngineConfig {
     pub stats_interval: Duration,
     /// Packets kept per producer for retransmission.
     pub rtx_cache_packets: usize,
+    /// A simulcast layer no consumer has needed for this long is stopped at the publisher
+    /// (by capping its send rate with REMB, see `uplink`); zero never stops one.
+    #[serde(with = "millis")]
+    pub stop_unneeded_layers_after: Duration,
 }
 
 impl Default for EngineConfig {
@@ -54,6 +58,7 @@ impl Default for EngineConfig {
             rtcp_interval: Duration::from_secs(1),
             stats_interval: Duration::from_secs(5),
             rtx_cache_packets: 512,
+            stop_unneeded_layers_after: Duration::from_secs(30),
         }
     }
 }

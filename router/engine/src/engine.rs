@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{debug, trace};
+use tracing::{debug, info, trace};
 
 use crate::allocation::{Allocator, LayerDemand};
 use crate::api::*;
@@ -22,6 +22,7 @@ use crate::simulcast::{self, AudioLevelMeter, LayerDecision, LayerState, MAX_LAY
 use crate::srtp::SrtpSession;
 use crate::stats::ReceiveStats;
 use crate::twcc::TwccReceiver;
+use crate::uplink::{self, LayerNeed, ProducerUplink, UplinkCap};
 use crate::{rtcp, rtp, stun};
 
 /// Where the engine writes datagrams to send: the shell's send batch in production, a vector
@@ -86,6 +87,8 @@ pub struct Counters {
     pub twcc_feedback_received: u64,
     pub twcc_feedback_unknown: u64,
     pub remb_received: u64,
+    /// REMBs sent to publishers to stop (or resume) simulcast layers nobody needs (`uplink`).
+    pub uplink_remb_sent: u64,
     /// Padding packets sent to probe a subscriber's bandwidth.
     pub probe_packets: u64,
     pub forwarded: u64,
@@ -138,6 +141,9 @@ struct Transport {
     sctp_early: Vec<Vec<u8>>,
     /// What this transport may be sent (as a subscriber) and how it is shared out.
     downlink: Downlink,
+    /// The send-rate cap on this transport as a publisher (`uplink`).
+    uplink_cap: UplinkCap,
+    next_uplink_check: Instant,
 }
 
 /// A subscriber's side of bandwidth: its estimate and the allocation of its video consumers.
@@ -219,6 +225,8 @@ struct Producer {
     audio_level: AudioLevelMeter,
     /// The layers some consumer may need, as last reported ([`Event::LayersNeeded`]).
     needed: Vec<bool>,
+    /// Since when each layer has gone unneeded, to stop it at the publisher (`uplink`).
+    need: [LayerNeed; MAX_LAYERS],
 }
 
 /// One RTP stream of a producer (its only one, or one simulcast layer): numbering, loss and
@@ -276,6 +284,9 @@ struct Consumer {
     layers: LayerState,
     /// When the current target's switch started waiting for a keyframe.
     switch_started: Option<Instant>,
+    /// Since when the estimate has not carried even half the lowest layer (see
+    /// [`PAUSE_STARVED_AFTER`]).
+    starved_since: Option<Instant>,
     /// Layers whose keyframe never came when asked: not targeted again until then.
     blocked_until: [Option<Instant>; MAX_LAYERS],
     degraded: bool,
@@ -364,10 +375,17 @@ const ALLOCATION_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a switch waits for the target layer's keyframe (asking with PLIs) before giving
 /// up and staying on the current layer; the layer is then not tried again for
 /// [`LAYER_RETRY_AFTER`].
+/// A video consumer is paused by the allocation only when the measured estimate has left it
+/// less than half its lowest layer for this long; short of that it is degraded to the lowest
+/// layer. A pause keeps audio alive on a link too thin for video, but a frozen tile is worse
+/// than a blurry one, and right after a join the estimate is not worth one.
+const PAUSE_STARVED_AFTER: Duration = Duration::from_secs(2);
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(4);
 const LAYER_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// Interval of [`Event::AudioLevels`] (the SDK's active speaker: at most every 500 ms).
+/// How often a publisher transport's cap is recomputed (`uplink`).
+const UPLINK_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 const AUDIO_LEVEL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The share of a subscriber's estimate retransmissions may use.
@@ -463,6 +481,8 @@ impl Engine {
             consumers: Vec::new(),
             twcc_in: TwccReceiver::new(),
             twcc_out_seq: 0,
+            uplink_cap: UplinkCap::default(),
+            next_uplink_check: now,
             next_rtcp: now + self.cfg.rtcp_interval,
             connected: false,
             remote_addrs: Vec::new(),
@@ -549,6 +569,7 @@ impl Engine {
             id,
             transport,
             needed: vec![true; layers.len()],
+            need: Default::default(),
             layers,
             consumers: Vec::new(),
             stats: StreamStats::default(),
@@ -593,6 +614,7 @@ impl Engine {
                 LayerState { preferred, target, current: None }
             },
             switch_started: None,
+            starved_since: None,
             blocked_until: [None; MAX_LAYERS],
             degraded: false,
             reported: None,
@@ -1474,6 +1496,8 @@ impl Engine {
                 break;
             }
         }
+        self.cap_uplink(now, id, out);
+        let Some(t) = self.transports.get_mut(&id) else { return };
         if now >= t.next_rtcp {
             t.next_rtcp = now + self.cfg.rtcp_interval;
             let n = write_reports(now, t, &mut self.producers, &self.consumers, &mut self.rtcp_scratch);
@@ -1482,6 +1506,48 @@ impl Engine {
             }
         }
         self.send_probes(now, id, out);
+    }
+
+    /// Caps a publisher transport's send rate while layers above what consumers need have
+    /// gone unneeded long enough, and lifts the cap when one is needed again (`uplink`).
+    fn cap_uplink(&mut self, now: Instant, id: TransportId, out: &mut dyn Transmit) {
+        let Engine { transports, producers, counters, rtcp_scratch, cfg, .. } = self;
+        let Some(t) = transports.get_mut(&id) else { return };
+        if t.producers.is_empty() || now < t.next_uplink_check {
+            return;
+        }
+        t.next_uplink_check = now + UPLINK_CHECK_INTERVAL;
+        let mut uplinks = Vec::with_capacity(t.producers.len());
+        let mut ssrcs = Vec::new();
+        for pid in &t.producers {
+            let Some(p) = producers.get_mut(pid) else { continue };
+            let mut layer_bps = [None; MAX_LAYERS];
+            for (bps, l) in layer_bps.iter_mut().zip(p.layers.iter_mut()) {
+                *bps = if p.params.paused { None } else { l.rate.rate_bps(now) };
+            }
+            let audio = p.params.kind == MediaKind::Audio;
+            if !audio {
+                ssrcs.extend(p.layers.iter().filter_map(|l| l.ssrc));
+            }
+            let stop_from = if audio { None } else { uplink::stop_from(now, &p.need[..p.layers.len()], cfg.stop_unneeded_layers_after) };
+            uplinks.push(ProducerUplink { audio, layers: p.layers.len(), layer_bps, stop_from });
+        }
+        let wanted = uplink::cap_bps(&uplinks);
+        let was_capped = t.uplink_cap.capped();
+        let Some(bps) = t.uplink_cap.poll(now, wanted) else { return };
+        if was_capped != t.uplink_cap.capped() {
+            info!(transport = %id, cap_bps = ?wanted, "publisher send rate {}", if was_capped { "cap lifted: a stopped layer is needed again" } else { "capped: layers nobody needs stop" });
+        }
+        if ssrcs.is_empty() {
+            return;
+        }
+        ssrcs.truncate(255);
+        if let Ok(n) = rtcp::write_remb(rtcp_scratch, t.rtcp_ssrc, bps, &ssrcs)
+            && send_rtcp(t, &rtcp_scratch[..n], out)
+        {
+            counters.uplink_remb_sent += 1;
+            counters.datagrams_out += 1;
+        }
     }
 
     /// Sends the padding the transport's estimator asks for, to learn whether the subscriber's
@@ -1578,16 +1644,35 @@ impl Engine {
         // About 5 % goes to SRTP, UDP and IP headers and retransmissions.
         let estimate = if downlink.measured() { downlink.bwe.estimate_bps() / 20 * 19 } else { u64::MAX };
         let budget = estimate.min(downlink.max_bitrate_bps.unwrap_or(u64::MAX)).saturating_sub(audio_bps);
+        let measured = downlink.measured();
         for (a, d) in downlink.allocator.allocate(now, budget, &demands).into_iter().zip(&demands) {
             let Some(c) = consumers.get_mut(&ConsumerId(a.key)) else { continue };
-            // Degrade to the lowest layer, never to nothing: a frozen tile is worse than a
-            // blurry one, and the estimate right after a join is not yet worth a pause.
-            let a = match (a.target, d.max_layer) {
-                (None, Some(_)) => match d.layer_bps.iter().position(Option::is_some) {
-                    Some(lowest) => crate::allocation::Allocation { target: Some(lowest as u8), degraded: true, ..a },
-                    None => a,
-                },
-                _ => a,
+            // Degrade to the lowest layer; pause only when starved (PAUSE_STARVED_AFTER).
+            let a = match (a.target, d.max_layer, d.layer_bps.iter().position(Option::is_some)) {
+                (None, Some(_), Some(lowest)) => {
+                    let lowest_bps = d.layer_bps[lowest].unwrap_or(0);
+                    if measured && budget < lowest_bps / 2 {
+                        c.starved_since.get_or_insert(now);
+                    } else {
+                        c.starved_since = None;
+                    }
+                    let starved_long =
+                        c.starved_since.is_some_and(|t| now.saturating_duration_since(t) >= PAUSE_STARVED_AFTER);
+                    // Once paused, the allocator's margin and hold decide the resume.
+                    let paused = c.layers.target.is_none();
+                    if starved_long || paused {
+                        if !paused {
+                            debug!(consumer = %c.id, budget, lowest_bps, "paused: the link does not carry the lowest layer");
+                        }
+                        a
+                    } else {
+                        crate::allocation::Allocation { target: Some(lowest as u8), degraded: true, ..a }
+                    }
+                }
+                _ => {
+                    c.starved_since = None;
+                    a
+                }
             };
             if c.layers.target != a.target {
                 trace!(consumer = %c.id, from = ?c.layers.target, to = ?a.target, budget, "allocation");
@@ -1646,6 +1731,9 @@ impl Engine {
             }
         }
         let needed = &needed[..p.layers.len()];
+        for (need, &n) in p.need.iter_mut().zip(needed) {
+            need.update(now, n);
+        }
         if p.layers.len() > 1 && needed != p.needed.as_slice() {
             debug!(producer = %pid, ?needed, "layers needed");
             p.needed = needed.to_vec();

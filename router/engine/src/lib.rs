@@ -56,6 +56,7 @@ pub mod srtp;
 pub mod stats;
 pub mod stun;
 pub mod twcc;
+pub mod uplink;
 
 pub use api::*;
 pub use engine::{Counters, Engine, MTU, Transmit, VecTransmit};
