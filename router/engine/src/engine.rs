@@ -75,6 +75,9 @@ pub struct Counters {
     pub rtp_unknown_ssrc: u64,
     /// RTP whose rid names no layer of the producer its mid names.
     pub rtp_unknown_rid: u64,
+    /// RTP packets (usually RTX) whose sequence number the producer's layer already had:
+    /// a publisher's redundant padding or a late retransmission, not forwarded.
+    pub rtp_duplicates: u64,
     pub rtcp_malformed: u64,
     /// PLI, FIR, NACK or REMB about an SSRC this transport does not send.
     pub feedback_unknown_ssrc: u64,
@@ -280,6 +283,12 @@ struct Consumer {
     rtx_payload_type: Option<u8>,
     mid: Option<String>,
     paused: bool,
+    /// The subscriber has named this consumer's SSRC in RTCP (a report block, NACK or PLI), so
+    /// it has negotiated the stream. Until then its packets carry no transport-wide sequence
+    /// number: a browser drops packets of an m-line it has not negotiated yet before its
+    /// congestion feedback sees them, and the estimator would count them as lost. A `Cell`
+    /// because feedback is resolved while the consumers are borrowed shared.
+    confirmed: std::cell::Cell<bool>,
     /// Simulcast layers (video; audio forwards its one stream).
     layers: LayerState,
     /// When the current target's switch started waiting for a keyframe.
@@ -607,6 +616,7 @@ impl Engine {
             rtx_payload_type: params.rtx_payload_type,
             mid: params.mid.clone(),
             paused: params.paused,
+            confirmed: std::cell::Cell::new(false),
             layers: {
                 let preferred = Some(params.preferred_layer.unwrap_or(MAX_LAYERS as u8 - 1));
                 // Until the first allocation (within a tick) the consumer aims for what it asked.
@@ -1152,6 +1162,14 @@ impl Engine {
             self.events.push_back(Event::ProducerFirstPacket { producer: pid, ssrc: header.ssrc });
         }
         let Some(layer) = p.layers.get_mut(usize::from(layer_index)) else { return };
+        if layer.cache.contains(header.sequence_number) {
+            // Chromium probes its uplink with RTX copies of packets already sent ("redundant
+            // payloads" padding). Forwarded, subscribers' SRTP replay check drops them before
+            // their congestion feedback sees them, which reads as heavy loss; counted in the
+            // layer's rate, they make a 150 kbit/s layer look like 1 Mbit/s.
+            self.counters.rtp_duplicates += 1;
+            return;
+        }
         if keyframe && header_starts_frame(codec, payload) {
             p.stats.keyframes += 1;
             if let Some(d) = &vp8
@@ -1253,8 +1271,13 @@ impl Engine {
             let Engine { transports, consumers, producers, counters, .. } = &mut *self;
             let Some(t) = transports.get_mut(&tid) else { return };
             let Transport { consumers: own_consumers, ssrcs, downlink, .. } = t;
-            let consumer_by_ssrc =
-                |ssrc: u32| own_consumers.iter().filter_map(|c| consumers.get(c)).find(|c| c.ssrc == ssrc);
+            let consumer_by_ssrc = |ssrc: u32| {
+                let c = own_consumers.iter().filter_map(|c| consumers.get(c)).find(|c| c.ssrc == ssrc);
+                if let Some(c) = c {
+                    c.confirmed.set(true);
+                }
+                c
+            };
             // The layer a subscriber's keyframe request is about: the one it is switching to,
             // or the one it gets.
             let keyframe_of = |c: &Consumer| (c.producer, c.layers.target.or(c.layers.current).unwrap_or(0));
@@ -1264,6 +1287,21 @@ impl Engine {
                     break;
                 };
                 match packet {
+                    rtcp::RtcpPacket::SenderReport { reports, .. } | rtcp::RtcpPacket::ReceiverReport { reports, .. }
+                        if !own_consumers.is_empty() =>
+                    {
+                        for r in reports.take(31) {
+                            consumer_by_ssrc(r.ssrc);
+                        }
+                        if let rtcp::RtcpPacket::SenderReport { ssrc, ntp_time, rtp_time, .. } = packet
+                            && let Some(&StreamRef { producer, layer, rtx: false }) = ssrcs.get(&ssrc)
+                            && let Some(l) =
+                                producers.get_mut(&producer).and_then(|p| p.layers.get_mut(usize::from(layer)))
+                        {
+                            l.recv.on_sender_report(ntp_time, now);
+                            l.last_sr = Some((ntp_time, rtp_time, now));
+                        }
+                    }
                     rtcp::RtcpPacket::SenderReport { ssrc, ntp_time, rtp_time, .. } => {
                         if let Some(&StreamRef { producer, layer, rtx: false }) = ssrcs.get(&ssrc)
                             && let Some(l) =
@@ -1645,6 +1683,7 @@ impl Engine {
         let estimate = if downlink.measured() { downlink.bwe.estimate_bps() / 20 * 19 } else { u64::MAX };
         let budget = estimate.min(downlink.max_bitrate_bps.unwrap_or(u64::MAX)).saturating_sub(audio_bps);
         let measured = downlink.measured();
+        let bwe_stats = downlink.bwe.stats();
         for (a, d) in downlink.allocator.allocate(now, budget, &demands).into_iter().zip(&demands) {
             let Some(c) = consumers.get_mut(&ConsumerId(a.key)) else { continue };
             // Degrade to the lowest layer; pause only when starved (PAUSE_STARVED_AFTER).
@@ -1662,7 +1701,7 @@ impl Engine {
                     let paused = c.layers.target.is_none();
                     if starved_long || paused {
                         if !paused {
-                            debug!(consumer = %c.id, budget, lowest_bps, "paused: the link does not carry the lowest layer");
+                            debug!(consumer = %c.id, budget, lowest_bps, estimate = ?bwe_stats, "paused: the link does not carry the lowest layer");
                         }
                         a
                     } else {
@@ -1946,12 +1985,13 @@ struct OutExtensions {
 }
 
 impl OutExtensions {
-    fn new(now: Instant, t: &mut Transport, mid: Option<&str>) -> OutExtensions {
+    /// `twcc`: stamp a transport-wide sequence number (see `Consumer::confirmed`).
+    fn new(now: Instant, t: &mut Transport, mid: Option<&str>, twcc: bool) -> OutExtensions {
         let mut e = OutExtensions { buf: [0; 64], ranges: Default::default(), n: 0, used: 0, twcc_seq: None };
         if let (Some(id), Some(mid)) = (t.out_ext.mid, mid) {
             e.push(id, mid.as_bytes());
         }
-        if let Some(id) = t.out_ext.transport_cc {
+        if let Some(id) = t.out_ext.transport_cc.filter(|_| twcc) {
             let seq = t.twcc_out_seq;
             t.twcc_out_seq = t.twcc_out_seq.wrapping_add(1);
             e.push(id, &seq.to_be_bytes());
@@ -1992,7 +2032,7 @@ fn write_forward(
 ) -> Option<usize> {
     let dst = t.remote()?;
     t.srtp_out.as_ref()?;
-    let mut exts = OutExtensions::new(now, t, c.mid.as_deref());
+    let mut exts = OutExtensions::new(now, t, c.mid.as_deref(), c.confirmed.get());
     // Audio level is the publisher's measurement: copy it through.
     if let (Some(out_id), Some(in_id)) = (t.out_ext.audio_level, in_audio_level)
         && let Some(v) = header.find_extension(original, in_id)
@@ -2047,7 +2087,11 @@ fn write_padding(now: Instant, t: &mut Transport, c: &mut Consumer, out: &mut dy
     let (pt, ssrc) = c.rtx_payload_type.zip(c.rtx_ssrc)?;
     let (_, last_ts, _) = c.last_out?;
     t.srtp_out.as_ref()?;
-    let exts = OutExtensions::new(now, t, c.mid.as_deref());
+    if !c.confirmed.get() {
+        // Padding the subscriber's feedback would never see is no probe.
+        return None;
+    }
+    let exts = OutExtensions::new(now, t, c.mid.as_deref(), true);
     let list = exts.list();
     let seq = c.rtx_seq;
     c.rtx_seq = c.rtx_seq.wrapping_add(1);

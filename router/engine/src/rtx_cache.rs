@@ -181,6 +181,15 @@ impl RetransmissionCache {
         Some(&self.storage[index * self.config.slot_size..][..slot.len])
     }
 
+    /// Whether the packet with this sequence number is held, however old: a copy that
+    /// arrives again (a retransmission, or a sender's redundant padding) is a duplicate.
+    pub fn contains(&self, seq: u16) -> bool {
+        let Some(highest) = self.highest else { return false };
+        let ext = extend_seq(highest, seq);
+        let slot = &self.slots[self.index(ext)];
+        slot.stored_at.is_some() && slot.ext == ext
+    }
+
     /// Empties the cache (its memory stays reserved).
     pub fn clear(&mut self) {
         for slot in &mut self.slots {
