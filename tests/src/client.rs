@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use router_engine::{ConnectParams, ConsumerInfo, ExtensionIds, MediaKind, TransportInfo};
+use str0m::bwe::BweKind;
 use str0m::channel::{ChannelConfig, ChannelId};
 use str0m::ice::IceCreds;
 use str0m::media::{KeyframeRequestKind, MediaKind as StrKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo, Ssrc};
-use str0m::bwe::BweKind;
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 /// One RTP packet as the client received it (after SRTP, after RTX repair).

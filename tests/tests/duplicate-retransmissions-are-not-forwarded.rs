@@ -46,15 +46,18 @@ fn rtx_copies_of_packets_already_received_are_dropped_and_gaps_are_repaired() {
     let (subscriber, sub_transport) = sim.add_client(Link::default(), Link::default());
     let consumer = sim
         .engine
-        .consume(sub_transport.id, ConsumeParams {
-            producer,
-            payload_type: None,
-            rtx_payload_type: Some(rtx_pt),
-            mid: Some("v0".into()),
-            extensions: str0m_extensions(),
-            paused: false,
-            preferred_layer: None,
-        })
+        .consume(
+            sub_transport.id,
+            ConsumeParams {
+                producer,
+                payload_type: None,
+                rtx_payload_type: Some(rtx_pt),
+                mid: Some("v0".into()),
+                extensions: str0m_extensions(),
+                paused: false,
+                preferred_layer: None,
+            },
+        )
         .unwrap();
     sim.client(subscriber).subscribe("v0", &consumer);
 
@@ -94,11 +97,18 @@ fn rtx_copies_of_packets_already_received_are_dropped_and_gaps_are_repaired() {
     sim.run_until(sim.now + Duration::from_millis(500));
 
     let counters = sim.engine.counters().clone();
-    let received = sim.clients[subscriber].client.received_on(consumer.ssrc).into_iter().map(|r| r.ext_seq).collect::<Vec<_>>();
+    let received =
+        sim.clients[subscriber].client.received_on(consumer.ssrc).into_iter().map(|r| r.ext_seq).collect::<Vec<_>>();
     let mut unique = received.clone();
     unique.sort_unstable();
     unique.dedup();
-    println!("duplicates dropped {}, received {} packets ({} distinct) of {} sent", counters.rtp_duplicates, received.len(), unique.len(), sent.len());
+    println!(
+        "duplicates dropped {}, received {} packets ({} distinct) of {} sent",
+        counters.rtp_duplicates,
+        received.len(),
+        unique.len(),
+        sent.len()
+    );
     assert!(counters.rtp_duplicates >= 38, "RTX copies of packets the router had must be dropped: {counters:?}");
     assert_eq!(received.len(), unique.len(), "the subscriber got duplicates");
     assert_eq!(unique.len(), sent.len(), "every packet arrived once, the repaired one included");

@@ -175,7 +175,8 @@ fn a_link_too_thin_for_any_video_layer_pauses_video_and_keeps_audio() {
     // The link widens: probing finds it and video resumes on a keyframe.
     let last_before = room.received(&sim, sub).iter().map(|g| g.seq).max().unwrap_or(0);
     sim.clients[client].down.rate_bps = None;
-    let resumed = run_until(&mut sim, &mut room, Duration::from_secs(10), |sim, room| room.layers_of(sim, sub).current.is_some());
+    let resumed =
+        run_until(&mut sim, &mut room, Duration::from_secs(10), |sim, room| room.layers_of(sim, sub).current.is_some());
     let layers = room.layers_of(&sim, sub);
     println!("widened: video resumed after {resumed:?}: {layers:?}");
     assert!(resumed.is_some(), "video did not resume within 10 s of the link widening: {layers:?}");

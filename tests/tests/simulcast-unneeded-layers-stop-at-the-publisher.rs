@@ -32,7 +32,12 @@ fn rembs(sim: &Sim, room: &SimulcastRoom) -> Vec<(Instant, u64)> {
 }
 
 /// Runs until `done` holds or `limit` passes; returns how long it took.
-fn run_until(sim: &mut Sim, room: &mut SimulcastRoom, limit: Duration, done: impl Fn(&Sim, &SimulcastRoom) -> bool) -> Option<Duration> {
+fn run_until(
+    sim: &mut Sim,
+    room: &mut SimulcastRoom,
+    limit: Duration,
+    done: impl Fn(&Sim, &SimulcastRoom) -> bool,
+) -> Option<Duration> {
     let start = sim.now;
     while !done(sim, room) {
         if sim.now >= start + limit {
@@ -73,7 +78,8 @@ fn layers_nobody_needs_stop_and_resume_when_asked_for() {
     let lifted = run_until(&mut sim, &mut room, Duration::from_secs(1), |sim, room| {
         rembs(sim, room)[before..].iter().any(|&(_, bps)| is_lift(bps))
     });
-    let on_top = run_until(&mut sim, &mut room, Duration::from_secs(3), |sim, room| room.layers_of(sim, sub).current == Some(2));
+    let on_top =
+        run_until(&mut sim, &mut room, Duration::from_secs(3), |sim, room| room.layers_of(sim, sub).current == Some(2));
     println!("lifted after {lifted:?}; on f {on_top:?} after that");
     assert!(lifted.is_some_and(|d| d <= Duration::from_millis(400)), "lift took {lifted:?}");
     assert!(on_top.is_some_and(|d| d <= Duration::from_secs(2)), "f took {on_top:?} after the lift");
@@ -112,7 +118,8 @@ fn a_publisher_nobody_watches_keeps_only_its_lowest_layer() {
     // Someone joins and wants the best: the lowest layer at once, the top after the lift.
     let sub = room.add_subscriber(&mut sim, link(), None);
     let first = run_until(&mut sim, &mut room, Duration::from_secs(1), |sim, room| !room.received(sim, sub).is_empty());
-    let on_top = run_until(&mut sim, &mut room, Duration::from_secs(3), |sim, room| room.layers_of(sim, sub).current == Some(2));
+    let on_top =
+        run_until(&mut sim, &mut room, Duration::from_secs(3), |sim, room| room.layers_of(sim, sub).current == Some(2));
     println!("first video after {first:?}; on f {on_top:?} after that");
     assert!(first.is_some(), "the lowest layer never stopped");
     assert!(on_top.is_some_and(|d| d <= Duration::from_secs(2)), "f took {on_top:?}");
@@ -128,6 +135,10 @@ fn flipping_between_layers_never_stops_one() {
         sim.engine.set_preferred_layer(room.subscribers[sub].video.id, layer).unwrap();
         room.run(&mut sim, grace() * 3 / 5);
     }
-    assert!(rembs(&sim, &room).is_empty(), "a layer unneeded for less than the grace is not stopped: {:?}", rembs(&sim, &room));
+    assert!(
+        rembs(&sim, &room).is_empty(),
+        "a layer unneeded for less than the grace is not stopped: {:?}",
+        rembs(&sim, &room)
+    );
     assert_eq!(sim.engine.counters().uplink_remb_sent, 0);
 }

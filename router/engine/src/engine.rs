@@ -1287,7 +1287,8 @@ impl Engine {
                     break;
                 };
                 match packet {
-                    rtcp::RtcpPacket::SenderReport { reports, .. } | rtcp::RtcpPacket::ReceiverReport { reports, .. }
+                    rtcp::RtcpPacket::SenderReport { reports, .. }
+                    | rtcp::RtcpPacket::ReceiverReport { reports, .. }
                         if !own_consumers.is_empty() =>
                     {
                         for r in reports.take(31) {
@@ -1567,7 +1568,11 @@ impl Engine {
             if !audio {
                 ssrcs.extend(p.layers.iter().filter_map(|l| l.ssrc));
             }
-            let stop_from = if audio { None } else { uplink::stop_from(now, &p.need[..p.layers.len()], cfg.stop_unneeded_layers_after) };
+            let stop_from = if audio {
+                None
+            } else {
+                uplink::stop_from(now, &p.need[..p.layers.len()], cfg.stop_unneeded_layers_after)
+            };
             uplinks.push(ProducerUplink { audio, layers: p.layers.len(), layer_bps, stop_from });
         }
         let wanted = uplink::cap_bps(&uplinks);

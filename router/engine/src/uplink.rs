@@ -187,13 +187,21 @@ mod tests {
                 vec![video([Some(150_000), Some(450_000), None], Some(2))],
                 with_headroom(600_000),
             ),
-            ("a needed layer not flowing: no cap, it must come back", vec![video([Some(150_000), None, None], Some(2))], None),
+            (
+                "a needed layer not flowing: no cap, it must come back",
+                vec![video([Some(150_000), None, None], Some(2))],
+                None,
+            ),
             (
                 "a second simulcast camera with all layers needed counts in full",
                 vec![video(FLOWING, Some(1)), video(FLOWING, None)],
                 with_headroom(150_000 + 1_800_000),
             ),
-            ("a plain video track beside: cannot cap", vec![video(FLOWING, Some(1)), ProducerUplink { layers: 1, ..video(FLOWING, None) }], None),
+            (
+                "a plain video track beside: cannot cap",
+                vec![video(FLOWING, Some(1)), ProducerUplink { layers: 1, ..video(FLOWING, None) }],
+                None,
+            ),
             ("audio only: nothing to stop", vec![audio(40_000)], None),
         ];
         for (name, producers, want) in cases {
