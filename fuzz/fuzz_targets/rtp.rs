@@ -1,8 +1,8 @@
 #![no_main]
 //! Parses an RTP header, walks every extension through the typed readers, and exercises the
-//! RTX and codec paths the router runs on a received packet.
+//! RTX and codec paths the router runs on a received packet, layer sizes included.
 use libfuzzer_sys::fuzz_target;
-use router_engine::{codec, rtp};
+use router_engine::{codec, rtp, simulcast};
 
 fuzz_target!(|data: &[u8]| {
     let _ = rtp::is_rtcp(data);
@@ -23,7 +23,12 @@ fuzz_target!(|data: &[u8]| {
     for c in [codec::Codec::Vp8, codec::Codec::Vp9, codec::Codec::H264] {
         let _ = codec::is_keyframe(c, payload);
     }
-    let _ = codec::Vp8Descriptor::parse(payload);
+    if let Ok(d) = codec::Vp8Descriptor::parse(payload) {
+        let _ = payload.get(d.header_len..).and_then(simulcast::vp8_keyframe_size);
+    }
+    // Layer sizes come from keyframes: the VP8 frame header, the H.264 SPS.
+    let _ = simulcast::h264_keyframe_size(payload);
+    let _ = simulcast::h264_sps_size(payload);
     let mut out = [0u8; 1600];
     let params = rtp::RtxParams {
         ssrc: 1,

@@ -1172,10 +1172,13 @@ impl Engine {
         }
         if keyframe && header_starts_frame(codec, payload) {
             p.stats.keyframes += 1;
-            if let Some(d) = &vp8
-                && let Some(size) = payload.get(d.header_len..).and_then(simulcast::vp8_keyframe_size)
-            {
-                layer.size = Some(size);
+            let size = match (&vp8, codec) {
+                (Some(d), _) => payload.get(d.header_len..).and_then(simulcast::vp8_keyframe_size),
+                (None, Codec::H264) => simulcast::h264_keyframe_size(payload),
+                _ => None,
+            };
+            if size.is_some() {
+                layer.size = size;
             }
             self.events.push_back(Event::KeyframeSeen { producer: pid });
         }
