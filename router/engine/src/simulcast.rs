@@ -252,7 +252,7 @@ impl BitReader<'_> {
                 return None;
             }
         }
-        Some(((1u64 << zeros) - 1 + u64::from(self.bits(zeros)?)).try_into().ok()?)
+        ((1u64 << zeros) - 1 + u64::from(self.bits(zeros)?)).try_into().ok()
     }
 
     fn se(&mut self) -> Option<i64> {
