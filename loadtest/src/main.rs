@@ -166,7 +166,11 @@ async fn run(args: Args) -> Result<bool, Error> {
     for r in 0..rooms {
         room_ids.push(api.room(&format!("loadtest-{stamp:x}-{r}")).await?);
     }
-    let pids = if args.server_pid.is_empty() { find_pids(&["router", "signaling"]) } else { args.server_pid.clone() };
+    let pids = if args.server_pid.is_empty() {
+        find_pids(&["router", "signaling"], &args.data_dir)
+    } else {
+        args.server_pid.clone()
+    };
     eprintln!(
         "loadtest: {rooms} room(s) × ({video} video + {audio} audio publishers, {subs} subscribers), {:.0} s media, simulcast {simulcast}, watching server pids {pids:?}",
         args.duration.as_secs_f64()
@@ -200,7 +204,8 @@ async fn run(args: Args) -> Result<bool, Error> {
                     recv_mbps: (bytes - last.3) as f64 * 8.0 / dt / 1e6,
                     latency_ms: if lcount > last.5 { (lsum - last.4) as f64 / (lcount - last.5) as f64 / 1000.0 } else { 0.0 },
                     generator_cpu: (cpu - last.6) / dt,
-                    server_cpu: (scpu - last.7) / dt,
+                    // A watched process that exited takes its time with it: never below zero.
+                    server_cpu: ((scpu - last.7) / dt).max(0.0),
                 };
                 eprint!(
                     "\r[{:>5.0}s] joined {}/{} failed {} | sent {:>7.0} pkt/s | recv {:>8.0} pkt/s {:>7.1} Mbit/s | latency {:>6.2} ms | CPU gen {:.2} srv {:.2}   ",
@@ -250,7 +255,7 @@ async fn run(args: Args) -> Result<bool, Error> {
     let wall = t_start.elapsed().as_secs_f64().max(1e-3);
     let series = sampler.await.unwrap_or_default();
     let generator_cpu = (self_cpu() - cpu_start) / wall;
-    let server = (server_cpu(&pids) - server_start) / wall;
+    let server = ((server_cpu(&pids) - server_start) / wall).max(0.0);
     let ticks = live.ticks.load(Ordering::Relaxed).max(1);
     let late = 100.0 * live.late_ticks.load(Ordering::Relaxed) as f64 / ticks as f64;
     let totals = Totals {
@@ -309,13 +314,18 @@ fn server_cpu(pids: &[u32]) -> f64 {
         .sum()
 }
 
-/// Processes whose command name is one of `names`.
-fn find_pids(names: &[&str]) -> Vec<u32> {
+/// The platform's processes: named one of `names`, with the data directory in their command
+/// line (control passes it to both), so another platform on the machine is not counted.
+fn find_pids(names: &[&str], data_dir: &std::path::Path) -> Vec<u32> {
+    let dir_name = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let dir_name = dir_name.to_string_lossy().into_owned();
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| names.contains(&c.trim())))
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| names.contains(&c.trim()))
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(dir_name.as_str()))
         })
         .collect()
 }

@@ -407,7 +407,10 @@ fn start_media(plan: &PeerPlan, pc: &mut Pc, mids: &[(Mid, MediaKind)], outgoing
     let now = Instant::now();
     for &(mid, kind) in mids {
         let codec = if kind == MediaKind::Audio { Codec::Opus } else { Codec::Vp8 };
-        let pt = pc.rtc.writer(mid).and_then(|w| w.payload_params().find(|p| p.spec().codec == codec).map(|p| p.pt()));
+        // str0m offered its own payload types and the answer keeps them; `writer` is for
+        // frame mode only.
+        let remote = pc.rtc.media(mid).map(|m| m.remote_pts().to_vec()).unwrap_or_default();
+        let pt = pc.rtc.codec_config().find(|p| p.spec().codec == codec && remote.contains(&p.pt())).map(|p| p.pt());
         match kind {
             MediaKind::Audio if plan.audio => {
                 let source = stamp::source_id(plan.index, 0);
@@ -508,7 +511,7 @@ fn on_events(
 ) {
     for e in pc.events.drain(..) {
         match e {
-            Event::IceConnectionStateChange(IceConnectionState::Connected) if media_pc => {
+            Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed) if media_pc => {
                 timeline.mark(Step::IceConnected, clock.now_us());
             }
             Event::Connected if media_pc => timeline.mark(Step::DtlsDone, clock.now_us()),
