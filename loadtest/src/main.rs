@@ -83,6 +83,10 @@ struct Args {
     /// Server processes whose CPU is watched (default: processes named router and signaling).
     #[arg(long)]
     server_pid: Vec<u32>,
+    /// The router's control socket, whose counters are read over the steady window
+    /// (default: <data-dir>/router.sock).
+    #[arg(long)]
+    router_socket: Option<PathBuf>,
     /// Where the JSON report goes.
     #[arg(long, default_value = "loadtest-report.json")]
     json: PathBuf,
@@ -239,6 +243,37 @@ async fn run(args: Args) -> Result<bool, Error> {
             handles.push(tokio::spawn(peer::run(plan, api.clone(), args.init_url.clone(), tls.clone(), clock, live.clone())));
         }
     }
+    // The steady window: every peer started (joins may still be finishing) until the end.
+    let socket = args.router_socket.clone().unwrap_or_else(|| args.data_dir.join("router.sock"));
+    let router_pid = find_pids(&["router"], &args.data_dir).first().copied();
+    let window = {
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            let start = epoch + ramp + Duration::from_secs(2).min(args.duration / 4);
+            tokio::time::sleep_until(start.into()).await;
+            let t0 = Instant::now();
+            let c0 = router_pid.map(|p| server_cpu(&[p]));
+            let s = socket.clone();
+            let before = tokio::task::spawn_blocking(move || loadtest::scrape::read(&s)).await.ok().flatten()?;
+            tokio::time::sleep_until((until - Duration::from_millis(200)).max(t0).into()).await;
+            let after = tokio::task::spawn_blocking(move || loadtest::scrape::read(&socket)).await.ok().flatten()?;
+            let secs = t0.elapsed().as_secs_f64().max(1e-3);
+            let c1 = router_pid.map(|p| server_cpu(&[p]));
+            let d = loadtest::scrape::delta(&before, &after);
+            let get = |k: &str| d.get(k).copied().unwrap_or(0) as f64;
+            let cpu = c0.zip(c1).map(|(a, b)| (b - a).max(0.0));
+            Some(report::ServerWindow {
+                seconds: secs,
+                forwarded_per_s: get("forwarded") / secs,
+                datagrams_in_per_s: get("datagrams_in") / secs,
+                datagrams_out_per_s: get("datagrams_out") / secs,
+                drops: loadtest::scrape::DROPS.iter().map(|k| d.get(*k).copied().unwrap_or(0)).sum(),
+                router_cpu_us_per_forwarded: cpu.filter(|_| get("forwarded") > 0.0).map(|c| c * 1e6 / get("forwarded")),
+                router_cpu_cores: cpu.map(|c| c / secs),
+                counters: d,
+            })
+        })
+    };
     let cpu_start = self_cpu();
     let server_start = server_cpu(&pids);
     let t_start = Instant::now();
@@ -277,7 +312,8 @@ async fn run(args: Args) -> Result<bool, Error> {
         threads: args.threads,
     };
     let media_s = (ramp + args.duration).as_secs_f64();
-    let report = report::build(settings, peers, series, media_s, totals);
+    let server = window.await.ok().flatten();
+    let report = report::build(settings, peers, series, server, media_s, totals);
     print!("{}", report::tables(&report, args.max_rows));
     let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Setup(format!("JSON: {e}")))?;
     std::fs::write(&args.json, json)?;

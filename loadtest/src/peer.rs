@@ -26,7 +26,7 @@ use crate::stats::{JoinTimeline, Step, TrackRecv};
 use crate::{Clock, Error};
 
 /// How long joining may take before the peer gives up (and says so in the report).
-const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One video layer a publisher sends: rid, packets per frame, payload bytes, size.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -245,6 +245,7 @@ async fn session(
     let mut api_sdp = publish.rtc.sdp_api();
     api_sdp.add_channel("ion-sfu".into());
     let (offer, pending) = api_sdp.apply().ok_or_else(|| Error::Signal("no join offer".into()))?;
+    timeline.mark(Step::JoinSent, clock.now_us());
     let join_id = sig
         .request(
             "join",
@@ -266,6 +267,9 @@ async fn session(
     loop {
         let now = Instant::now();
         if now >= plan.until {
+            if !joined {
+                return Err(Error::Signal("not joined by the end of the run".into()));
+            }
             break;
         }
         if !joined && now >= join_deadline {

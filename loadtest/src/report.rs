@@ -88,7 +88,23 @@ pub struct RunReport {
     pub join: Vec<JoinRow>,
     pub totals: Totals,
     pub series: Vec<TimePoint>,
+    /// The router's counters over the steady window (None without its control socket).
+    pub server: Option<ServerWindow>,
     pub peers: Vec<PeerReport>,
+}
+
+/// The server's view of the steady window, from the router's counters and its CPU time.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerWindow {
+    pub seconds: f64,
+    pub forwarded_per_s: f64,
+    pub datagrams_in_per_s: f64,
+    pub datagrams_out_per_s: f64,
+    pub drops: u64,
+    /// CPU time of the router process per forwarded packet, µs.
+    pub router_cpu_us_per_forwarded: Option<f64>,
+    pub router_cpu_cores: Option<f64>,
+    pub counters: crate::scrape::Counters,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -112,7 +128,14 @@ pub struct Totals {
 }
 
 /// Builds the tables from the peers' reports. `media_s` is the length of the media window.
-pub fn build(settings: Settings, peers: Vec<PeerReport>, series: Vec<TimePoint>, media_s: f64, mut totals: Totals) -> RunReport {
+pub fn build(
+    settings: Settings,
+    peers: Vec<PeerReport>,
+    series: Vec<TimePoint>,
+    server: Option<ServerWindow>,
+    media_s: f64,
+    mut totals: Totals,
+) -> RunReport {
     let secs = media_s.max(0.001);
     let mut by_source: BTreeMap<u32, TrackRow> = BTreeMap::new();
     let mut lat_by_source: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
@@ -205,8 +228,11 @@ pub fn build(settings: Settings, peers: Vec<PeerReport>, series: Vec<TimePoint>,
             let mut v: Vec<f64> = peers.iter().filter_map(|p| p.timeline.since_start_ms()[i]).collect();
             JoinRow { step, ms: Summary::of(&mut v) }
         })
-        .collect();
-    RunReport { settings, tracks: by_source.into_values().collect(), subscribers, join, totals, series, peers }
+        .collect::<Vec<_>>();
+    let mut join = join;
+    let mut rpc: Vec<f64> = peers.iter().filter_map(|p| p.timeline.join_rpc_ms()).collect();
+    join.push(JoinRow { step: "join RPC (server)", ms: Summary::of(&mut rpc) });
+    RunReport { settings, tracks: by_source.into_values().collect(), subscribers, join, totals, series, server, peers }
 }
 
 /// The tables, as text.
@@ -268,12 +294,31 @@ pub fn tables(r: &RunReport, max_rows: usize) -> String {
         t.loss_percent,
         t.freezes
     );
-    let _ = writeln!(s, "\nJoin step      |  count |    p50 ms |    p90 ms |    p99 ms |    max ms");
+    let _ = writeln!(s, "\nJoin step          |  count |    p50 ms |    p90 ms |    p99 ms |    max ms");
     for j in &r.join {
         let _ = writeln!(
             s,
-            "{:<14} | {:>6} | {:>9.1} | {:>9.1} | {:>9.1} | {:>9.1}",
+            "{:<18} | {:>6} | {:>9.1} | {:>9.1} | {:>9.1} | {:>9.1}",
             j.step, j.ms.count, j.ms.p50, j.ms.p90, j.ms.p99, j.ms.max
+        );
+    }
+    if let Some(w) = &r.server {
+        let _ = writeln!(
+            s,
+            "\nRouter, steady window {:.1} s: forwarded {:.0} pkt/s, datagrams in {:.0}/s out {:.0}/s, drops {}, NACKs in {}, retransmitted {}, PLIs sent {}, layer switches {}{}",
+            w.seconds,
+            w.forwarded_per_s,
+            w.datagrams_in_per_s,
+            w.datagrams_out_per_s,
+            w.drops,
+            w.counters.get("nacks_received").copied().unwrap_or(0),
+            w.counters.get("retransmitted").copied().unwrap_or(0),
+            w.counters.get("plis_sent").copied().unwrap_or(0),
+            w.counters.get("layer_switches").copied().unwrap_or(0),
+            match (w.router_cpu_cores, w.router_cpu_us_per_forwarded) {
+                (Some(c), Some(us)) => format!(", router CPU {c:.2} cores = {us:.2} CPU-µs per forwarded packet"),
+                _ => String::new(),
+            }
         );
     }
     let _ = writeln!(

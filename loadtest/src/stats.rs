@@ -190,6 +190,8 @@ impl TrackRecv {
 pub struct JoinTimeline {
     pub start_us: Option<u64>,
     pub ws_open_us: Option<u64>,
+    /// When the `join` request went out: `joined_us` minus this is the server's join time.
+    pub join_sent_us: Option<u64>,
     pub joined_us: Option<u64>,
     pub ice_connected_us: Option<u64>,
     pub dtls_done_us: Option<u64>,
@@ -202,6 +204,7 @@ pub struct JoinTimeline {
 pub enum Step {
     Start,
     WsOpen,
+    JoinSent,
     Joined,
     IceConnected,
     DtlsDone,
@@ -215,6 +218,7 @@ impl JoinTimeline {
         let slot = match step {
             Step::Start => &mut self.start_us,
             Step::WsOpen => &mut self.ws_open_us,
+            Step::JoinSent => &mut self.join_sent_us,
             Step::Joined => &mut self.joined_us,
             Step::IceConnected => &mut self.ice_connected_us,
             Step::DtlsDone => &mut self.dtls_done_us,
@@ -222,6 +226,11 @@ impl JoinTimeline {
             Step::FirstKeyframe => &mut self.first_keyframe_us,
         };
         slot.get_or_insert(at_us);
+    }
+
+    /// The `join` request's round trip (the server's join time, plus a localhost trip), ms.
+    pub fn join_rpc_ms(&self) -> Option<f64> {
+        Some(self.joined_us?.checked_sub(self.join_sent_us?)? as f64 / 1000.0)
     }
 
     /// Each step's time since the start, in ms, in order (None where it did not happen).
