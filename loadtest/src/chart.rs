@@ -27,7 +27,10 @@ pub fn svg(points: &[TimePoint], title: &str) -> String {
                 ("received", "#2ca02c", points.iter().map(|p| p.recv_pps).collect()),
             ],
         },
-        Panel { title: "one-way latency, mean (ms)", series: vec![("latency", "#d62728", points.iter().map(|p| p.latency_ms).collect())] },
+        Panel {
+            title: "one-way latency, mean (ms)",
+            series: vec![("latency", "#d62728", points.iter().map(|p| p.latency_ms).collect())],
+        },
         Panel {
             title: "CPU (cores)",
             series: vec![
@@ -38,8 +41,15 @@ pub fn svg(points: &[TimePoint], title: &str) -> String {
     ];
     let h = TOP + panels.len() as f64 * (PANEL + 50.0);
     let mut s = String::new();
-    let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" font-family="sans-serif" font-size="12">"#);
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/><text x="{LEFT}" y="18" font-size="14">{}</text>"#, escape(title));
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="{LEFT}" y="18" font-size="14">{}</text>"#,
+        escape(title)
+    );
     let t_max = t.iter().copied().fold(1.0, f64::max);
     for (i, panel) in panels.iter().enumerate() {
         let y0 = TOP + i as f64 * (PANEL + 50.0) + 20.0;
@@ -50,17 +60,39 @@ pub fn svg(points: &[TimePoint], title: &str) -> String {
         for k in 0..=4 {
             let v = v_max * f64::from(k) / 4.0;
             let y = y0 + PANEL - PANEL * f64::from(k) / 4.0;
-            let _ = writeln!(s, r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##, LEFT + pw, LEFT - 4.0, y + 4.0, fmt(v));
+            let _ = writeln!(
+                s,
+                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+                LEFT + pw,
+                LEFT - 4.0,
+                y + 4.0,
+                fmt(v)
+            );
         }
-        let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{:.0} s</text>"#, LEFT + pw, y0 + PANEL + 14.0, t_max);
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{:.0} s</text>"#,
+            LEFT + pw,
+            y0 + PANEL + 14.0,
+            t_max
+        );
         for (j, (label, colour, v)) in panel.series.iter().enumerate() {
             let pts: Vec<String> = t
                 .iter()
                 .zip(v)
                 .map(|(t, v)| format!("{:.1},{:.1}", LEFT + pw * t / t_max, y0 + PANEL - PANEL * v / v_max))
                 .collect();
-            let _ = writeln!(s, r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#, pts.join(" "));
-            let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" fill="{colour}">{label}</text>"#, LEFT + 10.0 + 90.0 * j as f64, y0 + 14.0);
+            let _ = writeln!(
+                s,
+                r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
+                pts.join(" ")
+            );
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" fill="{colour}">{label}</text>"#,
+                LEFT + 10.0 + 90.0 * j as f64,
+                y0 + 14.0
+            );
         }
     }
     s.push_str("</svg>\n");
@@ -68,7 +100,13 @@ pub fn svg(points: &[TimePoint], title: &str) -> String {
 }
 
 fn fmt(v: f64) -> String {
-    if v >= 10_000.0 { format!("{:.0}k", v / 1000.0) } else if v >= 10.0 { format!("{v:.0}") } else { format!("{v:.2}") }
+    if v >= 10_000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else if v >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 fn escape(s: &str) -> String {
@@ -81,8 +119,14 @@ mod tests {
 
     #[test]
     fn a_chart_has_a_line_per_series_and_scales_to_the_data() {
-        let points: Vec<TimePoint> =
-            (0..10).map(|i| TimePoint { t_s: f64::from(i), sent_pps: 100.0, recv_pps: 1000.0 * f64::from(i), ..Default::default() }).collect();
+        let points: Vec<TimePoint> = (0..10)
+            .map(|i| TimePoint {
+                t_s: f64::from(i),
+                sent_pps: 100.0,
+                recv_pps: 1000.0 * f64::from(i),
+                ..Default::default()
+            })
+            .collect();
         let s = svg(&points, "a <test>");
         assert_eq!(s.matches("<polyline").count(), 5);
         assert!(s.contains("a &lt;test&gt;"));

@@ -115,7 +115,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads.max(1)).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads.max(1)).enable_all().build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("loadtest: runtime: {e}");
@@ -152,7 +153,7 @@ async fn run(args: Args) -> Result<bool, Error> {
     if rooms == 0 || video + audio + subs == 0 {
         return Err(Error::Setup("nothing to run: give rooms and peers".into()));
     }
-    if !(args.num_per_second > 0.0) {
+    if args.num_per_second.is_nan() || args.num_per_second <= 0.0 {
         return Err(Error::Setup("--num-per-second must be positive".into()));
     }
     let tls = tls_config(Some(&args.data_dir.join("tls/cert.pem")))?;
@@ -197,7 +198,8 @@ async fn run(args: Args) -> Result<bool, Error> {
                     live.recv_packets.load(Ordering::Relaxed),
                     live.recv_bytes.load(Ordering::Relaxed),
                 );
-                let (lsum, lcount) = (live.latency_sum_us.load(Ordering::Relaxed), live.latency_count.load(Ordering::Relaxed));
+                let (lsum, lcount) =
+                    (live.latency_sum_us.load(Ordering::Relaxed), live.latency_count.load(Ordering::Relaxed));
                 let (cpu, scpu) = (self_cpu(), server_cpu(&pids));
                 let dt = now.duration_since(last.0).as_secs_f64().max(1e-3);
                 let p = TimePoint {
@@ -206,14 +208,27 @@ async fn run(args: Args) -> Result<bool, Error> {
                     sent_pps: (sent - last.1) as f64 / dt,
                     recv_pps: (recv - last.2) as f64 / dt,
                     recv_mbps: (bytes - last.3) as f64 * 8.0 / dt / 1e6,
-                    latency_ms: if lcount > last.5 { (lsum - last.4) as f64 / (lcount - last.5) as f64 / 1000.0 } else { 0.0 },
+                    latency_ms: if lcount > last.5 {
+                        (lsum - last.4) as f64 / (lcount - last.5) as f64 / 1000.0
+                    } else {
+                        0.0
+                    },
                     generator_cpu: (cpu - last.6) / dt,
                     // A watched process that exited takes its time with it: never below zero.
                     server_cpu: ((scpu - last.7) / dt).max(0.0),
                 };
                 eprint!(
                     "\r[{:>5.0}s] joined {}/{} failed {} | sent {:>7.0} pkt/s | recv {:>8.0} pkt/s {:>7.1} Mbit/s | latency {:>6.2} ms | CPU gen {:.2} srv {:.2}   ",
-                    p.t_s, p.joined, total, live.failed.load(Ordering::Relaxed), p.sent_pps, p.recv_pps, p.recv_mbps, p.latency_ms, p.generator_cpu, p.server_cpu
+                    p.t_s,
+                    p.joined,
+                    total,
+                    live.failed.load(Ordering::Relaxed),
+                    p.sent_pps,
+                    p.recv_pps,
+                    p.recv_mbps,
+                    p.latency_ms,
+                    p.generator_cpu,
+                    p.server_cpu
                 );
                 last = (now, sent, recv, bytes, lsum, lcount, cpu, scpu);
                 series.push(p);
@@ -238,9 +253,24 @@ async fn run(args: Args) -> Result<bool, Error> {
             } else {
                 (&args.subscriber_role, false, false)
             };
-            let plan =
-                PeerPlan { index, room_id: room_id.clone(), role: role.clone(), audio: a, video: v, simulcast, resolution, until };
-            handles.push(tokio::spawn(peer::run(plan, api.clone(), args.init_url.clone(), tls.clone(), clock, live.clone())));
+            let plan = PeerPlan {
+                index,
+                room_id: room_id.clone(),
+                role: role.clone(),
+                audio: a,
+                video: v,
+                simulcast,
+                resolution,
+                until,
+            };
+            handles.push(tokio::spawn(peer::run(
+                plan,
+                api.clone(),
+                args.init_url.clone(),
+                tls.clone(),
+                clock,
+                live.clone(),
+            )));
         }
     }
     // The steady window: every peer started (joins may still be finishing) until the end.

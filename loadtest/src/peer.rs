@@ -380,14 +380,19 @@ async fn publish_offer(
             }
         };
         let track = format!("lt-{name}-{}", plan.index);
-        mids.push((api.add_media(kind, Direction::SendOnly, Some(stream.clone()), Some(track.clone()), simulcast), kind));
+        mids.push((
+            api.add_media(kind, Direction::SendOnly, Some(stream.clone()), Some(track.clone()), simulcast),
+            kind,
+        ));
         tracks.insert(
             track.clone(),
             json!({"track_id": track, "stream_id": stream, "type": name, "source": "regular", "mute": false, "description": ""}),
         );
     }
     let (offer, pending) = api.apply().ok_or_else(|| Error::Signal("no publish offer".into()))?;
-    let id = sig.request("offer", json!({"desc": {"type": "offer", "sdp": offer.to_sdp_string()}, "tracks": tracks})).await?;
+    let id = sig
+        .request("offer", json!({"desc": {"type": "offer", "sdp": offer.to_sdp_string()}, "tracks": tracks}))
+        .await?;
     Ok((id, pending, mids))
 }
 
@@ -428,8 +433,11 @@ fn start_media(plan: &PeerPlan, pc: &mut Pc, mids: &[(Mid, MediaKind)], outgoing
                 });
             }
             MediaKind::Video if plan.video => {
-                let layers: Vec<(usize, Layer)> =
-                    if plan.simulcast { LAYERS.iter().copied().enumerate().collect() } else { vec![(plan.resolution, LAYERS[plan.resolution])] };
+                let layers: Vec<(usize, Layer)> = if plan.simulcast {
+                    LAYERS.iter().copied().enumerate().collect()
+                } else {
+                    vec![(plan.resolution, LAYERS[plan.resolution])]
+                };
                 for (i, l) in layers {
                     let mut v = Vp8Stream::new(1, 0);
                     v.packets_per_frame = l.packets_per_frame;
@@ -493,7 +501,10 @@ fn send_media(now: Instant, clock: &Clock, pc: &mut Pc, outgoing: &mut [Outgoing
             } else {
                 ExtensionValues::default()
             };
-            let write = RtpWrite::new(pt, SeqNo::from(p.seq), p.ts, now, p.payload).marker(p.marker).ext_vals(ext).nackable(true);
+            let write = RtpWrite::new(pt, SeqNo::from(p.seq), p.ts, now, p.payload)
+                .marker(p.marker)
+                .ext_vals(ext)
+                .nackable(true);
             tx.write_rtp(write);
             wrote = true;
         }
@@ -515,7 +526,9 @@ fn on_events(
 ) {
     for e in pc.events.drain(..) {
         match e {
-            Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed) if media_pc => {
+            Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed)
+                if media_pc =>
+            {
                 timeline.mark(Step::IceConnected, clock.now_us());
             }
             Event::Connected if media_pc => timeline.mark(Step::DtlsDone, clock.now_us()),
@@ -540,11 +553,12 @@ fn on_events(
             }
             Event::KeyframeRequest(r) => {
                 for o in outgoing.iter_mut() {
-                    if o.mid == r.mid && o.rid == r.rid {
-                        if let Source::Video(v) = &mut o.source {
-                            v.force_keyframe();
-                            o.sent.keyframes_on_request += 1;
-                        }
+                    if o.mid == r.mid
+                        && o.rid == r.rid
+                        && let Source::Video(v) = &mut o.source
+                    {
+                        v.force_keyframe();
+                        o.sent.keyframes_on_request += 1;
                     }
                 }
             }

@@ -206,11 +206,13 @@ pub fn build(
         let n = row.subscribers.max(1) as f64;
         row.kbps_per_subscriber /= n;
         row.jitter_ms /= n;
-        row.sent_packets = sent
-            .iter()
-            .filter(|(s, _)| if *source & 0xff >= 1 { *s & !0xff == *source & !0xff && *s & 0xff >= 1 } else { *s == source })
-            .map(|(_, n)| n)
-            .sum();
+        row.sent_packets =
+            sent.iter()
+                .filter(|(s, _)| {
+                    if *source & 0xff >= 1 { *s & !0xff == *source & !0xff && *s & 0xff >= 1 } else { *s == source }
+                })
+                .map(|(_, n)| n)
+                .sum();
         if let Some(l) = lat_by_source.get_mut(source) {
             row.latency_ms = Summary::of(l);
         }
@@ -239,7 +241,10 @@ pub fn build(
 pub fn tables(r: &RunReport, max_rows: usize) -> String {
     let mut s = String::new();
     let pct = |lost: u64, exp: u64| if exp == 0 { 0.0 } else { 100.0 * lost as f64 / exp as f64 };
-    let _ = writeln!(s, "\nTrack                | Kind  | Sent pkts | Subs | Recv pkts  | Bitrate/sub | Jitter   | Latency p50/p99  | Dropped         | Freezes | Switches");
+    let _ = writeln!(
+        s,
+        "\nTrack                | Kind  | Sent pkts | Subs | Recv pkts  | Bitrate/sub | Jitter   | Latency p50/p99  | Dropped         | Freezes | Switches"
+    );
     for t in &r.tracks {
         let _ = writeln!(
             s,
@@ -259,7 +264,10 @@ pub fn tables(r: &RunReport, max_rows: usize) -> String {
             t.layer_switches
         );
     }
-    let _ = writeln!(s, "\nSubscriber | Tracks | Recv pkts  | Bitrate     | Latency p50/p99  | Dropped         | Freezes | First pkt | Error");
+    let _ = writeln!(
+        s,
+        "\nSubscriber | Tracks | Recv pkts  | Bitrate     | Latency p50/p99  | Dropped         | Freezes | First pkt | Error"
+    );
     for sub in r.subscribers.iter().take(max_rows) {
         let _ = writeln!(
             s,
@@ -331,7 +339,11 @@ pub fn tables(r: &RunReport, max_rows: usize) -> String {
         t.generator_cpu_cores,
         t.server_cpu_cores,
         t.late_tick_percent,
-        if t.generator_limited { "\nWARNING: the load generator was the limit of this run (its CPU or its media schedule), not the server" } else { "" }
+        if t.generator_limited {
+            "\nWARNING: the load generator was the limit of this run (its CPU or its media schedule), not the server"
+        } else {
+            ""
+        }
     );
     s
 }

@@ -134,7 +134,12 @@ pub enum Incoming {
 
 impl Signal {
     /// Opens `endpoint` (from `/init`) with the SDK's query parameters.
-    pub async fn connect(endpoint: &str, peer: &str, token: &str, tls: Arc<rustls::ClientConfig>) -> Result<Signal, Error> {
+    pub async fn connect(
+        endpoint: &str,
+        peer: &str,
+        token: &str,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<Signal, Error> {
         let sep = if endpoint.contains('?') { '&' } else { '?' };
         let url = format!("{endpoint}{sep}peer={peer}&token={token}&protocol_version=2.5&protocol_spec=20250115");
         let connector = tokio_tungstenite::Connector::Rustls(tls);
@@ -200,8 +205,9 @@ pub async fn init(init_url: &str, token: &str, peer: &str, tls: Arc<rustls::Clie
         .connect(name, tcp)
         .await
         .map_err(|e| Error::Http(format!("{base}: TLS: {e}")))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| Error::Http(format!("{base}: {e}")))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| Error::Http(format!("{base}: {e}")))?;
     tokio::spawn(conn);
     let req = hyper::Request::get(format!("/init?peer_id={peer}&user_agent_v2=sdk:loadtest"))
         .header("host", host)

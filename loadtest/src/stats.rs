@@ -144,7 +144,8 @@ impl TrackRecv {
                 self.freeze_us += gap as u64;
             }
             // A slow mean, so one freeze does not hide the next.
-            self.mean_frame_us = if self.frames == 2 { gap } else { self.mean_frame_us + (gap - self.mean_frame_us) / 32.0 };
+            self.mean_frame_us =
+                if self.frames == 2 { gap } else { self.mean_frame_us + (gap - self.mean_frame_us) / 32.0 };
         }
         self.last_frame_us = Some(at_us);
     }

@@ -16,7 +16,8 @@ use loadtest::stats::Summary;
 #[test]
 fn loss_latency_and_jitter_match_the_link() {
     let mut sim = Sim::new(11);
-    let down = Link { latency: Duration::from_millis(30), jitter: Duration::from_millis(10), loss: 0.05, ..Link::default() };
+    let down =
+        Link { latency: Duration::from_millis(30), jitter: Duration::from_millis(10), loss: 0.05, ..Link::default() };
     // A second subscriber on a clean link: no loss and constant delay.
     let mut room = Room::setup(&mut sim, 1, (Link::default(), Link::default()), (Link::default(), down));
     room.add_subscriber(&mut sim, (Link::default(), Link::default()));
