@@ -317,15 +317,18 @@ async fn run(args: Args) -> Result<bool, Error> {
             Err(_) => eprintln!("\nloadtest: peer {i} did not finish"),
         }
     }
-    let wall = t_start.elapsed().as_secs_f64().max(1e-3);
+    // Both tasks end near `until`: the CPU shares below are over the whole run even when
+    // every peer failed at once.
     let series = sampler.await.unwrap_or_default();
+    let server = window.await.ok().flatten();
+    let wall = t_start.elapsed().as_secs_f64().max(1e-3);
     let generator_cpu = (self_cpu() - cpu_start) / wall;
-    let server = ((server_cpu(&pids) - server_start) / wall).max(0.0);
+    let server_cores = ((server_cpu(&pids) - server_start) / wall).max(0.0);
     let ticks = live.ticks.load(Ordering::Relaxed).max(1);
     let late = 100.0 * live.late_ticks.load(Ordering::Relaxed) as f64 / ticks as f64;
     let totals = Totals {
         generator_cpu_cores: generator_cpu,
-        server_cpu_cores: server,
+        server_cpu_cores: server_cores,
         late_tick_percent: late,
         generator_limited: generator_cpu > 0.9 * args.threads as f64 || late > 5.0,
         ..Totals::default()
@@ -342,7 +345,6 @@ async fn run(args: Args) -> Result<bool, Error> {
         threads: args.threads,
     };
     let media_s = (ramp + args.duration).as_secs_f64();
-    let server = window.await.ok().flatten();
     let report = report::build(settings, peers, series, server, media_s, totals);
     print!("{}", report::tables(&report, args.max_rows));
     let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Setup(format!("JSON: {e}")))?;
