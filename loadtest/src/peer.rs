@@ -1,0 +1,568 @@
+//! One simulated participant: a signaling WebSocket and two str0m peer connections (publish and
+//! subscribe, as the 100ms SDK has), each on its own UDP socket, driven by one task. str0m is
+//! sans-IO, so this task only moves datagrams, wakes at str0m's timeouts and media ticks, and
+//! hands events to the accounting in [`crate::stats`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use synth_media::{OpusStream, Vp8Stream};
+use tokio::net::UdpSocket;
+
+use crate::signal::{Api, Incoming, Signal};
+use crate::stamp::{self, Stamp};
+use crate::stats::{JoinTimeline, Step, TrackRecv};
+use crate::{Clock, Error};
+
+/// How long joining may take before the peer gives up (and says so in the report).
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One video layer a publisher sends: rid, packets per frame, payload bytes, size.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Layer {
+    pub rid: &'static str,
+    pub packets_per_frame: u16,
+    pub payload_size: usize,
+    pub width: u16,
+    pub height: u16,
+}
+
+/// The layers of the default template's simulcast (q/h/f), at bitrates near a browser's
+/// (≈ 150 kbit/s, 480 kbit/s, 1.8 Mbit/s at 30 fps).
+pub const LAYERS: [Layer; 3] = [
+    Layer { rid: "q", packets_per_frame: 1, payload_size: 620, width: 320, height: 180 },
+    Layer { rid: "h", packets_per_frame: 2, payload_size: 1000, width: 640, height: 360 },
+    Layer { rid: "f", packets_per_frame: 7, payload_size: 1100, width: 1280, height: 720 },
+];
+
+/// What a participant does.
+#[derive(Debug, Clone)]
+pub struct PeerPlan {
+    pub index: u32,
+    pub room_id: String,
+    pub role: String,
+    pub audio: bool,
+    pub video: bool,
+    pub simulcast: bool,
+    /// The single layer sent without simulcast (index into [`LAYERS`]).
+    pub resolution: usize,
+    /// When the media stops and the peer leaves.
+    pub until: Instant,
+}
+
+/// Counters every peer adds to, for the progress line and the time series.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub joined: AtomicU64,
+    pub failed: AtomicU64,
+    pub sent_packets: AtomicU64,
+    pub sent_bytes: AtomicU64,
+    pub recv_packets: AtomicU64,
+    pub recv_bytes: AtomicU64,
+    pub latency_sum_us: AtomicU64,
+    pub latency_count: AtomicU64,
+    /// Media ticks more than 10 ms late: the generator falling behind.
+    pub late_ticks: AtomicU64,
+    pub ticks: AtomicU64,
+}
+
+/// What one participant saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerReport {
+    pub index: u32,
+    pub role: String,
+    pub publisher: bool,
+    pub timeline: JoinTimeline,
+    pub tracks: Vec<TrackRecv>,
+    pub sent: Vec<SentTrack>,
+    pub error: Option<String>,
+}
+
+/// What a publisher sent on one track (layer).
+#[derive(Debug, Clone, Serialize)]
+pub struct SentTrack {
+    pub source: u32,
+    pub kind: &'static str,
+    pub rid: Option<&'static str>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub keyframes_on_request: u64,
+}
+
+/// A str0m peer connection on its own UDP socket.
+struct Pc {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    timeout: Instant,
+    events: Vec<Event>,
+}
+
+impl Pc {
+    async fn new(now: Instant) -> Result<Pc, Error> {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.map_err(|e| Error::Setup(format!("UDP bind: {e}")))?;
+        let local = socket.local_addr().map_err(|e| Error::Setup(format!("UDP: {e}")))?;
+        // RTP mode: the synthetic packets go out as they are, and arrive as packets, not frames.
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(now);
+        let cand = Candidate::host(local, "udp").map_err(|e| Error::Setup(format!("candidate: {e}")))?;
+        rtc.add_local_candidate(cand);
+        Ok(Pc { rtc, socket, local, timeout: now, events: Vec::new() })
+    }
+
+    /// Drains str0m's output: sends datagrams, keeps events, notes the next timeout.
+    fn drive(&mut self, live: &Live) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.timeout = t;
+                    return;
+                }
+                Ok(Output::Transmit(t)) => {
+                    // A full socket buffer drops the datagram, as a congested network would.
+                    if self.socket.try_send_to(&t.contents, t.destination).is_ok() {
+                        live.sent_bytes.fetch_add(t.contents.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                Ok(Output::Event(e)) => self.events.push(e),
+                Err(_) => {
+                    self.timeout = Instant::now() + Duration::from_millis(50);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn input(&mut self, now: Instant, src: SocketAddr, data: &[u8], live: &Live) {
+        if let Ok(r) = Receive::new(Protocol::Udp, src, self.local, data) {
+            let _ = self.rtc.handle_input(Input::Receive(now, r));
+        }
+        // RTP mode keeps one packet until the next poll, so drain after each datagram.
+        self.drive(live);
+    }
+
+    fn tick(&mut self, now: Instant, live: &Live) {
+        let _ = self.rtc.handle_input(Input::Timeout(now));
+        self.drive(live);
+    }
+}
+
+/// One outgoing media stream of a publisher.
+enum Source {
+    Audio(OpusStream),
+    Video(Vp8Stream),
+}
+
+struct Outgoing {
+    mid: Mid,
+    rid: Option<Rid>,
+    pt: Option<Pt>,
+    source: Source,
+    next: Instant,
+    sent: SentTrack,
+}
+
+/// The subscriber side's accounting for one peer.
+struct Inbound {
+    tracks: HashMap<u32, TrackRecv>,
+}
+
+/// Runs one participant to the end of the plan; never fails, a failure is in the report.
+pub async fn run(
+    plan: PeerPlan,
+    api: Api,
+    init_url: String,
+    tls: Arc<rustls::ClientConfig>,
+    clock: Clock,
+    live: Arc<Live>,
+) -> PeerReport {
+    let mut timeline = JoinTimeline::default();
+    let mut inbound = Inbound { tracks: HashMap::new() };
+    let mut outgoing = Vec::new();
+    let publisher = plan.audio || plan.video;
+    let result = session(&plan, &api, &init_url, tls, &clock, &live, &mut timeline, &mut inbound, &mut outgoing).await;
+    if result.is_err() {
+        live.failed.fetch_add(1, Ordering::Relaxed);
+    }
+    let mut tracks: Vec<TrackRecv> = inbound.tracks.into_values().collect();
+    tracks.sort_by_key(|t| t.source);
+    PeerReport {
+        index: plan.index,
+        role: plan.role.clone(),
+        publisher,
+        timeline,
+        tracks,
+        sent: outgoing.into_iter().map(|o| o.sent).collect(),
+        error: result.err().map(|e| e.to_string()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // one participant's whole life; the pieces are its state
+async fn session(
+    plan: &PeerPlan,
+    api: &Api,
+    init_url: &str,
+    tls: Arc<rustls::ClientConfig>,
+    clock: &Clock,
+    live: &Live,
+    timeline: &mut JoinTimeline,
+    inbound: &mut Inbound,
+    outgoing: &mut Vec<Outgoing>,
+) -> Result<(), Error> {
+    timeline.mark(Step::Start, clock.now_us());
+    let peer_id = format!("lt-{}-{}", plan.index, clock.now_us());
+    let token = api.auth_token(&plan.room_id, &plan.role, &peer_id).await?;
+    let endpoint = crate::signal::init(init_url, &token, &peer_id, tls.clone()).await?;
+    let mut sig = Signal::connect(&endpoint, &peer_id, &token, tls).await?;
+    timeline.mark(Step::WsOpen, clock.now_us());
+
+    let join_deadline = Instant::now() + JOIN_TIMEOUT;
+    // The SDK sends `join` only after the policy arrived.
+    let mut early_pushes = Vec::new();
+    loop {
+        match tokio::time::timeout_at(join_deadline.into(), sig.recv()).await {
+            Err(_) => return Err(Error::Signal("no on-policy-change".into())),
+            Ok(Incoming::Push(m, _)) if m == "on-policy-change" => break,
+            Ok(Incoming::Push(m, p)) => early_pushes.push((m, p)),
+            Ok(Incoming::Closed) => return Err(Error::Signal("socket closed before the policy".into())),
+            Ok(Incoming::Response(..)) => {}
+        }
+    }
+
+    let now = Instant::now();
+    let mut publish = Pc::new(now).await?;
+    let mut subscribe = Pc::new(now).await?;
+    let mut api_sdp = publish.rtc.sdp_api();
+    api_sdp.add_channel("ion-sfu".into());
+    let (offer, pending) = api_sdp.apply().ok_or_else(|| Error::Signal("no join offer".into()))?;
+    timeline.mark(Step::JoinSent, clock.now_us());
+    let join_id = sig
+        .request(
+            "join",
+            json!({"name": format!("loadtest-{}", plan.index), "data": "", "offer": {"type": "offer", "sdp": offer.to_sdp_string()},
+                   "disableVidAutoSub": false, "simulcast": plan.simulcast, "server_sub_degrade": false}),
+        )
+        .await?;
+
+    // Publish state: the pending offer and the request it went in.
+    let mut awaiting: Option<(String, SdpPendingOffer)> = Some((join_id.clone(), pending));
+    let mut publish_sent = false;
+    let mut published = Vec::new();
+    let mut joined = false;
+    let mut ping_at = Instant::now() + Duration::from_secs(3);
+    let mut buf_pub = vec![0u8; 2048];
+    let mut buf_sub = vec![0u8; 2048];
+    let mut pushes = early_pushes.into_iter().collect::<std::collections::VecDeque<_>>();
+
+    loop {
+        let now = Instant::now();
+        if now >= plan.until {
+            if !joined {
+                return Err(Error::Signal("not joined by the end of the run".into()));
+            }
+            break;
+        }
+        if !joined && now >= join_deadline {
+            return Err(Error::Signal("join timed out".into()));
+        }
+        // Signaling pushes that arrived before the join answer are handled after it.
+        if joined {
+            while let Some((m, p)) = pushes.pop_front() {
+                on_push(&m, p, &mut subscribe, &mut sig, live).await?;
+            }
+        }
+        let mut wake = publish.timeout.min(subscribe.timeout).min(ping_at).min(plan.until);
+        for o in outgoing.iter() {
+            wake = wake.min(o.next);
+        }
+        tokio::select! {
+            biased;
+            r = publish.socket.recv_from(&mut buf_pub) => {
+                if let Ok((n, src)) = r {
+                    publish.input(Instant::now(), src, &buf_pub[..n], live);
+                }
+            }
+            r = subscribe.socket.recv_from(&mut buf_sub) => {
+                if let Ok((n, src)) = r {
+                    subscribe.input(Instant::now(), src, &buf_sub[..n], live);
+                }
+            }
+            msg = sig.recv() => match msg {
+                Incoming::Closed => return Err(Error::Signal("signaling closed the socket".into())),
+                Incoming::Response(id, result) => {
+                    let Some((want, _)) = &awaiting else { continue };
+                    if *want != id {
+                        continue;
+                    }
+                    let Some((_, pending)) = awaiting.take() else { continue };
+                    let answer = result.map_err(|e| Error::Signal(format!("offer refused: {e}")))?;
+                    let sdp = answer["sdp"].as_str().ok_or_else(|| Error::Signal(format!("answer without sdp: {answer}")))?;
+                    let sdp = SdpAnswer::from_sdp_string(sdp).map_err(|e| Error::Signal(format!("answer SDP: {e}")))?;
+                    publish.rtc.sdp_api().accept_answer(pending, sdp).map_err(|e| Error::Signal(format!("answer: {e}")))?;
+                    publish.drive(live);
+                    if id == join_id {
+                        joined = true;
+                        timeline.mark(Step::Joined, clock.now_us());
+                        live.joined.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        start_media(plan, &mut publish, &published, outgoing);
+                    }
+                }
+                Incoming::Push(m, p) => {
+                    if joined { on_push(&m, p, &mut subscribe, &mut sig, live).await?; } else { pushes.push_back((m, p)); }
+                }
+            },
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+        let now = Instant::now();
+        if now >= publish.timeout {
+            publish.tick(now, live);
+        }
+        if now >= subscribe.timeout {
+            subscribe.tick(now, live);
+        }
+        if now >= ping_at {
+            sig.request("ping", json!({"timestamp": clock.now_us() / 1000})).await?;
+            ping_at = now + Duration::from_secs(3);
+        }
+        // The publish connection is up: offer the tracks (one renegotiation, all at once).
+        if joined && !publish_sent && (plan.audio || plan.video) && awaiting.is_none() {
+            let (id, pending, mids) = publish_offer(plan, &mut publish, &mut sig).await?;
+            awaiting = Some((id, pending));
+            published = mids;
+            publish_sent = true;
+        }
+        let media_pc = if plan.audio || plan.video { &mut publish } else { &mut subscribe };
+        on_events(media_pc, clock, timeline, inbound, outgoing, live, true);
+        let other = if plan.audio || plan.video { &mut subscribe } else { &mut publish };
+        on_events(other, clock, timeline, inbound, outgoing, live, false);
+        send_media(now, clock, &mut publish, outgoing, live);
+    }
+    sig.close().await;
+    Ok(())
+}
+
+/// The publish offer with the plan's tracks, and the `tracks` map the SDK sends beside it.
+async fn publish_offer(
+    plan: &PeerPlan,
+    pc: &mut Pc,
+    sig: &mut Signal,
+) -> Result<(String, SdpPendingOffer, Vec<(Mid, MediaKind)>), Error> {
+    let mut mids = Vec::new();
+    let stream = format!("lt-stream-{}", plan.index);
+    let mut tracks = serde_json::Map::new();
+    let mut api = pc.rtc.sdp_api();
+    for (kind, on) in [(MediaKind::Audio, plan.audio), (MediaKind::Video, plan.video)] {
+        if !on {
+            continue;
+        }
+        let (name, simulcast) = match kind {
+            MediaKind::Audio => ("audio", None),
+            MediaKind::Video => {
+                let s = plan.simulcast.then(|| {
+                    let mut s = Simulcast::new();
+                    for l in LAYERS {
+                        s.add_send_layer(SimulcastLayer::new(l.rid));
+                    }
+                    s
+                });
+                ("video", s)
+            }
+        };
+        let track = format!("lt-{name}-{}", plan.index);
+        mids.push((
+            api.add_media(kind, Direction::SendOnly, Some(stream.clone()), Some(track.clone()), simulcast),
+            kind,
+        ));
+        tracks.insert(
+            track.clone(),
+            json!({"track_id": track, "stream_id": stream, "type": name, "source": "regular", "mute": false, "description": ""}),
+        );
+    }
+    let (offer, pending) = api.apply().ok_or_else(|| Error::Signal("no publish offer".into()))?;
+    let id = sig
+        .request("offer", json!({"desc": {"type": "offer", "sdp": offer.to_sdp_string()}, "tracks": tracks}))
+        .await?;
+    Ok((id, pending, mids))
+}
+
+/// The server's pushes that need an action: a subscribe offer gets an answer.
+async fn on_push(method: &str, params: Value, sub: &mut Pc, sig: &mut Signal, live: &Live) -> Result<(), Error> {
+    if method != "offer" {
+        return Ok(());
+    }
+    let sdp = params["sdp"].as_str().ok_or_else(|| Error::Signal("subscribe offer without sdp".into()))?;
+    // The router is the DTLS server. An `actpass` offer makes str0m choose passive, which a
+    // browser would not; `passive` leaves it `active`, as a browser answers.
+    let sdp = sdp.replace("a=setup:actpass", "a=setup:passive");
+    let offer = SdpOffer::from_sdp_string(&sdp).map_err(|e| Error::Signal(format!("subscribe offer SDP: {e}")))?;
+    let answer = sub.rtc.sdp_api().accept_offer(offer).map_err(|e| Error::Signal(format!("subscribe offer: {e}")))?;
+    sub.drive(live);
+    sig.notify("answer", json!({"desc": {"type": "answer", "sdp": answer.to_sdp_string()}})).await
+}
+
+/// After the publish answer: one outgoing stream per track (per layer with simulcast).
+fn start_media(plan: &PeerPlan, pc: &mut Pc, mids: &[(Mid, MediaKind)], outgoing: &mut Vec<Outgoing>) {
+    let now = Instant::now();
+    for &(mid, kind) in mids {
+        let codec = if kind == MediaKind::Audio { Codec::Opus } else { Codec::Vp8 };
+        // str0m offered its own payload types and the answer keeps them; `writer` is for
+        // frame mode only.
+        let remote = pc.rtc.media(mid).map(|m| m.remote_pts().to_vec()).unwrap_or_default();
+        let pt = pc.rtc.codec_config().find(|p| p.spec().codec == codec && remote.contains(&p.pt())).map(|p| p.pt());
+        match kind {
+            MediaKind::Audio if plan.audio => {
+                let source = stamp::source_id(plan.index, 0);
+                outgoing.push(Outgoing {
+                    mid,
+                    rid: None,
+                    pt,
+                    source: Source::Audio(OpusStream::new(1, 0)),
+                    next: now,
+                    sent: SentTrack { source, kind: "audio", rid: None, packets: 0, bytes: 0, keyframes_on_request: 0 },
+                });
+            }
+            MediaKind::Video if plan.video => {
+                let layers: Vec<(usize, Layer)> = if plan.simulcast {
+                    LAYERS.iter().copied().enumerate().collect()
+                } else {
+                    vec![(plan.resolution, LAYERS[plan.resolution])]
+                };
+                for (i, l) in layers {
+                    let mut v = Vp8Stream::new(1, 0);
+                    v.packets_per_frame = l.packets_per_frame;
+                    v.payload_size = l.payload_size;
+                    v.layer = i as u8;
+                    v.width = l.width;
+                    v.height = l.height;
+                    v.keyframe_interval = 90;
+                    v.picture_id = Some(0);
+                    let source = stamp::source_id(plan.index, 1 + i as u8);
+                    outgoing.push(Outgoing {
+                        mid,
+                        rid: plan.simulcast.then(|| l.rid.into()),
+                        pt,
+                        source: Source::Video(v),
+                        next: now,
+                        sent: SentTrack {
+                            source,
+                            kind: "video",
+                            rid: plan.simulcast.then_some(l.rid),
+                            packets: 0,
+                            bytes: 0,
+                            keyframes_on_request: 0,
+                        },
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Sends the packets that are due: Opus every 20 ms, a VP8 frame every 33 ms per layer.
+fn send_media(now: Instant, clock: &Clock, pc: &mut Pc, outgoing: &mut [Outgoing], live: &Live) {
+    let mut wrote = false;
+    for o in outgoing.iter_mut() {
+        if now < o.next {
+            continue;
+        }
+        live.ticks.fetch_add(1, Ordering::Relaxed);
+        if now.duration_since(o.next) > Duration::from_millis(10) {
+            live.late_ticks.fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(pt) = o.pt else { continue };
+        let (packets, period) = match &mut o.source {
+            Source::Audio(s) => (vec![s.next_packet()], Duration::from_millis(20)),
+            Source::Video(s) => (s.next_frame(), Duration::from_micros(33_333)),
+        };
+        // Keep the schedule, but do not try to catch up a backlog in one burst.
+        o.next = (o.next + period).max(now);
+        let mut api = pc.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(o.mid, o.rid) else { continue };
+        for mut p in packets {
+            stamp::write(&mut p.payload, Stamp { source: o.sent.source, sent_us: clock.now_us() });
+            o.sent.packets += 1;
+            o.sent.bytes += p.payload.len() as u64;
+            live.sent_packets.fetch_add(1, Ordering::Relaxed);
+            let audio = matches!(o.source, Source::Audio(_));
+            let ext = if audio {
+                ExtensionValues { audio_level: Some(-30), voice_activity: Some(true), ..Default::default() }
+            } else {
+                ExtensionValues::default()
+            };
+            let write = RtpWrite::new(pt, SeqNo::from(p.seq), p.ts, now, p.payload)
+                .marker(p.marker)
+                .ext_vals(ext)
+                .nackable(true);
+            tx.write_rtp(write);
+            wrote = true;
+        }
+    }
+    if wrote {
+        pc.drive(live);
+    }
+}
+
+/// str0m's events: connection steps, received packets, keyframe requests.
+fn on_events(
+    pc: &mut Pc,
+    clock: &Clock,
+    timeline: &mut JoinTimeline,
+    inbound: &mut Inbound,
+    outgoing: &mut [Outgoing],
+    live: &Live,
+    media_pc: bool,
+) {
+    for e in pc.events.drain(..) {
+        match e {
+            Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed)
+                if media_pc =>
+            {
+                timeline.mark(Step::IceConnected, clock.now_us());
+            }
+            Event::Connected if media_pc => timeline.mark(Step::DtlsDone, clock.now_us()),
+            Event::RtpPacket(p) => {
+                let at = clock.at_us(p.timestamp);
+                let video = p.time.frequency().get() == 90_000;
+                let t = inbound.tracks.entry(*p.header.ssrc).or_insert_with(|| TrackRecv::new(video));
+                let before = t.latency_us.len();
+                t.on_packet(at, *p.seq_no, p.header.timestamp, p.header.marker, &p.payload);
+                live.recv_packets.fetch_add(1, Ordering::Relaxed);
+                live.recv_bytes.fetch_add(p.payload.len() as u64, Ordering::Relaxed);
+                if let Some(l) = t.latency_us.get(before) {
+                    live.latency_sum_us.fetch_add(u64::from(*l), Ordering::Relaxed);
+                    live.latency_count.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(k) = t.first_keyframe_us {
+                    timeline.mark(Step::FirstKeyframe, k);
+                }
+                if let Some(f) = t.first_packet_us {
+                    timeline.mark(Step::FirstPacket, f);
+                }
+            }
+            Event::KeyframeRequest(r) => {
+                for o in outgoing.iter_mut() {
+                    if o.mid == r.mid
+                        && o.rid == r.rid
+                        && let Source::Video(v) = &mut o.source
+                    {
+                        v.force_keyframe();
+                        o.sent.keyframes_on_request += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
