@@ -475,26 +475,30 @@ impl Room {
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<RoomMsg>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When the snapshot is next written, if a message changed the room since the last one.
+        let mut save_at: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(msg) => {
-                        // Pings (every 3 s per peer) and trickles change nothing: skip the
-                        // snapshot's serialization for them.
-                        let quiet = matches!(&msg, RoomMsg::Rpc { msg: Incoming::Request { method, .. } | Incoming::Notify { method, .. }, .. }
-                            if method == "ping" || method == "trickle" || method == "analytics");
+                        let quiet = changes_no_snapshot(&msg);
                         self.handle(msg).await;
                         self.flush_events().await;
-                        if !quiet {
-                            self.save();
+                        if !quiet && save_at.is_none() {
+                            save_at = Some(tokio::time::Instant::now() + SNAPSHOT_COALESCE);
                         }
                     }
                     None => break,
                 },
+                _ = tokio::time::sleep_until(save_at.unwrap_or_else(tokio::time::Instant::now)), if save_at.is_some() => {
+                    save_at = None;
+                    self.save();
+                }
                 _ = tick.tick() => {
                     self.evict_absent().await;
                     self.check_session_cap().await;
                     self.flush_events().await;
+                    save_at = None;
                     self.save();
                 }
             }
@@ -2044,5 +2048,32 @@ fn string_param(params: &Value, key: &str, max: usize) -> Result<Option<String>,
         Some(Value::String(s)) if s.len() <= max => Ok(Some(s.clone())),
         Some(Value::String(_)) => Err(Refusal::new(code::TOO_LARGE, format!("{key} longer than {max} bytes"))),
         Some(_) => Err(Refusal::new(code::INVALID_PARAMS, format!("{key} must be a string"))),
+    }
+}
+
+/// A burst of messages (a peer joining a big room sends the others a notification each, and
+/// their answers come back together) writes one snapshot, not one each: the snapshot holds
+/// every peer with its last subscribe offer, about 5 KB a peer, and serializing it after every
+/// message made joins into a 200-peer room queue for seconds. A crash loses at most this much
+/// of the room's latest changes; the peers' SDKs reconnect either way.
+const SNAPSHOT_COALESCE: Duration = Duration::from_millis(200);
+
+/// Messages that change nothing the snapshot holds: keep-alives and trickles, and the router's
+/// layer and audio level reports (the room only relays those). Data channel messages are
+/// track preferences, which pause and resume consumers: those are saved.
+fn changes_no_snapshot(msg: &RoomMsg) -> bool {
+    match msg {
+        RoomMsg::Rpc { msg: Incoming::Request { method, .. } | Incoming::Notify { method, .. }, .. } => {
+            method == "ping" || method == "trickle" || method == "analytics"
+        }
+        RoomMsg::Router(event) => matches!(
+            event,
+            Event::ConsumerLayersChanged { .. }
+                | Event::AudioLevels { .. }
+                | Event::LayersNeeded { .. }
+                | Event::TransportConnected { .. }
+                | Event::DataChannelOpened { .. }
+        ),
+        _ => false,
     }
 }
