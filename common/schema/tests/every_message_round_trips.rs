@@ -112,6 +112,8 @@ fn commands() -> Vec<RouterCommand> {
         RouterCommand::ConsumerLayers { consumer: C },
         RouterCommand::Counters { shard: Some(0) },
         RouterCommand::Counters { shard: None },
+        RouterCommand::StartTap { producer: P, tap: 7, meta: r#"{"track_id":"t"}"#.into() },
+        RouterCommand::StopTap { producer: P },
     ]
 }
 
@@ -250,6 +252,8 @@ fn covers_every_variant() {
                 | RouterCommand::SetProducerPriority { .. }
                 | RouterCommand::SetTransportMaxBitrate { .. }
                 | RouterCommand::ConsumerLayers { .. }
+                | RouterCommand::StartTap { .. }
+                | RouterCommand::StopTap { .. }
                 | RouterCommand::Counters { .. } => r.command.method().to_string(),
             },
             Message::RouterReply(r) => match &r.result {
