@@ -10,6 +10,7 @@
 //! - [`api`]: the router's direct API: command parameters, results, events, errors.
 //! - [`router`]: [`RouterCommand`] (one call of the direct API) and the request, reply and
 //!   event envelopes of the router link.
+//! - [`recording`]: the recorder's reports to control and the track metadata of a tap.
 //! - [`tap`]: the binary records of the media tap (router shard → recorder).
 //! - [`message`]: [`Message`], one variant per message of every link, and its kind numbers.
 //! - [`frame`]: how a [`Message`] travels: a JSON envelope `{"v": SCHEMA_VERSION, ...}` or a
@@ -62,6 +63,7 @@ pub mod extensions;
 pub mod frame;
 pub mod ids;
 pub mod message;
+pub mod recording;
 pub mod router;
 pub mod tap;
 
