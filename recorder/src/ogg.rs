@@ -99,8 +99,11 @@ impl OggOpusWriter {
         // Lacing: 255s then the remainder; a packet of exactly n*255 bytes ends with a 0.
         // Packets here are < 255 * 255 bytes (one page); longer ones are cut (never on the wire).
         let data = &data[..data.len().min(255 * 254)];
+        // The end-of-stream page holds no packet at all (an empty Opus packet is invalid).
         let mut lacing = vec![255u8; data.len() / 255];
-        lacing.push((data.len() % 255) as u8);
+        if !data.is_empty() {
+            lacing.push((data.len() % 255) as u8);
+        }
         let start = out.len();
         out.extend_from_slice(b"OggS");
         out.push(0);
