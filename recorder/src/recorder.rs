@@ -120,6 +120,8 @@ struct Track {
     part: Option<Part>,
     rotate_due: bool,
     size: Option<(u16, u16)>,
+    /// `TrackStarted` was reported.
+    announced: bool,
 }
 
 /// The recorder state machine. See the module docs.
@@ -266,6 +268,7 @@ impl Recorder {
                 part: None,
                 rotate_due: false,
                 size: None,
+                announced: false,
             },
         );
         let _ = now_ms;
@@ -324,6 +327,15 @@ impl Recorder {
         self.out = ordered;
         if let Err(reason) = result {
             self.fail(key, reason);
+            return;
+        }
+        if let Some(t) = self.tracks.get_mut(&key)
+            && t.part.is_some()
+            && !t.announced
+        {
+            t.announced = true;
+            let codec = if t.codec == Codec::Opus { "opus" } else { "vp8" };
+            self.events.push_back(RecorderEvent::TrackStarted { meta: t.meta.clone(), codec: codec.into() });
         }
     }
 

@@ -151,6 +151,19 @@ impl Store {
         self.conn.query(&sql, &[])?.iter().map(rec_row).collect()
     }
 
+    /// Active sessions that have never had a recording job: (workspace, room, session).
+    pub fn sessions_without_recording(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        self.conn
+            .query(
+                "SELECT workspace_id, room_id, id FROM sessions WHERE active = 1
+                   AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.session_id = sessions.id) ORDER BY rowid",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?, r.text(2)?)))
+            .collect()
+    }
+
     /// A page of a workspace's jobs, oldest first.
     pub fn recordings(
         &self,
@@ -276,6 +289,11 @@ impl Store {
     pub fn asset(&self, workspace_id: &str, id: &str) -> Result<Option<Asset>, StoreError> {
         let sql = format!("SELECT {ASSET_COLS} FROM recording_assets WHERE id = ?1 AND workspace_id = ?2");
         self.conn.query_opt(&sql, &vals![id, workspace_id])?.as_ref().map(asset_row).transpose()
+    }
+
+    /// The job of an asset, whatever its workspace (for signed downloads).
+    pub fn asset_job(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.conn.query_opt("SELECT job_id FROM recording_assets WHERE id = ?1", &vals![id])?.map(|r| r.text(0)).transpose()
     }
 
     /// Every asset of one job, in the order written.
