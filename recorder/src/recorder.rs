@@ -94,7 +94,13 @@ struct Part {
     frames: u64,
     started_at_ms: u64,
     synced: bool,
+    /// When the manifest last got this part's size and duration.
+    noted_ms: u64,
 }
+
+/// How often an open part's size and duration are written to the manifest, so a part left by
+/// a killed recorder is listed with what it holds, within this much.
+const PROGRESS_EVERY_MS: u64 = 1_000;
 
 /// One simulcast layer's pipeline.
 struct LayerPipe {
@@ -253,6 +259,7 @@ impl Recorder {
             // Remember it so its packets are not counted as unknown forever.
         }
         debug!(tap, producer, track = %meta.track_id, ?codec, "track tapped");
+        self.recover_parts(&meta);
         self.tracks.insert(
             (tap, producer),
             Track {
@@ -381,6 +388,40 @@ impl Recorder {
         Ok(())
     }
 
+    /// Parts of this track that an earlier recorder process left open (it was killed): they
+    /// hold whole pages and clusters up to the kill, so they are closed as they are and
+    /// reported, with the size on disk and the duration last noted.
+    fn recover_parts(&mut self, meta: &TapMeta) {
+        let rec_dir = self.cfg.dir.join(safe_component(&meta.recording_id));
+        let manifest = load_manifest(&mut self.manifests, &rec_dir, meta);
+        let mut recovered = Vec::new();
+        for t in manifest.tracks.iter_mut().filter(|t| t.meta.track_id == meta.track_id) {
+            for p in t.parts.iter_mut().filter(|p| !p.complete) {
+                let path = self.cfg.dir.join(&p.path);
+                if let Ok(m) = std::fs::metadata(&path) {
+                    p.size = m.len();
+                }
+                if p.path.ends_with(".webm")
+                    && let Err(e) = patch_duration(&path, p.duration_ms as f64)
+                {
+                    warn!(path = %path.display(), error = %e, "recovered part keeps no duration");
+                }
+                p.complete = true;
+                recovered.push(p.clone());
+            }
+        }
+        if recovered.is_empty() {
+            return;
+        }
+        if let Err(e) = write_manifest(&rec_dir, manifest) {
+            warn!(error = %e, "manifest not updated after recovering parts");
+        }
+        for part in recovered {
+            debug!(track = %meta.track_id, part = part.part, "part left by a previous run recovered");
+            self.events.push_back(RecorderEvent::PartClosed { meta: meta.clone(), part });
+        }
+    }
+
     fn fail(&mut self, key: (u32, u32), reason: String) {
         let Some(track) = self.tracks.remove(&key) else { return };
         let recording = track.meta.recording_id.clone();
@@ -433,6 +474,17 @@ impl Recorder {
             }
         }
     }
+}
+
+/// Gives a WebM part that a killed writer left its duration, over the placeholder.
+fn patch_duration(path: &Path, duration_ms: f64) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut f = OpenOptions::new().read(true).write(true).open(path)?;
+    let mut head = vec![0u8; 512];
+    let n = f.read(&mut head)?;
+    let Some(at) = crate::webm::find_placeholder(&head[..n]) else { return Ok(()) };
+    f.seek(SeekFrom::Start(at as u64))?;
+    f.write_all(&crate::webm::duration_patch(duration_ms))
 }
 
 fn unwrap_ts(t: &mut Track, ts: u32) -> u64 {
@@ -516,6 +568,7 @@ fn open_part(
         frames: 0,
         started_at_ms,
         synced,
+        noted_ms: now_ms,
     };
     let info = PartInfo {
         part: part_no,
@@ -618,6 +671,36 @@ fn close_part(
     Ok(RecorderEvent::PartClosed { meta: t.meta.clone(), part: info })
 }
 
+/// Writes an open part's size and duration to the manifest, at most every [`PROGRESS_EVERY_MS`].
+fn note_progress(cfg: &Config, manifests: &mut HashMap<String, Manifest>, t: &mut Track, now_ms: u64) -> Result<(), String> {
+    let layer = t.layer.unwrap_or(0);
+    let clock = u64::from(t.clock_rate);
+    let Some(part) = t.part.as_mut() else { return Ok(()) };
+    if now_ms < part.noted_ms + PROGRESS_EVERY_MS {
+        return Ok(());
+    }
+    part.noted_ms = now_ms;
+    // What the file holds now: every Ogg page is written at once; WebM only whole clusters.
+    let duration_ms = match &part.mux {
+        Mux::Ogg(_) => (part.last_ts - part.base_ts) * 1000 / clock,
+        Mux::Webm(w) => w.flushed_ms(),
+    };
+    let info = PartInfo {
+        part: part.part,
+        path: part.rel_path.clone(),
+        size: part.size,
+        duration_ms,
+        frames: part.frames,
+        started_at_ms: part.started_at_ms,
+        synced: part.synced,
+        complete: false,
+    };
+    let rec_dir = cfg.dir.join(safe_component(&t.meta.recording_id));
+    let manifest = load_manifest(manifests, &rec_dir, &t.meta);
+    upsert_part(manifest, t, layer, info);
+    write_manifest(&rec_dir, manifest)
+}
+
 fn part_due(cfg: &Config, part: &Part, clock_rate: u32) -> bool {
     let ms = (part.last_ts - part.base_ts) * 1000 / u64::from(clock_rate);
     part.size >= cfg.max_part_bytes || ms >= cfg.max_part_ms
@@ -650,7 +733,7 @@ fn write_audio(
     part.size += out.len() as u64;
     part.last_ts = part.last_ts.max(ext);
     part.frames += 1;
-    Ok(())
+    note_progress(cfg, manifests, t, now_ms)
 }
 
 fn write_video(
@@ -694,7 +777,7 @@ fn write_video(
     part.last_ts = part.last_ts.max(ext);
     part.frames += 1;
     stats.frames_written += 1;
-    Ok(())
+    note_progress(cfg, manifests, t, now_ms)
 }
 
 #[cfg(test)]

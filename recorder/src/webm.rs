@@ -3,12 +3,12 @@
 //!
 //! Built so that a file cut short still plays: the Segment has unknown size (it is never
 //! patched), and each Cluster is written whole, with its size, when the next keyframe starts
-//! one or it reaches [`MAX_CLUSTER_MS`]; a killed recorder loses the cluster in memory, and
-//! the file ends on a complete cluster. The Info's Duration is a Void element until `finish`
+//! one or it reaches [`MAX_CLUSTER_MS`]; a killed recorder loses the cluster in memory (at
+//! most a second), and the file ends on a complete cluster. The Info's Duration is a Void element until `finish`
 //! overwrites it in place, so a finished file has a duration and a cut one still parses.
 
 /// A cluster is flushed once it spans this long (block times are i16 ms relative to it).
-pub const MAX_CLUSTER_MS: u64 = 5_000;
+pub const MAX_CLUSTER_MS: u64 = 1_000;
 
 /// Offset of the Duration placeholder from the start of the file, and its size.
 const VOID_LEN: usize = 11;
@@ -63,6 +63,8 @@ pub struct WebmWriter {
     last_ms: u64,
     first_ms: Option<u64>,
     frames: u64,
+    /// Time of the last frame in a cluster already handed out (what a cut file holds).
+    flushed_ms: u64,
 }
 
 impl WebmWriter {
@@ -113,6 +115,7 @@ impl WebmWriter {
             last_ms: 0,
             first_ms: None,
             frames: 0,
+            flushed_ms: 0,
         };
         (w, out)
     }
@@ -122,13 +125,13 @@ impl WebmWriter {
     pub fn frame(&mut self, ms: u64, keyframe: bool, data: &[u8]) -> Vec<u8> {
         let first = *self.first_ms.get_or_insert(ms);
         let t = ms.saturating_sub(first).max(self.last_ms);
-        self.last_ms = t;
         let mut out = Vec::new();
         if let Some(start) = self.cluster_start_ms
             && (keyframe || t - start >= MAX_CLUSTER_MS)
         {
             self.flush_cluster(&mut out);
         }
+        self.last_ms = t;
         let start = match self.cluster_start_ms {
             Some(s) => s,
             None => {
@@ -151,6 +154,7 @@ impl WebmWriter {
 
     fn flush_cluster(&mut self, out: &mut Vec<u8>) {
         if self.cluster_start_ms.take().is_some() {
+            self.flushed_ms = self.last_ms;
             element(0x1f43_b675, &self.cluster, out);
             self.cluster.clear();
         }
@@ -170,6 +174,11 @@ impl WebmWriter {
         self.frames
     }
 
+    /// Milliseconds of video already handed out in whole clusters.
+    pub fn flushed_ms(&self) -> u64 {
+        self.flushed_ms
+    }
+
     /// The last cluster, and the Duration to write over the placeholder at the offset given.
     /// The duration counts the last frame too (one frame interval, estimated as the mean).
     pub fn finish(&mut self) -> (Vec<u8>, (u64, Vec<u8>)) {
@@ -178,11 +187,25 @@ impl WebmWriter {
         self.written += out.len() as u64;
         let interval = if self.frames > 1 { self.last_ms as f64 / (self.frames - 1) as f64 } else { 0.0 };
         let duration = self.last_ms as f64 + interval;
-        let mut patch = Vec::with_capacity(VOID_LEN);
-        patch.extend_from_slice(&[0x44, 0x89, 0x88]); // Duration, 8-byte float
-        patch.extend_from_slice(&duration.to_be_bytes());
-        (out, (self.void_at, patch))
+        (out, (self.void_at, duration_patch(duration)))
     }
+}
+
+/// The Duration element (ms, 8-byte float) that replaces the Void placeholder.
+pub fn duration_patch(duration_ms: f64) -> Vec<u8> {
+    let mut patch = Vec::with_capacity(VOID_LEN);
+    patch.extend_from_slice(&[0x44, 0x89, 0x88]);
+    patch.extend_from_slice(&duration_ms.to_be_bytes());
+    patch
+}
+
+/// Where the Void placeholder is in a file's first bytes (a file a killed writer left), so a
+/// recovered file can be given its duration.
+pub fn find_placeholder(head: &[u8]) -> Option<usize> {
+    let mut void = [0u8; VOID_LEN];
+    void[0] = 0xec;
+    void[1] = 0x80 | (VOID_LEN as u8 - 2);
+    head.windows(VOID_LEN).position(|w| w == void)
 }
 
 #[cfg(test)]
@@ -201,6 +224,7 @@ mod tests {
         assert!(c2.is_empty());
         let c3 = w.frame(1066, true, b"key2");
         assert_eq!(&c3[..4], &[0x1f, 0x43, 0xb6, 0x75], "a keyframe closes the cluster");
+        assert_eq!(find_placeholder(&head), Some(at));
         let (_, (off, patch)) = w.finish();
         assert_eq!(off as usize, at);
         assert_eq!(patch.len(), VOID_LEN);
@@ -217,6 +241,7 @@ mod tests {
                 clusters += 1;
             }
         }
-        assert_eq!(clusters, 2, "13.2 s in clusters of at most 5 s");
+        assert_eq!(clusters, 12, "13.2 s in clusters of 31 frames (1.02 s)");
+        assert_eq!(w.flushed_ms(), 371 * 33, "the last frame of the last flushed cluster");
     }
 }

@@ -757,7 +757,9 @@ impl Engine {
         for p in self.producers.values_mut() {
             let Some(tap) = p.tap.as_mut() else { continue };
             if reader_changed {
+                // The new reader knows no track yet: tell it before the keyframe arrives.
                 tap.wants_keyframe = true;
+                tap.next_start = now;
             }
             if now < tap.next_start {
                 continue;
