@@ -38,8 +38,9 @@ use crate::cli::{ManagementTokenArgs, RunArgs, TokenArgs, WorkspaceCommand};
 /// Lifetime of the auth tokens the demo API and `control token` mint.
 pub const AUTH_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Bytes of each router shard's media tap ring (~1 s of 30 Mbit/s of recorded media).
-pub const TAP_RING_BYTES: usize = 4 << 20;
+/// Bytes of each router shard's media tap ring: ~1 s of 200 recorded tracks at 1 Mbit/s,
+/// room for a disk that stalls the recorder's writes for a moment (benches/recorder_load).
+pub const TAP_RING_BYTES: usize = 16 << 20;
 
 /// Longest user id accepted by the demo API.
 pub const MAX_USER_ID: usize = 128;
