@@ -53,11 +53,9 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 
     // The ring control gives each shard: 16 MiB (control's TAP_RING_BYTES).
-    let segment = Segment::create_memfd(
-        "bench-tap",
-        shm_queue::Config { rings: 1, capacity: 16 << 20, max_record: None },
-    )
-    .unwrap();
+    let segment =
+        Segment::create_memfd("bench-tap", shm_queue::Config { rings: 1, capacity: 16 << 20, max_record: None })
+            .unwrap();
     let mut ring = Producer::attach(&segment, 0).unwrap();
     let mut reader = Consumer::attach(&segment, 0).unwrap();
 
@@ -105,7 +103,8 @@ fn main() {
     let audio = tracks / 2;
     let video = tracks - audio;
     for i in 0..tracks {
-        let (codec, rate, kind) = if i < audio { (Codec::Opus, 48_000, "audio") } else { (Codec::Vp8, 90_000, "video") };
+        let (codec, rate, kind) =
+            if i < audio { (Codec::Opus, 48_000, "audio") } else { (Codec::Vp8, 90_000, "video") };
         let m = meta(i, kind);
         send(TapRecord::Start { tap: 1, producer: i, codec, clock_rate: rate, meta: &m }, &mut ring);
     }

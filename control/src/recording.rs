@@ -77,7 +77,12 @@ impl Recorder {
     }
 
     /// Starts a job for the room's active session.
-    pub async fn start(&self, workspace_id: &str, room_id: &str, started_by: &str) -> Result<Recording, RecordingError> {
+    pub async fn start(
+        &self,
+        workspace_id: &str,
+        room_id: &str,
+        started_by: &str,
+    ) -> Result<Recording, RecordingError> {
         let (ws, room, by) = (workspace_id.to_owned(), room_id.to_owned(), started_by.to_owned());
         let job = self
             .db(move |s| {

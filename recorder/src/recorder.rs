@@ -428,7 +428,8 @@ impl Recorder {
         warn!(recording = %recording, %reason, "recording failed");
         self.failed.insert(recording.clone());
         // Every track of that recording stops; what was written stays, closed as it is.
-        let keys: Vec<_> = self.tracks.iter().filter(|(_, t)| t.meta.recording_id == recording).map(|(k, _)| *k).collect();
+        let keys: Vec<_> =
+            self.tracks.iter().filter(|(_, t)| t.meta.recording_id == recording).map(|(k, _)| *k).collect();
         for k in keys {
             self.tracks.remove(&k);
         }
@@ -535,8 +536,12 @@ fn open_part(
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| describe("create", parent, &e))?;
     }
-    let mut file =
-        OpenOptions::new().write(true).create(true).truncate(true).open(&path).map_err(|e| describe("open", &path, &e))?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| describe("open", &path, &e))?;
     let (mux, head) = match t.codec {
         Codec::Opus => {
             let mut w = OggOpusWriter::new(first_ts ^ 0x5eed);
@@ -672,7 +677,12 @@ fn close_part(
 }
 
 /// Writes an open part's size and duration to the manifest, at most every [`PROGRESS_EVERY_MS`].
-fn note_progress(cfg: &Config, manifests: &mut HashMap<String, Manifest>, t: &mut Track, now_ms: u64) -> Result<(), String> {
+fn note_progress(
+    cfg: &Config,
+    manifests: &mut HashMap<String, Manifest>,
+    t: &mut Track,
+    now_ms: u64,
+) -> Result<(), String> {
     let layer = t.layer.unwrap_or(0);
     let clock = u64::from(t.clock_rate);
     let Some(part) = t.part.as_mut() else { return Ok(()) };

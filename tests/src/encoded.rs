@@ -16,9 +16,11 @@ pub struct Vp8Frame {
 }
 
 fn run_ffmpeg(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).output().map_err(|e| {
-        format!("ffmpeg not runnable ({e}); scripts/test.sh installs it (apt-get install ffmpeg)")
-    })?;
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .output()
+        .map_err(|e| format!("ffmpeg not runnable ({e}); scripts/test.sh installs it (apt-get install ffmpeg)"))?;
     if !out.status.success() {
         return Err(format!("ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
@@ -32,8 +34,27 @@ pub fn vp8_frames(dir: &Path, seconds: u32, width: u16, height: u16) -> Result<V
     let t = seconds.to_string();
     let p = path.to_string_lossy().into_owned();
     run_ffmpeg(&[
-        "-f", "lavfi", "-i", &src, "-t", &t, "-c:v", "libvpx", "-g", "60", "-b:v", "400k", "-deadline", "realtime",
-        "-lag-in-frames", "0", "-auto-alt-ref", "0", "-f", "ivf", &p,
+        "-f",
+        "lavfi",
+        "-i",
+        &src,
+        "-t",
+        &t,
+        "-c:v",
+        "libvpx",
+        "-g",
+        "60",
+        "-b:v",
+        "400k",
+        "-deadline",
+        "realtime",
+        "-lag-in-frames",
+        "0",
+        "-auto-alt-ref",
+        "0",
+        "-f",
+        "ivf",
+        &p,
     ])?;
     let ivf = std::fs::read(&path).map_err(|e| e.to_string())?;
     // IVF: 32-byte file header, then per frame a 12-byte header (size u32 LE, pts u64 LE).
@@ -54,8 +75,23 @@ pub fn opus_packets(dir: &Path, seconds: u32) -> Result<Vec<Vec<u8>>, String> {
     let t = seconds.to_string();
     let p = path.to_string_lossy().into_owned();
     run_ffmpeg(&[
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", &t, "-c:a", "libopus", "-b:a", "32k",
-        "-frame_duration", "20", "-ac", "2", "-f", "ogg", &p,
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        &t,
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "32k",
+        "-frame_duration",
+        "20",
+        "-ac",
+        "2",
+        "-f",
+        "ogg",
+        &p,
     ])?;
     let ogg = std::fs::read(&path).map_err(|e| e.to_string())?;
     let mut packets = Vec::new();

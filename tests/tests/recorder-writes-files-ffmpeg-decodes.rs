@@ -56,8 +56,18 @@ fn meta(track: &str, kind: &str) -> String {
 /// ffprobe's duration (s) and, for video, the decoded frame count; and `ffmpeg -f null`
 /// must decode the whole file without a message.
 fn decode(path: &Path) -> (f64, u64) {
-    let out = Command::new("ffmpeg").args(["-v", "error", "-xerror", "-i"]).arg(path).args(["-f", "null", "-"]).output().unwrap();
-    assert!(out.status.success() && out.stderr.is_empty(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-xerror", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-count_frames", "-show_entries", "format=duration:stream=nb_read_frames", "-of", "json"])
         .arg(path)

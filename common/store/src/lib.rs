@@ -177,7 +177,8 @@ CREATE UNIQUE INDEX rooms_by_name_key ON rooms(workspace_id, name_key);
 /// PostgreSQL schema migrations, in order, tracked in `schema_version`. The first is the whole
 /// schema as of SQLite migration 3, in PostgreSQL types: integers (and 0/1 booleans) as BIGINT,
 /// and a `rowid BIGSERIAL` on every table so paging by `rowid` reads the same as on SQLite.
-const PG_MIGRATIONS: &[&str] = &[r#"
+const PG_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE workspaces (
     rowid               BIGSERIAL NOT NULL UNIQUE,
     id                  TEXT PRIMARY KEY,
@@ -269,7 +270,9 @@ CREATE TABLE outbox (
     last_error      TEXT
 );
 CREATE INDEX outbox_by_status ON outbox(status, next_attempt_at);
-"#, recording::PG_TABLES];
+"#,
+    recording::PG_TABLES,
+];
 
 /// The advisory lock key PostgreSQL migrations run under (any constant; "pgstore" in ASCII).
 const PG_MIGRATION_LOCK: i64 = 0x0070_6773_746f_7265;

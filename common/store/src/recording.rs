@@ -147,7 +147,9 @@ impl Store {
 
     /// Jobs that have not ended (any workspace), oldest first.
     pub fn live_recordings(&self) -> Result<Vec<Recording>, StoreError> {
-        let sql = format!("SELECT {REC_COLS} FROM recordings WHERE status IN ('starting', 'running', 'stopping') ORDER BY rowid");
+        let sql = format!(
+            "SELECT {REC_COLS} FROM recordings WHERE status IN ('starting', 'running', 'stopping') ORDER BY rowid"
+        );
         self.conn.query(&sql, &[])?.iter().map(rec_row).collect()
     }
 
@@ -293,7 +295,10 @@ impl Store {
 
     /// The job of an asset, whatever its workspace (for signed downloads).
     pub fn asset_job(&self, id: &str) -> Result<Option<String>, StoreError> {
-        self.conn.query_opt("SELECT job_id FROM recording_assets WHERE id = ?1", &vals![id])?.map(|r| r.text(0)).transpose()
+        self.conn
+            .query_opt("SELECT job_id FROM recording_assets WHERE id = ?1", &vals![id])?
+            .map(|r| r.text(0))
+            .transpose()
     }
 
     /// Every asset of one job, in the order written.
@@ -303,7 +308,12 @@ impl Store {
     }
 
     /// A page of a workspace's assets, oldest first.
-    pub fn assets(&self, workspace_id: &str, filter: &RecordingFilter, page: &Page) -> Result<Listing<Asset>, StoreError> {
+    pub fn assets(
+        &self,
+        workspace_id: &str,
+        filter: &RecordingFilter,
+        page: &Page,
+    ) -> Result<Listing<Asset>, StoreError> {
         let sql = format!(
             "SELECT {ASSET_COLS} FROM recording_assets WHERE workspace_id = ?1
                AND (CAST(?2 AS TEXT) IS NULL OR rowid > (SELECT rowid FROM recording_assets WHERE id = ?2))
@@ -471,7 +481,11 @@ mod tests {
             assert_eq!((got.status.as_str(), got.stopped_at, got.started_at), (COMPLETED, Some(4000), Some(2000)));
             assert!(store.set_recording_status(&b2.id, FAILED, "disk full", None, 7000).unwrap());
             let page = store
-                .recordings(&ws.id, &RecordingFilter { status: Some(FAILED.into()), ..Default::default() }, &Page::first(10))
+                .recordings(
+                    &ws.id,
+                    &RecordingFilter { status: Some(FAILED.into()), ..Default::default() },
+                    &Page::first(10),
+                )
                 .unwrap();
             assert_eq!(page.data.len(), 1);
             assert_eq!(page.data[0].error, "disk full");

@@ -1231,7 +1231,12 @@ impl Engine {
         if let Some(tap) = &p.tap
             && let Some(sink) = self.tap_sink.as_mut()
         {
-            let rec = crate::tap::TapRecord::Rtp { tap: tap.id, producer: pid.0, layer: layer_index, packet: &buf[..payload_end] };
+            let rec = crate::tap::TapRecord::Rtp {
+                tap: tap.id,
+                producer: pid.0,
+                layer: layer_index,
+                packet: &buf[..payload_end],
+            };
             if sink.offer(&rec) {
                 self.counters.tap_records += 1;
             } else {

@@ -216,7 +216,10 @@ pub async fn download(State(st): State<AppState>, Path(id): Path<String>, q: Que
     let mime = if asset.path.ends_with(".ogg") { "audio/ogg" } else { "video/webm" };
     let name = asset.path.rsplit('/').next().unwrap_or("recording").to_owned();
     Ok((
-        [(header::CONTENT_TYPE, mime.to_owned()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))],
+        [
+            (header::CONTENT_TYPE, mime.to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
         Body::from(data),
     )
         .into_response())
