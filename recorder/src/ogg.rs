@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn toc_gives_packet_durations() {
-        assert_eq!(opus_packet_samples(&[0xf8 | 0, 0]), Some(960)); // CELT FB 20 ms, one frame
+        assert_eq!(opus_packet_samples(&[0xf8, 0]), Some(960)); // CELT FB 20 ms, one frame
         assert_eq!(opus_packet_samples(&[(1 << 3) | 1]), Some(1920)); // SILK 20 ms, two frames
         assert_eq!(opus_packet_samples(&[(16 << 3) | 3, 4]), Some(480)); // CELT 2.5 ms x4
         assert_eq!(opus_packet_samples(&[3, 0]), None); // code 3 with zero frames

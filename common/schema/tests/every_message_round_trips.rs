@@ -286,8 +286,8 @@ fn covers_every_variant() {
         };
         seen.insert(name);
     }
-    // 18 commands, "ok" and 8 error codes, 12 events.
-    assert_eq!(seen.len(), 18 + 1 + 8 + 12, "{seen:?}");
+    // 20 commands, "ok" and 8 error codes, 12 events.
+    assert_eq!(seen.len(), 20 + 1 + 8 + 12, "{seen:?}");
     for c in Codec::ALL {
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<Codec>(&json).unwrap(), c);
