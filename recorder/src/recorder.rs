@@ -318,7 +318,7 @@ impl Recorder {
         let result = if track.codec == Codec::Opus {
             let mut r = Ok(());
             for p in &ordered {
-                r = r.and(write_audio(&self.cfg, &mut self.manifests, track, now_ms, p));
+                r = r.and(write_audio(&self.cfg, &mut self.manifests, &mut self.events, track, now_ms, p));
                 self.stats.packets_written += 1;
             }
             r
@@ -375,12 +375,12 @@ impl Recorder {
             let held = track.pipes.get_mut(&pick).map(|p| std::mem::take(&mut p.held)).unwrap_or_default();
             track.pipes.retain(|&l, _| l == pick);
             for f in held {
-                write_video(&self.cfg, &mut self.manifests, track, now_ms, f, &mut self.stats)?;
+                write_video(&self.cfg, &mut self.manifests, &mut self.events, track, now_ms, f, &mut self.stats)?;
             }
             return Ok(());
         }
         for f in frames {
-            write_video(&self.cfg, &mut self.manifests, track, now_ms, f, &mut self.stats)?;
+            write_video(&self.cfg, &mut self.manifests, &mut self.events, track, now_ms, f, &mut self.stats)?;
         }
         if let Some(p) = track.pipes.get(&layer) {
             self.stats.dropped_frames = self.stats.dropped_frames.max(p.vp8.dropped_frames);
@@ -446,7 +446,7 @@ impl Recorder {
         let mut failed = None;
         if t.codec == Codec::Opus {
             for p in &rest {
-                if let Err(e) = write_audio(&self.cfg, &mut self.manifests, &mut t, now, p) {
+                if let Err(e) = write_audio(&self.cfg, &mut self.manifests, &mut self.events, &mut t, now, p) {
                     failed = Some(e);
                     break;
                 }
@@ -456,7 +456,7 @@ impl Recorder {
         {
             let frames: Vec<Frame> = rest.iter().filter_map(|p| pipe.vp8.push(p)).collect();
             for f in frames {
-                if let Err(e) = write_video(&self.cfg, &mut self.manifests, &mut t, now, f, &mut self.stats) {
+                if let Err(e) = write_video(&self.cfg, &mut self.manifests, &mut self.events, &mut t, now, f, &mut self.stats) {
                     failed = Some(e);
                     break;
                 }
@@ -719,6 +719,7 @@ fn part_due(cfg: &Config, part: &Part, clock_rate: u32) -> bool {
 fn write_audio(
     cfg: &Config,
     manifests: &mut HashMap<String, Manifest>,
+    events: &mut VecDeque<RecorderEvent>,
     t: &mut Track,
     now_ms: u64,
     p: &Ordered,
@@ -727,7 +728,7 @@ fn write_audio(
     if t.part.as_ref().is_some_and(|part| part_due(cfg, part, t.clock_rate))
         && let Some(part) = t.part.take()
     {
-        close_part(cfg, manifests, t, part)?;
+        events.push_back(close_part(cfg, manifests, t, part)?);
     }
     if t.part.is_none() {
         open_part(cfg, manifests, t, now_ms, p.timestamp, ext)?;
@@ -749,6 +750,7 @@ fn write_audio(
 fn write_video(
     cfg: &Config,
     manifests: &mut HashMap<String, Manifest>,
+    events: &mut VecDeque<RecorderEvent>,
     t: &mut Track,
     now_ms: u64,
     f: Frame,
@@ -766,7 +768,7 @@ fn write_video(
             && let Some(part) = t.part.take()
         {
             t.rotate_due = false;
-            close_part(cfg, manifests, t, part)?;
+            events.push_back(close_part(cfg, manifests, t, part)?);
         }
     }
     if t.part.is_none() {

@@ -87,7 +87,7 @@ struct Run {
     audio_sent: u64,
 }
 
-fn record(name: &str, seconds: u32, up: Link, finish: bool) -> Run {
+fn record(name: &str, seconds: u32, up: Link, finish: bool, max_part_ms: u64) -> Run {
     let dir = temp_dir(name);
     let frames = vp8_frames(&dir, seconds, 320, 240).unwrap();
     let opus = opus_packets(&dir, seconds).unwrap();
@@ -104,7 +104,7 @@ fn record(name: &str, seconds: u32, up: Link, finish: bool) -> Run {
     sim.engine.start_tap(sim.now, audio, 1, meta("track-audio", "audio")).unwrap();
     sim.engine.start_tap(sim.now, video, 1, meta("track-video", "video")).unwrap();
 
-    let mut rec = Recorder::new(Config { dir: out_dir.clone(), max_part_bytes: u64::MAX, max_part_ms: u64::MAX });
+    let mut rec = Recorder::new(Config { dir: out_dir.clone(), max_part_bytes: u64::MAX, max_part_ms });
     let wall0 = 1_700_000_000_000u64;
     let feed = |rec: &mut Recorder, sim: &Sim| {
         let now_ms = wall0 + (sim.now - sim.start).as_millis() as u64;
@@ -164,7 +164,7 @@ fn record(name: &str, seconds: u32, up: Link, finish: bool) -> Run {
 #[test]
 fn tapped_tracks_become_files_that_ffmpeg_decodes() {
     let seconds = 6;
-    let run = record("clean", seconds, Link::default(), true);
+    let run = record("clean", seconds, Link::default(), true, u64::MAX);
     let closed: Vec<_> = run
         .events
         .iter()
@@ -200,7 +200,7 @@ fn tapped_tracks_become_files_that_ffmpeg_decodes() {
 #[test]
 fn lossy_reordered_input_still_gives_decodable_files() {
     let up = Link { loss: 0.02, jitter: Duration::from_millis(15), ..Link::default() };
-    let run = record("lossy", 6, up, true);
+    let run = record("lossy", 6, up, true, u64::MAX);
     let mut n = 0;
     for e in &run.events {
         if let RecorderEvent::PartClosed { part, .. } = e {
@@ -214,7 +214,7 @@ fn lossy_reordered_input_still_gives_decodable_files() {
 
 #[test]
 fn files_of_a_recorder_that_died_still_decode() {
-    let run = record("killed", 7, Link::default(), false);
+    let run = record("killed", 7, Link::default(), false, u64::MAX);
     for name in ["track-audio.1.ogg", "track-video.1.webm"] {
         let path = run.dir.join("rec1/peer-a").join(name);
         let (_, frames) = decode(&path);
@@ -226,4 +226,29 @@ fn files_of_a_recorder_that_died_still_decode() {
     let manifest: Manifest =
         serde_json::from_slice(&std::fs::read(run.dir.join("rec1/manifest.json")).unwrap()).unwrap();
     assert!(manifest.tracks.iter().all(|t| !t.parts[0].complete), "parts stay marked incomplete");
+}
+
+#[test]
+fn rotation_closes_parts_that_each_decode() {
+    // Parts of 2.5 s: audio rotates at the next packet, video at the next keyframe (every 2 s).
+    let run = record("rotate", 8, Link::default(), true, 2_500);
+    let mut parts: std::collections::BTreeMap<String, Vec<(u32, f64)>> = Default::default();
+    for e in &run.events {
+        if let RecorderEvent::PartClosed { meta, part } = e {
+            let (duration, _) = decode(&run.dir.join(&part.path));
+            parts.entry(meta.track_id.clone()).or_default().push((part.part, duration));
+        }
+    }
+    assert!(parts["track-audio"].len() >= 3, "{parts:?}");
+    assert!(parts["track-video"].len() >= 2, "{parts:?}");
+    for list in parts.values() {
+        let numbers: Vec<u32> = list.iter().map(|p| p.0).collect();
+        assert_eq!(numbers, (1..=list.len() as u32).collect::<Vec<_>>(), "parts numbered from 1");
+        // Every part but the last (the rest of the recording) is about the limit long.
+        for &(n, d) in &list[..list.len() - 1] {
+            assert!(d > 2.4 && d < 4.6, "part {n}: {d} s");
+        }
+        let total: f64 = list.iter().map(|p| p.1).sum();
+        assert!((total - 8.0).abs() < 0.4, "parts add up to the recording: {total} s");
+    }
 }
