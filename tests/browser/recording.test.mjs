@@ -158,3 +158,23 @@ test('an unwritable recordings directory fails the recording with a reason; the 
     assert.ok(types.includes('recording.failed'), `a recording.failed webhook event: ${JSON.stringify(types)}`);
   }, { platformArgs: ['--recordings-dir', join(blocker, 'recordings')] });
 });
+
+test('a template with trackRecording enabled records each session by itself, until the session ends', T, (t) =>
+  withCall(t, async (call) => {
+    const templates = await call.platform.api('GET', '/v2/templates');
+    const template = (templates.data || templates).find((x) => x.name === 'default') || (templates.data || templates)[0];
+    await call.platform.api('POST', `/v2/templates/${template.id}/recordings`, [{ name: 'tracks', trackRecording: { enabled: true } }]);
+    await call.join({ name: 'alice', role: 'host' });
+    const room = await call.platform.api('POST', '/v2/rooms', { name: call.room });
+    const job = await waitFor('a job started with the session', async () => {
+      const list = await call.platform.api('GET', `/v2/recordings?room_id=${room.id}`);
+      return list.data.find((j) => j.status === 'running') || null;
+    }, { timeout: 20_000 });
+    assert.equal(job.started_by, '', 'started by the server, not a peer');
+    await sleep(4_000);
+    await call.platform.api('POST', `/v2/active-rooms/${room.id}/end-room`, { reason: 'done' });
+    const done = await waitStatus(call.platform, job.id, 'completed');
+    t.diagnostic(`assets: ${JSON.stringify(done.recording_assets.map((a) => [a.metadata.track_type, a.duration]))}`);
+    assert.ok(done.recording_assets.length >= 2, 'audio and video of the one peer');
+    for (const a of done.recording_assets) decode(join(call.platform.dataDir, 'recordings', a.path));
+  }));
