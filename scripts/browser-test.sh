@@ -24,6 +24,13 @@ if [ ! -x "$chromium" ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
+# The recording tests decode the recorded files with Debian's ffmpeg.
+if ! command -v ffprobe >/dev/null; then
+  echo "browser-test: installing ffmpeg (Debian package)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+fi
+
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "browser-test: installing Node.js and npm (Debian packages)"
   as_root apt-get update -qq
@@ -54,7 +61,7 @@ fi
 export CONTROL_BIN=$(realpath "$control")
 
 cd tests/browser
-run=(node --test "$@" call.test.mjs rest-api.test.mjs simulcast.test.mjs)
+run=(node --test "$@" call.test.mjs rest-api.test.mjs simulcast.test.mjs recording.test.mjs)
 if [ -z "${NO_NETNS:-}" ] && [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
   # Only loopback exists in here: every ICE candidate and packet is 127.0.0.1, and nothing
   # (the SDK's analytics, Chromium's background fetches) can leave the machine.

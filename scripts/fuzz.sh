@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs="${1:-60}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for target in stun rtp rtcp sdp schema_frame dcep; do
+for target in stun rtp rtcp sdp schema_frame dcep tap_record; do
   echo "== fuzz $target for ${secs}s"
   # -s none: libFuzzer with coverage but no sanitizer, so a stable toolchain suffices.
   RUSTC_BOOTSTRAP=1 cargo fuzz run -s none "$target" -- -max_total_time="$secs" -max_len=2048

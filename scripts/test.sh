@@ -10,6 +10,12 @@ if ! command -v cc >/dev/null; then
   apt-get update -qq && apt-get install -y -qq build-essential
 fi
 
+# Debian's ffmpeg (ffprobe, libvpx, libopus): the recorder's tests make real VP8 and Opus with
+# it and decode the recorded files with it.
+if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends ffmpeg
+fi
+
 # PostgreSQL for the store's and control's PostgreSQL tests (the same tests as on SQLite): a
 # throwaway server on 127.0.0.1, stopped when this script exits.
 if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then

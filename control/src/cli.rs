@@ -117,9 +117,19 @@ pub struct RunArgs {
     /// Private key (PEM) matching --cert.
     #[arg(long, requires = "cert")]
     pub key: Option<PathBuf>,
-    /// Directory holding the `router` and `signaling` binaries (default: the one `control` runs from).
+    /// Directory holding the `router`, `signaling` and `recorder` binaries (default: the one
+    /// `control` runs from).
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
+    /// Where track recordings are written (default: <data-dir>/recordings).
+    #[arg(long)]
+    pub recordings_dir: Option<PathBuf>,
+    /// A recording's file is closed and the next part begun past this size (MiB) ...
+    #[arg(long, default_value_t = 1024)]
+    pub recording_max_part_mib: u64,
+    /// ... or past this duration (seconds). Video parts change at the next keyframe.
+    #[arg(long, default_value_t = 3600)]
+    pub recording_max_part_seconds: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -17,6 +17,7 @@
 
 pub mod cli;
 pub mod http;
+pub mod recording;
 pub mod signaling_admin;
 pub mod supervisor;
 pub mod tls;
@@ -36,6 +37,10 @@ use crate::cli::{ManagementTokenArgs, RunArgs, TokenArgs, WorkspaceCommand};
 
 /// Lifetime of the auth tokens the demo API and `control token` mint.
 pub const AUTH_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Bytes of each router shard's media tap ring: ~1 s of 200 recorded tracks at 1 Mbit/s,
+/// room for a disk that stalls the recorder's writes for a moment (benches/recorder_load).
+pub const TAP_RING_BYTES: usize = 16 << 20;
 
 /// Longest user id accepted by the demo API.
 pub const MAX_USER_ID: usize = 128;
@@ -67,6 +72,8 @@ pub struct DataDir {
     pub root: PathBuf,
     /// `--database-url`: a PostgreSQL database instead of [`DataDir::db`].
     pub database_url: Option<String>,
+    /// `--recordings-dir`: where recordings go instead of `<root>/recordings`.
+    pub recordings_dir: Option<PathBuf>,
 }
 
 impl DataDir {
@@ -77,7 +84,7 @@ impl DataDir {
             .mode(0o700)
             .create(root)
             .map_err(|e| Error::io("creating data directory", root, e))?;
-        Ok(DataDir { root: root.to_owned(), database_url: None })
+        Ok(DataDir { root: root.to_owned(), database_url: None, recordings_dir: None })
     }
     /// Keeps the platform database in PostgreSQL at `url` (when `Some`) instead of SQLite.
     pub fn with_database_url(mut self, url: Option<String>) -> DataDir {
@@ -107,6 +114,10 @@ impl DataDir {
     }
     pub fn signaling_admin_socket(&self) -> PathBuf {
         self.root.join("signaling-admin.sock")
+    }
+    /// Where the recorder writes (`--recordings-dir` overrides it).
+    pub fn recordings(&self) -> PathBuf {
+        self.recordings_dir.clone().unwrap_or_else(|| self.root.join("recordings"))
     }
 }
 
@@ -253,7 +264,8 @@ pub fn workspace_command(cmd: &WorkspaceCommand) -> Result<(), Error> {
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(args: RunArgs) -> Result<(), Error> {
-    let dir = DataDir::create(&args.data_dir)?.with_database_url(args.database_url.clone());
+    let mut dir = DataDir::create(&args.data_dir)?.with_database_url(args.database_url.clone());
+    dir.recordings_dir = args.recordings_dir.clone();
     let (store, ws) = open_store(&dir)?;
     let template = store.default_template(&ws.id)?;
     let tls = tls::load_or_create(&dir, &args)?;
@@ -268,22 +280,54 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let link = shm_queue::Segment::create_memfd("router-signaling", shm_queue::Config::channel(1 << 20))?;
     let link_fd = link.inheritable_fd()?;
-    let specs = supervisor::child_specs(&args, &dir, &bin_dir, &tls, &link_fd);
+    // The media tap: one ring per router shard, router → recorder.
+    let shards = if args.router_shards > 0 {
+        args.router_shards
+    } else {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    };
+    let tap = shm_queue::Segment::create_memfd(
+        "media-tap",
+        shm_queue::Config { rings: shards.clamp(1, 16), capacity: TAP_RING_BYTES, max_record: None },
+    )?;
+    let tap_fd = tap.inheritable_fd()?;
+    let (recorder_tx, mut recorder_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let specs = supervisor::child_specs(
+        &args,
+        &dir,
+        &bin_dir,
+        &tls,
+        &link_fd,
+        supervisor::TapSpec { fd: &tap_fd, recorder_lines: recorder_tx },
+    );
     let status = supervisor::Status::new(&specs);
     let mut children = Vec::new();
     for spec in specs {
         children.push(tokio::spawn(supervisor::supervise(spec, status.clone(), shutdown_rx.clone())));
     }
 
+    let store = Arc::new(Mutex::new(store));
+    let admin = Arc::new(signaling_admin::AdminClient::new(dir.signaling_admin_socket()));
+    let recorder = recording::Recorder { store: store.clone(), admin: admin.clone(), dir: dir.recordings() };
+    {
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            while let Some(line) = recorder_rx.recv().await {
+                recorder.handle_line(&line).await;
+            }
+        });
+    }
+    tokio::spawn(recorder.clone().run(shutdown_rx.clone()));
     let state = http::AppState {
-        store: Arc::new(Mutex::new(store)),
+        store,
         workspace: ws,
         template_id: template.id.clone(),
         roles: http::roles_by_priority(&template),
         init_endpoint: format!("https://{}:{}", args.public_host, args.signaling_listen.port()),
         demo_dir: args.demo_dir.clone(),
         status,
-        admin: Arc::new(signaling_admin::AdminClient::new(dir.signaling_admin_socket())),
+        admin,
+        recorder,
     };
     // Signaling writes events from its own process, so the dispatcher finds them by polling
     // (at most 1 s); the wake-up is for writers inside this process.
@@ -313,6 +357,8 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     // The link's fds stay open until the children are gone, so a restart could always attach.
     drop(link_fd);
     drop(link);
+    drop(tap_fd);
+    drop(tap);
     Ok(())
 }
 

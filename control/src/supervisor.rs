@@ -1,4 +1,4 @@
-//! Starts router and signaling and keeps them running.
+//! Starts router, signaling and the recorder, and keeps them running.
 //!
 //! Each child has one task: spawn, wait, log how it ended, wait a backoff, spawn again. The
 //! backoff starts at 100 ms and doubles up to 5 s, and returns to 100 ms once a child has run for
@@ -44,11 +44,28 @@ pub struct ChildSpec {
     pub name: &'static str,
     pub program: PathBuf,
     pub args: Vec<OsString>,
+    /// Where the child's stdout lines go (the recorder's reports); `None`: to our stderr.
+    pub stdout_lines: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
-/// The command lines of router and signaling.
-pub fn child_specs(args: &RunArgs, dir: &DataDir, bin_dir: &Path, tls: &Tls, link_fd: &OwnedFd) -> Vec<ChildSpec> {
+/// The media tap segment's fd (router and recorder) and where the recorder's reports go.
+#[derive(Debug)]
+pub struct TapSpec<'a> {
+    pub fd: &'a OwnedFd,
+    pub recorder_lines: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+/// The command lines of router, signaling and recorder.
+pub fn child_specs(
+    args: &RunArgs,
+    dir: &DataDir,
+    bin_dir: &Path,
+    tls: &Tls,
+    link_fd: &OwnedFd,
+    tap: TapSpec<'_>,
+) -> Vec<ChildSpec> {
     let fd = link_fd.as_raw_fd().to_string();
+    let tap_fd = tap.fd.as_raw_fd().to_string();
     let os = |v: &[&dyn AsRef<std::ffi::OsStr>]| v.iter().map(|s| s.as_ref().to_owned()).collect::<Vec<OsString>>();
     let router = ChildSpec {
         name: "router",
@@ -64,7 +81,10 @@ pub fn child_specs(args: &RunArgs, dir: &DataDir, bin_dir: &Path, tls: &Tls, lin
             &dir.router_socket(),
             &"--link-fd",
             &fd,
+            &"--tap-fd",
+            &tap_fd,
         ]),
+        stdout_lines: None,
     };
     let signaling = ChildSpec {
         name: "signaling",
@@ -87,8 +107,24 @@ pub fn child_specs(args: &RunArgs, dir: &DataDir, bin_dir: &Path, tls: &Tls, lin
             &"--admin-socket",
             &dir.signaling_admin_socket(),
         ]),
+        stdout_lines: None,
     };
-    vec![router, signaling]
+    let recorder = ChildSpec {
+        name: "recorder",
+        program: bin_dir.join("recorder"),
+        args: os(&[
+            &"--tap-fd",
+            &tap_fd,
+            &"--dir",
+            &dir.recordings(),
+            &"--max-part-mib",
+            &args.recording_max_part_mib.to_string(),
+            &"--max-part-seconds",
+            &args.recording_max_part_seconds.to_string(),
+        ]),
+        stdout_lines: Some(tap.recorder_lines),
+    };
+    vec![router, signaling, recorder]
 }
 
 /// One child's state as `/api/status` shows it.
@@ -138,6 +174,18 @@ pub async fn supervise(spec: ChildSpec, status: Status, mut shutdown: watch::Rec
         match spawn(&spec) {
             Ok(mut child) => {
                 let pid = child.id();
+                if let (Some(lines), Some(out)) = (&spec.stdout_lines, child.stdout.take()) {
+                    let lines = lines.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncBufReadExt;
+                        let mut reader = tokio::io::BufReader::new(out).lines();
+                        while let Ok(Some(line)) = reader.next_line().await {
+                            if lines.send(line).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
                 status.update(spec.name, |s| s.pid = pid);
                 info!(child = spec.name, pid, program = %spec.program.display(), "started");
                 tokio::select! {
@@ -173,8 +221,13 @@ pub async fn supervise(spec: ChildSpec, status: Status, mut shutdown: watch::Rec
 fn spawn(spec: &ChildSpec) -> std::io::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(&spec.program);
     cmd.args(&spec.args).stdin(Stdio::null()).stderr(Stdio::inherit());
-    // stdout to our stderr: control's stdout is for its own one line.
-    cmd.stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?));
+    // stdout to our stderr: control's stdout is for its own one line. A child that reports
+    // on stdout (the recorder) gets a pipe read by its supervisor.
+    if spec.stdout_lines.is_some() {
+        cmd.stdout(Stdio::piped());
+    } else {
+        cmd.stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?));
+    }
     cmd.kill_on_drop(true);
     // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
     // async-signal-safe; it touches no memory of the parent.

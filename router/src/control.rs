@@ -44,6 +44,11 @@ pub struct Router {
 impl Router {
     /// Binds every shard's socket and starts the shard threads.
     pub fn start(cfg: &Config) -> std::io::Result<Router> {
+        Router::start_with_tap(cfg, None)
+    }
+
+    /// As [`Router::start`], with the media tap segment (one ring per shard) to the recorder.
+    pub fn start_with_tap(cfg: &Config, tap: Option<shm_queue::Segment>) -> std::io::Result<Router> {
         let count = cfg.shard_count().min(255);
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let (ev_tx, ev_rx) = mpsc::channel::<(u8, Event)>();
@@ -67,6 +72,7 @@ impl Router {
                     ..IoOptions::default()
                 },
                 engine: cfg.engine_config(i as u8),
+                tap: tap.clone(),
             };
             shards.push(shard::spawn(spec, ev_tx.clone())?);
         }
@@ -145,7 +151,9 @@ fn unknown_object(cmd: &Command) -> Option<ApiError> {
         Command::PauseProducer { producer, .. }
         | Command::CloseProducer { producer }
         | Command::SetProducerPriority { producer, .. }
-        | Command::ProducerStats { producer } => ApiError::UnknownProducer(producer),
+        | Command::ProducerStats { producer }
+        | Command::StartTap { producer, .. }
+        | Command::StopTap { producer } => ApiError::UnknownProducer(producer),
         Command::PauseConsumer { consumer, .. }
         | Command::CloseConsumer { consumer }
         | Command::SetPreferredLayer { consumer, .. }

@@ -15,3 +15,4 @@ pub mod control;
 pub mod io;
 pub mod link;
 pub mod shard;
+pub mod tap;

@@ -48,6 +48,10 @@ struct Args {
     /// control; the router takes end B).
     #[arg(long)]
     link_fd: Option<i32>,
+    /// Inherited fd of the media tap segment to the recorder (made by control; one ring per
+    /// shard). Without it, recording is refused.
+    #[arg(long)]
+    tap_fd: Option<i32>,
 }
 
 fn main() {
@@ -89,7 +93,18 @@ fn main() {
     cfg.pin &= !args.no_pin;
     cfg.gso &= !args.no_gso;
 
-    let router = match Router::start(&cfg) {
+    let tap = match args.tap_fd {
+        // SAFETY: control passes an fd it opened for us and nothing else in this process uses it.
+        Some(fd) => match unsafe { shm_queue::Segment::open_raw_fd(fd) } {
+            Ok(s) => Some(s),
+            Err(e) => {
+                error!("cannot open the media tap segment (fd {fd}): {e}");
+                std::process::exit(1);
+            }
+        },
+        None => None,
+    };
+    let router = match Router::start_with_tap(&cfg, tap) {
         Ok(r) => Arc::new(r),
         Err(e) => {
             error!("cannot start shards: {e}");

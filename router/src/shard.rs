@@ -72,6 +72,8 @@ pub struct ShardSpec {
     pub backend: BackendChoice,
     pub io: IoOptions,
     pub engine: EngineConfig,
+    /// The media tap segment (one ring per shard, ring `index` is ours), if recording is on.
+    pub tap: Option<shm_queue::Segment>,
 }
 
 /// Starts a shard thread; returns once its socket is bound (or binding failed).
@@ -95,13 +97,19 @@ pub fn spawn(spec: ShardSpec, events: mpsc::Sender<(u8, Event)>) -> std::io::Res
         let mut cfg = spec.engine.clone();
         let local = io.local_addr();
         cfg.candidate = SocketAddr::new(spec.announced.unwrap_or(local.ip()), local.port());
-        let engine = match Engine::new(cfg, Instant::now()) {
+        let mut engine = match Engine::new(cfg, Instant::now()) {
             Ok(e) => e,
             Err(e) => {
                 let _ = ready_tx.send(Err(std::io::Error::other(e.to_string())));
                 return;
             }
         };
+        if let Some(segment) = &spec.tap {
+            match crate::tap::ShmTapSink::attach(segment, usize::from(index)) {
+                Ok(sink) => engine.set_tap_sink(Box::new(sink)),
+                Err(e) => warn!(shard = index, error = %e, "no media tap ring for this shard; recording refused"),
+            }
+        }
         let _ = ready_tx.send(Ok((local, io.kind(), io.waker())));
         info!(shard = index, addr = %local, backend = ?io.kind(), "shard running");
         run(index, io, engine, rx, events);
@@ -190,6 +198,10 @@ fn apply(engine: &mut Engine, cmd: Command) -> Reply {
             engine.set_transport_max_bitrate(transport, max_bitrate_bps).map(|_| serde_json::Value::Null)
         }
         Command::ConsumerLayers { consumer } => ok(to_value(engine.consumer_layers(consumer)?)),
+        Command::StartTap { producer, tap, meta } => {
+            engine.start_tap(Instant::now(), producer, tap, meta).map(|_| serde_json::Value::Null)
+        }
+        Command::StopTap { producer } => engine.stop_tap(producer).map(|_| serde_json::Value::Null),
         Command::Counters { .. } => {
             let mut counters = ok(to_value(engine.counters()))?;
             // How many transports the shard holds: lets tests and operators see that a peer's

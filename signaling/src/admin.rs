@@ -12,7 +12,8 @@
 //!
 //! Ops (`room_id` is the database room id): `active_room`, `update_peer {peer_id, name?, role?,
 //! metadata?}`, `send_message {message, type?, peer_id?, role?}`, `remove_peers {peer_id? |
-//! role?, reason?}`, `end_room {reason?, lock?}`. Each becomes a [`RoomMsg::Admin`] to the
+//! role?, reason?}`, `end_room {reason?, lock?}`, `start_recording {recording_id, tap}`,
+//! `stop_recording {recording_id?}` (track recording: `room/recording.rs`). Each becomes a [`RoomMsg::Admin`] to the
 //! room's actor, so it is ordered with everything else the room does. Malformed lines,
 //! unknown ops and lines over [`MAX_LINE`] get an error reply (status 400); the connection
 //! stays.
@@ -180,6 +181,14 @@ fn parse_op(request: &Value) -> Result<AdminOp, AdminError> {
                 Some(_) => return Err(bad("lock must be a boolean")),
             },
         },
+        "start_recording" => AdminOp::StartRecording {
+            recording_id: req_str(request, "recording_id")?,
+            tap: match request.get("tap").and_then(Value::as_u64) {
+                Some(t) if t > 0 && t <= u64::from(u32::MAX) => t as u32,
+                _ => return Err(bad("tap must be an integer from 1 to 4294967295")),
+            },
+        },
+        "stop_recording" => AdminOp::StopRecording { recording_id: opt_str(request, "recording_id")? },
         other => return Err(bad(format!("unknown op '{other}'"))),
     })
 }

@@ -47,6 +47,8 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+mod recording;
+
 use router_engine::simulcast;
 use router_engine::{ConsumeParams, ConsumerId, ConsumerInfo, MediaKind, ProducerId, TransportId, TransportInfo};
 use schema::api::{AudioLevel, CloseReason, Event};
@@ -101,6 +103,10 @@ pub enum AdminOp {
     RemovePeers { peer_id: Option<String>, role: Option<String>, reason: String },
     /// Ends the session; `lock` also disables the room.
     EndRoom { reason: String, lock: bool },
+    /// Taps every track (and every track published later) for a recording (`room/recording.rs`).
+    StartRecording { recording_id: String, tap: u32 },
+    /// Ends the taps of a recording (`None`: whichever runs).
+    StopRecording { recording_id: Option<String> },
 }
 
 /// An admin operation refused: an HTTP-like status (400, 404, 409) and why.
@@ -358,6 +364,8 @@ pub struct Room {
     ending: bool,
     /// The speakers last sent in `active-speakers`, loudest first: (peer, audio track).
     speakers: Vec<(String, String)>,
+    /// The track recording running, if any.
+    recording: Option<recording::Active>,
 }
 
 /// Bandwidth allocation priorities of producers (higher is served first).
@@ -414,6 +422,7 @@ impl Room {
             deferred: Vec::new(),
             ending: false,
             speakers: Vec::new(),
+            recording: None,
         };
         room.restore();
         room
@@ -1056,6 +1065,7 @@ impl Room {
                 debug!(error = %e, "close_producer");
             }
         }
+        self.tap_published().await;
         if !added_states.is_empty() {
             info!(room = %self.id, peer = %peer_id, tracks = ?added_states.iter().map(|t| &t.track_id).collect::<Vec<_>>(), "published");
             self.push_others(
@@ -1817,6 +1827,8 @@ impl Room {
                 }
                 Ok(json!({ "removed": targets.len() }))
             }
+            AdminOp::StartRecording { recording_id, tap } => self.start_recording(recording_id, tap).await,
+            AdminOp::StopRecording { recording_id } => self.stop_recording(recording_id).await,
             AdminOp::EndRoom { reason, lock } => {
                 let ended = if reason.is_empty() { "room ended".to_owned() } else { reason.clone() };
                 self.end_room(None, &reason, lock, &ended).await;

@@ -255,7 +255,7 @@ export function checkPrerequisites() {
 }
 
 /** Starts `control` and resolves once it printed `demo: https://...`. */
-export async function startPlatform({ timeout = 30_000 } = {}) {
+export async function startPlatform({ timeout = 30_000, args: extraArgs = [] } = {}) {
   checkPrerequisites();
   const dataDir = mkdtempSync(join(tmpdir(), 'browser-test-'));
   const [httpPort, sigPort] = [await freeTcpPort(), await freeTcpPort()];
@@ -267,6 +267,7 @@ export async function startPlatform({ timeout = 30_000 } = {}) {
     '--public-host', 'localhost',
     '--router-port', String(routerPort),
     '--demo-dir', DEMO_DIR,
+    ...extraArgs,
   ];
   // Its own process group, so teardown reaches the router and signaling children too.
   const child = spawn(CONTROL_BIN, args, {
@@ -732,8 +733,8 @@ export class Call {
 let roomCounter = 0;
 
 /** Runs `body(call)` with a fresh platform and browser; always tears both down. */
-export async function withCall(t, body) {
-  const platform = await startPlatform();
+export async function withCall(t, body, { platformArgs = [] } = {}) {
+  const platform = await startPlatform({ args: platformArgs });
   let browser;
   let call;
   try {

@@ -5,6 +5,7 @@
 //! The scenarios themselves are in `tests/`, one behaviour per file.
 
 pub mod client;
+pub mod encoded;
 pub mod media;
 pub mod room;
 pub mod sim;

@@ -10,6 +10,8 @@
 //! - [`api`]: the router's direct API: command parameters, results, events, errors.
 //! - [`router`]: [`RouterCommand`] (one call of the direct API) and the request, reply and
 //!   event envelopes of the router link.
+//! - [`recording`]: the recorder's reports to control and the track metadata of a tap.
+//! - [`tap`]: the binary records of the media tap (router shard → recorder).
 //! - [`message`]: [`Message`], one variant per message of every link, and its kind numbers.
 //! - [`frame`]: how a [`Message`] travels: a JSON envelope `{"v": SCHEMA_VERSION, ...}` or a
 //!   binary frame (magic, version, kind, length, payload) for the shared-memory queues. Both
@@ -46,7 +48,7 @@
 //! assert_eq!((req.command.shard(), &req.command), (Some(1), &cmd));
 //! let reply = RouterReply { id: req.id, result: Err(ApiError::UnknownTransport(TransportId(0x0100_0002))) };
 //! let line = frame::encode_json(&reply.into()).unwrap();
-//! assert!(line.starts_with(r#"{"v":2,"type":"router_reply","id":7,"#));
+//! assert!(line.starts_with(r#"{"v":3,"type":"router_reply","id":7,"#));
 //! ```
 //!
 //! # Versioning
@@ -61,7 +63,9 @@ pub mod extensions;
 pub mod frame;
 pub mod ids;
 pub mod message;
+pub mod recording;
 pub mod router;
+pub mod tap;
 
 pub use message::{Message, MessageKind};
 pub use router::{RouterCommand, RouterEvent, RouterReply, RouterRequest, RouterResult};
@@ -70,5 +74,5 @@ pub use router::{RouterCommand, RouterEvent, RouterReply, RouterRequest, RouterR
 /// older build would misread.
 ///
 /// History: 1, the first; 2, data channels (`open_data_channel`, `send_data`, their events and
-/// errors).
-pub const SCHEMA_VERSION: u16 = 2;
+/// errors); 3, the media tap (`start_tap`, `stop_tap`, [`tap::TapRecord`]).
+pub const SCHEMA_VERSION: u16 = 3;

@@ -109,6 +109,20 @@ pub enum RouterCommand {
     ConsumerLayers {
         consumer: ConsumerId,
     },
+    /// Copies every RTP packet (and sender report) of a producer into the shard's media tap
+    /// ring, tagged with `tap` and preceded by a [`crate::tap::TapRecord::Start`] carrying
+    /// `meta` (JSON the recorder reads: recording, track, peer). Replaces an earlier tap of the
+    /// producer; asks the publisher for a keyframe. Reply `null`.
+    StartTap {
+        producer: ProducerId,
+        tap: u32,
+        #[serde(default)]
+        meta: String,
+    },
+    /// Ends a producer's tap (a [`crate::tap::TapRecord::Stop`] follows). Reply `null`.
+    StopTap {
+        producer: ProducerId,
+    },
     /// The shard's packet counters (drops by reason among them).
     Counters {
         #[serde(default)]
@@ -132,7 +146,9 @@ impl RouterCommand {
             RouterCommand::PauseProducer { producer, .. }
             | RouterCommand::CloseProducer { producer }
             | RouterCommand::SetProducerPriority { producer, .. }
-            | RouterCommand::ProducerStats { producer } => Some(producer.shard()),
+            | RouterCommand::ProducerStats { producer }
+            | RouterCommand::StartTap { producer, .. }
+            | RouterCommand::StopTap { producer } => Some(producer.shard()),
             RouterCommand::PauseConsumer { consumer, .. }
             | RouterCommand::CloseConsumer { consumer }
             | RouterCommand::SetPreferredLayer { consumer, .. }
@@ -161,6 +177,8 @@ impl RouterCommand {
             RouterCommand::SetProducerPriority { .. } => "set_producer_priority",
             RouterCommand::SetTransportMaxBitrate { .. } => "set_transport_max_bitrate",
             RouterCommand::ConsumerLayers { .. } => "consumer_layers",
+            RouterCommand::StartTap { .. } => "start_tap",
+            RouterCommand::StopTap { .. } => "stop_tap",
             RouterCommand::Counters { .. } => "counters",
         }
     }
@@ -274,6 +292,8 @@ mod tests {
             RouterCommand::OpenDataChannel { transport: TransportId(1), label: "ion-sfu".into() },
             RouterCommand::SendData { transport: TransportId(1), label: "ion-sfu".into(), text: "{}".into() },
             RouterCommand::Counters { shard: None },
+            RouterCommand::StartTap { producer: ProducerId(1), tap: 2, meta: "{}".into() },
+            RouterCommand::StopTap { producer: ProducerId(1) },
         ];
         for cmd in cmds {
             let v = serde_json::to_value(&cmd).expect("commands serialize");

@@ -112,6 +112,8 @@ fn commands() -> Vec<RouterCommand> {
         RouterCommand::ConsumerLayers { consumer: C },
         RouterCommand::Counters { shard: Some(0) },
         RouterCommand::Counters { shard: None },
+        RouterCommand::StartTap { producer: P, tap: 7, meta: r#"{"track_id":"t"}"#.into() },
+        RouterCommand::StopTap { producer: P },
     ]
 }
 
@@ -250,6 +252,8 @@ fn covers_every_variant() {
                 | RouterCommand::SetProducerPriority { .. }
                 | RouterCommand::SetTransportMaxBitrate { .. }
                 | RouterCommand::ConsumerLayers { .. }
+                | RouterCommand::StartTap { .. }
+                | RouterCommand::StopTap { .. }
                 | RouterCommand::Counters { .. } => r.command.method().to_string(),
             },
             Message::RouterReply(r) => match &r.result {
@@ -282,8 +286,8 @@ fn covers_every_variant() {
         };
         seen.insert(name);
     }
-    // 18 commands, "ok" and 8 error codes, 12 events.
-    assert_eq!(seen.len(), 18 + 1 + 8 + 12, "{seen:?}");
+    // 20 commands, "ok" and 8 error codes, 12 events.
+    assert_eq!(seen.len(), 20 + 1 + 8 + 12, "{seen:?}");
     for c in Codec::ALL {
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<Codec>(&json).unwrap(), c);

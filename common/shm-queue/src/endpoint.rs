@@ -144,6 +144,12 @@ impl Producer {
     pub fn peer_state(&self) -> PeerState {
         peer_state(&self.core.ctl().consumer.side)
     }
+
+    /// The pid of the last process that attached as consumer (0: none yet). A change means a
+    /// new reader, e.g. a restarted one that needs the stream's state again.
+    pub fn peer_pid(&self) -> u32 {
+        self.core.ctl().consumer.side.pid.load(Ordering::Acquire)
+    }
 }
 
 impl Drop for Producer {

@@ -33,6 +33,7 @@
 pub mod codes;
 mod db;
 pub mod outbox;
+pub mod recording;
 pub mod role;
 pub mod session;
 pub mod template;
@@ -170,12 +171,14 @@ ALTER TABLE rooms ADD COLUMN name_key TEXT;
 UPDATE rooms SET name_key = lower(name);
 CREATE UNIQUE INDEX rooms_by_name_key ON rooms(workspace_id, name_key);
 "#,
+    recording::SQLITE_TABLES,
 ];
 
 /// PostgreSQL schema migrations, in order, tracked in `schema_version`. The first is the whole
 /// schema as of SQLite migration 3, in PostgreSQL types: integers (and 0/1 booleans) as BIGINT,
 /// and a `rowid BIGSERIAL` on every table so paging by `rowid` reads the same as on SQLite.
-const PG_MIGRATIONS: &[&str] = &[r#"
+const PG_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE workspaces (
     rowid               BIGSERIAL NOT NULL UNIQUE,
     id                  TEXT PRIMARY KEY,
@@ -267,7 +270,9 @@ CREATE TABLE outbox (
     last_error      TEXT
 );
 CREATE INDEX outbox_by_status ON outbox(status, next_attempt_at);
-"#];
+"#,
+    recording::PG_TABLES,
+];
 
 /// The advisory lock key PostgreSQL migrations run under (any constant; "pgstore" in ASCII).
 const PG_MIGRATION_LOCK: i64 = 0x0070_6773_746f_7265;

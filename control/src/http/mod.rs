@@ -43,6 +43,8 @@ pub struct AppState {
     pub status: Status,
     /// Signaling's admin socket, for the active-room routes.
     pub admin: Arc<crate::signaling_admin::AdminClient>,
+    /// Track recording jobs (`crate::recording`).
+    pub recorder: crate::recording::Recorder,
 }
 
 /// Role names sorted by priority (1 first), then name.

@@ -116,6 +116,9 @@ pub struct Counters {
     pub data_channel_messages_out: u64,
     /// SCTP packets DTLS refused to send.
     pub sctp_send_failed: u64,
+    /// Media tap records handed to the recorder's ring, and those dropped because it was full.
+    pub tap_records: u64,
+    pub tap_dropped: u64,
 }
 
 struct Transport {
@@ -230,6 +233,8 @@ struct Producer {
     needed: Vec<bool>,
     /// Since when each layer has gone unneeded, to stop it at the publisher (`uplink`).
     need: [LayerNeed; MAX_LAYERS],
+    /// Recording: this producer's packets also go to the tap sink.
+    tap: Option<crate::tap::Tap>,
 }
 
 /// One RTP stream of a producer (its only one, or one simulcast layer): numbering, loss and
@@ -360,6 +365,8 @@ pub struct Engine {
     next_audio_levels: Instant,
     /// The last [`Event::AudioLevels`] named someone (so one empty report follows).
     audio_levels_nonempty: bool,
+    /// Where tapped producers' packets go (the recorder's ring); none: taps are refused.
+    tap_sink: Option<Box<dyn crate::tap::TapSink + Send>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -439,6 +446,7 @@ impl Engine {
             sctp_wake: None,
             next_audio_levels: now + AUDIO_LEVEL_INTERVAL,
             audio_levels_nonempty: false,
+            tap_sink: None,
         })
     }
 
@@ -585,6 +593,7 @@ impl Engine {
             got_first_packet: false,
             audio_level: AudioLevelMeter::default(),
             params,
+            tap: None,
         };
         debug!(%transport, producer = %id, kind = ?producer.params.kind, "producer created");
         self.producers.insert(id, producer);
@@ -733,6 +742,76 @@ impl Engine {
         })
     }
 
+    /// Where tapped producers' packets go (see [`crate::tap`]).
+    pub fn set_tap_sink(&mut self, sink: Box<dyn crate::tap::TapSink + Send>) {
+        self.tap_sink = Some(sink);
+    }
+
+    /// Taps a producer for recording: its packets are offered to the tap sink as `tap`.
+    pub fn start_tap(&mut self, now: Instant, id: ProducerId, tap: u32, meta: String) -> Result<(), ApiError> {
+        if self.tap_sink.is_none() {
+            return Err(ApiError::InvalidParams("this router has no media tap (started without --tap-fd)".into()));
+        }
+        let p = self.producers.get_mut(&id).ok_or(ApiError::UnknownProducer(id))?;
+        let old = p.tap.replace(crate::tap::Tap { id: tap, meta, next_start: now, wants_keyframe: true });
+        if let Some(old) = old
+            && old.id != tap
+        {
+            self.offer_tap(&crate::tap::TapRecord::Stop { tap: old.id, producer: id.0 });
+        }
+        self.tap_timers(now);
+        Ok(())
+    }
+
+    /// Ends a producer's tap; a producer without one is fine (idempotent).
+    pub fn stop_tap(&mut self, id: ProducerId) -> Result<(), ApiError> {
+        let p = self.producers.get_mut(&id).ok_or(ApiError::UnknownProducer(id))?;
+        if let Some(tap) = p.tap.take() {
+            self.offer_tap(&crate::tap::TapRecord::Stop { tap: tap.id, producer: id.0 });
+        }
+        Ok(())
+    }
+
+    fn offer_tap(&mut self, rec: &crate::tap::TapRecord<'_>) {
+        if let Some(sink) = self.tap_sink.as_mut() {
+            if sink.offer(rec) {
+                self.counters.tap_records += 1;
+            } else {
+                self.counters.tap_dropped += 1;
+            }
+        }
+    }
+
+    /// Repeats due `Start` records, and asks for keyframes when a new reader attached.
+    fn tap_timers(&mut self, now: Instant) {
+        let Some(sink) = self.tap_sink.as_mut() else { return };
+        let reader_changed = sink.reader_changed();
+        for p in self.producers.values_mut() {
+            let Some(tap) = p.tap.as_mut() else { continue };
+            if reader_changed {
+                // The new reader knows no track yet: tell it before the keyframe arrives.
+                tap.wants_keyframe = true;
+                tap.next_start = now;
+            }
+            if now < tap.next_start {
+                continue;
+            }
+            tap.next_start = now + crate::tap::START_REPEAT;
+            let rec = crate::tap::TapRecord::Start {
+                tap: tap.id,
+                producer: p.id.0,
+                codec: p.params.codec,
+                clock_rate: p.params.clock_rate,
+                meta: &tap.meta,
+            };
+            if sink.offer(&rec) {
+                self.counters.tap_records += 1;
+            } else {
+                self.counters.tap_dropped += 1;
+            }
+        }
+    }
+
     pub fn close_consumer(&mut self, id: ConsumerId) -> Result<(), ApiError> {
         let c = self.consumers.remove(&id).ok_or(ApiError::UnknownConsumer(id))?;
         if let Some(p) = self.producers.get_mut(&c.producer) {
@@ -746,6 +825,9 @@ impl Engine {
 
     pub fn close_producer(&mut self, id: ProducerId) -> Result<(), ApiError> {
         let p = self.producers.remove(&id).ok_or(ApiError::UnknownProducer(id))?;
+        if let Some(tap) = &p.tap {
+            self.offer_tap(&crate::tap::TapRecord::Stop { tap: tap.id, producer: id.0 });
+        }
         if let Some(t) = self.transports.get_mut(&p.transport) {
             t.producers.retain(|&x| x != id);
             t.ssrcs.retain(|_, r| r.producer != id);
@@ -1189,6 +1271,21 @@ impl Engine {
         layer.rate.on_packet(now, buf.len());
         // A packet the cache refuses (too large, or far out of order) just cannot be resent.
         let _ = layer.cache.insert(header.sequence_number, now, &buf[..payload_end]);
+        if let Some(tap) = &p.tap
+            && let Some(sink) = self.tap_sink.as_mut()
+        {
+            let rec = crate::tap::TapRecord::Rtp {
+                tap: tap.id,
+                producer: pid.0,
+                layer: layer_index,
+                packet: &buf[..payload_end],
+            };
+            if sink.offer(&rec) {
+                self.counters.tap_records += 1;
+            } else {
+                self.counters.tap_dropped += 1;
+            }
+        }
         if p.params.paused {
             return;
         }
@@ -1271,7 +1368,7 @@ impl Engine {
         keyframes.clear();
         resends.clear();
         {
-            let Engine { transports, consumers, producers, counters, .. } = &mut *self;
+            let Engine { transports, consumers, producers, counters, tap_sink, .. } = &mut *self;
             let Some(t) = transports.get_mut(&tid) else { return };
             let Transport { consumers: own_consumers, ssrcs, downlink, .. } = t;
             let consumer_by_ssrc = |ssrc: u32| {
@@ -1289,23 +1386,16 @@ impl Engine {
                     counters.rtcp_malformed += 1;
                     break;
                 };
-                match packet {
-                    rtcp::RtcpPacket::SenderReport { reports, .. }
-                    | rtcp::RtcpPacket::ReceiverReport { reports, .. }
-                        if !own_consumers.is_empty() =>
-                    {
-                        for r in reports.take(31) {
-                            consumer_by_ssrc(r.ssrc);
-                        }
-                        if let rtcp::RtcpPacket::SenderReport { ssrc, ntp_time, rtp_time, .. } = packet
-                            && let Some(&StreamRef { producer, layer, rtx: false }) = ssrcs.get(&ssrc)
-                            && let Some(l) =
-                                producers.get_mut(&producer).and_then(|p| p.layers.get_mut(usize::from(layer)))
-                        {
-                            l.recv.on_sender_report(ntp_time, now);
-                            l.last_sr = Some((ntp_time, rtp_time, now));
-                        }
+                // Report blocks name the streams the subscriber receives (`Consumer::confirmed`).
+                if let rtcp::RtcpPacket::SenderReport { reports, .. } | rtcp::RtcpPacket::ReceiverReport { reports, .. } =
+                    &packet
+                    && !own_consumers.is_empty()
+                {
+                    for r in reports.take(31) {
+                        consumer_by_ssrc(r.ssrc);
                     }
+                }
+                match packet {
                     rtcp::RtcpPacket::SenderReport { ssrc, ntp_time, rtp_time, .. } => {
                         if let Some(&StreamRef { producer, layer, rtx: false }) = ssrcs.get(&ssrc)
                             && let Some(l) =
@@ -1313,6 +1403,22 @@ impl Engine {
                         {
                             l.recv.on_sender_report(ntp_time, now);
                             l.last_sr = Some((ntp_time, rtp_time, now));
+                            if let Some(tap) = producers.get(&producer).and_then(|p| p.tap.as_ref())
+                                && let Some(sink) = tap_sink.as_mut()
+                            {
+                                let rec = crate::tap::TapRecord::SenderReport {
+                                    tap: tap.id,
+                                    producer: producer.0,
+                                    layer,
+                                    ntp: ntp_time,
+                                    rtp_time,
+                                };
+                                if sink.offer(&rec) {
+                                    counters.tap_records += 1;
+                                } else {
+                                    counters.tap_dropped += 1;
+                                }
+                            }
                         }
                     }
                     rtcp::RtcpPacket::Pli { media_ssrc, .. } => {
@@ -1465,6 +1571,7 @@ impl Engine {
         }
         // Keyframe requests for consumers waiting to start or switch, and NACKs toward
         // producers.
+        self.tap_timers(now);
         let pids: Vec<ProducerId> = self.producers.keys().copied().collect();
         for pid in pids {
             self.producer_timers(now, pid, out);
@@ -1775,6 +1882,13 @@ impl Engine {
                 for n in needed.iter_mut().take(usize::from(pref) + 1) {
                     *n = true;
                 }
+            }
+        }
+        // A recording takes the top layer; it must keep coming even if no subscriber wants it.
+        if let Some(tap) = p.tap.as_mut() {
+            needed.iter_mut().for_each(|n| *n = true);
+            if p.got_first_packet && std::mem::take(&mut tap.wants_keyframe) {
+                keyframes.iter_mut().for_each(|k| *k = true);
             }
         }
         let needed = &needed[..p.layers.len()];

@@ -55,6 +55,7 @@ pub mod simulcast;
 pub mod srtp;
 pub mod stats;
 pub mod stun;
+pub mod tap;
 pub mod twcc;
 pub mod uplink;
 

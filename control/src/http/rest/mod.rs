@@ -16,6 +16,7 @@
 
 pub mod active_rooms;
 pub mod openapi;
+pub mod recordings;
 pub mod rooms;
 pub mod sessions;
 pub mod templates;
@@ -405,6 +406,40 @@ pub const ROUTES: &[Route] = &[
         "Active rooms",
         "End the session (lock: also disable the room)",
         active_rooms::end_room
+    ),
+    route!(
+        "POST",
+        "/v2/recordings/room/{room_id}/start",
+        "Recordings",
+        "Start track recording of the room's active session",
+        recordings::start
+    ),
+    route!(
+        "POST",
+        "/v2/recordings/room/{room_id}/stop",
+        "Recordings",
+        "Stop every recording running in the room",
+        recordings::stop_room
+    ),
+    route!("POST", "/v2/recordings/{recording_id}/stop", "Recordings", "Stop one recording", recordings::stop_one),
+    route!("GET", "/v2/recordings", "Recordings", "List recording jobs", recordings::list),
+    route!("GET", "/v2/recordings/{recording_id}", "Recordings", "Retrieve a job with its assets", recordings::get_one),
+    route!("GET", "/v2/recording-assets", "Recording assets", "List recorded files", recordings::list_assets),
+    route!("GET", "/v2/recording-assets/{asset_id}", "Recording assets", "Retrieve one asset", recordings::get_asset),
+    route!(
+        "GET",
+        "/v2/recording-assets/{asset_id}/presigned-url",
+        "Recording assets",
+        "A short-lived download URL for the file",
+        recordings::presigned_url
+    ),
+    route!(
+        "GET",
+        "/v2/recording-assets/{asset_id}/download",
+        "Recording assets",
+        "Download the file (no management token: the presigned URL's signature)",
+        recordings::download,
+        false
     ),
     route!("GET", "/v2/webhooks", "Webhooks", "The workspace's webhook endpoint", webhooks::get_endpoint),
     route!(

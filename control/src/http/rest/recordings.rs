@@ -1,0 +1,226 @@
+//! `/v2/recordings` and `/v2/recording-assets`: track recording jobs and their files
+//! ([`crate::recording`] does the work; these are the 100ms-shaped routes over it).
+//!
+//! A job is `{id, room_id, session_id, status, asset_types: ["track"], recording_assets
+//! (get only), created_at, started_at, started_by, stopped_at, stopped_by, updated_at, error}`;
+//! an asset `{id, job_id, room_id, session_id, type: "track", status, path, size, duration,
+//! created_at, metadata{track_id, stream_id, peer_id, user_id, track_type, part, ...}}`.
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use store::recording::{self as rec, Asset, Recording, RecordingFilter};
+use store::template::FieldError;
+
+use super::{Mgmt, QueryMap, RestError, RestResult, db, page_of, paginated, parse_object};
+use crate::http::AppState;
+use crate::recording::{DEFAULT_PRESIGN, RecordingError};
+
+fn ms(t: Option<i64>) -> Value {
+    t.map(|t| json!(store::time::format_ms(t))).unwrap_or(Value::Null)
+}
+
+/// The REST shape of a job.
+pub fn recording_json(r: &Recording, assets: Option<&[Asset]>) -> Value {
+    let mut v = json!({
+        "id": r.id,
+        "room_id": r.room_id,
+        "session_id": r.session_id,
+        "status": r.status,
+        "asset_types": ["track"],
+        "meeting_url": "",
+        "created_at": ms(Some(r.created_at)),
+        "started_at": ms(r.started_at),
+        "started_by": r.started_by,
+        "stopped_at": ms(r.stopped_at),
+        "stopped_by": r.stopped_by,
+        "updated_at": ms(Some(r.updated_at)),
+    });
+    if !r.error.is_empty() {
+        v["error"] = json!({ "message": r.error });
+    }
+    if let Some(a) = assets {
+        v["recording_assets"] = Value::Array(a.iter().map(asset_json).collect());
+    }
+    v
+}
+
+/// The REST shape of an asset.
+pub fn asset_json(a: &Asset) -> Value {
+    json!({
+        "id": a.id,
+        "job_id": a.job_id,
+        "room_id": a.room_id,
+        "session_id": a.session_id,
+        "type": a.kind,
+        "status": a.status,
+        "path": a.path,
+        "size": a.size,
+        "duration": a.duration,
+        "created_at": ms(Some(a.created_at)),
+        "thumbnails": [],
+        "metadata": a.metadata,
+    })
+}
+
+impl From<RecordingError> for RestError {
+    fn from(e: RecordingError) -> RestError {
+        match e {
+            RecordingError::NotActive => RestError::not_found("room is not active"),
+            e @ RecordingError::AlreadyRunning(_) => RestError::new(StatusCode::CONFLICT, e.to_string()),
+            RecordingError::Store(e) => e.into(),
+            RecordingError::Signaling(e) => e.into(),
+        }
+    }
+}
+
+fn filter_of(q: &std::collections::HashMap<String, String>) -> Result<RecordingFilter, RestError> {
+    let get = |k: &str| q.get(k).filter(|s| !s.is_empty()).cloned();
+    Ok(RecordingFilter { room_id: get("room_id"), session_id: get("session_id"), status: get("status") })
+}
+
+async fn room_of(st: &AppState, ws: &store::Workspace, room_id: &str) -> Result<store::Room, RestError> {
+    let (ws, id) = (ws.id.clone(), room_id.to_owned());
+    db(st, move |s| s.room_in(&ws, &id)?.ok_or_else(|| RestError::not_found("room not found"))).await
+}
+
+/// `POST /v2/recordings/room/{room_id}/start`: a track recording job for the active session.
+/// The 100ms body fields (`meeting_url`, `resolution`, ...) are for composite recording and are
+/// accepted and ignored.
+pub async fn start(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(room_id): Path<String>, body: Bytes) -> RestResult {
+    parse_object(&body)?;
+    let room = room_of(&st, &ws, &room_id).await?;
+    let job = st.recorder.start(&ws.id, &room.id, "").await?;
+    Ok(Json(recording_json(&job, None)))
+}
+
+/// `POST /v2/recordings/room/{room_id}/stop`: stops every running job of the room.
+pub async fn stop_room(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(room_id): Path<String>) -> RestResult {
+    let room = room_of(&st, &ws, &room_id).await?;
+    let (wsid, rid) = (ws.id.clone(), room.id.clone());
+    let jobs = db(&st, move |s| {
+        let f = RecordingFilter { room_id: Some(rid), ..Default::default() };
+        Ok(s.recordings(&wsid, &f, &store::Page::first(100))?.data)
+    })
+    .await?;
+    let live: Vec<Recording> = jobs.into_iter().filter(|j| rec::is_live(&j.status)).collect();
+    if live.is_empty() {
+        return Err(RestError::not_found("no recording is running in this room"));
+    }
+    let mut out = Vec::new();
+    for job in &live {
+        st.recorder.stop(job, "").await?;
+        out.push(reload(&st, &ws, &job.id).await?);
+    }
+    Ok(paginated(100, out.iter().map(|j| recording_json(j, None)).collect(), None))
+}
+
+async fn reload(st: &AppState, ws: &store::Workspace, id: &str) -> Result<Recording, RestError> {
+    let (wsid, id) = (ws.id.clone(), id.to_owned());
+    db(st, move |s| s.recording(&wsid, &id)?.ok_or_else(|| RestError::not_found("recording not found"))).await
+}
+
+/// `POST /v2/recordings/{recording_id}/stop`.
+pub async fn stop_one(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(id): Path<String>) -> RestResult {
+    let job = reload(&st, &ws, &id).await?;
+    if !rec::is_live(&job.status) {
+        return Err(RestError::bad_request(format!("recording is {} already", job.status)));
+    }
+    st.recorder.stop(&job, "").await?;
+    Ok(Json(recording_json(&reload(&st, &ws, &id).await?, None)))
+}
+
+/// `GET /v2/recordings` (filters `room_id`, `session_id`, `status`).
+pub async fn list(State(st): State<AppState>, Mgmt(ws): Mgmt, q: QueryMap) -> RestResult {
+    let page = page_of(&q)?;
+    let filter = filter_of(&q)?;
+    let limit = page.limit;
+    let listing = db(&st, move |s| Ok(s.recordings(&ws.id, &filter, &page)?)).await?;
+    Ok(paginated(limit, listing.data.iter().map(|r| recording_json(r, None)).collect(), listing.last))
+}
+
+/// `GET /v2/recordings/{recording_id}`, with its assets.
+pub async fn get_one(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(id): Path<String>) -> RestResult {
+    let (job, assets) = db(&st, move |s| {
+        let job = s.recording(&ws.id, &id)?.ok_or_else(|| RestError::not_found("recording not found"))?;
+        let assets = s.job_assets(&job.id)?;
+        Ok((job, assets))
+    })
+    .await?;
+    Ok(Json(recording_json(&job, Some(&assets))))
+}
+
+/// `GET /v2/recording-assets` (filters `room_id`, `session_id`, `status`).
+pub async fn list_assets(State(st): State<AppState>, Mgmt(ws): Mgmt, q: QueryMap) -> RestResult {
+    let page = page_of(&q)?;
+    let filter = filter_of(&q)?;
+    let limit = page.limit;
+    let listing = db(&st, move |s| Ok(s.assets(&ws.id, &filter, &page)?)).await?;
+    Ok(paginated(limit, listing.data.iter().map(asset_json).collect(), listing.last))
+}
+
+/// `GET /v2/recording-assets/{asset_id}`.
+pub async fn get_asset(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(id): Path<String>) -> RestResult {
+    let a = db(&st, move |s| s.asset(&ws.id, &id)?.ok_or_else(|| RestError::not_found("asset not found"))).await?;
+    Ok(Json(asset_json(&a)))
+}
+
+/// `GET /v2/recording-assets/{asset_id}/presigned-url?presign_duration=<s>`: `{id, path, url,
+/// expiry}`, a URL on this server that serves the file without a token until `expiry`.
+pub async fn presigned_url(
+    State(st): State<AppState>,
+    Mgmt(ws): Mgmt,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: QueryMap,
+) -> RestResult {
+    let secs = match q.get("presign_duration").filter(|s| !s.is_empty()) {
+        None => DEFAULT_PRESIGN.as_secs() as i64,
+        Some(v) => v.parse::<i64>().ok().filter(|v| (1..=7 * 24 * 3600).contains(v)).ok_or_else(|| {
+            RestError::invalid(vec![FieldError::new("presign_duration", "must be 1 to 604800 seconds")])
+        })?,
+    };
+    let secret = ws.secret.clone();
+    let a = db(&st, move |s| s.asset(&ws.id, &id)?.ok_or_else(|| RestError::not_found("asset not found"))).await?;
+    let expiry = store::time::unix_ms(std::time::SystemTime::now()) / 1000 + secs;
+    let sig = crate::recording::sign(&secret, &a.id, expiry);
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let url = format!("https://{host}/v2/recording-assets/{}/download?expires={expiry}&signature={sig}", a.id);
+    Ok(Json(json!({ "id": a.id, "path": a.path, "url": url, "expiry": store::time::format_secs(expiry) })))
+}
+
+/// `GET /v2/recording-assets/{asset_id}/download?expires=&signature=`: the file, for a URL from
+/// `presigned-url` (no management token: the signature is the permission).
+pub async fn download(State(st): State<AppState>, Path(id): Path<String>, q: QueryMap) -> Result<Response, RestError> {
+    let forbidden = || RestError::new(StatusCode::FORBIDDEN, "signature invalid or expired");
+    let expires: i64 = q.get("expires").and_then(|v| v.parse().ok()).ok_or_else(forbidden)?;
+    let sig = q.get("signature").cloned().ok_or_else(forbidden)?;
+    let found = db(&st, move |s| {
+        // The asset names its workspace through its job; the secret is that workspace's.
+        let Some(job_id) = s.asset_job(&id)? else { return Ok(None) };
+        let Some(job) = s.recording_by_id(&job_id)? else { return Ok(None) };
+        let Some(ws) = s.workspace(&job.workspace_id)? else { return Ok(None) };
+        Ok(s.asset(&ws.id, &id)?.map(|a| (a, ws.secret)))
+    })
+    .await?;
+    let Some((asset, secret)) = found else { return Err(forbidden()) };
+    let now = store::time::unix_ms(std::time::SystemTime::now()) / 1000;
+    if !crate::recording::verify(&secret, &asset.id, expires, &sig, now) {
+        return Err(forbidden());
+    }
+    let path = st.recorder.file_of(&asset.path).ok_or_else(forbidden)?;
+    let data = tokio::fs::read(&path).await.map_err(|_| RestError::not_found("the file is gone"))?;
+    let mime = if asset.path.ends_with(".ogg") { "audio/ogg" } else { "video/webm" };
+    let name = asset.path.rsplit('/').next().unwrap_or("recording").to_owned();
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime.to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        Body::from(data),
+    )
+        .into_response())
+}

@@ -1,0 +1,312 @@
+//! Track recording jobs: control decides, signaling taps, the router copies, the recorder
+//! writes and reports back here.
+//!
+//! ```text
+//! REST start / session start with trackRecording.enabled
+//!   → store: job `starting` (with a tap number)
+//!   → signaling admin `start_recording {room_id, recording_id, tap}` → router `start_tap` per track
+//! recorder stdout (RecorderEvent lines, read by the supervisor)
+//!   track_started → job `running`, webhook track.recording.started.success
+//!   part_closed   → asset (type track) + webhook track.recording.success
+//!   failed        → job `failed` with the reason, webhook recording.failed, taps stopped
+//! REST stop / session end → job `stopping`, admin `stop_recording`; the recorder closes the
+//!   files (part_closed) and the job is `completed` [`SETTLE`] later.
+//! ```
+//!
+//! Downloads: `presigned-url` signs `<asset id>:<expiry>` with the workspace secret (HMAC-SHA256);
+//! the `download` route checks the signature and the expiry and serves the file.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use aws_lc_rs::hmac;
+use schema::recording::RecorderEvent;
+use serde_json::{Value, json};
+use store::Store;
+use store::recording::{self as rec, Recording};
+use tracing::{debug, info, warn};
+
+use crate::signaling_admin::{AdminClient, AdminError};
+
+/// How long after a stop the job is called completed: the recorder closes its files as soon as
+/// the router's stop records arrive (milliseconds), this is margin.
+pub const SETTLE: Duration = Duration::from_secs(2);
+
+/// How often sessions are checked for auto-start (and ended sessions for their jobs' end).
+pub const POLL: Duration = Duration::from_secs(1);
+
+/// Default and longest lifetime of a presigned download URL.
+pub const DEFAULT_PRESIGN: Duration = Duration::from_secs(3 * 24 * 3600);
+
+fn now_ms() -> i64 {
+    store::time::unix_ms(SystemTime::now())
+}
+
+/// Why a start or stop could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    #[error("room is not active")]
+    NotActive,
+    #[error("a recording is already running in this room ({0})")]
+    AlreadyRunning(String),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("signaling: {0}")]
+    Signaling(#[from] AdminError),
+}
+
+/// Shared by the REST handlers, the event reader and the auto-start loop.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    pub store: Arc<Mutex<Store>>,
+    pub admin: Arc<AdminClient>,
+    /// Where the recorder writes (`<data-dir>/recordings`).
+    pub dir: PathBuf,
+}
+
+impl Recorder {
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, store::StoreError> + Send + 'static,
+    ) -> Result<T, store::StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store.lock().unwrap_or_else(|p| p.into_inner())))
+            .await
+            .map_err(|e| store::StoreError::BadValue(format!("store task: {e}")))?
+    }
+
+    /// Starts a job for the room's active session.
+    pub async fn start(
+        &self,
+        workspace_id: &str,
+        room_id: &str,
+        started_by: &str,
+    ) -> Result<Recording, RecordingError> {
+        let (ws, room, by) = (workspace_id.to_owned(), room_id.to_owned(), started_by.to_owned());
+        let job = self
+            .db(move |s| {
+                let Some((session_id, _)) = s.active_session(&room)? else { return Ok(Err(RecordingError::NotActive)) };
+                let live = s.recordings(
+                    &ws,
+                    &rec::RecordingFilter { room_id: Some(room.clone()), ..Default::default() },
+                    &store::Page::first(100),
+                )?;
+                if let Some(r) = live.data.iter().find(|r| rec::is_live(&r.status)) {
+                    return Ok(Err(RecordingError::AlreadyRunning(r.id.clone())));
+                }
+                Ok(Ok(s.create_recording(&ws, &room, &session_id, &by, now_ms())?))
+            })
+            .await??;
+        let params = json!({ "room_id": room_id, "recording_id": job.id, "tap": job.tap });
+        if let Err(e) = self.admin.call("start_recording", params).await {
+            let (id, reason) = (job.id.clone(), format!("cannot start: {e}"));
+            self.db(move |s| s.set_recording_status(&id, rec::FAILED, &reason, None, now_ms())).await?;
+            return Err(match e {
+                AdminError::Refused { status: 404, .. } => RecordingError::NotActive,
+                e => RecordingError::Signaling(e),
+            });
+        }
+        info!(recording = %job.id, room = %room_id, "recording starting");
+        Ok(job)
+    }
+
+    /// Stops a job: `stopping` now, `completed` once the recorder has closed its files.
+    pub async fn stop(&self, job: &Recording, by: &str) -> Result<(), RecordingError> {
+        let (id, by) = (job.id.clone(), by.to_owned());
+        let moved = self.db(move |s| s.set_recording_status(&id, rec::STOPPING, "", Some(&by), now_ms())).await?;
+        if !moved {
+            return Ok(());
+        }
+        let params = json!({ "room_id": job.room_id, "recording_id": job.id });
+        if let Err(e) = self.admin.call("stop_recording", params).await {
+            // The room ended (its producers, and so the taps, are gone already) or signaling
+            // restarted; either way nothing is being tapped any more.
+            debug!(recording = %job.id, error = %e, "stop_recording");
+        }
+        let this = self.clone();
+        let id = job.id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SETTLE).await;
+            let _ = this.db(move |s| s.set_recording_status(&id, rec::COMPLETED, "", None, now_ms())).await;
+        });
+        Ok(())
+    }
+
+    /// One line of the recorder's stdout.
+    pub async fn handle_line(&self, line: &str) {
+        let ev: RecorderEvent = match serde_json::from_str(line) {
+            Ok(ev) => ev,
+            Err(e) => {
+                warn!(error = %e, line, "unreadable line from the recorder");
+                return;
+            }
+        };
+        let result = match ev {
+            RecorderEvent::TrackStarted { meta, .. } => {
+                let metadata = serde_json::to_value(&meta).unwrap_or_default();
+                self.db(move |s| {
+                    s.set_recording_status(&meta.recording_id, rec::RUNNING, "", None, now_ms())?;
+                    s.recording_track_started(&meta.recording_id, &metadata, now_ms())
+                })
+                .await
+            }
+            RecorderEvent::PartClosed { meta, part } => {
+                let mut metadata = serde_json::to_value(&meta).unwrap_or_default();
+                metadata["part"] = json!(part.part);
+                metadata["started_at_ms"] = json!(part.started_at_ms);
+                metadata["synced"] = json!(part.synced);
+                metadata["frames"] = json!(part.frames);
+                let extra = json!({
+                    "size": part.size,
+                    "duration": part.duration_ms as f64 / 1000.0,
+                    "recording_path": part.path,
+                });
+                self.db(move |s| {
+                    // A part may close before `track_started` was seen (a very short track).
+                    s.set_recording_status(&meta.recording_id, rec::RUNNING, "", None, now_ms())?;
+                    s.add_asset(
+                        &meta.recording_id,
+                        &part.path,
+                        part.size as i64,
+                        part.duration_ms as i64,
+                        &metadata,
+                        extra,
+                        now_ms(),
+                    )
+                    .map(|_| ())
+                })
+                .await
+            }
+            RecorderEvent::Failed { recording_id, reason } => {
+                warn!(recording = %recording_id, %reason, "recording failed");
+                let id = recording_id.clone();
+                let job = self
+                    .db(move |s| {
+                        let job = s.recording_by_id(&id)?;
+                        s.set_recording_status(&id, rec::FAILED, &reason, None, now_ms())?;
+                        Ok(job)
+                    })
+                    .await;
+                if let Ok(Some(job)) = &job {
+                    let params = json!({ "room_id": job.room_id, "recording_id": job.id });
+                    let _ = self.admin.call("stop_recording", params).await;
+                }
+                job.map(|_| ())
+            }
+        };
+        if let Err(e) = result {
+            warn!(error = %e, "recording state not saved");
+        }
+    }
+
+    /// Auto-start for sessions whose template says `trackRecording.enabled`, and the end of
+    /// jobs whose session ended. Runs until `shutdown`.
+    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = crate::shutting_down(&mut shutdown) => return,
+            }
+            if let Err(e) = self.tick().await {
+                debug!(error = %e, "recording poll");
+            }
+        }
+    }
+
+    async fn tick(&self) -> Result<(), RecordingError> {
+        let (to_start, to_end) = self
+            .db(|s| {
+                let mut start = Vec::new();
+                for (ws, room_id, _session) in s.sessions_without_recording()? {
+                    let Some(room) = s.room(&room_id)? else { continue };
+                    let Some(t) = s.template(&room.template_id)? else { continue };
+                    if track_recording_enabled(&t.parts.recordings) {
+                        start.push((ws, room_id));
+                    }
+                }
+                let mut end = Vec::new();
+                for job in s.live_recordings()? {
+                    let active = s.active_session(&job.room_id)?;
+                    if active.as_ref().is_none_or(|(sid, _)| *sid != job.session_id) && job.status != rec::STOPPING {
+                        end.push(job);
+                    }
+                }
+                Ok((start, end))
+            })
+            .await?;
+        for (ws, room) in to_start {
+            match self.start(&ws, &room, "").await {
+                Ok(job) => info!(recording = %job.id, %room, "track recording auto-started with the session"),
+                Err(RecordingError::NotActive) => {}
+                Err(e) => warn!(%room, error = %e, "auto-start of track recording"),
+            }
+        }
+        for job in to_end {
+            let _ = self.stop(&job, "").await;
+        }
+        Ok(())
+    }
+
+    /// The file of an asset path, refusing anything outside the recordings directory.
+    pub fn file_of(&self, rel: &str) -> Option<PathBuf> {
+        let p = Path::new(rel);
+        if p.is_absolute() || p.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            return None;
+        }
+        Some(self.dir.join(p))
+    }
+}
+
+/// `recordings[0].trackRecording.enabled` of a template.
+pub fn track_recording_enabled(recordings: &Value) -> bool {
+    recordings.get(0).and_then(|c| c.get("trackRecording")).and_then(|t| t.get("enabled")).and_then(Value::as_bool)
+        == Some(true)
+}
+
+/// The download signature of an asset until `expires` (Unix seconds).
+pub fn sign(secret: &str, asset_id: &str, expires: i64) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = hmac::sign(&key, format!("{asset_id}:{expires}").as_bytes());
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `sig` signs `asset_id` until `expires`, and that time has not passed.
+pub fn verify(secret: &str, asset_id: &str, expires: i64, sig: &str, now_secs: i64) -> bool {
+    if now_secs > expires {
+        return false;
+    }
+    let Some(bytes) = (0..sig.len())
+        .step_by(2)
+        .map(|i| sig.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect::<Option<Vec<u8>>>()
+    else {
+        return false;
+    };
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    hmac::verify(&key, format!("{asset_id}:{expires}").as_bytes(), &bytes).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_bind_the_asset_and_the_expiry() {
+        let sig = sign("secret", "a1", 1000);
+        assert!(verify("secret", "a1", 1000, &sig, 999));
+        assert!(!verify("secret", "a1", 1000, &sig, 1001), "expired");
+        assert!(!verify("secret", "a2", 1000, &sig, 999), "another asset");
+        assert!(!verify("secret", "a1", 1001, &sig, 999), "another expiry");
+        assert!(!verify("other", "a1", 1000, &sig, 999), "another secret");
+        assert!(!verify("secret", "a1", 1000, "zz", 999), "not hex");
+    }
+
+    #[test]
+    fn the_template_flag_is_read_from_the_first_config() {
+        assert!(track_recording_enabled(&json!([{"trackRecording": {"enabled": true}}])));
+        assert!(!track_recording_enabled(&json!([{"trackRecording": {"enabled": false}}])));
+        assert!(!track_recording_enabled(&json!([])));
+        assert!(!track_recording_enabled(&json!({"trackRecording": {"enabled": true}})));
+    }
+}

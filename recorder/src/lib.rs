@@ -1,0 +1,42 @@
+//! The recorder: reads the router's media tap and writes one file per recorded track, without
+//! transcoding: Opus in Ogg, VP8 in WebM.
+//!
+//! # Data flow
+//!
+//! ```text
+//! router shard ──TapRecord (shm ring per shard)──► Recorder::handle_record
+//!     Start  → a track (its metadata: recording, room, peer, track ids)
+//!     Rtp    → ReorderBuffer → (VP8) Vp8Depacketizer → OggOpusWriter / WebmWriter → part file
+//!     SenderReport → wall-clock of the first sample (manifest), so tracks can be aligned
+//!     Stop   → the track's last part is closed
+//! Recorder::poll_event → RecorderEvent (JSON lines on stdout) → control (assets, job state)
+//! ```
+//!
+//! - [`ogg`], [`webm`]: the containers, sans-IO (bytes out), each written so that a file cut
+//!   short anywhere still plays up to the cut.
+//! - [`depack`]: reorder buffer and VP8 frame assembly (start on a keyframe, drop broken
+//!   frames).
+//! - [`recorder`]: the state machine over tracks, parts, rotation and the manifest. Time is
+//!   an argument; it does the file writes itself (thin, and where failures are turned into a
+//!   failed recording with a reason).
+//!
+//! The process (`main.rs`) attaches to every ring of the segment control passes it
+//! (`--tap-fd`), feeds the records to a [`recorder::Recorder`], and prints its events.
+//!
+//! # Example
+//!
+//! ```
+//! use recorder::ogg::OggOpusWriter;
+//! let mut w = OggOpusWriter::new(1);
+//! let mut file = w.headers(2, 48_000);
+//! w.packet(&[0xfc, 0xff, 0xfe], 960, &mut file); // one 20 ms CELT packet
+//! w.finish(&mut file);
+//! assert_eq!(&file[..4], b"OggS");
+//! ```
+
+pub mod depack;
+pub mod ogg;
+pub mod recorder;
+pub mod webm;
+
+pub use recorder::{Config, Recorder};
