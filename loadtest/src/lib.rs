@@ -26,6 +26,7 @@
 pub mod chart;
 pub mod peer;
 pub mod report;
+pub mod prom;
 pub mod scrape;
 pub mod signal;
 pub mod stamp;
