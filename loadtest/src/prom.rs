@@ -16,7 +16,13 @@ pub fn histogram(text: &str, name: &str) -> Buckets {
         let Some((series, value)) = line.rsplit_once(' ') else { continue };
         let Ok(value) = value.parse::<f64>() else { continue };
         let Some(le) = series.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else { continue };
-        let le = if le == "+Inf" { f64::INFINITY } else if let Ok(v) = le.parse() { v } else { continue };
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else if let Ok(v) = le.parse() {
+            v
+        } else {
+            continue;
+        };
         match out.iter_mut().find(|(b, _)| *b == le) {
             Some((_, c)) => *c += value,
             None => out.push((le, value)),
@@ -28,10 +34,7 @@ pub fn histogram(text: &str, name: &str) -> Buckets {
 
 /// `after - before`, bucket by bucket (a bucket missing before counts from zero).
 pub fn delta(before: &Buckets, after: &Buckets) -> Buckets {
-    after
-        .iter()
-        .map(|&(le, c)| (le, c - before.iter().find(|(b, _)| *b == le).map_or(0.0, |(_, c)| *c)))
-        .collect()
+    after.iter().map(|&(le, c)| (le, c - before.iter().find(|(b, _)| *b == le).map_or(0.0, |(_, c)| *c))).collect()
 }
 
 /// The `q` quantile in seconds; `None` without samples. In the `+Inf` bucket, the highest
@@ -98,7 +101,9 @@ router_latency_seconds_sum{shard=\"1\"} 0.1
 
     #[test]
     fn garbage_is_no_histogram() {
-        assert!(histogram("not metrics\nrouter_latency_seconds_bucket{le=\"x\"} 1", "router_latency_seconds").is_empty());
+        assert!(
+            histogram("not metrics\nrouter_latency_seconds_bucket{le=\"x\"} 1", "router_latency_seconds").is_empty()
+        );
         assert_eq!(quantile(&Vec::new(), 0.5), None);
     }
 }

@@ -333,7 +333,8 @@ pub fn tables(r: &RunReport, max_rows: usize) -> String {
             }
         );
         if let (Some(p50), Some(p99)) = (w.router_latency_p50_us, w.router_latency_p99_us) {
-            let _ = writeln!(s, "In-router latency (receive → send submitted, /metrics): p50 {p50:.1} µs, p99 {p99:.1} µs");
+            let _ =
+                writeln!(s, "In-router latency (receive → send submitted, /metrics): p50 {p50:.1} µs, p99 {p99:.1} µs");
         }
     }
     let _ = writeln!(

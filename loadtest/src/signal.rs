@@ -91,7 +91,12 @@ impl Api {
         Ok(v)
     }
 
-    async fn request(&self, method: &str, path: &str, body: Option<Value>) -> Result<(hyper::StatusCode, Bytes), Error> {
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(hyper::StatusCode, Bytes), Error> {
         let url = format!("{}{path}", self.base);
         let (host, port) = host_port(&url)?;
         let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(|e| Error::Http(format!("{url}: {e}")))?;
