@@ -3,7 +3,8 @@
 //! On start it opens the platform database (`<data-dir>/platform.db`, crate `store`) and makes
 //! sure the default workspace exists, loads or creates its TLS certificate ([`tls`]), creates
 //! the shared-memory link between router and signaling, starts both and keeps them running
-//! ([`supervisor`]), and serves the demo app and a small JSON API over HTTPS ([`http`]).
+//! ([`supervisor`]), and serves the demo app and a small JSON API over HTTPS ([`http`]), and the
+//! platform's Prometheus metrics at `GET /metrics` ([`metrics`]).
 //!
 //! ```text
 //!            ┌──────────── control ─────────────┐
@@ -18,6 +19,7 @@
 pub mod cli;
 pub mod http;
 pub mod recording;
+pub mod metrics;
 pub mod signaling_admin;
 pub mod supervisor;
 pub mod tls;
@@ -328,6 +330,8 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         status,
         admin,
         recorder,
+        router_socket: dir.router_socket(),
+        metrics: Arc::default(),
     };
     // Signaling writes events from its own process, so the dispatcher finds them by polling
     // (at most 1 s); the wake-up is for writers inside this process.

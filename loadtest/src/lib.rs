@@ -9,7 +9,9 @@
 //! NACKs from its send buffer, and a PLI forces a keyframe. Subscribers feed every received
 //! packet to [`stats::TrackRecv`] (loss, jitter, latency, freezes, layer switches) and mark
 //! their [`stats::JoinTimeline`]. [`report`] turns the peers' reports into LiveKit-style
-//! tables, a JSON file and an SVG chart.
+//! tables, a JSON file and an SVG chart. The server's side of the steady window comes from
+//! the router's control socket ([`scrape`]) and control's `GET /metrics` ([`prom`]: the
+//! in-router latency histogram).
 //!
 //! The accounting is sans-IO (times are arguments), so `tests/` checks it on the simulated
 //! network of the integration tests, where loss and latency are known.
@@ -25,6 +27,7 @@
 
 pub mod chart;
 pub mod peer;
+pub mod prom;
 pub mod report;
 pub mod scrape;
 pub mod signal;

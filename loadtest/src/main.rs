@@ -278,15 +278,23 @@ async fn run(args: Args) -> Result<bool, Error> {
     let router_pid = find_pids(&["router"], &args.data_dir).first().copied();
     let window = {
         let socket = socket.clone();
+        let metrics_api = api.clone();
         tokio::spawn(async move {
             let start = epoch + ramp + Duration::from_secs(2).min(args.duration / 4);
             tokio::time::sleep_until(start.into()).await;
             let t0 = Instant::now();
             let c0 = router_pid.map(|p| server_cpu(&[p]));
             let s = socket.clone();
+            let lat0 = metrics_api.metrics().await.map_err(|e| eprintln!("\nloadtest: GET /metrics: {e}")).ok();
             let before = tokio::task::spawn_blocking(move || loadtest::scrape::read(&s)).await.ok().flatten()?;
             tokio::time::sleep_until((until - Duration::from_millis(200)).max(t0).into()).await;
             let after = tokio::task::spawn_blocking(move || loadtest::scrape::read(&socket)).await.ok().flatten()?;
+            let lat1 = metrics_api.metrics().await.ok();
+            let latency = lat0.zip(lat1).map(|(a, b)| {
+                let name = "router_latency_seconds";
+                loadtest::prom::delta(&loadtest::prom::histogram(&a, name), &loadtest::prom::histogram(&b, name))
+            });
+            let q = |q: f64| latency.as_ref().and_then(|h| loadtest::prom::quantile(h, q)).map(|s| s * 1e6);
             let secs = t0.elapsed().as_secs_f64().max(1e-3);
             let c1 = router_pid.map(|p| server_cpu(&[p]));
             let d = loadtest::scrape::delta(&before, &after);
@@ -300,6 +308,8 @@ async fn run(args: Args) -> Result<bool, Error> {
                 drops: loadtest::scrape::DROPS.iter().map(|k| d.get(*k).copied().unwrap_or(0)).sum(),
                 router_cpu_us_per_forwarded: cpu.filter(|_| get("forwarded") > 0.0).map(|c| c * 1e6 / get("forwarded")),
                 router_cpu_cores: cpu.map(|c| c / secs),
+                router_latency_p50_us: q(0.5),
+                router_latency_p99_us: q(0.99),
                 counters: d,
             })
         })

@@ -104,6 +104,10 @@ pub struct ServerWindow {
     /// CPU time of the router process per forwarded packet, µs.
     pub router_cpu_us_per_forwarded: Option<f64>,
     pub router_cpu_cores: Option<f64>,
+    /// In-router latency (receive batch → its sends submitted) over the window, µs, from the
+    /// `router_latency_seconds` histogram of `GET /metrics`; `None` if the scrape failed.
+    pub router_latency_p50_us: Option<f64>,
+    pub router_latency_p99_us: Option<f64>,
     pub counters: crate::scrape::Counters,
 }
 
@@ -328,6 +332,10 @@ pub fn tables(r: &RunReport, max_rows: usize) -> String {
                 _ => String::new(),
             }
         );
+        if let (Some(p50), Some(p99)) = (w.router_latency_p50_us, w.router_latency_p99_us) {
+            let _ =
+                writeln!(s, "In-router latency (receive → send submitted, /metrics): p50 {p50:.1} µs, p99 {p99:.1} µs");
+        }
     }
     let _ = writeln!(
         s,

@@ -71,7 +71,32 @@ impl Api {
         Ok(Api { base: base.trim_end_matches('/').to_owned(), tls, management })
     }
 
+    /// `GET /metrics` (same management token as the REST calls): the exposition text.
+    pub async fn metrics(&self) -> Result<String, Error> {
+        let (status, body) = self.request("GET", "/metrics", None).await?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if !status.is_success() {
+            return Err(Error::Http(format!("{}/metrics: {status}: {text}", self.base)));
+        }
+        Ok(text)
+    }
+
     async fn post(&self, path: &str, body: Value) -> Result<Value, Error> {
+        let url = format!("{}{path}", self.base);
+        let (status, body) = self.request("POST", path, Some(body)).await?;
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(Error::Http(format!("{url}: {status}: {v}")));
+        }
+        Ok(v)
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(hyper::StatusCode, Bytes), Error> {
         let url = format!("{}{path}", self.base);
         let (host, port) = host_port(&url)?;
         let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(|e| Error::Http(format!("{url}: {e}")))?;
@@ -84,20 +109,18 @@ impl Api {
             .await
             .map_err(|e| Error::Http(format!("{url}: {e}")))?;
         tokio::spawn(conn);
-        let req = hyper::Request::post(path)
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
             .header("host", host)
             .header("authorization", format!("Bearer {}", self.management))
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
+            .body(Full::new(body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()))))
             .map_err(|e| Error::Http(format!("{url}: {e}")))?;
         let resp = sender.send_request(req).await.map_err(|e| Error::Http(format!("{url}: {e}")))?;
         let status = resp.status();
         let body = resp.into_body().collect().await.map_err(|e| Error::Http(format!("{url}: {e}")))?.to_bytes();
-        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        if !status.is_success() {
-            return Err(Error::Http(format!("{url}: {status}: {v}")));
-        }
-        Ok(v)
+        Ok((status, body))
     }
 
     /// Creates (or finds) a room by name; its id.

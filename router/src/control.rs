@@ -8,6 +8,10 @@
 //! with the same commands: they are the `schema` crate's [`schema::RouterCommand`], and
 //! events are its [`schema::RouterEvent`].
 //!
+//! `{"id": 1, "method": "metrics"}` answers every shard's counters at once, with what the shard
+//! shell measures (I/O totals, the in-router latency histogram, CPU time): what control's
+//! `GET /metrics` renders for Prometheus.
+//!
 //! A request may carry the schema version it was written for, `{"v": 1, "id": ..., ...}`; a
 //! version other than [`schema::SCHEMA_VERSION`] is refused with the error code
 //! `version_mismatch` and a message saying which side to upgrade. Without `"v"` a request is
@@ -120,6 +124,23 @@ impl Router {
             return Err(unknown_object(&cmd).unwrap_or_else(|| ApiError::InvalidParams(format!("no shard {index}"))));
         };
         shard.call(cmd)
+    }
+
+    /// Every shard's counters with its shell's figures (I/O, latency histogram, CPU time), for
+    /// the control channel's `metrics` request: `{"drop_reasons": [...], "shards": [{"shard",
+    /// "addr", "backend", "counters": {...}}]}`. docs/router.md lists the fields.
+    pub fn metrics(&self) -> Result<Value, ApiError> {
+        let mut shards = Vec::with_capacity(self.shards.len());
+        for s in &self.shards {
+            let counters = s.call(Command::Counters { shard: Some(s.index) })?;
+            shards.push(json!({
+                "shard": s.index,
+                "addr": s.addr.to_string(),
+                "backend": s.backend.name(),
+                "counters": counters,
+            }));
+        }
+        Ok(json!({ "drop_reasons": crate::metrics::DROP_REASONS, "shards": shards }))
     }
 
     /// Registers a listener for every shard event.
@@ -305,6 +326,12 @@ fn handle_line(router: &Router, line: &str, writer: &Arc<Mutex<UnixStream>>) -> 
             }
         });
         return Some(json!({ "id": id, "result": null }).to_string());
+    }
+    if request.get("method").and_then(Value::as_str) == Some("metrics") {
+        return Some(match router.metrics() {
+            Ok(result) => json!({ "id": id, "result": result }).to_string(),
+            Err(e) => return error_reply(id, e.code(), &e.to_string()),
+        });
     }
     let mut body = request.clone();
     if let Some(obj) = body.as_object_mut() {

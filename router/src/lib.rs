@@ -6,6 +6,7 @@
 //!   a channel and wake the loop.
 //! - [`control`]: the whole router and its local control channel (JSON lines on a Unix socket).
 //! - [`link`]: the shared-memory link to signaling (same commands, binary frames).
+//! - [`metrics`]: the latency histogram and CPU time the shards report for operators.
 //! - [`config`]: the TOML configuration.
 //!
 //! See docs/router.md for the data path and the direct API.
@@ -14,5 +15,6 @@ pub mod config;
 pub mod control;
 pub mod io;
 pub mod link;
+pub mod metrics;
 pub mod shard;
 pub mod tap;

@@ -120,11 +120,16 @@ pub fn spawn(spec: ShardSpec, events: mpsc::Sender<(u8, Event)>) -> std::io::Res
 }
 
 fn run(index: u8, mut io: UdpIo, mut engine: Engine, rx: mpsc::Receiver<Message>, events: mpsc::Sender<(u8, Event)>) {
+    let mut shell = ShellState::default();
     loop {
         loop {
             match rx.try_recv() {
                 Ok(Message::Command(cmd, reply)) => {
-                    let r = apply(&mut engine, cmd);
+                    let counters = matches!(cmd, Command::Counters { .. });
+                    let mut r = apply(&mut engine, cmd);
+                    if counters && let Ok(v) = &mut r {
+                        shell.add_to(v, &io);
+                    }
                     let _ = reply.send(r);
                 }
                 Ok(Message::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => {
@@ -141,17 +146,61 @@ fn run(index: u8, mut io: UdpIo, mut engine: Engine, rx: mpsc::Receiver<Message>
             warn!(shard = index, error = %e, "send batch failed");
         }
         let timeout = engine.poll_timeout().saturating_duration_since(Instant::now());
+        // When the batch was taken from the kernel: the first datagram's delivery.
+        let mut batch_start = None;
         let received = io.recv(Some(timeout), |src, buf, tx| {
-            engine.handle_datagram(Instant::now(), src, buf, tx);
+            let now = Instant::now();
+            batch_start.get_or_insert(now);
+            engine.handle_datagram(now, src, buf, tx);
         });
-        if let Err(e) = received {
-            error!(shard = index, error = %e, "receive failed");
+        match received {
+            Ok(n) => shell.received(n),
+            Err(e) => error!(shard = index, error = %e, "receive failed"),
         }
         while let Some(ev) = engine.poll_event() {
             let _ = events.send((index, ev));
         }
-        if let Err(e) = io.flush() {
-            warn!(shard = index, error = %e, "send batch failed");
+        match io.flush() {
+            Ok(fs) if fs.datagrams > 0 => {
+                if let Some(start) = batch_start {
+                    shell.latency.record(start.elapsed());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => warn!(shard = index, error = %e, "send batch failed"),
+        }
+    }
+}
+
+/// What the shell measures for the `metrics` reply (see [`crate::metrics`]).
+#[derive(Default)]
+struct ShellState {
+    latency: crate::metrics::Histogram,
+    rx_batches: u64,
+    /// Largest receive batch since the last counters read: how deep the kernel queue got.
+    rx_batch_peak: u64,
+}
+
+impl ShellState {
+    fn received(&mut self, n: usize) {
+        if n > 0 {
+            self.rx_batches += 1;
+            self.rx_batch_peak = self.rx_batch_peak.max(n as u64);
+        }
+    }
+
+    /// Adds the shell's figures to a `counters` reply, under `shell`.
+    fn add_to(&mut self, counters: &mut serde_json::Value, io: &UdpIo) {
+        let m = crate::metrics::ShellMetrics {
+            io: io.stats(),
+            latency: self.latency.clone(),
+            latency_bounds_us: &crate::metrics::LATENCY_BOUNDS_US,
+            cpu_ns: crate::metrics::thread_cpu_time().as_nanos() as u64,
+            rx_batches: self.rx_batches,
+            rx_batch_peak: std::mem::take(&mut self.rx_batch_peak),
+        };
+        if let (Some(obj), Ok(v)) = (counters.as_object_mut(), serde_json::to_value(m)) {
+            obj.insert("shell".into(), v);
         }
     }
 }

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Ops (`room_id` is the database room id): `active_room`, `update_peer {peer_id, name?, role?,
-//! metadata?}`, `send_message {message, type?, peer_id?, role?}`, `remove_peers {peer_id? |
+//! metadata?}`, `metrics` (no room: active rooms, router transports, open and accepted
+//! WebSocket connections, for control's `GET /metrics`), `send_message {message, type?, peer_id?, role?}`, `remove_peers {peer_id? |
 //! role?, reason?}`, `end_room {reason?, lock?}`, `start_recording {recording_id, tap}`,
 //! `stop_recording {recording_id?}` (track recording: `room/recording.rs`). Each becomes a [`RoomMsg::Admin`] to the
 //! room's actor, so it is ordered with everything else the room does. Malformed lines,
@@ -194,6 +195,14 @@ fn parse_op(request: &Value) -> Result<AdminOp, AdminError> {
 }
 
 async fn handle(hub: &Arc<Hub>, request: &Value) -> Result<Value, AdminError> {
+    if request.get("op").and_then(Value::as_str) == Some("metrics") {
+        return Ok(json!({
+            "active_rooms": hub.active_rooms(),
+            "transports": hub.transport_count(),
+            "open_sockets": hub.open_sockets.load(std::sync::atomic::Ordering::Relaxed),
+            "sockets_accepted": hub.sockets_accepted.load(std::sync::atomic::Ordering::Relaxed),
+        }));
+    }
     let op = parse_op(request)?;
     let room_id = req_str(request, "room_id")?;
     let Some(room) = hub.running_room(&room_id) else {

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,12 +32,25 @@ pub struct Hub {
     store: Option<Mutex<store::Store>>,
     rooms: Mutex<HashMap<String, mpsc::UnboundedSender<RoomMsg>>>,
     transports: Mutex<HashMap<TransportId, String>>,
+    /// WebSocket connections open now, and accepted since start (the admin socket's `metrics`).
+    pub open_sockets: AtomicU64,
+    pub sockets_accepted: AtomicU64,
 }
 
 /// The default session cap: 12 h, the 100ms maximum.
 pub const DEFAULT_MAX_SESSION: Duration = Duration::from_secs(43_200);
 
 /// What a hub is built with beyond the router link and the snapshot directory.
+/// An open WebSocket connection, counted in [`Hub::open_sockets`].
+#[derive(Debug)]
+pub struct SocketGuard(Arc<Hub>);
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        self.0.open_sockets.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 pub struct HubOptions {
     pub events: Arc<dyn EventSink>,
     pub max_session: Duration,
@@ -76,6 +90,8 @@ impl Hub {
             store: options.store.map(Mutex::new),
             rooms: Mutex::default(),
             transports: Mutex::default(),
+            open_sockets: AtomicU64::new(0),
+            sockets_accepted: AtomicU64::new(0),
         })
     }
 
@@ -143,6 +159,18 @@ impl Hub {
 
     pub fn unregister_transport(&self, transport: TransportId) {
         self.transports.lock().unwrap_or_else(|p| p.into_inner()).remove(&transport);
+    }
+
+    /// Rooms whose actor is running.
+    pub fn active_rooms(&self) -> usize {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).values().filter(|tx| !tx.is_closed()).count()
+    }
+
+    /// Counts a WebSocket connection as open until the guard drops.
+    pub fn socket_opened(self: &Arc<Self>) -> SocketGuard {
+        self.open_sockets.fetch_add(1, Ordering::Relaxed);
+        self.sockets_accepted.fetch_add(1, Ordering::Relaxed);
+        SocketGuard(self.clone())
     }
 
     /// Number of live transports (for logs and tests).

@@ -192,6 +192,7 @@ fn valid_peer_id(id: &str) -> bool {
 }
 
 async fn run_socket(app: Arc<App>, mut socket: WebSocket, q: WsQuery) {
+    let _open = app.hub.socket_opened();
     let Some(peer_id) = q.peer.filter(|p| valid_peer_id(p)) else {
         return refuse_socket(socket, code::BAD_REQUEST, 4400, "missing or invalid peer query parameter".into()).await;
     };

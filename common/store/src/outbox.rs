@@ -198,6 +198,11 @@ impl Store {
         Ok(out)
     }
 
+    /// How many events wait in the outbox (pending, due or not): control's metrics.
+    pub fn pending_webhooks(&self) -> Result<i64, StoreError> {
+        self.conn.query_one("SELECT COUNT(*) FROM outbox WHERE status = 'pending'", &[])?.int(0)
+    }
+
     /// The time of the next pending attempt, if any (for the dispatcher's sleep).
     pub fn next_webhook_at(&self) -> Result<Option<i64>, StoreError> {
         self.conn.query_one("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'", &[])?.opt_int(0)

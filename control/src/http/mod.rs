@@ -1,6 +1,6 @@
 //! The HTTPS side of control: the REST API under `/v2` ([`rest`], 100ms's server API shape), the
 //! demo app at `/` ([`static_files`]) and the demo's small JSON API ([`api`]): `GET /api/config`,
-//! `POST /api/token`, `GET /api/status`.
+//! `POST /api/token`, `GET /api/status`; and `GET /metrics` for Prometheus ([`crate::metrics`]).
 //!
 //! Connections are accepted here, TLS is done by rustls ([`serve`]), and each connection is
 //! served by hyper's HTTP/1.1 server running the axum [`router`]. Errors are JSON
@@ -45,6 +45,10 @@ pub struct AppState {
     pub admin: Arc<crate::signaling_admin::AdminClient>,
     /// Track recording jobs (`crate::recording`).
     pub recorder: crate::recording::Recorder,
+    /// The router's control socket, for `GET /metrics`.
+    pub router_socket: PathBuf,
+    /// Control's own counters for `GET /metrics`.
+    pub metrics: Arc<crate::metrics::ControlMetrics>,
 }
 
 /// Role names sorted by priority (1 first), then name.
@@ -61,8 +65,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/token", post(api::token).fallback(api::method_not_allowed))
         .route("/api/status", get(api::status))
         .route("/api/{*rest}", axum::routing::any(api::not_found))
+        .route("/metrics", get(crate::metrics::serve))
         .merge(rest::routes())
         .fallback(static_files::serve)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::count_requests))
         .with_state(state)
 }
 

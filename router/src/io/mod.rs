@@ -114,7 +114,7 @@ impl Default for IoOptions {
 }
 
 /// Running totals since bind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct IoStats {
     /// Datagrams handed to the `recv` closure.
     pub rx_datagrams: u64,
