@@ -18,8 +18,8 @@
 
 pub mod cli;
 pub mod http;
-pub mod recording;
 pub mod metrics;
+pub mod recording;
 pub mod signaling_admin;
 pub mod supervisor;
 pub mod tls;

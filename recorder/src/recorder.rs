@@ -456,7 +456,9 @@ impl Recorder {
         {
             let frames: Vec<Frame> = rest.iter().filter_map(|p| pipe.vp8.push(p)).collect();
             for f in frames {
-                if let Err(e) = write_video(&self.cfg, &mut self.manifests, &mut self.events, &mut t, now, f, &mut self.stats) {
+                if let Err(e) =
+                    write_video(&self.cfg, &mut self.manifests, &mut self.events, &mut t, now, f, &mut self.stats)
+                {
                     failed = Some(e);
                     break;
                 }
