@@ -160,6 +160,24 @@ async function stopLocal(peer, kind) {
   await waitFor(`${peer.name}'s local ${kind} to be off`, async () => !(await on(kind)), { timeout: 10_000 });
 }
 
+/**
+ * Bob joins as a subscriber without camera or microphone (so the machine encodes only alice's
+ * layers), decodes alice's camera, and alice sends her three encodings. Returns bob, alice's
+ * camera's track id and the selector of bob's layer choice for it.
+ */
+async function silentSubscriber(t, call, alice) {
+  const bob = await call.join({ name: 'bob', role: 'guest' });
+  await stopLocal(bob, 'video');
+  await stopLocal(bob, 'audio');
+  const seen = await bob.waitForPeer('alice', (p) => p.video?.id && p.video.enabled);
+  const trackId = seen.video.id;
+  await bob.expectFlowing(trackId, 'framesDecoded', { what: 'alice\'s video' });
+  await expectThreeEncodings(t, alice);
+  const choice = `.tile[data-kind="camera"][data-peer-id="${seen.id}"] .layer-choice`;
+  await bob.page.waitForSelector(choice, { state: 'visible', timeout: 5_000 });
+  return { bob, trackId, choice };
+}
+
 test('simulcast: the subscriber asks for low, medium, high and decodes 320, 640, 1280 wide within 2 s each, with no stall over 1 s', T, (t) =>
   withCall(t, async (call) => {
     const alice = await call.join({ name: 'alice', role: 'host' });
@@ -184,19 +202,7 @@ test('simulcast: the subscriber asks for low, medium, high and decodes 320, 640,
       'publishParams.video width/height, which the default template\'s host role must set to 1280x720',
     );
 
-    // The subscriber: no camera and no microphone, so the machine encodes only alice's layers.
-    const bob = await call.join({ name: 'bob', role: 'guest' });
-    await stopLocal(bob, 'video');
-    await stopLocal(bob, 'audio');
-
-    const seen = await bob.waitForPeer('alice', (p) => p.video?.id && p.video.enabled);
-    const trackId = seen.video.id;
-    await bob.expectFlowing(trackId, 'framesDecoded', { what: 'alice\'s video' });
-
-    await expectThreeEncodings(t, alice);
-
-    const choice = `.tile[data-kind="camera"][data-peer-id="${seen.id}"] .layer-choice`;
-    await bob.page.waitForSelector(choice, { state: 'visible', timeout: 5_000 });
+    const { bob, trackId, choice } = await silentSubscriber(t, call, alice);
 
     const sampler = await bob.sampleInbound(trackId, { interval: SAMPLE_EVERY_MS });
     let samples;
@@ -342,18 +348,10 @@ test('simulcast: layers nobody watches stop at the publisher, and come back when
     await waitFor('alice to send video', async () => (await alice.outbound()).some((o) => o.kind === 'video' && o.framesEncoded > 0), { timeout: 20_000 });
     await sleep(500);
     await alice.preferResolution();
-    const bob = await call.join({ name: 'bob', role: 'guest' });
-    await stopLocal(bob, 'video');
-    await stopLocal(bob, 'audio');
-    const seen = await bob.waitForPeer('alice', (p) => p.video?.id && p.video.enabled);
-    const trackId = seen.video.id;
-    await bob.expectFlowing(trackId, 'framesDecoded', { what: 'alice\'s video' });
-    await expectThreeEncodings(t, alice);
+    const { bob, trackId, choice } = await silentSubscriber(t, call, alice);
 
     // Bob watches only the lowest layer: h and f go unneeded. (The SDK picks a layer by the
     // tile's size until then, so bob asks for high first: every layer is needed at the start.)
-    const choice = `.tile[data-kind="camera"][data-peer-id="${seen.id}"] .layer-choice`;
-    await bob.page.waitForSelector(choice, { state: 'visible', timeout: 5_000 });
     const decodedWidth = async () => {
       const all = (await bob.inbound()).filter((r) => r.trackId === trackId || r.trackIdentifier === trackId);
       return all.sort((a, b) => b.lastPacketReceivedTimestamp - a.lastPacketReceivedTimestamp)[0]?.frameWidth;
