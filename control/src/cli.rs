@@ -81,6 +81,25 @@ pub struct ManagementTokenArgs {
     pub database_url: Option<String>,
 }
 
+/// The router's `--backend` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RouterBackend {
+    Auto,
+    Uring,
+    Mmsg,
+}
+
+impl RouterBackend {
+    /// The value the router's `--backend` flag takes.
+    pub fn flag(self) -> &'static str {
+        match self {
+            RouterBackend::Auto => "auto",
+            RouterBackend::Uring => "uring",
+            RouterBackend::Mmsg => "mmsg",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Directory of the database, credentials, TLS certificate and sockets.
@@ -105,6 +124,11 @@ pub struct RunArgs {
     /// Number of router shards.
     #[arg(long, default_value_t = 1)]
     pub router_shards: usize,
+    /// The router's UDP I/O backend: `mmsg` (recvmmsg/sendmmsg), `uring`, or `auto` (io_uring
+    /// when the kernel allows it, else mmsg). docs/decisions.md has the measurement behind the
+    /// default.
+    #[arg(long, value_enum, default_value = "mmsg")]
+    pub router_backend: RouterBackend,
     /// IP address the router's UDP sockets bind.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub router_ip: IpAddr,
@@ -167,6 +191,7 @@ mod tests {
         assert_eq!(r.listen.to_string(), "127.0.0.1:8443");
         assert_eq!(r.signaling_listen.to_string(), "127.0.0.1:8444");
         assert_eq!((r.router_port, r.router_shards), (40000, 1));
+        assert_eq!(r.router_backend, RouterBackend::Mmsg);
         assert_eq!(r.public_host, "localhost");
         assert_eq!(r.demo_dir, PathBuf::from("client/dist"));
     }

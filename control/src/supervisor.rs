@@ -73,6 +73,8 @@ pub fn child_specs(
         args: os(&[
             &"--shards",
             &args.router_shards.to_string(),
+            &"--backend",
+            &args.router_backend.flag(),
             &"--base-port",
             &args.router_port.to_string(),
             &"--listen-ip",

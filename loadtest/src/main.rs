@@ -58,6 +58,12 @@ struct Args {
     /// The single layer sent without simulcast.
     #[arg(long, value_enum, default_value = "high")]
     video_resolution: Resolution,
+    /// Peers receive no media: their subscribe sockets drop RTP and RTCP in the kernel after
+    /// ICE and DTLS, so the generator's CPU goes to publishing only and the router can be driven
+    /// to its limit. Receive-side figures (loss, latency, freezes) are then not measured; the
+    /// router's counters are (scripts/bench.sh uses this).
+    #[arg(long)]
+    sink: bool,
     /// LiveKit's layout flag (how many tiles a subscriber shows); every video is received here.
     #[arg(long, default_value = "speaker")]
     layout: String,
@@ -262,6 +268,7 @@ async fn run(args: Args) -> Result<bool, Error> {
                 simulcast,
                 resolution,
                 until,
+                sink: args.sink,
             };
             handles.push(tokio::spawn(peer::run(
                 plan,
@@ -297,17 +304,23 @@ async fn run(args: Args) -> Result<bool, Error> {
             let q = |q: f64| latency.as_ref().and_then(|h| loadtest::prom::quantile(h, q)).map(|s| s * 1e6);
             let secs = t0.elapsed().as_secs_f64().max(1e-3);
             let c1 = router_pid.map(|p| server_cpu(&[p]));
-            let d = loadtest::scrape::delta(&before, &after);
+            let d = loadtest::scrape::delta(&before.counters, &after.counters);
             let get = |k: &str| d.get(k).copied().unwrap_or(0) as f64;
             let cpu = c0.zip(c1).map(|(a, b)| (b - a).max(0.0));
+            let shard_cpu = d.get(loadtest::scrape::SHARD_CPU_NS).map(|&ns| ns as f64 / 1e9);
             Some(report::ServerWindow {
                 seconds: secs,
                 forwarded_per_s: get("forwarded") / secs,
                 datagrams_in_per_s: get("datagrams_in") / secs,
                 datagrams_out_per_s: get("datagrams_out") / secs,
-                drops: loadtest::scrape::DROPS.iter().map(|k| d.get(*k).copied().unwrap_or(0)).sum(),
+                drops: after.drops_in(&d),
                 router_cpu_us_per_forwarded: cpu.filter(|_| get("forwarded") > 0.0).map(|c| c * 1e6 / get("forwarded")),
                 router_cpu_cores: cpu.map(|c| c / secs),
+                shard_cpu_us_per_forwarded: shard_cpu
+                    .filter(|_| get("forwarded") > 0.0)
+                    .map(|c| c * 1e6 / get("forwarded")),
+                shard_cpu_cores: shard_cpu.map(|c| c / secs),
+                forwarded_per_shard_cpu_second: shard_cpu.filter(|&c| c > 0.0).map(|c| get("forwarded") / c),
                 router_latency_p50_us: q(0.5),
                 router_latency_p99_us: q(0.99),
                 counters: d,
@@ -353,6 +366,7 @@ async fn run(args: Args) -> Result<bool, Error> {
         video_resolution: format!("{:?}", args.video_resolution).to_lowercase(),
         num_per_second: args.num_per_second,
         threads: args.threads,
+        sink: args.sink,
     };
     let media_s = (ramp + args.duration).as_secs_f64();
     let report = report::build(settings, peers, series, server, media_s, totals);

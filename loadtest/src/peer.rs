@@ -59,6 +59,10 @@ pub struct PeerPlan {
     pub resolution: usize,
     /// When the media stops and the peer leaves.
     pub until: Instant,
+    /// Receive no media: the subscribe connection's socket drops RTP and RTCP in the kernel
+    /// once attached (ICE and DTLS still complete), so the generator spends nothing on what the
+    /// router forwards and the router's counters alone measure the run (`--sink`).
+    pub sink: bool,
 }
 
 /// Counters every peer adds to, for the progress line and the time series.
@@ -242,6 +246,10 @@ async fn session(
     let now = Instant::now();
     let mut publish = Pc::new(now).await?;
     let mut subscribe = Pc::new(now).await?;
+    if plan.sink {
+        router::io::drop_media_datagrams(&subscribe.socket)
+            .map_err(|e| Error::Setup(format!("media filter on the subscribe socket: {e}")))?;
+    }
     let mut api_sdp = publish.rtc.sdp_api();
     api_sdp.add_channel("ion-sfu".into());
     let (offer, pending) = api_sdp.apply().ok_or_else(|| Error::Signal("no join offer".into()))?;

@@ -37,6 +37,8 @@ pub struct Settings {
     pub video_resolution: String,
     pub num_per_second: f64,
     pub threads: usize,
+    /// Peers received no media (`--sink`): no receive-side figures.
+    pub sink: bool,
 }
 
 /// Per published track (source), over every subscriber that received it.
@@ -104,6 +106,11 @@ pub struct ServerWindow {
     /// CPU time of the router process per forwarded packet, µs.
     pub router_cpu_us_per_forwarded: Option<f64>,
     pub router_cpu_cores: Option<f64>,
+    /// The same from the shard threads' own CPU time (the forwarding work alone: no control
+    /// or event threads), and its inverse: forwarded packets per second of one busy core.
+    pub shard_cpu_us_per_forwarded: Option<f64>,
+    pub shard_cpu_cores: Option<f64>,
+    pub forwarded_per_shard_cpu_second: Option<f64>,
     /// In-router latency (receive batch → its sends submitted) over the window, µs, from the
     /// `router_latency_seconds` histogram of `GET /metrics`; `None` if the scrape failed.
     pub router_latency_p50_us: Option<f64>,
@@ -244,6 +251,12 @@ pub fn build(
 /// The tables, as text.
 pub fn tables(r: &RunReport, max_rows: usize) -> String {
     let mut s = String::new();
+    if r.settings.sink {
+        let _ = writeln!(
+            s,
+            "\n--sink: peers dropped the media they were sent in the kernel; receive-side columns are empty, the router's counters below measure the run."
+        );
+    }
     let pct = |lost: u64, exp: u64| if exp == 0 { 0.0 } else { 100.0 * lost as f64 / exp as f64 };
     let _ = writeln!(
         s,
@@ -332,6 +345,14 @@ pub fn tables(r: &RunReport, max_rows: usize) -> String {
                 _ => String::new(),
             }
         );
+        if let (Some(c), Some(us), Some(pps)) =
+            (w.shard_cpu_cores, w.shard_cpu_us_per_forwarded, w.forwarded_per_shard_cpu_second)
+        {
+            let _ = writeln!(
+                s,
+                "Shard threads: {c:.2} cores = {us:.2} CPU-µs per forwarded packet = {pps:.0} forwarded pkt/s per core"
+            );
+        }
         if let (Some(p50), Some(p99)) = (w.router_latency_p50_us, w.router_latency_p99_us) {
             let _ =
                 writeln!(s, "In-router latency (receive → send submitted, /metrics): p50 {p50:.1} µs, p99 {p99:.1} µs");

@@ -6,15 +6,26 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Which UDP I/O backend the shards use.
+/// Which UDP I/O backend the shards use. The default is recvmmsg/sendmmsg: it forwarded
+/// 25 % more packets per core than io_uring in `scripts/bench.sh` (docs/decisions.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// io_uring when the kernel allows it, otherwise recvmmsg/sendmmsg.
-    #[default]
     Auto,
     Uring,
+    #[default]
     Mmsg,
+}
+
+impl From<Backend> for crate::io::BackendChoice {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Auto => crate::io::BackendChoice::Auto,
+            Backend::Uring => crate::io::BackendChoice::Uring,
+            Backend::Mmsg => crate::io::BackendChoice::Mmsg,
+        }
+    }
 }
 
 /// Everything the router reads at start.
@@ -37,6 +48,10 @@ pub struct Config {
     pub gso: bool,
     /// The control channel: a Unix socket speaking JSON lines (docs/router.md).
     pub control_socket: PathBuf,
+    /// Sends a receive pass may queue before the shard flushes them and reads on: lower bounds
+    /// the in-router latency (the first packet of a pass waits for the whole pass), higher
+    /// saves submissions (docs/performance.md has the trade measured).
+    pub send_budget: usize,
     /// Socket buffer sizes, bytes.
     pub recv_buffer: usize,
     pub send_buffer: usize,
@@ -59,8 +74,9 @@ impl Default for Config {
             listen_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             base_port: 40000,
             announced_ip: None,
-            backend: Backend::Auto,
+            backend: Backend::default(),
             gso: true,
+            send_budget: crate::io::IoOptions::default().send_budget,
             control_socket: PathBuf::from("/tmp/router.sock"),
             recv_buffer: 4 << 20,
             send_buffer: 4 << 20,

@@ -30,8 +30,8 @@ use router_engine::{ApiError, Event};
 use schema::RouterEvent;
 use schema::frame::{self, FrameError};
 
-use crate::config::{Backend, Config};
-use crate::io::{BackendChoice, IoOptions};
+use crate::config::Config;
+use crate::io::IoOptions;
 use crate::shard::{self, Command, Reply, ShardHandle, ShardSpec};
 
 /// Longest request line accepted on the control channel.
@@ -64,13 +64,10 @@ impl Router {
                 bind: std::net::SocketAddr::new(cfg.listen_ip, port),
                 announced: cfg.announced_ip,
                 pin_core: cfg.pin.then_some(i % cores),
-                backend: match cfg.backend {
-                    Backend::Auto => BackendChoice::Auto,
-                    Backend::Uring => BackendChoice::Uring,
-                    Backend::Mmsg => BackendChoice::Mmsg,
-                },
+                backend: cfg.backend.into(),
                 io: IoOptions {
                     gso: cfg.gso,
+                    send_budget: cfg.send_budget,
                     recv_buffer_bytes: cfg.recv_buffer,
                     send_buffer_bytes: cfg.send_buffer,
                     ..IoOptions::default()

@@ -8,9 +8,12 @@
 //! - [`link`]: the shared-memory link to signaling (same commands, binary frames).
 //! - [`metrics`]: the latency histogram and CPU time the shards report for operators.
 //! - [`config`]: the TOML configuration.
+//! - [`ceiling`]: the machine's forwarding ceiling with the same I/O backend (the `udp-ceiling`
+//!   binary, run by `scripts/bench.sh`), the yardstick for the router's speed.
 //!
 //! See docs/router.md for the data path and the direct API.
 
+pub mod ceiling;
 pub mod config;
 pub mod control;
 pub mod io;

@@ -306,3 +306,52 @@ fn ipv6_sockets_round_trip_and_report_plain_ipv6_sources() {
         assert_eq!(check(&buf[..len]), 8);
     }
 }
+
+#[test]
+fn a_pass_stops_at_the_send_budget_and_the_next_pass_resumes_without_loss() {
+    for choice in backends() {
+        let opts = IoOptions { send_budget: 8, ..IoOptions::default() };
+        let mut io = UdpIo::bind("127.0.0.1:0".parse().expect("literal"), choice, &opts).expect("bind UdpIo");
+        let (tx, sink) = (peer(), peer());
+        let (to, sink_addr) = (io.local_addr(), sink.local_addr().unwrap());
+        const N: u32 = 100;
+        for seq in 0..N {
+            tx.send_to(&datagram(seq), to).unwrap();
+        }
+        // Each received datagram fans out to 3 sends: a pass may take 3 datagrams (9 ≥ 8 sends)
+        // and must then stop, leaving the rest for the next pass.
+        let mut seen = Vec::new();
+        let mut largest_pass = 0;
+        let mut buf = [0u8; 16];
+        let mut forwarded = 0;
+        sink.set_nonblocking(true).unwrap();
+        let start = Instant::now();
+        while seen.len() < N as usize && start.elapsed() < Duration::from_secs(10) {
+            let mut pass = 0;
+            io.recv(Some(Duration::from_millis(100)), |_, d, out| {
+                seen.push(check(d));
+                pass += 1;
+                for _ in 0..3 {
+                    out.send_slot()[..4].copy_from_slice(&d[..4]);
+                    out.commit_send(sink_addr, 4);
+                }
+            })
+            .unwrap();
+            largest_pass = largest_pass.max(pass);
+            io.flush().unwrap();
+            // Drain as we go: 300 small datagrams would overflow the sink's default buffer.
+            while sink.recv(&mut buf).is_ok() {
+                forwarded += 1;
+            }
+        }
+        assert_eq!(seen, (0..N).collect::<Vec<_>>(), "{choice:?}: every datagram once, in order");
+        assert!(largest_pass <= 3, "{choice:?}: a pass took {largest_pass} datagrams past the budget");
+        sink.set_nonblocking(false).unwrap();
+        sink.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        while forwarded < 3 * N && sink.recv(&mut buf).is_ok() {
+            forwarded += 1;
+        }
+        assert_eq!(forwarded, 3 * N, "{choice:?}: every send went out");
+        assert_eq!(io.stats().tx_errors, 0);
+    }
+}

@@ -9,6 +9,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,10 @@ pub(crate) struct MmsgBackend {
     addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
+    /// Messages the last `recvmmsg` filled, and the first not yet delivered: a pass that hit
+    /// the send budget leaves the rest here for the next one.
+    filled: usize,
+    next: usize,
 }
 
 impl MmsgBackend {
@@ -41,6 +46,8 @@ impl MmsgBackend {
             addrs: vec![sys::zeroed_storage(); batch],
             iovs: vec![empty_iov; batch],
             hdrs: vec![empty_hdr; batch],
+            filled: 0,
+            next: 0,
         }
     }
 
@@ -83,14 +90,22 @@ impl MmsgBackend {
 
     pub(crate) fn recv<F>(&mut self, timeout: Option<Duration>, stats: &mut IoStats, f: &mut F) -> io::Result<usize>
     where
-        F: FnMut(SocketAddr, &mut [u8]),
+        F: FnMut(SocketAddr, &mut [u8]) -> ControlFlow<()>,
     {
+        // Datagrams a previous pass left (it hit the send budget) go first, without a syscall.
+        if self.next < self.filled {
+            let delivered = self.deliver(stats, f);
+            if delivered > 0 {
+                return Ok(delivered);
+            }
+        }
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut woken = false;
         loop {
             match self.recvmmsg() {
                 Ok(n) => {
-                    let delivered = self.deliver(n, stats, f);
+                    (self.filled, self.next) = (n.min(self.batch), 0);
+                    let delivered = self.deliver(stats, f);
                     if delivered > 0 {
                         return Ok(delivered);
                     }
@@ -142,13 +157,16 @@ impl MmsgBackend {
         }
     }
 
-    /// Hands the first `n` received messages to `f`; returns how many were delivered.
-    fn deliver<F>(&mut self, n: usize, stats: &mut IoStats, f: &mut F) -> usize
+    /// Hands the received messages not yet delivered to `f`, until `f` says stop; returns how
+    /// many were delivered.
+    fn deliver<F>(&mut self, stats: &mut IoStats, f: &mut F) -> usize
     where
-        F: FnMut(SocketAddr, &mut [u8]),
+        F: FnMut(SocketAddr, &mut [u8]) -> ControlFlow<()>,
     {
         let mut delivered = 0;
-        for i in 0..n.min(self.batch) {
+        while self.next < self.filled {
+            let i = self.next;
+            self.next += 1;
             let hdr = &self.hdrs[i];
             if hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 stats.rx_truncated += 1;
@@ -162,8 +180,10 @@ impl MmsgBackend {
             let payload = &mut self.bufs[i * MAX_DATAGRAM..i * MAX_DATAGRAM + len];
             stats.rx_datagrams += 1;
             stats.rx_bytes += len as u64;
-            f(from, payload);
             delivered += 1;
+            if f(from, payload).is_break() {
+                break;
+            }
         }
         delivered
     }

@@ -220,6 +220,41 @@ pub fn pin_current_thread(core: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes the kernel drop every RTP and RTCP datagram (first payload byte 128..=191, RFC 7983)
+/// arriving on `fd` before it is queued, while STUN and DTLS still arrive.
+///
+/// This is for benchmark sinks: a simulated subscriber that completes ICE and DTLS like a real
+/// one but must not spend the load generator's CPU on the media it is sent. The router's side
+/// of each send is unchanged (the datagram is built, encrypted, sent and delivered to the
+/// socket); the kernel then discards it at the socket filter, the cheapest possible receiver.
+pub fn drop_media_datagrams(fd: &impl AsRawFd) -> io::Result<()> {
+    // Classic BPF on a UDP socket runs with the packet starting at the UDP header (8 bytes).
+    const UDP_HEADER: u32 = 8;
+    let program = [
+        // A = payload[0]
+        libc::sock_filter { code: (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16, jt: 0, jf: 0, k: UDP_HEADER },
+        // A < 128 → accept (STUN 0..=3, DTLS 20..=63, TURN channels 64..=79)
+        libc::sock_filter { code: (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16, jt: 0, jf: 2, k: 128 },
+        // A > 191 → accept (nothing WebRTC sends; keep whatever it is)
+        libc::sock_filter { code: (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16, jt: 1, jf: 0, k: 191 },
+        // RTP or RTCP: keep 0 bytes, i.e. drop.
+        libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: 0 },
+        libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: u32::MAX },
+    ];
+    let prog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr().cast_mut() };
+    // SAFETY: `prog` points at `program`, which outlives the call; the kernel copies the filter.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&raw const prog).cast(),
+            mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
 /// Anonymous, page-aligned, zeroed memory shared with the kernel (the provided-buffer ring and
 /// its buffers). It is only ever accessed through raw pointers, because the kernel writes into
 /// it behind Rust's back.
@@ -305,5 +340,25 @@ mod tests {
         assert_eq!(decode_addr_bytes(&[]), None);
         assert_eq!(decode_addr_bytes(&[2, 0, 0]), None); // AF_INET but truncated
         assert_eq!(decode_addr_bytes(&[99; 28]), None);
+    }
+
+    #[test]
+    fn the_media_filter_drops_rtp_and_rtcp_and_keeps_stun_and_dtls() {
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        drop_media_datagrams(&sink).expect("attach filter");
+        sink.set_read_timeout(Some(std::time::Duration::from_millis(200))).expect("timeout");
+        let to = sink.local_addr().expect("addr");
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        // First bytes: RTP 0x80, STUN 0x00, RTCP 0x81 (V=2, one report block), DTLS 22, 0xff
+        // (not WebRTC), RTP with every flag 0xbf.
+        for first in [0x80u8, 0x00, 0x81, 22, 0xff, 0xbf] {
+            tx.send_to(&[first, 1, 2, 3], to).expect("send");
+        }
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16];
+        while let Ok(n) = sink.recv(&mut buf) {
+            got.push(buf[..n][0]);
+        }
+        assert_eq!(got, vec![0x00, 22, 0xff]);
     }
 }

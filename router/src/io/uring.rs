@@ -20,6 +20,7 @@
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -268,7 +269,7 @@ impl UringBackend {
 
     pub(crate) fn recv<F>(&mut self, timeout: Option<Duration>, stats: &mut IoStats, f: &mut F) -> io::Result<usize>
     where
-        F: FnMut(SocketAddr, &mut [u8]),
+        F: FnMut(SocketAddr, &mut [u8]) -> ControlFlow<()>,
     {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
@@ -305,11 +306,14 @@ impl UringBackend {
     /// and ended multishots. Returns (datagrams delivered, woken).
     fn handle_stash<F>(&mut self, stats: &mut IoStats, f: &mut F) -> io::Result<(usize, bool)>
     where
-        F: FnMut(SocketAddr, &mut [u8]),
+        F: FnMut(SocketAddr, &mut [u8]) -> ControlFlow<()>,
     {
         let mut delivered = 0;
         let mut woken = false;
         let mut fatal = None;
+        // Completions up to here are handled; the rest (after a pass hit the send budget) stay
+        // stashed, in order, for the next `recv`.
+        let mut handled = self.stash.len();
         for i in 0..self.stash.len() {
             let c = self.stash[i];
             match c.user_data {
@@ -334,9 +338,14 @@ impl UringBackend {
                         // writing it, and it is not back in the ring until the push below, so
                         // nothing else reads or writes it while `buf` lives.
                         let buf = unsafe { std::slice::from_raw_parts_mut(self.bufs.buf_ptr(bid), BUF_LEN) };
-                        if deliver(&mut buf[..used], stats, f) {
-                            delivered += 1;
+                        let flow = deliver(&mut buf[..used], stats, f);
+                        delivered += usize::from(flow.is_some());
+                        self.bufs.push(bid);
+                        if flow.is_some_and(|f| f.is_break()) {
+                            handled = i + 1;
+                            break;
                         }
+                        continue;
                     } else {
                         stats.rx_errors += 1;
                     }
@@ -351,7 +360,7 @@ impl UringBackend {
                 _ => {} // cancel acknowledgements
             }
         }
-        self.stash.clear();
+        self.stash.drain(..handled);
         self.bufs.publish();
         match fatal {
             Some(e) => Err(context(e, "io_uring multishot RECVMSG")),
@@ -392,31 +401,30 @@ impl UringBackend {
 }
 
 /// Parses one multishot-receive buffer (`io_uring_recvmsg_out`, name, payload) and hands the
-/// payload to `f`. Returns whether a datagram was delivered.
-fn deliver<F>(buf: &mut [u8], stats: &mut IoStats, f: &mut F) -> bool
+/// payload to `f`. Returns what `f` returned, or `None` if no datagram was delivered.
+fn deliver<F>(buf: &mut [u8], stats: &mut IoStats, f: &mut F) -> Option<ControlFlow<()>>
 where
-    F: FnMut(SocketAddr, &mut [u8]),
+    F: FnMut(SocketAddr, &mut [u8]) -> ControlFlow<()>,
 {
     if buf.len() < PAYLOAD_OFF {
         stats.rx_errors += 1;
-        return false;
+        return None;
     }
     let word = |i: usize| u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
     let (namelen, payloadlen, flags) = (word(0) as usize, word(8) as usize, word(12));
     let room = buf.len() - PAYLOAD_OFF;
     if flags & libc::MSG_TRUNC as u32 != 0 || payloadlen > room {
         stats.rx_truncated += 1;
-        return false;
+        return None;
     }
     let Some(from) = sys::decode_addr_bytes(&buf[OUT_HDR..OUT_HDR + namelen.min(NAME_LEN)]) else {
         stats.rx_errors += 1;
-        return false;
+        return None;
     };
     let payload = &mut buf[PAYLOAD_OFF..PAYLOAD_OFF + payloadlen];
     stats.rx_datagrams += 1;
     stats.rx_bytes += payload.len() as u64;
-    f(from, payload);
-    true
+    Some(f(from, payload))
 }
 
 impl Drop for UringBackend {
