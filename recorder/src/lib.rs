@@ -35,6 +35,7 @@
 //! ```
 
 pub mod depack;
+pub mod mp4;
 pub mod ogg;
 pub mod recorder;
 pub mod webm;

@@ -25,7 +25,8 @@ use schema::tap::TapRecord;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use crate::depack::{Frame, Ordered, ReorderBuffer, Vp8Depacketizer};
+use crate::depack::{Frame, H264Depacketizer, Ordered, ParamSets, ReorderBuffer, VideoDepacketizer, Vp8Depacketizer};
+use crate::mp4::{AvcTrack, Mp4Writer};
 use crate::ogg::{OggOpusWriter, opus_packet_samples};
 use crate::webm::{VideoTrack, WebmWriter};
 
@@ -80,6 +81,17 @@ pub struct ManifestTrack {
 enum Mux {
     Ogg(OggOpusWriter),
     Webm(WebmWriter),
+    Mp4(Mp4Writer),
+}
+
+/// The codecs written, and how: the manifest's codec name and the file extension.
+fn recordable(codec: Codec) -> Option<(&'static str, &'static str)> {
+    match codec {
+        Codec::Opus => Some(("opus", "ogg")),
+        Codec::Vp8 => Some(("vp8", "webm")),
+        Codec::H264 => Some(("h264", "mp4")),
+        Codec::Vp9 => None,
+    }
 }
 
 struct Part {
@@ -96,6 +108,8 @@ struct Part {
     synced: bool,
     /// When the manifest last got this part's size and duration.
     noted_ms: u64,
+    /// H.264: the parameter sets in the part's header; others need a new part.
+    params: Option<ParamSets>,
 }
 
 /// How often an open part's size and duration are written to the manifest, so a part left by
@@ -105,7 +119,7 @@ const PROGRESS_EVERY_MS: u64 = 1_000;
 /// One simulcast layer's pipeline.
 struct LayerPipe {
     reorder: ReorderBuffer,
-    vp8: Vp8Depacketizer,
+    video: VideoDepacketizer,
     /// Frames held while the layer is still being picked.
     held: Vec<Frame>,
 }
@@ -126,6 +140,8 @@ struct Track {
     part: Option<Part>,
     rotate_due: bool,
     size: Option<(u16, u16)>,
+    /// H.264: the parameter sets of the last keyframe.
+    params: Option<ParamSets>,
     /// `TrackStarted` was reported.
     announced: bool,
 }
@@ -254,7 +270,7 @@ impl Recorder {
         if self.failed.contains(&meta.recording_id) {
             return;
         }
-        if !matches!(codec, Codec::Opus | Codec::Vp8) || clock_rate == 0 {
+        if recordable(codec).is_none() || clock_rate == 0 {
             warn!(tap, producer, ?codec, "codec not recordable; track ignored");
             // Remember it so its packets are not counted as unknown forever.
         }
@@ -275,6 +291,7 @@ impl Recorder {
                 part: None,
                 rotate_due: false,
                 size: None,
+                params: None,
                 announced: false,
             },
         );
@@ -286,7 +303,7 @@ impl Recorder {
             self.stats.packets_unknown_track += 1;
             return;
         };
-        if !matches!(track.codec, Codec::Opus | Codec::Vp8) {
+        if recordable(track.codec).is_none() {
             return;
         }
         let Ok(h) = rtp::parse(packet) else {
@@ -305,9 +322,14 @@ impl Recorder {
             return;
         }
         let window = if track.codec == Codec::Opus { AUDIO_WINDOW } else { VIDEO_WINDOW };
+        let codec = track.codec;
         let pipe = track.pipes.entry(layer).or_insert_with(|| LayerPipe {
             reorder: ReorderBuffer::new(window),
-            vp8: Vp8Depacketizer::new(),
+            video: if codec == Codec::H264 {
+                VideoDepacketizer::H264(H264Depacketizer::new())
+            } else {
+                VideoDepacketizer::Vp8(Vp8Depacketizer::new())
+            },
             held: Vec::new(),
         });
         self.out.clear();
@@ -325,9 +347,7 @@ impl Recorder {
         } else {
             let mut frames = Vec::new();
             for p in &ordered {
-                if let Some(f) = pipe.vp8.push(p) {
-                    frames.push(f);
-                }
+                pipe.video.push(p, &mut frames);
             }
             self.video_frames(now_ms, key, layer, frames)
         };
@@ -341,7 +361,7 @@ impl Recorder {
             && !t.announced
         {
             t.announced = true;
-            let codec = if t.codec == Codec::Opus { "opus" } else { "vp8" };
+            let codec = recordable(t.codec).map_or("", |c| c.0);
             self.events.push_back(RecorderEvent::TrackStarted { meta: t.meta.clone(), codec: codec.into() });
         }
     }
@@ -383,14 +403,15 @@ impl Recorder {
             write_video(&self.cfg, &mut self.manifests, &mut self.events, track, now_ms, f, &mut self.stats)?;
         }
         if let Some(p) = track.pipes.get(&layer) {
-            self.stats.dropped_frames = self.stats.dropped_frames.max(p.vp8.dropped_frames);
+            self.stats.dropped_frames = self.stats.dropped_frames.max(p.video.dropped_frames());
         }
         Ok(())
     }
 
     /// Parts of this track that an earlier recorder process left open (it was killed): they
-    /// hold whole pages and clusters up to the kill, so they are closed as they are and
-    /// reported, with the size on disk and the duration last noted.
+    /// hold whole pages, clusters and fragments up to the kill, so they are closed as they are
+    /// and reported, with the size on disk and the duration last noted. (An MP4 part cut in
+    /// the middle of a fragment is first cut back to its last whole one.)
     fn recover_parts(&mut self, meta: &TapMeta) {
         let rec_dir = self.cfg.dir.join(safe_component(&meta.recording_id));
         let manifest = load_manifest(&mut self.manifests, &rec_dir, meta);
@@ -398,6 +419,11 @@ impl Recorder {
         for t in manifest.tracks.iter_mut().filter(|t| t.meta.track_id == meta.track_id) {
             for p in t.parts.iter_mut().filter(|p| !p.complete) {
                 let path = self.cfg.dir.join(&p.path);
+                if p.path.ends_with(".mp4")
+                    && let Err(e) = trim_to_whole_fragments(&path)
+                {
+                    warn!(path = %path.display(), error = %e, "recovered part not cut to its last fragment");
+                }
                 if let Ok(m) = std::fs::metadata(&path) {
                     p.size = m.len();
                 }
@@ -454,7 +480,11 @@ impl Recorder {
         } else if let Some(l) = t.layer
             && let Some(pipe) = t.pipes.get_mut(&l)
         {
-            let frames: Vec<Frame> = rest.iter().filter_map(|p| pipe.vp8.push(p)).collect();
+            let mut frames = Vec::new();
+            for p in &rest {
+                pipe.video.push(p, &mut frames);
+            }
+            pipe.video.flush(&mut frames);
             for f in frames {
                 if let Err(e) =
                     write_video(&self.cfg, &mut self.manifests, &mut self.events, &mut t, now, f, &mut self.stats)
@@ -477,6 +507,17 @@ impl Recorder {
             }
         }
     }
+}
+
+/// Cuts an MP4 part that a killed writer left back to its last whole fragment, so that every
+/// sample it lists is there.
+fn trim_to_whole_fragments(path: &Path) -> std::io::Result<()> {
+    let file = std::fs::read(path)?;
+    let keep = crate::mp4::complete_prefix(&file);
+    if keep < file.len() {
+        OpenOptions::new().write(true).open(path)?.set_len(keep as u64)?;
+    }
+    Ok(())
 }
 
 /// Gives a WebM part that a killed writer left its duration, over the placeholder.
@@ -527,7 +568,7 @@ fn open_part(
         .find(|m| m.meta.track_id == t.meta.track_id)
         .map_or(0, |m| m.parts.iter().map(|p| p.part).max().unwrap_or(0))
         + 1;
-    let ext = if t.codec == Codec::Opus { "ogg" } else { "webm" };
+    let ext = recordable(t.codec).map_or("bin", |c| c.1);
     let rel = format!(
         "{}/{}/{}.{part_no}.{ext}",
         safe_component(&t.meta.recording_id),
@@ -549,6 +590,17 @@ fn open_part(
             let mut w = OggOpusWriter::new(first_ts ^ 0x5eed);
             let head = w.headers(2, 48_000);
             (Mux::Ogg(w), head)
+        }
+        Codec::H264 => {
+            let params = t.params.clone().ok_or("an H.264 part cannot start without SPS and PPS")?;
+            let track = AvcTrack {
+                params,
+                width: t.size.map_or(640, |s| s.0),
+                height: t.size.map_or(480, |s| s.1),
+                timescale: t.clock_rate,
+            };
+            let (w, head) = Mp4Writer::start(&track).map_err(|e| format!("cannot start {}: {e}", path.display()))?;
+            (Mux::Mp4(w), head)
         }
         _ => {
             let (w, head) = WebmWriter::start(&VideoTrack {
@@ -576,6 +628,7 @@ fn open_part(
         started_at_ms,
         synced,
         noted_ms: now_ms,
+        params: t.params.clone().filter(|_| t.codec == Codec::H264),
     };
     let info = PartInfo {
         part: part_no,
@@ -610,7 +663,7 @@ fn load_manifest<'a>(manifests: &'a mut HashMap<String, Manifest>, rec_dir: &Pat
 }
 
 fn upsert_part(manifest: &mut Manifest, t: &Track, layer: u8, info: PartInfo) {
-    let codec = if t.codec == Codec::Opus { "opus" } else { "vp8" }.to_string();
+    let codec = recordable(t.codec).map_or("", |c| c.0).to_string();
     let entry = match manifest.tracks.iter_mut().position(|m| m.meta.track_id == t.meta.track_id) {
         Some(i) => &mut manifest.tracks[i],
         None => {
@@ -659,6 +712,12 @@ fn close_part(
             let d = w.duration_ms();
             if frames > 1 { d + d / (frames - 1) } else { d }
         }
+        Mux::Mp4(w) => {
+            let tail = w.finish();
+            part.file.write_all(&tail).map_err(|e| describe("write", &path, &e))?;
+            part.size += tail.len() as u64;
+            w.total_ms()
+        }
     };
     part.file.sync_data().map_err(|e| describe("sync", &path, &e))?;
     let info = PartInfo {
@@ -696,6 +755,7 @@ fn note_progress(
     let duration_ms = match &part.mux {
         Mux::Ogg(_) => (part.last_ts - part.base_ts) * 1000 / clock,
         Mux::Webm(w) => w.flushed_ms(),
+        Mux::Mp4(w) => w.flushed_ms(),
     };
     let info = PartInfo {
         part: part.part,
@@ -763,7 +823,17 @@ fn write_video(
         if f.size.is_some() {
             t.size = f.size;
         }
+        if f.params.is_some() {
+            t.params = f.params.clone();
+        }
         if t.part.as_ref().is_some_and(|part| part_due(cfg, part, t.clock_rate)) {
+            t.rotate_due = true;
+        }
+        // New parameter sets (a new resolution, say) do not fit the part's avcC: a new part.
+        if let Some(part) = t.part.as_ref()
+            && part.params.is_some()
+            && part.params != f.params
+        {
             t.rotate_due = true;
         }
         if t.rotate_due
@@ -780,9 +850,12 @@ fn write_video(
         open_part(cfg, manifests, t, now_ms, f.timestamp, ext)?;
     }
     let Some(part) = t.part.as_mut() else { return Ok(()) };
-    let ms = ext.saturating_sub(part.base_ts) * 1000 / u64::from(t.clock_rate);
-    let Mux::Webm(w) = &mut part.mux else { return Ok(()) };
-    let out = w.frame(ms, f.keyframe, &f.data);
+    let ticks = ext.saturating_sub(part.base_ts);
+    let out = match &mut part.mux {
+        Mux::Webm(w) => w.frame(ticks * 1000 / u64::from(t.clock_rate), f.keyframe, &f.data),
+        Mux::Mp4(w) => w.frame(ticks, f.keyframe, &f.data),
+        Mux::Ogg(_) => return Ok(()),
+    };
     if !out.is_empty() {
         let path = &part.rel_path;
         part.file.write_all(&out).map_err(|e| describe("write", &cfg.dir.join(path), &e))?;
