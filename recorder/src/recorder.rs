@@ -33,6 +33,10 @@ use crate::webm::{VideoTrack, WebmWriter};
 /// How long a video track looks at its simulcast layers before committing to one.
 pub const LAYER_PICK_MS: u64 = 1_500;
 
+/// How often a video track waiting for a keyframe asks for one again (the router throttles its
+/// PLIs too; this keeps the recorder → control → signaling path quiet).
+pub const KEYFRAME_ASK_EVERY_MS: u64 = 1_000;
+
 /// Reorder windows (packets): ~100 ms of video at 1 Mbit/s, ~200 ms of audio.
 const VIDEO_WINDOW: u64 = 64;
 const AUDIO_WINDOW: u64 = 10;
@@ -57,6 +61,7 @@ pub struct Stats {
     pub frames_written: u64,
     pub lost_packets: u64,
     pub dropped_frames: u64,
+    pub keyframes_asked: u64,
 }
 
 /// `manifest.json` of one recording.
@@ -144,6 +149,8 @@ struct Track {
     params: Option<ParamSets>,
     /// `TrackStarted` was reported.
     announced: bool,
+    /// When `KeyframeWanted` was last reported.
+    keyframe_asked_ms: Option<u64>,
 }
 
 /// The recorder state machine. See the module docs.
@@ -293,6 +300,7 @@ impl Recorder {
                 size: None,
                 params: None,
                 announced: false,
+                keyframe_asked_ms: None,
             },
         );
         let _ = now_ms;
@@ -356,6 +364,7 @@ impl Recorder {
             self.fail(key, reason);
             return;
         }
+        self.ask_keyframe_if_waiting(now_ms, key);
         if let Some(t) = self.tracks.get_mut(&key)
             && t.part.is_some()
             && !t.announced
@@ -363,6 +372,23 @@ impl Recorder {
             t.announced = true;
             let codec = recordable(t.codec).map_or("", |c| c.0);
             self.events.push_back(RecorderEvent::TrackStarted { meta: t.meta.clone(), codec: codec.into() });
+        }
+    }
+
+    /// A video track with nothing to write until a keyframe (its start, after a broken frame,
+    /// a part due to rotate) reports `KeyframeWanted`, again every [`KEYFRAME_ASK_EVERY_MS`]
+    /// while it waits: the publisher sends keyframes only when asked.
+    fn ask_keyframe_if_waiting(&mut self, now_ms: u64, key: (u32, u32)) {
+        let Some(t) = self.tracks.get_mut(&key) else { return };
+        if !t.codec.is_video() {
+            return;
+        }
+        let waiting = t.rotate_due || t.pipes.values().any(|p| p.video.waiting_for_keyframe());
+        if waiting && t.keyframe_asked_ms.is_none_or(|at| now_ms >= at + KEYFRAME_ASK_EVERY_MS) {
+            t.keyframe_asked_ms = Some(now_ms);
+            self.stats.keyframes_asked += 1;
+            debug!(track = %t.meta.track_id, rotate = t.rotate_due, "keyframe wanted");
+            self.events.push_back(RecorderEvent::KeyframeWanted { meta: t.meta.clone() });
         }
     }
 
@@ -864,6 +890,10 @@ fn write_video(
     part.last_ts = part.last_ts.max(ext);
     part.frames += 1;
     stats.frames_written += 1;
+    // Due to rotate: the next keyframe closes the part (and one is asked for).
+    if part_due(cfg, part, t.clock_rate) {
+        t.rotate_due = true;
+    }
     note_progress(cfg, manifests, t, now_ms)
 }
 

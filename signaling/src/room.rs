@@ -108,6 +108,8 @@ pub enum AdminOp {
     StartRecording { recording_id: String, tap: u32 },
     /// Ends the taps of a recording (`None`: whichever runs).
     StopRecording { recording_id: Option<String> },
+    /// The recorder waits for a keyframe of a tapped track: the router asks its publisher.
+    RequestKeyframe { recording_id: String, track_id: String },
 }
 
 /// An admin operation refused: an HTTP-like status (400, 404, 409) and why.
@@ -1830,6 +1832,9 @@ impl Room {
                 Ok(json!({ "removed": targets.len() }))
             }
             AdminOp::StartRecording { recording_id, tap } => self.start_recording(recording_id, tap).await,
+            AdminOp::RequestKeyframe { recording_id, track_id } => {
+                self.request_keyframe(&recording_id, &track_id).await
+            }
             AdminOp::StopRecording { recording_id } => self.stop_recording(recording_id).await,
             AdminOp::EndRoom { reason, lock } => {
                 let ended = if reason.is_empty() { "room ended".to_owned() } else { reason.clone() };

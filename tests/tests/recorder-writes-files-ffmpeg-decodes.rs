@@ -144,9 +144,14 @@ fn video_payloads(video: Video, dir: &Path, seconds: u32) -> Vec<Vec<Vec<u8>>> {
 
 struct Run {
     dir: PathBuf,
+    /// The recorder's events but `keyframe_wanted`, which the run answers as signaling does.
     events: Vec<RecorderEvent>,
     video_sent: u64,
     audio_sent: u64,
+    /// `keyframe_wanted` events, and the PLIs that reached the publisher after the first one
+    /// past the first second (the router asks for keyframes by itself only when the tap starts).
+    keyframe_asks: u64,
+    late_plis: usize,
 }
 
 fn record(name: &str, video: Video, seconds: u32, up: Link, finish: bool, max_part_ms: u64) -> Run {
@@ -174,10 +179,26 @@ fn record(name: &str, video: Video, seconds: u32, up: Link, finish: bool, max_pa
 
     let mut rec = Recorder::new(Config { dir: out_dir.clone(), max_part_bytes: u64::MAX, max_part_ms });
     let wall0 = 1_700_000_000_000u64;
-    let feed = |rec: &mut Recorder, sim: &Sim| {
+    let mut events = Vec::new();
+    let (mut keyframe_asks, mut plis_at_late_ask) = (0u64, None);
+    // The tap records go to the recorder; a keyframe it wants is asked for as signaling does
+    // it (the tap started again, same number and metadata).
+    let mut feed = |rec: &mut Recorder, sim: &mut Sim| {
         let now_ms = wall0 + (sim.now - sim.start).as_millis() as u64;
         for r in sink.0.lock().unwrap().drain(..) {
             rec.handle_record(now_ms, &r);
+        }
+        while let Some(e) = rec.poll_event() {
+            let RecorderEvent::KeyframeWanted { meta: m } = e else {
+                events.push(e);
+                continue;
+            };
+            assert_eq!(m.track_id, "track-video", "only video waits for keyframes");
+            keyframe_asks += 1;
+            if sim.now - sim.start > Duration::from_secs(1) && plis_at_late_ask.is_none() {
+                plis_at_late_ask = Some(sim.client(publisher).keyframe_requests);
+            }
+            sim.engine.start_tap(sim.now, video, 1, meta("track-video", "video")).unwrap();
         }
     };
     let start = sim.now;
@@ -193,7 +214,7 @@ fn record(name: &str, video: Video, seconds: u32, up: Link, finish: bool, max_pa
         }
         let next = if vi < frames.len() && (ai >= opus.len() || t_video <= t_audio) { t_video } else { t_audio };
         sim.run_until(next);
-        feed(&mut rec, &sim);
+        feed(&mut rec, &mut sim);
         let now = sim.now;
         if next == t_video && vi < frames.len() {
             let payloads = &frames[vi];
@@ -212,21 +233,18 @@ fn record(name: &str, video: Video, seconds: u32, up: Link, finish: bool, max_pa
         }
     }
     sim.run_for(Duration::from_millis(500));
-    feed(&mut rec, &sim);
+    feed(&mut rec, &mut sim);
     if !finish {
         // As if the recorder were killed: nothing is closed or patched.
         drop(rec);
-        return Run { dir: out_dir, events: Vec::new(), video_sent, audio_sent };
+        return Run { dir: out_dir, events: Vec::new(), video_sent, audio_sent, keyframe_asks: 0, late_plis: 0 };
     }
     sim.engine.stop_tap(audio).unwrap();
     sim.engine.stop_tap(video).unwrap();
-    feed(&mut rec, &sim);
-    let mut events = Vec::new();
-    while let Some(e) = rec.poll_event() {
-        events.push(e);
-    }
+    feed(&mut rec, &mut sim);
     assert_eq!(sim.engine.counters().tap_dropped, 0);
-    Run { dir: out_dir, events, video_sent, audio_sent }
+    let late_plis = plis_at_late_ask.map_or(0, |at| sim.client(publisher).keyframe_requests - at);
+    Run { dir: out_dir, events, video_sent, audio_sent, keyframe_asks, late_plis }
 }
 
 /// A clean run: one part per track, decoded with the duration and frame count sent.
@@ -401,6 +419,10 @@ fn rotation_closes_parts_that_each_decode() {
         }
         assert!(parts["track-audio"].len() >= 3, "{parts:?}");
         assert!(parts["track-video"].len() >= 2, "{video:?}: {parts:?}");
+        // Between a part's limit and the next keyframe the recorder asks for one, and the
+        // publisher gets a PLI for it.
+        assert!(run.keyframe_asks >= 2, "{video:?}: {} keyframe asks", run.keyframe_asks);
+        assert!(run.late_plis >= 1, "{video:?}: no PLI reached the publisher after a rotation ask");
         for list in parts.values() {
             let numbers: Vec<u32> = list.iter().map(|p| p.0).collect();
             assert_eq!(numbers, (1..=list.len() as u32).collect::<Vec<_>>(), "parts numbered from 1");
