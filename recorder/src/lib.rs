@@ -12,7 +12,8 @@
 //!                            → H264Depacketizer → access units   → Mp4Writer     → .mp4 part
 //!     SenderReport → wall-clock of the first sample (manifest), so tracks can be aligned
 //!     Stop   → the track's last part is closed
-//! Recorder::poll_event → RecorderEvent (JSON lines on stdout) → control (assets, job state)
+//! Recorder::poll_event → RecorderEvent (JSON lines on stdout) → control (assets, job state,
+//!     and keyframe_wanted → signaling → the router sends the publisher a PLI)
 //! ```
 //!
 //! - [`ogg`], [`webm`], [`mp4`]: the containers, sans-IO (bytes out), each written so that a

@@ -11,6 +11,10 @@
 //! [`LAYER_PICK_MS`] of the first packet (or the highest seen then); frames of the candidate
 //! layers are held meanwhile, so the keyframes the tap start asked for are not lost.
 //!
+//! A video track that cannot go on without a keyframe (at its start, after a broken frame, with
+//! a part due to rotate) reports `KeyframeWanted`, every [`KEYFRAME_ASK_EVERY_MS`] while it
+//! waits: the tap is one-way, so control and signaling carry the ask to the router.
+//!
 //! Time is an argument (`now_ms`, Unix milliseconds): only the shell reads the clock.
 
 use std::collections::{HashMap, HashSet, VecDeque};
