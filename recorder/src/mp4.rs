@@ -300,11 +300,18 @@ impl Mp4Writer {
 /// cut in the middle of a fragment ends on the last complete one. A `moof` whose `mdat` is
 /// missing or cut is left out with it.
 pub fn complete_prefix(file: &[u8]) -> usize {
-    let mut at = 0;
-    let mut complete = 0;
-    while let Some(head) = file.get(at..at + 8) {
-        let size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        if size < 8 || at + size > file.len() {
+    let header_at = |at: u64| file.get(at as usize..at as usize + 8)?.try_into().ok();
+    whole_boxes(file.len() as u64, header_at) as usize
+}
+
+/// [`complete_prefix`] of a file of `len` bytes, reading only the 8-byte box headers (a file on
+/// disk is not read whole): `header_at(offset)` returns the 8 bytes there.
+pub fn whole_boxes(len: u64, mut header_at: impl FnMut(u64) -> Option<[u8; 8]>) -> u64 {
+    let (mut at, mut complete) = (0u64, 0u64);
+    while at + 8 <= len {
+        let Some(head) = header_at(at) else { break };
+        let size = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
+        if size < 8 || at + size > len {
             break;
         }
         at += size;

@@ -542,10 +542,16 @@ impl Recorder {
 /// Cuts an MP4 part that a killed writer left back to its last whole fragment, so that every
 /// sample it lists is there.
 fn trim_to_whole_fragments(path: &Path) -> std::io::Result<()> {
-    let file = std::fs::read(path)?;
-    let keep = crate::mp4::complete_prefix(&file);
-    if keep < file.len() {
-        OpenOptions::new().write(true).open(path)?.set_len(keep as u64)?;
+    use std::io::Read;
+    let mut f = OpenOptions::new().read(true).write(true).open(path)?;
+    let len = f.metadata()?.len();
+    let keep = crate::mp4::whole_boxes(len, |at| {
+        let mut head = [0u8; 8];
+        f.seek(SeekFrom::Start(at)).and_then(|_| f.read_exact(&mut head)).ok()?;
+        Some(head)
+    });
+    if keep < len {
+        f.set_len(keep)?;
     }
     Ok(())
 }
