@@ -9,6 +9,8 @@
 //!   track_started → job `running`, webhook track.recording.started.success
 //!   part_closed   → asset (type track) + webhook track.recording.success
 //!   failed        → job `failed` with the reason, webhook recording.failed, taps stopped
+//!   keyframe_wanted → signaling admin `request_keyframe {room_id, recording_id, track_id}`
+//!                   → router `start_tap` again for that track (which sends the publisher a PLI)
 //! REST stop / session end → job `stopping`, admin `stop_recording`; the recorder closes the
 //!   files (part_closed) and the job is `completed` [`SETTLE`] later.
 //! ```
@@ -193,6 +195,18 @@ impl Recorder {
                     let _ = self.admin.call("stop_recording", params).await;
                 }
                 job.map(|_| ())
+            }
+            RecorderEvent::KeyframeWanted { meta } => {
+                let params = json!({
+                    "room_id": meta.room_id,
+                    "recording_id": meta.recording_id,
+                    "track_id": meta.track_id,
+                });
+                if let Err(e) = self.admin.call("request_keyframe", params).await {
+                    // The track or the room may be gone already; the recorder asks again.
+                    debug!(recording = %meta.recording_id, track = %meta.track_id, error = %e, "request_keyframe");
+                }
+                Ok(())
             }
         };
         if let Err(e) = result {

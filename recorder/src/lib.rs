@@ -1,21 +1,27 @@
 //! The recorder: reads the router's media tap and writes one file per recorded track, without
-//! transcoding: Opus in Ogg, VP8 in WebM.
+//! transcoding: Opus in Ogg, VP8 in WebM, H.264 in fragmented MP4. Other codecs (VP9) are
+//! tapped but not written.
 //!
 //! # Data flow
 //!
 //! ```text
 //! router shard ──TapRecord (shm ring per shard)──► Recorder::handle_record
 //!     Start  → a track (its metadata: recording, room, peer, track ids)
-//!     Rtp    → ReorderBuffer → (VP8) Vp8Depacketizer → OggOpusWriter / WebmWriter → part file
+//!     Rtp    → ReorderBuffer → Opus packets                     → OggOpusWriter → .ogg part
+//!                            → Vp8Depacketizer  → frames         → WebmWriter    → .webm part
+//!                            → H264Depacketizer → access units   → Mp4Writer     → .mp4 part
 //!     SenderReport → wall-clock of the first sample (manifest), so tracks can be aligned
 //!     Stop   → the track's last part is closed
-//! Recorder::poll_event → RecorderEvent (JSON lines on stdout) → control (assets, job state)
+//! Recorder::poll_event → RecorderEvent (JSON lines on stdout) → control (assets, job state,
+//!     and keyframe_wanted → signaling → the router sends the publisher a PLI)
 //! ```
 //!
-//! - [`ogg`], [`webm`]: the containers, sans-IO (bytes out), each written so that a file cut
-//!   short anywhere still plays up to the cut.
-//! - [`depack`]: reorder buffer and VP8 frame assembly (start on a keyframe, drop broken
-//!   frames).
+//! - [`ogg`], [`webm`], [`mp4`]: the containers, sans-IO (bytes out), each written so that a
+//!   file cut short anywhere still plays up to the cut (WebM and MP4: up to the last whole
+//!   cluster or fragment, at most a second back).
+//! - [`depack`]: reorder buffer, VP8 frame and H.264 access unit assembly (start on a keyframe,
+//!   an H.264 IDR with its SPS and PPS; drop broken frames). H.264 parameter sets go into the
+//!   MP4 header, and new ones (a resolution change) start a new part.
 //! - [`recorder`]: the state machine over tracks, parts, rotation and the manifest. Time is
 //!   an argument; it does the file writes itself (thin, and where failures are turned into a
 //!   failed recording with a reason).
@@ -35,6 +41,7 @@
 //! ```
 
 pub mod depack;
+pub mod mp4;
 pub mod ogg;
 pub mod recorder;
 pub mod webm;

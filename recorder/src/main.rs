@@ -19,7 +19,7 @@ struct Args {
     /// Inherited fd of the media tap segment (one ring per router shard), made by control.
     #[arg(long)]
     tap_fd: i32,
-    /// Where recordings go: `<dir>/<recording_id>/<peer_id>/<track_id>.<part>.<ogg|webm>`.
+    /// Where recordings go: `<dir>/<recording_id>/<peer_id>/<track_id>.<part>.<ogg|webm|mp4>`.
     #[arg(long)]
     dir: PathBuf,
     /// Close a part and start the next past this many MiB.

@@ -11,6 +11,10 @@
 //! [`LAYER_PICK_MS`] of the first packet (or the highest seen then); frames of the candidate
 //! layers are held meanwhile, so the keyframes the tap start asked for are not lost.
 //!
+//! A video track that cannot go on without a keyframe (at its start, after a broken frame, with
+//! a part due to rotate) reports `KeyframeWanted`, every [`KEYFRAME_ASK_EVERY_MS`] while it
+//! waits: the tap is one-way, so control and signaling carry the ask to the router.
+//!
 //! Time is an argument (`now_ms`, Unix milliseconds): only the shell reads the clock.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -25,12 +29,17 @@ use schema::tap::TapRecord;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use crate::depack::{Frame, Ordered, ReorderBuffer, Vp8Depacketizer};
+use crate::depack::{Frame, H264Depacketizer, Ordered, ParamSets, ReorderBuffer, VideoDepacketizer, Vp8Depacketizer};
+use crate::mp4::{AvcTrack, Mp4Writer};
 use crate::ogg::{OggOpusWriter, opus_packet_samples};
 use crate::webm::{VideoTrack, WebmWriter};
 
 /// How long a video track looks at its simulcast layers before committing to one.
 pub const LAYER_PICK_MS: u64 = 1_500;
+
+/// How often a video track waiting for a keyframe asks for one again (the router throttles its
+/// PLIs too; this keeps the recorder → control → signaling path quiet).
+pub const KEYFRAME_ASK_EVERY_MS: u64 = 1_000;
 
 /// Reorder windows (packets): ~100 ms of video at 1 Mbit/s, ~200 ms of audio.
 const VIDEO_WINDOW: u64 = 64;
@@ -56,6 +65,7 @@ pub struct Stats {
     pub frames_written: u64,
     pub lost_packets: u64,
     pub dropped_frames: u64,
+    pub keyframes_asked: u64,
 }
 
 /// `manifest.json` of one recording.
@@ -80,6 +90,17 @@ pub struct ManifestTrack {
 enum Mux {
     Ogg(OggOpusWriter),
     Webm(WebmWriter),
+    Mp4(Mp4Writer),
+}
+
+/// The codecs written, and how: the manifest's codec name and the file extension.
+fn recordable(codec: Codec) -> Option<(&'static str, &'static str)> {
+    match codec {
+        Codec::Opus => Some(("opus", "ogg")),
+        Codec::Vp8 => Some(("vp8", "webm")),
+        Codec::H264 => Some(("h264", "mp4")),
+        Codec::Vp9 => None,
+    }
 }
 
 struct Part {
@@ -96,6 +117,8 @@ struct Part {
     synced: bool,
     /// When the manifest last got this part's size and duration.
     noted_ms: u64,
+    /// H.264: the parameter sets in the part's header; others need a new part.
+    params: Option<ParamSets>,
 }
 
 /// How often an open part's size and duration are written to the manifest, so a part left by
@@ -105,7 +128,7 @@ const PROGRESS_EVERY_MS: u64 = 1_000;
 /// One simulcast layer's pipeline.
 struct LayerPipe {
     reorder: ReorderBuffer,
-    vp8: Vp8Depacketizer,
+    video: VideoDepacketizer,
     /// Frames held while the layer is still being picked.
     held: Vec<Frame>,
 }
@@ -126,8 +149,12 @@ struct Track {
     part: Option<Part>,
     rotate_due: bool,
     size: Option<(u16, u16)>,
+    /// H.264: the parameter sets of the last keyframe.
+    params: Option<ParamSets>,
     /// `TrackStarted` was reported.
     announced: bool,
+    /// When `KeyframeWanted` was last reported.
+    keyframe_asked_ms: Option<u64>,
 }
 
 /// The recorder state machine. See the module docs.
@@ -254,7 +281,7 @@ impl Recorder {
         if self.failed.contains(&meta.recording_id) {
             return;
         }
-        if !matches!(codec, Codec::Opus | Codec::Vp8) || clock_rate == 0 {
+        if recordable(codec).is_none() || clock_rate == 0 {
             warn!(tap, producer, ?codec, "codec not recordable; track ignored");
             // Remember it so its packets are not counted as unknown forever.
         }
@@ -275,7 +302,9 @@ impl Recorder {
                 part: None,
                 rotate_due: false,
                 size: None,
+                params: None,
                 announced: false,
+                keyframe_asked_ms: None,
             },
         );
         let _ = now_ms;
@@ -286,7 +315,7 @@ impl Recorder {
             self.stats.packets_unknown_track += 1;
             return;
         };
-        if !matches!(track.codec, Codec::Opus | Codec::Vp8) {
+        if recordable(track.codec).is_none() {
             return;
         }
         let Ok(h) = rtp::parse(packet) else {
@@ -305,9 +334,14 @@ impl Recorder {
             return;
         }
         let window = if track.codec == Codec::Opus { AUDIO_WINDOW } else { VIDEO_WINDOW };
+        let codec = track.codec;
         let pipe = track.pipes.entry(layer).or_insert_with(|| LayerPipe {
             reorder: ReorderBuffer::new(window),
-            vp8: Vp8Depacketizer::new(),
+            video: if codec == Codec::H264 {
+                VideoDepacketizer::H264(H264Depacketizer::new())
+            } else {
+                VideoDepacketizer::Vp8(Vp8Depacketizer::new())
+            },
             held: Vec::new(),
         });
         self.out.clear();
@@ -325,9 +359,7 @@ impl Recorder {
         } else {
             let mut frames = Vec::new();
             for p in &ordered {
-                if let Some(f) = pipe.vp8.push(p) {
-                    frames.push(f);
-                }
+                pipe.video.push(p, &mut frames);
             }
             self.video_frames(now_ms, key, layer, frames)
         };
@@ -336,13 +368,31 @@ impl Recorder {
             self.fail(key, reason);
             return;
         }
+        self.ask_keyframe_if_waiting(now_ms, key);
         if let Some(t) = self.tracks.get_mut(&key)
             && t.part.is_some()
             && !t.announced
         {
             t.announced = true;
-            let codec = if t.codec == Codec::Opus { "opus" } else { "vp8" };
+            let codec = recordable(t.codec).map_or("", |c| c.0);
             self.events.push_back(RecorderEvent::TrackStarted { meta: t.meta.clone(), codec: codec.into() });
+        }
+    }
+
+    /// A video track with nothing to write until a keyframe (its start, after a broken frame,
+    /// a part due to rotate) reports `KeyframeWanted`, again every [`KEYFRAME_ASK_EVERY_MS`]
+    /// while it waits: the publisher sends keyframes only when asked.
+    fn ask_keyframe_if_waiting(&mut self, now_ms: u64, key: (u32, u32)) {
+        let Some(t) = self.tracks.get_mut(&key) else { return };
+        if !t.codec.is_video() {
+            return;
+        }
+        let waiting = t.rotate_due || t.pipes.values().any(|p| p.video.waiting_for_keyframe());
+        if waiting && t.keyframe_asked_ms.is_none_or(|at| now_ms >= at + KEYFRAME_ASK_EVERY_MS) {
+            t.keyframe_asked_ms = Some(now_ms);
+            self.stats.keyframes_asked += 1;
+            debug!(track = %t.meta.track_id, rotate = t.rotate_due, "keyframe wanted");
+            self.events.push_back(RecorderEvent::KeyframeWanted { meta: t.meta.clone() });
         }
     }
 
@@ -383,14 +433,15 @@ impl Recorder {
             write_video(&self.cfg, &mut self.manifests, &mut self.events, track, now_ms, f, &mut self.stats)?;
         }
         if let Some(p) = track.pipes.get(&layer) {
-            self.stats.dropped_frames = self.stats.dropped_frames.max(p.vp8.dropped_frames);
+            self.stats.dropped_frames = self.stats.dropped_frames.max(p.video.dropped_frames());
         }
         Ok(())
     }
 
     /// Parts of this track that an earlier recorder process left open (it was killed): they
-    /// hold whole pages and clusters up to the kill, so they are closed as they are and
-    /// reported, with the size on disk and the duration last noted.
+    /// hold whole pages, clusters and fragments up to the kill, so they are closed as they are
+    /// and reported, with the size on disk and the duration last noted. (An MP4 part cut in
+    /// the middle of a fragment is first cut back to its last whole one.)
     fn recover_parts(&mut self, meta: &TapMeta) {
         let rec_dir = self.cfg.dir.join(safe_component(&meta.recording_id));
         let manifest = load_manifest(&mut self.manifests, &rec_dir, meta);
@@ -398,6 +449,11 @@ impl Recorder {
         for t in manifest.tracks.iter_mut().filter(|t| t.meta.track_id == meta.track_id) {
             for p in t.parts.iter_mut().filter(|p| !p.complete) {
                 let path = self.cfg.dir.join(&p.path);
+                if p.path.ends_with(".mp4")
+                    && let Err(e) = trim_to_whole_fragments(&path)
+                {
+                    warn!(path = %path.display(), error = %e, "recovered part not cut to its last fragment");
+                }
                 if let Ok(m) = std::fs::metadata(&path) {
                     p.size = m.len();
                 }
@@ -454,7 +510,11 @@ impl Recorder {
         } else if let Some(l) = t.layer
             && let Some(pipe) = t.pipes.get_mut(&l)
         {
-            let frames: Vec<Frame> = rest.iter().filter_map(|p| pipe.vp8.push(p)).collect();
+            let mut frames = Vec::new();
+            for p in &rest {
+                pipe.video.push(p, &mut frames);
+            }
+            pipe.video.flush(&mut frames);
             for f in frames {
                 if let Err(e) =
                     write_video(&self.cfg, &mut self.manifests, &mut self.events, &mut t, now, f, &mut self.stats)
@@ -477,6 +537,23 @@ impl Recorder {
             }
         }
     }
+}
+
+/// Cuts an MP4 part that a killed writer left back to its last whole fragment, so that every
+/// sample it lists is there.
+fn trim_to_whole_fragments(path: &Path) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut f = OpenOptions::new().read(true).write(true).open(path)?;
+    let len = f.metadata()?.len();
+    let keep = crate::mp4::whole_boxes(len, |at| {
+        let mut head = [0u8; 8];
+        f.seek(SeekFrom::Start(at)).and_then(|_| f.read_exact(&mut head)).ok()?;
+        Some(head)
+    });
+    if keep < len {
+        f.set_len(keep)?;
+    }
+    Ok(())
 }
 
 /// Gives a WebM part that a killed writer left its duration, over the placeholder.
@@ -527,7 +604,7 @@ fn open_part(
         .find(|m| m.meta.track_id == t.meta.track_id)
         .map_or(0, |m| m.parts.iter().map(|p| p.part).max().unwrap_or(0))
         + 1;
-    let ext = if t.codec == Codec::Opus { "ogg" } else { "webm" };
+    let ext = recordable(t.codec).map_or("bin", |c| c.1);
     let rel = format!(
         "{}/{}/{}.{part_no}.{ext}",
         safe_component(&t.meta.recording_id),
@@ -549,6 +626,17 @@ fn open_part(
             let mut w = OggOpusWriter::new(first_ts ^ 0x5eed);
             let head = w.headers(2, 48_000);
             (Mux::Ogg(w), head)
+        }
+        Codec::H264 => {
+            let params = t.params.clone().ok_or("an H.264 part cannot start without SPS and PPS")?;
+            let track = AvcTrack {
+                params,
+                width: t.size.map_or(640, |s| s.0),
+                height: t.size.map_or(480, |s| s.1),
+                timescale: t.clock_rate,
+            };
+            let (w, head) = Mp4Writer::start(&track).map_err(|e| format!("cannot start {}: {e}", path.display()))?;
+            (Mux::Mp4(w), head)
         }
         _ => {
             let (w, head) = WebmWriter::start(&VideoTrack {
@@ -576,6 +664,7 @@ fn open_part(
         started_at_ms,
         synced,
         noted_ms: now_ms,
+        params: t.params.clone().filter(|_| t.codec == Codec::H264),
     };
     let info = PartInfo {
         part: part_no,
@@ -610,7 +699,7 @@ fn load_manifest<'a>(manifests: &'a mut HashMap<String, Manifest>, rec_dir: &Pat
 }
 
 fn upsert_part(manifest: &mut Manifest, t: &Track, layer: u8, info: PartInfo) {
-    let codec = if t.codec == Codec::Opus { "opus" } else { "vp8" }.to_string();
+    let codec = recordable(t.codec).map_or("", |c| c.0).to_string();
     let entry = match manifest.tracks.iter_mut().position(|m| m.meta.track_id == t.meta.track_id) {
         Some(i) => &mut manifest.tracks[i],
         None => {
@@ -659,6 +748,12 @@ fn close_part(
             let d = w.duration_ms();
             if frames > 1 { d + d / (frames - 1) } else { d }
         }
+        Mux::Mp4(w) => {
+            let tail = w.finish();
+            part.file.write_all(&tail).map_err(|e| describe("write", &path, &e))?;
+            part.size += tail.len() as u64;
+            w.total_ms()
+        }
     };
     part.file.sync_data().map_err(|e| describe("sync", &path, &e))?;
     let info = PartInfo {
@@ -696,6 +791,7 @@ fn note_progress(
     let duration_ms = match &part.mux {
         Mux::Ogg(_) => (part.last_ts - part.base_ts) * 1000 / clock,
         Mux::Webm(w) => w.flushed_ms(),
+        Mux::Mp4(w) => w.flushed_ms(),
     };
     let info = PartInfo {
         part: part.part,
@@ -763,7 +859,17 @@ fn write_video(
         if f.size.is_some() {
             t.size = f.size;
         }
+        if f.params.is_some() {
+            t.params = f.params.clone();
+        }
         if t.part.as_ref().is_some_and(|part| part_due(cfg, part, t.clock_rate)) {
+            t.rotate_due = true;
+        }
+        // New parameter sets (a new resolution, say) do not fit the part's avcC: a new part.
+        if let Some(part) = t.part.as_ref()
+            && part.params.is_some()
+            && part.params != f.params
+        {
             t.rotate_due = true;
         }
         if t.rotate_due
@@ -780,9 +886,12 @@ fn write_video(
         open_part(cfg, manifests, t, now_ms, f.timestamp, ext)?;
     }
     let Some(part) = t.part.as_mut() else { return Ok(()) };
-    let ms = ext.saturating_sub(part.base_ts) * 1000 / u64::from(t.clock_rate);
-    let Mux::Webm(w) = &mut part.mux else { return Ok(()) };
-    let out = w.frame(ms, f.keyframe, &f.data);
+    let ticks = ext.saturating_sub(part.base_ts);
+    let out = match &mut part.mux {
+        Mux::Webm(w) => w.frame(ticks * 1000 / u64::from(t.clock_rate), f.keyframe, &f.data),
+        Mux::Mp4(w) => w.frame(ticks, f.keyframe, &f.data),
+        Mux::Ogg(_) => return Ok(()),
+    };
     if !out.is_empty() {
         let path = &part.rel_path;
         part.file.write_all(&out).map_err(|e| describe("write", &cfg.dir.join(path), &e))?;
@@ -791,6 +900,10 @@ fn write_video(
     part.last_ts = part.last_ts.max(ext);
     part.frames += 1;
     stats.frames_written += 1;
+    // Due to rotate: the next keyframe closes the part (and one is asked for).
+    if part_due(cfg, part, t.clock_rate) {
+        t.rotate_due = true;
+    }
     note_progress(cfg, manifests, t, now_ms)
 }
 

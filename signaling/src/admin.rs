@@ -14,7 +14,8 @@
 //! metadata?}`, `metrics` (no room: active rooms, router transports, open and accepted
 //! WebSocket connections, for control's `GET /metrics`), `send_message {message, type?, peer_id?, role?}`, `remove_peers {peer_id? |
 //! role?, reason?}`, `end_room {reason?, lock?}`, `start_recording {recording_id, tap}`,
-//! `stop_recording {recording_id?}` (track recording: `room/recording.rs`). Each becomes a [`RoomMsg::Admin`] to the
+//! `stop_recording {recording_id?}`, `request_keyframe {recording_id, track_id}` (track
+//! recording: `room/recording.rs`). Each becomes a [`RoomMsg::Admin`] to the
 //! room's actor, so it is ordered with everything else the room does. Malformed lines,
 //! unknown ops and lines over [`MAX_LINE`] get an error reply (status 400); the connection
 //! stays.
@@ -190,6 +191,10 @@ fn parse_op(request: &Value) -> Result<AdminOp, AdminError> {
             },
         },
         "stop_recording" => AdminOp::StopRecording { recording_id: opt_str(request, "recording_id")? },
+        "request_keyframe" => AdminOp::RequestKeyframe {
+            recording_id: req_str(request, "recording_id")?,
+            track_id: req_str(request, "track_id")?,
+        },
         other => return Err(bad(format!("unknown op '{other}'"))),
     })
 }
@@ -228,5 +233,8 @@ mod tests {
         assert_eq!(parse_op(&json!({"op": "update_peer", "peer_id": 5})).unwrap_err().status, 400);
         assert_eq!(parse_op(&json!({"op": "end_room", "lock": "yes"})).unwrap_err().status, 400);
         assert_eq!(parse_op(&json!({})).unwrap_err().status, 400);
+        let op = parse_op(&json!({"op": "request_keyframe", "recording_id": "r", "track_id": "t"})).unwrap();
+        assert_eq!(op, AdminOp::RequestKeyframe { recording_id: "r".into(), track_id: "t".into() });
+        assert_eq!(parse_op(&json!({"op": "request_keyframe", "recording_id": "r"})).unwrap_err().status, 400);
     }
 }

@@ -49,6 +49,7 @@ use tracing::{debug, info, warn};
 
 mod recording;
 
+use router_engine::codec::Codec;
 use router_engine::simulcast;
 use router_engine::{ConsumeParams, ConsumerId, ConsumerInfo, MediaKind, ProducerId, TransportId, TransportInfo};
 use schema::api::{AudioLevel, CloseReason, Event};
@@ -107,6 +108,8 @@ pub enum AdminOp {
     StartRecording { recording_id: String, tap: u32 },
     /// Ends the taps of a recording (`None`: whichever runs).
     StopRecording { recording_id: Option<String> },
+    /// The recorder waits for a keyframe of a tapped track: the router asks its publisher.
+    RequestKeyframe { recording_id: String, track_id: String },
 }
 
 /// An admin operation refused: an HTTP-like status (400, 404, 409) and why.
@@ -807,6 +810,7 @@ impl Room {
         PublishPolicy {
             allow_audio: role.may_publish(TrackKind::Audio),
             allow_video: role.may_publish(TrackKind::Video) || role.may_publish(TrackKind::Screen),
+            video_codecs: video_codecs_for(role),
             ..PublishPolicy::default()
         }
     }
@@ -1828,6 +1832,9 @@ impl Room {
                 Ok(json!({ "removed": targets.len() }))
             }
             AdminOp::StartRecording { recording_id, tap } => self.start_recording(recording_id, tap).await,
+            AdminOp::RequestKeyframe { recording_id, track_id } => {
+                self.request_keyframe(&recording_id, &track_id).await
+            }
             AdminOp::StopRecording { recording_id } => self.stop_recording(recording_id).await,
             AdminOp::EndRoom { reason, lock } => {
                 let ended = if reason.is_empty() { "room ended".to_owned() } else { reason.clone() };
@@ -2024,6 +2031,20 @@ impl Room {
     }
 }
 
+/// The video codecs a role's peers are answered with, in order: the role's
+/// `publishParams.video.codec` first (the 100ms SDK never sets codec preferences itself, so
+/// the answer is where the template's choice takes effect), then the deployment's order. An
+/// unknown or non-video name keeps the deployment's order.
+fn video_codecs_for(role: &Role) -> Vec<Codec> {
+    let mut order = PublishPolicy::default().video_codecs;
+    let wanted = Codec::from_encoding_name(&role.publish_params.video.codec).filter(|c| c.is_video());
+    if let Some(i) = wanted.and_then(|c| order.iter().position(|&o| o == c)) {
+        let c = order.remove(i);
+        order.insert(0, c);
+    }
+    order
+}
+
 /// An offer is taken whole or not at all: an m-line the role may not publish, or one with no
 /// codec the router forwards, refuses it with the reason (a partial answer would leave the
 /// client believing it publishes a track nobody receives).
@@ -2087,5 +2108,22 @@ fn changes_no_snapshot(msg: &RoomMsg) -> bool {
                 | Event::DataChannelOpened { .. }
         ),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_roles_video_codec_is_preferred_in_the_answer() {
+        let mut role = store::role::default_roles().into_values().next().expect("the default template has roles");
+        assert_eq!(video_codecs_for(&role), [Codec::Vp8, Codec::H264, Codec::Vp9], "vp8 by default");
+        role.publish_params.video.codec = "h264".into();
+        assert_eq!(video_codecs_for(&role), [Codec::H264, Codec::Vp8, Codec::Vp9]);
+        role.publish_params.video.codec = "opus".into();
+        assert_eq!(video_codecs_for(&role), [Codec::Vp8, Codec::H264, Codec::Vp9], "not a video codec");
+        role.publish_params.video.codec = "av1".into();
+        assert_eq!(video_codecs_for(&role), [Codec::Vp8, Codec::H264, Codec::Vp9], "not one the router forwards");
     }
 }

@@ -424,10 +424,13 @@ function collectOutbound() {
     (window.__pcs || []).map(async (pc) => {
       if (pc.connectionState === 'closed' || pc.signalingState === 'closed') return [];
       const out = [];
-      (await pc.getStats()).forEach((s) => {
+      const report = await pc.getStats();
+      report.forEach((s) => {
         if (s.type !== 'outbound-rtp') return;
         out.push({
           kind: s.kind,
+          codec: report.get(s.codecId)?.mimeType,
+          encoderImplementation: s.encoderImplementation,
           packetsSent: s.packetsSent || 0,
           frameWidth: s.frameWidth || 0,
           frameHeight: s.frameHeight || 0,

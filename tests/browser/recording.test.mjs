@@ -1,8 +1,9 @@
 // Track recording through the REST API, checked with a real decoder: two Chromium peers send
 // audio and video, the recording is started and stopped over /v2/recordings, and Debian's
 // ffprobe/ffmpeg decode every recorded file (duration and frame count compared with what was
-// recorded and what the browser encoded). Then: the recorder killed mid-recording, and a
-// recordings directory that cannot be written.
+// recorded and what the browser encoded). The same with a role that publishes H.264 (MP4
+// files). Then: the recorder killed mid-recording, and a recordings directory that cannot be
+// written.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -33,7 +34,7 @@ function download(url) {
     request(url, { rejectUnauthorized: false }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
     }).on('error', reject).end();
   });
 }
@@ -64,54 +65,85 @@ async function waitStatus(platform, id, status, timeout = 20_000) {
   }, { timeout });
 }
 
+/**
+ * Records a started call for `seconds` over REST and checks every file: it decodes, with the
+ * recorded duration, and each video file has `codec` and the frame count the browser encoded.
+ * Returns the completed job's assets.
+ */
+async function recordAndCheck(t, call, { alice, bob, room }, { seconds, codec }) {
+  const before = { alice: await encodedByWidth(alice), bob: await encodedByWidth(bob) };
+  const started = Date.now();
+  const job = await call.platform.api('POST', `/v2/recordings/room/${room.id}/start`, {});
+  assert.equal(job.status, 'starting');
+  await waitStatus(call.platform, job.id, 'running');
+  await sleep(seconds * 1000);
+  // The stop returns once the router stopped copying: frames encoded from before the start to
+  // after the stop enclose what the files can hold.
+  const stopped = await call.platform.api('POST', `/v2/recordings/${job.id}/stop`, {});
+  const recorded = (Date.now() - started) / 1000;
+  const after = { alice: await encodedByWidth(alice), bob: await encodedByWidth(bob) };
+  assert.equal(stopped.status, 'stopping');
+  const done = await waitStatus(call.platform, job.id, 'completed');
+  const assets = done.recording_assets;
+  assert.equal(assets.length, 4, `two tracks per peer: ${JSON.stringify(assets.map((a) => a.path))}`);
+
+  const list = await call.platform.api('GET', `/v2/recording-assets?room_id=${room.id}`);
+  assert.equal(list.data.length, 4);
+  const peers = new Set(assets.map((a) => a.metadata.peer_id));
+  assert.equal(peers.size, 2, 'both peers recorded');
+  for (const a of assets) {
+    assert.equal(a.type, 'track');
+    assert.ok(a.metadata.track_id && a.metadata.stream_id, 'metadata names the track and stream');
+    const path = join(call.platform.dataDir, 'recordings', a.path);
+    const got = decode(path);
+    t.diagnostic(`${a.path}: ${got.codec} ${got.duration.toFixed(2)} s, ${got.frames} frames, asset says ${a.duration} s`);
+    assert.ok(Math.abs(got.duration - recorded) / recorded < 0.05, `${a.path}: ${got.duration} s recorded vs ${recorded} s`);
+    if (a.metadata.track_type === 'video') {
+      assert.equal(got.codec, codec);
+      const who = (await alice.localPeerId()) === a.metadata.peer_id ? 'alice' : 'bob';
+      const sent = (after[who][got.width] ?? 0) - (before[who][got.width] ?? 0);
+      t.diagnostic(`${who} encoded ${sent} frames at width ${got.width} while recording`);
+      assert.ok(sent > 0, `${who} sent frames at ${got.width}`);
+      assert.ok(Math.abs(got.frames - sent) / sent < 0.05, `${a.path}: ${got.frames} frames decoded, ${who} encoded ${sent}`);
+    } else {
+      assert.equal(got.codec, 'opus');
+    }
+  }
+  return assets;
+}
+
 test('a 20 s call recorded over REST: every file decodes, with the recorded duration and the sent frame count', T, (t) =>
   withCall(t, async (call) => {
-    const { alice, bob, room } = await startedCall(call);
-    const before = { alice: await encodedByWidth(alice), bob: await encodedByWidth(bob) };
-    const started = Date.now();
-    const job = await call.platform.api('POST', `/v2/recordings/room/${room.id}/start`, {});
-    assert.equal(job.status, 'starting');
-    await waitStatus(call.platform, job.id, 'running');
-    await sleep(20_000);
-    // The stop returns once the router stopped copying: frames encoded from before the start to
-    // after the stop enclose what the files can hold.
-    const stopped = await call.platform.api('POST', `/v2/recordings/${job.id}/stop`, {});
-    const recorded = (Date.now() - started) / 1000;
-    const after = { alice: await encodedByWidth(alice), bob: await encodedByWidth(bob) };
-    assert.equal(stopped.status, 'stopping');
-    const done = await waitStatus(call.platform, job.id, 'completed');
-    const assets = done.recording_assets;
-    assert.equal(assets.length, 4, `two tracks per peer: ${JSON.stringify(assets.map((a) => a.path))}`);
-
-    const list = await call.platform.api('GET', `/v2/recording-assets?room_id=${room.id}`);
-    assert.equal(list.data.length, 4);
-    const peers = new Set(assets.map((a) => a.metadata.peer_id));
-    assert.equal(peers.size, 2, 'both peers recorded');
-    for (const a of assets) {
-      assert.equal(a.type, 'track');
-      assert.ok(a.metadata.track_id && a.metadata.stream_id, 'metadata names the track and stream');
-      const path = join(call.platform.dataDir, 'recordings', a.path);
-      const got = decode(path);
-      t.diagnostic(`${a.path}: ${got.codec} ${got.duration.toFixed(2)} s, ${got.frames} frames, asset says ${a.duration} s`);
-      assert.ok(Math.abs(got.duration - recorded) / recorded < 0.05, `${a.path}: ${got.duration} s recorded vs ${recorded} s`);
-      if (a.metadata.track_type === 'video') {
-        assert.equal(got.codec, 'vp8');
-        const who = (await alice.localPeerId()) === a.metadata.peer_id ? 'alice' : 'bob';
-        const sent = (after[who][got.width] ?? 0) - (before[who][got.width] ?? 0);
-        t.diagnostic(`${who} encoded ${sent} frames at width ${got.width} while recording`);
-        assert.ok(sent > 0, `${who} sent frames at ${got.width}`);
-        assert.ok(Math.abs(got.frames - sent) / sent < 0.05, `${a.path}: ${got.frames} frames decoded, ${who} encoded ${sent}`);
-      } else {
-        assert.equal(got.codec, 'opus');
-      }
-    }
+    const started = await startedCall(call);
+    const assets = await recordAndCheck(t, call, started, { seconds: 20, codec: 'vp8' });
     // Download over HTTP with the presigned URL; a tampered signature is refused.
     const signed = await call.platform.api('GET', `/v2/recording-assets/${assets[0].id}/presigned-url?presign_duration=60`);
     const file = await download(signed.url);
     assert.equal(file.status, 200);
     assert.deepEqual(file.body, readFileSync(join(call.platform.dataDir, 'recordings', assets[0].path)));
-    const bad = await download(signed.url.replace(/signature=./, 'signature=0'));
+    // The first hex digit changed (to another one: a signature may start with 0 already).
+    const bad = await download(signed.url.replace(/signature=(.)/, (_, c) => `signature=${c === '0' ? '1' : '0'}`));
     assert.equal(bad.status, 403);
+  }));
+
+test('a role that publishes H.264: Chromium sends it, the recorder writes fragmented MP4 that decodes', T, (t) =>
+  withCall(t, async (call) => {
+    const templates = await call.platform.api('GET', '/v2/templates');
+    const template = (templates.data || templates).find((x) => x.name === 'default') || (templates.data || templates)[0];
+    const role = await call.platform.api('GET', `/v2/templates/${template.id}/roles/host`);
+    role.publishParams.video.codec = 'h264';
+    await call.platform.api('POST', `/v2/templates/${template.id}/roles/host`, role);
+    const started = await startedCall(call);
+    const sending = (await started.alice.outbound()).filter((s) => s.kind === 'video' && s.framesEncoded > 0);
+    t.diagnostic(`alice sends ${JSON.stringify(sending.map((s) => [s.codec, s.encoderImplementation, s.frameWidth]))}`);
+    assert.ok(sending.length && sending.every((s) => s.codec === 'video/H264'), 'the publish answer chose H.264');
+    const assets = await recordAndCheck(t, call, started, { seconds: 12, codec: 'h264' });
+    const video = assets.filter((a) => a.metadata.track_type === 'video');
+    assert.ok(video.every((a) => a.path.endsWith('.mp4')), JSON.stringify(video.map((a) => a.path)));
+    const signed = await call.platform.api('GET', `/v2/recording-assets/${video[0].id}/presigned-url?presign_duration=60`);
+    const file = await download(signed.url);
+    assert.equal(file.status, 200);
+    assert.equal(file.headers['content-type'], 'video/mp4');
   }));
 
 test('the recorder killed 10 s in: the call goes on, the first part decodes, a second part follows', T, (t) =>

@@ -232,8 +232,13 @@ impl Client {
             MediaKind::Audio => str0m::format::Codec::Opus,
             MediaKind::Video => str0m::format::Codec::Vp8,
         };
-        let p =
-            self.rtc.codec_config().find(|p| p.spec().codec == codec).expect("str0m's default config has Opus and VP8");
+        self.payload_types_of(codec)
+    }
+
+    /// The payload types (media, RTX) of a codec in str0m's default codec config.
+    pub fn payload_types_of(&self, codec: str0m::format::Codec) -> (u8, Option<u8>) {
+        // The default config has Opus, VP8, VP9 and H.264; a test asks for one of them.
+        let p = self.rtc.codec_config().find(|p| p.spec().codec == codec).expect("codec in str0m's default config");
         (*p.pt(), p.resend().map(|r| *r))
     }
 

@@ -1,6 +1,7 @@
-//! Real encoded media for tests that end in a real decoder: VP8 and Opus made by Debian's
-//! ffmpeg (libvpx, libopus) from its test sources, read back into frames and packets, and a
-//! VP8 RTP packetizer (RFC 7741) to send them.
+//! Real encoded media for tests that end in a real decoder: VP8, H.264 and Opus made by
+//! Debian's ffmpeg (libvpx, libx264, libopus) from its test sources, read back into frames,
+//! access units and packets, and RTP packetizers for VP8 (RFC 7741) and H.264 (RFC 6184) to
+//! send them.
 //!
 //! The synthetic streams of [`crate::media`] are enough for the router, which never decodes;
 //! a recorder's files must play, so its tests send these.
@@ -127,4 +128,124 @@ pub fn vp8_packetize(frame: &[u8], mtu: usize) -> Vec<Vec<u8>> {
             p
         })
         .collect()
+}
+
+/// One H.264 access unit from the encoder: its NAL units (header byte first, no start codes).
+#[derive(Debug, Clone)]
+pub struct H264AccessUnit {
+    pub keyframe: bool,
+    pub nals: Vec<Vec<u8>>,
+}
+
+/// `seconds` of 30 fps H.264 (libx264, constrained baseline as browsers send, no B-frames) at
+/// `width`x`height`, an IDR with its SPS and PPS every 2 s; read from the Annex B stream.
+pub fn h264_access_units(dir: &Path, seconds: u32, width: u16, height: u16) -> Result<Vec<H264AccessUnit>, String> {
+    let path = dir.join("source.h264");
+    let src = format!("testsrc=size={width}x{height}:rate=30");
+    let t = seconds.to_string();
+    let p = path.to_string_lossy().into_owned();
+    run_ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &src,
+        "-t",
+        &t,
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        "-profile:v",
+        "baseline",
+        "-g",
+        "60",
+        "-b:v",
+        "400k",
+        "-tune",
+        "zerolatency",
+        "-bsf:v",
+        "h264_mp4toannexb",
+        "-f",
+        "h264",
+        &p,
+    ])?;
+    let annexb = std::fs::read(&path).map_err(|e| e.to_string())?;
+    // NAL units lie between start codes (00 00 01, or 00 00 00 01: the extra zero is dropped
+    // as trailing_zero_8bits).
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= annexb.len() {
+        if annexb[i..i + 3] == [0, 0, 1] {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut units: Vec<H264AccessUnit> = Vec::new();
+    let mut pending: Vec<Vec<u8>> = Vec::new();
+    for (k, &s) in starts.iter().enumerate() {
+        let mut end = starts.get(k + 1).map_or(annexb.len(), |&n| n - 3);
+        while end > s && annexb[end - 1] == 0 {
+            end -= 1;
+        }
+        let nal = annexb[s..end].to_vec();
+        let kind = nal.first().ok_or("empty NAL unit")? & 0x1f;
+        if matches!(kind, 1 | 5) {
+            // first_mb_in_slice 0 (a top bit of 1) starts a picture; the others continue one.
+            let first_slice = nal.get(1).is_some_and(|b| b & 0x80 != 0);
+            if first_slice || units.is_empty() {
+                pending.push(nal);
+                units.push(H264AccessUnit { keyframe: kind == 5, nals: std::mem::take(&mut pending) });
+            } else if let Some(last) = units.last_mut() {
+                last.nals.push(nal);
+            }
+        } else {
+            pending.push(nal);
+        }
+    }
+    Ok(units)
+}
+
+/// RFC 6184 payloads (packetization mode 1) for one access unit: the NAL units before the first
+/// slice (SPS, PPS, SEI) in one STAP-A, a NAL unit longer than `mtu` in FU-A fragments, any
+/// other as a single NAL unit packet.
+pub fn h264_packetize(au: &H264AccessUnit, mtu: usize) -> Vec<Vec<u8>> {
+    let mtu = mtu.max(16);
+    let mut out = Vec::new();
+    let first_slice = au.nals.iter().position(|n| matches!(n[0] & 0x1f, 1 | 5)).unwrap_or(au.nals.len());
+    let (params, slices) = au.nals.split_at(first_slice);
+    match params {
+        [] => {}
+        [one] => out.push(one.clone()),
+        several => {
+            let mut stap = vec![(several[0][0] & 0x60) | 24];
+            for n in several {
+                stap.extend_from_slice(&(n.len() as u16).to_be_bytes());
+                stap.extend_from_slice(n);
+            }
+            out.push(stap);
+        }
+    }
+    for nal in slices {
+        if nal.len() <= mtu {
+            out.push(nal.clone());
+            continue;
+        }
+        let body = &nal[1..];
+        let n = body.len().div_ceil(mtu - 2);
+        for (i, chunk) in body.chunks(mtu - 2).enumerate() {
+            let mut fu = nal[0] & 0x1f;
+            if i == 0 {
+                fu |= 0x80;
+            }
+            if i + 1 == n {
+                fu |= 0x40;
+            }
+            let mut p = vec![(nal[0] & 0xe0) | 28, fu];
+            p.extend_from_slice(chunk);
+            out.push(p);
+        }
+    }
+    out
 }

@@ -59,4 +59,8 @@ pub enum RecorderEvent {
     /// A recording cannot be written (directory not writable, disk full): it stops, with
     /// this reason; the call is not affected.
     Failed { recording_id: String, reason: String },
+    /// A video track waits for a keyframe (its start, a loss that broke the stream, a part
+    /// due to rotate): control has signaling ask the router for one (the tap is one-way).
+    /// Repeated at most every second while the track waits.
+    KeyframeWanted { meta: TapMeta },
 }

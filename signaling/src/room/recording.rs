@@ -5,6 +5,10 @@
 //! recording, room, session, peer and track), and so is every track published while the
 //! recording runs. `stop_recording` ends the taps. The tap number is control's: the router
 //! tags each copied packet with it and the recorder keys its tracks by it.
+//!
+//! `request_keyframe {recording_id, track_id}` (the recorder waits for one: its start, a
+//! broken stream, a part due to rotate) starts the track's tap again with the same number and
+//! metadata: the router takes that as the same tap, and asks the publisher for a keyframe.
 
 use std::collections::BTreeSet;
 
@@ -55,10 +59,28 @@ impl Room {
         Ok(json!({ "recording_id": active.recording_id, "tracks": active.tapped.len() }))
     }
 
-    /// Taps the published tracks not tapped yet (at the start, and after each publish).
-    /// Returns every tapped track's metadata.
-    pub(super) async fn tap_published(&mut self) -> Vec<Value> {
-        let Some(active) = self.recording.clone() else { return Vec::new() };
+    /// `request_keyframe`: the router asks the publisher of one tapped track for a keyframe.
+    pub(super) async fn request_keyframe(&mut self, recording_id: &str, track_id: &str) -> Result<Value, AdminError> {
+        let Some(active) = self.recording.clone().filter(|a| a.recording_id == recording_id) else {
+            return Err(AdminError::new(404, "no such recording running in this room"));
+        };
+        let Some((producer, meta)) =
+            self.tap_metas(&active).into_iter().find(|(p, m)| m.track_id == track_id && active.tapped.contains(p))
+        else {
+            return Err(AdminError::new(404, "no such track tapped in this recording"));
+        };
+        let text = serde_json::to_string(&meta).unwrap_or_default();
+        self.hub
+            .router
+            .call(RouterCommand::StartTap { producer, tap: active.tap, meta: text })
+            .await
+            .map_err(super::Refusal::from)?;
+        debug!(room = %self.id, track = %track_id, "keyframe asked for the recorder");
+        Ok(json!({ "track_id": track_id }))
+    }
+
+    /// Every published track's producer and the metadata its tap carries.
+    fn tap_metas(&self, active: &Active) -> Vec<(ProducerId, TapMeta)> {
         let session_id = self.session.as_ref().map(|(id, _)| id.clone()).unwrap_or_default();
         let mut wanted = Vec::new();
         for peer in self.peers.values() {
@@ -77,8 +99,15 @@ impl Room {
                 wanted.push((t.producer, meta));
             }
         }
+        wanted
+    }
+
+    /// Taps the published tracks not tapped yet (at the start, and after each publish).
+    /// Returns every tapped track's metadata.
+    pub(super) async fn tap_published(&mut self) -> Vec<Value> {
+        let Some(active) = self.recording.clone() else { return Vec::new() };
         let mut tracks = Vec::new();
-        for (producer, meta) in wanted {
+        for (producer, meta) in self.tap_metas(&active) {
             if !active.tapped.contains(&producer) {
                 let text = serde_json::to_string(&meta).unwrap_or_default();
                 match self.hub.router.call(RouterCommand::StartTap { producer, tap: active.tap, meta: text }).await {

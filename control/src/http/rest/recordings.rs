@@ -213,7 +213,11 @@ pub async fn download(State(st): State<AppState>, Path(id): Path<String>, q: Que
     }
     let path = st.recorder.file_of(&asset.path).ok_or_else(forbidden)?;
     let data = tokio::fs::read(&path).await.map_err(|_| RestError::not_found("the file is gone"))?;
-    let mime = if asset.path.ends_with(".ogg") { "audio/ogg" } else { "video/webm" };
+    let mime = match asset.path.rsplit('.').next() {
+        Some("ogg") => "audio/ogg",
+        Some("mp4") => "video/mp4",
+        _ => "video/webm",
+    };
     let name = asset.path.rsplit('/').next().unwrap_or("recording").to_owned();
     Ok((
         [
