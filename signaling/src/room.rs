@@ -407,6 +407,9 @@ struct Snapshot {
     shard: Option<u8>,
     session: Option<(String, u64)>,
     peers: BTreeMap<String, Peer>,
+    /// Absent in snapshots written before recordings were kept.
+    #[serde(default)]
+    recording: Option<recording::Active>,
 }
 
 impl Room {
@@ -450,6 +453,7 @@ impl Room {
         self.shard = snapshot.shard;
         self.session = snapshot.session;
         self.peers = snapshot.peers;
+        self.recording = snapshot.recording;
         let now = Instant::now();
         for peer in self.peers.values_mut() {
             peer.away_since = Some(now);
@@ -472,7 +476,9 @@ impl Room {
             }
             return;
         }
-        let text = json!({ "shard": self.shard, "session": self.session, "peers": self.peers }).to_string();
+        let text =
+            json!({ "shard": self.shard, "session": self.session, "peers": self.peers, "recording": self.recording })
+                .to_string();
         if text == self.saved {
             return;
         }
@@ -2114,6 +2120,25 @@ fn changes_no_snapshot(msg: &RoomMsg) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_recording_survives_in_the_snapshot_and_old_snapshots_still_load() {
+        let active = recording::Active {
+            recording_id: "rec-1".into(),
+            tap: 7,
+            tapped: [router_engine::ProducerId(3)].into_iter().collect(),
+        };
+        let peers: BTreeMap<String, Peer> = BTreeMap::new();
+        // The same shape `save` writes.
+        let text = json!({ "shard": 0, "session": null, "peers": peers, "recording": Some(&active) }).to_string();
+        let back: Snapshot = serde_json::from_str(&text).expect("a snapshot");
+        let restored = back.recording.expect("the recording is kept");
+        assert_eq!((restored.recording_id.as_str(), restored.tap), ("rec-1", 7));
+        assert_eq!(restored.tapped, active.tapped);
+        let old: Snapshot =
+            serde_json::from_str(r#"{"shard": 0, "session": null, "peers": {}}"#).expect("old snapshot");
+        assert!(old.recording.is_none());
+    }
 
     #[test]
     fn the_roles_video_codec_is_preferred_in_the_answer() {

@@ -20,8 +20,9 @@ use tracing::{debug, info, warn};
 
 use super::{AdminError, Room};
 
-/// The recording running in a room.
-#[derive(Debug, Clone)]
+/// The recording running in a room. It is part of the room's snapshot, so a restarted
+/// signaling process still taps the tracks published after its restart.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct Active {
     pub recording_id: String,
     pub tap: u32,
