@@ -26,6 +26,7 @@
 //! ```
 
 pub mod chart;
+pub mod layout;
 pub mod peer;
 pub mod prom;
 pub mod report;

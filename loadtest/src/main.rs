@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 
+use loadtest::layout::Layout;
 use loadtest::peer::{self, Live, PeerPlan};
 use loadtest::report::{self, Settings, TimePoint, Totals};
 use loadtest::signal::{Api, tls_config};
@@ -64,9 +65,11 @@ struct Args {
     /// router's counters are (scripts/bench.sh uses this).
     #[arg(long)]
     sink: bool,
-    /// LiveKit's layout flag (how many tiles a subscriber shows); every video is received here.
-    #[arg(long, default_value = "speaker")]
-    layout: String,
+    /// The subscribers' screen, as LiveKit's flag: `speaker` (1 video high, 5 low), `3x3` (9
+    /// medium), `4x4` (16 low), `5x5` (25 low), or `all` (every video, the router picks the
+    /// layer). Videos past the tiles are not received; audio always is.
+    #[arg(long, default_value = "all")]
+    layout: Layout,
     /// Peers started per second.
     #[arg(long, default_value_t = 10.0)]
     num_per_second: f64,
@@ -183,8 +186,9 @@ async fn run(args: Args) -> Result<bool, Error> {
         args.server_pid.clone()
     };
     eprintln!(
-        "loadtest: {rooms} room(s) × ({video} video + {audio} audio publishers, {subs} subscribers), {:.0} s media, simulcast {simulcast}, watching server pids {pids:?}",
-        args.duration.as_secs_f64()
+        "loadtest: {rooms} room(s) × ({video} video + {audio} audio publishers, {subs} subscribers), {:.0} s media, simulcast {simulcast}, layout {}, watching server pids {pids:?}",
+        args.duration.as_secs_f64(),
+        args.layout
     );
 
     // The sampler: one point a second, and the progress line.
@@ -269,6 +273,7 @@ async fn run(args: Args) -> Result<bool, Error> {
                 resolution,
                 until,
                 sink: args.sink,
+                layout: args.layout,
             };
             handles.push(tokio::spawn(peer::run(
                 plan,
@@ -367,6 +372,7 @@ async fn run(args: Args) -> Result<bool, Error> {
         num_per_second: args.num_per_second,
         threads: args.threads,
         sink: args.sink,
+        layout: args.layout.name(),
     };
     let media_s = (ramp + args.duration).as_secs_f64();
     let report = report::build(settings, peers, series, server, media_s, totals);

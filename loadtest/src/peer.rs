@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Value, json};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::ChannelId;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
@@ -20,6 +21,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use synth_media::{OpusStream, Vp8Stream};
 use tokio::net::UdpSocket;
 
+use crate::layout::{Layout, Tile, Tiles};
 use crate::signal::{Api, Incoming, Signal};
 use crate::stamp::{self, Stamp};
 use crate::stats::{JoinTimeline, Step, TrackRecv};
@@ -63,6 +65,8 @@ pub struct PeerPlan {
     /// once attached (ICE and DTLS still complete), so the generator spends nothing on what the
     /// router forwards and the router's counters alone measure the run (`--sink`).
     pub sink: bool,
+    /// Which videos this peer shows, and how large (`--layout`).
+    pub layout: Layout,
 }
 
 /// Counters every peer adds to, for the progress line and the time series.
@@ -90,6 +94,8 @@ pub struct PeerReport {
     pub timeline: JoinTimeline,
     pub tracks: Vec<TrackRecv>,
     pub sent: Vec<SentTrack>,
+    /// The videos asked for under `--layout` (empty with `all`).
+    pub tiles: Vec<Tile>,
     pub error: Option<String>,
 }
 
@@ -111,6 +117,10 @@ struct Pc {
     local: SocketAddr,
     timeout: Instant,
     events: Vec<Event>,
+    /// The `ion-sfu` channel, once open, and the text messages it brought (on the subscribe
+    /// connection: the server's replies to `prefer-video-track-state`).
+    channel: Option<ChannelId>,
+    channel_texts: Vec<String>,
 }
 
 impl Pc {
@@ -121,7 +131,7 @@ impl Pc {
         let mut rtc = Rtc::builder().set_rtp_mode(true).build(now);
         let cand = Candidate::host(local, "udp").map_err(|e| Error::Setup(format!("candidate: {e}")))?;
         rtc.add_local_candidate(cand);
-        Ok(Pc { rtc, socket, local, timeout: now, events: Vec::new() })
+        Ok(Pc { rtc, socket, local, timeout: now, events: Vec::new(), channel: None, channel_texts: Vec::new() })
     }
 
     /// Drains str0m's output: sends datagrams, keeps events, notes the next timeout.
@@ -193,8 +203,11 @@ pub async fn run(
     let mut timeline = JoinTimeline::default();
     let mut inbound = Inbound { tracks: HashMap::new() };
     let mut outgoing = Vec::new();
+    let mut tiles = Tiles::new(plan.layout);
     let publisher = plan.audio || plan.video;
-    let result = session(&plan, &api, &init_url, tls, &clock, &live, &mut timeline, &mut inbound, &mut outgoing).await;
+    let result =
+        session(&plan, &api, &init_url, tls, &clock, &live, &mut timeline, &mut inbound, &mut outgoing, &mut tiles)
+            .await;
     if result.is_err() {
         live.failed.fetch_add(1, Ordering::Relaxed);
     }
@@ -207,6 +220,7 @@ pub async fn run(
         timeline,
         tracks,
         sent: outgoing.into_iter().map(|o| o.sent).collect(),
+        tiles: tiles.into_tiles(),
         error: result.err().map(|e| e.to_string()),
     }
 }
@@ -222,6 +236,7 @@ async fn session(
     timeline: &mut JoinTimeline,
     inbound: &mut Inbound,
     outgoing: &mut Vec<Outgoing>,
+    tiles: &mut Tiles,
 ) -> Result<(), Error> {
     timeline.mark(Step::Start, clock.now_us());
     let peer_id = format!("lt-{}-{}", plan.index, clock.now_us());
@@ -258,7 +273,7 @@ async fn session(
         .request(
             "join",
             json!({"name": format!("loadtest-{}", plan.index), "data": "", "offer": {"type": "offer", "sdp": offer.to_sdp_string()},
-                   "disableVidAutoSub": false, "simulcast": plan.simulcast, "server_sub_degrade": false}),
+                   "disableVidAutoSub": plan.layout.asks_for_video(), "simulcast": plan.simulcast, "server_sub_degrade": false}),
         )
         .await?;
 
@@ -286,7 +301,7 @@ async fn session(
         // Signaling pushes that arrived before the join answer are handled after it.
         if joined {
             while let Some((m, p)) = pushes.pop_front() {
-                on_push(&m, p, &mut subscribe, &mut sig, live).await?;
+                on_push(&m, p, &mut subscribe, &mut sig, tiles, live).await?;
             }
         }
         let mut wake = publish.timeout.min(subscribe.timeout).min(ping_at).min(plan.until);
@@ -327,7 +342,7 @@ async fn session(
                     }
                 }
                 Incoming::Push(m, p) => {
-                    if joined { on_push(&m, p, &mut subscribe, &mut sig, live).await?; } else { pushes.push_back((m, p)); }
+                    if joined { on_push(&m, p, &mut subscribe, &mut sig, tiles, live).await?; } else { pushes.push_back((m, p)); }
                 }
             },
             _ = tokio::time::sleep_until(wake.into()) => {}
@@ -354,6 +369,10 @@ async fn session(
         on_events(media_pc, clock, timeline, inbound, outgoing, live, true);
         let other = if plan.audio || plan.video { &mut subscribe } else { &mut publish };
         on_events(other, clock, timeline, inbound, outgoing, live, false);
+        ask_for_tiles(&mut subscribe, tiles, live);
+        if let Some(refused) = tiles.refused() {
+            return Err(Error::Signal(refused.to_owned()));
+        }
         send_media(now, clock, &mut publish, outgoing, live);
     }
     sig.close().await;
@@ -404,8 +423,17 @@ async fn publish_offer(
     Ok((id, pending, mids))
 }
 
-/// The server's pushes that need an action: a subscribe offer gets an answer.
-async fn on_push(method: &str, params: Value, sub: &mut Pc, sig: &mut Signal, live: &Live) -> Result<(), Error> {
+/// The server's pushes that need an action: a subscribe offer gets an answer; announced tracks
+/// become tiles.
+async fn on_push(
+    method: &str,
+    params: Value,
+    sub: &mut Pc,
+    sig: &mut Signal,
+    tiles: &mut Tiles,
+    live: &Live,
+) -> Result<(), Error> {
+    tiles.on_push(method, &params);
     if method != "offer" {
         return Ok(());
     }
@@ -417,6 +445,27 @@ async fn on_push(method: &str, params: Value, sub: &mut Pc, sig: &mut Signal, li
     let answer = sub.rtc.sdp_api().accept_offer(offer).map_err(|e| Error::Signal(format!("subscribe offer: {e}")))?;
     sub.drive(live);
     sig.notify("answer", json!({"desc": {"type": "answer", "sdp": answer.to_sdp_string()}})).await
+}
+
+/// Writes the layout's pending `prefer-video-track-state` requests on the subscribe
+/// connection's `ion-sfu` channel once it is open; one the channel does not take waits.
+fn ask_for_tiles(sub: &mut Pc, tiles: &mut Tiles, live: &Live) {
+    for text in sub.channel_texts.drain(..) {
+        tiles.on_reply(&text);
+    }
+    let Some(id) = sub.channel else { return };
+    let mut wrote = false;
+    while let Some(request) = tiles.next_request() {
+        let taken = sub.rtc.channel(id).is_some_and(|mut ch| ch.write(false, request.as_bytes()).unwrap_or(false));
+        if !taken {
+            tiles.unsend(&request);
+            break;
+        }
+        wrote = true;
+    }
+    if wrote {
+        sub.drive(live);
+    }
 }
 
 /// After the publish answer: one outgoing stream per track (per layer with simulcast).
@@ -559,6 +608,8 @@ fn on_events(
                     timeline.mark(Step::FirstPacket, f);
                 }
             }
+            Event::ChannelOpen(id, label) if label == "ion-sfu" => pc.channel = Some(id),
+            Event::ChannelData(d) if !d.binary => pc.channel_texts.push(String::from_utf8_lossy(&d.data).into_owned()),
             Event::KeyframeRequest(r) => {
                 for o in outgoing.iter_mut() {
                     if o.mid == r.mid

@@ -39,6 +39,8 @@ pub struct Settings {
     pub threads: usize,
     /// Peers received no media (`--sink`): no receive-side figures.
     pub sink: bool,
+    /// `--layout`: which videos each peer asked for (docs/loadtest.md).
+    pub layout: &'static str,
 }
 
 /// Per published track (source), over every subscriber that received it.
@@ -255,6 +257,18 @@ pub fn tables(r: &RunReport, max_rows: usize) -> String {
         let _ = writeln!(
             s,
             "\n--sink: peers dropped the media they were sent in the kernel; receive-side columns are empty, the router's counters below measure the run."
+        );
+    }
+    if r.settings.layout != "all" {
+        let tiles: Vec<_> = r.peers.iter().flat_map(|p| &p.tiles).collect();
+        let shown = tiles.iter().filter(|t| t.max_layer != "none").count();
+        let _ = writeln!(
+            s,
+            "\n--layout {}: the peers asked for {} videos ({shown} shown, {} not), the server accepted {}.",
+            r.settings.layout,
+            tiles.len(),
+            tiles.len() - shown,
+            tiles.iter().filter(|t| t.accepted).count()
         );
     }
     let pct = |lost: u64, exp: u64| if exp == 0 { 0.0 } else { 100.0 * lost as f64 / exp as f64 };
