@@ -116,12 +116,15 @@ pub(crate) enum Conn {
     /// `Send`, not `Sync`, so a `RefCell` suffices). Prepared statements are cached by SQL text.
     /// The `Option` is only `None` while the client is being dropped (see `Drop for Conn`).
     /// `config` reconnects a connection the server closed (restart, idle timeout), between
-    /// transactions only: `in_tx` says whether one is open.
+    /// transactions only: `in_tx` says whether one is open. `lost` is set by a call that failed
+    /// because the connection itself is gone: the client may not have noticed the closed socket
+    /// yet (`is_closed` still false), and its next call would fail too.
     Postgres {
         client: RefCell<Option<postgres::Client>>,
         statements: RefCell<HashMap<String, postgres::Statement>>,
         config: postgres::Config,
         in_tx: std::cell::Cell<bool>,
+        lost: std::cell::Cell<bool>,
     },
 }
 
@@ -153,12 +156,17 @@ impl Drop for Conn {
     }
 }
 
-/// The PostgreSQL client of `conn`, borrowed for one call.
-fn pg_client(
-    client: &RefCell<Option<postgres::Client>>,
-) -> Result<std::cell::RefMut<'_, postgres::Client>, StoreError> {
-    std::cell::RefMut::filter_map(client.borrow_mut(), Option::as_mut)
-        .map_err(|_| StoreError::Postgres("the connection is closed".into()))
+/// Whether `e` means the connection is gone (the server ended it, the socket broke), not only
+/// that one statement failed: a server error of severity FATAL or PANIC ends the session, and an
+/// I/O error leaves the protocol stream in an unknown state.
+fn connection_lost(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.as_db_error() {
+        Some(db) => matches!(db.severity(), "FATAL" | "PANIC"),
+        None => std::error::Error::source(e).is_some_and(|src| src.is::<std::io::Error>()),
+    }
 }
 
 impl std::fmt::Debug for Conn {
@@ -263,14 +271,15 @@ impl Conn {
             statements: RefCell::new(HashMap::new()),
             config,
             in_tx: std::cell::Cell::new(false),
+            lost: std::cell::Cell::new(false),
         })
     }
 
     /// Reconnects a PostgreSQL connection the server closed, unless a transaction was open
     /// (its statements are lost with the connection: that is an error, not a silent retry).
     fn revive(&self) -> Result<(), StoreError> {
-        let Conn::Postgres { client, statements, config, in_tx } = self else { return Ok(()) };
-        let closed = client.borrow().as_ref().is_some_and(postgres::Client::is_closed);
+        let Conn::Postgres { client, statements, config, in_tx, lost } = self else { return Ok(()) };
+        let closed = lost.get() || client.borrow().as_ref().is_some_and(postgres::Client::is_closed);
         if !closed || in_tx.get() {
             return Ok(());
         }
@@ -278,7 +287,28 @@ impl Conn {
         let old = client.borrow_mut().replace(fresh);
         off_runtime(move || drop(old));
         statements.borrow_mut().clear();
+        lost.set(false);
         Ok(())
+    }
+
+    /// One call of the PostgreSQL client, off the async runtime; a call that lost the
+    /// connection marks it for [`Conn::revive`].
+    fn pg_call<T: Send>(
+        &self,
+        call: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T, StoreError> {
+        let Conn::Postgres { client, lost, .. } = self else {
+            return Err(StoreError::BadValue("not a PostgreSQL connection".into()));
+        };
+        let mut c = std::cell::RefMut::filter_map(client.borrow_mut(), Option::as_mut)
+            .map_err(|_| StoreError::Postgres("the connection is closed".into()))?;
+        let c = &mut *c;
+        off_runtime(|| call(c)).map_err(|e| {
+            if connection_lost(&e) {
+                lost.set(true);
+            }
+            e.into()
+        })
     }
 
     /// Runs a statement; the number of rows it changed.
@@ -288,13 +318,11 @@ impl Conn {
                 let mut stmt = c.prepare_cached(sql)?;
                 Ok(stmt.execute(rusqlite::params_from_iter(args.iter()))? as u64)
             }
-            Conn::Postgres { client, .. } => {
+            Conn::Postgres { .. } => {
                 self.revive()?;
                 let stmt = self.pg_statement(sql)?;
                 let params: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|a| a as _).collect();
-                let mut c = pg_client(client)?;
-                let c = &mut *c;
-                Ok(off_runtime(|| c.execute(&stmt, &params))?)
+                self.pg_call(|c| c.execute(&stmt, &params))
             }
         }
     }
@@ -316,13 +344,11 @@ impl Conn {
                 }
                 Ok(out)
             }
-            Conn::Postgres { client, .. } => {
+            Conn::Postgres { .. } => {
                 self.revive()?;
                 let stmt = self.pg_statement(sql)?;
                 let params: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|a| a as _).collect();
-                let mut c = pg_client(client)?;
-                let c = &mut *c;
-                let rows = off_runtime(|| c.query(&stmt, &params))?;
+                let rows = self.pg_call(|c| c.query(&stmt, &params))?;
                 rows.iter()
                     .map(|r| (0..r.len()).map(|i| pg_value(r, i)).collect::<Result<Vec<_>, _>>().map(Row))
                     .collect()
@@ -344,26 +370,22 @@ impl Conn {
     pub fn batch(&self, sql: &str) -> Result<(), StoreError> {
         match self {
             Conn::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Conn::Postgres { client, .. } => {
+            Conn::Postgres { .. } => {
                 self.revive()?;
-                let mut c = pg_client(client)?;
-                let c = &mut *c;
-                Ok(off_runtime(|| c.batch_execute(sql))?)
+                self.pg_call(|c| c.batch_execute(sql))
             }
         }
     }
 
     fn pg_statement(&self, sql: &str) -> Result<postgres::Statement, StoreError> {
-        let Conn::Postgres { client, statements, .. } = self else {
+        let Conn::Postgres { statements, .. } = self else {
             return Err(StoreError::BadValue("not a PostgreSQL connection".into()));
         };
         if let Some(s) = statements.borrow().get(sql) {
             return Ok(s.clone());
         }
         let translated = pg_sql(sql);
-        let mut c = pg_client(client)?;
-        let c = &mut *c;
-        let stmt = off_runtime(|| c.prepare(&translated))?;
+        let stmt = self.pg_call(|c| c.prepare(&translated))?;
         statements.borrow_mut().insert(sql.to_owned(), stmt.clone());
         Ok(stmt)
     }

@@ -22,12 +22,12 @@ impl Backend {
     }
 
     /// PostgreSQL only: the server ends every connection to this backend's database (as a
-    /// server restart would).
+    /// server restart would), waiting up to 5 s for each to be gone.
     pub fn terminate_connections(&self) {
         let Some((url, db)) = &self.admin else { return };
         let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
         c.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
             &[db],
         )
         .unwrap();
