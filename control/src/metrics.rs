@@ -201,26 +201,29 @@ fn render_router(out: &mut Exposition, metrics: Option<&Value>) {
     out.family(name, "histogram", "In-router latency: a receive batch taken from the kernel to its sends submitted.");
     for s in &shards {
         let h = &s["counters"]["shell"];
-        let bounds: Vec<u64> =
-            h["latency_bounds_us"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
-        let counts: Vec<u64> =
-            h["latency"]["counts"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
-        let shard = label(s);
-        let mut cumulative = 0u64;
-        for (i, bound) in bounds.iter().enumerate() {
-            cumulative += counts.get(i).copied().unwrap_or(0);
-            let le = format!("{}", *bound as f64 / 1e6);
-            out.sample(&format!("{name}_bucket"), &[("shard", &shard), ("le", &le)], cumulative);
-        }
-        let total: u64 = counts.iter().sum();
-        out.sample(&format!("{name}_bucket"), &[("shard", &shard), ("le", "+Inf")], total);
-        out.sample(
-            &format!("{name}_sum"),
-            &[("shard", &shard)],
-            h["latency"]["sum_ns"].as_u64().unwrap_or(0) as f64 / 1e9,
-        );
-        out.sample(&format!("{name}_count"), &[("shard", &shard)], total);
+        histogram(out, name, &[("shard", &label(s))], &h["latency"], &h["latency_bounds_us"]);
     }
+}
+
+/// One series of a histogram family from a process's `{counts, sum_ns}` reply
+/// (`schema::histogram::Histogram`) and its bucket bounds in µs.
+fn histogram(out: &mut Exposition, name: &str, labels: &[(&str, &str)], h: &Value, bounds_us: &Value) {
+    let bounds: Vec<u64> = bounds_us.as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
+    let counts: Vec<u64> = h["counts"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
+    let mut cumulative = 0u64;
+    let mut bucket = |le: &str, count: u64| {
+        let mut l = labels.to_vec();
+        l.push(("le", le));
+        out.sample(&format!("{name}_bucket"), &l, count);
+    };
+    for (i, bound) in bounds.iter().enumerate() {
+        cumulative += counts.get(i).copied().unwrap_or(0);
+        bucket(&format!("{}", *bound as f64 / 1e6), cumulative);
+    }
+    let total: u64 = counts.iter().sum();
+    bucket("+Inf", total);
+    out.sample(&format!("{name}_sum"), labels, h["sum_ns"].as_u64().unwrap_or(0) as f64 / 1e9);
+    out.sample(&format!("{name}_count"), labels, total);
 }
 
 fn shell(s: &Value, field: &str) -> u64 {
@@ -243,6 +246,13 @@ fn render_signaling(out: &mut Exposition, m: Option<&Value>) {
         out.family(name, kind, help);
         out.sample(name, &[], m[field].as_u64().unwrap_or(0));
     }
+    let name = "signaling_join_seconds";
+    out.family(
+        name,
+        "histogram",
+        "Server-side join time: a `join` read off its socket to its answer queued for the socket.",
+    );
+    histogram(out, name, &[], &m["join_latency"], &m["join_latency_bounds_us"]);
 }
 
 fn render_control(out: &mut Exposition, st: &AppState, outbox: Option<i64>) {

@@ -109,7 +109,13 @@ fn metrics_need_a_token_parse_as_prometheus_text_and_move_with_traffic() {
         assert!(Instant::now() < deadline, "router and signaling never both answered: {s:?}");
         std::thread::sleep(Duration::from_millis(200));
     };
-    for name in ["router_dropped_total", "router_forwarded_total", "router_latency_seconds_bucket"] {
+    for name in [
+        "router_dropped_total",
+        "router_forwarded_total",
+        "router_latency_seconds_bucket",
+        "signaling_join_seconds_bucket",
+        "signaling_join_seconds_count",
+    ] {
         assert!(before.iter().any(|(n, _, _)| n == name), "{name} missing");
     }
     assert_eq!(value(&before, "signaling_active_rooms", &[]), 0.0);
@@ -144,7 +150,7 @@ fn metrics_need_a_token_parse_as_prometheus_text_and_move_with_traffic() {
         .filter(|(n, l, _)| n == "router_latency_seconds_bucket" && l["shard"] == "0")
         .map(|(_, _, v)| *v)
         .collect();
-    assert_eq!(buckets.len(), 17);
+    assert_eq!(buckets.len(), schema::histogram::BOUNDS_US.len() + 1);
     assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
     assert_eq!(buckets.last().copied(), Some(value(&moved, "router_latency_seconds_count", &shard0)));
 }

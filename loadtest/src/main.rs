@@ -248,6 +248,8 @@ async fn run(args: Args) -> Result<bool, Error> {
         })
     };
 
+    // Signaling's join histogram before any peer joins: the run's joins are the difference.
+    let joins_before = api.metrics().await.ok();
     let mut handles = Vec::new();
     let mut next_start = Instant::now();
     let gap = Duration::from_secs_f64(1.0 / args.num_per_second);
@@ -354,11 +356,19 @@ async fn run(args: Args) -> Result<bool, Error> {
     let server_cores = ((server_cpu(&pids) - server_start) / wall).max(0.0);
     let ticks = live.ticks.load(Ordering::Relaxed).max(1);
     let late = 100.0 * live.late_ticks.load(Ordering::Relaxed) as f64 / ticks as f64;
+    let server_join = joins_before.zip(api.metrics().await.ok()).and_then(|(a, b)| {
+        let name = "signaling_join_seconds";
+        report::Quantiles::of(&loadtest::prom::delta(
+            &loadtest::prom::histogram(&a, name),
+            &loadtest::prom::histogram(&b, name),
+        ))
+    });
     let totals = Totals {
         generator_cpu_cores: generator_cpu,
         server_cpu_cores: server_cores,
         late_tick_percent: late,
         generator_limited: generator_cpu > 0.9 * args.threads as f64 || late > 5.0,
+        server_join,
         ..Totals::default()
     };
     let settings = Settings {

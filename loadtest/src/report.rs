@@ -138,6 +138,31 @@ pub struct Totals {
     /// The generator, not the server, was the limit: its CPU was near the threads it may use,
     /// or its media ticks ran late.
     pub generator_limited: bool,
+    /// Signaling's own join time over the run (`signaling_join_seconds` of `GET /metrics`): a
+    /// `join` read off its socket to its answer queued. `None` if the scrape failed.
+    pub server_join: Option<Quantiles>,
+}
+
+/// Quantiles read from a histogram, in ms.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Quantiles {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl Quantiles {
+    /// From a histogram in seconds (`prom::histogram`); `None` without samples.
+    pub fn of(buckets: &crate::prom::Buckets) -> Option<Quantiles> {
+        let q = |q: f64| crate::prom::quantile(buckets, q).map(|s| s * 1e3);
+        Some(Quantiles {
+            count: buckets.last().map_or(0, |&(_, c)| c as u64),
+            p50_ms: q(0.5)?,
+            p90_ms: q(0.9)?,
+            p99_ms: q(0.99)?,
+        })
+    }
 }
 
 /// Builds the tables from the peers' reports. `media_s` is the length of the media window.
@@ -246,7 +271,7 @@ pub fn build(
         .collect::<Vec<_>>();
     let mut join = join;
     let mut rpc: Vec<f64> = peers.iter().filter_map(|p| p.timeline.join_rpc_ms()).collect();
-    join.push(JoinRow { step: "join RPC (server)", ms: Summary::of(&mut rpc) });
+    join.push(JoinRow { step: "join round trip", ms: Summary::of(&mut rpc) });
     RunReport { settings, tracks: by_source.into_values().collect(), subscribers, join, totals, series, server, peers }
 }
 
@@ -339,6 +364,13 @@ pub fn tables(r: &RunReport, max_rows: usize) -> String {
             s,
             "{:<18} | {:>6} | {:>9.1} | {:>9.1} | {:>9.1} | {:>9.1}",
             j.step, j.ms.count, j.ms.p50, j.ms.p90, j.ms.p99, j.ms.max
+        );
+    }
+    if let Some(j) = &r.totals.server_join {
+        let _ = writeln!(
+            s,
+            "{:<18} | {:>6} | {:>9.1} | {:>9.1} | {:>9.1} |   (signaling_join_seconds, /metrics)",
+            "join (server)", j.count, j.p50_ms, j.p90_ms, j.p99_ms
         );
     }
     if let Some(w) = &r.server {

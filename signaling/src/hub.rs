@@ -35,6 +35,9 @@ pub struct Hub {
     /// WebSocket connections open now, and accepted since start (the admin socket's `metrics`).
     pub open_sockets: AtomicU64,
     pub sockets_accepted: AtomicU64,
+    /// Server-side join time: a `join` read off its socket to its answer queued for the socket
+    /// (the wait behind the room's other messages included), for the admin socket's `metrics`.
+    pub join_latency: Mutex<schema::histogram::Histogram>,
 }
 
 /// The default session cap: 12 h, the 100ms maximum.
@@ -92,6 +95,7 @@ impl Hub {
             transports: Mutex::default(),
             open_sockets: AtomicU64::new(0),
             sockets_accepted: AtomicU64::new(0),
+            join_latency: Mutex::default(),
         })
     }
 

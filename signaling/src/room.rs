@@ -81,8 +81,8 @@ const MAX_DATA: usize = 16 * 1024;
 pub enum RoomMsg {
     /// A WebSocket authenticated for `peer_id` in this room.
     Attach { peer_id: String, conn: u64, user_id: String, role: String, out: Outbox },
-    /// A JSON-RPC message on that socket.
-    Rpc { peer_id: String, conn: u64, msg: Incoming },
+    /// A JSON-RPC message on that socket, and when it was read off the socket.
+    Rpc { peer_id: String, conn: u64, msg: Incoming, received: Instant },
     /// The socket closed.
     Detach { peer_id: String, conn: u64 },
     /// A router event about one of this room's transports.
@@ -583,9 +583,9 @@ impl Room {
             RoomMsg::Attach { peer_id, conn, user_id, role, out } => {
                 self.attach(peer_id, conn, user_id, role, out).await
             }
-            RoomMsg::Rpc { peer_id, conn, msg } => {
+            RoomMsg::Rpc { peer_id, conn, msg, received } => {
                 if self.peers.get(&peer_id).is_some_and(|p| p.conn == conn) {
-                    self.rpc(&peer_id, msg).await;
+                    self.rpc(&peer_id, msg, received).await;
                 }
             }
             RoomMsg::Detach { peer_id, conn } => self.detach(&peer_id, conn).await,
@@ -712,7 +712,7 @@ impl Room {
         }
     }
 
-    async fn rpc(&mut self, peer_id: &str, msg: Incoming) {
+    async fn rpc(&mut self, peer_id: &str, msg: Incoming, received: Instant) {
         match msg {
             Incoming::Request { id, method, params } => {
                 let result = self.request(peer_id, &method, params).await;
@@ -723,6 +723,9 @@ impl Room {
                         info!(room = %self.id, peer = %peer_id, %method, code = refusal.code, message = %refusal.message, "request refused");
                         peer.send(rpc::error_response(&id, refusal.code, &refusal.message));
                     }
+                }
+                if method == "join" {
+                    self.hub.join_latency.lock().unwrap_or_else(|p| p.into_inner()).record(received.elapsed());
                 }
                 if method == "join" && self.peers.get(peer_id).is_some_and(|p| p.joined) {
                     self.after_join(peer_id).await;

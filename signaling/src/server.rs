@@ -240,7 +240,7 @@ async fn run_socket(app: Arc<App>, mut socket: WebSocket, q: WsQuery) {
                 }
                 match rpc::parse_incoming(&text) {
                     Ok(msg) => {
-                        if room.send(RoomMsg::Rpc { peer_id: peer_id.clone(), conn, msg }).is_err() {
+                        if room.send(RoomMsg::Rpc { peer_id: peer_id.clone(), conn, msg, received: std::time::Instant::now() }).is_err() {
                             break;
                         }
                     }

@@ -622,6 +622,15 @@ async fn the_admin_socket_reads_and_changes_live_rooms() {
     let mut bob = p.joined(&room, "bob", "guest").await;
     bob.publish().await;
 
+    // metrics: the two joins are in the join-time histogram, each in one bucket.
+    let r = p.admin(json!({"id": 20, "op": "metrics"})).await;
+    let m = if r["ok"].is_object() { &r["ok"] } else { &r };
+    let counts: Vec<u64> =
+        m["join_latency"]["counts"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).collect();
+    assert_eq!(counts.iter().sum::<u64>(), 2, "{r}");
+    assert_eq!(counts.len(), m["join_latency_bounds_us"].as_array().unwrap().len() + 1, "{r}");
+    assert!(m["join_latency"]["sum_ns"].as_u64() > Some(0), "{r}");
+
     // active_room
     let r = p.admin(json!({"id": 2, "op": "active_room", "room_id": room})).await;
     let ok = &r["ok"];

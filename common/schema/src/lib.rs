@@ -12,6 +12,7 @@
 //!   event envelopes of the router link.
 //! - [`recording`]: the recorder's reports to control and the track metadata of a tap.
 //! - [`tap`]: the binary records of the media tap (router shard → recorder).
+//! - [`histogram`]: the fixed-bucket latency histogram the processes report in their metrics.
 //! - [`message`]: [`Message`], one variant per message of every link, and its kind numbers.
 //! - [`frame`]: how a [`Message`] travels: a JSON envelope `{"v": SCHEMA_VERSION, ...}` or a
 //!   binary frame (magic, version, kind, length, payload) for the shared-memory queues. Both
@@ -61,6 +62,7 @@ pub mod api;
 pub mod codec;
 pub mod extensions;
 pub mod frame;
+pub mod histogram;
 pub mod ids;
 pub mod message;
 pub mod recording;
