@@ -207,7 +207,7 @@ async fn handle(hub: &Arc<Hub>, request: &Value) -> Result<Value, AdminError> {
             "open_sockets": hub.open_sockets.load(std::sync::atomic::Ordering::Relaxed),
             "sockets_accepted": hub.sockets_accepted.load(std::sync::atomic::Ordering::Relaxed),
             "join_latency": hub.join_latency.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            "join_latency_bounds_us": schema::histogram::BOUNDS_US,
+            "join_latency_bounds_us": &schema::histogram::BOUNDS_US[..],
         }));
     }
     let op = parse_op(request)?;
