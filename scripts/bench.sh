@@ -3,12 +3,16 @@
 # (docs/performance.md explains the method and records the figures).
 #
 #   scripts/bench.sh                   ceiling vs router, io_uring and mmsg side by side, and the
-#                                      in-router latency at 80 % of the measured capacity
+#                                      in-router latency at 80 % of the measured capacity, in the
+#                                      fan-out room and in meeting-size rooms
 #   scripts/bench.sh flatness          CPU per forwarded packet from 10 to 2,000 subscribers
 #   scripts/bench.sh criterion [f]     the criterion benches (packet path, SRTP, recorder)
 #
 # Environment: BENCH_PROFILE (release), BENCH_PUBLISHERS (10), BENCH_SUBSCRIBERS (100),
-# BENCH_SECONDS (15), BENCH_BACKENDS ("uring mmsg"), BENCH_OUT (target/bench).
+# BENCH_SECONDS (15), BENCH_BACKENDS ("uring mmsg"), BENCH_OUT (target/bench),
+# BENCH_BIN (a directory of already built binaries: no build), BENCH_PERF (1: a `perf record`
+# of the router's shard thread in the middle of every load run: $BENCH_OUT/NAME.perf.data, its
+# functions in NAME.perf.txt and their shares by part of the path in NAME.perf-summary.txt).
 #
 # The router's shard is pinned to core 0; control, signaling, the load generator and the
 # ceiling's feeder run on core 1. Peers are `loadtest --sink` peers: they publish real SRTP and
@@ -39,9 +43,18 @@ if [[ "$(nproc)" -lt 2 ]]; then
 fi
 command -v python3 >/dev/null || { echo "bench.sh: needs python3 (reads the JSON reports)" >&2; exit 2; }
 
-echo "== building ($profile)" >&2
-cargo build --locked -j2 --profile "$profile" -p router -p control -p signaling -p recorder -p loadtest --bins >&2
-bin="target/$([[ "$profile" == dev ]] && echo debug || echo "$profile")"
+if [[ -n "${BENCH_BIN:-}" ]]; then
+    bin="$BENCH_BIN"
+else
+    echo "== building ($profile)" >&2
+    cargo build --locked -j2 --profile "$profile" -p router -p control -p signaling -p recorder -p loadtest --bins >&2
+    bin="target/$([[ "$profile" == dev ]] && echo debug || echo "$profile")"
+fi
+perf_on="${BENCH_PERF:-0}"
+if [[ "$perf_on" == 1 ]] && ! command -v perf >/dev/null; then
+    echo "bench.sh: BENCH_PERF=1 needs perf (Debian: apt-get install linux-perf)" >&2
+    exit 2
+fi
 mkdir -p "$out"
 work="$(mktemp -d /tmp/bench.XXXXXX)"
 control_pid=""
@@ -86,7 +99,22 @@ load() {
     taskset -c 1 "$bin/loadtest" --api-url https://localhost:18543 --init-url https://localhost:18544 \
         --data-dir "$work/data-$1" --rooms "$4" --video-publishers "$2" --subscribers "$3" --no-simulcast \
         --video-resolution high --sink --duration "${seconds}s" --num-per-second "$rate" --max-rows 0 \
-        --json "$out/$5.json" --chart "$out/$5.svg" >"$out/$5.txt" 2>"$out/$5.log" || true
+        --json "$out/$5.json" --chart "$out/$5.svg" >"$out/$5.txt" 2>"$out/$5.log" &
+    local lt=$!
+    if [[ "$perf_on" == 1 ]]; then
+        # The middle third of the media window, after every peer has started.
+        sleep $(( n / rate + 2 + seconds / 3 ))
+        local router_pid
+        router_pid="$(pgrep -n -f "^$bin/router --shards")" || router_pid=""
+        if [[ -n "$router_pid" ]]; then
+            perf record -q -e cpu-clock -F 2000 -g -p "$router_pid" -o "$out/$5.perf.data" -- sleep $(( seconds / 3 )) \
+                >/dev/null 2>&1 || true
+            perf report -i "$out/$5.perf.data" --comm shard-0 --no-children --sort symbol --stdio -g none \
+                2>/dev/null | grep -v '^$' >"$out/$5.perf.txt" || true
+            python3 scripts/perf-summary.py "$out/$5.perf.txt" >"$out/$5.perf-summary.txt" || true
+        fi
+    fi
+    wait "$lt" || true
     if [[ ! -s "$out/$5.json" ]]; then
         echo "bench.sh: loadtest wrote no report; $out/$5.log:" >&2
         tail -20 "$out/$5.log" >&2
@@ -120,9 +148,35 @@ if [[ "$mode" == flatness ]]; then
     exit 0
 fi
 
+# at80 BACKEND NAME PUBLISHERS SUBSCRIBERS ROOMS subs|rooms: a load run meant to take 80 % of
+# the shard's core. CPU per packet is not constant in the load (docs/performance.md), so a run
+# that lands outside 72–88 % is rescaled (its subscribers or its rooms) by what it measured and
+# run again, at most twice more. The last run's report is $out/NAME.json.
+at80() {
+    local backend=$1 name=$2 pubs=$3 subs=$4 rooms=$5 scale=$6 try next
+    for try in 1 2 3; do
+        echo "== $backend: $name: $rooms room(s) of $pubs publishers + $subs subscribers (try $try)" >&2
+        start_platform "$backend"
+        load "$backend" "$pubs" "$subs" "$rooms" "$name"
+        stop_platform
+        next="$(python3 -c "
+l = $(field "$out/$name.json" "r['server']['shard_cpu_cores']")
+if 0.72 <= l <= 0.88 or l <= 0: print('')
+elif '$scale' == 'rooms': print(max(1, round($rooms * 0.8 / l)))
+else: print(max(1, round(($subs + $pubs - 1) * 0.8 / l) - $pubs + 1))")"
+        if [[ "$scale" == rooms ]]; then
+            [[ -z "$next" || "$next" == "$rooms" ]] && return 0
+            rooms="$next"
+        else
+            [[ -z "$next" || "$next" == "$subs" ]] && return 0
+            subs="$next"
+        fi
+    done
+}
+
 fanout=$(( subscribers + publishers - 1 ))
 echo "== scenario: 1 room, $publishers video publishers + $subscribers subscribers (fan-out $fanout), ${seconds}s, GCM" >&2
-declare -A ceiling router_pps router_us cores p50 p99 drops l80_p50 l80_p99 l80_load
+declare -A ceiling router_pps router_us cores p50 p99 drops l80_p50 l80_p99 l80_load m80_p50 m80_p99 m80_load
 for backend in $backends; do
     echo "== $backend: ceiling (udp-ceiling, fan-out $fanout)" >&2
     # Three short runs, the median: the machine is shared and one run can land on a busy moment.
@@ -144,25 +198,32 @@ for backend in $backends; do
     drops[$backend]="$(field "$f" "r['server']['drops']")"
     stop_platform
 
-    # 80 % of the capacity just measured: fewer subscribers, same publishers.
+    # 80 % of the capacity just measured, twice: the same room with fewer subscribers (every
+    # packet still goes to about 90 receivers), and meeting-size rooms (5 video publishers and
+    # 5 subscribers: 9 receivers a packet) as many as make the same load.
     capacity="${router_pps[$backend]}"
-    subs80="$(python3 -c "print(max(1, round(0.8 * $capacity / ($publishers * $per_publisher_pps)) - $publishers + 1))")"
-    echo "== $backend: latency at 80 % load ($subs80 subscribers)" >&2
-    start_platform "$backend"
-    load "$backend" "$publishers" "$subs80" 1 "latency80-$backend"
+    at80 "$backend" "latency80-$backend" "$publishers" \
+        "$(python3 -c "print(max(1, round(0.8 * $capacity / ($publishers * $per_publisher_pps)) - $publishers + 1))")" 1 subs
+    meeting_rooms="$(python3 -c "print(max(1, round(0.8 * $capacity / (5 * $per_publisher_pps * 9))))")"
+    at80 "$backend" "meeting80-$backend" 5 5 "$meeting_rooms" rooms
+    f="$out/meeting80-$backend.json"
+    m80_load[$backend]="$(field "$f" "round(100 * r['server']['shard_cpu_cores'])")"
+    m80_p50[$backend]="$(field "$f" "round(r['server']['router_latency_p50_us'] or 0, 1)")"
+    m80_p99[$backend]="$(field "$f" "round(r['server']['router_latency_p99_us'] or 0, 1)")"
     f="$out/latency80-$backend.json"
     l80_load[$backend]="$(field "$f" "round(100 * r['server']['shard_cpu_cores'])")"
     l80_p50[$backend]="$(field "$f" "round(r['server']['router_latency_p50_us'] or 0, 1)")"
     l80_p99[$backend]="$(field "$f" "round(r['server']['router_latency_p99_us'] or 0, 1)")"
-    stop_platform
 done
 
 echo
 echo "fan-out $fanout, 1200-byte packets, AES-256-GCM; one router shard on core 0 (reports in $out/)"
-printf '%-9s | %17s | %15s | %11s | %8s | %11s | %7s | %24s\n' backend "ceiling pkt/s/core" "router pkt/s/core" "CPU-µs/fwd" ratio "shard cores" drops "latency p50/p99 @ load"
+printf '%-9s | %17s | %15s | %11s | %8s | %11s | %7s | %27s | %27s\n' backend "ceiling pkt/s/core" "router pkt/s/core" \
+    "CPU-µs/fwd" ratio "shard cores" drops "latency p50/p99, 1 room" "latency p50/p99, meetings"
 for backend in $backends; do
     ratio="$(python3 -c "print(f'{${router_pps[$backend]} / ${ceiling[$backend]}:.2f}')")"
-    printf '%-9s | %18s | %17s | %11s | %8s | %11s | %7s | %9s/%s µs @ %s %%\n' "$backend" "${ceiling[$backend]}" \
-        "${router_pps[$backend]}" "${router_us[$backend]}" "$ratio" "${cores[$backend]}" "${drops[$backend]}" \
-        "${l80_p50[$backend]}" "${l80_p99[$backend]}" "${l80_load[$backend]}"
+    printf '%-9s | %18s | %17s | %11s | %8s | %11s | %7s | %12s µs @ %3s %% | %12s µs @ %3s %%\n' "$backend" \
+        "${ceiling[$backend]}" "${router_pps[$backend]}" "${router_us[$backend]}" "$ratio" "${cores[$backend]}" \
+        "${drops[$backend]}" "${l80_p50[$backend]}/${l80_p99[$backend]}" "${l80_load[$backend]}" \
+        "${m80_p50[$backend]}/${m80_p99[$backend]}" "${m80_load[$backend]}"
 done

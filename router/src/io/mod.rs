@@ -115,7 +115,7 @@ pub struct IoOptions {
 
 impl Default for IoOptions {
     fn default() -> Self {
-        Self { batch: 64, recv_buffer_bytes: 4 << 20, send_buffer_bytes: 4 << 20, gso: true, send_budget: 64 }
+        Self { batch: 64, recv_buffer_bytes: 4 << 20, send_buffer_bytes: 4 << 20, gso: true, send_budget: 8 }
     }
 }
 
