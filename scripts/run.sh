@@ -12,6 +12,6 @@ fi
 if ! command -v npm >/dev/null; then
   as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
 fi
-cargo build --release --locked -p control -p router -p signaling
+cargo build --release --locked -p control -p router -p signaling -p recorder
 (cd client && npm ci --no-audit --no-fund && npm run --silent build)
 exec target/release/control --demo-dir client/dist "$@"
