@@ -370,6 +370,11 @@ pub struct Room {
     ending: bool,
     /// The speakers last sent in `active-speakers`, loudest first: (peer, audio track).
     speakers: Vec<(String, String)>,
+    /// When `active-speakers` was last pushed: a list that still holds is pushed again after
+    /// [`SPEAKERS_REFRESH`], as 100ms does periodically, because the SDK drops an entry whose
+    /// peer or track it does not know yet (a peer that just joined, a track not yet
+    /// subscribed), and a list pushed only on change would leave it without a speaker.
+    speakers_pushed_at: Option<Instant>,
     /// The track recording running, if any.
     recording: Option<recording::Active>,
 }
@@ -443,6 +448,7 @@ impl Room {
             deferred: Vec::new(),
             ending: false,
             speakers: Vec::new(),
+            speakers_pushed_at: None,
             recording: None,
         };
         room.restore();
@@ -1971,7 +1977,8 @@ impl Room {
             }
         }
         let names: Vec<(String, String)> = speakers.iter().map(|(p, t, _)| (p.clone(), t.clone())).collect();
-        if names == self.speakers {
+        let refresh = !names.is_empty() && self.speakers_pushed_at.is_none_or(|t| t.elapsed() >= SPEAKERS_REFRESH);
+        if names == self.speakers && !refresh {
             return;
         }
         let dominant_before = self.speakers.first().map(|(p, _)| p.clone());
@@ -1981,6 +1988,7 @@ impl Room {
             .map(|(peer, track, level)| json!({ "peer_id": peer, "track_id": track, "level": level }))
             .collect();
         self.push_all("active-speakers", &json!({ "speaker-list": list }));
+        self.speakers_pushed_at = Some(Instant::now());
         // The active speaker's camera comes next after screenshares in bandwidth allocation.
         let dominant = self.speakers.first().map(|(p, _)| p.clone());
         if dominant != dominant_before {
@@ -2124,6 +2132,9 @@ fn string_param(params: &Value, key: &str, max: usize) -> Result<Option<String>,
 /// message made joins into a 200-peer room queue for seconds. A crash loses at most this much
 /// of the room's latest changes; the peers' SDKs reconnect either way.
 const SNAPSHOT_COALESCE: Duration = Duration::from_millis(200);
+
+/// How often an unchanged, non-empty `active-speakers` list is pushed again.
+const SPEAKERS_REFRESH: Duration = Duration::from_secs(1);
 
 /// Messages that change nothing the snapshot holds: keep-alives and trickles, and the router's
 /// layer and audio level reports (the room only relays those). Data channel messages are
