@@ -470,6 +470,7 @@ fn note_nal(au: &mut AccessUnit, header: u8, first_body: Option<u8>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use synth_media::{h264_fu_a, h264_stap_a};
 
     fn release(rb: &mut ReorderBuffer, seqs: &[u16]) -> Vec<u64> {
         let mut out = Vec::new();
@@ -530,36 +531,6 @@ mod tests {
     const SPS: [u8; 4] = [0x67, 0x42, 0xc0, 0x0d];
     const PPS: [u8; 3] = [0x68, 0xcb, 0x83];
 
-    fn stap_a(nals: &[&[u8]]) -> Vec<u8> {
-        let mut p = vec![0x78];
-        for n in nals {
-            p.extend_from_slice(&(n.len() as u16).to_be_bytes());
-            p.extend_from_slice(n);
-        }
-        p
-    }
-
-    /// FU-A fragments of one NAL unit, `chunk` bytes of its body each.
-    fn fu_a(nal: &[u8], chunk: usize) -> Vec<Vec<u8>> {
-        let body = &nal[1..];
-        let n = body.len().div_ceil(chunk);
-        body.chunks(chunk)
-            .enumerate()
-            .map(|(i, c)| {
-                let mut fu = nal[0] & 0x1f;
-                if i == 0 {
-                    fu |= 0x80;
-                }
-                if i + 1 == n {
-                    fu |= 0x40;
-                }
-                let mut p = vec![(nal[0] & 0xe0) | 28, fu];
-                p.extend_from_slice(c);
-                p
-            })
-            .collect()
-    }
-
     /// An IDR slice starting the picture (first_mb_in_slice 0: top bit set), `len` bytes.
     fn idr(len: usize) -> Vec<u8> {
         let mut n = vec![0x65, 0x88];
@@ -588,8 +559,8 @@ mod tests {
     fn h264_reassembles_stap_a_and_fu_a_into_avcc() {
         let mut d = H264Depacketizer::new();
         let slice = idr(3000);
-        let mut packets = vec![pkt(1, 9000, false, false, stap_a(&[&SPS, &PPS]))];
-        for (i, f) in fu_a(&slice, 1000).into_iter().enumerate() {
+        let mut packets = vec![pkt(1, 9000, false, false, h264_stap_a(&[&SPS, &PPS]))];
+        for (i, f) in h264_fu_a(&slice, 1000).into_iter().enumerate() {
             packets.push(pkt(2 + i as u64, 9000, i == 2, false, f));
         }
         let frames = push_all(&mut d, &packets);
@@ -628,7 +599,7 @@ mod tests {
         assert!(push_all(&mut d, &[pkt(2, 6000, true, false, idr(50))]).is_empty());
         assert!(d.waiting_for_keyframe());
         // Parameter sets in an access unit of their own, then the IDR: it starts.
-        assert!(push_all(&mut d, &[pkt(3, 9000, true, false, stap_a(&[&SPS, &PPS]))]).is_empty());
+        assert!(push_all(&mut d, &[pkt(3, 9000, true, false, h264_stap_a(&[&SPS, &PPS]))]).is_empty());
         let frames = push_all(&mut d, &[pkt(4, 9000, true, false, idr(50))]);
         assert_eq!(frames.len(), 1);
         assert!(frames[0].keyframe && frames[0].params.is_some());
@@ -640,11 +611,11 @@ mod tests {
     #[test]
     fn h264_loss_inside_a_fu_a_drops_the_access_unit_until_the_next_idr() {
         let mut d = H264Depacketizer::new();
-        let start = [pkt(1, 3000, false, false, stap_a(&[&SPS, &PPS])), pkt(2, 3000, true, false, idr(40))];
+        let start = [pkt(1, 3000, false, false, h264_stap_a(&[&SPS, &PPS])), pkt(2, 3000, true, false, idr(40))];
         assert_eq!(push_all(&mut d, &start).len(), 1);
         // A delta picture in three fragments; the middle one is lost.
         let slice = [vec![0x41, 0x9a], vec![7u8; 2000]].concat();
-        let f = fu_a(&slice, 700);
+        let f = h264_fu_a(&slice, 700);
         assert!(
             push_all(&mut d, &[pkt(3, 6000, false, false, f[0].clone()), pkt(5, 6000, true, true, f[2].clone())])
                 .is_empty()
@@ -665,7 +636,7 @@ mod tests {
     #[test]
     fn h264_gap_before_an_access_unit() {
         let mut d = H264Depacketizer::new();
-        let start = [pkt(1, 3000, false, false, stap_a(&[&SPS, &PPS])), pkt(2, 3000, true, false, idr(40))];
+        let start = [pkt(1, 3000, false, false, h264_stap_a(&[&SPS, &PPS])), pkt(2, 3000, true, false, idr(40))];
         assert_eq!(push_all(&mut d, &start).len(), 1);
         // A whole picture lost: the next delta may reference it, the next IDR references nothing.
         assert!(push_all(&mut d, &[pkt(4, 9000, true, true, vec![0x41, 0x9a, 0x02])]).is_empty());
@@ -689,7 +660,7 @@ mod tests {
         ];
         for b in bad {
             let mut d = H264Depacketizer::new();
-            let start = [pkt(1, 3000, false, false, stap_a(&[&SPS, &PPS])), pkt(2, 3000, true, false, idr(40))];
+            let start = [pkt(1, 3000, false, false, h264_stap_a(&[&SPS, &PPS])), pkt(2, 3000, true, false, idr(40))];
             assert_eq!(push_all(&mut d, &start).len(), 1);
             assert!(push_all(&mut d, &[pkt(3, 6000, true, false, b.to_vec())]).is_empty(), "{b:?}");
             assert!(d.waiting_for_keyframe(), "{b:?}");

@@ -28,36 +28,33 @@ fn run_ffmpeg(args: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// `seconds` of 30 fps VP8 test pattern at `width`x`height`, a keyframe every 2 s.
-pub fn vp8_frames(dir: &Path, seconds: u32, width: u16, height: u16) -> Result<Vec<Vp8Frame>, String> {
-    let path = dir.join("source.ivf");
+/// `seconds` of ffmpeg's 30 fps test pattern at `width`x`height`, a keyframe every 2 s at
+/// 400 kbit/s, encoded with `codec` (the encoder and its options) into `path` as `format`; the
+/// file's bytes.
+fn encode_test_pattern(
+    path: &Path,
+    (seconds, width, height): (u32, u16, u16),
+    codec: &[&str],
+    format: &str,
+) -> Result<Vec<u8>, String> {
     let src = format!("testsrc=size={width}x{height}:rate=30");
     let t = seconds.to_string();
     let p = path.to_string_lossy().into_owned();
-    run_ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &src,
-        "-t",
-        &t,
-        "-c:v",
-        "libvpx",
-        "-g",
-        "60",
-        "-b:v",
-        "400k",
-        "-deadline",
-        "realtime",
-        "-lag-in-frames",
-        "0",
-        "-auto-alt-ref",
-        "0",
-        "-f",
+    let mut args = vec!["-f", "lavfi", "-i", &src, "-t", &t, "-g", "60", "-b:v", "400k"];
+    args.extend_from_slice(codec);
+    args.extend_from_slice(&["-f", format, &p]);
+    run_ffmpeg(&args)?;
+    std::fs::read(path).map_err(|e| e.to_string())
+}
+
+/// `seconds` of 30 fps VP8 test pattern at `width`x`height`, a keyframe every 2 s.
+pub fn vp8_frames(dir: &Path, seconds: u32, width: u16, height: u16) -> Result<Vec<Vp8Frame>, String> {
+    let ivf = encode_test_pattern(
+        &dir.join("source.ivf"),
+        (seconds, width, height),
+        &["-c:v", "libvpx", "-deadline", "realtime", "-lag-in-frames", "0", "-auto-alt-ref", "0"],
         "ivf",
-        &p,
-    ])?;
-    let ivf = std::fs::read(&path).map_err(|e| e.to_string())?;
+    )?;
     // IVF: 32-byte file header, then per frame a 12-byte header (size u32 LE, pts u64 LE).
     let mut frames = Vec::new();
     let mut at = usize::from(u16::from_le_bytes([ivf[6], ivf[7]]));
@@ -140,36 +137,23 @@ pub struct H264AccessUnit {
 /// `seconds` of 30 fps H.264 (libx264, constrained baseline as browsers send, no B-frames) at
 /// `width`x`height`, an IDR with its SPS and PPS every 2 s; read from the Annex B stream.
 pub fn h264_access_units(dir: &Path, seconds: u32, width: u16, height: u16) -> Result<Vec<H264AccessUnit>, String> {
-    let path = dir.join("source.h264");
-    let src = format!("testsrc=size={width}x{height}:rate=30");
-    let t = seconds.to_string();
-    let p = path.to_string_lossy().into_owned();
-    run_ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &src,
-        "-t",
-        &t,
-        "-pix_fmt",
-        "yuv420p",
-        "-c:v",
-        "libx264",
-        "-profile:v",
-        "baseline",
-        "-g",
-        "60",
-        "-b:v",
-        "400k",
-        "-tune",
-        "zerolatency",
-        "-bsf:v",
-        "h264_mp4toannexb",
-        "-f",
+    let annexb = encode_test_pattern(
+        &dir.join("source.h264"),
+        (seconds, width, height),
+        &[
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-tune",
+            "zerolatency",
+            "-bsf:v",
+            "h264_mp4toannexb",
+        ],
         "h264",
-        &p,
-    ])?;
-    let annexb = std::fs::read(&path).map_err(|e| e.to_string())?;
+    )?;
     // NAL units lie between start codes (00 00 01, or 00 00 00 01: the extra zero is dropped
     // as trailing_zero_8bits).
     let mut starts = Vec::new();
@@ -218,34 +202,14 @@ pub fn h264_packetize(au: &H264AccessUnit, mtu: usize) -> Vec<Vec<u8>> {
     match params {
         [] => {}
         [one] => out.push(one.clone()),
-        several => {
-            let mut stap = vec![(several[0][0] & 0x60) | 24];
-            for n in several {
-                stap.extend_from_slice(&(n.len() as u16).to_be_bytes());
-                stap.extend_from_slice(n);
-            }
-            out.push(stap);
-        }
+        several => out.push(synth_media::h264_stap_a(&several.iter().map(Vec::as_slice).collect::<Vec<_>>())),
     }
     for nal in slices {
         if nal.len() <= mtu {
             out.push(nal.clone());
             continue;
         }
-        let body = &nal[1..];
-        let n = body.len().div_ceil(mtu - 2);
-        for (i, chunk) in body.chunks(mtu - 2).enumerate() {
-            let mut fu = nal[0] & 0x1f;
-            if i == 0 {
-                fu |= 0x80;
-            }
-            if i + 1 == n {
-                fu |= 0x40;
-            }
-            let mut p = vec![(nal[0] & 0xe0) | 28, fu];
-            p.extend_from_slice(chunk);
-            out.push(p);
-        }
+        out.extend(synth_media::h264_fu_a(nal, mtu - 2));
     }
     out
 }

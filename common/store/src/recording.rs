@@ -173,26 +173,8 @@ impl Store {
         filter: &RecordingFilter,
         page: &Page,
     ) -> Result<Listing<Recording>, StoreError> {
-        let sql = format!(
-            "SELECT {REC_COLS} FROM recordings WHERE workspace_id = ?1
-               AND (CAST(?2 AS TEXT) IS NULL OR rowid > (SELECT rowid FROM recordings WHERE id = ?2))
-               AND (CAST(?3 AS TEXT) IS NULL OR room_id = ?3) AND (CAST(?4 AS TEXT) IS NULL OR session_id = ?4)
-               AND (CAST(?5 AS TEXT) IS NULL OR status = ?5)
-             ORDER BY rowid LIMIT {}",
-            page.limit
-        );
-        let rows = self.conn.query(
-            &sql,
-            &vals![
-                workspace_id,
-                page.start.as_deref(),
-                filter.room_id.as_deref(),
-                filter.session_id.as_deref(),
-                filter.status.as_deref()
-            ],
-        )?;
-        let data = rows.iter().map(rec_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(listing(data, page.limit, |r| &r.id))
+        let table = Listed { name: "recordings", cols: REC_COLS, row: rec_row, id: |r: &Recording| &r.id };
+        self.filtered_page(&table, workspace_id, filter, page)
     }
 
     /// Moves a job on. A job that ended stays ended (`false`); `failed` records `error` and
@@ -314,13 +296,28 @@ impl Store {
         filter: &RecordingFilter,
         page: &Page,
     ) -> Result<Listing<Asset>, StoreError> {
+        let table = Listed { name: "recording_assets", cols: ASSET_COLS, row: asset_row, id: |a: &Asset| &a.id };
+        self.filtered_page(&table, workspace_id, filter, page)
+    }
+
+    /// A page of `table`'s rows in a workspace (jobs or assets: both carry room, session and
+    /// status), oldest first, after `page.start`.
+    fn filtered_page<T>(
+        &self,
+        table: &Listed<T>,
+        workspace_id: &str,
+        filter: &RecordingFilter,
+        page: &Page,
+    ) -> Result<Listing<T>, StoreError> {
         let sql = format!(
-            "SELECT {ASSET_COLS} FROM recording_assets WHERE workspace_id = ?1
-               AND (CAST(?2 AS TEXT) IS NULL OR rowid > (SELECT rowid FROM recording_assets WHERE id = ?2))
+            "SELECT {cols} FROM {name} WHERE workspace_id = ?1
+               AND (CAST(?2 AS TEXT) IS NULL OR rowid > (SELECT rowid FROM {name} WHERE id = ?2))
                AND (CAST(?3 AS TEXT) IS NULL OR room_id = ?3) AND (CAST(?4 AS TEXT) IS NULL OR session_id = ?4)
                AND (CAST(?5 AS TEXT) IS NULL OR status = ?5)
              ORDER BY rowid LIMIT {}",
-            page.limit
+            page.limit,
+            cols = table.cols,
+            name = table.name,
         );
         let rows = self.conn.query(
             &sql,
@@ -332,9 +329,17 @@ impl Store {
                 filter.status.as_deref()
             ],
         )?;
-        let data = rows.iter().map(asset_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(listing(data, page.limit, |a| &a.id))
+        let data = rows.iter().map(table.row).collect::<Result<Vec<_>, _>>()?;
+        Ok(listing(data, page.limit, table.id))
     }
+}
+
+/// A table the list routes page through: its name, columns, row reader and id.
+struct Listed<T> {
+    name: &'static str,
+    cols: &'static str,
+    row: fn(&Row) -> Result<T, StoreError>,
+    id: fn(&T) -> &String,
 }
 
 fn recording_in(conn: &Conn, id: &str) -> Result<Option<Recording>, StoreError> {

@@ -1,6 +1,8 @@
 //! Synthetic media, shared by the integration tests and the load-test tool: VP8 and Opus packet
 //! streams whose payloads are valid enough for keyframe detection and carry their own frame and
-//! packet numbers, so a receiver can check order, completeness and where it started.
+//! packet numbers, so a receiver can check order, completeness and where it started; and the
+//! RFC 6184 H.264 packetizations (STAP-A, FU-A) the recorder's tests and the integration tests'
+//! encoded streams share.
 
 /// One RTP packet to send: extended sequence number, timestamp, marker, payload.
 #[derive(Debug, Clone)]
@@ -149,5 +151,60 @@ impl OpusStream {
         self.seq += 1;
         self.ts = self.ts.wrapping_add(960);
         packet
+    }
+}
+
+/// An RFC 6184 STAP-A payload carrying `nals` whole (its header takes the first unit's NRI).
+pub fn h264_stap_a(nals: &[&[u8]]) -> Vec<u8> {
+    let mut p = vec![(nals.first().map_or(0, |n| n[0]) & 0x60) | 24];
+    for n in nals {
+        p.extend_from_slice(&(n.len() as u16).to_be_bytes());
+        p.extend_from_slice(n);
+    }
+    p
+}
+
+/// RFC 6184 FU-A payloads of one NAL unit, `chunk` bytes of its body each: the unit's type moves
+/// into the FU header, with S on the first fragment and E on the last.
+pub fn h264_fu_a(nal: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+    let body = &nal[1..];
+    let n = body.len().div_ceil(chunk);
+    body.chunks(chunk)
+        .enumerate()
+        .map(|(i, c)| {
+            let mut fu = nal[0] & 0x1f;
+            if i == 0 {
+                fu |= 0x80;
+            }
+            if i + 1 == n {
+                fu |= 0x40;
+            }
+            let mut p = vec![(nal[0] & 0xe0) | 28, fu];
+            p.extend_from_slice(c);
+            p
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fu_a_fragments_carry_start_end_and_the_whole_body() {
+        let nal: Vec<u8> = std::iter::once(0x65).chain((0..10).map(|i| i as u8)).collect();
+        let f = h264_fu_a(&nal, 4);
+        assert_eq!(f.len(), 3);
+        assert_eq!((f[0][0], f[0][1], f[1][1], f[2][1]), (0x60 | 28, 0x80 | 5, 5, 0x40 | 5));
+        let body: Vec<u8> = f.iter().flat_map(|p| p[2..].to_vec()).collect();
+        assert_eq!(body, &nal[1..]);
+        // A body that fits one chunk is one fragment with both S and E.
+        assert_eq!(h264_fu_a(&nal, 64)[0][1], 0xc0 | 5);
+    }
+
+    #[test]
+    fn stap_a_prefixes_each_unit_with_its_length() {
+        let p = h264_stap_a(&[&[0x67, 1, 2], &[0x68, 3]]);
+        assert_eq!(p, [0x78, 0, 3, 0x67, 1, 2, 0, 2, 0x68, 3]);
     }
 }
