@@ -422,18 +422,80 @@ fn server_cpu(pids: &[u32]) -> f64 {
         .sum()
 }
 
-/// The platform's processes: named one of `names`, with the data directory in their command
-/// line (control passes it to both), so another platform on the machine is not counted.
+/// The platform's processes: named one of `names`, with a path inside the data directory in
+/// their command line (control passes it to both), so another platform on the machine is not
+/// counted. A relative path is resolved against the process's working directory: control
+/// started with its default `--data-dir data` passes `data/router.sock`.
 fn find_pids(names: &[&str], data_dir: &std::path::Path) -> Vec<u32> {
-    let dir_name = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-    let dir_name = dir_name.to_string_lossy().into_owned();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.filter_map(Result::ok)
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    procs
+        .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| names.contains(&c.trim())))
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(dir_name.as_str()))
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+            cmdline.split(|b| *b == 0).filter_map(|a| std::str::from_utf8(a).ok()).any(|arg| {
+                let path = std::path::Path::new(arg);
+                let full = match &cwd {
+                    Some(cwd) if path.is_relative() => cwd.join(path),
+                    _ => path.to_path_buf(),
+                };
+                std::fs::canonicalize(full).is_ok_and(|f| f.starts_with(&dir))
+            })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shell copied under the name `router`, left waiting in `cwd` (in its own `read`, so it
+    /// starts no child) with `arg` on its command line.
+    fn fake_router(bin: &std::path::Path, cwd: &std::path::Path, arg: &str) -> std::process::Child {
+        use std::process::Stdio;
+        std::process::Command::new(bin)
+            .args(["-c", "read line", arg])
+            .current_dir(cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    #[test]
+    fn platform_processes_are_found_by_relative_or_absolute_data_paths_and_others_are_not() {
+        let tmp = std::env::temp_dir().join(format!("loadtest-pids-{}", std::process::id()));
+        let (data, other) = (tmp.join("data"), tmp.join("other"));
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(data.join("router.sock"), "").unwrap();
+        std::fs::write(other.join("router.sock"), "").unwrap();
+        let bin = tmp.join("router");
+        std::fs::copy("/bin/sh", &bin).unwrap();
+        let mut relative = fake_router(&bin, &tmp, "data/router.sock");
+        let mut absolute = fake_router(&bin, &other, data.join("router.sock").to_str().unwrap());
+        let mut elsewhere = fake_router(&bin, &tmp, "other/router.sock");
+        // comm is set at exec: wait until all three are there.
+        let mut found = Vec::new();
+        for _ in 0..100 {
+            found = find_pids(&["router"], &data);
+            if found.len() >= 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        found.sort();
+        let mut want = vec![relative.id(), absolute.id()];
+        want.sort();
+        for c in [&mut relative, &mut absolute, &mut elsewhere] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+        assert_eq!(found, want, "the platform's two, not the other data directory's");
+    }
 }
