@@ -249,7 +249,8 @@ async fn run(args: Args) -> Result<bool, Error> {
     };
 
     // Signaling's join histogram before any peer joins: the run's joins are the difference.
-    let joins_before = api.metrics().await.ok();
+    let joins_before =
+        api.metrics().await.map_err(|e| eprintln!("loadtest: GET /metrics (join times left out): {e}")).ok();
     let mut handles = Vec::new();
     let mut next_start = Instant::now();
     let gap = Duration::from_secs_f64(1.0 / args.num_per_second);

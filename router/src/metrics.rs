@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use schema::histogram::{BOUNDS_US as LATENCY_BOUNDS_US, Histogram, quantile_us};
+pub use schema::histogram::{BOUNDS_US as LATENCY_BOUNDS_US, Histogram};
 
 /// CPU time the calling thread has used (user + system), from `CLOCK_THREAD_CPUTIME_ID`.
 pub fn thread_cpu_time() -> Duration {

@@ -501,23 +501,25 @@ impl Room {
         text.clear();
         let snapshot =
             SnapshotRef { shard: self.shard, session: &self.session, peers: &self.peers, recording: &self.recording };
-        if let Err(e) = serde_json::to_writer(&mut text, &snapshot) {
-            warn!(room = %self.id, error = %e, "room snapshot not serialized");
-            self.spare = text;
-            return;
-        }
-        if text == self.saved {
-            self.spare = text;
-            return;
-        }
-        let tmp = path.with_extension("json.tmp");
-        match std::fs::write(&tmp, &text).and_then(|_| std::fs::rename(&tmp, &path)) {
-            Ok(()) => self.spare = std::mem::replace(&mut self.saved, text),
+        let written = match serde_json::to_writer(&mut text, &snapshot) {
             Err(e) => {
-                warn!(room = %self.id, path = %path.display(), error = %e, "room snapshot not written");
-                self.spare = text;
+                warn!(room = %self.id, error = %e, "room snapshot not serialized");
+                false
             }
+            Ok(()) if text == self.saved => false,
+            Ok(()) => {
+                let tmp = path.with_extension("json.tmp");
+                let result = std::fs::write(&tmp, &text).and_then(|_| std::fs::rename(&tmp, &path));
+                if let Err(e) = &result {
+                    warn!(room = %self.id, path = %path.display(), error = %e, "room snapshot not written");
+                }
+                result.is_ok()
+            }
+        };
+        if written {
+            std::mem::swap(&mut self.saved, &mut text);
         }
+        self.spare = text;
     }
 
     /// Runs the actor until every handle is dropped.
@@ -757,9 +759,9 @@ impl Room {
                 }
                 if method == "join" {
                     self.hub.join_latency.lock().unwrap_or_else(|p| p.into_inner()).record(received.elapsed());
-                }
-                if method == "join" && self.peers.get(peer_id).is_some_and(|p| p.joined) {
-                    self.after_join(peer_id).await;
+                    if self.peers.get(peer_id).is_some_and(|p| p.joined) {
+                        self.after_join(peer_id).await;
+                    }
                 }
                 for d in std::mem::take(&mut self.deferred) {
                     match d {
