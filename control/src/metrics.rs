@@ -174,6 +174,22 @@ fn render_router(out: &mut Exposition, metrics: Option<&Value>) {
     for s in &shards {
         out.sample("router_transports", &[("shard", &label(s))], s["counters"]["transports"].as_u64().unwrap_or(0));
     }
+    out.family(
+        "router_simulcast_tracks",
+        "gauge",
+        "Simulcast video tracks by how many of their layers carry frames now (live_layers 1: only the lowest).",
+    );
+    for s in &shards {
+        let by = s["counters"]["simulcast_tracks_by_live_layers"].as_array().cloned().unwrap_or_default();
+        for (live, n) in by.iter().enumerate() {
+            let live = live.to_string();
+            out.sample(
+                "router_simulcast_tracks",
+                &[("shard", &label(s)), ("live_layers", &live)],
+                n.as_u64().unwrap_or(0),
+            );
+        }
+    }
     out.family("router_dropped_total", "counter", "Packets dropped by the engine, by reason.");
     for s in &shards {
         for reason in &drop_reasons {

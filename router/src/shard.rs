@@ -257,6 +257,11 @@ fn apply(engine: &mut Engine, cmd: Command) -> Reply {
             // transports were freed when it left.
             if let Some(obj) = counters.as_object_mut() {
                 obj.insert("transports".into(), engine.transport_count().into());
+                // A gauge, not a counter: simulcast tracks by their number of live layers.
+                obj.insert(
+                    "simulcast_tracks_by_live_layers".into(),
+                    ok(to_value(engine.simulcast_tracks_by_live_layers()))?,
+                );
             }
             Ok(counters)
         }

@@ -1,7 +1,8 @@
 //! A simulcast call on the simulated network: a publisher sending three VP8 layers (rids `q`,
 //! `h`, `f`, each its own SSRC with RTX) and Opus, and subscribers whose links can be capped.
 //! The publisher answers a keyframe request with a keyframe of the layer asked for, as a
-//! browser does, unless a test tells it not to.
+//! browser does, unless a test tells it not to. A layer can also be made to carry only padding,
+//! as Chromium's stopped layers do when its encoder is limited (`padding_only`).
 
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,13 @@ pub struct SimulcastRoom {
     pub sending: [bool; 3],
     /// Layers whose keyframe requests the publisher ignores (and that send no periodic ones).
     pub deaf: [bool; 3],
+    /// Layers whose encoder is stopped while their stream goes on, as Chromium's do when its
+    /// CPU or uplink runs short: every frame time two padding packets (no payload, new sequence
+    /// numbers, the last frame's timestamp) and a redundant copy of the last media packet. A
+    /// layer resumes with a keyframe, as a browser's encoder does.
+    pub padding_only: [bool; 3],
+    was_padding: [bool; 3],
+    last_media: [Option<crate::media::Packet>; 3],
     /// Obey REMB as a browser does: a layer is sent only while it and every layer below it fit
     /// in the last REMB received (the lowest is always sent).
     pub obey_remb: bool,
@@ -116,6 +124,9 @@ impl SimulcastRoom {
             subscribers: Vec::new(),
             sending: [true; 3],
             deaf: [false; 3],
+            padding_only: [false; 3],
+            was_padding: [false; 3],
+            last_media: [None, None, None],
             obey_remb: false,
             next_audio: sim.now,
             next_video: sim.now,
@@ -183,13 +194,33 @@ impl SimulcastRoom {
                         // No periodic keyframes either: a layer whose keyframe never comes.
                         self.streams[i].keyframe_interval = u32::MAX;
                     }
+                    let publication = self.layers[i].clone();
+                    if self.padding_only[i] && self.sending[i] {
+                        self.was_padding[i] = true;
+                        let s = &mut self.streams[i];
+                        let last_ts = s.ts.wrapping_sub(3000);
+                        for _ in 0..2 {
+                            sim.client(self.publisher).send(&publication, now, s.seq, last_ts, false, &[]);
+                            s.seq += 1;
+                        }
+                        // The clock goes on: the frame after the stop is 33 ms later per frame.
+                        s.ts = s.ts.wrapping_add(3000);
+                        s.frame += 1;
+                        if let Some(p) = &self.last_media[i] {
+                            sim.client(self.publisher).send(&publication, now, p.seq, p.ts, p.marker, &p.payload);
+                        }
+                        continue;
+                    }
+                    if std::mem::take(&mut self.was_padding[i]) {
+                        self.streams[i].force_keyframe();
+                    }
                     let frame = self.streams[i].next_frame();
                     if !self.sending[i] {
                         continue;
                     }
-                    let publication = self.layers[i].clone();
                     for p in frame {
                         sim.client(self.publisher).send(&publication, now, p.seq, p.ts, p.marker, &p.payload);
+                        self.last_media[i] = Some(p);
                     }
                 }
             }
@@ -213,6 +244,44 @@ impl SimulcastRoom {
                 })
             })
             .collect()
+    }
+
+    /// Runs in 10 ms steps until a packet of `layer` reaches the subscriber (one that arrives
+    /// from now on), for at most `limit`; returns how long it took.
+    pub fn run_until_layer(&mut self, sim: &mut Sim, sub: usize, layer: u8, limit: Duration) -> Option<Duration> {
+        let start = sim.now;
+        while sim.now < start + limit {
+            self.run(sim, Duration::from_millis(10));
+            if let Some(g) = self.received(sim, sub).iter().find(|g| g.at >= start && g.layer == layer) {
+                return Some(g.at - start);
+            }
+        }
+        None
+    }
+
+    /// The longest time between two video packets the subscriber received after `from` (and
+    /// from `from` to the first, and from the last to now).
+    pub fn longest_gap(&self, sim: &Sim, sub: usize, from: Instant) -> Duration {
+        let mut last = from;
+        let mut longest = Duration::ZERO;
+        for g in self.received(sim, sub).iter().filter(|g| g.at >= from) {
+            longest = longest.max(g.at - last);
+            last = g.at;
+        }
+        longest.max(sim.now - last)
+    }
+
+    /// Every change of layer in what the subscriber received is on a keyframe; returns the
+    /// layers in the order they were received (one entry per change).
+    pub fn layer_sequence_switching_on_keyframes(&self, sim: &Sim, sub: usize) -> Vec<u8> {
+        let mut seq: Vec<u8> = Vec::new();
+        for g in self.received(sim, sub) {
+            if seq.last() != Some(&g.layer) {
+                assert!(g.keyframe, "switch to {} not on a keyframe: {g:?}", g.layer);
+                seq.push(g.layer);
+            }
+        }
+        seq
     }
 
     pub fn layers_of(&self, sim: &Sim, sub: usize) -> ConsumerLayers {

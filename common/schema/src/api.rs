@@ -253,6 +253,14 @@ pub struct ConsumerLayers {
     pub estimate_bps: Option<u64>,
     /// Layer switches of this consumer so far.
     pub switches: u64,
+    /// Which of the producer's layers are live (carrying frames, not just padding), lowest
+    /// first; layers the producer does not have are false.
+    #[serde(default)]
+    pub live_layers: [bool; 3],
+    /// Milliseconds this consumer went without any packet although it wanted video, its
+    /// bandwidth allowed some and the publisher sent some (gaps over 500 ms, counted whole).
+    #[serde(default)]
+    pub unserved_ms: u64,
 }
 
 /// Errors of the direct API (commands). Errors of packets never surface here: the engine drops

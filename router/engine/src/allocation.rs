@@ -15,7 +15,7 @@
 //!    priorities are the ones that run out. A lower-priority consumer with a cheaper lowest
 //!    layer can still fit after a higher one did not: leaving budget unused helps no one.
 //! 2. *Commit*: in priority order again, each consumer is upgraded as far as the remaining
-//!    budget allows, up to the best flowing layer at or below its `max_layer`.
+//!    budget allows, up to the best flowing layer at or below its `max_layer` (see below).
 //!
 //! Everyone first gets something to watch, and only then do the important streams get sharp;
 //! a single greedy pass would give the screenshare its top layer and pause every camera.
@@ -36,7 +36,8 @@
 //!   stopped flowing, starts no hold.
 //!
 //! A layer whose bitrate is unknown (`None`) is never chosen; when `max_layer`'s layer is not
-//! flowing, the best flowing layer below it is the goal.
+//! flowing, the best flowing layer below it is the goal, and when none below is flowing, the
+//! lowest flowing one above it (a sharper picture beats none).
 //!
 //! ```
 //! use std::time::Instant;
@@ -198,10 +199,9 @@ fn layer_cost(d: &LayerDemand, layer: u8) -> Option<u64> {
     d.layer_bps.get(usize::from(layer)).copied().flatten()
 }
 
-/// The best flowing layer at or below `max_layer`.
+/// The best flowing layer at or below `max_layer`, else the lowest flowing one above it.
 fn best_wanted_layer(d: &LayerDemand) -> Option<u8> {
-    let max = d.max_layer?.min(LAYERS as u8 - 1);
-    (0..=max).rev().find(|&l| layer_cost(d, l).is_some())
+    crate::liveness::best_available(d.max_layer?, LAYERS as u8, |l| layer_cost(d, l).is_some())
 }
 
 #[cfg(test)]
@@ -259,6 +259,10 @@ mod tests {
             ("max_layer's layer not flowing: the best below", 10_000_000,
                 vec![demand(1, 0, [Some(150_000), Some(500_000), None], Some(2))], vec![(Some(1), false)]),
             ("nothing flowing", 10_000_000, vec![demand(1, 0, [None; LAYERS], Some(2))], vec![(None, false)]),
+            ("nothing flowing at or below max_layer: the lowest above", 10_000_000,
+                vec![demand(1, 0, [None, Some(500_000), Some(1_500_000)], Some(0))], vec![(Some(1), false)]),
+            ("the lowest above, short of budget: degraded below it is impossible, paused", 400_000,
+                vec![demand(1, 0, [None, Some(500_000), Some(1_500_000)], Some(0))], vec![(None, true)]),
             ("starting needs the margin too", 160_000, vec![cam(1, 0)], vec![(None, true)]),
             ("just enough with the margin", 168_000, vec![cam(1, 0)], vec![(Some(0), true)]),
             ("zero budget", 0, vec![cam(1, 0)], vec![(None, true)]),

@@ -46,6 +46,7 @@ pub mod dtls;
 mod engine;
 pub mod ice;
 pub mod ids;
+pub mod liveness;
 pub mod nack;
 pub mod rtcp;
 pub mod rtp;
