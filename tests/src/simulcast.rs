@@ -58,11 +58,11 @@ pub struct SimulcastRoom {
     pub deaf: [bool; 3],
     /// Layers whose encoder is stopped while their stream goes on, as Chromium's do when its
     /// CPU or uplink runs short: every frame time two padding packets (no payload, new sequence
-    /// numbers, the last frame's timestamp) and a redundant copy of the last media packet. A
-    /// layer resumes with a keyframe, as a browser's encoder does.
+    /// numbers, the last frame's timestamp). A layer resumes with a keyframe, as a browser's
+    /// encoder does. (Chromium's redundant RTX copies are dropped before liveness looks:
+    /// `duplicate-retransmissions-are-not-forwarded.rs`.)
     pub padding_only: [bool; 3],
     was_padding: [bool; 3],
-    last_media: [Option<crate::media::Packet>; 3],
     /// Obey REMB as a browser does: a layer is sent only while it and every layer below it fit
     /// in the last REMB received (the lowest is always sent).
     pub obey_remb: bool,
@@ -126,7 +126,6 @@ impl SimulcastRoom {
             deaf: [false; 3],
             padding_only: [false; 3],
             was_padding: [false; 3],
-            last_media: [None, None, None],
             obey_remb: false,
             next_audio: sim.now,
             next_video: sim.now,
@@ -206,9 +205,6 @@ impl SimulcastRoom {
                         // The clock goes on: the frame after the stop is 33 ms later per frame.
                         s.ts = s.ts.wrapping_add(3000);
                         s.frame += 1;
-                        if let Some(p) = &self.last_media[i] {
-                            sim.client(self.publisher).send(&publication, now, p.seq, p.ts, p.marker, &p.payload);
-                        }
                         continue;
                     }
                     if std::mem::take(&mut self.was_padding[i]) {
@@ -220,7 +216,6 @@ impl SimulcastRoom {
                     }
                     for p in frame {
                         sim.client(self.publisher).send(&publication, now, p.seq, p.ts, p.marker, &p.payload);
-                        self.last_media[i] = Some(p);
                     }
                 }
             }

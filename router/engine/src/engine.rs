@@ -265,6 +265,9 @@ struct Layer {
     /// Width and height from the last keyframe (VP8).
     size: Option<(u16, u16)>,
     last_pli: Option<Instant>,
+    /// A keyframe arrived since the last PLI: a consumer that starts waiting for a switch now
+    /// missed it and may ask again at once (see [`Engine::request_keyframe`]).
+    pli_answered: bool,
     /// The publisher's last sender report: NTP time, RTP time, when it arrived. Consumers'
     /// sender reports are derived from it, so subscribers keep the publisher's A/V sync.
     last_sr: Option<(u64, u32, Instant)>,
@@ -286,6 +289,7 @@ impl Layer {
             liveness: LayerLiveness::new(),
             size: None,
             last_pli: None,
+            pli_answered: false,
             last_sr: None,
         }
     }
@@ -1350,6 +1354,7 @@ impl Engine {
             if size.is_some() {
                 layer.size = size;
             }
+            layer.pli_answered = true;
             self.events.push_back(Event::KeyframeSeen { producer: pid });
         }
         p.stats.packets += 1;
@@ -1556,7 +1561,7 @@ impl Engine {
             }
         }
         for &(pid, layer) in &keyframes {
-            self.request_keyframe(now, pid, layer, out);
+            self.request_keyframe(now, pid, layer, false, out);
         }
         for &(cid, seq) in &resends {
             self.retransmit(now, cid, seq, out);
@@ -1608,10 +1613,17 @@ impl Engine {
     }
 
     /// Asks a producer for a keyframe of one layer, at most once per throttle window.
-    fn request_keyframe(&mut self, now: Instant, pid: ProducerId, layer: u8, out: &mut dyn Transmit) {
+    /// Sends the publisher a PLI for one layer, at most one per layer per `pli_throttle`, except
+    /// that a request `for_switch` (a consumer of the router's own waiting to start or switch)
+    /// passes when the last PLI was already answered with a keyframe: the consumer missed that
+    /// one, and waiting out the window would freeze its tile for up to 500 ms more (a layer
+    /// that stopped while another consumer had just asked for the layer below). Subscribers'
+    /// own PLIs never pass early, so a subscriber asking in a loop still gets one per window.
+    fn request_keyframe(&mut self, now: Instant, pid: ProducerId, layer: u8, for_switch: bool, out: &mut dyn Transmit) {
         let Some(p) = self.producers.get_mut(&pid) else { return };
         let Some(l) = p.layers.get_mut(usize::from(layer)) else { return };
-        if l.last_pli.is_some_and(|t| now.saturating_duration_since(t) < self.cfg.pli_throttle) {
+        let in_window = l.last_pli.is_some_and(|t| now.saturating_duration_since(t) < self.cfg.pli_throttle);
+        if in_window && !(for_switch && l.pli_answered) {
             self.counters.plis_throttled += 1;
             return;
         }
@@ -1622,6 +1634,7 @@ impl Engine {
             && send_rtcp(t, &self.rtcp_scratch[..n], out)
         {
             l.last_pli = Some(now);
+            l.pli_answered = false;
             p.stats.plis += 1;
             self.counters.plis_sent += 1;
             self.counters.datagrams_out += 1;
@@ -1975,13 +1988,14 @@ impl Engine {
         // A consumer waiting to start or to switch needs a keyframe of its target layer.
         // A fixed array: this runs every tick for every producer.
         let mut needed = [false; MAX_LAYERS];
+        let mut for_switch = [false; MAX_LAYERS];
         for c in p.consumers.iter().filter_map(|c| self.consumers.get(c)) {
             if c.kind != MediaKind::Video || c.paused {
                 continue;
             }
             if let Some(target) = c.layers.target
                 && c.layers.current != Some(target)
-                && let Some(k) = keyframes.get_mut(usize::from(target))
+                && let Some(k) = for_switch.get_mut(usize::from(target))
             {
                 *k = true;
             }
@@ -2009,9 +2023,9 @@ impl Engine {
             self.events.push_back(Event::LayersNeeded { producer: pid, needed: p.needed.clone() });
         }
         if p.params.kind == MediaKind::Video && p.got_first_packet {
-            for (i, k) in keyframes.into_iter().enumerate() {
-                if k {
-                    self.request_keyframe(now, pid, i as u8, out);
+            for (i, (k, switch)) in keyframes.into_iter().zip(for_switch).enumerate() {
+                if k || switch {
+                    self.request_keyframe(now, pid, i as u8, switch, out);
                 }
             }
         }
