@@ -45,7 +45,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 mod recording;
 
@@ -230,6 +230,10 @@ struct Subscribed {
     /// Paused at the subscriber's request (or until it asks, for video under
     /// `disableVidAutoSub`).
     paused: bool,
+    /// The subscriber has asked for this video's layer (`prefer-video-track-state`): only then
+    /// does it get `on-track-layer-update`s for it (see `layers_changed`).
+    #[serde(default)]
+    asked: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -1210,6 +1214,7 @@ impl Room {
                             stream_id: published.state.stream_id.clone(),
                             fmtp: published.fmtp.clone(),
                             paused,
+                            asked: false,
                         },
                     );
                 }
@@ -1944,13 +1949,22 @@ impl Room {
     /// `on-track-layer-update` to the subscriber whose consumer's layers changed: the SDK
     /// shows the layer and, with `current_layer: none` and degraded, the track as degraded.
     fn layers_changed(&mut self, consumer: ConsumerId, current: Option<u8>, target: Option<u8>, degraded: bool) {
-        let Some((peer, track_id)) = self.peers.values().find_map(|p| {
+        let Some((peer, track_id, asked)) = self.peers.values().find_map(|p| {
             let sub = p.subscribe.as_ref()?;
-            let (id, _) = sub.tracks.iter().find(|(_, s)| s.consumer.id == consumer)?;
-            Some((p, id.clone()))
+            let (id, s) = sub.tracks.iter().find(|(_, s)| s.consumer.id == consumer)?;
+            Some((p, id.clone(), s.asked))
         }) else {
             return;
         };
+        // Not before the subscriber asked for the track: the SDK takes a layer update as the
+        // answer to its own request and drops that request if it is still queued (its data
+        // channel not open yet), so an early `current_layer: none` left the video unasked for,
+        // and paused, for good (seen with four pages joining one room). Until it asks, the
+        // SDK's own state (`none`) is right anyway.
+        if !asked {
+            trace!(room = %self.id, peer = %peer.id, track = %track_id, "layer update held: the subscriber has not asked for the track");
+            return;
+        }
         // While a switch waits for its keyframe the SDK should see the layer it gets, so the
         // current layer is what is forwarded; `expected_layer` is where it is going.
         let current_layer = simulcast::layer_name(current);
@@ -2062,6 +2076,9 @@ impl Room {
             .ok_or_else(|| Refusal::new(code::NOT_FOUND, "track not found"))?;
         let s = sub.tracks.get_mut(track_id).ok_or_else(|| Refusal::new(code::NOT_FOUND, "track not found"))?;
         let consumer = s.consumer.id;
+        if method == "prefer-video-track-state" {
+            s.asked = true;
+        }
         if let Some(layer) = layer {
             // Before resuming, so the consumer restarts on the asked-for layer.
             self.hub.router.set_preferred_layer(consumer, layer).await?;

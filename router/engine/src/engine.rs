@@ -775,10 +775,14 @@ impl Engine {
         if c.layers.preferred != Some(layer) {
             debug!(consumer = %id, layer, "preferred layer");
             c.layers.preferred = Some(layer);
-            // Reallocate at the next tick rather than wait for the interval.
-            if let Some(t) = self.transports.get_mut(&c.transport) {
-                t.downlink.next_allocation = self.next_tick;
-            }
+        }
+        // Report the layers again after this request, changed or not: the subscriber's SDK
+        // takes its request as granted until told otherwise, and the layer it gets may differ
+        // (a fallback to a live layer, or its bandwidth).
+        c.reported = None;
+        // Reallocate at the next tick rather than wait for the interval.
+        if let Some(t) = self.transports.get_mut(&c.transport) {
+            t.downlink.next_allocation = self.next_tick;
         }
         Ok(())
     }
