@@ -172,17 +172,21 @@ impl Tiles {
         }
     }
 
-    /// A text message from the channel: the reply to one of the requests.
-    pub fn on_reply(&mut self, text: &str) {
-        let Ok(reply) = serde_json::from_str::<Value>(text) else { return };
-        let Some(i) = reply["id"].as_str().and_then(|id| self.awaiting.remove(id)) else { return };
+    /// A text message from the channel: the reply to one of the requests. Returns the tile
+    /// it accepted, if it did.
+    pub fn on_reply(&mut self, text: &str) -> Option<&Tile> {
+        let reply = serde_json::from_str::<Value>(text).ok()?;
+        let i = reply["id"].as_str().and_then(|id| self.awaiting.remove(id))?;
         if reply.get("result").is_some() && reply.get("error").is_none() {
             self.tiles[i].accepted = true;
-        } else if self.refused.is_none() {
+            return Some(&self.tiles[i]);
+        }
+        if self.refused.is_none() {
             let t = &self.tiles[i];
             self.refused =
                 Some(format!("prefer-video-track-state {} {} refused: {}", t.track_id, t.max_layer, reply["error"]));
         }
+        None
     }
 
     /// The first refusal, if any: the run's report names it as the peer's error.
@@ -263,9 +267,10 @@ mod tests {
         let again = t.next_request().unwrap();
         let second = t.next_request().unwrap();
         let id = |r: &str| serde_json::from_str::<Value>(r).unwrap()["id"].as_str().unwrap().to_owned();
-        t.on_reply(&json!({"jsonrpc": "2.0", "id": id(&again), "result": {}}).to_string());
-        t.on_reply("not json");
-        t.on_reply(&json!({"jsonrpc": "2.0", "id": "unknown", "result": {}}).to_string());
+        let accepted = t.on_reply(&json!({"jsonrpc": "2.0", "id": id(&again), "result": {}}).to_string());
+        assert_eq!(accepted.map(|t| t.track_id.as_str()), Some("v0"));
+        assert!(t.on_reply("not json").is_none());
+        assert!(t.on_reply(&json!({"jsonrpc": "2.0", "id": "unknown", "result": {}}).to_string()).is_none());
         assert!(t.refused().is_none());
         t.on_reply(
             &json!({"jsonrpc": "2.0", "id": id(&second), "error": {"code": 404, "message": "track not found"}})

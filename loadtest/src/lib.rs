@@ -8,7 +8,9 @@
 //! from `synth-media`, each payload carrying a [`stamp`] (source id, send time); str0m answers
 //! NACKs from its send buffer, and a PLI forces a keyframe. Subscribers feed every received
 //! packet to [`stats::TrackRecv`] (loss, jitter, latency, freezes, layer switches) and mark
-//! their [`stats::JoinTimeline`]. [`report`] turns the peers' reports into LiveKit-style
+//! their [`stats::JoinTimeline`], and every video packet to [`novideo::Watch`] (time with no
+//! forwarded video). With `--drop-layers`, publishers stop and restore their upper simulcast
+//! layers on a [`layer_drop::DropSchedule`], as a browser under load does. [`report`] turns the peers' reports into LiveKit-style
 //! tables, a JSON file and an SVG chart. The server's side of the steady window comes from
 //! the router's control socket ([`scrape`]) and control's `GET /metrics` ([`prom`]: the
 //! in-router latency histogram).
@@ -26,7 +28,9 @@
 //! ```
 
 pub mod chart;
+pub mod layer_drop;
 pub mod layout;
+pub mod novideo;
 pub mod peer;
 pub mod prom;
 pub mod report;

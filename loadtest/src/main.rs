@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 
+use loadtest::layer_drop::DropSchedule;
 use loadtest::layout::Layout;
 use loadtest::peer::{self, Live, PeerPlan};
 use loadtest::report::{self, Settings, TimePoint, Totals};
@@ -70,6 +71,12 @@ struct Args {
     /// layer). Videos past the tiles are not received; audio always is.
     #[arg(long, default_value = "all")]
     layout: Layout,
+    /// Every simulcast video publisher stops its h and f layers for this long (only q frames;
+    /// h and f carry empty padding packets, and ignore keyframe requests), then sends all
+    /// layers for this long (each resumed layer starting on a keyframe), and so on, as Chromium
+    /// under CPU or bandwidth limits; publishers are staggered (e.g. 3s).
+    #[arg(long, value_parser = parse_duration)]
+    drop_layers: Option<Duration>,
     /// Peers started per second.
     #[arg(long, default_value_t = 10.0)]
     num_per_second: f64,
@@ -165,6 +172,14 @@ async fn run(args: Args) -> Result<bool, Error> {
     if args.num_per_second.is_nan() || args.num_per_second <= 0.0 {
         return Err(Error::Setup("--num-per-second must be positive".into()));
     }
+    if let Some(d) = args.drop_layers {
+        if !simulcast {
+            return Err(Error::Setup("--drop-layers stops simulcast layers: not with --no-simulcast".into()));
+        }
+        if d.is_zero() {
+            return Err(Error::Setup("--drop-layers must be a positive period".into()));
+        }
+    }
     let tls = tls_config(Some(&args.data_dir.join("tls/cert.pem")))?;
     let api = Api::from_credentials(&args.api_url, &args.data_dir.join("credentials.json"), tls.clone())?;
     let epoch = Instant::now();
@@ -186,9 +201,10 @@ async fn run(args: Args) -> Result<bool, Error> {
         args.server_pid.clone()
     };
     eprintln!(
-        "loadtest: {rooms} room(s) × ({video} video + {audio} audio publishers, {subs} subscribers), {:.0} s media, simulcast {simulcast}, layout {}, watching server pids {pids:?}",
+        "loadtest: {rooms} room(s) × ({video} video + {audio} audio publishers, {subs} subscribers), {:.0} s media, simulcast {simulcast}, layout {}{}, watching server pids {pids:?}",
         args.duration.as_secs_f64(),
-        args.layout
+        args.layout,
+        args.drop_layers.map_or(String::new(), |d| format!(", upper layers dropped every {:.1} s", d.as_secs_f64()))
     );
 
     // The sampler: one point a second, and the progress line.
@@ -277,6 +293,8 @@ async fn run(args: Args) -> Result<bool, Error> {
                 until,
                 sink: args.sink,
                 layout: args.layout,
+                // Video publishers are the room's first `video` peers: `i` is their place.
+                drop_layers: args.drop_layers.filter(|_| v).map(|d| DropSchedule::new(d, i, video)),
             };
             handles.push(tokio::spawn(peer::run(
                 plan,
@@ -384,6 +402,7 @@ async fn run(args: Args) -> Result<bool, Error> {
         threads: args.threads,
         sink: args.sink,
         layout: args.layout.name(),
+        drop_layers_s: args.drop_layers.map(|d| d.as_secs_f64()),
     };
     let media_s = (ramp + args.duration).as_secs_f64();
     let report = report::build(settings, peers, series, server, media_s, totals);

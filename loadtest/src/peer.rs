@@ -18,10 +18,12 @@ use str0m::media::{Direction, MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
-use synth_media::{OpusStream, Vp8Stream};
+use synth_media::{OpusStream, Packet, Vp8Stream};
 use tokio::net::UdpSocket;
 
+use crate::layer_drop::{DropSchedule, LayerDrop, Tick};
 use crate::layout::{Layout, Tile, Tiles};
+use crate::novideo::{VideoWatch, Watch};
 use crate::signal::{Api, Incoming, Signal};
 use crate::stamp::{self, Stamp};
 use crate::stats::{JoinTimeline, Step, TrackRecv};
@@ -67,6 +69,8 @@ pub struct PeerPlan {
     pub sink: bool,
     /// Which videos this peer shows, and how large (`--layout`).
     pub layout: Layout,
+    /// When this publisher's upper simulcast layers stop (`--drop-layers`).
+    pub drop_layers: Option<DropSchedule>,
 }
 
 /// Counters every peer adds to, for the progress line and the time series.
@@ -96,6 +100,11 @@ pub struct PeerReport {
     pub sent: Vec<SentTrack>,
     /// The videos asked for under `--layout` (empty with `all`).
     pub tiles: Vec<Tile>,
+    /// Time with no forwarded video, summed over the videos this peer should see
+    /// ([`crate::novideo`]); `None` under `--sink` (nothing is received).
+    pub no_video_ms: Option<u64>,
+    /// Each of those videos.
+    pub videos: Vec<VideoWatch>,
     pub error: Option<String>,
 }
 
@@ -105,9 +114,31 @@ pub struct SentTrack {
     pub source: u32,
     pub kind: &'static str,
     pub rid: Option<&'static str>,
+    /// Media packets (padding apart).
     pub packets: u64,
     pub bytes: u64,
     pub keyframes_on_request: u64,
+    /// `--drop-layers`: times the layer stopped, the padding it sent while stopped, and the
+    /// keyframe requests it ignored then.
+    pub stops: u64,
+    pub padding_packets: u64,
+    pub keyframe_requests_ignored: u64,
+}
+
+impl SentTrack {
+    fn new(source: u32, kind: &'static str, rid: Option<&'static str>) -> SentTrack {
+        SentTrack {
+            source,
+            kind,
+            rid,
+            packets: 0,
+            bytes: 0,
+            keyframes_on_request: 0,
+            stops: 0,
+            padding_packets: 0,
+            keyframe_requests_ignored: 0,
+        }
+    }
 }
 
 /// A str0m peer connection on its own UDP socket.
@@ -184,11 +215,16 @@ struct Outgoing {
     source: Source,
     next: Instant,
     sent: SentTrack,
+    /// An upper layer under `--drop-layers`.
+    drop: Option<LayerDrop>,
+    /// The last frame's RTP timestamp and send time: a stopped layer's padding carries them.
+    last_frame: Option<(u32, Instant)>,
 }
 
 /// The subscriber side's accounting for one peer.
 struct Inbound {
     tracks: HashMap<u32, TrackRecv>,
+    watch: Watch,
 }
 
 /// Runs one participant to the end of the plan; never fails, a failure is in the report.
@@ -201,7 +237,7 @@ pub async fn run(
     live: Arc<Live>,
 ) -> PeerReport {
     let mut timeline = JoinTimeline::default();
-    let mut inbound = Inbound { tracks: HashMap::new() };
+    let mut inbound = Inbound { tracks: HashMap::new(), watch: Watch::new(plan.layout.asks_for_video()) };
     let mut outgoing = Vec::new();
     let mut tiles = Tiles::new(plan.layout);
     let publisher = plan.audio || plan.video;
@@ -211,6 +247,8 @@ pub async fn run(
     if result.is_err() {
         live.failed.fetch_add(1, Ordering::Relaxed);
     }
+    // The run's end, or the peer's if it failed first.
+    let (no_video_ms, videos) = inbound.watch.finish(clock.at_us(plan.until.min(Instant::now())));
     let mut tracks: Vec<TrackRecv> = inbound.tracks.into_values().collect();
     tracks.sort_by_key(|t| t.source);
     PeerReport {
@@ -221,6 +259,8 @@ pub async fn run(
         tracks,
         sent: outgoing.into_iter().map(|o| o.sent).collect(),
         tiles: tiles.into_tiles(),
+        no_video_ms: (!plan.sink).then_some(no_video_ms),
+        videos: if plan.sink { Vec::new() } else { videos },
         error: result.err().map(|e| e.to_string()),
     }
 }
@@ -369,7 +409,7 @@ async fn session(
         on_events(media_pc, clock, timeline, inbound, outgoing, live, true);
         let other = if plan.audio || plan.video { &mut subscribe } else { &mut publish };
         on_events(other, clock, timeline, inbound, outgoing, live, false);
-        ask_for_tiles(&mut subscribe, tiles, live);
+        ask_for_tiles(&mut subscribe, tiles, &mut inbound.watch, clock, live);
         if let Some(refused) = tiles.refused() {
             return Err(Error::Signal(refused.to_owned()));
         }
@@ -449,9 +489,14 @@ async fn on_push(
 
 /// Writes the layout's pending `prefer-video-track-state` requests on the subscribe
 /// connection's `ion-sfu` channel once it is open; one the channel does not take waits.
-fn ask_for_tiles(sub: &mut Pc, tiles: &mut Tiles, live: &Live) {
+/// A request accepted for a shown video starts its no-video accounting.
+fn ask_for_tiles(sub: &mut Pc, tiles: &mut Tiles, watch: &mut Watch, clock: &Clock, live: &Live) {
     for text in sub.channel_texts.drain(..) {
-        tiles.on_reply(&text);
+        if let Some(t) = tiles.on_reply(&text)
+            && t.max_layer != "none"
+        {
+            watch.on_shown(&t.track_id, clock.now_us());
+        }
     }
     let Some(id) = sub.channel else { return };
     let mut wrote = false;
@@ -486,7 +531,9 @@ fn start_media(plan: &PeerPlan, pc: &mut Pc, mids: &[(Mid, MediaKind)], outgoing
                     pt,
                     source: Source::Audio(OpusStream::new(1, 0)),
                     next: now,
-                    sent: SentTrack { source, kind: "audio", rid: None, packets: 0, bytes: 0, keyframes_on_request: 0 },
+                    sent: SentTrack::new(source, "audio", None),
+                    drop: None,
+                    last_frame: None,
                 });
             }
             MediaKind::Video if plan.video => {
@@ -511,14 +558,10 @@ fn start_media(plan: &PeerPlan, pc: &mut Pc, mids: &[(Mid, MediaKind)], outgoing
                         pt,
                         source: Source::Video(v),
                         next: now,
-                        sent: SentTrack {
-                            source,
-                            kind: "video",
-                            rid: plan.simulcast.then_some(l.rid),
-                            packets: 0,
-                            bytes: 0,
-                            keyframes_on_request: 0,
-                        },
+                        sent: SentTrack::new(source, "video", plan.simulcast.then_some(l.rid)),
+                        // `q` never stops: Chromium drops layers from the top.
+                        drop: plan.drop_layers.filter(|_| plan.simulcast && i > 0).map(LayerDrop::new),
+                        last_frame: None,
                     });
                 }
             }
@@ -539,18 +582,30 @@ fn send_media(now: Instant, clock: &Clock, pc: &mut Pc, outgoing: &mut [Outgoing
             live.late_ticks.fetch_add(1, Ordering::Relaxed);
         }
         let Some(pt) = o.pt else { continue };
-        let (packets, period) = match &mut o.source {
-            Source::Audio(s) => (vec![s.next_packet()], Duration::from_millis(20)),
-            Source::Video(s) => (s.next_frame(), Duration::from_micros(33_333)),
+        let (packets, period, wallclock) = match &mut o.source {
+            Source::Audio(s) => (vec![s.next_packet()], Duration::from_millis(20), now),
+            Source::Video(s) => {
+                let (packets, wallclock) = video_tick(now, clock, s, o.drop.as_mut(), &mut o.last_frame);
+                (packets, Duration::from_micros(33_333), wallclock)
+            }
         };
+        if let Some(d) = &o.drop {
+            o.sent.stops = d.stops;
+        }
         // Keep the schedule, but do not try to catch up a backlog in one burst.
         o.next = (o.next + period).max(now);
         let mut api = pc.rtc.direct_api();
         let Some(tx) = api.stream_tx_by_mid(o.mid, o.rid) else { continue };
         for mut p in packets {
-            stamp::write(&mut p.payload, Stamp { source: o.sent.source, sent_us: clock.now_us() });
-            o.sent.packets += 1;
-            o.sent.bytes += p.payload.len() as u64;
+            // Padding (empty) has no room for a stamp, and nothing to repair.
+            let padding = p.payload.is_empty();
+            if padding {
+                o.sent.padding_packets += 1;
+            } else {
+                stamp::write(&mut p.payload, Stamp { source: o.sent.source, sent_us: clock.now_us() });
+                o.sent.packets += 1;
+                o.sent.bytes += p.payload.len() as u64;
+            }
             live.sent_packets.fetch_add(1, Ordering::Relaxed);
             let audio = matches!(o.source, Source::Audio(_));
             let ext = if audio {
@@ -558,10 +613,10 @@ fn send_media(now: Instant, clock: &Clock, pc: &mut Pc, outgoing: &mut [Outgoing
             } else {
                 ExtensionValues::default()
             };
-            let write = RtpWrite::new(pt, SeqNo::from(p.seq), p.ts, now, p.payload)
+            let write = RtpWrite::new(pt, SeqNo::from(p.seq), p.ts, wallclock, p.payload)
                 .marker(p.marker)
                 .ext_vals(ext)
-                .nackable(true);
+                .nackable(!padding);
             tx.write_rtp(write);
             wrote = true;
         }
@@ -569,6 +624,40 @@ fn send_media(now: Instant, clock: &Clock, pc: &mut Pc, outgoing: &mut [Outgoing
     if wrote {
         pc.drive(live);
     }
+}
+
+/// One frame tick of a video layer: its frame and the wall-clock time it was captured, or,
+/// for a layer `--drop-layers` has stopped, one padding packet or nothing. A stopped layer's
+/// RTP clock keeps running (its next frame is stamped with the capture time, as a browser's);
+/// its padding carries the last frame's timestamp and capture time, as Chromium's does.
+fn video_tick(
+    now: Instant,
+    clock: &Clock,
+    v: &mut Vp8Stream,
+    drop: Option<&mut LayerDrop>,
+    last_frame: &mut Option<(u32, Instant)>,
+) -> (Vec<Packet>, Instant) {
+    match drop.map(|d| d.on_tick(clock.at_us(now))) {
+        None | Some(Tick::Frame { keyframe: false }) => {}
+        // A resumed layer starts with a keyframe, as a browser's encoder does.
+        Some(Tick::Frame { keyframe: true }) => v.force_keyframe(),
+        Some(tick) => {
+            let (ts, at) = last_frame.unwrap_or((v.ts, now));
+            let mut out = Vec::new();
+            if tick == Tick::Padding {
+                out.push(Packet { seq: v.seq, ts, marker: false, payload: Vec::new() });
+                v.seq += 1;
+            }
+            // One frame interval at 90 kHz, what `next_frame` would have advanced.
+            v.ts = v.ts.wrapping_add(3000);
+            return (out, at);
+        }
+    }
+    let frame = v.next_frame();
+    if let Some(p) = frame.first() {
+        *last_frame = Some((p.ts, now));
+    }
+    (frame, now)
 }
 
 /// str0m's events: connection steps, received packets, keyframe requests.
@@ -607,15 +696,30 @@ fn on_events(
                 if let Some(f) = t.first_packet_us {
                     timeline.mark(Step::FirstPacket, f);
                 }
+                if video {
+                    let ssrc = p.header.ssrc;
+                    let rtc = &mut pc.rtc;
+                    inbound.watch.on_packet(*ssrc, at, p.payload.len(), || {
+                        rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid().to_string())
+                    });
+                }
+            }
+            // A video the router sends us: a subscription whose no-video time counts.
+            Event::MediaAdded(m) if m.kind == MediaKind::Video && m.direction == Direction::RecvOnly => {
+                let track_id = pc.rtc.media(m.mid).map(|media| media.track_id().to_owned()).unwrap_or_default();
+                inbound.watch.on_video_line(&m.mid.to_string(), &track_id, clock.now_us());
             }
             Event::ChannelOpen(id, label) if label == "ion-sfu" => pc.channel = Some(id),
             Event::ChannelData(d) if !d.binary => pc.channel_texts.push(String::from_utf8_lossy(&d.data).into_owned()),
             Event::KeyframeRequest(r) => {
                 for o in outgoing.iter_mut() {
-                    if o.mid == r.mid
-                        && o.rid == r.rid
-                        && let Source::Video(v) = &mut o.source
-                    {
+                    if o.mid != r.mid || o.rid != r.rid {
+                        continue;
+                    }
+                    // A browser not encoding a layer cannot send its keyframe.
+                    if o.drop.as_ref().is_some_and(LayerDrop::is_dropped) {
+                        o.sent.keyframe_requests_ignored += 1;
+                    } else if let Source::Video(v) = &mut o.source {
                         v.force_keyframe();
                         o.sent.keyframes_on_request += 1;
                     }

@@ -41,6 +41,8 @@ pub struct Settings {
     pub sink: bool,
     /// `--layout`: which videos each peer asked for (docs/loadtest.md).
     pub layout: &'static str,
+    /// `--drop-layers`: the period, s, for which publishers' upper layers stop and resume.
+    pub drop_layers_s: Option<f64>,
 }
 
 /// Per published track (source), over every subscriber that received it.
@@ -72,6 +74,11 @@ pub struct SubscriberRow {
     pub kbps: f64,
     pub latency_ms: Summary,
     pub freezes: u64,
+    /// Time with no forwarded video over the videos it should see (`crate::novideo`);
+    /// `None` under `--sink`.
+    pub no_video_ms: Option<u64>,
+    /// How many videos it should see.
+    pub videos: usize,
     pub join_to_first_packet_ms: Option<f64>,
     pub error: Option<String>,
 }
@@ -132,6 +139,14 @@ pub struct Totals {
     pub recv_mbps: f64,
     pub latency_ms: Summary,
     pub freezes: u64,
+    /// Time with no forwarded video, summed over every subscriber (0 is the target), the
+    /// subscriber with the most, and how many had any.
+    pub no_video_ms: u64,
+    pub no_video_worst_peer: Option<u32>,
+    pub no_video_worst_ms: u64,
+    pub no_video_subscribers: usize,
+    /// Videos watched (per subscriber, summed): what `no_video_ms` is over.
+    pub videos_watched: usize,
     pub generator_cpu_cores: f64,
     pub server_cpu_cores: f64,
     pub late_tick_percent: f64,
@@ -229,10 +244,21 @@ pub fn build(
                 kbps: bytes as f64 * 8.0 / secs / 1000.0,
                 latency_ms: Summary::of(&mut lat.clone()),
                 freezes,
+                no_video_ms: p.no_video_ms,
+                videos: p.videos.len(),
                 join_to_first_packet_ms: first,
                 error: p.error.clone(),
             });
         }
+        if let Some(nv) = p.no_video_ms {
+            totals.no_video_ms += nv;
+            totals.no_video_subscribers += usize::from(nv > 0);
+            if nv > totals.no_video_worst_ms {
+                totals.no_video_worst_ms = nv;
+                totals.no_video_worst_peer = Some(p.index);
+            }
+        }
+        totals.videos_watched += p.videos.len();
         all_lat.append(&mut lat);
         totals.packets += packets;
         totals.lost += lost;
@@ -273,6 +299,43 @@ pub fn build(
     let mut rpc: Vec<f64> = peers.iter().filter_map(|p| p.timeline.join_rpc_ms()).collect();
     join.push(JoinRow { step: "join round trip", ms: Summary::of(&mut rpc) });
     RunReport { settings, tracks: by_source.into_values().collect(), subscribers, join, totals, series, server, peers }
+}
+
+/// The no-video summary and, with `--drop-layers`, what the publishers did.
+fn no_video_lines(r: &RunReport) -> String {
+    let mut s = String::new();
+    if let Some(period) = r.settings.drop_layers_s {
+        let sent = r.peers.iter().flat_map(|p| &p.sent);
+        let (stops, padding, ignored) =
+            sent.fold((0, 0, 0), |(a, b, c), t| (a + t.stops, b + t.padding_packets, c + t.keyframe_requests_ignored));
+        let _ = writeln!(
+            s,
+            "\n--drop-layers {period:.1} s: publishers stopped an upper layer {stops} times, sent {padding} padding packets on stopped layers and ignored {ignored} keyframe requests for them."
+        );
+    }
+    if r.settings.sink {
+        return s;
+    }
+    let t = &r.totals;
+    let subscribers = r.peers.iter().filter(|p| !p.videos.is_empty()).count();
+    if t.no_video_ms == 0 {
+        let _ = writeln!(
+            s,
+            "No video (gaps > 500 ms in forwarded video): none, over {} videos watched by {subscribers} subscribers.",
+            t.videos_watched
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "NO VIDEO: subscribers went {} ms in total without forwarded video (gaps > 500 ms, docs/loadtest.md); worst: peer {} with {} ms; {} of {subscribers} subscribers had some, over {} videos watched.",
+            t.no_video_ms,
+            t.no_video_worst_peer.map_or("-".to_owned(), |p| p.to_string()),
+            t.no_video_worst_ms,
+            t.no_video_subscribers,
+            t.videos_watched
+        );
+    }
+    s
 }
 
 /// The tables, as text.
@@ -322,12 +385,12 @@ pub fn tables(r: &RunReport, max_rows: usize) -> String {
     }
     let _ = writeln!(
         s,
-        "\nSubscriber | Tracks | Recv pkts  | Bitrate     | Latency p50/p99  | Dropped         | Freezes | First pkt | Error"
+        "\nSubscriber | Tracks | Recv pkts  | Bitrate     | Latency p50/p99  | Dropped         | Freezes |   No video | First pkt | Error"
     );
     for sub in r.subscribers.iter().take(max_rows) {
         let _ = writeln!(
             s,
-            "{:<10} | {:>6} | {:>10} | {:>6.0} kbps | {:>6.2}/{:>6.2} ms | {:>7} ({:>5.2}%) | {:>7} | {:>6} ms | {}",
+            "{:<10} | {:>6} | {:>10} | {:>6.0} kbps | {:>6.2}/{:>6.2} ms | {:>7} ({:>5.2}%) | {:>7} | {:>10} | {:>6} ms | {}",
             sub.peer,
             sub.tracks,
             sub.packets,
@@ -337,6 +400,12 @@ pub fn tables(r: &RunReport, max_rows: usize) -> String {
             sub.lost,
             pct(sub.lost, sub.expected),
             sub.freezes,
+            // A non-zero figure is marked, so it stands out in a column of zeros.
+            match sub.no_video_ms {
+                None => "-".to_owned(),
+                Some(0) => "0 ms".to_owned(),
+                Some(ms) => format!("!{ms} ms"),
+            },
             sub.join_to_first_packet_ms.map_or("-".into(), |v| format!("{v:.0}")),
             sub.error.as_deref().unwrap_or("-")
         );
@@ -347,7 +416,7 @@ pub fn tables(r: &RunReport, max_rows: usize) -> String {
     let t = &r.totals;
     let _ = writeln!(
         s,
-        "{:<10} | {:>6} | {:>10} | {:>6.1} Mbps | {:>6.2}/{:>6.2} ms | {:>7} ({:>5.2}%) | {:>7} |",
+        "{:<10} | {:>6} | {:>10} | {:>6.1} Mbps | {:>6.2}/{:>6.2} ms | {:>7} ({:>5.2}%) | {:>7} | {:>7} ms |",
         "Total",
         r.tracks.len(),
         t.packets,
@@ -356,8 +425,10 @@ pub fn tables(r: &RunReport, max_rows: usize) -> String {
         t.latency_ms.p99,
         t.lost,
         t.loss_percent,
-        t.freezes
+        t.freezes,
+        t.no_video_ms
     );
+    s.push_str(&no_video_lines(r));
     let _ = writeln!(s, "\nJoin step          |  count |    p50 ms |    p90 ms |    p99 ms |    max ms");
     for j in &r.join {
         let _ = writeln!(
