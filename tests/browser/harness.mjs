@@ -102,6 +102,58 @@ export function within(ms, what, promise) {
   ]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * The longest time framesDecoded stood still in `samples` (Peer.sampleInbound's), and where it
+ * ended. A new SSRC (a new inbound-rtp report, counting from 0) with frames decoded counts as
+ * progress; a missing report does not.
+ */
+export function longestStall(samples) {
+  let worst = { ms: 0, from: null, to: null };
+  let since = null;
+  let last = null;
+  for (const s of samples) {
+    const moved = !s.missing && (last === null || s.ssrc !== last.ssrc ? s.framesDecoded > 0 : s.framesDecoded > last.framesDecoded);
+    if (moved) {
+      last = s;
+      since = s.at;
+      continue;
+    }
+    if (since === null) since = s.at;
+    if (s.at - since > worst.ms) worst = { ms: s.at - since, from: since, to: s.at };
+  }
+  return worst;
+}
+
+/** The longest time between two samples (how finely a stall could be seen). */
+export function maxGap(samples) {
+  let gap = 0;
+  for (let i = 1; i < samples.length; i++) gap = Math.max(gap, samples[i].at - samples[i - 1].at);
+  return gap;
+}
+
+const kbps = (bps) => (bps ? `${Math.round(bps / 1000)} kbps` : '?');
+
+/** A publisher's video encodings by rid, and its video senders (for checks and messages). */
+export async function publisherEncodings(peer) {
+  const [out, senders] = await Promise.all([peer.outbound(), peer.videoSenders()]);
+  const video = out.filter((o) => o.kind === 'video');
+  const byRid = Object.fromEntries(video.filter((o) => o.rid).map((o) => [o.rid, o]));
+  return { video, byRid, senders };
+}
+
+/** publisherEncodings() in words: each encoding's size, rate and limitation, each sender's settings. */
+export function describeEncodings({ video, senders }) {
+  const enc = video
+    .map((o) => `${o.rid ?? '(no rid)'}: ${o.frameWidth}x${o.frameHeight} @${Math.round(o.framesPerSecond)} fps, ${o.framesEncoded} frames, ` +
+      `target ${kbps(o.targetBitrate)}, limited by ${o.qualityLimitationReason ?? '?'} ${JSON.stringify(o.qualityLimitationDurations ?? {})}`)
+    .join('; ');
+  const snd = senders
+    .map((s) => `capture ${s.settings?.width}x${s.settings?.height}, degradationPreference ${s.degradationPreference}, contentHint "${s.contentHint}", ` +
+      `encodings [${s.encodings.map((e) => `${e.rid ?? '-'}${e.active === false ? ' (inactive)' : ''}`).join(',')}], send-side estimate ${kbps(s.availableOutgoingBitrate)}`)
+    .join('; ');
+  return `outbound video: ${enc || 'none'}. Senders: ${snd || 'none'}`;
+}
+
 function freeTcpPort() {
   return new Promise((res, rej) => {
     const s = createServer();
@@ -419,7 +471,7 @@ export function collectInbound() {
  * Runs in the page: outbound-rtp reports (what this peer publishes). A simulcast encoding has
  * its `rid`; `qualityLimitationReason` says why Chromium sends less than asked (cpu, bandwidth).
  */
-function collectOutbound() {
+export function collectOutbound() {
   return Promise.all(
     (window.__pcs || []).map(async (pc) => {
       if (pc.connectionState === 'closed' || pc.signalingState === 'closed') return [];
@@ -501,6 +553,32 @@ async function preferResolution() {
         error = String(e?.message || e);
       }
       out.push({ trackId: sender.track.id, degradationPreference: sender.getParameters().degradationPreference ?? null, contentHint: sender.track.contentHint, error });
+    }
+  }
+  return out;
+}
+
+/**
+ * Runs in the page: sets `active` of the video senders' simulcast encodings named in
+ * `byRid` ({h: false, f: false}) with RTCRtpSender.getParameters()/setParameters(), as an app or
+ * Chromium's own adaptation could. Returns each sender's encodings afterwards.
+ */
+async function setEncodingsActive(byRid) {
+  const out = [];
+  for (const pc of window.__pcs || []) {
+    if (pc.connectionState === 'closed' || pc.signalingState === 'closed') continue;
+    for (const sender of pc.getSenders()) {
+      if (sender.track?.kind !== 'video') continue;
+      const p = sender.getParameters();
+      if (!(p.encodings || []).some((e) => e.rid in byRid)) continue;
+      for (const e of p.encodings) if (e.rid in byRid) e.active = !!byRid[e.rid];
+      let error = null;
+      try {
+        await sender.setParameters(p);
+      } catch (e) {
+        error = String(e?.message || e);
+      }
+      out.push({ trackId: sender.track.id, error, encodings: sender.getParameters().encodings.map((e) => ({ rid: e.rid, active: e.active })) });
     }
   }
   return out;
@@ -606,6 +684,27 @@ export class Peer {
     return this.page.evaluate(preferResolution);
   }
 
+  /** See setEncodingsActive() above: `{h: false, f: false}` turns those simulcast encodings off. */
+  setEncodingsActive(byRid) {
+    return this.page.evaluate(setEncodingsActive, byRid);
+  }
+
+  /** The store's view of a remote video track: layer, preferredLayer, degraded, enabled. */
+  videoTrackState(trackId) {
+    return this.state((s, sel, id) => {
+      const tr = sel.selectTracksMap(s)[id];
+      return tr ? { layer: tr.layer, preferredLayer: tr.preferredLayer, degraded: tr.degraded, enabled: tr.enabled } : null;
+    }, trackId);
+  }
+
+  /** Mutes the microphone (`audio`) or stops the camera (`video`) with the demo's button, once it is on. */
+  async stopLocal(kind) {
+    const on = (k) => this.state((s, sel, kk) => (kk === 'audio' ? sel.selectIsLocalAudioEnabled(s) : sel.selectIsLocalVideoEnabled(s)), k);
+    await waitFor(`${this.name}'s local ${kind} to be on`, () => on(kind), { timeout: 15_000 });
+    await this.click(kind === 'audio' ? '#toggle-audio' : '#toggle-video');
+    await waitFor(`${this.name}'s local ${kind} to be off`, async () => !(await on(kind)), { timeout: 10_000 });
+  }
+
   /**
    * Samples `trackId`'s inbound-rtp report every `interval` ms in the page (so the timing does not
    * depend on the test's round trips), until `stop()`, which returns
@@ -695,11 +794,12 @@ export class Call {
   /**
    * Opens the demo with autojoin and waits until the SDK says Connected. The demo mints the
    * token from `room` and `role`, unless `token` (an auth token) or `code` (a room code the SDK
-   * exchanges) is given.
+   * exchanges) is given. `initScript` (a string) runs in the page before the demo's own scripts.
    */
-  async join({ name, role = '', room = this.room, token, code, timeout = 30_000 }) {
+  async join({ name, role = '', room = this.room, token, code, timeout = 30_000, initScript }) {
     const context = await this.browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
     await context.addInitScript(RECORD_PCS);
+    if (initScript) await context.addInitScript(initScript);
     const page = await context.newPage();
     const peer = new Peer(this, name, context, page);
     this.peers.push(peer);

@@ -28,7 +28,15 @@
 //     qualityLimitationReason (cpu or bandwidth) and the send-side bandwidth estimate.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { sleep, waitFor, withCall } from './harness.mjs';
+import {
+  describeEncodings as describe,
+  longestStall,
+  maxGap,
+  publisherEncodings as encodings,
+  sleep,
+  waitFor,
+  withCall,
+} from './harness.mjs';
 
 const T = { timeout: 150_000 };
 
@@ -48,28 +56,6 @@ const PHASE_MS = 4_000;
 /** Sampling before the first request, to see frames flowing already. */
 const LEAD_IN_MS = 1_500;
 const SAMPLE_EVERY_MS = 150;
-
-const kbps = (bps) => (bps ? `${Math.round(bps / 1000)} kbps` : '?');
-
-/** The publisher's video encodings by rid, and its video senders, for checks and messages. */
-async function encodings(peer) {
-  const [out, senders] = await Promise.all([peer.outbound(), peer.videoSenders()]);
-  const video = out.filter((o) => o.kind === 'video');
-  const byRid = Object.fromEntries(video.filter((o) => o.rid).map((o) => [o.rid, o]));
-  return { video, byRid, senders };
-}
-
-function describe({ video, senders }) {
-  const enc = video
-    .map((o) => `${o.rid ?? '(no rid)'}: ${o.frameWidth}x${o.frameHeight} @${Math.round(o.framesPerSecond)} fps, ${o.framesEncoded} frames, ` +
-      `target ${kbps(o.targetBitrate)}, limited by ${o.qualityLimitationReason ?? '?'} ${JSON.stringify(o.qualityLimitationDurations ?? {})}`)
-    .join('; ');
-  const snd = senders
-    .map((s) => `capture ${s.settings?.width}x${s.settings?.height}, degradationPreference ${s.degradationPreference}, contentHint "${s.contentHint}", ` +
-      `encodings [${s.encodings.map((e) => e.rid ?? '-').join(',')}], send-side estimate ${kbps(s.availableOutgoingBitrate)}`)
-    .join('; ');
-  return `outbound video: ${enc || 'none'}. Senders: ${snd || 'none'}`;
-}
 
 /**
  * The publisher sends three encodings, rid q/h/f, all encoding, at 320/640/1280 wide. A top
@@ -125,50 +111,14 @@ async function expectThreeEncodings(t, publisher) {
 }
 
 /**
- * The longest time framesDecoded stood still in `samples`, and where it ended. A new SSRC (a new
- * inbound-rtp report, counting from 0) with frames decoded counts as progress; a missing report
- * does not.
- */
-function longestStall(samples) {
-  let worst = { ms: 0, from: null, to: null };
-  let since = null;
-  let last = null;
-  for (const s of samples) {
-    const moved = !s.missing && (last === null || s.ssrc !== last.ssrc ? s.framesDecoded > 0 : s.framesDecoded > last.framesDecoded);
-    if (moved) {
-      last = s;
-      since = s.at;
-      continue;
-    }
-    if (since === null) since = s.at;
-    if (s.at - since > worst.ms) worst = { ms: s.at - since, from: since, to: s.at };
-  }
-  return worst;
-}
-
-function maxGap(samples) {
-  let gap = 0;
-  for (let i = 1; i < samples.length; i++) gap = Math.max(gap, samples[i].at - samples[i - 1].at);
-  return gap;
-}
-
-/** Mutes `peer`'s microphone or stops its camera with the demo's button, once it is on. */
-async function stopLocal(peer, kind) {
-  const on = (k) => peer.state((s, sel, kk) => (kk === 'audio' ? sel.selectIsLocalAudioEnabled(s) : sel.selectIsLocalVideoEnabled(s)), k);
-  await waitFor(`${peer.name}'s local ${kind} to be on`, () => on(kind), { timeout: 15_000 });
-  await peer.click(kind === 'audio' ? '#toggle-audio' : '#toggle-video');
-  await waitFor(`${peer.name}'s local ${kind} to be off`, async () => !(await on(kind)), { timeout: 10_000 });
-}
-
-/**
  * Bob joins as a subscriber without camera or microphone (so the machine encodes only alice's
  * layers), decodes alice's camera, and alice sends her three encodings. Returns bob, alice's
  * camera's track id and the selector of bob's layer choice for it.
  */
 async function silentSubscriber(t, call, alice) {
   const bob = await call.join({ name: 'bob', role: 'guest' });
-  await stopLocal(bob, 'video');
-  await stopLocal(bob, 'audio');
+  await bob.stopLocal('video');
+  await bob.stopLocal('audio');
   const seen = await bob.waitForPeer('alice', (p) => p.video?.id && p.video.enabled);
   const trackId = seen.video.id;
   await bob.expectFlowing(trackId, 'framesDecoded', { what: 'alice\'s video' });
@@ -293,7 +243,7 @@ test('active speaker: the subscriber\'s store names the publisher, whose microph
     const bobId = await bob.localPeerId();
     const aliceAtBob = await bob.waitForPeer('alice', (p) => p.audio?.id);
 
-    await stopLocal(bob, 'audio');
+    await bob.stopLocal('audio');
     await alice.waitForPeer('bob', (p) => p.audio?.enabled === false, { timeout: 10_000 });
     const mutedAt = Date.now();
     await bob.expectFlowing(aliceAtBob.audio.id, 'packetsReceived', { what: 'alice\'s audio' });
