@@ -113,10 +113,20 @@ fn metrics_need_a_token_parse_as_prometheus_text_and_move_with_traffic() {
         "router_dropped_total",
         "router_forwarded_total",
         "router_latency_seconds_bucket",
+        "router_simulcast_layers_stopped_total",
+        "router_simulcast_fallbacks_total",
+        "router_video_unserved_ms_total",
         "signaling_join_seconds_bucket",
         "signaling_join_seconds_count",
     ] {
         assert!(before.iter().any(|(n, _, _)| n == name), "{name} missing");
+    }
+    // The live-layers gauge: one series per count of live layers, none of them with a track yet.
+    for live in ["0", "1", "2", "3"] {
+        let series = before
+            .iter()
+            .find(|(n, l, _)| n == "router_simulcast_tracks" && l["shard"] == "0" && l["live_layers"] == live);
+        assert_eq!(series.map(|(_, _, v)| *v), Some(0.0), "router_simulcast_tracks live_layers={live}");
     }
     assert_eq!(value(&before, "signaling_active_rooms", &[]), 0.0);
     assert!(value(&before, "control_http_responses_total", &[("code", "4xx")]) >= 4.0);

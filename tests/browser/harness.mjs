@@ -836,6 +836,24 @@ export class Call {
 let roomCounter = 0;
 
 /** Runs `body(call)` with a fresh platform and browser; always tears both down. */
+/**
+ * A subscriber that joins without camera or microphone (so the machine encodes only the
+ * publisher's layers) and decodes the publisher's camera. Returns the peer, the publisher's
+ * camera track id, and the selector of the demo's per-tile layer choice for it (which calls
+ * hmsActions.setPreferredLayer).
+ */
+export async function silentSubscriber(call, publisher, name = 'bob') {
+  const sub = await call.join({ name, role: 'guest' });
+  await sub.stopLocal('video');
+  await sub.stopLocal('audio');
+  const seen = await sub.waitForPeer(publisher.name, (p) => p.video?.id && p.video.enabled);
+  const trackId = seen.video.id;
+  await sub.expectFlowing(trackId, 'framesDecoded', { what: `${publisher.name}'s video` });
+  const choice = `.tile[data-kind="camera"][data-peer-id="${seen.id}"] .layer-choice`;
+  await sub.page.waitForSelector(choice, { state: 'visible', timeout: 5_000 });
+  return { sub, trackId, choice };
+}
+
 export async function withCall(t, body, { platformArgs = [] } = {}) {
   const platform = await startPlatform({ args: platformArgs });
   let browser;

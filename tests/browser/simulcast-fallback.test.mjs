@@ -38,7 +38,7 @@
 // traffic (prefer-video-track-state sent, on-track-layer-update received, data channel open).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { collectInbound, collectOutbound, describeEncodings, longestStall, maxGap, publisherEncodings, sleep, waitFor, withCall } from './harness.mjs';
+import { collectInbound, collectOutbound, describeEncodings, longestStall, maxGap, publisherEncodings, silentSubscriber, sleep, waitFor, withCall } from './harness.mjs';
 
 const CAPTURE = { width: 1280, height: 720 };
 /** The layers lowest first: the rid Chromium sends and the name the SDK and the router use. */
@@ -127,15 +127,7 @@ test('simulcast fallback: a subscriber that wants high keeps decoding when the p
     const alice = await call.join({ name: 'alice', role: 'host' });
     await publishAtFullSize(t, alice);
 
-    const bob = await call.join({ name: 'bob', role: 'guest' });
-    await bob.stopLocal('video');
-    await bob.stopLocal('audio');
-    const seen = await bob.waitForPeer('alice', (p) => p.video?.id && p.video.enabled);
-    const trackId = seen.video.id;
-    await bob.expectFlowing(trackId, 'framesDecoded', { what: 'alice\'s video' });
-    // The demo's per-tile control: it calls hmsActions.setPreferredLayer(trackId, 'high').
-    const choice = `.tile[data-kind="camera"][data-peer-id="${seen.id}"] .layer-choice`;
-    await bob.page.waitForSelector(choice, { state: 'visible', timeout: 5_000 });
+    const { sub: bob, trackId, choice } = await silentSubscriber(call, alice);
     await bob.page.selectOption(choice, 'high', { timeout: 5_000 });
     const trackStates = await recordTrackState(bob, trackId);
 

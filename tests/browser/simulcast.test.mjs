@@ -33,6 +33,7 @@ import {
   longestStall,
   maxGap,
   publisherEncodings as encodings,
+  silentSubscriber,
   sleep,
   waitFor,
   withCall,
@@ -110,21 +111,10 @@ async function expectThreeEncodings(t, publisher) {
   return sized;
 }
 
-/**
- * Bob joins as a subscriber without camera or microphone (so the machine encodes only alice's
- * layers), decodes alice's camera, and alice sends her three encodings. Returns bob, alice's
- * camera's track id and the selector of bob's layer choice for it.
- */
-async function silentSubscriber(t, call, alice) {
-  const bob = await call.join({ name: 'bob', role: 'guest' });
-  await bob.stopLocal('video');
-  await bob.stopLocal('audio');
-  const seen = await bob.waitForPeer('alice', (p) => p.video?.id && p.video.enabled);
-  const trackId = seen.video.id;
-  await bob.expectFlowing(trackId, 'framesDecoded', { what: 'alice\'s video' });
+/** bob, a silent subscriber (harness), once alice sends her three encodings. */
+async function silentSubscriberOfThree(t, call, alice) {
+  const { sub: bob, trackId, choice } = await silentSubscriber(call, alice);
   await expectThreeEncodings(t, alice);
-  const choice = `.tile[data-kind="camera"][data-peer-id="${seen.id}"] .layer-choice`;
-  await bob.page.waitForSelector(choice, { state: 'visible', timeout: 5_000 });
   return { bob, trackId, choice };
 }
 
@@ -152,7 +142,7 @@ test('simulcast: the subscriber asks for low, medium, high and decodes 320, 640,
       'publishParams.video width/height, which the default template\'s host role must set to 1280x720',
     );
 
-    const { bob, trackId, choice } = await silentSubscriber(t, call, alice);
+    const { bob, trackId, choice } = await silentSubscriberOfThree(t, call, alice);
 
     const sampler = await bob.sampleInbound(trackId, { interval: SAMPLE_EVERY_MS });
     let samples;
@@ -298,7 +288,7 @@ test('simulcast: layers nobody watches stop at the publisher, and come back when
     await waitFor('alice to send video', async () => (await alice.outbound()).some((o) => o.kind === 'video' && o.framesEncoded > 0), { timeout: 20_000 });
     await sleep(500);
     await alice.preferResolution();
-    const { bob, trackId, choice } = await silentSubscriber(t, call, alice);
+    const { bob, trackId, choice } = await silentSubscriberOfThree(t, call, alice);
 
     // Bob watches only the lowest layer: h and f go unneeded. (The SDK picks a layer by the
     // tile's size until then, so bob asks for high first: every layer is needed at the start.)
