@@ -257,7 +257,7 @@ pub struct ConsumerLayers {
     /// first; layers the producer does not have are false.
     #[serde(default)]
     pub live_layers: [bool; 3],
-    /// Milliseconds this consumer went without any packet although it wanted video, its
+    /// Milliseconds this consumer went without any media packet although it wanted video, its
     /// bandwidth allowed some and the publisher sent some (gaps over 500 ms, counted whole).
     #[serde(default)]
     pub unserved_ms: u64,

@@ -93,10 +93,10 @@ pub struct Counters {
     /// Video consumers that fell back to a layer other than the one they want because it is not
     /// live at the publisher (counted once per fallback, not per packet).
     pub simulcast_fallbacks: u64,
-    /// Milliseconds, summed over video consumers, with nothing forwarded for over
-    /// [`UNSERVED_AFTER`] although the subscriber wants video, its bandwidth allows it and the
-    /// publisher sends some: the time a subscriber's tile is frozen by the router. 0 is the
-    /// target.
+    /// Milliseconds, summed over video consumers, with no media forwarded (padding does not
+    /// count) for over [`UNSERVED_AFTER`] although the subscriber wants video, its bandwidth
+    /// allows it and the publisher sends some: the time a subscriber's tile is frozen by the
+    /// router. 0 is the target.
     pub video_unserved_ms: u64,
     /// Transport-cc feedback packets received from subscribers, and those that were malformed
     /// or named only packets the estimator never sent (or forgot).
@@ -362,6 +362,8 @@ struct Consumer {
     unserved: Duration,
     waiting_since: Option<Instant>,
     gap_counted: Duration,
+    /// When the last packet with media was sent (forwarded padding serves no video).
+    last_media_out: Option<Instant>,
     /// What was last reported in [`Event::ConsumerLayersChanged`].
     reported: Option<(LayerState, bool)>,
     switches: u64,
@@ -713,6 +715,7 @@ impl Engine {
             unserved: Duration::ZERO,
             waiting_since: None,
             gap_counted: Duration::ZERO,
+            last_media_out: None,
             reported: None,
             switches: 0,
             sync: None,
@@ -1448,6 +1451,9 @@ impl Engine {
             let forward = Forward { seq: out_seq, ts: out_ts, rtx: None, vp8: vp8_out };
             if let Some(len) = write_forward(now, t, c, buf, &header, &forward, in_audio_level, out) {
                 c.note_sent(out_seq, out_ts, now, forward.vp8.map(|(_, v)| v));
+                if header.payload_len > 0 {
+                    c.last_media_out = Some(now);
+                }
                 c.packets += 1;
                 c.bytes += len as u64;
                 c.stats.packets += 1;
@@ -1616,7 +1622,6 @@ impl Engine {
         }
     }
 
-    /// Asks a producer for a keyframe of one layer, at most once per throttle window.
     /// Sends the publisher a PLI for one layer, at most one per layer per `pli_throttle`, except
     /// that a request `for_switch` (a consumer of the router's own waiting to start or switch)
     /// passes when the last PLI was already answered with a keyframe: the consumer missed that
@@ -2070,7 +2075,7 @@ impl Engine {
 }
 
 impl Consumer {
-    /// Adds to [`Consumer::unserved`] the time this consumer has gone without any packet
+    /// Adds to [`Consumer::unserved`] the time this consumer has gone without any media packet
     /// although `wants` (video wanted, allowed and sent) held, once the gap passes
     /// [`UNSERVED_AFTER`]; the whole gap counts then. Returns what was added.
     fn account_unserved(&mut self, now: Instant, wants: bool) -> Duration {
@@ -2081,8 +2086,8 @@ impl Consumer {
         }
         // The gap runs from the later of the last packet sent and the moment video became
         // wanted (a subscriber's own pause is no gap of the router's).
-        let since = match (self.waiting_since, self.last_out) {
-            (Some(w), Some((_, _, at))) => w.max(at),
+        let since = match (self.waiting_since, self.last_media_out) {
+            (Some(w), Some(at)) => w.max(at),
             (Some(w), None) => w,
             (None, _) => now,
         };
