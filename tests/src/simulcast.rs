@@ -266,11 +266,15 @@ impl SimulcastRoom {
         longest.max(sim.now - last)
     }
 
-    /// Every change of layer in what the subscriber received is on a keyframe; returns the
-    /// layers in the order they were received (one entry per change).
+    /// Every change of layer in the stream the subscriber decodes (its packets in sequence
+    /// order: a retransmission or a reordered packet of the layer before a switch may arrive
+    /// after it) is on a keyframe; returns the layers in stream order (one entry per change).
     pub fn layer_sequence_switching_on_keyframes(&self, sim: &Sim, sub: usize) -> Vec<u8> {
+        let mut got = self.received(sim, sub);
+        got.sort_by_key(|g| g.seq);
+        got.dedup_by_key(|g| g.seq);
         let mut seq: Vec<u8> = Vec::new();
-        for g in self.received(sim, sub) {
+        for g in &got {
             if seq.last() != Some(&g.layer) {
                 assert!(g.keyframe, "switch to {} not on a keyframe: {g:?}", g.layer);
                 seq.push(g.layer);
