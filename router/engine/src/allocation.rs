@@ -199,8 +199,9 @@ fn layer_cost(d: &LayerDemand, layer: u8) -> Option<u64> {
     d.layer_bps.get(usize::from(layer)).copied().flatten()
 }
 
-/// The best flowing layer at or below `max_layer`, else the lowest flowing one above it.
-fn best_wanted_layer(d: &LayerDemand) -> Option<u8> {
+/// The best flowing layer at or below `max_layer`, else the lowest flowing one above it: the
+/// consumer's goal with no budget limit.
+pub fn best_wanted_layer(d: &LayerDemand) -> Option<u8> {
     crate::liveness::best_available(d.max_layer?, LAYERS as u8, |l| layer_cost(d, l).is_some())
 }
 

@@ -15,7 +15,7 @@ use crate::codec::{self, Codec, Vp8Descriptor};
 use crate::dtls::{Certificate, DtlsFailure, DtlsOutput, DtlsState, Fingerprint};
 use crate::ice::{IceCredentials, IceEvent, IceLite};
 use crate::ids::{ConsumerId, FastMap, ProducerId, TransportId};
-use crate::liveness::{self, LayerLiveness};
+use crate::liveness::{self, LayerLiveness, UnservedTime};
 use crate::nack::NackGenerator;
 use crate::rtx_cache::{ResendThrottle, RetransmissionCache, RtxCacheConfig};
 use crate::sctp::{MAX_EARLY_PACKETS, SctpDrop, SctpError, SctpEvent, SctpTransport};
@@ -25,6 +25,8 @@ use crate::stats::ReceiveStats;
 use crate::twcc::TwccReceiver;
 use crate::uplink::{self, LayerNeed, ProducerUplink, UplinkCap};
 use crate::{rtcp, rtp, stun};
+
+mod live_layers;
 
 /// Where the engine writes datagrams to send: the shell's send batch in production, a vector
 /// in tests. The engine writes each datagram straight into `buffer()` (SRTP encrypts in place
@@ -94,7 +96,7 @@ pub struct Counters {
     /// live at the publisher (counted once per fallback, not per packet).
     pub simulcast_fallbacks: u64,
     /// Milliseconds, summed over video consumers, with no media forwarded (padding does not
-    /// count) for over [`UNSERVED_AFTER`] although the subscriber wants video, its bandwidth
+    /// count) for over [`liveness::UNSERVED_AFTER`] although the subscriber wants video, its bandwidth
     /// allows it and the publisher sends some: the time a subscriber's tile is frozen by the
     /// router. 0 is the target.
     pub video_unserved_ms: u64,
@@ -295,36 +297,6 @@ impl Layer {
     }
 }
 
-impl Producer {
-    /// What layer `i` costs a subscriber now, or `None` when it cannot be given: the producer
-    /// is paused, the layer carries no packets, or (simulcast) it carries no frames, only
-    /// padding (`liveness`). A plain track is judged by packets alone: a static screenshare may
-    /// send no frame for seconds and is still what its subscribers watch.
-    fn layer_bps(&mut self, i: usize, now: Instant) -> Option<u64> {
-        if self.params.paused {
-            return None;
-        }
-        let simulcast = self.layers.len() > 1;
-        let l = self.layers.get_mut(i)?;
-        if simulcast && !l.liveness.is_live() {
-            return None;
-        }
-        l.rate.rate_bps(now)
-    }
-
-    /// The names of the layers now live (rids, or indices for SSRC simulcast), for logs.
-    fn live_layer_names(&self) -> String {
-        let names: Vec<String> = self
-            .layers
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.liveness.is_live())
-            .map(|(i, l)| l.rid.clone().unwrap_or_else(|| i.to_string()))
-            .collect();
-        if names.is_empty() { "none".into() } else { names.join(",") }
-    }
-}
-
 struct Consumer {
     id: ConsumerId,
     transport: TransportId,
@@ -357,11 +329,9 @@ struct Consumer {
     /// The allocation gives a layer other than the wanted one because the wanted one is not
     /// live at the publisher (not a degradation: the subscriber's link is not the reason).
     fallback: bool,
-    /// Time with nothing forwarded although video was wanted, allowed and sent
-    /// ([`Counters::video_unserved_ms`]), and since when the current wait is measured.
-    unserved: Duration,
-    waiting_since: Option<Instant>,
-    gap_counted: Duration,
+    /// Time with no media forwarded although video was wanted, allowed and sent
+    /// ([`Counters::video_unserved_ms`]).
+    unserved: UnservedTime,
     /// When the last packet with media was sent (forwarded padding serves no video).
     last_media_out: Option<Instant>,
     /// What was last reported in [`Event::ConsumerLayersChanged`].
@@ -463,11 +433,6 @@ const LAYER_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// How often a publisher transport's cap is recomputed (`uplink`).
 const UPLINK_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 const AUDIO_LEVEL_INTERVAL: Duration = Duration::from_millis(500);
-
-/// A video consumer that has been sent nothing for longer than this, while it wants video and a
-/// layer it may have is live, is unserved ([`Counters::video_unserved_ms`]): a keyframe wait at
-/// the start or at a switch is far shorter.
-const UNSERVED_AFTER: Duration = Duration::from_millis(500);
 
 /// The share of a subscriber's estimate retransmissions may use.
 const RTX_SHARE: f64 = 0.15;
@@ -697,14 +662,10 @@ impl Engine {
                 // layer it may have, so a subscription to a publisher sending only `q` starts
                 // on `q`'s next keyframe; before any layer is live, for what it asked.
                 let top = producer.layers.len() as u8 - 1;
-                let target = if producer.layers.len() > 1 {
-                    liveness::best_available(preferred, producer.layers.len() as u8, |l| {
-                        producer.layers[usize::from(l)].liveness.is_live()
-                    })
-                    .unwrap_or(preferred.min(top))
-                } else {
-                    preferred.min(top)
-                };
+                let target = liveness::best_available(preferred, producer.layers.len() as u8, |l| {
+                    producer.layers[usize::from(l)].liveness.is_live()
+                })
+                .unwrap_or(preferred.min(top));
                 LayerState { preferred: Some(preferred), target: Some(target), current: None }
             },
             switch_started: None,
@@ -712,9 +673,7 @@ impl Engine {
             blocked_until: [None; MAX_LAYERS],
             degraded: false,
             fallback: false,
-            unserved: Duration::ZERO,
-            waiting_since: None,
-            gap_counted: Duration::ZERO,
+            unserved: UnservedTime::default(),
             last_media_out: None,
             reported: None,
             switches: 0,
@@ -826,19 +785,8 @@ impl Engine {
             live_layers: self.producers.get(&c.producer).map_or([false; MAX_LAYERS], |p| {
                 std::array::from_fn(|i| p.layers.get(i).is_some_and(|l| l.liveness.is_live()))
             }),
-            unserved_ms: c.unserved.as_millis() as u64,
+            unserved_ms: c.unserved.total().as_millis() as u64,
         })
-    }
-
-    /// Simulcast tracks by how many of their layers are live (index = live layers): a track
-    /// at 1 of 3 is a publisher that encodes only its lowest layer.
-    pub fn simulcast_tracks_by_live_layers(&self) -> [u64; MAX_LAYERS + 1] {
-        let mut by = [0u64; MAX_LAYERS + 1];
-        for p in self.producers.values().filter(|p| p.layers.len() > 1) {
-            let live = p.layers.iter().filter(|l| l.liveness.is_live()).count();
-            by[live.min(MAX_LAYERS)] += 1;
-        }
-        by
     }
 
     /// Where tapped producers' packets go (see [`crate::tap`]).
@@ -1892,7 +1840,7 @@ impl Engine {
             if layer_bps.iter().all(Option::is_none) {
                 // Nothing flows yet (or the publisher paused): nothing to share out, and the
                 // consumer keeps its target so the first keyframe starts it.
-                c.account_unserved(now, false);
+                c.unserved.update(now, false, c.last_media_out);
                 continue;
             }
             let top = p.layers.len() as u8 - 1;
@@ -1942,9 +1890,7 @@ impl Engine {
             };
             // The wanted layer is not live at the publisher: the allocation aims below it (or
             // above, when nothing below is), which is not the subscriber's link's doing.
-            let fallback = d.max_layer.is_some_and(|max| {
-                liveness::best_available(max, MAX_LAYERS as u8, |l| d.layer_bps[usize::from(l)].is_some()) != Some(max)
-            });
+            let fallback = d.max_layer.is_some() && crate::allocation::best_wanted_layer(d) != d.max_layer;
             if fallback != c.fallback {
                 c.fallback = fallback;
                 if fallback {
@@ -1952,7 +1898,8 @@ impl Engine {
                 }
                 debug!(consumer = %c.id, wanted = ?d.max_layer, target = ?a.target, fallback, "wanted layer {}", if fallback { "not live: falling back" } else { "live again" });
             }
-            let unserved = c.account_unserved(now, d.max_layer.is_some() && a.target.is_some());
+            let wants = d.max_layer.is_some() && a.target.is_some();
+            let unserved = c.unserved.update(now, wants, c.last_media_out);
             counters.video_unserved_ms += unserved.as_millis() as u64;
             if c.layers.target != a.target {
                 trace!(consumer = %c.id, from = ?c.layers.target, to = ?a.target, budget, "allocation");
@@ -2041,70 +1988,7 @@ impl Engine {
     }
 }
 
-impl Engine {
-    /// Re-judges which of a simulcast producer's layers are live; on a change, logs it, counts
-    /// it, and has every subscriber of the producer reallocated at the next tick instead of
-    /// within [`ALLOCATION_INTERVAL`], so a stopped layer's subscribers are moved at once.
-    fn judge_layers(&mut self, now: Instant, pid: ProducerId) {
-        let Engine { producers, consumers, transports, counters, .. } = self;
-        let Some(p) = producers.get_mut(&pid) else { return };
-        let mut changed = false;
-        for (i, l) in p.layers.iter_mut().enumerate() {
-            let Some(live) = l.liveness.poll_change(now) else { continue };
-            changed = true;
-            let layer = l.rid.clone().unwrap_or_else(|| i.to_string());
-            if live {
-                counters.simulcast_layers_started += 1;
-                info!(producer = %pid, layer, "simulcast layer live: frames arrive");
-            } else {
-                counters.simulcast_layers_stopped += 1;
-                let since_ms = l.liveness.since_last_frame(now).map(|d| d.as_millis());
-                info!(producer = %pid, layer, since_ms, "simulcast layer stopped: no new frame (padding or nothing)");
-            }
-        }
-        if !changed {
-            return;
-        }
-        debug!(producer = %pid, live = %p.live_layer_names(), "simulcast layers live");
-        for c in p.consumers.iter().filter_map(|c| consumers.get(c)) {
-            if let Some(t) = transports.get_mut(&c.transport) {
-                t.downlink.next_allocation = now;
-            }
-        }
-    }
-}
-
 impl Consumer {
-    /// Adds to [`Consumer::unserved`] the time this consumer has gone without any media packet
-    /// although `wants` (video wanted, allowed and sent) held, once the gap passes
-    /// [`UNSERVED_AFTER`]; the whole gap counts then. Returns what was added.
-    fn account_unserved(&mut self, now: Instant, wants: bool) -> Duration {
-        if !wants {
-            self.waiting_since = None;
-            self.gap_counted = Duration::ZERO;
-            return Duration::ZERO;
-        }
-        // The gap runs from the later of the last packet sent and the moment video became
-        // wanted (a subscriber's own pause is no gap of the router's).
-        let since = match (self.waiting_since, self.last_media_out) {
-            (Some(w), Some(at)) => w.max(at),
-            (Some(w), None) => w,
-            (None, _) => now,
-        };
-        if self.waiting_since != Some(since) {
-            self.gap_counted = Duration::ZERO;
-            self.waiting_since = Some(since);
-        }
-        let gap = now.saturating_duration_since(since);
-        if gap <= UNSERVED_AFTER {
-            return Duration::ZERO;
-        }
-        let added = gap.saturating_sub(self.gap_counted);
-        self.gap_counted = gap;
-        self.unserved += added;
-        added
-    }
-
     /// Starts forwarding with this numbering (at the start, on resume, or at a switch).
     fn set_sync(&mut self, s: SeqSync) {
         self.sync = Some(s);

@@ -124,6 +124,56 @@ impl LayerLiveness {
     }
 }
 
+/// A video consumer that has been sent no media for longer than this, while it wants video and a
+/// layer it may have is live, is unserved: a keyframe wait at the start or at a switch is far
+/// shorter.
+pub const UNSERVED_AFTER: Duration = Duration::from_millis(500);
+
+/// Time a consumer went without media although it wanted video, its bandwidth allowed some and
+/// the publisher sent some: gaps over [`UNSERVED_AFTER`], each counted whole.
+#[derive(Debug, Clone, Default)]
+pub struct UnservedTime {
+    /// Start of the current gap: the later of the last media sent and the moment video
+    /// became wanted (a subscriber's own pause is no gap of the router's).
+    since: Option<Instant>,
+    /// How much of the current gap is already in `total`.
+    counted: Duration,
+    total: Duration,
+}
+
+impl UnservedTime {
+    /// Updates at `now`; `wants` says whether video was wanted, allowed and sent, `last_media`
+    /// when the consumer last sent media. Returns the time added to the total.
+    pub fn update(&mut self, now: Instant, wants: bool, last_media: Option<Instant>) -> Duration {
+        if !wants {
+            self.since = None;
+            self.counted = Duration::ZERO;
+            return Duration::ZERO;
+        }
+        let since = match (self.since, last_media) {
+            (Some(w), Some(at)) => w.max(at),
+            (Some(w), None) => w,
+            (None, _) => now,
+        };
+        if self.since != Some(since) {
+            self.counted = Duration::ZERO;
+            self.since = Some(since);
+        }
+        let gap = now.saturating_duration_since(since);
+        if gap <= UNSERVED_AFTER {
+            return Duration::ZERO;
+        }
+        let added = gap.saturating_sub(self.counted);
+        self.counted = gap;
+        self.total += added;
+        added
+    }
+
+    pub fn total(&self) -> Duration {
+        self.total
+    }
+}
+
 /// The layer to give a subscriber that wants at most `wanted`, when only the layers for which
 /// `available` says yes can be had: the best one at or below `wanted`, else the lowest above it
 /// (a sharper picture beats none), else `None`. `layers` is how many the producer has.
@@ -216,6 +266,24 @@ mod tests {
             }
         }
         assert!(one.is_live());
+    }
+
+    #[test]
+    fn unserved_time_counts_whole_gaps_past_the_grace_from_when_video_is_wanted() {
+        let t0 = Instant::now();
+        let mut u = UnservedTime::default();
+        // Wanted from 0; media at 100 ms, then nothing.
+        assert_eq!(u.update(ms(t0, 0), true, None), Duration::ZERO);
+        assert_eq!(u.update(ms(t0, 400), true, Some(ms(t0, 100))), Duration::ZERO, "within the grace");
+        assert_eq!(u.update(ms(t0, 700), true, Some(ms(t0, 100))), Duration::from_millis(600), "the whole gap");
+        assert_eq!(u.update(ms(t0, 800), true, Some(ms(t0, 100))), Duration::from_millis(100));
+        // Media again: a new gap, under the grace.
+        assert_eq!(u.update(ms(t0, 900), true, Some(ms(t0, 890))), Duration::ZERO);
+        // Not wanted (the subscriber paused) for a second: no gap; wanted again starts a new one.
+        assert_eq!(u.update(ms(t0, 1900), false, Some(ms(t0, 890))), Duration::ZERO);
+        assert_eq!(u.update(ms(t0, 2000), true, Some(ms(t0, 890))), Duration::ZERO);
+        assert_eq!(u.update(ms(t0, 2400), true, Some(ms(t0, 890))), Duration::ZERO);
+        assert_eq!(u.total(), Duration::from_millis(700));
     }
 
     #[test]
