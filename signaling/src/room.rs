@@ -50,7 +50,7 @@ use tracing::{debug, info, trace, warn};
 mod recording;
 
 use router_engine::codec::Codec;
-use router_engine::simulcast;
+use schema::layers as simulcast;
 use router_engine::{ConsumeParams, ConsumerId, ConsumerInfo, MediaKind, ProducerId, TransportId, TransportInfo};
 use schema::api::{AudioLevel, CloseReason, Event};
 use store::role::Permissions;

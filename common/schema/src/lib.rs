@@ -5,8 +5,8 @@
 //!
 //! # What is where
 //!
-//! - [`ids`], [`codec`], [`extensions`]: the plain data the API is made of (object ids, codec
-//!   names, negotiated RTP header extension ids).
+//! - [`ids`], [`codec`], [`extensions`], [`layers`]: the plain data the API is made of (object
+//!   ids, codec names, negotiated RTP header extension ids, simulcast layer names).
 //! - [`api`]: the router's direct API: command parameters, results, events, errors.
 //! - [`router`]: [`RouterCommand`] (one call of the direct API) and the request, reply and
 //!   event envelopes of the router link.
@@ -64,6 +64,7 @@ pub mod extensions;
 pub mod frame;
 pub mod histogram;
 pub mod ids;
+pub mod layers;
 pub mod message;
 pub mod recording;
 pub mod router;

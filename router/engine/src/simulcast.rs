@@ -24,8 +24,7 @@
 
 use std::time::{Duration, Instant};
 
-/// Spatial layers a producer can have (`q`, `h`, `f`).
-pub const MAX_LAYERS: usize = 3;
+pub use schema::layers::MAX_LAYERS;
 
 /// The layers of one video consumer. `None` means no layer (nothing forwarded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,36 +71,7 @@ pub fn decide(state: &LayerState, layer: u8, keyframe_start: bool) -> LayerDecis
     }
 }
 
-/// The 100ms SDK's names of layers (`HMSSimulcastLayer`): 0 `low`, 1 `medium`, 2 `high`.
-pub fn layer_name(layer: Option<u8>) -> &'static str {
-    match layer {
-        None => "none",
-        Some(0) => "low",
-        Some(1) => "medium",
-        Some(_) => "high",
-    }
-}
-
-/// The layer index of an SDK layer name; `Some(None)` for `none`, `None` for an unknown name.
-pub fn parse_layer_name(name: &str) -> Option<Option<u8>> {
-    match name {
-        "none" => Some(None),
-        "low" => Some(Some(0)),
-        "medium" => Some(Some(1)),
-        "high" => Some(Some(2)),
-        _ => None,
-    }
-}
-
-/// The spatial index of a 100ms rid (`q` low, `h` medium, `f` high).
-pub fn rid_layer(rid: &str) -> Option<u8> {
-    match rid {
-        "q" => Some(0),
-        "h" => Some(1),
-        "f" => Some(2),
-        _ => None,
-    }
-}
+pub use schema::layers::{layer_name, parse_layer_name, rid_layer};
 
 /// Width and height from the first packet of a VP8 keyframe (RFC 6386 9.1: after the frame
 /// tag and start code, 14-bit little-endian width and height, each with a 2-bit scale).
@@ -403,17 +373,6 @@ mod tests {
         for (i, (state, layer, key, want)) in table.iter().enumerate() {
             assert_eq!(decide(state, *layer, *key), *want, "row {i}: {state:?} layer {layer} key {key}");
         }
-    }
-
-    #[test]
-    fn layer_names_round_trip_and_unknown_names_are_refused() {
-        for l in [None, Some(0), Some(1), Some(2)] {
-            assert_eq!(parse_layer_name(layer_name(l)), Some(l));
-        }
-        assert_eq!(parse_layer_name("ultra"), None);
-        assert_eq!(rid_layer("q"), Some(0));
-        assert_eq!(rid_layer("f"), Some(2));
-        assert_eq!(rid_layer("x"), None);
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! ```
 
 use router_engine::codec::Codec;
-use router_engine::simulcast::rid_layer;
+use schema::layers::rid_layer;
 use router_engine::{ConnectParams, ExtensionIds, LayerParams, MediaKind, ProduceParams, TransportInfo};
 
 use super::parse::{Attribute, Direction, Extmap, Fmtp, Media, Origin, Rid, RtcpFb, Rtpmap, Sdp, Setup, fmtp_param};
