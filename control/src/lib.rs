@@ -34,6 +34,7 @@ use std::time::{Duration, SystemTime};
 
 use store::{Store, StoreError, Workspace};
 use tracing::info;
+use util::LockExt;
 
 use crate::cli::{ManagementTokenArgs, RunArgs, TokenArgs, WorkspaceCommand};
 
@@ -395,10 +396,8 @@ async fn sweep_sessions(store: Arc<Mutex<Store>>, mut shutdown: tokio::sync::wat
             _ = shutting_down(&mut shutdown) => return,
         }
         let store = store.clone();
-        let closed = tokio::task::spawn_blocking(move || {
-            store.lock().unwrap_or_else(|p| p.into_inner()).expire_sessions(SystemTime::now())
-        })
-        .await;
+        let closed =
+            tokio::task::spawn_blocking(move || store.lock_unpoisoned().expire_sessions(SystemTime::now())).await;
         match closed {
             Ok(Ok(closed)) => {
                 for (room, session) in closed {

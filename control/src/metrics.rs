@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
+use util::LockExt;
 
 use crate::http::AppState;
 use crate::http::rest::{Mgmt, RestError};
@@ -59,11 +60,10 @@ pub async fn serve(Mgmt(_): Mgmt, State(st): State<AppState>, RawQuery(query): R
     let router = router_metrics(&st.router_socket).await;
     let signaling = st.admin.call("metrics", json!({})).await.map_err(|e| e.to_string());
     let store = st.store.clone();
-    let outbox = tokio::task::spawn_blocking(move || {
-        store.lock().unwrap_or_else(|p| p.into_inner()).pending_webhooks().map_err(|e| e.to_string())
-    })
-    .await
-    .unwrap_or_else(|e| Err(e.to_string()));
+    let outbox =
+        tokio::task::spawn_blocking(move || store.lock_unpoisoned().pending_webhooks().map_err(|e| e.to_string()))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
     let mut out = Exposition::default();
     render_router(&mut out, router.as_ref().ok());
     render_signaling(&mut out, signaling.as_ref().ok());

@@ -20,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use schema::recording::RecorderEvent;
@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 use store::Store;
 use store::recording::{self as rec, Recording};
 use tracing::{debug, info, warn};
+use util::LockExt;
 
 use crate::signaling_admin::{AdminClient, AdminError};
 
@@ -40,10 +41,6 @@ pub const POLL: Duration = Duration::from_secs(1);
 
 /// Default and longest lifetime of a presigned download URL.
 pub const DEFAULT_PRESIGN: Duration = Duration::from_secs(3 * 24 * 3600);
-
-fn now_ms() -> i64 {
-    store::time::unix_ms(SystemTime::now())
-}
 
 /// Why a start or stop could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +70,7 @@ impl Recorder {
         f: impl FnOnce(&Store) -> Result<T, store::StoreError> + Send + 'static,
     ) -> Result<T, store::StoreError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store.lock().unwrap_or_else(|p| p.into_inner())))
+        tokio::task::spawn_blocking(move || f(&store.lock_unpoisoned()))
             .await
             .map_err(|e| store::StoreError::BadValue(format!("store task: {e}")))?
     }
@@ -97,13 +94,13 @@ impl Recorder {
                 if let Some(r) = live.data.iter().find(|r| rec::is_live(&r.status)) {
                     return Ok(Err(RecordingError::AlreadyRunning(r.id.clone())));
                 }
-                Ok(Ok(s.create_recording(&ws, &room, &session_id, &by, now_ms())?))
+                Ok(Ok(s.create_recording(&ws, &room, &session_id, &by, util::unix_ms() as i64)?))
             })
             .await??;
         let params = json!({ "room_id": room_id, "recording_id": job.id, "tap": job.tap });
         if let Err(e) = self.admin.call("start_recording", params).await {
             let (id, reason) = (job.id.clone(), format!("cannot start: {e}"));
-            self.db(move |s| s.set_recording_status(&id, rec::FAILED, &reason, None, now_ms())).await?;
+            self.db(move |s| s.set_recording_status(&id, rec::FAILED, &reason, None, util::unix_ms() as i64)).await?;
             return Err(match e {
                 AdminError::Refused { status: 404, .. } => RecordingError::NotActive,
                 e => RecordingError::Signaling(e),
@@ -116,7 +113,8 @@ impl Recorder {
     /// Stops a job: `stopping` now, `completed` once the recorder has closed its files.
     pub async fn stop(&self, job: &Recording, by: &str) -> Result<(), RecordingError> {
         let (id, by) = (job.id.clone(), by.to_owned());
-        let moved = self.db(move |s| s.set_recording_status(&id, rec::STOPPING, "", Some(&by), now_ms())).await?;
+        let moved =
+            self.db(move |s| s.set_recording_status(&id, rec::STOPPING, "", Some(&by), util::unix_ms() as i64)).await?;
         if !moved {
             return Ok(());
         }
@@ -130,7 +128,8 @@ impl Recorder {
         let id = job.id.clone();
         tokio::spawn(async move {
             tokio::time::sleep(SETTLE).await;
-            let _ = this.db(move |s| s.set_recording_status(&id, rec::COMPLETED, "", None, now_ms())).await;
+            let _ =
+                this.db(move |s| s.set_recording_status(&id, rec::COMPLETED, "", None, util::unix_ms() as i64)).await;
         });
         Ok(())
     }
@@ -148,8 +147,8 @@ impl Recorder {
             RecorderEvent::TrackStarted { meta, .. } => {
                 let metadata = serde_json::to_value(&meta).unwrap_or_default();
                 self.db(move |s| {
-                    s.set_recording_status(&meta.recording_id, rec::RUNNING, "", None, now_ms())?;
-                    s.recording_track_started(&meta.recording_id, &metadata, now_ms())
+                    s.set_recording_status(&meta.recording_id, rec::RUNNING, "", None, util::unix_ms() as i64)?;
+                    s.recording_track_started(&meta.recording_id, &metadata, util::unix_ms() as i64)
                 })
                 .await
             }
@@ -166,7 +165,7 @@ impl Recorder {
                 });
                 self.db(move |s| {
                     // A part may close before `track_started` was seen (a very short track).
-                    s.set_recording_status(&meta.recording_id, rec::RUNNING, "", None, now_ms())?;
+                    s.set_recording_status(&meta.recording_id, rec::RUNNING, "", None, util::unix_ms() as i64)?;
                     s.add_asset(
                         &meta.recording_id,
                         &part.path,
@@ -174,7 +173,7 @@ impl Recorder {
                         part.duration_ms as i64,
                         &metadata,
                         extra,
-                        now_ms(),
+                        util::unix_ms() as i64,
                     )
                     .map(|_| ())
                 })
@@ -186,7 +185,7 @@ impl Recorder {
                 let job = self
                     .db(move |s| {
                         let job = s.recording_by_id(&id)?;
-                        s.set_recording_status(&id, rec::FAILED, &reason, None, now_ms())?;
+                        s.set_recording_status(&id, rec::FAILED, &reason, None, util::unix_ms() as i64)?;
                         Ok(job)
                     })
                     .await;

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
+use util::LockExt;
 
 use crate::DataDir;
 use crate::cli::RunArgs;
@@ -151,11 +152,11 @@ impl Status {
 
     /// A copy of every child's state.
     pub fn snapshot(&self) -> BTreeMap<&'static str, ChildStatus> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.lock_unpoisoned().clone()
     }
 
     fn update(&self, name: &'static str, f: impl FnOnce(&mut ChildStatus)) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.0.lock_unpoisoned();
         f(map.entry(name).or_default());
     }
 }

@@ -32,8 +32,8 @@
 //! [`tokio::sync::Notify`] so they go out at once rather than at the next poll (at most 1 s).
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_lc_rs::{constant_time, hmac};
 use bytes::Bytes;
@@ -49,6 +49,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
+use util::LockExt;
 
 /// How long after its creation an event is still retried; then it is given up (`failed`).
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -362,14 +363,14 @@ impl Dispatcher {
             if *shutdown.borrow() {
                 break;
             }
-            let now = now_ms();
+            let now = util::unix_ms() as i64;
             let free = self.config.concurrency.saturating_sub(in_flight.len());
             let mut next_at = None;
             if free > 0 {
                 // In-flight heads are still pending and come back from the query; ask for enough.
                 let want = u32::try_from(in_flight.len() + free).unwrap_or(u32::MAX);
                 let fetched = {
-                    let store = lock(&self.store);
+                    let store = self.store.lock_unpoisoned();
                     store.due_webhooks(now, want).and_then(|d| Ok((d, store.next_webhook_at()?)))
                 };
                 match fetched {
@@ -421,14 +422,14 @@ impl Dispatcher {
 
 /// One attempt at one event, recorded in the store.
 async fn deliver(client: Client, store: Arc<Mutex<Store>>, config: Config, d: Delivery) -> Outcome {
-    let timestamp = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |t| t.as_secs());
+    let timestamp = util::unix_ms() / 1000;
     let signature = sign(&d.secret, timestamp, d.body.as_bytes());
     let mut headers = d.headers.clone();
     headers.push((ID_HEADER.into(), d.id.clone()));
     headers.push((TIMESTAMP_HEADER.into(), timestamp.to_string()));
     headers.push((SIGNATURE_HEADER.into(), signature));
     let result = client.post(&d.url, &headers, Bytes::from(d.body.clone())).await;
-    let now = now_ms();
+    let now = util::unix_ms() as i64;
     let attempt = d.attempts + 1;
     let error = match result {
         Ok(status) if (200..300).contains(&status) => None,
@@ -459,20 +460,10 @@ fn created_ms(body: &str) -> Option<i64> {
 }
 
 fn record(store: &Mutex<Store>, f: impl FnOnce(&Store) -> Result<(), StoreError>) {
-    if let Err(e) = f(&lock(store)) {
+    if let Err(e) = f(&store.lock_unpoisoned()) {
         // The event stays pending as it was and is sent again: at least once, never lost.
         warn!(error = %e, "recording a webhook outcome");
     }
-}
-
-/// The store, even if a panic elsewhere poisoned the lock (SQLite transactions are atomic, so a
-/// half-done Rust call leaves no half-written state behind).
-fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
-    store.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn now_ms() -> i64 {
-    store::time::unix_ms(SystemTime::now())
 }
 
 #[cfg(test)]

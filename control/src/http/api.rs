@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use util::LockExt;
 
 use super::{ApiError, AppState};
 
@@ -42,7 +43,7 @@ pub async fn token(State(st): State<AppState>, body: Bytes) -> Result<Json<Value
     let store = st.store.clone();
     let ws = st.workspace.clone();
     let (token, room_id) = tokio::task::spawn_blocking(move || {
-        let store = store.lock().unwrap_or_else(|p| p.into_inner());
+        let store = store.lock_unpoisoned();
         crate::issue_token(&store, &ws, &req.room, &req.user, &req.role)
     })
     .await

@@ -38,6 +38,7 @@ use serde_json::{Value, json};
 use store::template::FieldError;
 use store::{Page, Store, StoreError, Workspace};
 use tracing::warn;
+use util::LockExt;
 
 use super::AppState;
 
@@ -130,7 +131,7 @@ impl FromRequestParts<AppState> for Mgmt {
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(|| unauthorized("Authorization must be \"Bearer <management token>\""))?
             .trim();
-        let store = st.store.lock().unwrap_or_else(|p| p.into_inner());
+        let store = st.store.lock_unpoisoned();
         match store::token::verify_management_token(&store, token, SystemTime::now()) {
             Ok(ws) => Ok(Mgmt(ws)),
             Err(store::token::TokenError::Store(e)) => Err(e.into()),
@@ -146,7 +147,7 @@ pub async fn db<T: Send + 'static>(
 ) -> Result<T, RestError> {
     let store = st.store.clone();
     tokio::task::spawn_blocking(move || {
-        let store = store.lock().unwrap_or_else(|p| p.into_inner());
+        let store = store.lock_unpoisoned();
         f(&store)
     })
     .await
