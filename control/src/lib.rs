@@ -4,7 +4,7 @@
 //! sure the default workspace exists, loads or creates its TLS certificate ([`tls`]), creates
 //! the shared-memory link between router and signaling, starts both and keeps them running
 //! ([`supervisor`]), and serves the demo app and a small JSON API over HTTPS ([`http`]), and the
-//! platform's Prometheus metrics at `GET /metrics` ([`metrics`]).
+//! platform's Prometheus metrics at `GET /metrics` ([`http::metrics`]).
 //!
 //! ```text
 //!            ┌──────────── control ─────────────┐
@@ -18,7 +18,6 @@
 
 pub mod cli;
 pub mod http;
-pub mod metrics;
 pub mod recording;
 pub mod signaling_admin;
 pub mod supervisor;

@@ -1,12 +1,15 @@
 //! The HTTPS side of control: the REST API under `/v2` ([`rest`], 100ms's server API shape), the
-//! demo app at `/` ([`static_files`]) and the demo's small JSON API ([`api`]): `GET /api/config`,
-//! `POST /api/token`, `GET /api/status`; and `GET /metrics` for Prometheus ([`crate::metrics`]).
+//! demo app at `/` ([`static_files`]) and the demo's small JSON API ([`demo_api`]):
+//! `GET /api/config`, `POST /api/token`, `GET /api/status`; and `GET /metrics` for Prometheus
+//! ([`metrics`]).
 //!
 //! Connections are accepted here, TLS is done by rustls ([`serve`]), and each connection is
 //! served by hyper's HTTP/1.1 server running the axum [`router`]. Errors are JSON
-//! `{"code": <status>, "message": "..."}` ([`ApiError`]), the shape of 100ms's REST errors.
+//! `{"code": <status>, "message": "..."}` ([`rest::RestError`], [`demo_api::DemoApiError`]), the
+//! shape of 100ms's REST errors.
 
-pub mod api;
+pub mod demo_api;
+pub mod metrics;
 pub mod rest;
 pub mod static_files;
 
@@ -14,11 +17,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
 use axum::Router;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -48,7 +48,7 @@ pub struct AppState {
     /// The router's control socket, for `GET /metrics`.
     pub router_socket: PathBuf,
     /// Control's own counters for `GET /metrics`.
-    pub metrics: Arc<crate::metrics::ControlMetrics>,
+    pub metrics: Arc<metrics::ControlMetrics>,
 }
 
 /// Role names sorted by priority (1 first), then name.
@@ -61,14 +61,11 @@ pub fn roles_by_priority(t: &store::Template) -> Vec<String> {
 /// The routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/api/config", get(api::config))
-        .route("/api/token", post(api::token).fallback(api::method_not_allowed))
-        .route("/api/status", get(api::status))
-        .route("/api/{*rest}", axum::routing::any(api::not_found))
-        .route("/metrics", get(crate::metrics::serve))
+        .merge(demo_api::routes())
+        .route("/metrics", get(metrics::serve))
         .merge(rest::routes())
         .fallback(static_files::serve)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::count_requests))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .with_state(state)
 }
 
@@ -116,41 +113,5 @@ pub async fn serve(
                 debug!(%peer, "connection: {e}");
             }
         });
-    }
-}
-
-/// An API error: the status code, and a message for the caller.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, message: message.into() }
-    }
-    pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
-    }
-}
-
-impl From<crate::Error> for ApiError {
-    fn from(e: crate::Error) -> ApiError {
-        match e {
-            crate::Error::Usage(m) => ApiError::bad_request(m),
-            crate::Error::Store(store::StoreError::BadRoomName(m)) => ApiError::bad_request(format!("room: {m}")),
-            other => {
-                warn!("API: {other}");
-                ApiError::internal(other.to_string())
-            }
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({ "code": self.status.as_u16(), "message": self.message });
-        (self.status, Json(body)).into_response()
     }
 }
