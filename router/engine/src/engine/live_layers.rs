@@ -4,10 +4,11 @@
 
 use std::time::Instant;
 
+use schema::ids::ProducerId;
 use tracing::{debug, info};
 
-use super::{Engine, MAX_LAYERS, Producer};
-use crate::ids::ProducerId;
+use super::{Engine, Producer};
+use crate::simulcast::MAX_LAYERS;
 
 impl Producer {
     /// What layer `i` costs a subscriber now, or `None` when it cannot be given: the producer
