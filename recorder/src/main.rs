@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tracing::{error, info, warn};
@@ -34,10 +34,6 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn main() {
@@ -79,7 +75,7 @@ fn main() {
     let mut last_log = Instant::now();
     while !STOP.load(Ordering::Relaxed) {
         let mut got = 0usize;
-        let now = now_ms();
+        let now = util::unix_ms();
         for ring in rings.iter_mut() {
             // Bounded per ring per pass, so one busy shard cannot starve the others.
             for _ in 0..512 {
@@ -99,7 +95,8 @@ fn main() {
         if got == 0 {
             if rings.len() == 1 {
                 // One ring: sleep on its futex instead of polling.
-                let r = rings[0].recv_timeout_with(Duration::from_millis(100), |r| rec.handle_record(now_ms(), r));
+                let r =
+                    rings[0].recv_timeout_with(Duration::from_millis(100), |r| rec.handle_record(util::unix_ms(), r));
                 if matches!(r, Err(RecvError::Disconnected)) {
                     std::thread::sleep(Duration::from_millis(20));
                 }
