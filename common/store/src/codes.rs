@@ -17,10 +17,15 @@
 use serde::Serialize;
 
 use crate::db::{Row, vals};
-use crate::{Listing, Page, Store, StoreError, listing, random_bytes, unix_now};
+use crate::ids::random_bytes;
+use crate::page::{self, Listing, Page, PageQuery};
+use crate::time::unix_now;
+use crate::{Store, StoreError};
 
 /// 100ms's cap.
 pub const MAX_CODES_PER_ROOM: usize = 100;
+
+const CODE_COLS: &str = "code, room_id, role, enabled, created_at, updated_at";
 
 /// One room code, in the REST shape (times in unix seconds; the API formats them).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -117,26 +122,24 @@ impl Store {
         enabled: Option<bool>,
         page: &Page,
     ) -> Result<Listing<RoomCode>, StoreError> {
-        let sql = format!(
-            "SELECT code, room_id, role, enabled, created_at, updated_at FROM room_codes
-             WHERE room_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR role = ?2)
-               AND (CAST(?3 AS BIGINT) IS NULL OR enabled = ?3)
-               AND (CAST(?4 AS TEXT) IS NULL OR rowid > (SELECT rowid FROM room_codes WHERE code = ?4))
-             ORDER BY rowid LIMIT {}",
-            page.limit
-        );
-        let rows = self.conn.query(&sql, &vals![room_id, role, enabled, page.start.as_deref()])?;
-        let data = rows.iter().map(code_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(listing(data, page.limit, |c| &c.code))
+        let q = PageQuery {
+            table: "room_codes",
+            cols: CODE_COLS,
+            key: "rowid",
+            id: "code",
+            filters: "room_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR role = ?2)
+                AND (CAST(?3 AS BIGINT) IS NULL OR enabled = ?3)",
+            args: vals![room_id, role, enabled].into(),
+            row: code_row,
+            last: |c| &c.code,
+        };
+        page::query(&self.conn, q, page)
     }
 
     /// The code `code`, enabled or not.
     pub fn room_code(&self, code: &str) -> Result<Option<RoomCode>, StoreError> {
         self.conn
-            .query_opt(
-                "SELECT code, room_id, role, enabled, created_at, updated_at FROM room_codes WHERE code = ?1",
-                &vals![code],
-            )?
+            .query_opt(&format!("SELECT {CODE_COLS} FROM room_codes WHERE code = ?1"), &vals![code])?
             .as_ref()
             .map(code_row)
             .transpose()

@@ -15,8 +15,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::db::{Conn, vals};
-use crate::{Listing, Page, Room, Store, StoreError, Workspace, listing};
+use crate::db::{Conn, Row, vals};
+use crate::page::{self, Listing, Page, PageQuery};
+use crate::{Room, Store, StoreError, Workspace};
 
 /// A webhook endpoint: where events go, the extra headers to send, and the secret that signs
 /// each delivery (made by the store when the endpoint is set).
@@ -62,7 +63,7 @@ pub struct EventRecord {
 
 /// A fresh endpoint secret (32 random bytes, hex).
 pub fn new_endpoint_secret() -> String {
-    crate::random_secret()
+    crate::ids::random_secret()
 }
 
 /// Checks an endpoint from the API: an `http` or `https` URL and string headers.
@@ -237,34 +238,34 @@ impl Store {
         room_id: Option<&str>,
         page: &Page,
     ) -> Result<Listing<EventRecord>, StoreError> {
-        let sql = format!(
-            "SELECT id, type, room_id, status, attempts, url, last_error, created_at, next_attempt_at, delivered_at, body FROM outbox
-             WHERE workspace_id = ?1
-               AND (CAST(?2 AS TEXT) IS NULL OR status = ?2 OR (?2 = 'undelivered' AND status IN ('pending', 'failed')))
-               AND (CAST(?3 AS TEXT) IS NULL OR room_id = ?3)
-               AND (CAST(?4 AS TEXT) IS NULL OR seq > (SELECT seq FROM outbox WHERE id = ?4))
-             ORDER BY seq LIMIT {}",
-            page.limit
-        );
-        let rows = self.conn.query(&sql, &vals![workspace_id, status, room_id, page.start.as_deref()])?;
-        let data = rows
-            .iter()
-            .map(|r| {
-                Ok(EventRecord {
-                    id: r.text(0)?,
-                    kind: r.text(1)?,
-                    room_id: r.opt_text(2)?,
-                    status: r.text(3)?,
-                    attempts: r.int(4)? as u32,
-                    url: r.opt_text(5)?,
-                    last_error: r.opt_text(6)?,
-                    created_at: r.int(7)?,
-                    next_attempt_at: r.opt_int(8)?,
-                    delivered_at: r.opt_int(9)?,
-                    event: serde_json::from_str(&r.text(10)?).unwrap_or(Value::Null),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(listing(data, page.limit, |e| &e.id))
+        let q = PageQuery {
+            table: "outbox",
+            cols: "id, type, room_id, status, attempts, url, last_error, created_at, next_attempt_at, delivered_at, body",
+            key: "seq",
+            id: "id",
+            filters: "workspace_id = ?1
+                AND (CAST(?2 AS TEXT) IS NULL OR status = ?2 OR (?2 = 'undelivered' AND status IN ('pending', 'failed')))
+                AND (CAST(?3 AS TEXT) IS NULL OR room_id = ?3)",
+            args: vals![workspace_id, status, room_id].into(),
+            row: event_row,
+            last: |e| &e.id,
+        };
+        page::query(&self.conn, q, page)
     }
+}
+
+fn event_row(r: &Row) -> Result<EventRecord, StoreError> {
+    Ok(EventRecord {
+        id: r.text(0)?,
+        kind: r.text(1)?,
+        room_id: r.opt_text(2)?,
+        status: r.text(3)?,
+        attempts: r.int(4)? as u32,
+        url: r.opt_text(5)?,
+        last_error: r.opt_text(6)?,
+        created_at: r.int(7)?,
+        next_attempt_at: r.opt_int(8)?,
+        delivered_at: r.opt_int(9)?,
+        event: serde_json::from_str(&r.text(10)?).unwrap_or(Value::Null),
+    })
 }

@@ -10,10 +10,11 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::db::{Conn, Row, vals};
+use crate::db::{Conn, Row, Val, vals};
 use crate::outbox::enqueue;
+use crate::page::{self, Listing, Page, PageQuery};
 use crate::time::format_ms;
-use crate::{Listing, Page, Store, StoreError, listing, new_id};
+use crate::{Store, StoreError, new_id};
 
 /// The job states.
 pub const STARTING: &str = "starting";
@@ -173,8 +174,17 @@ impl Store {
         filter: &RecordingFilter,
         page: &Page,
     ) -> Result<Listing<Recording>, StoreError> {
-        let table = Listed { name: "recordings", cols: REC_COLS, row: rec_row, id: |r: &Recording| &r.id };
-        self.filtered_page(&table, workspace_id, filter, page)
+        let q = PageQuery {
+            table: "recordings",
+            cols: REC_COLS,
+            key: "rowid",
+            id: "id",
+            filters: FILTERS,
+            args: filter_args(workspace_id, filter),
+            row: rec_row,
+            last: |r| &r.id,
+        };
+        page::query(&self.conn, q, page)
     }
 
     /// Moves a job on. A job that ended stays ended (`false`); `failed` records `error` and
@@ -296,50 +306,26 @@ impl Store {
         filter: &RecordingFilter,
         page: &Page,
     ) -> Result<Listing<Asset>, StoreError> {
-        let table = Listed { name: "recording_assets", cols: ASSET_COLS, row: asset_row, id: |a: &Asset| &a.id };
-        self.filtered_page(&table, workspace_id, filter, page)
-    }
-
-    /// A page of `table`'s rows in a workspace (jobs or assets: both carry room, session and
-    /// status), oldest first, after `page.start`.
-    fn filtered_page<T>(
-        &self,
-        table: &Listed<T>,
-        workspace_id: &str,
-        filter: &RecordingFilter,
-        page: &Page,
-    ) -> Result<Listing<T>, StoreError> {
-        let sql = format!(
-            "SELECT {cols} FROM {name} WHERE workspace_id = ?1
-               AND (CAST(?2 AS TEXT) IS NULL OR rowid > (SELECT rowid FROM {name} WHERE id = ?2))
-               AND (CAST(?3 AS TEXT) IS NULL OR room_id = ?3) AND (CAST(?4 AS TEXT) IS NULL OR session_id = ?4)
-               AND (CAST(?5 AS TEXT) IS NULL OR status = ?5)
-             ORDER BY rowid LIMIT {}",
-            page.limit,
-            cols = table.cols,
-            name = table.name,
-        );
-        let rows = self.conn.query(
-            &sql,
-            &vals![
-                workspace_id,
-                page.start.as_deref(),
-                filter.room_id.as_deref(),
-                filter.session_id.as_deref(),
-                filter.status.as_deref()
-            ],
-        )?;
-        let data = rows.iter().map(table.row).collect::<Result<Vec<_>, _>>()?;
-        Ok(listing(data, page.limit, table.id))
+        let q = PageQuery {
+            table: "recording_assets",
+            cols: ASSET_COLS,
+            key: "rowid",
+            id: "id",
+            filters: FILTERS,
+            args: filter_args(workspace_id, filter),
+            row: asset_row,
+            last: |a| &a.id,
+        };
+        page::query(&self.conn, q, page)
     }
 }
 
-/// A table the list routes page through: its name, columns, row reader and id.
-struct Listed<T> {
-    name: &'static str,
-    cols: &'static str,
-    row: fn(&Row) -> Result<T, StoreError>,
-    id: fn(&T) -> &String,
+/// The conditions of both list calls (jobs and assets both carry room, session and status).
+const FILTERS: &str = "workspace_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR room_id = ?2)
+    AND (CAST(?3 AS TEXT) IS NULL OR session_id = ?3) AND (CAST(?4 AS TEXT) IS NULL OR status = ?4)";
+
+fn filter_args(workspace_id: &str, filter: &RecordingFilter) -> Vec<Val> {
+    vals![workspace_id, filter.room_id.as_deref(), filter.session_id.as_deref(), filter.status.as_deref()].into()
 }
 
 fn recording_in(conn: &Conn, id: &str) -> Result<Option<Recording>, StoreError> {
@@ -366,12 +352,12 @@ fn emit(tx: &Conn, rec: &Recording, kind: &str, extra: Value, now_ms: i64) -> Re
     let Some(ws) = tx
         .query_opt("SELECT id, name, access_key, secret FROM workspaces WHERE id = ?1", &vals![&rec.workspace_id])?
         .as_ref()
-        .map(crate::workspace_row)
+        .map(crate::workspace::workspace_row)
         .transpose()?
     else {
         return Ok(());
     };
-    let room = crate::room_where(tx, "id = ?1", &vals![&rec.room_id])?;
+    let room = crate::room::room_where(tx, "id = ?1", &vals![&rec.room_id])?;
     let template_id = room.as_ref().map(|r| r.template_id.clone()).unwrap_or_default();
     let mut data = json!({
         "room_id": rec.room_id,
@@ -385,77 +371,6 @@ fn emit(tx: &Conn, rec: &Recording, kind: &str, extra: Value, now_ms: i64) -> Re
     }
     enqueue(tx, &ws, room.as_ref(), &template_id, kind, data, now_ms).map(|_| ())
 }
-
-/// The tables (SQLite and PostgreSQL spell them the same, but for the rowid).
-pub(crate) const SQLITE_TABLES: &str = r#"
-CREATE TABLE recordings (
-    id           TEXT PRIMARY KEY,
-    workspace_id TEXT NOT NULL,
-    room_id      TEXT NOT NULL,
-    session_id   TEXT NOT NULL,
-    tap          INTEGER NOT NULL UNIQUE,
-    status       TEXT NOT NULL,
-    started_by   TEXT NOT NULL,
-    stopped_by   TEXT NOT NULL,
-    error        TEXT NOT NULL,
-    created_at   INTEGER NOT NULL,
-    started_at   INTEGER,
-    stopped_at   INTEGER,
-    updated_at   INTEGER NOT NULL
-);
-CREATE INDEX recordings_by_room ON recordings(workspace_id, room_id);
-CREATE TABLE recording_assets (
-    id           TEXT PRIMARY KEY,
-    job_id       TEXT NOT NULL REFERENCES recordings(id),
-    workspace_id TEXT NOT NULL,
-    room_id      TEXT NOT NULL,
-    session_id   TEXT NOT NULL,
-    type         TEXT NOT NULL,
-    status       TEXT NOT NULL,
-    path         TEXT NOT NULL,
-    size         INTEGER NOT NULL,
-    duration_ms  INTEGER NOT NULL,
-    metadata     TEXT NOT NULL,
-    created_at   INTEGER NOT NULL,
-    UNIQUE (job_id, path)
-);
-"#;
-
-pub(crate) const PG_TABLES: &str = r#"
-CREATE TABLE recordings (
-    rowid        BIGSERIAL NOT NULL UNIQUE,
-    id           TEXT PRIMARY KEY,
-    workspace_id TEXT NOT NULL,
-    room_id      TEXT NOT NULL,
-    session_id   TEXT NOT NULL,
-    tap          BIGINT NOT NULL UNIQUE,
-    status       TEXT NOT NULL,
-    started_by   TEXT NOT NULL,
-    stopped_by   TEXT NOT NULL,
-    error        TEXT NOT NULL,
-    created_at   BIGINT NOT NULL,
-    started_at   BIGINT,
-    stopped_at   BIGINT,
-    updated_at   BIGINT NOT NULL
-);
-CREATE INDEX recordings_by_room ON recordings(workspace_id, room_id);
-CREATE TABLE recording_assets (
-    rowid        BIGSERIAL NOT NULL UNIQUE,
-    id           TEXT PRIMARY KEY,
-    job_id       TEXT NOT NULL REFERENCES recordings(id),
-    workspace_id TEXT NOT NULL,
-    room_id      TEXT NOT NULL,
-    session_id   TEXT NOT NULL,
-    type         TEXT NOT NULL,
-    status       TEXT NOT NULL,
-    path         TEXT NOT NULL,
-    size         BIGINT NOT NULL,
-    duration_ms  BIGINT NOT NULL,
-    metadata     TEXT NOT NULL,
-    created_at   BIGINT NOT NULL,
-    UNIQUE (job_id, path)
-);
-"#;
 
 #[cfg(test)]
 mod tests {

@@ -35,8 +35,9 @@ use serde_json::{Value, json};
 
 use crate::db::{Conn, Row, Val, vals};
 use crate::outbox::enqueue;
+use crate::page::{self, Listing, Page, PageQuery};
 use crate::time::{format_ms, unix_ms};
-use crate::{Listing, Page, Room, Store, StoreError, Workspace, listing, new_id};
+use crate::{Room, Store, StoreError, Workspace, new_id};
 
 /// A peer as sessions and webhooks describe it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -393,46 +394,34 @@ impl Store {
         filter: &SessionFilter,
         page: &Page,
     ) -> Result<Listing<Session>, StoreError> {
-        let data = self.sessions_where(
-            "workspace_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR rowid > (SELECT rowid FROM sessions WHERE id = ?2))
-               AND (CAST(?3 AS BIGINT) IS NULL OR active = ?3) AND (CAST(?4 AS TEXT) IS NULL OR room_id = ?4)
-               AND (CAST(?5 AS BIGINT) IS NULL OR started_at > ?5) AND (CAST(?6 AS BIGINT) IS NULL OR started_at < ?6)",
-            &vals![
-                workspace_id,
-                page.start.as_deref(),
-                filter.active,
-                filter.room_id.as_deref(),
-                filter.after,
-                filter.before
-            ],
-            page.limit,
-        )?;
-        Ok(listing(data, page.limit, |s| &s.id))
+        let q = PageQuery {
+            table: "sessions",
+            cols: SESSION_COLS,
+            key: "rowid",
+            id: "id",
+            filters:
+                "workspace_id = ?1
+                AND (CAST(?2 AS BIGINT) IS NULL OR active = ?2) AND (CAST(?3 AS TEXT) IS NULL OR room_id = ?3)
+                AND (CAST(?4 AS BIGINT) IS NULL OR started_at > ?4) AND (CAST(?5 AS BIGINT) IS NULL OR started_at < ?5)",
+            args: vals![workspace_id, filter.active, filter.room_id.as_deref(), filter.after, filter.before].into(),
+            row: session_row,
+            last: |s| &s.id,
+        };
+        let mut listing = page::query(&self.conn, q, page)?;
+        self.add_peers(&mut listing.data)?;
+        Ok(listing)
     }
 
     fn sessions_where(&self, filter: &str, args: &[Val], limit: u32) -> Result<Vec<Session>, StoreError> {
-        let sql = format!(
-            "SELECT id, room_id, workspace_id, active, started_at, ended_at, updated_at FROM sessions WHERE {filter}
-             ORDER BY rowid LIMIT {limit}"
-        );
-        let mut sessions = self
-            .conn
-            .query(&sql, args)?
-            .iter()
-            .map(|r| {
-                Ok(Session {
-                    id: r.text(0)?,
-                    room_id: r.text(1)?,
-                    workspace_id: r.text(2)?,
-                    active: r.bool(3)?,
-                    started_at: r.int(4)?,
-                    ended_at: r.opt_int(5)?,
-                    updated_at: r.int(6)?,
-                    peers: BTreeMap::new(),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        for s in &mut sessions {
+        let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE {filter} ORDER BY rowid LIMIT {limit}");
+        let mut sessions = self.conn.query(&sql, args)?.iter().map(session_row).collect::<Result<Vec<_>, _>>()?;
+        self.add_peers(&mut sessions)?;
+        Ok(sessions)
+    }
+
+    /// Fills in each session's peers.
+    fn add_peers(&self, sessions: &mut [Session]) -> Result<(), StoreError> {
+        for s in sessions {
             let rows = self.conn.query(
                 "SELECT peer_id, session_id, name, role, user_id, joined_at, left_at FROM session_peers WHERE session_id = ?1",
                 &vals![&s.id],
@@ -450,8 +439,24 @@ impl Store {
                 s.peers.insert(p.id.clone(), p);
             }
         }
-        Ok(sessions)
+        Ok(())
     }
+}
+
+const SESSION_COLS: &str = "id, room_id, workspace_id, active, started_at, ended_at, updated_at";
+
+/// A session without its peers ([`Store::add_peers`] reads those).
+fn session_row(r: &Row) -> Result<Session, StoreError> {
+    Ok(Session {
+        id: r.text(0)?,
+        room_id: r.text(1)?,
+        workspace_id: r.text(2)?,
+        active: r.bool(3)?,
+        started_at: r.int(4)?,
+        ended_at: r.opt_int(5)?,
+        updated_at: r.int(6)?,
+        peers: BTreeMap::new(),
+    })
 }
 
 fn active_session(conn: &Conn, room_id: &str) -> Result<Option<(String, i64)>, StoreError> {

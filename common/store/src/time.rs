@@ -17,6 +17,11 @@ pub fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// Now, in unix seconds: the times rooms, templates, workspaces and room codes keep.
+pub(crate) fn unix_now() -> i64 {
+    (util::unix_ms() / 1000) as i64
+}
+
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
