@@ -196,6 +196,7 @@ impl Engine {
             history: [None; 4],
             last_out: None,
             last_vp8: None,
+            first_out: (random_u32() as u16 & 0x7fff, random_u32()),
             rtx_seq: random_u32() as u16,
             resend: ResendThrottle::new(512),
             packets: 0,

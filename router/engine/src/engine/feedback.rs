@@ -162,7 +162,7 @@ impl Engine {
             _ => None,
         };
         let vp8_out = vp8.as_ref().map(|d| (d, sync.vp8_out(d)));
-        let forward = Outgoing { seq: out_seq, ts: out_ts, rtx, vp8: vp8_out };
+        let forward = Outgoing { seq: out_seq, ts: out_ts, marker: header.marker, rtx, vp8: vp8_out };
         if write_forward(now, t, c, original, &header, &forward, in_audio_level, out).is_some() {
             c.stats.retransmitted += 1;
             c.stats.nacks += 1;

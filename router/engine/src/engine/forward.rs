@@ -7,12 +7,12 @@ use schema::codec::Codec;
 use schema::ids::ProducerId;
 use tracing::debug;
 
-use super::forwarder::{START_MARK_LAG, start_sync};
+use super::forwarder::{IncomingPacket, Switch, Translation};
 use super::objects::{Consumer, Transport};
 use super::{Engine, Transmit};
 use crate::codec::{self, Vp8Descriptor};
 use crate::rtp;
-use crate::simulcast::{self, LayerDecision};
+use crate::simulcast;
 
 /// RTP padding carries at most 255 bytes (the count is one byte).
 const PADDING_PACKET: usize = 255;
@@ -91,62 +91,31 @@ impl Engine {
         // transports are mutated.
         let Engine { producers, consumers, transports, counters, events, .. } = self;
         let Some(p) = producers.get(&pid) else { return };
+        let packet = IncomingPacket {
+            layer: layer_index,
+            seq: header.sequence_number,
+            ts: header.timestamp,
+            marker: header.marker,
+            keyframe,
+            padding_only: header.payload_len == 0,
+            vp8: vp8.as_ref(),
+        };
         for cid in &p.consumers {
             let Some(c) = consumers.get_mut(cid) else { continue };
-            if c.paused {
-                continue;
-            }
-            let sync = if c.kind == MediaKind::Video {
-                match simulcast::decide(&c.layers, layer_index, keyframe) {
-                    LayerDecision::Drop => continue,
-                    LayerDecision::Forward => match c.sync {
-                        Some(s) if s.layer == layer_index => s,
-                        _ => continue,
-                    },
-                    LayerDecision::Switch { from, to } => {
-                        let s = start_sync(c, layer_index, header.sequence_number, header.timestamp, now, vp8.as_ref());
-                        c.set_sync(s);
-                        c.layers.current = Some(to);
-                        c.switch_started = None;
-                        if from.is_some() {
-                            c.switches += 1;
-                            counters.layer_switches += 1;
-                        }
-                        debug!(consumer = %c.id, ?from, to, "layer switch");
-                        events.extend(c.layers_event());
-                        s
-                    }
+            let Translation::Forward(fwd) = c.translate(&packet, now) else { continue };
+            if let Some(Switch { from, to }) = fwd.switched {
+                if from.is_some() {
+                    counters.layer_switches += 1;
                 }
-            } else {
-                match c.sync {
-                    Some(s) => s,
-                    None => {
-                        let s = start_sync(c, layer_index, header.sequence_number, header.timestamp, now, None);
-                        c.set_sync(s);
-                        s
-                    }
-                }
-            };
-            // Older than where this consumer started: the subscriber never had it.
-            let since_start = header.sequence_number.wrapping_sub(sync.start_seq) as i16;
-            if since_start < 0 {
-                continue;
-            }
-            // Keep the start mark within half the sequence space behind the stream, or after
-            // 32768 packets every new packet would look older than the start.
-            if since_start > START_MARK_LAG
-                && let Some(s) = c.sync.as_mut()
-            {
-                s.start_seq = header.sequence_number.wrapping_sub(START_MARK_LAG as u16);
+                debug!(consumer = %c.id, ?from, to, "layer switch");
+                events.extend(c.layers_event());
             }
             let Some(t) = transports.get_mut(&c.transport) else { continue };
-            let out_seq = header.sequence_number.wrapping_add(sync.seq_offset);
-            let out_ts = header.timestamp.wrapping_add(sync.ts_offset);
-            let vp8_out = vp8.as_ref().map(|d| (d, sync.vp8_out(d)));
-            let forward = Outgoing { seq: out_seq, ts: out_ts, rtx: None, vp8: vp8_out };
-            if let Some(len) = write_forward(now, t, c, buf, &header, &forward, in_audio_level, out) {
-                c.note_sent(out_seq, out_ts, now, forward.vp8.map(|(_, v)| v));
-                if header.payload_len > 0 {
+            let outgoing =
+                Outgoing { seq: fwd.seq, ts: fwd.ts, marker: fwd.marker, rtx: None, vp8: vp8.as_ref().zip(fwd.vp8) };
+            if let Some(len) = write_forward(now, t, c, buf, &header, &outgoing, in_audio_level, out) {
+                c.note_sent(fwd.seq, fwd.ts, now, fwd.vp8);
+                if fwd.media {
                     c.last_media_out = Some(now);
                 }
                 c.packets += 1;
@@ -172,6 +141,7 @@ pub(super) fn header_starts_frame(codec: Codec, payload: &[u8]) -> bool {
 pub(super) struct Outgoing<'a> {
     pub(super) seq: u16,
     pub(super) ts: u32,
+    pub(super) marker: bool,
     /// (payload type, ssrc, seq): send it as an RTX packet instead.
     pub(super) rtx: Option<(u8, u32, u16)>,
     /// VP8: the descriptor of the original payload, and the picture id and TL0PICIDX to write.
@@ -250,7 +220,7 @@ pub(super) fn write_forward(
         None => (c.payload_type, c.ssrc, fwd.seq),
     };
     let fields = rtp::HeaderFields {
-        marker: header.marker,
+        marker: fwd.marker,
         payload_type: pt,
         sequence_number: seq,
         timestamp: fwd.ts,

@@ -9,7 +9,6 @@ use schema::ids::{ConsumerId, ProducerId, TransportId};
 
 use crate::allocation::Allocator;
 use crate::bwe::BandwidthEstimator;
-use crate::codec::Vp8Descriptor;
 use crate::dtls::DtlsState;
 use crate::ice::IceLite;
 use crate::ids::FastMap;
@@ -198,6 +197,9 @@ pub(super) struct Consumer {
     pub(super) last_out: Option<(u16, u32, Instant)>,
     /// The last VP8 picture id and TL0PICIDX sent, to continue them across switches.
     pub(super) last_vp8: Option<(u16, u8)>,
+    /// The sequence number and timestamp of the first packet ever sent (random, RFC 3550
+    /// 5.1), drawn at creation so the forwarding decision needs no random source.
+    pub(super) first_out: (u16, u32),
     pub(super) rtx_seq: u16,
     /// One answer per lost packet per round trip, however often the subscriber NACKs it.
     pub(super) resend: ResendThrottle,
@@ -221,30 +223,6 @@ pub(super) struct SeqSync {
 }
 
 impl Consumer {
-    /// Starts forwarding with this numbering (at the start, on resume, or at a switch).
-    pub(super) fn set_sync(&mut self, s: SeqSync) {
-        self.sync = Some(s);
-        let first_out = s.start_seq.wrapping_add(s.seq_offset);
-        self.history.rotate_right(1);
-        self.history[0] = Some((first_out, s));
-    }
-
-    /// The numbering an outgoing sequence number was sent with (for NACKs after a switch).
-    pub(super) fn sync_for(&self, out_seq: u16) -> Option<SeqSync> {
-        self.history.iter().flatten().find(|(first, _)| out_seq.wrapping_sub(*first) as i16 >= 0).map(|&(_, s)| s)
-    }
-
-    /// Remembers the newest packet sent; a late (reordered) one does not move it back.
-    pub(super) fn note_sent(&mut self, seq: u16, ts: u32, now: Instant, vp8: Option<(u16, u8)>) {
-        let newer = self.last_out.is_none_or(|(last, _, _)| seq.wrapping_sub(last) as i16 > 0);
-        if newer {
-            self.last_out = Some((seq, ts, now));
-            if vp8.is_some() {
-                self.last_vp8 = vp8;
-            }
-        }
-    }
-
     /// An [`Event::ConsumerLayersChanged`] when the layers changed since the last report.
     pub(super) fn layers_event(&mut self) -> Option<Event> {
         if self.kind != MediaKind::Video {
@@ -262,14 +240,5 @@ impl Consumer {
             current: self.layers.current,
             degraded: self.degraded,
         })
-    }
-}
-
-impl SeqSync {
-    /// The VP8 picture id and TL0PICIDX to send for a packet with this descriptor.
-    pub(super) fn vp8_out(&self, d: &Vp8Descriptor) -> (u16, u8) {
-        let pid = d.picture_id.unwrap_or(0).wrapping_add(self.pid_offset) & 0x7fff;
-        let tl0 = d.tl0_pic_idx.unwrap_or(0).wrapping_add(self.tl0_offset);
-        (pid, tl0)
     }
 }
