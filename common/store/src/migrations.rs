@@ -1,12 +1,20 @@
-//! The schema, as two versioned migration lists (SQLite and PostgreSQL), and the step that
-//! brings a database up to date when a store is opened.
+//! The one home of the schema: the SQLite and the PostgreSQL migration lists side by side, and
+//! the step that brings a database up to date when a store is opened.
+//!
+//! The lists cannot be one text with a dialect step: SQLite files in the field went through
+//! versions 1 to 3 (with `ALTER TABLE`s in between), while PostgreSQL support came later and
+//! starts from the schema those leave, in one migration. Both lists keep their versions and
+//! order for existing databases. Instead, a test replays each list's `CREATE TABLE` and
+//! `ALTER TABLE ... ADD COLUMN` statements and checks that both end with the same tables,
+//! columns and column types, and that each backend's live schema agrees; a change to one list
+//! without its twin fails it.
 
 use crate::db::vals;
 use crate::{Store, StoreError};
 
 /// SQLite schema migrations, in order; migration `i` brings `user_version` from `i` to `i + 1`.
-/// A change here needs its twin in [`PG_MIGRATIONS`].
-const MIGRATIONS: &[&str] = &[
+/// A change here needs its twin in [`PG_MIGRATIONS`]; a test checks that the two agree.
+const SQLITE_MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE workspaces (
     id                  TEXT PRIMARY KEY,
@@ -217,7 +225,8 @@ CREATE INDEX outbox_by_status ON outbox(status, next_attempt_at);
 /// The advisory lock key PostgreSQL migrations run under (any constant; "pgstore" in ASCII).
 const PG_MIGRATION_LOCK: i64 = 0x0070_6773_746f_7265;
 
-/// The tables (SQLite and PostgreSQL spell them the same, but for the rowid).
+/// The recording tables (SQLite and PostgreSQL spell them the same, but for the rowid and the
+/// integer type): SQLite migration 4, PostgreSQL migration 2.
 const RECORDING_TABLES: &str = r#"
 CREATE TABLE recordings (
     id           TEXT PRIMARY KEY,
@@ -290,7 +299,7 @@ CREATE TABLE recording_assets (
 
 impl Store {
     pub(crate) fn migrate_sqlite(&self) -> Result<(), StoreError> {
-        let known = MIGRATIONS.len() as i64;
+        let known = SQLITE_MIGRATIONS.len() as i64;
         // IMMEDIATE: take the write lock before reading the version, so two processes opening a
         // fresh file at once do not both run migration 0.
         self.conn.with_tx(|tx| {
@@ -298,7 +307,7 @@ impl Store {
             if found > known {
                 return Err(StoreError::SchemaTooNew { found, known });
             }
-            for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            for (i, sql) in SQLITE_MIGRATIONS.iter().enumerate().skip(found as usize) {
                 tx.batch(sql)?;
                 tx.batch(&format!("PRAGMA user_version = {}", i + 1))?;
             }
@@ -334,6 +343,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use rusqlite::Connection;
 
     use super::*;
@@ -380,8 +391,8 @@ mod tests {
         {
             // A database as the previous release left it: schema version 2, a room without a key.
             let c = Connection::open(&path).unwrap();
-            c.execute_batch(MIGRATIONS[0]).unwrap();
-            c.execute_batch(MIGRATIONS[1]).unwrap();
+            c.execute_batch(SQLITE_MIGRATIONS[0]).unwrap();
+            c.execute_batch(SQLITE_MIGRATIONS[1]).unwrap();
             c.execute_batch(
                 "PRAGMA user_version = 2;
                  INSERT INTO workspaces (id, name, access_key, secret, default_template_id, created_at)
@@ -395,5 +406,113 @@ mod tests {
         }
         let store = Store::open(&path).unwrap();
         assert_eq!(store.upsert_room("w", "old-room", None).unwrap().id, "r");
+    }
+
+    /// Table name to column name to type, as a migration list leaves them: its `CREATE TABLE`
+    /// and `ALTER TABLE ... ADD COLUMN` statements replayed in order. Table constraints
+    /// (`UNIQUE (..)`, `PRIMARY KEY (..)`) are not columns.
+    type Columns = BTreeMap<String, BTreeMap<String, String>>;
+
+    /// The two dialects' names for one column type: SQLite's `INTEGER` is PostgreSQL's `BIGINT`,
+    /// and a `BIGSERIAL` is a `BIGINT` with a sequence.
+    fn base_type(ty: &str) -> String {
+        match ty.to_ascii_uppercase().as_str() {
+            "INTEGER" | "BIGSERIAL" => "BIGINT".into(),
+            other => other.into(),
+        }
+    }
+
+    fn declared(migrations: &[&str]) -> Columns {
+        let sql: Vec<&str> =
+            migrations.iter().flat_map(|m| m.lines()).map(|l| l.split("--").next().unwrap_or_default()).collect();
+        let mut tables = Columns::new();
+        for stmt in sql.join("\n").split(';') {
+            let words: Vec<&str> = stmt.split_whitespace().collect();
+            match words.as_slice() {
+                ["CREATE", "TABLE", name, ..] => {
+                    let body = &stmt[stmt.find('(').unwrap() + 1..stmt.rfind(')').unwrap()];
+                    let mut defs = Vec::new();
+                    let (mut depth, mut from) = (0, 0);
+                    for (i, c) in body.char_indices() {
+                        match c {
+                            '(' => depth += 1,
+                            ')' => depth -= 1,
+                            ',' if depth == 0 => {
+                                defs.push(&body[from..i]);
+                                from = i + 1;
+                            }
+                            _ => {}
+                        }
+                    }
+                    defs.push(&body[from..]);
+                    let cols = tables.entry(name.trim_end_matches('(').to_owned()).or_default();
+                    for def in defs {
+                        let w: Vec<&str> = def.split_whitespace().collect();
+                        if !matches!(w[0], "UNIQUE" | "PRIMARY" | "FOREIGN" | "CHECK" | "CONSTRAINT") {
+                            cols.insert(w[0].to_owned(), base_type(w[1]));
+                        }
+                    }
+                }
+                ["ALTER", "TABLE", table, "ADD", "COLUMN", column, ty, ..] => {
+                    tables.get_mut(*table).unwrap().insert((*column).to_owned(), base_type(ty));
+                }
+                _ => {}
+            }
+        }
+        tables
+    }
+
+    #[test]
+    fn both_migration_lists_define_the_same_tables_and_columns() {
+        let sqlite = declared(SQLITE_MIGRATIONS);
+        let mut pg = declared(PG_MIGRATIONS);
+        // SQLite's rowid is implicit; PostgreSQL declares one on every table the lists page by
+        // rowid (all but the outbox, paged by its seq).
+        for (table, cols) in &mut pg {
+            if table != "outbox" {
+                assert_eq!(cols.remove("rowid").as_deref(), Some("BIGINT"), "{table}: PostgreSQL needs a rowid");
+            }
+        }
+        assert_eq!(sqlite, pg);
+        let tables: Vec<&str> = sqlite.keys().map(String::as_str).collect();
+        assert_eq!(
+            tables,
+            [
+                "credentials",
+                "outbox",
+                "recording_assets",
+                "recordings",
+                "room_codes",
+                "rooms",
+                "session_peers",
+                "sessions",
+                "templates",
+                "workspaces"
+            ]
+        );
+        assert_eq!(sqlite["rooms"]["name_key"], "TEXT", "ALTER TABLE ... ADD COLUMN is replayed");
+    }
+
+    #[test]
+    fn every_backend_has_the_columns_its_migration_list_declares() {
+        for b in backends("schema") {
+            let (sql, list) = match &b.store.conn {
+                Conn::Sqlite(_) => (
+                    "SELECT m.name, p.name, p.type FROM sqlite_master m JOIN pragma_table_info(m.name) p
+                     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'",
+                    SQLITE_MIGRATIONS,
+                ),
+                Conn::Postgres { .. } => (
+                    "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns
+                     WHERE table_schema = 'public' AND table_name <> 'schema_version'",
+                    PG_MIGRATIONS,
+                ),
+            };
+            let mut live = Columns::new();
+            for r in b.store.conn.query(sql, &[]).unwrap() {
+                live.entry(r.text(0).unwrap()).or_default().insert(r.text(1).unwrap(), base_type(&r.text(2).unwrap()));
+            }
+            assert_eq!(live, declared(list), "{}", b.name);
+        }
     }
 }
