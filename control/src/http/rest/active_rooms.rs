@@ -8,10 +8,11 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use store::template::FieldError;
 
-use super::{Mgmt, QueryMap, RestError, RestResult, db, parse_object};
+use super::{Field, Mgmt, Problems, QueryMap, RestError, RestResult, db, parse_request};
 use crate::http::AppState;
 use crate::signaling_admin::AdminError;
 
@@ -133,15 +134,51 @@ pub async fn get_peer(
     Ok(Json(peer_json(peer, true)))
 }
 
-fn optional_string(body: &Map<String, Value>, key: &str, errors: &mut Vec<FieldError>) -> Option<String> {
-    match body.get(key) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.len() <= MAX_MESSAGE => Some(s.clone()),
-        Some(_) => {
-            errors.push(FieldError::new(key, format!("must be a string of at most {MAX_MESSAGE} bytes")));
-            None
-        }
-    }
+/// `POST .../peers/{peer_id}`: at least one of the three.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct UpdatePeer {
+    name: Field<String>,
+    role: Field<String>,
+    metadata: Field<String>,
+}
+
+/// `POST .../send-message`: to everyone, or to a peer or a role.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SendMessage {
+    message: Field<String>,
+    peer_id: Field<String>,
+    role: Field<String>,
+    #[serde(rename = "type")]
+    kind: Field<String>,
+}
+
+/// `POST .../remove-peers`: a peer, or every peer of a role.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RemovePeers {
+    peer_id: Field<String>,
+    role: Field<String>,
+    reason: Field<String>,
+}
+
+/// `POST .../end-room`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct EndRoom {
+    reason: Field<String>,
+    lock: Field<bool>,
+}
+
+/// Text up to [`MAX_MESSAGE`] bytes; `None` if missing or null.
+fn text(problems: &mut Problems, field: Field<String>, name: &str) -> Option<String> {
+    problems.optional_if(
+        field,
+        name,
+        |s| s.len() <= MAX_MESSAGE,
+        format!("must be a string of at most {MAX_MESSAGE} bytes"),
+    )
 }
 
 pub async fn update_peer(
@@ -150,17 +187,15 @@ pub async fn update_peer(
     Path((room_id, peer_id)): Path<(String, String)>,
     body: Bytes,
 ) -> RestResult {
-    let body = parse_object(&body)?;
-    let mut errors = Vec::new();
-    let name = optional_string(&body, "name", &mut errors);
-    let role = optional_string(&body, "role", &mut errors);
-    let metadata = optional_string(&body, "metadata", &mut errors);
-    if name.is_none() && role.is_none() && metadata.is_none() && errors.is_empty() {
-        errors.push(FieldError::new("body", "give at least one of name, role, metadata"));
+    let body: UpdatePeer = parse_request(&body)?;
+    let mut problems = Problems::default();
+    let name = text(&mut problems, body.name, "name");
+    let role = text(&mut problems, body.role, "role");
+    let metadata = text(&mut problems, body.metadata, "metadata");
+    if name.is_none() && role.is_none() && metadata.is_none() && problems.is_empty() {
+        problems.add("body", "give at least one of name, role, metadata");
     }
-    if !errors.is_empty() {
-        return Err(RestError::invalid(errors));
-    }
+    problems.finish()?;
     let room = check_room(&st, ws, &room_id).await?;
     if let Some(r) = &role {
         let (tid, r2) = (room.template_id.clone(), r.clone());
@@ -189,18 +224,16 @@ pub async fn send_message(
     Path(room_id): Path<String>,
     body: Bytes,
 ) -> RestResult {
-    let body = parse_object(&body)?;
-    let mut errors = Vec::new();
-    let message = optional_string(&body, "message", &mut errors);
-    if message.as_deref().is_none_or(str::is_empty) && errors.is_empty() {
-        errors.push(FieldError::new("message", "required"));
+    let body: SendMessage = parse_request(&body)?;
+    let mut problems = Problems::default();
+    let message = text(&mut problems, body.message, "message");
+    if message.as_deref().is_none_or(str::is_empty) && problems.is_empty() {
+        problems.add("message", "required");
     }
-    let peer_id = optional_string(&body, "peer_id", &mut errors);
-    let role = optional_string(&body, "role", &mut errors);
-    let kind = optional_string(&body, "type", &mut errors).unwrap_or_else(|| "chat".into());
-    if !errors.is_empty() {
-        return Err(RestError::invalid(errors));
-    }
+    let peer_id = text(&mut problems, body.peer_id, "peer_id");
+    let role = text(&mut problems, body.role, "role");
+    let kind = text(&mut problems, body.kind, "type").unwrap_or_else(|| "chat".into());
+    problems.finish()?;
     let room = check_room(&st, ws, &room_id).await?;
     admin(
         &st,
@@ -217,17 +250,15 @@ pub async fn remove_peers(
     Path(room_id): Path<String>,
     body: Bytes,
 ) -> RestResult {
-    let body = parse_object(&body)?;
-    let mut errors = Vec::new();
-    let peer_id = optional_string(&body, "peer_id", &mut errors);
-    let role = optional_string(&body, "role", &mut errors);
-    let reason = optional_string(&body, "reason", &mut errors).unwrap_or_default();
-    if peer_id.is_none() && role.is_none() && errors.is_empty() {
-        errors.push(FieldError::new("peer_id", "give peer_id or role"));
+    let body: RemovePeers = parse_request(&body)?;
+    let mut problems = Problems::default();
+    let peer_id = text(&mut problems, body.peer_id, "peer_id");
+    let role = text(&mut problems, body.role, "role");
+    let reason = text(&mut problems, body.reason, "reason").unwrap_or_default();
+    if peer_id.is_none() && role.is_none() && problems.is_empty() {
+        problems.add("peer_id", "give peer_id or role");
     }
-    if !errors.is_empty() {
-        return Err(RestError::invalid(errors));
-    }
+    problems.finish()?;
     let room = check_room(&st, ws, &room_id).await?;
     // peer_id wins over role, as with 100ms.
     let role = if peer_id.is_some() { None } else { role };
@@ -242,20 +273,11 @@ pub async fn end_room(
     Path(room_id): Path<String>,
     body: Bytes,
 ) -> RestResult {
-    let body = parse_object(&body)?;
-    let mut errors = Vec::new();
-    let reason = optional_string(&body, "reason", &mut errors).unwrap_or_default();
-    let lock = match body.get("lock") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            errors.push(FieldError::new("lock", "must be true or false"));
-            false
-        }
-    };
-    if !errors.is_empty() {
-        return Err(RestError::invalid(errors));
-    }
+    let body: EndRoom = parse_request(&body)?;
+    let mut problems = Problems::default();
+    let reason = text(&mut problems, body.reason, "reason").unwrap_or_default();
+    let lock = problems.optional(body.lock, "lock", "must be true or false").unwrap_or(false);
+    problems.finish()?;
     let room = check_room(&st, ws, &room_id).await?;
     admin(&st, "end_room", json!({ "room_id": room.id, "reason": reason, "lock": lock })).await?;
     if lock {

@@ -10,11 +10,14 @@
 //!   one unauthenticated route, as with 100ms.
 //! - Errors are `{code, message, details: [...]}` with 400 (validation, each bad field a detail
 //!   `"<field>: <problem>"`), 401 (token), 404, 409, 503 (signaling down) and 500.
+//! - A body is read into a serde struct per route ([`body`]); a field of the wrong type gets the
+//!   route's own message, and a route lists every bad field at once.
 //! - Lists take `limit` (10 to 100, default 10) and `start` (the previous page's `last`) and
 //!   return `{limit, data, last}`.
 //! - POST creates and updates; DELETE only removes roles (100ms's verbs).
 
 pub mod active_rooms;
+pub mod body;
 pub mod openapi;
 pub mod recordings;
 pub mod rooms;
@@ -26,14 +29,12 @@ use std::time::SystemTime;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Query};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use store::template::FieldError;
 use store::{Page, Store, StoreError, Workspace};
@@ -41,6 +42,7 @@ use tracing::warn;
 use util::LockExt;
 
 use super::AppState;
+pub use body::{Field, Problems, parse_body, parse_request};
 
 /// Largest request body read (a template with many roles stays far below).
 pub const MAX_BODY: usize = 1 << 20;
@@ -152,23 +154,6 @@ pub async fn db<T: Send + 'static>(
     })
     .await
     .map_err(|e| RestError::internal(format!("store task: {e}")))?
-}
-
-/// Parses a JSON body into `T`, with 400 and the parser's complaint for anything else.
-pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, RestError> {
-    if body.len() > MAX_BODY {
-        return Err(RestError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("body longer than {MAX_BODY} bytes")));
-    }
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
-    serde_json::from_slice(body).map_err(|e| RestError::bad_request("invalid JSON body").with_detail(e.to_string()))
-}
-
-/// A JSON object body.
-pub fn parse_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, RestError> {
-    match parse_body::<Value>(body)? {
-        Value::Object(m) => Ok(m),
-        _ => Err(RestError::bad_request("the body must be a JSON object")),
-    }
 }
 
 /// `limit` and `start` of a list request.

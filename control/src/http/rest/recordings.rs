@@ -11,11 +11,12 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use store::recording::{self as rec, Asset, Recording, RecordingFilter};
 use store::template::FieldError;
 
-use super::{Mgmt, QueryMap, RestError, RestResult, db, page_of, paginated, parse_object};
+use super::{Mgmt, QueryMap, RestError, RestResult, db, page_of, paginated, parse_request};
 use crate::http::AppState;
 use crate::recording::{DEFAULT_PRESIGN, RecordingError};
 
@@ -87,11 +88,15 @@ async fn room_of(st: &AppState, ws: &store::Workspace, room_id: &str) -> Result<
     db(st, move |s| s.room_in(&ws, &id)?.ok_or_else(|| RestError::not_found("room not found"))).await
 }
 
+/// The start body: 100ms's fields are all for composite recording, so none is read.
+#[derive(Debug, Deserialize)]
+struct StartBody {}
+
 /// `POST /v2/recordings/room/{room_id}/start`: a track recording job for the active session.
 /// The 100ms body fields (`meeting_url`, `resolution`, ...) are for composite recording and are
 /// accepted and ignored.
 pub async fn start(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(room_id): Path<String>, body: Bytes) -> RestResult {
-    parse_object(&body)?;
+    parse_request::<StartBody>(&body)?;
     let room = room_of(&st, &ws, &room_id).await?;
     let job = st.recorder.start(&ws.id, &room.id, "").await?;
     Ok(Json(recording_json(&job, None)))

@@ -11,12 +11,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use store::codes::RoomCode;
 use store::template::FieldError;
 use store::{Room, RoomFilter};
 
-use super::{Mgmt, QueryMap, RestError, RestResult, bool_param, db, page_of, paginated, parse_object, time_param, ts};
+use super::{
+    Field, Mgmt, Problems, QueryMap, RestError, RestResult, bool_param, db, page_of, paginated, parse_request,
+    time_param, ts,
+};
 use crate::http::AppState;
 
 /// Longest room description.
@@ -59,118 +63,128 @@ fn template_name(s: &store::Store, r: &Room) -> Option<String> {
     s.template(&r.template_id).ok().flatten().map(|t| t.name)
 }
 
+/// A room create or update body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RoomBody {
+    name: Field<String>,
+    template_id: Field<String>,
+    enabled: Field<bool>,
+    #[serde(flatten)]
+    attrs: RoomAttrs,
+}
+
+/// The optional fields of a room, kept as given in the room's attributes. Unknown fields are
+/// ignored, as 100ms does.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RoomAttrs {
+    /// Refused: 100ms deprecated it for `template_id`.
+    template: Field<Value>,
+    description: Field<String>,
+    large_room: Field<bool>,
+    max_duration_seconds: Field<u64>,
+    polls: Field<Vec<String>>,
+    recording_info: Field<Map<String, Value>>,
+    region: Field<String>,
+    size: Field<u64>,
+    /// `null` removes the room's own endpoint.
+    webhook: Field<Value>,
+}
+
 /// Checks the optional fields of a room create/update body; returns them to store (without
-/// name, template_id and enabled, which have columns).
-fn room_attrs(body: &Map<String, Value>, old_webhook: Option<&Value>) -> Result<Map<String, Value>, RestError> {
-    let mut errors = Vec::new();
+/// name, template_id and enabled, which have columns). Fields are checked in name order, the
+/// order clients have always had the details in.
+fn room_attrs(body: RoomAttrs, old_webhook: Option<&Value>) -> Result<Map<String, Value>, RestError> {
+    let mut problems = Problems::default();
     let mut attrs = Map::new();
-    if body.contains_key("template") {
-        errors.push(FieldError::new("template", "not supported: pass template_id"));
+    if body.template.is_present() {
+        problems.add("template", "not supported: pass template_id");
     }
-    for (k, v) in body {
-        match k.as_str() {
-            "name" | "template_id" | "enabled" | "template" => {}
-            "description" => match v.as_str() {
-                Some(d) if d.len() <= MAX_DESCRIPTION => {
-                    attrs.insert(k.clone(), v.clone());
-                }
-                _ => errors.push(FieldError::new(k, format!("a string of at most {MAX_DESCRIPTION} bytes"))),
-            },
-            "region" => match v.as_str() {
-                Some("in" | "us" | "eu" | "auto") => {
-                    attrs.insert(k.clone(), v.clone());
-                }
-                _ => errors.push(FieldError::new(k, "region not supported (in, us, eu, auto)")),
-            },
-            "large_room" => match v.as_bool() {
-                Some(_) => {
-                    attrs.insert(k.clone(), v.clone());
-                }
-                None => errors.push(FieldError::new(k, "must be true or false")),
-            },
-            "size" => {
-                let large = body.get("large_room").and_then(Value::as_bool).unwrap_or(false);
-                match v.as_u64() {
-                    Some(n) if n <= 2500 || (large && n <= 20_000) => {
-                        attrs.insert(k.clone(), v.clone());
-                    }
-                    Some(n) if !large && n <= 20_000 => {
-                        errors.push(FieldError::new(k, "room size greater than 2500, set large_room flag as true"))
-                    }
-                    _ => errors.push(FieldError::new(k, "room size greater than 20000 (or not a number)")),
-                }
-            }
-            "max_duration_seconds" => match v.as_u64() {
-                Some(n) if (120..=store::MAX_SESSION_SECS).contains(&n) => {
-                    attrs.insert(k.clone(), v.clone());
-                }
-                _ => errors.push(FieldError::new(k, "must be from 120 to 43200")),
-            },
-            "recording_info" => match v {
-                Value::Object(_) => {
-                    attrs.insert(k.clone(), v.clone());
-                }
-                _ => errors.push(FieldError::new(k, "must be an object")),
-            },
-            "polls" => match v.as_array() {
-                Some(a) if a.iter().all(Value::is_string) => {
-                    attrs.insert(k.clone(), v.clone());
-                }
-                _ => errors.push(FieldError::new(k, "must be an array of poll ids")),
-            },
-            "webhook" => {
-                if v.is_null() {
-                    attrs.insert(k.clone(), Value::Null);
-                    continue;
-                }
-                match store::outbox::check_endpoint(v, "webhook") {
-                    Ok(mut e) => {
-                        // Same URL: keep the secret receivers already hold.
-                        e.secret = match old_webhook
-                            .and_then(|w| Some((w.get("url")?.as_str()?, w.get("secret")?.as_str()?)))
-                        {
-                            Some((url, secret)) if url == e.url => secret.to_owned(),
-                            _ => store::outbox::new_endpoint_secret(),
-                        };
-                        attrs.insert(k.clone(), serde_json::to_value(e).unwrap_or_default());
-                    }
-                    Err(e) => errors.push(e),
-                }
-            }
-            // Unknown fields are ignored, as 100ms does.
-            _ => {}
+    let large = matches!(body.large_room, Field::Given(true));
+    let mut keep = |key: &str, checked: Result<Option<Value>, String>| match checked {
+        Ok(Some(v)) => {
+            attrs.insert(key.to_owned(), v);
         }
+        Ok(None) => {}
+        Err(m) => problems.add(key, m),
+    };
+    keep(
+        "description",
+        attr(body.description, |d| match d {
+            Some(d) if d.len() <= MAX_DESCRIPTION => Ok(()),
+            _ => Err(format!("a string of at most {MAX_DESCRIPTION} bytes")),
+        }),
+    );
+    keep("large_room", attr(body.large_room, |b| b.map(drop).ok_or_else(|| "must be true or false".into())));
+    keep(
+        "max_duration_seconds",
+        attr(body.max_duration_seconds, |n| match n {
+            Some(n) if (120..=store::MAX_SESSION_SECS).contains(n) => Ok(()),
+            _ => Err("must be from 120 to 43200".into()),
+        }),
+    );
+    keep("polls", attr(body.polls, |p| p.map(drop).ok_or_else(|| "must be an array of poll ids".into())));
+    keep("recording_info", attr(body.recording_info, |r| r.map(drop).ok_or_else(|| "must be an object".into())));
+    keep(
+        "region",
+        attr(body.region, |r| match r.map(String::as_str) {
+            Some("in" | "us" | "eu" | "auto") => Ok(()),
+            _ => Err("region not supported (in, us, eu, auto)".into()),
+        }),
+    );
+    keep(
+        "size",
+        attr(body.size, |n| match n {
+            Some(&n) if n <= 2500 || (large && n <= 20_000) => Ok(()),
+            Some(&n) if !large && n <= 20_000 => Err("room size greater than 2500, set large_room flag as true".into()),
+            _ => Err("room size greater than 20000 (or not a number)".into()),
+        }),
+    );
+    match body.webhook {
+        Field::Missing => {}
+        Field::Null => {
+            attrs.insert("webhook".into(), Value::Null);
+        }
+        Field::Given(v) | Field::Wrong(v) => match store::outbox::check_endpoint(&v, "webhook") {
+            Ok(mut e) => {
+                // Same URL: keep the secret receivers already hold.
+                e.secret = match old_webhook.and_then(|w| Some((w.get("url")?.as_str()?, w.get("secret")?.as_str()?))) {
+                    Some((url, secret)) if url == e.url => secret.to_owned(),
+                    _ => store::outbox::new_endpoint_secret(),
+                };
+                attrs.insert("webhook".into(), serde_json::to_value(e).unwrap_or_default());
+            }
+            Err(e) => problems.push(e),
+        },
     }
-    if errors.is_empty() { Ok(attrs) } else { Err(RestError::invalid(errors)) }
+    problems.finish()?;
+    Ok(attrs)
 }
 
-fn string_field(body: &Map<String, Value>, key: &str) -> Result<Option<String>, RestError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(RestError::invalid(vec![FieldError::new(key, "must be a string")])),
-    }
-}
-
-fn bool_field(body: &Map<String, Value>, key: &str) -> Result<Option<bool>, RestError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(RestError::invalid(vec![FieldError::new(key, "must be true or false")])),
+/// One room attribute: nothing to store if not sent; else the value as sent if `check` passes
+/// it (`None`: null or of another type), or `check`'s message.
+fn attr<T: Serialize>(
+    field: Field<T>,
+    check: impl FnOnce(Option<&T>) -> Result<(), String>,
+) -> Result<Option<Value>, String> {
+    match field {
+        Field::Missing => Ok(None),
+        Field::Given(t) => check(Some(&t)).map(|()| Some(serde_json::to_value(t).unwrap_or_default())),
+        Field::Null | Field::Wrong(_) => check(None).map(|()| None),
     }
 }
 
 pub async fn create(State(st): State<AppState>, Mgmt(ws): Mgmt, body: Bytes) -> RestResult {
-    let body = parse_object(&body)?;
-    let name =
-        string_field(&body, "name")?.ok_or_else(|| RestError::invalid(vec![FieldError::new("name", "required")]))?;
-    let template_id = string_field(&body, "template_id")?;
-    let enabled = bool_field(&body, "enabled")?;
+    let body: RoomBody = parse_request(&body)?;
+    let name = body.name.optional("name", "must be a string")?.ok_or_else(|| FieldError::new("name", "required"))?;
+    let template_id = body.template_id.optional("template_id", "must be a string")?;
+    let enabled = body.enabled.optional("enabled", "must be true or false")?;
     let v = db(&st, move |s| {
         let existing =
             s.rooms(&ws.id, &RoomFilter { name: Some(name.clone()), ..Default::default() }, &store::Page::first(1))?;
         let old_webhook = existing.data.first().and_then(|r| r.attrs.get("webhook").cloned());
-        let attrs = room_attrs(&body, old_webhook.as_ref())?;
+        let attrs = room_attrs(body.attrs, old_webhook.as_ref())?;
         let mut room = s.upsert_room_with(&ws.id, &name, template_id.as_deref(), &attrs)?;
         if let Some(e) = enabled.filter(|e| *e != room.enabled) {
             room = s.update_room(&room.id, None, None, Some(e), &Map::new())?;
@@ -223,13 +237,13 @@ pub async fn get_one(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(id): Path<
 }
 
 pub async fn update(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(id): Path<String>, body: Bytes) -> RestResult {
-    let body = parse_object(&body)?;
-    let name = string_field(&body, "name")?;
-    let template_id = string_field(&body, "template_id")?;
-    let enabled = bool_field(&body, "enabled")?;
+    let body: RoomBody = parse_request(&body)?;
+    let name = body.name.optional("name", "must be a string")?;
+    let template_id = body.template_id.optional("template_id", "must be a string")?;
+    let enabled = body.enabled.optional("enabled", "must be true or false")?;
     let v = db(&st, move |s| {
         let r = owned_room(s, &ws.id, &id)?;
-        let attrs = room_attrs(&body, r.attrs.get("webhook"))?;
+        let attrs = room_attrs(body.attrs, r.attrs.get("webhook"))?;
         let r =
             s.update_room(&r.id, name.as_deref(), template_id.as_deref(), enabled, &attrs).map_err(|e| match e {
                 store::StoreError::RoomNameTaken(_) => {
@@ -298,22 +312,32 @@ pub async fn list_codes(
     Ok(paginated(limit, l.data.iter().map(code_json).collect(), l.last))
 }
 
+/// `POST /v2/room-codes/code`: nothing but the two fields.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CodeUpdate {
+    code: Field<String>,
+    enabled: Field<bool>,
+    #[serde(flatten)]
+    other: Map<String, Value>,
+}
+
 pub async fn update_code(State(st): State<AppState>, Mgmt(ws): Mgmt, body: Bytes) -> RestResult {
-    let body = parse_object(&body)?;
-    let mut errors = Vec::new();
-    for k in body.keys().filter(|k| !matches!(k.as_str(), "code" | "enabled")) {
-        errors.push(FieldError::new(k.clone(), "only code and enabled may be given"));
+    let body: CodeUpdate = parse_request(&body)?;
+    let mut problems = Problems::default();
+    for k in body.other.keys() {
+        problems.add(k.clone(), "only code and enabled may be given");
     }
-    let code = body.get("code").and_then(Value::as_str).map(str::to_owned);
-    let enabled = body.get("enabled").and_then(Value::as_bool);
+    let code = body.code.given();
+    let enabled = body.enabled.given();
     if code.is_none() {
-        errors.push(FieldError::new("code", "required"));
+        problems.add("code", "required");
     }
     if enabled.is_none() {
-        errors.push(FieldError::new("enabled", "required, true or false"));
+        problems.add("enabled", "required, true or false");
     }
-    let (Some(code), Some(enabled), true) = (code, enabled, errors.is_empty()) else {
-        return Err(RestError::invalid(errors));
+    let (Some(code), Some(enabled), true) = (code, enabled, problems.is_empty()) else {
+        return Err(problems.into_error());
     };
     let c = db(&st, move |s| {
         let c = s.room_code(&code)?.ok_or_else(|| RestError::not_found("room code not found"))?;
@@ -338,14 +362,21 @@ pub async fn token_preflight() -> Response {
     with_cors(StatusCode::NO_CONTENT.into_response())
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CodeExchange {
+    code: Field<String>,
+    user_id: Field<String>,
+}
+
 /// `POST /v2/token {code, user_id}` → `{token}`: no management token, the code is the
 /// credential. A disabled code or room is refused (403), an unknown code is 404.
 pub async fn exchange_code(State(st): State<AppState>, body: Bytes) -> Response {
     let result = async {
-        let body = parse_object(&body)?;
-        let code = string_field(&body, "code")?
-            .ok_or_else(|| RestError::invalid(vec![FieldError::new("code", "required")]))?;
-        let user_id = string_field(&body, "user_id")?.unwrap_or_default();
+        let body: CodeExchange = parse_request(&body)?;
+        let code =
+            body.code.optional("code", "must be a string")?.ok_or_else(|| FieldError::new("code", "required"))?;
+        let user_id = body.user_id.optional("user_id", "must be a string")?.unwrap_or_default();
         if user_id.len() > crate::MAX_USER_ID {
             return Err(RestError::invalid(vec![FieldError::new("user_id", "too long")]));
         }
@@ -374,36 +405,42 @@ pub async fn exchange_code(State(st): State<AppState>, body: Bytes) -> Response 
     })
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct AuthTokenRequest {
+    room_id: Field<String>,
+    role: Field<String>,
+    user_id: Field<String>,
+    expires_in: Field<u64>,
+}
+
 /// `POST /v2/auth-tokens {room_id, role, user_id, expires_in?}` → `{token, room_id, role,
 /// user_id, expires_at}`: what an app server would otherwise mint with a JWT library.
 pub async fn auth_token(State(st): State<AppState>, Mgmt(ws): Mgmt, body: Bytes) -> RestResult {
-    let body = parse_object(&body)?;
-    let mut errors = Vec::new();
-    let room_id = body.get("room_id").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let role = body.get("role").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let user_id = body.get("user_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let body: AuthTokenRequest = parse_request(&body)?;
+    let mut problems = Problems::default();
+    // A value of another type counts as none.
+    let room_id = body.room_id.given().unwrap_or_default();
+    let role = body.role.given().unwrap_or_default();
+    let user_id = body.user_id.given().unwrap_or_default();
     if room_id.is_empty() {
-        errors.push(FieldError::new("room_id", "required"));
+        problems.add("room_id", "required");
     }
     if role.is_empty() {
-        errors.push(FieldError::new("role", "required"));
+        problems.add("role", "required");
     }
     if user_id.len() > crate::MAX_USER_ID {
-        errors.push(FieldError::new("user_id", "too long"));
+        problems.add("user_id", "too long");
     }
-    let ttl = match body.get("expires_in") {
-        None | Some(Value::Null) => DEFAULT_TOKEN_TTL.as_secs(),
-        Some(v) => match v.as_u64().filter(|s| (1..=MAX_TOKEN_TTL).contains(s)) {
-            Some(s) => s,
-            None => {
-                errors.push(FieldError::new("expires_in", format!("seconds, from 1 to {MAX_TOKEN_TTL}")));
-                0
-            }
-        },
-    };
-    if !errors.is_empty() {
-        return Err(RestError::invalid(errors));
-    }
+    let ttl = problems
+        .optional_if(
+            body.expires_in,
+            "expires_in",
+            |s| (1..=MAX_TOKEN_TTL).contains(s),
+            format!("seconds, from 1 to {MAX_TOKEN_TTL}"),
+        )
+        .unwrap_or(DEFAULT_TOKEN_TTL.as_secs());
+    problems.finish()?;
     let user_id = if user_id.is_empty() { store::new_uuid() } else { user_id };
     let v = db(&st, move |s| {
         let room = owned_room(s, &ws.id, &room_id)?;
@@ -434,8 +471,8 @@ mod tests {
     use super::*;
 
     fn attrs(v: Value) -> Result<Map<String, Value>, Vec<String>> {
-        let Value::Object(m) = v else { unreachable!("tests pass objects") };
-        room_attrs(&m, None).map_err(|e| e.details)
+        let body: RoomAttrs = serde_json::from_value(v).expect("tests pass objects");
+        room_attrs(body, None).map_err(|e| e.details)
     }
 
     #[test]
