@@ -24,7 +24,10 @@
 //!   MP4 header, and new ones (a resolution change) start a new part.
 //! - [`recorder`]: the state machine over tracks, parts, rotation and the manifest. Time is
 //!   an argument; it does the file writes itself (thin, and where failures are turned into a
-//!   failed recording with a reason).
+//!   failed recording with a reason). Inside it: `track` (layer pipelines, the simulcast layer
+//!   pick, RTP and wall-clock time), `part` (a part's file: open, write, and one close for both
+//!   rollover and the track's end), `manifest` (`manifest.json`), `recovery` (parts a killed
+//!   recorder left open).
 //!
 //! The process (`main.rs`) attaches to every ring of the segment control passes it
 //! (`--tap-fd`), feeds the records to a [`recorder::Recorder`], and prints its events.

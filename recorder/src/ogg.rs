@@ -95,6 +95,11 @@ impl OggOpusWriter {
         self.granule
     }
 
+    /// Milliseconds the stream holds (its granule at 48 kHz).
+    pub fn total_ms(&self) -> u64 {
+        self.granule / 48
+    }
+
     fn page(&mut self, data: &[u8], granule: u64, flags: u8, out: &mut Vec<u8>) {
         // Lacing: 255s then the remainder; a packet of exactly n*255 bytes ends with a 0.
         // Packets here are < 255 * 255 bytes (one page); longer ones are cut (never on the wire).

@@ -179,6 +179,13 @@ impl WebmWriter {
         self.flushed_ms
     }
 
+    /// Milliseconds the file holds once finished, in whole ms: the last frame counts one mean
+    /// interval, as the Duration [`WebmWriter::finish`] writes.
+    pub fn total_ms(&self) -> u64 {
+        let d = self.last_ms;
+        if self.frames > 1 { d + d / (self.frames - 1) } else { d }
+    }
+
     /// The last cluster, and the Duration to write over the placeholder at the offset given.
     /// The duration counts the last frame too (one frame interval, estimated as the mean).
     pub fn finish(&mut self) -> (Vec<u8>, (u64, Vec<u8>)) {
