@@ -28,6 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
+use util::LockExt;
 
 use crate::hub::Hub;
 use crate::room::{AdminError, AdminOp, RoomMsg};
@@ -206,7 +207,7 @@ async fn handle(hub: &Arc<Hub>, request: &Value) -> Result<Value, AdminError> {
             "transports": hub.transport_count(),
             "open_sockets": hub.open_sockets.load(std::sync::atomic::Ordering::Relaxed),
             "sockets_accepted": hub.sockets_accepted.load(std::sync::atomic::Ordering::Relaxed),
-            "join_latency": hub.join_latency.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            "join_latency": hub.join_latency.lock_unpoisoned().clone(),
             "join_latency_bounds_us": &schema::histogram::BOUNDS_US[..],
         }));
     }

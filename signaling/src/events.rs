@@ -28,6 +28,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 use tracing::info;
+use util::LockExt;
 
 /// The room (and its current session) an event happened in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -195,13 +196,13 @@ pub struct RecordingSink {
 impl RecordingSink {
     /// Every event recorded so far, in order.
     pub fn events(&self) -> Vec<RoomEvent> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.events.lock_unpoisoned().clone()
     }
 }
 
 impl EventSink for RecordingSink {
     fn record(&self, event: RoomEvent) -> SinkFuture<'_> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+        self.events.lock_unpoisoned().push(event);
         Box::pin(std::future::ready(Ok(())))
     }
 }

@@ -9,41 +9,39 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
+use util::LockExt;
 
-use router_engine::TransportId;
 use schema::RouterEvent;
 use schema::api::Event;
+use schema::ids::TransportId;
 
 use crate::events::{EventSink, LogSink};
-use crate::room::{Room, RoomMsg};
+use crate::room::{Room, RoomEnv, RoomMsg};
 use crate::router_link::RouterLink;
 
 /// Every room, and which room each router transport belongs to.
 pub struct Hub {
     pub router: Arc<RouterLink>,
-    /// Where rooms keep their snapshots (see `room.rs`); `None` keeps nothing.
+    /// Where rooms keep their snapshots (see `room/snapshot.rs`); `None` keeps nothing.
     pub state_dir: Option<PathBuf>,
     /// Where the rooms report what happens in them (`events.rs`).
     pub events: Arc<dyn EventSink>,
-    /// The longest a session may last (`--max-session-secs`).
-    max_session: Duration,
-    /// The platform database, to lock a room on `end-room {lock: true}`; `None`: locking is
-    /// logged and skipped.
-    store: Option<Mutex<store::Store>>,
+    /// What every room is started with: the router, the sink, the store, the session cap.
+    env: RoomEnv,
     rooms: Mutex<HashMap<String, mpsc::UnboundedSender<RoomMsg>>>,
-    transports: Mutex<HashMap<TransportId, String>>,
+    /// The rooms' way back in: transport routing and the join-latency meter.
+    handle: HubHandle,
     /// WebSocket connections open now, and accepted since start (the admin socket's `metrics`).
     pub open_sockets: AtomicU64,
     pub sockets_accepted: AtomicU64,
     /// Server-side join time: a `join` read off its socket to its answer queued for the socket
     /// (the wait behind the room's other messages included), for the admin socket's `metrics`.
-    pub join_latency: Mutex<schema::histogram::Histogram>,
+    pub join_latency: Arc<Mutex<schema::histogram::Histogram>>,
 }
 
 /// The default session cap: 12 h, the 100ms maximum.
 pub const DEFAULT_MAX_SESSION: Duration = Duration::from_secs(43_200);
 
-/// What a hub is built with beyond the router link and the snapshot directory.
 /// An open WebSocket connection, counted in [`Hub::open_sockets`].
 #[derive(Debug)]
 pub struct SocketGuard(Arc<Hub>);
@@ -54,9 +52,14 @@ impl Drop for SocketGuard {
     }
 }
 
+/// What a hub is built with beyond the router link and the snapshot directory.
 pub struct HubOptions {
+    /// Where rooms report what happens in them; the default logs each event.
     pub events: Arc<dyn EventSink>,
+    /// The longest a session may last (`--max-session-secs`); a room's own cap may be lower.
     pub max_session: Duration,
+    /// The platform database: rooms' caps, and locking on `end-room {lock: true}`; `None`:
+    /// every room gets `max_session`, and locking is logged and skipped.
     pub store: Option<store::Store>,
 }
 
@@ -78,46 +81,83 @@ impl std::fmt::Debug for Hub {
     }
 }
 
+/// The little of the hub a room uses: routing its transports' events to it, and the join
+/// latency meter. Rooms hold this, not the [`Hub`], so the hub owns its rooms and not the
+/// other way round.
+#[derive(Debug, Clone, Default)]
+pub struct HubHandle {
+    transports: Arc<Mutex<HashMap<TransportId, String>>>,
+    join_latency: Arc<Mutex<schema::histogram::Histogram>>,
+}
+
+impl HubHandle {
+    /// Router events about `transport` go to `room_id` from now on.
+    pub fn register_transport(&self, transport: TransportId, room_id: &str) {
+        self.transports.lock_unpoisoned().insert(transport, room_id.to_owned());
+    }
+
+    pub fn unregister_transport(&self, transport: TransportId) {
+        self.transports.lock_unpoisoned().remove(&transport);
+    }
+
+    /// A join's server-side time, for the admin socket's `metrics`.
+    pub fn record_join_latency(&self, elapsed: Duration) {
+        self.join_latency.lock_unpoisoned().record(elapsed);
+    }
+
+    fn room_of(&self, transport: TransportId) -> Option<String> {
+        self.transports.lock_unpoisoned().get(&transport).cloned()
+    }
+
+    fn transport_count(&self) -> usize {
+        self.transports.lock_unpoisoned().len()
+    }
+}
+
 impl Hub {
     /// A hub with the defaults: events logged, 12 h sessions, no database to lock rooms in.
     pub fn new(router: Arc<RouterLink>, state_dir: Option<PathBuf>) -> Arc<Hub> {
         Hub::with_options(router, state_dir, HubOptions::default())
     }
 
+    /// A hub with its event sink, session cap and store from `options`.
     pub fn with_options(router: Arc<RouterLink>, state_dir: Option<PathBuf>, options: HubOptions) -> Arc<Hub> {
+        let handle = HubHandle::default();
+        let env = RoomEnv {
+            router: router.clone(),
+            events: options.events.clone(),
+            store: options.store.map(|s| Arc::new(Mutex::new(s))),
+            max_session: options.max_session,
+            state_dir: state_dir.clone(),
+            hub: handle.clone(),
+        };
         Arc::new(Hub {
             router,
             state_dir,
             events: options.events,
-            max_session: options.max_session,
-            store: options.store.map(Mutex::new),
+            env,
             rooms: Mutex::default(),
-            transports: Mutex::default(),
+            join_latency: handle.join_latency.clone(),
+            handle,
             open_sockets: AtomicU64::new(0),
             sockets_accepted: AtomicU64::new(0),
-            join_latency: Mutex::default(),
         })
     }
 
     /// How long a session of `room_id` may last from its first join; the room ends it then:
     /// the room's `max_duration_seconds` (12 h when unset), at most `--max-session-secs`.
     pub fn session_cap(&self, room_id: &str) -> Duration {
-        let room_cap = self.store.as_ref().and_then(|s| {
-            let s = s.lock().unwrap_or_else(|p| p.into_inner());
-            s.room(room_id).ok().flatten().map(|r| r.session_cap())
-        });
-        room_cap.map_or(self.max_session, |c| c.min(self.max_session))
+        self.env.session_cap(room_id)
     }
 
     /// Disables a room in the database (`end-room {lock: true}`): new joins are refused.
     pub fn lock_room(&self, room_id: &str) -> Result<(), String> {
-        let Some(store) = &self.store else { return Err("no database to lock the room in".into()) };
-        store.lock().unwrap_or_else(|p| p.into_inner()).set_room_enabled(room_id, false).map_err(|e| e.to_string())
+        self.env.lock_room(room_id)
     }
 
     /// The running actor of `room_id`, if any (the admin socket's way in).
     pub fn running_room(&self, room_id: &str) -> Option<mpsc::UnboundedSender<RoomMsg>> {
-        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).get(room_id).filter(|tx| !tx.is_closed()).cloned()
+        self.rooms.lock_unpoisoned().get(room_id).filter(|tx| !tx.is_closed()).cloned()
     }
 
     /// Starts the rooms a previous process left snapshots of, so their peers can reconnect
@@ -146,28 +186,29 @@ impl Hub {
 
     /// The actor of a room, started if it is not running.
     pub fn room(self: &Arc<Self>, room: &store::Room, template: &store::Template) -> mpsc::UnboundedSender<RoomMsg> {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rooms = self.rooms.lock_unpoisoned();
         if let Some(tx) = rooms.get(&room.id).filter(|tx| !tx.is_closed()) {
             return tx.clone();
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let actor = Room::new(room.id.clone(), room.name.clone(), template.clone(), self.clone());
+        let actor = Room::new(room.id.clone(), room.name.clone(), template.clone(), self.env.clone());
         tokio::spawn(actor.run(rx));
         rooms.insert(room.id.clone(), tx.clone());
         tx
     }
 
+    /// Router events about `transport` go to `room_id` from now on.
     pub fn register_transport(&self, transport: TransportId, room_id: &str) {
-        self.transports.lock().unwrap_or_else(|p| p.into_inner()).insert(transport, room_id.to_owned());
+        self.handle.register_transport(transport, room_id);
     }
 
     pub fn unregister_transport(&self, transport: TransportId) {
-        self.transports.lock().unwrap_or_else(|p| p.into_inner()).remove(&transport);
+        self.handle.unregister_transport(transport);
     }
 
     /// Rooms whose actor is running.
     pub fn active_rooms(&self) -> usize {
-        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).values().filter(|tx| !tx.is_closed()).count()
+        self.rooms.lock_unpoisoned().values().filter(|tx| !tx.is_closed()).count()
     }
 
     /// Counts a WebSocket connection as open until the guard drops.
@@ -179,7 +220,7 @@ impl Hub {
 
     /// Number of live transports (for logs and tests).
     pub fn transport_count(&self) -> usize {
-        self.transports.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.handle.transport_count()
     }
 
     /// Routes router events to rooms until the link closes.
@@ -192,20 +233,19 @@ impl Hub {
                     event,
                     Event::ConsumerLayersChanged { .. } | Event::LayersNeeded { .. } | Event::AudioLevels { .. }
                 ) {
-                    let rooms: Vec<_> =
-                        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+                    let rooms: Vec<_> = self.rooms.lock_unpoisoned().values().cloned().collect();
                     for tx in rooms {
                         let _ = tx.send(RoomMsg::Router(event.clone()));
                     }
                 }
                 continue;
             };
-            let room = self.transports.lock().unwrap_or_else(|p| p.into_inner()).get(&transport).cloned();
+            let room = self.handle.room_of(transport);
             let Some(room) = room else {
                 debug!(%transport, "event for a transport no room owns (a previous process's?)");
                 continue;
             };
-            let tx = self.rooms.lock().unwrap_or_else(|p| p.into_inner()).get(&room).cloned();
+            let tx = self.rooms.lock_unpoisoned().get(&room).cloned();
             if let Some(tx) = tx {
                 let _ = tx.send(RoomMsg::Router(event));
             }

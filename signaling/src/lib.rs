@@ -2,13 +2,13 @@
 //!
 //! Clients speak the 100ms client protocol (an `/init` endpoint, then JSON-RPC over a
 //! WebSocket); signaling authenticates them, runs each peer's join / offer / answer / trickle /
-//! leave flow, and drives the router through its direct API (`router_engine::api`). It never
+//! leave flow, and drives the router through its direct API (`schema::api`). It never
 //! touches media. This crate holds, for now, the part of that work that is pure text: SDP.
 //!
 //! # Data flow
 //!
 //! Each peer has two peer connections, each a router transport (`create_transport` returns a
-//! [`router_engine::TransportInfo`] with the router's ICE-lite credentials, fingerprint and
+//! [`schema::api::TransportInfo`] with the router's ICE-lite credentials, fingerprint and
 //! host candidate):
 //!
 //! ```text
@@ -27,7 +27,8 @@
 //!
 //! ```
 //! use signaling::sdp::{answer_publish_offer, PublishPolicy, SdpError};
-//! use router_engine::{TransportId, TransportInfo};
+//! use schema::api::TransportInfo;
+//! use schema::ids::TransportId;
 //! let router = TransportInfo {
 //!     id: TransportId(7), ice_ufrag: "rUfr".into(), ice_pwd: "routerpasswordrouterpass".into(),
 //!     ice_lite: true, fingerprint: "sha-256 AB:CD".into(), dtls_role: "server".into(),
@@ -52,6 +53,7 @@ pub mod events;
 pub mod hub;
 pub mod protocol;
 pub mod room;
+pub mod router_api;
 pub mod router_link;
 pub mod rpc;
 pub mod sdp;

@@ -72,22 +72,6 @@ impl PeerInfo<'_> {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// A random id of 24 hex digits (the shape of 100ms's ids).
-pub fn random_id() -> String {
-    let mut bytes = [0u8; 12];
-    // aws-lc's RNG; failure is not recoverable in any meaningful way and does not happen.
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        bytes.copy_from_slice(&t.to_le_bytes()[..12]);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,7 +99,8 @@ mod tests {
 
     #[test]
     fn random_ids_are_24_hex_digits_and_differ() {
-        let (a, b) = (random_id(), random_id());
+        // Session, message and token ids come from the store's generator: 100ms's shape.
+        let (a, b) = (store::new_id(), store::new_id());
         assert_eq!(a.len(), 24);
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{debug, info};
+use util::LockExt;
 
 use crate::hub::Hub;
 use crate::room::{Outbound, RoomMsg};
@@ -80,7 +81,7 @@ impl App {
     /// Checks an auth token: signature, time, type, the room (exists, same workspace,
     /// enabled) and the role (in the room's template).
     pub fn authorize(&self, token: &str) -> Result<Authorized, Denied> {
-        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let store = self.store.lock_unpoisoned();
         let (claims, workspace) = store::token::verify_auth_token(&store, token, SystemTime::now())
             .map_err(|e| Denied::new(StatusCode::UNAUTHORIZED, format!("invalid auth token: {e}")))?;
         let internal = |e: store::StoreError| Denied::new(StatusCode::INTERNAL_SERVER_ERROR, format!("store: {e}"));

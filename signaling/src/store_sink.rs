@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use store::session::Activity;
+use util::LockExt;
 
 use crate::events::{EventSink, LAST_PEER_LEFT, MAX_DURATION_REACHED, RoomEvent, SinkFuture};
 
@@ -72,7 +73,7 @@ impl EventSink for StoreSink {
         Box::pin(async move {
             let Some((room_id, session_id, activity, at)) = activity(event) else { return Ok(()) };
             tokio::task::spawn_blocking(move || {
-                let store = store.lock().unwrap_or_else(|p| p.into_inner());
+                let store = store.lock_unpoisoned();
                 store
                     .record_activity_in(&room_id, Some(&session_id), &activity, at)
                     .map(|_| ())

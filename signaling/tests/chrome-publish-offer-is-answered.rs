@@ -6,8 +6,8 @@
 
 mod common;
 
-use router_engine::codec::Codec;
-use router_engine::{MediaKind, TransportInfo};
+use schema::api::{MediaKind, TransportInfo};
+use schema::codec::Codec;
 use signaling::sdp::parse::Sdp;
 use signaling::sdp::{Attribute, Direction, PublishPolicy, RejectReason, SdpError, Setup, answer_publish_offer};
 

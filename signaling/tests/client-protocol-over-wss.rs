@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -17,11 +16,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use signaling::hub::Hub;
-use signaling::router_link::RouterLink;
-use signaling::server::App;
 
 #[path = "common/client_sdp.rs"]
 mod client_sdp;
+#[path = "common/platform.rs"]
+mod platform;
 use client_sdp::{AUDIO_TRACK, CHROME_OFFER, STREAM, VIDEO_TRACK, answer_for, data_channel_offer};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -32,63 +31,14 @@ struct Platform {
     store: store::Store,
     workspace: store::Workspace,
     room: store::Room,
-    _dir: TempDir,
-    _router: Arc<router::control::Router>,
-}
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _guard: platform::Guard,
 }
 
 async fn platform() -> Platform {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let dir = std::env::temp_dir().join(format!(
-        "signaling-test-{}-{}",
-        std::process::id(),
-        signaling::protocol::random_id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("platform.db");
-    let store = store::Store::open(&db).unwrap();
-    let workspace = store.ensure_default_workspace().unwrap();
-    let room = store.upsert_room(&workspace.id, "standup", None).unwrap();
-
-    let cfg = router::config::Config {
-        shards: 1,
-        pin: false,
-        base_port: 0,
-        control_socket: dir.join("router.sock"),
-        ..router::config::Config::default()
-    };
-    let router = Arc::new(router::control::Router::start(&cfg).unwrap());
-    let segment = shm_queue::Segment::create_memfd("test-link", shm_queue::Config::channel(1 << 20)).unwrap();
-    let other = shm_queue::Segment::open_fd(segment.inheritable_fd().unwrap()).unwrap();
-    router::link::serve_link(router.clone(), segment).unwrap();
-    let (link, events) = RouterLink::attach(other).unwrap();
-    let hub = Hub::new(link, Some(dir.clone()));
-    tokio::spawn(hub.clone().route_events(events));
-
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
-        cert.cert.pem().into_bytes(),
-        cert.signing_key.serialize_pem().into_bytes(),
-    )
-    .await
-    .unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = App::new(hub, store::Store::open(&db).unwrap(), format!("wss://localhost:{}/ws", addr.port()));
-    let server = axum_server::from_tcp_rustls(listener, tls).unwrap();
-    tokio::spawn(server.serve(signaling::server::router(app).into_make_service()));
-
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    Platform { addr, tls: Arc::new(tls), store, workspace, room, _dir: TempDir(dir), _router: router }
+    let h =
+        platform::start("signaling-test", |_, _, _| {}, |link, dir, _| Hub::new(link, Some(dir.to_path_buf()))).await;
+    let room = h.store.upsert_room(&h.workspace.id, "standup", None).unwrap();
+    Platform { addr: h.addr, tls: h.tls, store: h.store, workspace: h.workspace, room, _guard: h.guard }
 }
 
 impl Platform {

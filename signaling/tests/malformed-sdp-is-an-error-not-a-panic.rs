@@ -5,7 +5,8 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use router_engine::{TransportId, TransportInfo};
+use schema::api::TransportInfo;
+use schema::ids::TransportId;
 use signaling::sdp::parse::{MAX_MEDIA, MAX_SDP_LEN, ParseError, Sdp};
 use signaling::sdp::{PublishPolicy, SdpError, answer_publish_offer};
 

@@ -21,11 +21,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 use signaling::events::{LeaveReason, RecordingSink, RoomEvent};
 use signaling::hub::{Hub, HubOptions};
-use signaling::router_link::RouterLink;
-use signaling::server::App;
 
 #[path = "common/client_sdp.rs"]
 mod client_sdp;
+#[path = "common/platform.rs"]
+mod platform;
 use client_sdp::{AUDIO_TRACK, CHROME_OFFER, STREAM, VIDEO_TRACK, answer_for, data_channel_offer};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -37,15 +37,7 @@ struct Platform {
     workspace: store::Workspace,
     admin_path: PathBuf,
     sink: Arc<RecordingSink>,
-    _dir: TempDir,
-    _router: Arc<router::control::Router>,
-}
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _guard: platform::Guard,
 }
 
 /// The default template plus `lobby` and `listener`.
@@ -69,56 +61,21 @@ fn add_test_roles(db: &std::path::Path, template_id: &str) {
 }
 
 async fn platform(max_session: Duration) -> Platform {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let dir = std::env::temp_dir().join(format!(
-        "signaling-perm-{}-{}",
-        std::process::id(),
-        signaling::protocol::random_id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("platform.db");
-    let store = store::Store::open(&db).unwrap();
-    let workspace = store.ensure_default_workspace().unwrap();
-    add_test_roles(&db, &store.default_template(&workspace.id).unwrap().id);
-
-    let cfg = router::config::Config {
-        shards: 1,
-        pin: false,
-        base_port: 0,
-        control_socket: dir.join("router.sock"),
-        ..router::config::Config::default()
-    };
-    let router = Arc::new(router::control::Router::start(&cfg).unwrap());
-    let segment = shm_queue::Segment::create_memfd("test-link", shm_queue::Config::channel(1 << 20)).unwrap();
-    let other = shm_queue::Segment::open_fd(segment.inheritable_fd().unwrap()).unwrap();
-    router::link::serve_link(router.clone(), segment).unwrap();
-    let (link, events) = RouterLink::attach(other).unwrap();
     let sink = Arc::new(RecordingSink::default());
-    let options = HubOptions { events: sink.clone(), max_session, store: Some(store::Store::open(&db).unwrap()) };
-    let hub = Hub::with_options(link, None, options);
-    tokio::spawn(hub.clone().route_events(events));
-    let admin_path = dir.join("admin.sock");
-    let listener = signaling::admin::bind(&admin_path).unwrap();
-    tokio::spawn(signaling::admin::run(hub.clone(), listener));
-
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
-        cert.cert.pem().into_bytes(),
-        cert.signing_key.serialize_pem().into_bytes(),
+    let events = sink.clone();
+    let h = platform::start(
+        "signaling-perm",
+        |db, store, workspace| add_test_roles(db, &store.default_template(&workspace.id).unwrap().id),
+        |link, _, db| {
+            let options = HubOptions { events, max_session, store: Some(store::Store::open(db).unwrap()) };
+            Hub::with_options(link, None, options)
+        },
     )
-    .await
-    .unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = App::new(hub, store::Store::open(&db).unwrap(), format!("wss://localhost:{}/ws", addr.port()));
-    let server = axum_server::from_tcp_rustls(listener, tls).unwrap();
-    tokio::spawn(server.serve(signaling::server::router(app).into_make_service()));
-
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    Platform { addr, tls: Arc::new(tls), store, workspace, admin_path, sink, _dir: TempDir(dir), _router: router }
+    .await;
+    let admin_path = h.dir.join("admin.sock");
+    let listener = signaling::admin::bind(&admin_path).unwrap();
+    tokio::spawn(signaling::admin::run(h.hub.clone(), listener));
+    Platform { addr: h.addr, tls: h.tls, store: h.store, workspace: h.workspace, admin_path, sink, _guard: h.guard }
 }
 
 impl Platform {

@@ -13,7 +13,8 @@ use std::time::Duration;
 use integration_tests::client::{Client, Publication};
 use integration_tests::media::{OpusStream, Vp8Stream, is_vp8_keyframe_start, tag};
 use integration_tests::sim::{Link, Sim, SimClient};
-use router_engine::{ConsumeParams, Event, MediaKind, TransportId};
+use schema::api::{ConsumeParams, Event, MediaKind};
+use schema::ids::TransportId;
 use signaling::sdp::{
     PublishPolicy, SdpError, Setup, SubscribeOptions, SubscribeTrack, answer_publish_offer, assign_mids,
     read_subscribe_answer, subscribe_extensions, subscribe_offer,
@@ -65,8 +66,8 @@ fn str0m_publishes_and_subscribes_through_our_sdp() {
     assert_eq!(answer.tracks.len(), 2, "one track per sendonly m-line");
     let audio = answer.tracks.iter().find(|t| t.mid == audio_mid.to_string()).unwrap();
     let video = answer.tracks.iter().find(|t| t.mid == video_mid.to_string()).unwrap();
-    assert_eq!(audio.produce.codec, router_engine::codec::Codec::Opus);
-    assert_eq!(video.produce.codec, router_engine::codec::Codec::Vp8);
+    assert_eq!(audio.produce.codec, schema::codec::Codec::Opus);
+    assert_eq!(video.produce.codec, schema::codec::Codec::Vp8);
     assert_eq!((audio.stream_id.as_deref(), audio.track_id.as_deref()), (Some("stream-1"), Some("track-audio")));
     assert_eq!((video.stream_id.as_deref(), video.track_id.as_deref()), (Some("stream-1"), Some("track-video")));
     assert!(video.produce.rtx_payload_type.is_some(), "str0m offers RTX for VP8");

@@ -6,8 +6,9 @@
 
 mod common;
 
-use router_engine::codec::Codec;
-use router_engine::{ConsumerId, ConsumerInfo, MediaKind, ProducerId, TransportInfo};
+use schema::api::{ConsumerInfo, MediaKind, TransportInfo};
+use schema::codec::Codec;
+use schema::ids::{ConsumerId, ProducerId};
 use signaling::sdp::parse::Sdp;
 use signaling::sdp::{
     Attribute, Direction, SdpError, Setup, SlotState, SubscribeOffer, SubscribeOptions, SubscribeTrack, assign_mids,

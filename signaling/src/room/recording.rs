@@ -12,8 +12,7 @@
 
 use std::collections::BTreeSet;
 
-use router_engine::ProducerId;
-use schema::RouterCommand;
+use schema::ids::ProducerId;
 use schema::recording::TapMeta;
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
@@ -52,7 +51,7 @@ impl Room {
             return Err(AdminError::new(404, "no such recording running in this room"));
         };
         for producer in &active.tapped {
-            if let Err(e) = self.hub.router.call(RouterCommand::StopTap { producer: *producer }).await {
+            if let Err(e) = self.env.router.stop_tap(*producer).await {
                 debug!(error = %e, "stop_tap (the producer may be gone)");
             }
         }
@@ -71,11 +70,7 @@ impl Room {
             return Err(AdminError::new(404, "no such track tapped in this recording"));
         };
         let text = serde_json::to_string(&meta).unwrap_or_default();
-        self.hub
-            .router
-            .call(RouterCommand::StartTap { producer, tap: active.tap, meta: text })
-            .await
-            .map_err(super::Refusal::from)?;
+        self.env.router.start_tap(producer, active.tap, text).await.map_err(super::Refusal::from)?;
         debug!(room = %self.id, track = %track_id, "keyframe asked for the recorder");
         Ok(json!({ "track_id": track_id }))
     }
@@ -111,7 +106,7 @@ impl Room {
         for (producer, meta) in self.tap_metas(&active) {
             if !active.tapped.contains(&producer) {
                 let text = serde_json::to_string(&meta).unwrap_or_default();
-                match self.hub.router.call(RouterCommand::StartTap { producer, tap: active.tap, meta: text }).await {
+                match self.env.router.start_tap(producer, active.tap, text).await {
                     Ok(_) => {
                         if let Some(a) = self.recording.as_mut() {
                             a.tapped.insert(producer);

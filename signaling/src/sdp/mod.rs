@@ -12,13 +12,14 @@
 //! router's one host candidate, and makes the client the DTLS client (`a=setup:passive` when we
 //! answer, `a=setup:actpass` when we offer, which the client must answer with `active`).
 
+mod attribute;
 pub mod parse;
 pub mod publish;
 pub mod subscribe;
 
 use std::net::SocketAddr;
 
-use router_engine::TransportInfo;
+use schema::api::TransportInfo;
 use thiserror::Error;
 
 pub use parse::{

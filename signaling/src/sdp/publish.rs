@@ -9,7 +9,7 @@
 //! sending m-line, with the msid stream and track ids that signaling maps to 100ms track ids.
 //!
 //! ```no_run
-//! # fn f(offer: &str, router: &router_engine::TransportInfo) -> Result<(), signaling::sdp::SdpError> {
+//! # fn f(offer: &str, router: &schema::api::TransportInfo) -> Result<(), signaling::sdp::SdpError> {
 //! use signaling::sdp::{answer_publish_offer, PublishPolicy};
 //! let answer = answer_publish_offer(offer, router, &PublishPolicy::default())?;
 //! // engine.connect_transport(router.id, &answer.connect)?;
@@ -20,9 +20,9 @@
 //! # Ok(()) }
 //! ```
 
-use router_engine::codec::Codec;
+use schema::api::{ConnectParams, ExtensionIds, LayerParams, MediaKind, ProduceParams, TransportInfo};
+use schema::codec::Codec;
 use schema::layers::rid_layer;
-use router_engine::{ConnectParams, ExtensionIds, LayerParams, MediaKind, ProduceParams, TransportInfo};
 
 use super::parse::{Attribute, Direction, Extmap, Fmtp, Media, Origin, Rid, RtcpFb, Rtpmap, Sdp, Setup, fmtp_param};
 use super::{SdpError, check_mids, connection_line, remote_transport, router_candidate, router_transport_attributes};

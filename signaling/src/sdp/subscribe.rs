@@ -18,7 +18,8 @@
 //!    parameters (needed after the first answer only).
 //!
 //! ```
-//! use router_engine::{MediaKind, TransportInfo, TransportId};
+//! use schema::api::{MediaKind, TransportInfo};
+//! use schema::ids::TransportId;
 //! use signaling::sdp::{assign_mids, subscribe_offer, SubscribeOptions};
 //! let router = TransportInfo {
 //!     id: TransportId(1), ice_ufrag: "uf".into(), ice_pwd: "pw".repeat(11), ice_lite: true,
@@ -31,9 +32,9 @@
 //! assert_eq!(assign_mids(Some(&offer), &[(MediaKind::Audio, "t1")]), vec!["1".to_string()]);
 //! ```
 
-use router_engine::codec::Codec;
-use router_engine::rtp::{URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, URI_TRANSPORT_CC, URI_VIDEO_ORIENTATION};
-use router_engine::{ConnectParams, ConsumerInfo, ExtensionIds, MediaKind, TransportInfo};
+use schema::api::{ConnectParams, ConsumerInfo, ExtensionIds, MediaKind, TransportInfo};
+use schema::codec::Codec;
+use schema::extensions::{URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, URI_TRANSPORT_CC, URI_VIDEO_ORIENTATION};
 
 use super::parse::{
     Attribute, Direction, Extmap, Fmtp, Media, Origin, RtcpFb, Rtpmap, Sdp, Setup, SsrcAttr, SsrcGroup,

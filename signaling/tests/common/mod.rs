@@ -1,6 +1,7 @@
 //! What the signaling tests share: a router transport to answer and offer against.
 
-use router_engine::{TransportId, TransportInfo};
+use schema::api::TransportInfo;
+use schema::ids::TransportId;
 
 /// A router transport as `create_transport` returns it, with a fixed fingerprint.
 pub fn router_transport(id: u32, candidate: &str) -> TransportInfo {

@@ -1,0 +1,575 @@
+//! One room: its peers, their two peer connections (router transports), their published
+//! tracks and their subscriptions, and the 100ms client protocol flows that change them.
+//!
+//! Each room is an actor (a tokio task owning a [`Room`]): every message about the room —
+//! a peer's socket attaching or closing, a JSON-RPC message, a router event — is handled in
+//! order, one at a time, so a join, a publish and a leave never interleave. Router calls are
+//! awaited inside the handler for the same reason.
+//!
+//! # Flows (`../shared/100MS-PROTOCOL.md`)
+//!
+//! - **Attach** (a WebSocket opened): push `on-policy-change` unasked (the SDK waits for it
+//!   before `join`). An attach for a peer id we know is a reconnect: the new socket replaces the
+//!   old one, and the peer gets a fresh `peer-list`.
+//! - **join**: a publish transport, the answer to the publish offer, then `peer-list`, a
+//!   subscribe transport with the first subscribe `offer` (data channel plus every track the
+//!   role subscribes to), and `on-peer-join` to the others.
+//! - **offer** (publish renegotiation): answer it; diff its `tracks` against what the peer
+//!   published; produce new tracks, close removed ones; tell the others (`on-track-add`,
+//!   `on-track-remove`) and renegotiate their subscribe connections.
+//! - **answer** (to our subscribe offer): connect the subscribe transport the first time;
+//!   the next subscribe offer waits for it.
+//! - **track-update**, **peer-update**, **broadcast**, **ping**, **leave**.
+//! - A socket that closes without `leave` keeps the peer for [`RECONNECT_GRACE`] (the SDK
+//!   reconnects within 60 s); then the peer is removed as if it had left.
+//! - **Permissioned requests** (the role's `permissions`): `role-change-request` (forced:
+//!   applied at once; otherwise `on-role-change-request` with a one-time token, applied when
+//!   the target answers `role-change` with it), `track-update-request` and
+//!   `change-track-mute-state-request` (`mute` / `unmute`), `peer-leave-request`
+//!   (`removeOthers`), `end-room` (`endRoom`). A refusal is error 403 and changes nothing.
+//! - **A role change**: `on-policy-change` (new name) to the peer, which makes its SDK
+//!   republish for the new role; `on-peer-update` to everyone; tracks of kinds the new role may
+//!   not publish are closed (`on-track-remove`); every subscribe connection is brought in line
+//!   with `subscribeToRoles`.
+//! - **Admin** ([`AdminOp`], from the control daemon's socket): the active room, update a
+//!   peer, a server message, remove peers, end the room.
+//! - **The session cap**: a session that has lasted [`RoomEnv::session_cap`] (read once, when the session starts) is ended as by
+//!   `end-room`.
+//! - Every change is reported to the environment's event sink (`events.rs`), awaited before the next
+//!   message.
+//!
+//! # Where things are
+//!
+//! This file holds the actor (its loop and dispatch) and the room's state; the flows live in
+//! the child modules: `rpc.rs` (client requests, decoded into typed params), `negotiate.rs`
+//! (offers and answers), `permissions.rs` (role checks and role changes), `admin.rs` (the
+//! control daemon's ops and removals), `media_events.rs` (router events), `snapshot.rs`
+//! (surviving a restart), `recording.rs` (taps for the recorder). A room reaches the world
+//! only through its [`RoomEnv`]: the router ([`RouterApi`]), the event sink, the store and a
+//! [`HubHandle`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+use util::LockExt;
+
+mod admin;
+mod media_events;
+mod negotiate;
+mod peer;
+mod permissions;
+mod recording;
+mod rpc;
+mod snapshot;
+#[cfg(test)]
+mod tests;
+
+use schema::api::Event;
+use store::{Role, Template};
+
+use self::peer::Peer;
+use crate::events::{EventRoom, EventSink, LeaveReason, RoomEvent};
+use crate::hub::HubHandle;
+use crate::router_api::RouterApi;
+use crate::rpc::{Incoming, code};
+
+/// How long a peer whose socket closed (without `leave`) keeps its place: the SDK retries for
+/// 60 s.
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(60);
+
+/// The label of the data channel the SDK expects on its subscribe connection.
+pub const DATA_CHANNEL_LABEL: &str = "ion-sfu";
+
+/// Longest peer name and metadata accepted.
+const MAX_NAME: usize = 256;
+const MAX_DATA: usize = 16 * 1024;
+
+/// What a room actor receives.
+#[derive(Debug)]
+pub enum RoomMsg {
+    /// A WebSocket authenticated for `peer_id` in this room.
+    Attach { peer_id: String, conn: u64, user_id: String, role: String, out: Outbox },
+    /// A JSON-RPC message on that socket, and when it was read off the socket.
+    Rpc { peer_id: String, conn: u64, msg: Incoming, received: Instant },
+    /// The socket closed.
+    Detach { peer_id: String, conn: u64 },
+    /// A router event about one of this room's transports.
+    Router(Event),
+    /// An operation of the control daemon (`admin.rs`), answered on `reply`.
+    Admin { op: AdminOp, reply: oneshot::Sender<Result<Value, AdminError>> },
+}
+
+/// What the control daemon may do to a room (the admin socket's ops, `admin.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdminOp {
+    /// The room's session and peers.
+    ActiveRoom,
+    /// Rename, change the metadata of, or force a role change on a peer.
+    UpdatePeer { peer_id: String, name: Option<String>, role: Option<String>, metadata: Option<String> },
+    /// A message from the server (`on-broadcast` with no sender): to everyone, one peer, or a role.
+    SendMessage { message: String, kind: String, peer_id: Option<String>, role: Option<String> },
+    /// Removes one peer, or every peer of a role ("peer kicked").
+    RemovePeers { peer_id: Option<String>, role: Option<String>, reason: String },
+    /// Ends the session; `lock` also disables the room.
+    EndRoom { reason: String, lock: bool },
+    /// Taps every track (and every track published later) for a recording (`room/recording.rs`).
+    StartRecording { recording_id: String, tap: u32 },
+    /// Ends the taps of a recording (`None`: whichever runs).
+    StopRecording { recording_id: Option<String> },
+    /// The recorder waits for a keyframe of a tapped track: the router asks its publisher.
+    RequestKeyframe { recording_id: String, track_id: String },
+}
+
+/// An admin operation refused: an HTTP-like status (400, 404, 409) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl AdminError {
+    pub fn new(status: u16, message: impl Into<String>) -> AdminError {
+        AdminError { status, message: message.into() }
+    }
+}
+
+impl From<Refusal> for AdminError {
+    fn from(r: Refusal) -> AdminError {
+        let status = match r.code {
+            400..=499 => r.code as u16,
+            _ => 400,
+        };
+        AdminError { status, message: r.message }
+    }
+}
+
+/// What goes out on a peer's socket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    Text(String),
+    /// Close the socket with this code and reason.
+    Close(u16, String),
+}
+
+pub type Outbox = mpsc::UnboundedSender<Outbound>;
+
+/// A JSON-RPC failure: code and message for the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub code: i64,
+    pub message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(code: i64, message: impl Into<String>) -> Refusal {
+        Refusal { code, message: message.into() }
+    }
+}
+
+impl From<crate::router_link::CallError> for Refusal {
+    fn from(e: crate::router_link::CallError) -> Refusal {
+        // The router refusing or not answering is the server's fault, not the client's; a
+        // 5xx makes the SDK retry, which is right for a transient failure.
+        Refusal::new(code::INTERNAL, e.to_string())
+    }
+}
+
+/// Everything outside itself a room uses, built by the hub when it starts the room (and by
+/// tests, with an in-memory router).
+#[derive(Clone)]
+pub struct RoomEnv {
+    pub router: Arc<dyn RouterApi>,
+    /// Where the room reports what happens in it (`events.rs`).
+    pub events: Arc<dyn EventSink>,
+    /// The platform database: the room's session cap, and locking on `end-room {lock: true}`;
+    /// `None`: `max_session` for every room, and locking is logged and skipped.
+    pub store: Option<Arc<Mutex<store::Store>>>,
+    /// The longest a session may last (`--max-session-secs`).
+    pub max_session: Duration,
+    /// Where the room keeps its snapshot (`snapshot.rs`); `None` keeps nothing.
+    pub state_dir: Option<PathBuf>,
+    pub hub: HubHandle,
+}
+
+impl std::fmt::Debug for RoomEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomEnv")
+            .field("max_session", &self.max_session)
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RoomEnv {
+    /// How long a session of `room_id` may last from its first join; the room ends it then:
+    /// the room's `max_duration_seconds` (12 h when unset), at most `max_session`.
+    pub fn session_cap(&self, room_id: &str) -> Duration {
+        let room_cap = self.store.as_ref().and_then(|s| {
+            let s = s.lock_unpoisoned();
+            s.room(room_id).ok().flatten().map(|r| r.session_cap())
+        });
+        room_cap.map_or(self.max_session, |c| c.min(self.max_session))
+    }
+
+    /// Disables a room in the database (`end-room {lock: true}`): new joins are refused.
+    pub fn lock_room(&self, room_id: &str) -> Result<(), String> {
+        let Some(store) = &self.store else { return Err("no database to lock the room in".into()) };
+        store.lock_unpoisoned().set_room_enabled(room_id, false).map_err(|e| e.to_string())
+    }
+}
+
+/// The state of one room, owned by its actor task.
+#[derive(Debug)]
+pub struct Room {
+    id: String,
+    name: String,
+    template: Template,
+    env: RoomEnv,
+    /// The router shard all of the room's transports live on (a consumer must be on its
+    /// producer's shard).
+    shard: Option<u8>,
+    session: Option<(String, u64)>,
+    /// The open session's cap, read from the store once when it starts (or, for a session a
+    /// previous process started, at its first check), not on every tick.
+    session_cap: Option<Duration>,
+    peers: BTreeMap<String, Peer>,
+    /// The last snapshot written, to skip writing an unchanged one, and the buffer the next
+    /// one is serialized into (the two swap: a room of 200 peers is a ~1 MB snapshot, and
+    /// growing a fresh buffer each time had the kernel zeroing pages).
+    saved: Vec<u8>,
+    spare: Vec<u8>,
+    /// Role changes asked of a peer and not yet accepted, by their one-time token.
+    role_requests: HashMap<String, RoleRequest>,
+    /// Events not yet handed to the sink (they are, before the next message).
+    pending_events: Vec<RoomEvent>,
+    /// What must happen after the current request's response is sent (a removal of the
+    /// requester itself must not swallow its response).
+    deferred: Vec<Deferred>,
+    /// Set while the room is being ended: removals do not end the session one by one.
+    ending: bool,
+    /// The speakers last sent in `active-speakers`, loudest first: (peer, audio track).
+    speakers: Vec<(String, String)>,
+    /// When `active-speakers` was last pushed: a list that still holds is pushed again after
+    /// [`SPEAKERS_REFRESH`], as 100ms does periodically, because the SDK drops an entry whose
+    /// peer or track it does not know yet (a peer that just joined, a track not yet
+    /// subscribed), and a list pushed only on change would leave it without a speaker.
+    speakers_pushed_at: Option<Instant>,
+    /// The track recording running, if any.
+    recording: Option<recording::Active>,
+}
+
+/// Bandwidth allocation priorities of producers (higher is served first).
+const PRIORITY_SCREEN: u8 = 3;
+const PRIORITY_SPEAKER: u8 = 2;
+const PRIORITY_DEFAULT: u8 = 1;
+
+/// A role change waiting for its target to accept it.
+#[derive(Debug, Clone)]
+struct RoleRequest {
+    target: String,
+    role: String,
+    requested_by: String,
+}
+
+/// Work done after a response went out.
+#[derive(Debug, Clone)]
+enum Deferred {
+    Kick { target: String, by: String, reason: String },
+    EndRoom { by: String, reason: String, lock: bool },
+}
+
+/// At most this many unanswered role-change requests per room (the oldest are not tracked:
+/// a map full of them refuses new requests instead).
+const MAX_ROLE_REQUESTS: usize = 1024;
+
+fn system_time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+impl Room {
+    pub fn new(id: String, name: String, template: Template, env: RoomEnv) -> Room {
+        let mut room = Room {
+            id,
+            name,
+            template,
+            env,
+            shard: None,
+            session: None,
+            session_cap: None,
+            peers: BTreeMap::new(),
+            saved: Vec::new(),
+            spare: Vec::new(),
+            role_requests: HashMap::new(),
+            pending_events: Vec::new(),
+            deferred: Vec::new(),
+            ending: false,
+            speakers: Vec::new(),
+            speakers_pushed_at: None,
+            recording: None,
+        };
+        room.restore();
+        room
+    }
+
+    /// Runs the actor until every handle is dropped.
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<RoomMsg>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When the snapshot is next written, if a message changed the room since the last one.
+        let mut save_at: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => {
+                        let quiet = snapshot::changes_no_snapshot(&msg);
+                        self.handle(msg).await;
+                        self.flush_events().await;
+                        if !quiet && save_at.is_none() {
+                            save_at = Some(tokio::time::Instant::now() + snapshot::SNAPSHOT_COALESCE);
+                        }
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(save_at.unwrap_or_else(tokio::time::Instant::now)), if save_at.is_some() => {
+                    save_at = None;
+                    self.save();
+                }
+                _ = tick.tick() => {
+                    self.evict_absent().await;
+                    self.check_session_cap().await;
+                    self.flush_events().await;
+                    save_at = None;
+                    self.save();
+                }
+            }
+        }
+        for id in self.peers.keys().cloned().collect::<Vec<_>>() {
+            self.remove_peer(&id, LeaveReason::ServerRemovedPeer, "server shutting down").await;
+        }
+        self.flush_events().await;
+    }
+
+    /// Hands the pending events to the sink, in order, each awaited.
+    async fn flush_events(&mut self) {
+        for event in std::mem::take(&mut self.pending_events) {
+            let name = event.name();
+            if let Err(e) = self.env.events.record(event).await {
+                warn!(room = %self.id, event = name, error = %e, "event sink failed; event lost");
+            }
+        }
+    }
+
+    fn emit(&mut self, event: RoomEvent) {
+        self.pending_events.push(event);
+    }
+
+    fn event_room(&self) -> EventRoom {
+        EventRoom {
+            room_id: self.id.clone(),
+            room_name: self.name.clone(),
+            template_id: self.template.id.clone(),
+            session_id: self.session.as_ref().map(|(id, _)| id.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Ends the session, if one is open, with an event.
+    fn end_session(&mut self, reason: &str, ended_by: Option<String>, lock: bool) {
+        let room = self.event_room();
+        if let Some((session, started)) = self.session.take() {
+            self.session_cap = None;
+            info!(room = %self.id, %session, reason, "session ended");
+            self.role_requests.clear();
+            self.emit(RoomEvent::SessionEnded {
+                room,
+                started_at: system_time(started),
+                ended_at: SystemTime::now(),
+                reason: reason.to_owned(),
+                ended_by,
+                lock,
+            });
+        }
+    }
+
+    /// Ends the session once it has lasted the cap.
+    async fn check_session_cap(&mut self) {
+        let Some((_, started)) = self.session else { return };
+        let cap = match self.session_cap {
+            Some(cap) => cap,
+            None => *self.session_cap.insert(self.env.session_cap(&self.id)),
+        };
+        if util::unix_ms().saturating_sub(started) >= cap.as_millis() as u64 {
+            info!(room = %self.id, cap_secs = cap.as_secs(), "session reached its maximum duration; ending the room");
+            self.end_room(None, "the session reached its maximum duration", false, crate::events::MAX_DURATION_REACHED)
+                .await;
+        }
+    }
+
+    async fn handle(&mut self, msg: RoomMsg) {
+        match msg {
+            RoomMsg::Attach { peer_id, conn, user_id, role, out } => {
+                self.attach(peer_id, conn, user_id, role, out).await
+            }
+            RoomMsg::Rpc { peer_id, conn, msg, received } => {
+                if self.peers.get(&peer_id).is_some_and(|p| p.conn == conn) {
+                    self.rpc(&peer_id, msg, received).await;
+                }
+            }
+            RoomMsg::Detach { peer_id, conn } => self.detach(&peer_id, conn).await,
+            RoomMsg::Router(event) => self.router_event(event).await,
+            RoomMsg::Admin { op, reply } => {
+                let result = self.admin(op).await;
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn role(&self, role: &str) -> Option<&Role> {
+        self.template.roles.get(role)
+    }
+
+    fn room_state(&self) -> Value {
+        let mut room = json!({ "name": self.name, "room_id": self.id });
+        if let Some((id, started)) = &self.session {
+            room["session_id"] = json!(id);
+            room["started_at"] = json!(started);
+        }
+        room
+    }
+
+    fn policy_params(&self, role: &str) -> Value {
+        json!({
+            "name": role,
+            "known_roles": self.template.roles,
+            "template_id": self.template.id,
+        })
+    }
+
+    async fn attach(&mut self, peer_id: String, conn: u64, user_id: String, role: String, out: Outbox) {
+        if self.role(&role).is_none() {
+            let msg = format!("role '{role}' is not in the room's template");
+            let _ = out
+                .send(Outbound::Text(crate::rpc::push("on-error", json!({ "code": code::FORBIDDEN, "message": msg }))));
+            let _ = out.send(Outbound::Close(4003, msg));
+            return;
+        }
+        // A reconnecting peer keeps the role it has now (a role change outlives its token).
+        let current = self.peers.get(&peer_id).map_or(role.as_str(), |p| p.role.as_str());
+        let policy = self.policy_params(current);
+        let peer_list = self.peer_list_for(&peer_id);
+        match self.peers.get_mut(&peer_id) {
+            Some(peer) => {
+                // A reconnect (or a second tab with the same peer id): the newest socket wins.
+                if peer.user_id != user_id {
+                    let msg = "peer id is in use by another user";
+                    let _ = out.send(Outbound::Text(crate::rpc::push(
+                        "on-error",
+                        json!({ "code": code::CONFLICT, "message": msg }),
+                    )));
+                    let _ = out.send(Outbound::Close(4009, msg.into()));
+                    return;
+                }
+                if let Some(old) = peer.out.take() {
+                    let _ = old.send(Outbound::Close(4000, "replaced by a new connection of the same peer".into()));
+                }
+                info!(room = %self.id, peer = %peer_id, "peer reconnected");
+                peer.conn = conn;
+                peer.out = Some(out);
+                peer.away_since = None;
+                peer.push("on-policy-change", policy);
+                if peer.joined {
+                    peer.push("peer-list", peer_list);
+                    // An offer whose answer was lost with the old socket is sent again.
+                    let resend =
+                        peer.subscribe.as_ref().filter(|s| s.awaiting_answer).and_then(|s| s.last_offer.as_ref());
+                    if let Some(offer) = resend {
+                        peer.push("offer", json!({ "type": "offer", "sdp": offer.sdp }));
+                    } else if peer.subscribe.as_ref().is_some_and(|s| s.dirty) {
+                        self.renegotiate(&peer_id).await;
+                    }
+                }
+            }
+            None => {
+                debug!(room = %self.id, peer = %peer_id, %role, "peer attached");
+                let peer = Peer {
+                    id: peer_id.clone(),
+                    user_id,
+                    role,
+                    name: String::new(),
+                    data: String::new(),
+                    joined_at_ms: 0,
+                    joined: false,
+                    video_on_request: false,
+                    conn,
+                    out: Some(out),
+                    away_since: None,
+                    publish: None,
+                    subscribe: None,
+                };
+                peer.push("on-policy-change", policy);
+                // What a previewing client shows before it joins: who is in the room.
+                let joined = self.peers.values().filter(|p| p.joined).count();
+                peer.push("room-state", json!({ "peer_count": joined, "room": self.room_state() }));
+                self.peers.insert(peer_id, peer);
+            }
+        }
+    }
+
+    async fn detach(&mut self, peer_id: &str, conn: u64) {
+        let Some(peer) = self.peers.get_mut(peer_id) else { return };
+        if peer.conn != conn {
+            return;
+        }
+        peer.out = None;
+        if peer.joined {
+            info!(room = %self.id, peer = %peer_id, "socket closed without leave; keeping the peer for reconnection");
+            peer.away_since = Some(Instant::now());
+        } else {
+            self.peers.remove(peer_id);
+        }
+    }
+
+    async fn evict_absent(&mut self) {
+        let now = Instant::now();
+        let gone: Vec<String> = self
+            .peers
+            .values()
+            .filter(|p| p.away_since.is_some_and(|t| now.duration_since(t) >= RECONNECT_GRACE))
+            .map(|p| p.id.clone())
+            .collect();
+        for id in gone {
+            self.remove_peer(&id, LeaveReason::WebsocketClosed, "did not reconnect within 60 s").await;
+        }
+    }
+
+    fn peer_list_for(&self, peer_id: &str) -> Value {
+        let peers: serde_json::Map<String, Value> = self
+            .peers
+            .values()
+            .filter(|p| p.joined && p.id != peer_id)
+            .map(|p| (p.id.clone(), p.notification()))
+            .collect();
+        json!({ "peers": peers, "room": self.room_state() })
+    }
+
+    fn push_others(&self, peer_id: &str, method: &str, params: &Value) {
+        let text = crate::rpc::push(method, params.clone());
+        for p in self.peers.values().filter(|p| p.joined && p.id != peer_id) {
+            p.send(text.clone());
+        }
+    }
+
+    fn push_all(&self, method: &str, params: &Value) {
+        let text = crate::rpc::push(method, params.clone());
+        for p in self.peers.values().filter(|p| p.joined) {
+            p.send(text.clone());
+        }
+    }
+}
+
+/// How often an unchanged, non-empty `active-speakers` list is pushed again.
+const SPEAKERS_REFRESH: Duration = Duration::from_secs(1);

@@ -1,0 +1,156 @@
+//! The room's snapshot: what a restarted signaling process needs to pick its peers up again.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use schema::api::Event;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::peer::Peer;
+use super::{Room, RoomMsg, recording};
+use crate::rpc::Incoming;
+
+/// What survives a restart of signaling: the router keeps the transports and keeps
+/// forwarding; this lets a new signaling process pick the peers up again when their SDKs
+/// reconnect (they re-offer on the same publish connection, without `join`).
+#[derive(Debug, Deserialize)]
+pub(super) struct Snapshot {
+    pub(super) shard: Option<u8>,
+    pub(super) session: Option<(String, u64)>,
+    pub(super) peers: BTreeMap<String, Peer>,
+    /// Absent in snapshots written before recordings were kept.
+    #[serde(default)]
+    pub(super) recording: Option<recording::Active>,
+}
+
+/// [`Snapshot`] borrowed from the room, for writing: serialized straight from its state, not
+/// through a `serde_json::Value` copy of every peer (building and dropping that tree was the
+/// largest part of signaling's CPU in a join storm of 200 peers).
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    shard: Option<u8>,
+    session: &'a Option<(String, u64)>,
+    peers: &'a BTreeMap<String, Peer>,
+    recording: &'a Option<recording::Active>,
+}
+
+impl Room {
+    pub(super) fn snapshot_path(&self) -> Option<std::path::PathBuf> {
+        self.env.state_dir.as_ref().map(|d| d.join(format!("{}.json", self.id)))
+    }
+
+    /// Picks up the peers a previous signaling process left: they count as away (their
+    /// sockets died with it) and get the usual 60 s to reconnect.
+    pub(super) fn restore(&mut self) {
+        let Some(path) = self.snapshot_path() else { return };
+        let Ok(text) = std::fs::read_to_string(&path) else { return };
+        let snapshot: Snapshot = match serde_json::from_str(&text) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(room = %self.id, path = %path.display(), error = %e, "unreadable room snapshot ignored");
+                return;
+            }
+        };
+        self.shard = snapshot.shard;
+        self.session = snapshot.session;
+        self.peers = snapshot.peers;
+        self.recording = snapshot.recording;
+        let now = Instant::now();
+        for peer in self.peers.values_mut() {
+            peer.away_since = Some(now);
+            for t in peer.publish.iter().map(|p| p.transport.id).chain(peer.subscribe.iter().map(|s| s.transport.id)) {
+                self.env.hub.register_transport(t, &self.id);
+            }
+        }
+        self.saved = text.into_bytes();
+        info!(room = %self.id, peers = self.peers.len(), "room restored from the previous signaling process; waiting for its peers to reconnect");
+    }
+
+    /// Writes the room's snapshot when it changed (atomically: a crash mid-write leaves the
+    /// previous one), or removes it when the room is empty.
+    pub(super) fn save(&mut self) {
+        let Some(path) = self.snapshot_path() else { return };
+        if self.peers.is_empty() {
+            if !self.saved.is_empty() {
+                let _ = std::fs::remove_file(&path);
+                self.saved.clear();
+            }
+            return;
+        }
+        let mut text = std::mem::take(&mut self.spare);
+        text.clear();
+        let snapshot =
+            SnapshotRef { shard: self.shard, session: &self.session, peers: &self.peers, recording: &self.recording };
+        let written = match serde_json::to_writer(&mut text, &snapshot) {
+            Err(e) => {
+                warn!(room = %self.id, error = %e, "room snapshot not serialized");
+                false
+            }
+            Ok(()) if text == self.saved => false,
+            Ok(()) => {
+                let tmp = path.with_extension("json.tmp");
+                let result = std::fs::write(&tmp, &text).and_then(|_| std::fs::rename(&tmp, &path));
+                if let Err(e) = &result {
+                    warn!(room = %self.id, path = %path.display(), error = %e, "room snapshot not written");
+                }
+                result.is_ok()
+            }
+        };
+        if written {
+            std::mem::swap(&mut self.saved, &mut text);
+        }
+        self.spare = text;
+    }
+}
+
+/// A burst of messages (a peer joining a big room sends the others a notification each, and
+/// their answers come back together) writes one snapshot, not one each: the snapshot holds
+/// every peer with its last subscribe offer, about 5 KB a peer, and serializing it after every
+/// message made joins into a 200-peer room queue for seconds. A crash loses at most this much
+/// of the room's latest changes; the peers' SDKs reconnect either way.
+pub(super) const SNAPSHOT_COALESCE: Duration = Duration::from_millis(200);
+
+/// Messages that change nothing the snapshot holds: keep-alives and trickles, and the router's
+/// layer and audio level reports (the room only relays those). Data channel messages are
+/// track preferences, which pause and resume consumers: those are saved.
+pub(super) fn changes_no_snapshot(msg: &RoomMsg) -> bool {
+    match msg {
+        RoomMsg::Rpc { msg: Incoming::Request { method, .. } | Incoming::Notify { method, .. }, .. } => {
+            method == "ping" || method == "trickle" || method == "analytics"
+        }
+        RoomMsg::Router(event) => matches!(
+            event,
+            Event::ConsumerLayersChanged { .. }
+                | Event::AudioLevels { .. }
+                | Event::LayersNeeded { .. }
+                | Event::TransportConnected { .. }
+                | Event::DataChannelOpened { .. }
+        ),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use schema::ids::ProducerId;
+
+    #[test]
+    fn a_running_recording_survives_in_the_snapshot_and_old_snapshots_still_load() {
+        let active =
+            recording::Active { recording_id: "rec-1".into(), tap: 7, tapped: [ProducerId(3)].into_iter().collect() };
+        let peers: BTreeMap<String, Peer> = BTreeMap::new();
+        // The same shape `save` writes.
+        let text = json!({ "shard": 0, "session": null, "peers": peers, "recording": Some(&active) }).to_string();
+        let back: Snapshot = serde_json::from_str(&text).expect("a snapshot");
+        let restored = back.recording.expect("the recording is kept");
+        assert_eq!((restored.recording_id.as_str(), restored.tap), ("rec-1", 7));
+        assert_eq!(restored.tapped, active.tapped);
+        let old: Snapshot =
+            serde_json::from_str(r#"{"shard": 0, "session": null, "peers": {}}"#).expect("old snapshot");
+        assert!(old.recording.is_none());
+    }
+}
