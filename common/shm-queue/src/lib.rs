@@ -28,6 +28,9 @@
 //!   records are drained; [`Producer::peer_state`] tells a sender the same.
 //! - **Trust.** Every index and length read from the segment is checked; a corrupt peer yields
 //!   [`RecvError::Corrupt`], never a panic or an out-of-bounds read.
+//! - **Long-lived links.** [`Consumer::read_loop`] is the reader thread of a link whose peer
+//!   may come and go: records and the peer's arrivals and departures ([`LinkEvent`]) go to one
+//!   handler, and waiting and backing off are done for it.
 //!
 //! # Example
 //!
@@ -73,10 +76,14 @@ mod sync;
 #[cfg(not(loom))]
 mod endpoint;
 #[cfg(not(loom))]
+mod read_loop;
+#[cfg(not(loom))]
 mod segment;
 
 #[cfg(not(loom))]
 pub use endpoint::{Channel, Consumer, End, LIVENESS_CHECK_INTERVAL, PeerState, Producer};
+#[cfg(not(loom))]
+pub use read_loop::LinkEvent;
 #[cfg(not(loom))]
 pub use segment::{
     LAYOUT_VERSION, MAGIC, MAX_CAPACITY, MAX_RINGS, MIN_CAPACITY, SHM_DIR, Segment, clean_stale, recv_fd, send_fd,

@@ -340,3 +340,35 @@ fn send_with_encodes_in_place() {
     let got = c.try_recv_with(|rec| rec.len()).unwrap();
     assert_eq!(got, Some(6));
 }
+
+#[test]
+fn read_loop_reports_records_and_a_peer_that_leaves_and_comes_back() {
+    let seg = Segment::create_memfd("test", Config::one_way(1 << 12)).unwrap();
+    let mut c = Consumer::attach(&seg, 0).unwrap();
+    let mut p = Some(Producer::attach(&seg, 0).unwrap());
+    for rec in [b"a", b"b"] {
+        p.as_mut().unwrap().send(rec).unwrap();
+    }
+    // The producer leaves once its records are queued; delivered first, then its absence.
+    drop(p.take());
+    let mut seen = Vec::new();
+    let last = c.read_loop(|event| {
+        seen.push(match event {
+            LinkEvent::Record(r) => String::from_utf8_lossy(r).into_owned(),
+            other => format!("{other:?}"),
+        });
+        match event {
+            // A restarted peer attaches to the same ring and is heard again.
+            LinkEvent::PeerGone { .. } => {
+                let mut again = Producer::attach(&seg, 0).unwrap();
+                again.send(b"c").unwrap();
+                p = Some(again);
+                std::ops::ControlFlow::Continue(())
+            }
+            LinkEvent::Record(b"c") => std::ops::ControlFlow::Break("stopped"),
+            _ => std::ops::ControlFlow::Continue(()),
+        }
+    });
+    assert_eq!(last, "stopped");
+    assert_eq!(seen, ["PeerUp", "a", "b", "PeerGone { was_up: true }", "PeerUp", "c"]);
+}
