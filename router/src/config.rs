@@ -6,14 +6,22 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Which UDP I/O backend the shards use. The default is recvmmsg/sendmmsg: it forwarded
-/// 25 % more packets per core than io_uring in `scripts/bench.sh` (docs/decisions.md).
+/// Which UDP I/O backend the shards use ([`crate::io`]). Both batch and use UDP GSO; they
+/// differ in how a pass reaches the kernel. The default is `mmsg`: at high fan-out its one
+/// `sendmmsg` per flush cost less CPU per forwarded packet than io_uring's SENDMSG submission
+/// and completion per datagram (`scripts/bench.sh`; docs/decisions.md has the runs and
+/// figures, and says to re-measure before changing the default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
-    /// io_uring when the kernel allows it, otherwise recvmmsg/sendmmsg.
+    /// io_uring when the kernel allows it (the probe sets up a ring, a provided-buffer ring and
+    /// a multishot receive), otherwise mmsg; each shard logs which and why.
     Auto,
+    /// io_uring: a multishot receive into a provided-buffer ring, one SENDMSG per datagram or
+    /// GSO run, a flush submitted at once. The router does not start where it is forbidden.
     Uring,
+    /// recvmmsg/sendmmsg on a non-blocking socket, ppoll to wait: works on any kernel and in
+    /// containers that forbid io_uring.
     #[default]
     Mmsg,
 }

@@ -4,7 +4,9 @@
 //!   batched sends) or recvmmsg/sendmmsg, with UDP GSO.
 //! - [`shard`]: one pinned thread per core owning a socket and an engine; commands arrive on
 //!   a channel and wake the loop.
-//! - [`control`]: the whole router and its local control channel (JSON lines on a Unix socket).
+//! - [`handle`]: the whole router ([`Router`]): its shards, which shard a command goes to,
+//!   and its events fanned out to subscribers.
+//! - [`control_socket`]: the local control channel (JSON lines on a Unix socket).
 //! - [`link`]: the shared-memory link to signaling (same commands, binary frames).
 //! - [`metrics`]: the latency histogram and CPU time the shards report for operators.
 //! - [`config`]: the TOML configuration.
@@ -15,9 +17,19 @@
 
 pub mod ceiling;
 pub mod config;
-pub mod control;
+pub mod control_socket;
+pub mod handle;
 pub mod io;
 pub mod link;
 pub mod metrics;
 pub mod shard;
 pub mod tap;
+
+pub use handle::Router;
+
+/// The old home of [`Router`] and the control socket, before they were split: kept so that
+/// `router::control::Router` (integration tests, signaling's tests) still resolves.
+pub mod control {
+    pub use crate::control_socket::{SocketGuard, serve};
+    pub use crate::handle::Router;
+}

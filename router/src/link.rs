@@ -4,13 +4,15 @@
 //! the router (end B) and signaling (end A). Signaling sends [`schema::Message::RouterCommand`]
 //! frames ([`schema::frame`]); the router answers each with a [`schema::Message::RouterReply`]
 //! carrying the request id and pushes every shard event as a [`schema::Message::RouterEvent`].
-//! These are the same commands as the JSON-lines control socket (`control.rs`).
+//! These are the same commands as the JSON-lines control socket (`control_socket.rs`).
 //!
 //! Signaling may die and be restarted while the router runs (control supervises it): the router
 //! keeps its transports and keeps forwarding, and serves whichever process attaches to end A
 //! next. While nobody is attached, events that do not fit in the ring are dropped and counted,
 //! never waited for: the router never blocks on signaling.
 
+use std::convert::Infallible;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,9 +21,10 @@ use tracing::{debug, info, warn};
 
 use schema::frame::{self, FrameError};
 use schema::{Message, RouterReply};
-use shm_queue::{Channel, End, Producer, RecvError, Segment, SendError};
+use shm_queue::{Channel, End, LinkEvent, Producer, Segment, SendError};
+use util::LockExt;
 
-use crate::control::Router;
+use crate::handle::Router;
 
 /// How long a reply may wait for room in a full ring before it is dropped. Replies are small
 /// and signaling drains its ring continuously, so a full ring means signaling is stuck or gone.
@@ -58,7 +61,7 @@ pub fn serve_link(router: Arc<Router>, segment: Segment) -> Result<Arc<LinkStats
                         warn!(error = %e, "event not encodable; dropped");
                         continue;
                     }
-                    let mut tx = tx.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut tx = tx.lock_unpoisoned();
                     if tx.send(&buf).is_err() {
                         let n = stats.events_dropped.fetch_add(1, Ordering::Relaxed);
                         if n.is_power_of_two() {
@@ -77,33 +80,26 @@ pub fn serve_link(router: Arc<Router>, segment: Segment) -> Result<Arc<LinkStats
             // Keeps the mapping alive for as long as the threads use it.
             let _segment = segment;
             let stats = commands_stats;
-            let mut buf = Vec::new();
             let mut out = Vec::new();
-            let mut connected = false;
-            loop {
-                match rx.recv_timeout(&mut buf, Duration::from_secs(1)) {
-                    Ok(()) => {
-                        if !connected {
-                            info!("signaling connected on the link");
-                            connected = true;
-                        }
+            rx.read_loop(|event| {
+                let record = match event {
+                    LinkEvent::Record(record) => record,
+                    LinkEvent::PeerUp => {
+                        info!("signaling connected on the link");
+                        return ControlFlow::<Infallible>::Continue(());
                     }
-                    Err(RecvError::Timeout) => continue,
-                    Err(RecvError::Disconnected) => {
-                        if connected {
+                    LinkEvent::PeerGone { was_up } => {
+                        if was_up {
                             warn!("signaling left the link; media keeps flowing, waiting for it to come back");
-                            connected = false;
                         }
-                        std::thread::sleep(Duration::from_millis(50));
-                        continue;
+                        return ControlFlow::Continue(());
                     }
-                    Err(RecvError::Corrupt(why)) => {
+                    LinkEvent::Corrupt(why) => {
                         warn!(why, "link ring corrupt; waiting for signaling to re-attach");
-                        std::thread::sleep(Duration::from_millis(200));
-                        continue;
+                        return ControlFlow::Continue(());
                     }
-                }
-                let reply = match frame::decode(&buf) {
+                };
+                let reply = match frame::decode(record) {
                     Ok(Message::RouterCommand(req)) => {
                         stats.commands.fetch_add(1, Ordering::Relaxed);
                         debug!(id = req.id, method = req.command.method(), "link command");
@@ -112,21 +108,21 @@ pub fn serve_link(router: Arc<Router>, segment: Segment) -> Result<Arc<LinkStats
                     Ok(other) => {
                         stats.bad_frames.fetch_add(1, Ordering::Relaxed);
                         warn!(kind = ?other.kind(), "unexpected message on the router link; ignored");
-                        continue;
+                        return ControlFlow::Continue(());
                     }
                     Err(e) => {
                         stats.bad_frames.fetch_add(1, Ordering::Relaxed);
                         log_bad_frame(&e);
-                        continue;
+                        return ControlFlow::Continue(());
                     }
                 };
                 out.clear();
-                if let Err(e) = frame::encode(&Message::RouterReply(reply), &mut out) {
-                    warn!(error = %e, "reply not encodable; dropped");
-                    continue;
+                match frame::encode(&Message::RouterReply(reply), &mut out) {
+                    Ok(()) => send_patiently(&tx, &out, &stats),
+                    Err(e) => warn!(error = %e, "reply not encodable; dropped"),
                 }
-                send_patiently(&tx, &out, &stats);
-            }
+                ControlFlow::Continue(())
+            });
         })
         .map_err(|e| shm_queue::Error::Io { op: "spawn link thread", source: e })?;
     Ok(stats)
@@ -142,7 +138,7 @@ fn log_bad_frame(e: &FrameError) {
 fn send_patiently(tx: &Mutex<Producer>, record: &[u8], stats: &LinkStats) {
     let deadline = std::time::Instant::now() + REPLY_SEND_PATIENCE;
     loop {
-        let res = tx.lock().unwrap_or_else(|p| p.into_inner()).send(record);
+        let res = tx.lock_unpoisoned().send(record);
         match res {
             Ok(()) => return,
             Err(SendError::Full) if std::time::Instant::now() < deadline => {

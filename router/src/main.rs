@@ -6,8 +6,9 @@ use std::sync::Arc;
 use clap::Parser;
 use tracing::{error, info};
 
+use router::Router;
 use router::config::{Backend, Config};
-use router::control::{Router, SocketGuard, serve};
+use router::control_socket::{SocketGuard, serve};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -32,7 +33,7 @@ struct Args {
     /// Address announced in candidates, if clients reach the router through another one.
     #[arg(long)]
     announced_ip: Option<std::net::IpAddr>,
-    /// UDP I/O backend.
+    /// UDP I/O backend (default mmsg; docs/router.md compares them).
     #[arg(long, value_enum)]
     backend: Option<Backend>,
     /// Unix socket of the control channel.

@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use tracing::{error, info, warn};
 
-use router_engine::{ApiError, Engine, EngineConfig, Event, Transmit};
+use router_engine::{Engine, EngineConfig, Transmit};
+use schema::RouterResponse;
+use schema::api::{ApiError, Event};
 
 use crate::io::{BackendChoice, IoOptions, UdpIo, Waker};
 
@@ -125,9 +127,8 @@ fn run(index: u8, mut io: UdpIo, mut engine: Engine, rx: mpsc::Receiver<Message>
         loop {
             match rx.try_recv() {
                 Ok(Message::Command(cmd, reply)) => {
-                    let counters = matches!(cmd, Command::Counters { .. });
                     let mut r = apply(&mut engine, cmd);
-                    if counters && let Ok(v) = &mut r {
+                    if let Ok(RouterResponse::Counters(v)) = &mut r {
                         shell.add_to(v, &io);
                     }
                     let _ = reply.send(r);
@@ -205,67 +206,60 @@ impl ShellState {
     }
 }
 
+/// Runs one command on the engine. Each arm hands the engine's typed result to its
+/// [`RouterResponse`] variant (`.into()`); commands without a result answer `Done`.
 fn apply(engine: &mut Engine, cmd: Command) -> Reply {
-    use serde_json::to_value;
-    let ok = |v: Result<serde_json::Value, serde_json::Error>| v.map_err(|e| ApiError::InvalidParams(e.to_string()));
+    let done = |r: Result<(), ApiError>| r.map(|()| RouterResponse::Done);
     match cmd {
-        Command::CreateTransport { .. } => ok(to_value(engine.create_transport(Instant::now())?)),
-        Command::ConnectTransport { transport, params } => {
-            engine.connect_transport(transport, &params)?;
-            Ok(serde_json::Value::Null)
-        }
-        Command::Produce { transport, params } => ok(to_value(engine.produce(transport, params)?)),
-        Command::Consume { transport, params } => ok(to_value(engine.consume(transport, params)?)),
-        Command::PauseProducer { producer, paused } => {
-            engine.pause_producer(producer, paused).map(|_| serde_json::Value::Null)
-        }
-        Command::PauseConsumer { consumer, paused } => {
-            engine.pause_consumer(consumer, paused).map(|_| serde_json::Value::Null)
-        }
-        Command::CloseTransport { transport } => engine.close_transport(transport).map(|_| serde_json::Value::Null),
-        Command::CloseProducer { producer } => engine.close_producer(producer).map(|_| serde_json::Value::Null),
-        Command::CloseConsumer { consumer } => engine.close_consumer(consumer).map(|_| serde_json::Value::Null),
+        Command::CreateTransport { .. } => Ok(engine.create_transport(Instant::now())?.into()),
+        Command::ConnectTransport { transport, params } => done(engine.connect_transport(transport, &params)),
+        Command::Produce { transport, params } => Ok(engine.produce(transport, params)?.into()),
+        Command::Consume { transport, params } => Ok(engine.consume(transport, params)?.into()),
+        Command::PauseProducer { producer, paused } => done(engine.pause_producer(producer, paused)),
+        Command::PauseConsumer { consumer, paused } => done(engine.pause_consumer(consumer, paused)),
+        Command::CloseTransport { transport } => done(engine.close_transport(transport)),
+        Command::CloseProducer { producer } => done(engine.close_producer(producer)),
+        Command::CloseConsumer { consumer } => done(engine.close_consumer(consumer)),
         Command::ProducerStats { producer } => {
-            ok(to_value(engine.producer_stats(producer).ok_or(ApiError::UnknownProducer(producer))?))
+            Ok(engine.producer_stats(producer).ok_or(ApiError::UnknownProducer(producer))?.into())
         }
         Command::ConsumerStats { consumer } => {
-            ok(to_value(engine.consumer_stats(consumer).ok_or(ApiError::UnknownConsumer(consumer))?))
+            Ok(engine.consumer_stats(consumer).ok_or(ApiError::UnknownConsumer(consumer))?.into())
         }
         Command::OpenDataChannel { transport, label } => {
-            engine.open_data_channel(Instant::now(), transport, &label).map(|_| serde_json::Value::Null)
+            done(engine.open_data_channel(Instant::now(), transport, &label))
         }
         Command::SendData { transport, label, text } => {
-            engine.send_data(Instant::now(), transport, &label, &text).map(|_| serde_json::Value::Null)
+            done(engine.send_data(Instant::now(), transport, &label, &text))
         }
-        Command::SetPreferredLayer { consumer, layer } => {
-            engine.set_preferred_layer(consumer, layer).map(|_| serde_json::Value::Null)
-        }
-        Command::SetProducerPriority { producer, priority } => {
-            engine.set_producer_priority(producer, priority).map(|_| serde_json::Value::Null)
-        }
+        Command::SetPreferredLayer { consumer, layer } => done(engine.set_preferred_layer(consumer, layer)),
+        Command::SetProducerPriority { producer, priority } => done(engine.set_producer_priority(producer, priority)),
         Command::SetTransportMaxBitrate { transport, max_bitrate_bps } => {
-            engine.set_transport_max_bitrate(transport, max_bitrate_bps).map(|_| serde_json::Value::Null)
+            done(engine.set_transport_max_bitrate(transport, max_bitrate_bps))
         }
-        Command::ConsumerLayers { consumer } => ok(to_value(engine.consumer_layers(consumer)?)),
-        Command::StartTap { producer, tap, meta } => {
-            engine.start_tap(Instant::now(), producer, tap, meta).map(|_| serde_json::Value::Null)
-        }
-        Command::StopTap { producer } => engine.stop_tap(producer).map(|_| serde_json::Value::Null),
-        Command::Counters { .. } => {
-            let mut counters = ok(to_value(engine.counters()))?;
-            // How many transports the shard holds: lets tests and operators see that a peer's
-            // transports were freed when it left.
-            if let Some(obj) = counters.as_object_mut() {
-                obj.insert("transports".into(), engine.transport_count().into());
-                // A gauge, not a counter: simulcast tracks by their number of live layers.
-                obj.insert(
-                    "simulcast_tracks_by_live_layers".into(),
-                    ok(to_value(engine.simulcast_tracks_by_live_layers()))?,
-                );
-            }
-            Ok(counters)
-        }
+        Command::ConsumerLayers { consumer } => Ok(engine.consumer_layers(consumer)?.into()),
+        Command::StartTap { producer, tap, meta } => done(engine.start_tap(Instant::now(), producer, tap, meta)),
+        Command::StopTap { producer } => done(engine.stop_tap(producer)),
+        Command::Counters { .. } => counters(engine).map(RouterResponse::Counters),
     }
+}
+
+/// The `counters` reply: the engine's counters as a JSON object (their fields are the engine's
+/// and grow with it), plus what the shard adds.
+fn counters(engine: &Engine) -> Result<serde_json::Value, ApiError> {
+    let json = |e: serde_json::Error| ApiError::InvalidParams(e.to_string());
+    let mut counters = serde_json::to_value(engine.counters()).map_err(json)?;
+    // How many transports the shard holds: lets tests and operators see that a peer's
+    // transports were freed when it left.
+    if let Some(obj) = counters.as_object_mut() {
+        obj.insert("transports".into(), engine.transport_count().into());
+        // A gauge, not a counter: simulcast tracks by their number of live layers.
+        obj.insert(
+            "simulcast_tracks_by_live_layers".into(),
+            serde_json::to_value(engine.simulcast_tracks_by_live_layers()).map_err(json)?,
+        );
+    }
+    Ok(counters)
 }
 
 // The io layer's send half is where the engine writes: implemented here so the io module

@@ -10,7 +10,9 @@ use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use schema::api::{ApiError, Event, TransportInfo};
 use schema::frame;
+use schema::ids::TransportId;
 use schema::{Message, RouterCommand, RouterRequest};
 use shm_queue::{Channel, Config, End, Segment};
 
@@ -66,13 +68,13 @@ fn commands_over_the_link_get_replies_and_bad_frames_do_not_break_it() {
     let mut link = Channel::attach(&segment, End::A).unwrap();
 
     let info = call(&mut link, 1, RouterCommand::CreateTransport { shard: None }).unwrap();
-    let transport: router_engine::TransportInfo = serde_json::from_value(info).unwrap();
+    let transport: TransportInfo = info.try_into().unwrap();
 
     // Garbage, a reply sent the wrong way, and a frame of another schema version: all dropped.
     link.send(b"not a frame at all").unwrap();
     let mut wrong_way = Vec::new();
     frame::encode(
-        &Message::RouterReply(schema::RouterReply { id: 9, result: Ok(serde_json::Value::Null) }),
+        &Message::RouterReply(schema::RouterReply { id: 9, result: Ok(schema::RouterResponse::Done) }),
         &mut wrong_way,
     )
     .unwrap();
@@ -87,9 +89,9 @@ fn commands_over_the_link_get_replies_and_bad_frames_do_not_break_it() {
     link.send(&other_version).unwrap();
 
     // The link still works, and errors come back typed.
-    let err = call(&mut link, 4, RouterCommand::CloseTransport { transport: router_engine::TransportId(0x00ff_ffff) });
-    assert!(matches!(err, Err(router_engine::ApiError::UnknownTransport(_))), "{err:?}");
-    let counters = call(&mut link, 5, RouterCommand::Counters { shard: None }).unwrap();
+    let err = call(&mut link, 4, RouterCommand::CloseTransport { transport: TransportId(0x00ff_ffff) });
+    assert!(matches!(err, Err(ApiError::UnknownTransport(_))), "{err:?}");
+    let counters = call(&mut link, 5, RouterCommand::Counters { shard: None }).unwrap().into_plain_json().unwrap();
     assert_eq!(counters["transports"], 1, "{counters}");
     call(&mut link, 6, RouterCommand::CloseTransport { transport: transport.id }).unwrap();
 
@@ -100,7 +102,7 @@ fn commands_over_the_link_get_replies_and_bad_frames_do_not_break_it() {
         let mut rec = Vec::new();
         if link.recv_timeout(&mut rec, Duration::from_millis(200)).is_ok()
             && let Ok(Message::RouterEvent(e)) = frame::decode(&rec)
-            && matches!(e.event, router_engine::Event::TransportClosed { transport: t, .. } if t == transport.id)
+            && matches!(e.event, Event::TransportClosed { transport: t, .. } if t == transport.id)
         {
             break;
         }
@@ -109,6 +111,6 @@ fn commands_over_the_link_get_replies_and_bad_frames_do_not_break_it() {
     // A restarted signaling: this end detaches and attaches again, and is served.
     drop(link);
     let mut link = Channel::attach(&segment, End::A).unwrap();
-    let counters = call(&mut link, 7, RouterCommand::Counters { shard: None }).unwrap();
+    let counters = call(&mut link, 7, RouterCommand::Counters { shard: None }).unwrap().into_plain_json().unwrap();
     assert_eq!(counters["transports"], 0, "{counters}");
 }

@@ -10,19 +10,21 @@
 //! process does not know, and the hub ignores them.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use router_engine::{ConnectParams, ConsumeParams, ConsumerId, ConsumerInfo, ProduceParams, ProducerId};
-use router_engine::{TransportId, TransportInfo};
+use schema::api::{ApiError, ConnectParams, ConsumeParams, ConsumerInfo, ProduceParams, TransportInfo};
 use schema::frame;
-use schema::{Message, RouterCommand, RouterEvent, RouterRequest};
-use shm_queue::{Channel, End, Producer, RecvError, Segment, SendError};
+use schema::ids::{ConsumerId, ProducerId, TransportId};
+use schema::router::UnexpectedResponse;
+use schema::{Message, RouterCommand, RouterEvent, RouterRequest, RouterResponse};
+use shm_queue::{Channel, End, LinkEvent, Producer, Segment, SendError};
+use util::LockExt;
 
 /// A router call must be answered within this long; the router answers in microseconds.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,7 +33,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     #[error("router refused {method}: {error}")]
-    Api { method: &'static str, error: router_engine::ApiError },
+    Api { method: &'static str, error: ApiError },
     #[error("router did not answer {0} within 5 s")]
     Timeout(&'static str),
     #[error("router link: {0}")]
@@ -64,68 +66,42 @@ impl RouterLink {
             .name("router-link".into())
             .spawn(move || {
                 let _segment = segment;
-                let mut buf = Vec::new();
-                let mut router_gone = false;
-                loop {
-                    match rx.recv_timeout(&mut buf, Duration::from_secs(1)) {
-                        Ok(()) => router_gone = false,
-                        Err(RecvError::Timeout) => continue,
-                        Err(RecvError::Disconnected) => {
-                            if !router_gone {
-                                warn!("the router left the link; calls fail until control restarts it");
-                                router_gone = true;
-                            }
-                            std::thread::sleep(Duration::from_millis(50));
-                            continue;
+                rx.read_loop(|event| {
+                    match event {
+                        LinkEvent::Record(record) => return deliver(record, &reader_pending, &ev_tx),
+                        LinkEvent::PeerUp => {}
+                        LinkEvent::PeerGone { .. } => {
+                            warn!("the router left the link; calls fail until control restarts it")
                         }
-                        Err(RecvError::Corrupt(why)) => {
-                            warn!(why, "router link ring corrupt");
-                            std::thread::sleep(Duration::from_millis(200));
-                            continue;
-                        }
+                        LinkEvent::Corrupt(why) => warn!(why, "router link ring corrupt"),
                     }
-                    match frame::decode(&buf) {
-                        Ok(Message::RouterReply(reply)) => {
-                            let waiter = reader_pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&reply.id);
-                            match waiter {
-                                Some(w) => {
-                                    let _ = w.send(reply.result);
-                                }
-                                None => debug!(id = reply.id, "reply to no pending call (a previous process's?)"),
-                            }
-                        }
-                        Ok(Message::RouterEvent(event)) => {
-                            if ev_tx.send(event).is_err() {
-                                return;
-                            }
-                        }
-                        Ok(other) => warn!(kind = ?other.kind(), "unexpected message from the router; ignored"),
-                        Err(e) => warn!(error = %e, "bad frame from the router; dropped"),
-                    }
-                }
+                    ControlFlow::Continue(())
+                })
             })
             .map_err(|e| shm_queue::Error::Io { op: "spawn router-link thread", source: e })?;
         info!("attached to the router link (shared-memory end A)");
         // Request ids start from the clock, not 1: the ring may still hold replies to a previous
-        // signaling process's requests, which must not match ours.
+        // signaling process's requests, which must not match ours. Nanoseconds, not
+        // `util::unix_ms`: a process issues far fewer ids than the nanoseconds it lives, so two
+        // processes' ranges never meet; in milliseconds a busy hour could reach the next start.
         let first_id =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
         let link = RouterLink { tx: Mutex::new(tx), pending, next_id: AtomicU64::new(first_id) };
         Ok((Arc::new(link), ev_rx))
     }
 
-    /// Runs one command; the raw JSON result.
-    pub async fn call(&self, command: RouterCommand) -> Result<serde_json::Value, CallError> {
+    /// Runs one command; its result, in the shape the command returns.
+    pub async fn call(&self, command: RouterCommand) -> Result<RouterResponse, CallError> {
         let method = command.method();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (done_tx, done_rx) = oneshot::channel();
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, done_tx);
+        self.pending.lock_unpoisoned().insert(id, done_tx);
         let mut record = Vec::new();
         frame::encode(&Message::RouterCommand(RouterRequest { id, command }), &mut record)
             .map_err(|e| self.fail(id, CallError::Link(e.to_string())))?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         loop {
-            let sent = self.tx.lock().unwrap_or_else(|p| p.into_inner()).send(&record);
+            let sent = self.tx.lock_unpoisoned().send(&record);
             match sent {
                 Ok(()) => break,
                 Err(SendError::Full) if tokio::time::Instant::now() < deadline => {
@@ -143,14 +119,18 @@ impl RouterLink {
     }
 
     fn fail(&self, id: u64, e: CallError) -> CallError {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.pending.lock_unpoisoned().remove(&id);
         e
     }
 
-    async fn call_typed<T: DeserializeOwned>(&self, command: RouterCommand) -> Result<T, CallError> {
+    /// Runs one command whose result is a `T` ([`TransportInfo`], [`ProducerId`], ...).
+    async fn call_typed<T>(&self, command: RouterCommand) -> Result<T, CallError>
+    where
+        T: TryFrom<RouterResponse, Error = UnexpectedResponse>,
+    {
         let method = command.method();
-        let v = self.call(command).await?;
-        serde_json::from_value(v).map_err(|e| CallError::BadReply { method, error: e.to_string() })
+        let response = self.call(command).await?;
+        T::try_from(response).map_err(|e| CallError::BadReply { method, error: e.to_string() })
     }
 
     pub async fn create_transport(&self, shard: Option<u8>) -> Result<TransportInfo, CallError> {
@@ -200,6 +180,27 @@ impl RouterLink {
     pub async fn close_transport(&self, transport: TransportId) -> Result<(), CallError> {
         self.call(RouterCommand::CloseTransport { transport }).await.map(drop)
     }
+}
+
+/// Hands one record from the router to its reader: a reply to the call waiting for its id, an
+/// event to the event channel. Breaks when nobody takes events any more.
+fn deliver(record: &[u8], pending: &Pending, events: &mpsc::UnboundedSender<RouterEvent>) -> ControlFlow<()> {
+    match frame::decode(record) {
+        Ok(Message::RouterReply(reply)) => match pending.lock_unpoisoned().remove(&reply.id) {
+            Some(waiter) => {
+                let _ = waiter.send(reply.result);
+            }
+            None => debug!(id = reply.id, "reply to no pending call (a previous process's?)"),
+        },
+        Ok(Message::RouterEvent(event)) => {
+            if events.send(event).is_err() {
+                return ControlFlow::Break(());
+            }
+        }
+        Ok(other) => warn!(kind = ?other.kind(), "unexpected message from the router; ignored"),
+        Err(e) => warn!(error = %e, "bad frame from the router; dropped"),
+    }
+    ControlFlow::Continue(())
 }
 
 impl RouterLink {

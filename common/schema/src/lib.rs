@@ -8,8 +8,8 @@
 //! - [`ids`], [`codec`], [`extensions`], [`layers`]: the plain data the API is made of (object
 //!   ids, codec names, negotiated RTP header extension ids, simulcast layer names).
 //! - [`api`]: the router's direct API: command parameters, results, events, errors.
-//! - [`router`]: [`RouterCommand`] (one call of the direct API) and the request, reply and
-//!   event envelopes of the router link.
+//! - [`router`]: [`RouterCommand`] (one call of the direct API), [`RouterResponse`] (what it
+//!   returns, typed) and the request, reply and event envelopes of the router link.
 //! - [`recording`]: the recorder's reports to control and the track metadata of a tap.
 //! - [`tap`]: the binary records of the media tap (router shard → recorder).
 //! - [`histogram`]: the fixed-bucket latency histogram the processes report in their metrics.
@@ -49,7 +49,7 @@
 //! assert_eq!((req.command.shard(), &req.command), (Some(1), &cmd));
 //! let reply = RouterReply { id: req.id, result: Err(ApiError::UnknownTransport(TransportId(0x0100_0002))) };
 //! let line = frame::encode_json(&reply.into()).unwrap();
-//! assert!(line.starts_with(r#"{"v":3,"type":"router_reply","id":7,"#));
+//! assert!(line.starts_with(r#"{"v":4,"type":"router_reply","id":7,"#));
 //! ```
 //!
 //! # Versioning
@@ -71,11 +71,13 @@ pub mod router;
 pub mod tap;
 
 pub use message::{Message, MessageKind};
-pub use router::{RouterCommand, RouterEvent, RouterReply, RouterRequest, RouterResult};
+pub use router::{CommandTarget, RouterCommand, RouterEvent, RouterReply, RouterRequest, RouterResponse, RouterResult};
 
 /// The version of this schema, carried by every framed message. Bump it on any change an
 /// older build would misread.
 ///
 /// History: 1, the first; 2, data channels (`open_data_channel`, `send_data`, their events and
-/// errors); 3, the media tap (`start_tap`, `stop_tap`, [`tap::TapRecord`]).
-pub const SCHEMA_VERSION: u16 = 3;
+/// errors); 3, the media tap (`start_tap`, `stop_tap`, [`tap::TapRecord`]); 4, typed replies: a
+/// [`RouterReply`]'s success is a [`RouterResponse`], tagged by its shape
+/// (`{"ok": {"transport": {...}}}`, `{"ok": null}` unchanged), where it was untyped JSON.
+pub const SCHEMA_VERSION: u16 = 4;

@@ -18,7 +18,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ApiError, ConnectParams, ConsumeParams, Event, ProduceParams};
+use crate::api::{
+    ApiError, ConnectParams, ConsumeParams, ConsumerInfo, ConsumerLayers, Event, ProduceParams, StreamStats,
+    TransportInfo,
+};
 use crate::ids::{ConsumerId, ProducerId, TransportId};
 
 /// A command of the router's direct API.
@@ -134,26 +137,31 @@ impl RouterCommand {
     /// The shard this command belongs to: the explicit `shard` parameter, or the top byte of
     /// the id it carries. `None` means any shard will do (the router picks round robin).
     pub fn shard(&self) -> Option<u8> {
-        match self {
-            RouterCommand::CreateTransport { shard } | RouterCommand::Counters { shard } => *shard,
+        self.target().shard()
+    }
+
+    /// What this command acts on: the one place that knows which id each command carries.
+    pub fn target(&self) -> CommandTarget {
+        match *self {
+            RouterCommand::CreateTransport { shard } | RouterCommand::Counters { shard } => CommandTarget::Shard(shard),
             RouterCommand::ConnectTransport { transport, .. }
             | RouterCommand::Produce { transport, .. }
             | RouterCommand::Consume { transport, .. }
             | RouterCommand::CloseTransport { transport }
             | RouterCommand::SetTransportMaxBitrate { transport, .. }
             | RouterCommand::OpenDataChannel { transport, .. }
-            | RouterCommand::SendData { transport, .. } => Some(transport.shard()),
+            | RouterCommand::SendData { transport, .. } => CommandTarget::Transport(transport),
             RouterCommand::PauseProducer { producer, .. }
             | RouterCommand::CloseProducer { producer }
             | RouterCommand::SetProducerPriority { producer, .. }
             | RouterCommand::ProducerStats { producer }
             | RouterCommand::StartTap { producer, .. }
-            | RouterCommand::StopTap { producer } => Some(producer.shard()),
+            | RouterCommand::StopTap { producer } => CommandTarget::Producer(producer),
             RouterCommand::PauseConsumer { consumer, .. }
             | RouterCommand::CloseConsumer { consumer }
             | RouterCommand::SetPreferredLayer { consumer, .. }
             | RouterCommand::ConsumerLayers { consumer }
-            | RouterCommand::ConsumerStats { consumer } => Some(consumer.shard()),
+            | RouterCommand::ConsumerStats { consumer } => CommandTarget::Consumer(consumer),
         }
     }
 
@@ -184,15 +192,157 @@ impl RouterCommand {
     }
 }
 
+/// What a [`RouterCommand`] acts on ([`RouterCommand::target`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandTarget {
+    /// A shard named by the command's `shard` parameter (`create_transport`, `counters`);
+    /// `None` for any.
+    Shard(Option<u8>),
+    Transport(TransportId),
+    Producer(ProducerId),
+    Consumer(ConsumerId),
+}
+
+impl CommandTarget {
+    /// The shard: the explicit one, or the top byte of the id.
+    pub fn shard(self) -> Option<u8> {
+        match self {
+            CommandTarget::Shard(shard) => shard,
+            CommandTarget::Transport(id) => Some(id.shard()),
+            CommandTarget::Producer(id) => Some(id.shard()),
+            CommandTarget::Consumer(id) => Some(id.shard()),
+        }
+    }
+
+    /// The "unknown ..." error for the object this names, when it does not exist (say its id
+    /// names a shard the router does not have); `None` for an explicit shard, which is a
+    /// parameter, not an object.
+    pub fn unknown(self) -> Option<ApiError> {
+        match self {
+            CommandTarget::Shard(_) => None,
+            CommandTarget::Transport(id) => Some(ApiError::UnknownTransport(id)),
+            CommandTarget::Producer(id) => Some(ApiError::UnknownProducer(id)),
+            CommandTarget::Consumer(id) => Some(ApiError::UnknownConsumer(id)),
+        }
+    }
+}
+
 /// What a command returns.
+pub type RouterResult = Result<RouterResponse, ApiError>;
+
+/// The success value of a command: one variant per result shape.
 ///
-/// The success value is JSON, not a typed enum, for now: each method's result has a fixed
-/// shape (documented in docs/router.md: a [`crate::api::TransportInfo`] for
-/// `create_transport`, a [`ProducerId`] for `produce`, a [`crate::api::ConsumerInfo`] for
-/// `consume`, a [`crate::api::StreamStats`] for the stats calls, `null` for the rest), except
-/// `counters`, whose fields belong to the engine and grow with it. Deserialize the value into
-/// the type the method names.
-pub type RouterResult = Result<serde_json::Value, ApiError>;
+/// On the router link the variant is tagged, `{"transport": {...}}`, except [`RouterResponse::Done`],
+/// which is `null`. The control socket writes the payload alone
+/// ([`RouterResponse::into_plain_json`]), the JSON its clients have always read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouterResponse {
+    /// `create_transport`.
+    Transport(TransportInfo),
+    /// `produce`: the new producer's id.
+    Producer(ProducerId),
+    /// `consume`.
+    Consumer(ConsumerInfo),
+    /// `producer_stats`, `consumer_stats`.
+    Stats(StreamStats),
+    /// `consumer_layers`.
+    ConsumerLayers(ConsumerLayers),
+    /// `counters`: a JSON object, not a struct, because its fields are the engine's packet
+    /// counters (which grow with the engine and which this crate must not depend on) plus what
+    /// the router adds: `transports`, `simulcast_tracks_by_live_layers` and `shell` (the shard's
+    /// I/O figures). docs/router.md lists them.
+    Counters(serde_json::Value),
+    /// Every other command: it succeeded and has nothing to report.
+    #[serde(untagged)]
+    Done,
+}
+
+impl RouterResponse {
+    /// The variant's name, for error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RouterResponse::Transport(_) => "transport",
+            RouterResponse::Producer(_) => "producer",
+            RouterResponse::Consumer(_) => "consumer",
+            RouterResponse::Stats(_) => "stats",
+            RouterResponse::ConsumerLayers(_) => "consumer_layers",
+            RouterResponse::Counters(_) => "counters",
+            RouterResponse::Done => "done",
+        }
+    }
+
+    /// The payload as untagged JSON (`null` for [`RouterResponse::Done`]), as the control socket
+    /// answers: the shapes docs/router.md documents per method.
+    pub fn into_plain_json(self) -> Result<serde_json::Value, serde_json::Error> {
+        match self {
+            RouterResponse::Transport(v) => serde_json::to_value(v),
+            RouterResponse::Producer(v) => serde_json::to_value(v),
+            RouterResponse::Consumer(v) => serde_json::to_value(v),
+            RouterResponse::Stats(v) => serde_json::to_value(v),
+            RouterResponse::ConsumerLayers(v) => serde_json::to_value(v),
+            RouterResponse::Counters(v) => Ok(v),
+            RouterResponse::Done => Ok(serde_json::Value::Null),
+        }
+    }
+}
+
+/// A reply of another shape than the command's: only a router and a caller built from different
+/// sources could disagree so, the schema version being equal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected a {expected} reply, got {got}")]
+pub struct UnexpectedResponse {
+    pub expected: &'static str,
+    pub got: &'static str,
+}
+
+/// `From<payload> for RouterResponse` and `TryFrom<RouterResponse> for payload`, so the shard
+/// writes `engine.produce(..)?.into()` and a caller asks for the type it expects.
+macro_rules! response_payloads {
+    ($($variant:ident($ty:ty) = $name:literal),* $(,)?) => {$(
+        impl From<$ty> for RouterResponse {
+            fn from(v: $ty) -> Self {
+                RouterResponse::$variant(v)
+            }
+        }
+
+        impl TryFrom<RouterResponse> for $ty {
+            type Error = UnexpectedResponse;
+
+            fn try_from(r: RouterResponse) -> Result<$ty, UnexpectedResponse> {
+                match r {
+                    RouterResponse::$variant(v) => Ok(v),
+                    other => Err(UnexpectedResponse { expected: $name, got: other.name() }),
+                }
+            }
+        }
+    )*};
+}
+
+response_payloads! {
+    Transport(TransportInfo) = "transport",
+    Producer(ProducerId) = "producer",
+    Consumer(ConsumerInfo) = "consumer",
+    Stats(StreamStats) = "stats",
+    ConsumerLayers(ConsumerLayers) = "consumer_layers",
+}
+
+impl From<()> for RouterResponse {
+    fn from((): ()) -> Self {
+        RouterResponse::Done
+    }
+}
+
+impl TryFrom<RouterResponse> for () {
+    type Error = UnexpectedResponse;
+
+    fn try_from(r: RouterResponse) -> Result<(), UnexpectedResponse> {
+        match r {
+            RouterResponse::Done => Ok(()),
+            other => Err(UnexpectedResponse { expected: "done", got: other.name() }),
+        }
+    }
+}
 
 /// A command with the caller's request id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,7 +375,7 @@ pub struct RouterEvent {
 mod result_repr {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    use super::RouterResult;
+    use super::{RouterResponse, RouterResult};
     use crate::api::ApiError;
 
     #[derive(Serialize, Deserialize)]
@@ -237,13 +387,13 @@ mod result_repr {
 
     pub fn serialize<S: Serializer>(r: &RouterResult, s: S) -> Result<S::Ok, S::Error> {
         match r {
-            Ok(v) => Repr::<&serde_json::Value, &ApiError>::Ok(v).serialize(s),
-            Err(e) => Repr::<&serde_json::Value, &ApiError>::Err(e).serialize(s),
+            Ok(v) => Repr::<&RouterResponse, &ApiError>::Ok(v).serialize(s),
+            Err(e) => Repr::<&RouterResponse, &ApiError>::Err(e).serialize(s),
         }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RouterResult, D::Error> {
-        Ok(match Repr::<serde_json::Value, ApiError>::deserialize(d)? {
+        Ok(match Repr::<RouterResponse, ApiError>::deserialize(d)? {
             Repr::Ok(v) => Ok(v),
             Repr::Err(e) => Err(e),
         })
@@ -303,12 +453,46 @@ mod tests {
 
     #[test]
     fn reply_result_is_spelled_ok_or_err() {
-        let ok = RouterReply { id: 1, result: Ok(serde_json::Value::Null) };
+        let ok = RouterReply { id: 1, result: Ok(RouterResponse::Done) };
         assert_eq!(serde_json::to_string(&ok).expect("serializes"), r#"{"id":1,"result":{"ok":null}}"#);
         let err = RouterReply { id: 2, result: Err(ApiError::UnknownProducer(ProducerId(9))) };
         assert_eq!(
             serde_json::to_string(&err).expect("serializes"),
             r#"{"id":2,"result":{"err":{"UnknownProducer":9}}}"#
         );
+    }
+
+    #[test]
+    fn responses_are_tagged_on_the_link_and_plain_on_the_control_socket() {
+        let ok = RouterReply { id: 3, result: Ok(RouterResponse::Producer(ProducerId(5))) };
+        let wire = serde_json::to_string(&ok).expect("serializes");
+        assert_eq!(wire, r#"{"id":3,"result":{"ok":{"producer":5}}}"#);
+        assert_eq!(serde_json::from_str::<RouterReply>(&wire).expect("parses"), ok);
+        let done: RouterReply = serde_json::from_str(r#"{"id":1,"result":{"ok":null}}"#).expect("parses");
+        assert_eq!(done.result, Ok(RouterResponse::Done));
+        let counters = RouterResponse::Counters(serde_json::json!({ "transports": 2 }));
+        let wire = serde_json::to_string(&counters).expect("serializes");
+        assert_eq!(serde_json::from_str::<RouterResponse>(&wire).expect("parses"), counters);
+
+        assert_eq!(RouterResponse::Producer(ProducerId(5)).into_plain_json().expect("plain"), serde_json::json!(5));
+        assert_eq!(RouterResponse::Done.into_plain_json().expect("plain"), serde_json::Value::Null);
+        assert_eq!(counters.into_plain_json().expect("plain"), serde_json::json!({ "transports": 2 }));
+    }
+
+    #[test]
+    fn a_caller_takes_the_payload_it_expects_or_an_error_naming_both() {
+        let stats = StreamStats { packets: 1, ..StreamStats::default() };
+        assert_eq!(StreamStats::try_from(RouterResponse::from(stats.clone())), Ok(stats));
+        assert_eq!(<()>::try_from(RouterResponse::Done), Ok(()));
+        let err = ProducerId::try_from(RouterResponse::Done).expect_err("a done is no producer");
+        assert_eq!(err, UnexpectedResponse { expected: "producer", got: "done" });
+    }
+
+    #[test]
+    fn the_target_names_the_unknown_object() {
+        let close = RouterCommand::CloseConsumer { consumer: ConsumerId(0x0300_0001) };
+        assert_eq!(close.target(), CommandTarget::Consumer(ConsumerId(0x0300_0001)));
+        assert_eq!(close.target().unknown(), Some(ApiError::UnknownConsumer(ConsumerId(0x0300_0001))));
+        assert_eq!(RouterCommand::Counters { shard: Some(1) }.target().unknown(), None);
     }
 }

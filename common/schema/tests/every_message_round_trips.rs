@@ -7,14 +7,16 @@
 use std::net::SocketAddr;
 
 use schema::api::{
-    ApiError, AudioLevel, CloseReason, ConnectParams, ConsumeParams, ConsumerInfo, Event, LayerParams, MediaKind,
-    ProduceParams, StreamStats, TransportInfo,
+    ApiError, AudioLevel, CloseReason, ConnectParams, ConsumeParams, ConsumerInfo, ConsumerLayers, Event, LayerParams,
+    MediaKind, ProduceParams, StreamStats, TransportInfo,
 };
 use schema::codec::Codec;
 use schema::extensions::ExtensionIds;
 use schema::frame;
 use schema::ids::{ConsumerId, ProducerId, TransportId};
-use schema::{Message, MessageKind, RouterCommand, RouterEvent, RouterReply, RouterRequest, SCHEMA_VERSION};
+use schema::{
+    Message, MessageKind, RouterCommand, RouterEvent, RouterReply, RouterRequest, RouterResponse, SCHEMA_VERSION,
+};
 
 const T: TransportId = TransportId(0x0100_0001);
 const P: ProducerId = ProducerId(0x0100_0002);
@@ -202,12 +204,15 @@ fn results() -> Vec<schema::RouterResult> {
         rtx_payload_type: Some(103),
     };
     let mut v: Vec<schema::RouterResult> = vec![
-        Ok(serde_json::Value::Null),
-        Ok(serde_json::to_value(info).unwrap()),
-        Ok(serde_json::to_value(consumer).unwrap()),
-        Ok(serde_json::to_value(P).unwrap()),
-        Ok(serde_json::to_value(StreamStats::default()).unwrap()),
-        Ok(serde_json::json!({ "datagrams_in": 5, "nested": { "f": 1.5, "list": [1, "two", null] } })),
+        Ok(RouterResponse::Done),
+        Ok(info.into()),
+        Ok(consumer.into()),
+        Ok(P.into()),
+        Ok(StreamStats::default().into()),
+        Ok(ConsumerLayers { preferred: Some(2), estimate_bps: Some(1_500_000), ..ConsumerLayers::default() }.into()),
+        Ok(RouterResponse::Counters(
+            serde_json::json!({ "datagrams_in": 5, "nested": { "f": 1.5, "list": [1, "two", null] } }),
+        )),
     ];
     v.extend(api_errors().into_iter().map(Err));
     v

@@ -1,6 +1,4 @@
-//! The router as a whole (its shards) and its local control channel.
-//!
-//! The channel is a Unix socket speaking JSON lines: each request
+//! The router's local control channel: a Unix socket speaking JSON lines. Each request
 //! `{"id": 7, "method": "create_transport", "params": {...}}` gets one reply
 //! `{"id": 7, "result": ...}` or `{"id": 7, "error": {"code": "...", "message": "..."}}`.
 //! A connection that sends `{"method": "subscribe"}` also receives every shard event as
@@ -20,166 +18,19 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
-use router_engine::{ApiError, Event};
-use schema::RouterEvent;
 use schema::frame::{self, FrameError};
+use util::LockExt;
 
-use crate::config::Config;
-use crate::io::IoOptions;
-use crate::shard::{self, Command, Reply, ShardHandle, ShardSpec};
+use crate::handle::{Router, json_error};
+use crate::shard::Command;
 
 /// Longest request line accepted on the control channel.
 const MAX_LINE: usize = 64 * 1024;
-
-/// A running router: its shards and where their events go.
-#[derive(Debug)]
-pub struct Router {
-    shards: Vec<ShardHandle>,
-    next_shard: AtomicUsize,
-    subscribers: Arc<Mutex<Vec<mpsc::Sender<RouterEvent>>>>,
-}
-
-impl Router {
-    /// Binds every shard's socket and starts the shard threads.
-    pub fn start(cfg: &Config) -> std::io::Result<Router> {
-        Router::start_with_tap(cfg, None)
-    }
-
-    /// As [`Router::start`], with the media tap segment (one ring per shard) to the recorder.
-    pub fn start_with_tap(cfg: &Config, tap: Option<shm_queue::Segment>) -> std::io::Result<Router> {
-        let count = cfg.shard_count().min(255);
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let (ev_tx, ev_rx) = mpsc::channel::<(u8, Event)>();
-        let mut shards = Vec::with_capacity(count);
-        for i in 0..count {
-            let port = if cfg.base_port == 0 { 0 } else { cfg.base_port + i as u16 };
-            let spec = ShardSpec {
-                index: i as u8,
-                bind: std::net::SocketAddr::new(cfg.listen_ip, port),
-                announced: cfg.announced_ip,
-                pin_core: cfg.pin.then_some(i % cores),
-                backend: cfg.backend.into(),
-                io: IoOptions {
-                    gso: cfg.gso,
-                    send_budget: cfg.send_budget,
-                    recv_buffer_bytes: cfg.recv_buffer,
-                    send_buffer_bytes: cfg.send_buffer,
-                    ..IoOptions::default()
-                },
-                engine: cfg.engine_config(i as u8),
-                tap: tap.clone(),
-            };
-            shards.push(shard::spawn(spec, ev_tx.clone())?);
-        }
-        let subscribers: Arc<Mutex<Vec<mpsc::Sender<RouterEvent>>>> = Arc::default();
-        let subs = subscribers.clone();
-        std::thread::Builder::new().name("router-events".into()).spawn(move || {
-            for (shard, event) in ev_rx {
-                debug!(shard, ?event, "event");
-                let event = RouterEvent { shard, event };
-                // A poisoned lock means a subscriber thread panicked; keep serving the rest.
-                let mut subs = subs.lock().unwrap_or_else(|p| p.into_inner());
-                subs.retain(|s| s.send(event.clone()).is_ok());
-            }
-        })?;
-        Ok(Router { shards, next_shard: AtomicUsize::new(0), subscribers })
-    }
-
-    /// The shards' socket addresses, in shard order.
-    pub fn shard_addrs(&self) -> Vec<std::net::SocketAddr> {
-        self.shards.iter().map(|s| s.addr).collect()
-    }
-
-    pub fn shard_backends(&self) -> Vec<crate::io::BackendKind> {
-        self.shards.iter().map(|s| s.backend).collect()
-    }
-
-    /// Runs one command on the shard it belongs to.
-    pub fn call(&self, cmd: Command) -> Reply {
-        let index = match cmd.shard() {
-            Some(i) => i as usize,
-            None => self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len(),
-        };
-        if let Command::Consume { transport, params } = &cmd
-            && transport.0 >> 24 != params.producer.0 >> 24
-        {
-            return Err(ApiError::InvalidParams(format!(
-                "producer {} and transport {} are on different shards; place a room's transports on one shard",
-                params.producer, transport
-            )));
-        }
-        let Some(shard) = self.shards.get(index) else {
-            // An id whose shard byte names no shard of this router (a stale id from a run with
-            // more shards, or a made-up one) is an unknown object to signaling, exactly like a
-            // stale id on a real shard; only an explicit `shard` parameter is a bad parameter.
-            return Err(unknown_object(&cmd).unwrap_or_else(|| ApiError::InvalidParams(format!("no shard {index}"))));
-        };
-        shard.call(cmd)
-    }
-
-    /// Every shard's counters with its shell's figures (I/O, latency histogram, CPU time), for
-    /// the control channel's `metrics` request: `{"drop_reasons": [...], "shards": [{"shard",
-    /// "addr", "backend", "counters": {...}}]}`. docs/router.md lists the fields.
-    pub fn metrics(&self) -> Result<Value, ApiError> {
-        let mut shards = Vec::with_capacity(self.shards.len());
-        for s in &self.shards {
-            let counters = s.call(Command::Counters { shard: Some(s.index) })?;
-            shards.push(json!({
-                "shard": s.index,
-                "addr": s.addr.to_string(),
-                "backend": s.backend.name(),
-                "counters": counters,
-            }));
-        }
-        Ok(json!({ "drop_reasons": crate::metrics::DROP_REASONS, "shards": shards }))
-    }
-
-    /// Registers a listener for every shard event.
-    pub fn subscribe(&self) -> mpsc::Receiver<RouterEvent> {
-        let (tx, rx) = mpsc::channel();
-        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
-        rx
-    }
-
-    /// Stops every shard.
-    pub fn shutdown(&mut self) {
-        for s in &mut self.shards {
-            s.shutdown();
-        }
-    }
-}
-
-/// The "unknown ..." error for the object an id-carrying command names; `None` for commands
-/// that pick their shard with an explicit parameter.
-fn unknown_object(cmd: &Command) -> Option<ApiError> {
-    Some(match *cmd {
-        Command::ConnectTransport { transport, .. }
-        | Command::Produce { transport, .. }
-        | Command::Consume { transport, .. }
-        | Command::CloseTransport { transport }
-        | Command::SetTransportMaxBitrate { transport, .. }
-        | Command::OpenDataChannel { transport, .. }
-        | Command::SendData { transport, .. } => ApiError::UnknownTransport(transport),
-        Command::PauseProducer { producer, .. }
-        | Command::CloseProducer { producer }
-        | Command::SetProducerPriority { producer, .. }
-        | Command::ProducerStats { producer }
-        | Command::StartTap { producer, .. }
-        | Command::StopTap { producer } => ApiError::UnknownProducer(producer),
-        Command::PauseConsumer { consumer, .. }
-        | Command::CloseConsumer { consumer }
-        | Command::SetPreferredLayer { consumer, .. }
-        | Command::ConsumerLayers { consumer }
-        | Command::ConsumerStats { consumer } => ApiError::UnknownConsumer(consumer),
-        Command::CreateTransport { .. } | Command::Counters { .. } => return None,
-    })
-}
 
 /// Serves the control channel on a Unix socket until the process ends.
 pub fn serve(router: Arc<Router>, path: &Path) -> std::io::Result<()> {
@@ -249,7 +100,7 @@ fn handle_connection(router: &Router, stream: UnixStream) -> std::io::Result<()>
             }
         };
         if let Some(reply) = reply {
-            let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+            let mut w = writer.lock_unpoisoned();
             w.write_all(reply.as_bytes())?;
             w.write_all(b"\n")?;
         }
@@ -316,7 +167,7 @@ fn handle_line(router: &Router, line: &str, writer: &Arc<Mutex<UnixStream>>) -> 
                         continue;
                     }
                 };
-                let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+                let mut w = writer.lock_unpoisoned();
                 if w.write_all(line.as_bytes()).and_then(|_| w.write_all(b"\n")).is_err() {
                     return;
                 }
@@ -340,10 +191,11 @@ fn handle_line(router: &Router, line: &str, writer: &Arc<Mutex<UnixStream>>) -> 
         Ok(c) => c,
         Err(e) => return error_reply(id, "bad_request", &e.to_string()),
     };
-    Some(match router.call(cmd) {
-        Ok(result) => json!({ "id": id, "result": result }).to_string(),
-        Err(e) => return error_reply(id, e.code(), &e.to_string()),
-    })
+    // The payload alone, as JSON: the reply shapes the socket's clients have always read.
+    match router.call(cmd).and_then(|r| r.into_plain_json().map_err(json_error)) {
+        Ok(result) => Some(json!({ "id": id, "result": result }).to_string()),
+        Err(e) => error_reply(id, e.code(), &e.to_string()),
+    }
 }
 
 fn error_reply(id: Value, code: &str, message: &str) -> Option<String> {
