@@ -16,6 +16,13 @@
 //! A [`Store`] is one connection: `Send`, not `Sync`. Share it behind a `Mutex`, or open one
 //! per thread.
 //!
+//! Each kind of row lives in one module with its model and its queries: `workspace.rs`
+//! (workspaces and their credentials), [`template`], `room.rs`, [`codes`], [`session`],
+//! [`recording`] and [`outbox`]. `migrations.rs` is the one home of the schema (the SQLite and
+//! PostgreSQL migration lists side by side, with a test that they agree); `page.rs` holds the one
+//! paged query every list call goes through. The models are re-exported here ([`Workspace`],
+//! [`Room`], [`Template`], [`Page`], [`Listing`], ...).
+//!
 //! ```
 //! # let dir = std::env::temp_dir().join(format!("store-doc-{}", std::process::id()));
 //! # std::fs::create_dir_all(&dir).unwrap();

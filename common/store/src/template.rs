@@ -71,7 +71,7 @@ pub(crate) fn empty_array() -> Value {
     json!([])
 }
 
-/// A template: the roles a room's peers may have, plus the room settings (see [`template`]).
+/// A template: the roles a room's peers may have, plus the room settings (see the module guide).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Template {
     pub id: String,
