@@ -5,7 +5,8 @@
 //! Writing never blocks: a full ring (a slow or dead recorder) refuses the record and the
 //! engine counts it in `tap_dropped`; forwarding to subscribers is unaffected.
 
-use router_engine::tap::{TapRecord, TapSink};
+use router_engine::tap::TapSink;
+use schema::tap::TapRecord;
 use shm_queue::{Producer, Segment};
 
 /// Tap sink over one shared-memory ring.

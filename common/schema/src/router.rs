@@ -7,6 +7,11 @@
 //! boundary, and the bodies of the router's JSON-lines control socket
 //! (`{"method": "...", "params": {...}}`) today.
 //!
+//! A reply's success is a [`RouterResponse`], one variant per result shape. Adding a command
+//! touches this file (its variant, [`RouterCommand::target`], [`RouterCommand::method`], and a
+//! response variant if its result has a new shape) and the shard that runs it; the router's
+//! routing, its control socket and signaling's link follow from the types.
+//!
 //! ```
 //! use schema::ids::TransportId;
 //! use schema::router::RouterCommand;
