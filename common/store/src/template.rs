@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::db::{Row, Val, vals};
+use crate::db::{Row, vals};
 use crate::ids::new_id;
 use crate::page::{self, Listing, Page, PageQuery};
 use crate::role::Role;
@@ -87,8 +87,8 @@ pub struct Template {
 impl Store {
     /// The template `template_id`, with its roles.
     pub fn template(&self, template_id: &str) -> Result<Option<Template>, StoreError> {
-        let mut t = self.templates_where("id = ?1", &vals![template_id], 1)?;
-        Ok(t.pop())
+        let sql = format!("SELECT {TEMPLATE_COLS} FROM templates WHERE id = ?1");
+        self.conn.query_opt(&sql, &vals![template_id])?.as_ref().map(template_row).transpose()
     }
 
     /// The template `template_id` if it belongs to `workspace_id` (another workspace's template
@@ -110,11 +110,6 @@ impl Store {
             last: |t| &t.id,
         };
         page::query(&self.conn, q, page)
-    }
-
-    fn templates_where(&self, filter: &str, args: &[Val], limit: u32) -> Result<Vec<Template>, StoreError> {
-        let sql = format!("SELECT {TEMPLATE_COLS} FROM templates WHERE {filter} ORDER BY rowid LIMIT {limit}");
-        self.conn.query(&sql, args)?.iter().map(template_row).collect()
     }
 
     /// Saves a checked template: `id: None` creates one, or overwrites the workspace's template of

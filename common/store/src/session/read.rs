@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::db::{Row, Val, vals};
+use crate::db::{Row, vals};
 use crate::page::{self, Listing, Page, PageQuery};
 use crate::{Store, StoreError};
 
@@ -47,8 +47,10 @@ pub struct SessionFilter {
 impl Store {
     /// The session `id` of `workspace_id`, with all its peers.
     pub fn session(&self, workspace_id: &str, id: &str) -> Result<Option<Session>, StoreError> {
-        let mut s = self.sessions_where("workspace_id = ?1 AND id = ?2", &vals![workspace_id, id], 1)?;
-        Ok(s.pop())
+        let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE workspace_id = ?1 AND id = ?2");
+        let mut found = self.conn.query_opt(&sql, &vals![workspace_id, id])?.as_ref().map(session_row).transpose()?;
+        self.add_peers(found.as_mut_slice())?;
+        Ok(found)
     }
 
     /// A page of a workspace's sessions, oldest first.
@@ -74,13 +76,6 @@ impl Store {
         let mut listing = page::query(&self.conn, q, page)?;
         self.add_peers(&mut listing.data)?;
         Ok(listing)
-    }
-
-    fn sessions_where(&self, filter: &str, args: &[Val], limit: u32) -> Result<Vec<Session>, StoreError> {
-        let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE {filter} ORDER BY rowid LIMIT {limit}");
-        let mut sessions = self.conn.query(&sql, args)?.iter().map(session_row).collect::<Result<Vec<_>, _>>()?;
-        self.add_peers(&mut sessions)?;
-        Ok(sessions)
     }
 
     /// Fills in each session's peers.
