@@ -259,6 +259,14 @@ fn event_transport(event: &Event) -> Option<TransportId> {
         | Event::TransportClosed { transport, .. }
         | Event::DataChannelOpened { transport, .. }
         | Event::DataChannelMessage { transport, .. } => Some(*transport),
-        _ => None,
+        // Consumers and producers: only their room knows them (see `route_events`).
+        Event::ConsumerLayersChanged { .. }
+        | Event::LayersNeeded { .. }
+        | Event::AudioLevels { .. }
+        | Event::ProducerFirstPacket { .. }
+        | Event::KeyframeSeen { .. }
+        | Event::ProducerClosed { .. }
+        | Event::ConsumerClosed { .. }
+        | Event::Stats { .. } => None,
     }
 }

@@ -3,7 +3,7 @@
 //! Clients speak the 100ms client protocol (an `/init` endpoint, then JSON-RPC over a
 //! WebSocket); signaling authenticates them, runs each peer's join / offer / answer / trickle /
 //! leave flow, and drives the router through its direct API (`schema::api`). It never
-//! touches media. This crate holds, for now, the part of that work that is pure text: SDP.
+//! touches media.
 //!
 //! # Data flow
 //!
@@ -20,8 +20,19 @@
 //!              client answer ─► sdp::read_subscribe_answer ─► ConnectParams ─► connect_transport
 //! ```
 //!
-//! Everything here is sans-IO: strings in, strings and router parameters out, typed errors for
-//! bad input ([`sdp::SdpError`]); the process, the WebSocket and the JSON-RPC come later.
+//! The SDP part ([`sdp`]) is sans-IO: strings in, strings and router parameters out, typed
+//! errors for bad input ([`sdp::SdpError`]).
+//!
+//! # Modules
+//!
+//! - [`server`]: HTTPS `/init` and the WebSocket; [`rpc`]: JSON-RPC framing and codes.
+//! - [`hub`]: the rooms of the process and the routing of router events to them.
+//! - [`room`]: one actor per room, running the client flows; it reaches the world only through
+//!   its [`room::RoomEnv`] (the router as a [`router_api::RouterApi`], the event sink, the
+//!   store, a [`hub::HubHandle`]), so its flows run in unit tests against a fake router.
+//! - [`router_link`]: the shared-memory link to the router; [`router_api`]: the trait rooms use.
+//! - [`events`], [`store_sink`]: what happens in rooms, and its record in the store.
+//! - [`admin`]: the control daemon's socket; [`protocol`]: the SDK's JSON shapes.
 //!
 //! # Example
 //!

@@ -4,13 +4,58 @@
 
 use std::time::SystemTime;
 
+use schema::ids::TransportId;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::peer::{Peer, Published};
-use super::{AdminError, AdminOp, MAX_DATA, MAX_NAME, Room};
+use super::{MAX_DATA, MAX_NAME, Refusal, Room};
 use crate::events::{EventTrack, LeaveReason, RoomEvent};
 use crate::rpc;
+
+/// What the control daemon may do to a room (the admin socket's ops, `admin.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdminOp {
+    /// The room's session and peers.
+    ActiveRoom,
+    /// Rename, change the metadata of, or force a role change on a peer.
+    UpdatePeer { peer_id: String, name: Option<String>, role: Option<String>, metadata: Option<String> },
+    /// A message from the server (`on-broadcast` with no sender): to everyone, one peer, or a role.
+    SendMessage { message: String, kind: String, peer_id: Option<String>, role: Option<String> },
+    /// Removes one peer, or every peer of a role ("peer kicked").
+    RemovePeers { peer_id: Option<String>, role: Option<String>, reason: String },
+    /// Ends the session; `lock` also disables the room.
+    EndRoom { reason: String, lock: bool },
+    /// Taps every track (and every track published later) for a recording (`room/recording.rs`).
+    StartRecording { recording_id: String, tap: u32 },
+    /// Ends the taps of a recording (`None`: whichever runs).
+    StopRecording { recording_id: Option<String> },
+    /// The recorder waits for a keyframe of a tapped track: the router asks its publisher.
+    RequestKeyframe { recording_id: String, track_id: String },
+}
+
+/// An admin operation refused: an HTTP-like status (400, 404, 409) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl AdminError {
+    pub fn new(status: u16, message: impl Into<String>) -> AdminError {
+        AdminError { status, message: message.into() }
+    }
+}
+
+impl From<Refusal> for AdminError {
+    fn from(r: Refusal) -> AdminError {
+        let status = match r.code {
+            400..=499 => r.code as u16,
+            _ => 400,
+        };
+        AdminError { status, message: r.message }
+    }
+}
 
 impl Room {
     pub(super) async fn admin(&mut self, op: AdminOp) -> Result<Value, AdminError> {
@@ -199,4 +244,20 @@ impl Room {
     }
 
     // ---- Permissioned requests -------------------------------------------------------
+
+    /// Closes a peer's transports and forgets its tracks, without telling anyone (a repeated
+    /// join starts over).
+    pub(super) async fn drop_media(&mut self, peer_id: &str) {
+        let Some(peer) = self.peers.get_mut(peer_id) else { return };
+        let transports: Vec<TransportId> = peer
+            .publish
+            .take()
+            .map(|p| p.transport.id)
+            .into_iter()
+            .chain(peer.subscribe.take().map(|s| s.transport.id))
+            .collect();
+        for t in transports {
+            self.close_transport(t).await;
+        }
+    }
 }

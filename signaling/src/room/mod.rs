@@ -45,20 +45,18 @@
 //! (offers and answers), `permissions.rs` (role checks and role changes), `admin.rs` (the
 //! control daemon's ops and removals), `media_events.rs` (router events), `snapshot.rs`
 //! (surviving a restart), `recording.rs` (taps for the recorder). A room reaches the world
-//! only through its [`RoomEnv`]: the router ([`RouterApi`]), the event sink, the store and a
-//! [`HubHandle`].
+//! only through its [`RoomEnv`]: the router ([`crate::router_api::RouterApi`]), the event sink,
+//! the store and a [`crate::hub::HubHandle`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
-use util::LockExt;
 
 mod admin;
+mod env;
 mod media_events;
 mod negotiate;
 mod peer;
@@ -72,10 +70,10 @@ mod tests;
 use schema::api::Event;
 use store::{Role, Template};
 
+pub use self::admin::{AdminError, AdminOp};
+pub use self::env::RoomEnv;
 use self::peer::Peer;
-use crate::events::{EventRoom, EventSink, LeaveReason, RoomEvent};
-use crate::hub::HubHandle;
-use crate::router_api::RouterApi;
+use crate::events::{EventRoom, LeaveReason, RoomEvent};
 use crate::rpc::{Incoming, code};
 
 /// How long a peer whose socket closed (without `leave`) keeps its place: the SDK retries for
@@ -104,50 +102,6 @@ pub enum RoomMsg {
     Admin { op: AdminOp, reply: oneshot::Sender<Result<Value, AdminError>> },
 }
 
-/// What the control daemon may do to a room (the admin socket's ops, `admin.rs`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum AdminOp {
-    /// The room's session and peers.
-    ActiveRoom,
-    /// Rename, change the metadata of, or force a role change on a peer.
-    UpdatePeer { peer_id: String, name: Option<String>, role: Option<String>, metadata: Option<String> },
-    /// A message from the server (`on-broadcast` with no sender): to everyone, one peer, or a role.
-    SendMessage { message: String, kind: String, peer_id: Option<String>, role: Option<String> },
-    /// Removes one peer, or every peer of a role ("peer kicked").
-    RemovePeers { peer_id: Option<String>, role: Option<String>, reason: String },
-    /// Ends the session; `lock` also disables the room.
-    EndRoom { reason: String, lock: bool },
-    /// Taps every track (and every track published later) for a recording (`room/recording.rs`).
-    StartRecording { recording_id: String, tap: u32 },
-    /// Ends the taps of a recording (`None`: whichever runs).
-    StopRecording { recording_id: Option<String> },
-    /// The recorder waits for a keyframe of a tapped track: the router asks its publisher.
-    RequestKeyframe { recording_id: String, track_id: String },
-}
-
-/// An admin operation refused: an HTTP-like status (400, 404, 409) and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdminError {
-    pub status: u16,
-    pub message: String,
-}
-
-impl AdminError {
-    pub fn new(status: u16, message: impl Into<String>) -> AdminError {
-        AdminError { status, message: message.into() }
-    }
-}
-
-impl From<Refusal> for AdminError {
-    fn from(r: Refusal) -> AdminError {
-        let status = match r.code {
-            400..=499 => r.code as u16,
-            _ => 400,
-        };
-        AdminError { status, message: r.message }
-    }
-}
-
 /// What goes out on a peer's socket.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
@@ -166,7 +120,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    pub(crate) fn new(code: i64, message: impl Into<String>) -> Refusal {
+    fn new(code: i64, message: impl Into<String>) -> Refusal {
         Refusal { code, message: message.into() }
     }
 }
@@ -176,50 +130,6 @@ impl From<crate::router_link::CallError> for Refusal {
         // The router refusing or not answering is the server's fault, not the client's; a
         // 5xx makes the SDK retry, which is right for a transient failure.
         Refusal::new(code::INTERNAL, e.to_string())
-    }
-}
-
-/// Everything outside itself a room uses, built by the hub when it starts the room (and by
-/// tests, with an in-memory router).
-#[derive(Clone)]
-pub struct RoomEnv {
-    pub router: Arc<dyn RouterApi>,
-    /// Where the room reports what happens in it (`events.rs`).
-    pub events: Arc<dyn EventSink>,
-    /// The platform database: the room's session cap, and locking on `end-room {lock: true}`;
-    /// `None`: `max_session` for every room, and locking is logged and skipped.
-    pub store: Option<Arc<Mutex<store::Store>>>,
-    /// The longest a session may last (`--max-session-secs`).
-    pub max_session: Duration,
-    /// Where the room keeps its snapshot (`snapshot.rs`); `None` keeps nothing.
-    pub state_dir: Option<PathBuf>,
-    pub hub: HubHandle,
-}
-
-impl std::fmt::Debug for RoomEnv {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoomEnv")
-            .field("max_session", &self.max_session)
-            .field("state_dir", &self.state_dir)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RoomEnv {
-    /// How long a session of `room_id` may last from its first join; the room ends it then:
-    /// the room's `max_duration_seconds` (12 h when unset), at most `max_session`.
-    pub fn session_cap(&self, room_id: &str) -> Duration {
-        let room_cap = self.store.as_ref().and_then(|s| {
-            let s = s.lock_unpoisoned();
-            s.room(room_id).ok().flatten().map(|r| r.session_cap())
-        });
-        room_cap.map_or(self.max_session, |c| c.min(self.max_session))
-    }
-
-    /// Disables a room in the database (`end-room {lock: true}`): new joins are refused.
-    pub fn lock_room(&self, room_id: &str) -> Result<(), String> {
-        let Some(store) = &self.store else { return Err("no database to lock the room in".into()) };
-        store.lock_unpoisoned().set_room_enabled(room_id, false).map_err(|e| e.to_string())
     }
 }
 

@@ -452,22 +452,6 @@ impl Room {
             self.renegotiate(peer_id).await;
         }
     }
-
-    /// Closes a peer's transports and forgets its tracks, without telling anyone (a repeated
-    /// join starts over).
-    pub(super) async fn drop_media(&mut self, peer_id: &str) {
-        let Some(peer) = self.peers.get_mut(peer_id) else { return };
-        let transports: Vec<TransportId> = peer
-            .publish
-            .take()
-            .map(|p| p.transport.id)
-            .into_iter()
-            .chain(peer.subscribe.take().map(|s| s.transport.id))
-            .collect();
-        for t in transports {
-            self.close_transport(t).await;
-        }
-    }
 }
 
 /// The video codecs a role's peers are answered with, in order: the role's

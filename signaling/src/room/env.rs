@@ -1,0 +1,55 @@
+//! A room's environment: everything outside itself it uses, owned by the room.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use util::LockExt;
+
+use crate::events::EventSink;
+use crate::hub::HubHandle;
+use crate::router_api::RouterApi;
+
+/// Everything outside itself a room uses, built by the hub when it starts the room (and by
+/// tests, with an in-memory router).
+#[derive(Clone)]
+pub struct RoomEnv {
+    pub router: Arc<dyn RouterApi>,
+    /// Where the room reports what happens in it (`events.rs`).
+    pub events: Arc<dyn EventSink>,
+    /// The platform database: the room's session cap, and locking on `end-room {lock: true}`;
+    /// `None`: `max_session` for every room, and locking is logged and skipped.
+    pub store: Option<Arc<Mutex<store::Store>>>,
+    /// The longest a session may last (`--max-session-secs`).
+    pub max_session: Duration,
+    /// Where the room keeps its snapshot (`snapshot.rs`); `None` keeps nothing.
+    pub state_dir: Option<PathBuf>,
+    pub hub: HubHandle,
+}
+
+impl std::fmt::Debug for RoomEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomEnv")
+            .field("max_session", &self.max_session)
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RoomEnv {
+    /// How long a session of `room_id` may last from its first join; the room ends it then:
+    /// the room's `max_duration_seconds` (12 h when unset), at most `max_session`.
+    pub fn session_cap(&self, room_id: &str) -> Duration {
+        let room_cap = self.store.as_ref().and_then(|s| {
+            let s = s.lock_unpoisoned();
+            s.room(room_id).ok().flatten().map(|r| r.session_cap())
+        });
+        room_cap.map_or(self.max_session, |c| c.min(self.max_session))
+    }
+
+    /// Disables a room in the database (`end-room {lock: true}`): new joins are refused.
+    pub fn lock_room(&self, room_id: &str) -> Result<(), String> {
+        let Some(store) = &self.store else { return Err("no database to lock the room in".into()) };
+        store.lock_unpoisoned().set_room_enabled(room_id, false).map_err(|e| e.to_string())
+    }
+}
