@@ -70,3 +70,68 @@ pub(crate) fn query<T>(conn: &Conn, q: PageQuery<T>, page: &Page) -> Result<List
     let data = conn.query(&sql, &args)?.iter().map(row).collect::<Result<Vec<_>, _>>()?;
     Ok(listing(data, page.limit, last))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::RoomFilter;
+    use crate::session::{Activity, PeerRecord};
+    use crate::test_support::backends;
+
+    /// Every id of a list read in pages of `limit`, and the size of each page read.
+    fn walk<T>(
+        limit: u32,
+        mut next: impl FnMut(&Page) -> Listing<T>,
+        id: fn(&T) -> &String,
+    ) -> (Vec<String>, Vec<usize>) {
+        let (mut ids, mut sizes) = (Vec::new(), Vec::new());
+        let mut page = Page::first(limit);
+        loop {
+            let l = next(&page);
+            sizes.push(l.data.len());
+            ids.extend(l.data.iter().map(|t| id(t).clone()));
+            match l.last {
+                Some(last) => page.start = Some(last),
+                None => return (ids, sizes),
+            }
+        }
+    }
+
+    #[test]
+    fn lists_page_in_insertion_order_after_the_last_id_of_the_page_before() {
+        for b in backends("page") {
+            let s = &b.store;
+            let ws = s.ensure_default_workspace().unwrap();
+            let rooms: Vec<String> =
+                (0..5).map(|i| s.upsert_room(&ws.id, &format!("r{i}"), None).unwrap().id).collect();
+            let all = RoomFilter::default();
+            let (ids, sizes) = walk(2, |p| s.rooms(&ws.id, &all, p).unwrap(), |r| &r.id);
+            assert_eq!((ids, sizes), (rooms.clone(), vec![2, 2, 1]), "{}", b.name);
+            // A full page names its last row even when nothing follows: the next page is empty.
+            let (_, sizes) = walk(5, |p| s.rooms(&ws.id, &all, p).unwrap(), |r| &r.id);
+            assert_eq!(sizes, [5, 0]);
+            let unknown = Page { limit: 10, start: Some("nope".into()) };
+            assert!(s.rooms(&ws.id, &all, &unknown).unwrap().data.is_empty(), "{}", b.name);
+
+            // Room codes page by their code, webhook events by the outbox's seq.
+            let codes: Vec<String> = s.create_room_codes(&rooms[0]).unwrap().into_iter().map(|c| c.code).collect();
+            let (ids, sizes) = walk(2, |p| s.room_codes(&rooms[0], None, None, p).unwrap(), |c| &c.code);
+            assert_eq!((ids.len(), sizes), (codes.len(), vec![2, 1]));
+            for (peer, now) in [("p1", SystemTime::now()), ("p2", SystemTime::now())] {
+                let joined = Activity::PeerJoined { peer: PeerRecord::new(peer, "u", "U", "host", now) };
+                s.record_activity(&rooms[0], &joined, now).unwrap();
+            }
+            let events: Vec<String> = s
+                .webhook_events(&ws.id, None, None, &Page::first(100))
+                .unwrap()
+                .data
+                .into_iter()
+                .map(|e| e.id)
+                .collect();
+            let (ids, sizes) = walk(2, |p| s.webhook_events(&ws.id, None, None, p).unwrap(), |e| &e.id);
+            assert_eq!((ids, sizes), (events, vec![2, 1]), "{}", b.name);
+        }
+    }
+}
