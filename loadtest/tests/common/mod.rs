@@ -1,5 +1,11 @@
-//! What the accounting tests share: stamped media through the engine on the simulated network,
-//! and the subscriber's received packets fed to the tool's accounting.
+//! What the loadtest's tests share: stamped media through the engine on the simulated network,
+//! and the subscriber's received packets fed to the tool's accounting (the accounting tests);
+//! the real platform to run the tool against ([`platform`], the process tests).
+
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
+
+pub mod platform;
 
 use std::time::{Duration, Instant};
 
