@@ -16,7 +16,8 @@
 //! in-router latency histogram).
 //!
 //! The accounting is sans-IO (times are arguments), so `tests/` checks it on the simulated
-//! network of the integration tests, where loss and latency are known.
+//! network of the integration tests, where loss and latency are known. The tests that run the
+//! tool as a process start the real platform with `tests/common/platform.rs`.
 //!
 //! ```
 //! let mut t = loadtest::stats::TrackRecv::new(false);
