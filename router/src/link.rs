@@ -82,50 +82,51 @@ pub fn serve_link(router: Arc<Router>, segment: Segment) -> Result<Arc<LinkStats
             let stats = commands_stats;
             let mut out = Vec::new();
             rx.read_loop(|event| {
-                let record = match event {
-                    LinkEvent::Record(record) => record,
-                    LinkEvent::PeerUp => {
-                        info!("signaling connected on the link");
-                        return ControlFlow::<Infallible>::Continue(());
-                    }
-                    LinkEvent::PeerGone { was_up } => {
-                        if was_up {
-                            warn!("signaling left the link; media keeps flowing, waiting for it to come back");
+                match event {
+                    LinkEvent::Record(record) => {
+                        if let Some(reply) = run_command(&router, record, &stats) {
+                            out.clear();
+                            match frame::encode(&Message::RouterReply(reply), &mut out) {
+                                Ok(()) => send_patiently(&tx, &out, &stats),
+                                Err(e) => warn!(error = %e, "reply not encodable; dropped"),
+                            }
                         }
-                        return ControlFlow::Continue(());
                     }
-                    LinkEvent::Corrupt(why) => {
-                        warn!(why, "link ring corrupt; waiting for signaling to re-attach");
-                        return ControlFlow::Continue(());
+                    LinkEvent::PeerUp => info!("signaling connected on the link"),
+                    // Not before it ever came: the router usually starts first.
+                    LinkEvent::PeerGone { was_up: false } => {}
+                    LinkEvent::PeerGone { was_up: true } => {
+                        warn!("signaling left the link; media keeps flowing, waiting for it to come back")
                     }
-                };
-                let reply = match frame::decode(record) {
-                    Ok(Message::RouterCommand(req)) => {
-                        stats.commands.fetch_add(1, Ordering::Relaxed);
-                        debug!(id = req.id, method = req.command.method(), "link command");
-                        RouterReply { id: req.id, result: router.call(req.command) }
-                    }
-                    Ok(other) => {
-                        stats.bad_frames.fetch_add(1, Ordering::Relaxed);
-                        warn!(kind = ?other.kind(), "unexpected message on the router link; ignored");
-                        return ControlFlow::Continue(());
-                    }
-                    Err(e) => {
-                        stats.bad_frames.fetch_add(1, Ordering::Relaxed);
-                        log_bad_frame(&e);
-                        return ControlFlow::Continue(());
-                    }
-                };
-                out.clear();
-                match frame::encode(&Message::RouterReply(reply), &mut out) {
-                    Ok(()) => send_patiently(&tx, &out, &stats),
-                    Err(e) => warn!(error = %e, "reply not encodable; dropped"),
+                    LinkEvent::Corrupt(why) => warn!(why, "link ring corrupt; waiting for signaling to re-attach"),
                 }
-                ControlFlow::Continue(())
+                ControlFlow::<Infallible>::Continue(())
             });
         })
         .map_err(|e| shm_queue::Error::Io { op: "spawn link thread", source: e })?;
     Ok(stats)
+}
+
+/// Runs the command a record carries; its reply, or `None` for a record that is not a
+/// command (counted and logged).
+fn run_command(router: &Router, record: &[u8], stats: &LinkStats) -> Option<RouterReply> {
+    match frame::decode(record) {
+        Ok(Message::RouterCommand(req)) => {
+            stats.commands.fetch_add(1, Ordering::Relaxed);
+            debug!(id = req.id, method = req.command.method(), "link command");
+            Some(RouterReply { id: req.id, result: router.call(req.command) })
+        }
+        Ok(other) => {
+            stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+            warn!(kind = ?other.kind(), "unexpected message on the router link; ignored");
+            None
+        }
+        Err(e) => {
+            stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+            log_bad_frame(&e);
+            None
+        }
+    }
 }
 
 fn log_bad_frame(e: &FrameError) {
