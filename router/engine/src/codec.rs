@@ -25,6 +25,9 @@ use thiserror::Error;
 /// `router_engine::codec::Codec` keeps naming them.
 pub use schema::codec::Codec;
 
+mod frame_size;
+pub use frame_size::{h264_keyframe_size, h264_sps_size, vp8_keyframe_size};
+
 /// Why a payload cannot be read or rewritten.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
 pub enum CodecError {

@@ -47,6 +47,7 @@ mod engine;
 pub mod ice;
 pub mod ids;
 pub mod liveness;
+pub mod meters;
 pub mod nack;
 pub mod rtcp;
 pub mod rtp;

@@ -17,9 +17,10 @@ use crate::dtls::{DtlsState, Fingerprint};
 use crate::ice::{IceCredentials, IceLite};
 use crate::ids::FastMap;
 use crate::liveness::{self, UnservedTime};
+use crate::meters::AudioLevelMeter;
 use crate::rtx_cache::ResendThrottle;
 use crate::sctp::SctpTransport;
-use crate::simulcast::{AudioLevelMeter, LayerState, MAX_LAYERS};
+use crate::simulcast::{LayerState, MAX_LAYERS};
 use crate::twcc::TwccReceiver;
 use crate::uplink::UplinkCap;
 

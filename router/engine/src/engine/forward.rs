@@ -12,7 +12,6 @@ use super::objects::{Consumer, Transport};
 use super::{Engine, Transmit};
 use crate::codec::{self, Vp8Descriptor};
 use crate::rtp;
-use crate::simulcast;
 
 /// RTP padding carries at most 255 bytes (the count is one byte).
 const PADDING_PACKET: usize = 255;
@@ -49,8 +48,8 @@ impl Engine {
         if keyframe && header_starts_frame(codec, payload) {
             p.stats.keyframes += 1;
             let size = match (&vp8, codec) {
-                (Some(d), _) => payload.get(d.header_len..).and_then(simulcast::vp8_keyframe_size),
-                (None, Codec::H264) => simulcast::h264_keyframe_size(payload),
+                (Some(d), _) => payload.get(d.header_len..).and_then(codec::vp8_keyframe_size),
+                (None, Codec::H264) => codec::h264_keyframe_size(payload),
                 _ => None,
             };
             if size.is_some() {
