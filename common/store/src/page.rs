@@ -56,12 +56,12 @@ pub(crate) struct PageQuery<T> {
 }
 
 /// One page of `q`. The cursor is the placeholder after the filters' own; an unknown `start`
-/// matches no row, so the page is empty, as each list call's own query had it.
+/// matches no row, so its page is empty.
 pub(crate) fn query<T>(conn: &Conn, q: PageQuery<T>, page: &Page) -> Result<Listing<T>, StoreError> {
     let PageQuery { table, cols, key, id, filters, mut args, row, last } = q;
     let cursor = args.len() + 1;
     let sql = format!(
-        "SELECT {cols} FROM {table} WHERE {filters}
+        "SELECT {cols} FROM {table} WHERE ({filters})
            AND (CAST(?{cursor} AS TEXT) IS NULL OR {key} > (SELECT {key} FROM {table} WHERE {id} = ?{cursor}))
          ORDER BY {key} LIMIT {limit}",
         limit = page.limit
