@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use schema::frame::{self, FrameError};
 use util::LockExt;
 
-use crate::handle::{Router, json_error};
+use crate::handle::Router;
 use crate::shard::Command;
 
 /// Longest request line accepted on the control channel.
@@ -191,8 +191,7 @@ fn handle_line(router: &Router, line: &str, writer: &Arc<Mutex<UnixStream>>) -> 
         Ok(c) => c,
         Err(e) => return error_reply(id, "bad_request", &e.to_string()),
     };
-    // The payload alone, as JSON: the reply shapes the socket's clients have always read.
-    match router.call(cmd).and_then(|r| r.into_plain_json().map_err(json_error)) {
+    match router.call(cmd) {
         Ok(result) => Some(json!({ "id": id, "result": result }).to_string()),
         Err(e) => error_reply(id, e.code(), &e.to_string()),
     }

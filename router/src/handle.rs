@@ -80,8 +80,15 @@ impl Router {
         self.shards.iter().map(|s| s.backend).collect()
     }
 
-    /// Runs one command on the shard it belongs to.
-    pub fn call(&self, cmd: Command) -> Reply {
+    /// Runs one command and answers its result as the control socket writes it: the payload
+    /// alone, as JSON (`null` for a command without one). For JSON clients and tests; code that
+    /// wants the typed result calls [`Router::request`].
+    pub fn call(&self, cmd: Command) -> Result<Value, ApiError> {
+        self.request(cmd)?.into_plain_json().map_err(json_error)
+    }
+
+    /// Runs one command on the shard it belongs to; its typed result.
+    pub fn request(&self, cmd: Command) -> Reply {
         let index = match cmd.shard() {
             Some(i) => i as usize,
             None => self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len(),
@@ -137,6 +144,6 @@ impl Router {
 
 /// A reply that would not render as JSON: it cannot happen (every payload is plain data with
 /// string keys), but the control channel answers an error rather than panic.
-pub(crate) fn json_error(e: serde_json::Error) -> ApiError {
+fn json_error(e: serde_json::Error) -> ApiError {
     ApiError::InvalidParams(format!("reply not serializable: {e}"))
 }

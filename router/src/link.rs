@@ -114,7 +114,7 @@ fn run_command(router: &Router, record: &[u8], stats: &LinkStats) -> Option<Rout
         Ok(Message::RouterCommand(req)) => {
             stats.commands.fetch_add(1, Ordering::Relaxed);
             debug!(id = req.id, method = req.command.method(), "link command");
-            Some(RouterReply { id: req.id, result: router.call(req.command) })
+            Some(RouterReply { id: req.id, result: router.request(req.command) })
         }
         Ok(other) => {
             stats.bad_frames.fetch_add(1, Ordering::Relaxed);
