@@ -7,9 +7,10 @@
 //!   feedback packet (RTCP RTPFB FMT=15) comes out of [`TwccReceiver::poll_feedback`] every
 //!   interval (50 ms by default) or at once when more packets are waiting than one packet holds.
 //!   [`TwccReceiver::poll_timeout`] says when to poll next. Time is always an argument.
-//! - [`TwccFeedback`], a zero-copy view of a received feedback packet, whose
-//!   [`TwccFeedback::packets`] iterator yields `(sequence number, Some(delta µs) | None if lost)`
-//!   for the sender's bandwidth estimate. [`crate::rtcp::packets`] produces it.
+//! - [`TwccFeedback`](crate::rtcp::TwccFeedback), a zero-copy view of a received feedback packet, whose
+//!   [`TwccFeedback::packets`](crate::rtcp::TwccFeedback::packets) iterator yields `(sequence number, Some(delta µs) | None if lost)`
+//!   for the sender's bandwidth estimate. [`crate::rtcp::packets`] produces it; the wire format
+//!   (parse and write) lives in `crate::rtcp`, this module keeps the receiver's state.
 //!
 //! Arrival deltas are in 250 µs ticks, each relative to the previous received packet, the first
 //! relative to the reference time (64 ms units). Ticks are counted from the first arrival so
@@ -17,7 +18,8 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use router_engine::twcc::{TwccFeedback, TwccReceiver};
+//! use router_engine::rtcp::TwccFeedback;
+//! use router_engine::twcc::TwccReceiver;
 //! let t0 = Instant::now();
 //! let mut rx = TwccReceiver::new();
 //! rx.record(10, t0);
@@ -32,193 +34,14 @@
 
 use std::time::{Duration, Instant};
 
-use thiserror::Error;
+use crate::rtcp::twcc::{FIXED_LEN, FeedbackHeader, ReportedPacket, TICK_US, TICKS_PER_REFERENCE, write_feedback};
 
 /// How often feedback is sent while packets arrive.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(50);
-/// Receive delta unit.
-pub const TICK_US: i64 = 250;
-/// Reference time unit (64 ms) in ticks.
-const TICKS_PER_REFERENCE: i64 = 256;
 /// Arrivals kept between feedbacks; reserved once, so recording never allocates.
 const MAX_PENDING: usize = 4096;
 /// Send at once instead of waiting for the interval when this many arrivals wait.
 const FORCE_FEEDBACK_AT: usize = 512;
-/// Header (4) + SSRCs (8) + base/count (4) + reference/fb count (4).
-const FIXED_LEN: usize = 20;
-
-/// Why a transport-cc feedback packet is malformed.
-#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
-pub enum TwccError {
-    #[error("feedback of {0} bytes is shorter than its 16-byte fixed part")]
-    TooShort(usize),
-    #[error("packet status chunks end before the packet status count is covered")]
-    ChunksTruncated,
-    #[error("receive deltas run past the end of the packet")]
-    DeltasTruncated,
-    #[error("reserved packet status symbol 3")]
-    ReservedSymbol,
-}
-
-/// Decodes one 16-bit status chunk: `(symbols it holds, symbol at index i)`.
-fn chunk_len(chunk: u16) -> usize {
-    if chunk & 0x8000 == 0 {
-        (chunk & 0x1fff) as usize
-    } else if chunk & 0x4000 == 0 {
-        14
-    } else {
-        7
-    }
-}
-
-fn chunk_symbol(chunk: u16, i: usize) -> u8 {
-    if chunk & 0x8000 == 0 {
-        ((chunk >> 13) & 0x3) as u8
-    } else if chunk & 0x4000 == 0 {
-        ((chunk >> (13 - i)) & 0x1) as u8
-    } else {
-        ((chunk >> (12 - 2 * i)) & 0x3) as u8
-    }
-}
-
-/// Zero-copy view of a transport-cc feedback packet, validated at parse time so iterating
-/// cannot fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TwccFeedback<'a> {
-    pub sender_ssrc: u32,
-    pub media_ssrc: u32,
-    pub base_seq: u16,
-    pub status_count: u16,
-    /// 24-bit reference time in 64 ms units (wraps).
-    pub reference_time: u32,
-    pub fb_count: u8,
-    chunks: &'a [u8],
-    deltas: &'a [u8],
-}
-
-impl<'a> TwccFeedback<'a> {
-    /// Parses the body after the 4-byte RTCP common header (sender SSRC onwards), with RTCP
-    /// padding already removed.
-    pub fn parse(body: &'a [u8]) -> Result<Self, TwccError> {
-        if body.len() < 16 {
-            return Err(TwccError::TooShort(body.len()));
-        }
-        let be16 = |at: usize| u16::from_be_bytes([body[at], body[at + 1]]);
-        let be32 = |at: usize| u32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
-        let status_count = be16(10);
-        let mut remaining = status_count as usize;
-        let mut pos = 16;
-        let mut delta_bytes = 0usize;
-        while remaining > 0 {
-            let Some(c) = body.get(pos..pos + 2) else {
-                return Err(TwccError::ChunksTruncated);
-            };
-            let chunk = u16::from_be_bytes([c[0], c[1]]);
-            pos += 2;
-            let n = chunk_len(chunk).min(remaining);
-            if chunk & 0x8000 == 0 {
-                // One symbol repeated: count its deltas without walking the run.
-                delta_bytes += n * symbol_delta_len(chunk_symbol(chunk, 0))?;
-            } else {
-                for i in 0..n {
-                    delta_bytes += symbol_delta_len(chunk_symbol(chunk, i))?;
-                }
-            }
-            remaining -= n;
-        }
-        let chunks = &body[16..pos];
-        let deltas = body.get(pos..pos + delta_bytes).ok_or(TwccError::DeltasTruncated)?;
-        Ok(TwccFeedback {
-            sender_ssrc: be32(0),
-            media_ssrc: be32(4),
-            base_seq: be16(8),
-            status_count,
-            reference_time: be32(12) >> 8,
-            fb_count: body[15],
-            chunks,
-            deltas,
-        })
-    }
-
-    /// Reference time in microseconds (not wrapped: callers compare consecutive feedbacks).
-    pub fn reference_time_us(&self) -> i64 {
-        i64::from(self.reference_time) * TICKS_PER_REFERENCE * TICK_US
-    }
-
-    /// Every reported packet in order: `(seq, Some(receive delta in µs))` if received,
-    /// `(seq, None)` if reported lost. The first delta is relative to the reference time.
-    pub fn packets(&self) -> TwccPackets<'a> {
-        TwccPackets {
-            chunks: self.chunks,
-            deltas: self.deltas,
-            chunk_pos: 0,
-            in_chunk: 0,
-            delta_pos: 0,
-            seq: self.base_seq,
-            remaining: self.status_count,
-        }
-    }
-}
-
-fn symbol_delta_len(symbol: u8) -> Result<usize, TwccError> {
-    match symbol {
-        0 => Ok(0),
-        1 => Ok(1),
-        2 => Ok(2),
-        _ => Err(TwccError::ReservedSymbol),
-    }
-}
-
-/// Iterator of [`TwccFeedback::packets`].
-#[derive(Debug, Clone)]
-pub struct TwccPackets<'a> {
-    chunks: &'a [u8],
-    deltas: &'a [u8],
-    chunk_pos: usize,
-    in_chunk: usize,
-    delta_pos: usize,
-    seq: u16,
-    remaining: u16,
-}
-
-impl Iterator for TwccPackets<'_> {
-    type Item = (u16, Option<i64>);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.remaining == 0 {
-            return None;
-        }
-        loop {
-            let c = self.chunks.get(self.chunk_pos..self.chunk_pos + 2)?;
-            let chunk = u16::from_be_bytes([c[0], c[1]]);
-            if self.in_chunk >= chunk_len(chunk) {
-                // Also skips run-length chunks of length 0.
-                self.chunk_pos += 2;
-                self.in_chunk = 0;
-                continue;
-            }
-            let symbol = chunk_symbol(chunk, self.in_chunk);
-            self.in_chunk += 1;
-            let delta = match symbol {
-                1 => {
-                    let d = *self.deltas.get(self.delta_pos)?;
-                    self.delta_pos += 1;
-                    Some(i64::from(d) * TICK_US)
-                }
-                2 => {
-                    let d = self.deltas.get(self.delta_pos..self.delta_pos + 2)?;
-                    self.delta_pos += 2;
-                    Some(i64::from(i16::from_be_bytes([d[0], d[1]])) * TICK_US)
-                }
-                _ => None,
-            };
-            let seq = self.seq;
-            self.seq = self.seq.wrapping_add(1);
-            self.remaining -= 1;
-            return Some((seq, delta));
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Arrival {
@@ -226,14 +49,6 @@ struct Arrival {
     seq: i64,
     /// 250 µs ticks since the first arrival.
     ticks: i64,
-    /// Receive delta in ticks, filled while building a feedback.
-    delta: i64,
-}
-
-impl Arrival {
-    fn symbol(&self) -> u8 {
-        if (0..=255).contains(&self.delta) { 1 } else { 2 }
-    }
 }
 
 /// Builds transport-cc feedback from packet arrivals. See the module docs.
@@ -245,6 +60,8 @@ pub struct TwccReceiver {
     next_unreported: Option<i64>,
     /// Sorted by `seq`, no duplicates.
     pending: Vec<Arrival>,
+    /// The arrivals of the feedback being written, with their deltas (reserved once).
+    report: Vec<ReportedPacket>,
     fb_count: u8,
     last_feedback: Option<Instant>,
     send_now: bool,
@@ -270,6 +87,7 @@ impl TwccReceiver {
             highest: None,
             next_unreported: None,
             pending: Vec::with_capacity(MAX_PENDING),
+            report: Vec::with_capacity(MAX_PENDING),
             fb_count: 0,
             last_feedback: None,
             send_now: false,
@@ -310,7 +128,7 @@ impl TwccReceiver {
             self.overflow += 1;
             return;
         }
-        self.pending.insert(at, Arrival { seq, ticks, delta: 0 });
+        self.pending.insert(at, Arrival { seq, ticks });
     }
 
     /// When [`Self::poll_feedback`] next has something to send; `None` when nothing waits.
@@ -341,7 +159,7 @@ impl TwccReceiver {
         }
         let reference = first.ticks.div_euclid(TICKS_PER_REFERENCE);
         let mut prev = reference * TICKS_PER_REFERENCE;
-        let mut included = 0;
+        self.report.clear();
         let mut delta_bytes = 0;
         for i in 0..self.pending.len() {
             let a = self.pending[i];
@@ -360,41 +178,18 @@ impl TwccReceiver {
             if need > out.len() as i64 {
                 break;
             }
-            self.pending[i].delta = delta;
+            self.report.push(ReportedPacket { seq: a.seq, delta });
             delta_bytes += this_len;
             prev = a.ticks;
-            included = i + 1;
         }
+        let included = self.report.len();
         if included == 0 {
             return None;
         }
-        let pkts = &self.pending[..included];
-        let last_seq = pkts[included - 1].seq;
+        let last_seq = self.report[included - 1].seq;
         let count = last_seq - base + 1;
-        out[4..8].copy_from_slice(&sender_ssrc.to_be_bytes());
-        out[8..12].copy_from_slice(&media_ssrc.to_be_bytes());
-        out[12..14].copy_from_slice(&(base as u16).to_be_bytes());
-        out[14..16].copy_from_slice(&(count as u16).to_be_bytes());
-        let ref_and_count = ((reference as u32 & 0x00ff_ffff) << 8) | u32::from(self.fb_count);
-        out[16..20].copy_from_slice(&ref_and_count.to_be_bytes());
-        let mut pos = FIXED_LEN + encode_chunks(pkts, base, count, &mut out[FIXED_LEN..])?;
-        for a in pkts {
-            if a.symbol() == 1 {
-                *out.get_mut(pos)? = a.delta as u8;
-                pos += 1;
-            } else {
-                out.get_mut(pos..pos + 2)?.copy_from_slice(&(a.delta as i16).to_be_bytes());
-                pos += 2;
-            }
-        }
-        let pad = (4 - pos % 4) % 4;
-        let padded = pos + pad;
-        if pad > 0 {
-            out.get_mut(pos..padded)?.fill(0);
-            out[padded - 1] = pad as u8;
-        }
-        crate::rtcp::write_common_header(out, pad > 0, 15, crate::rtcp::PT_RTPFB, padded).ok()?;
-
+        let header = FeedbackHeader { sender_ssrc, media_ssrc, base, count, reference, fb_count: self.fb_count };
+        let padded = write_feedback(out, &header, &self.report)?;
         self.pending.drain(..included);
         self.next_unreported = Some(last_seq + 1);
         self.fb_count = self.fb_count.wrapping_add(1);
@@ -404,72 +199,12 @@ impl TwccReceiver {
     }
 }
 
-/// `(symbol, run length)` at status index `j` of the feedback starting at `base`.
-fn run_at(pkts: &[Arrival], base: i64, j: i64, count: i64) -> (u8, i64) {
-    let seq = base + j;
-    let at = pkts.partition_point(|a| a.seq < seq);
-    match pkts.get(at) {
-        Some(a) if a.seq == seq => {
-            let sym = a.symbol();
-            let mut run = 1;
-            while let Some(b) = pkts.get(at + run as usize) {
-                if b.seq != seq + run || b.symbol() != sym {
-                    break;
-                }
-                run += 1;
-            }
-            (sym, run.min(count - j))
-        }
-        Some(a) => (0, (a.seq - seq).min(count - j)),
-        None => (0, count - j),
-    }
-}
-
-/// Greedy chunk encoding: long runs as run-length chunks, mixed 0/1 stretches as 14-symbol
-/// one-bit vectors, anything with large deltas as 7-symbol two-bit vectors. Symbols past the
-/// status count in a vector are 0 (not received), so no delta is expected for them.
-fn encode_chunks(pkts: &[Arrival], base: i64, count: i64, out: &mut [u8]) -> Option<usize> {
-    let mut pos = 0;
-    let mut j = 0;
-    let symbol = |k: i64| run_at(pkts, base, k, count).0;
-    while j < count {
-        let (sym, run) = run_at(pkts, base, j, count);
-        let n1 = (count - j).min(14);
-        let chunk: u16;
-        if run >= 14 {
-            let n = run.min(8191);
-            chunk = (u16::from(sym) << 13) | n as u16;
-            j += n;
-        } else if (0..n1).all(|k| symbol(j + k) <= 1) {
-            let mut c = 0x8000u16;
-            for k in 0..n1 {
-                c |= u16::from(symbol(j + k)) << (13 - k);
-            }
-            chunk = c;
-            j += n1;
-        } else if run >= 7 {
-            chunk = (u16::from(sym) << 13) | run as u16;
-            j += run;
-        } else {
-            let n2 = (count - j).min(7);
-            let mut c = 0xc000u16;
-            for k in 0..n2 {
-                c |= u16::from(symbol(j + k)) << (12 - 2 * k);
-            }
-            chunk = c;
-            j += n2;
-        }
-        out.get_mut(pos..pos + 2)?.copy_from_slice(&chunk.to_be_bytes());
-        pos += 2;
-    }
-    Some(pos)
-}
-
 #[cfg(test)]
 // A test that unwraps fails loudly on the input it was given, which is what a test should do.
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::rtcp::{TwccError, TwccFeedback};
     use rand::{Rng, SeedableRng, rngs::SmallRng};
     use rtcp::transport_feedbacks::transport_layer_cc::{
         PacketStatusChunk, RecvDelta, RunLengthChunk, StatusChunkTypeTcc, StatusVectorChunk, SymbolSizeTypeTcc,

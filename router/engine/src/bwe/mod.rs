@@ -110,7 +110,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::twcc::TwccFeedback;
+use crate::rtcp::TwccFeedback;
 
 mod delay;
 mod history;
