@@ -31,8 +31,9 @@ pub struct Hub {
     rooms: Mutex<HashMap<String, mpsc::UnboundedSender<RoomMsg>>>,
     /// The rooms' way back in: transport routing and the join-latency meter.
     handle: HubHandle,
-    /// WebSocket connections open now, and accepted since start (the admin socket's `metrics`).
+    /// WebSocket connections open now (the admin socket's `metrics`).
     pub open_sockets: AtomicU64,
+    /// WebSocket connections accepted since start (the admin socket's `metrics`).
     pub sockets_accepted: AtomicU64,
     /// Server-side join time: a `join` read off its socket to its answer queued for the socket
     /// (the wait behind the room's other messages included), for the admin socket's `metrics`.

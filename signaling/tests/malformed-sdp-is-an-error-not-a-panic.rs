@@ -3,25 +3,18 @@
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
+mod common;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use schema::api::TransportInfo;
-use schema::ids::TransportId;
 use signaling::sdp::parse::{MAX_MEDIA, MAX_SDP_LEN, ParseError, Sdp};
 use signaling::sdp::{PublishPolicy, SdpError, answer_publish_offer};
 
 const CHROME: &str = include_str!("data/chrome-publish-offer.sdp");
 
 fn router() -> TransportInfo {
-    TransportInfo {
-        id: TransportId(1),
-        ice_ufrag: "rtrU".into(),
-        ice_pwd: "routerpasswordrouterpassword".into(),
-        ice_lite: true,
-        fingerprint: "sha-256 01:23".into(),
-        dtls_role: "server".into(),
-        candidate: "[2001:db8::1]:40000".parse().unwrap(),
-    }
+    common::router_transport(1, "[2001:db8::1]:40000")
 }
 
 /// Everything we do with untrusted text: parse, write back, answer.

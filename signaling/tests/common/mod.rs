@@ -1,4 +1,6 @@
-//! What the signaling tests share: a router transport to answer and offer against.
+//! What the signaling tests share: a router transport to answer and offer against. The
+//! end-to-end tests also include `client_sdp.rs` (a client's SDP) and `platform.rs` (a running
+//! router, store and signaling server) by path.
 
 use schema::api::TransportInfo;
 use schema::ids::TransportId;
