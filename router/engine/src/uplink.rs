@@ -23,7 +23,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::simulcast::MAX_LAYERS;
+use schema::layers::MAX_LAYERS;
 
 /// How often a cap in force is sent again.
 pub const RESEND: Duration = Duration::from_secs(1);

@@ -7,6 +7,7 @@ use schema::api::{
     ProduceParams, StreamStats, TransportInfo,
 };
 use schema::ids::{ConsumerId, ProducerId, TransportId};
+use schema::layers::MAX_LAYERS;
 use tracing::debug;
 
 use super::objects::{Consumer, Downlink, Layer, Producer, StreamRef, Transport};
@@ -20,7 +21,7 @@ use crate::liveness::{self, UnservedTime};
 use crate::meters::AudioLevelMeter;
 use crate::rtx_cache::ResendThrottle;
 use crate::sctp::SctpTransport;
-use crate::simulcast::{LayerState, MAX_LAYERS};
+use crate::simulcast::LayerState;
 use crate::twcc::TwccReceiver;
 use crate::uplink::UplinkCap;
 

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use schema::api::MediaKind;
 use schema::ids::{ConsumerId, TransportId};
+use schema::layers::MAX_LAYERS;
 use tracing::{debug, trace};
 
 use super::forward::write_padding;
@@ -11,7 +12,6 @@ use super::objects::Downlink;
 use super::{Engine, Transmit};
 use crate::allocation::LayerDemand;
 use crate::bwe::BweConfig;
-use crate::simulcast::MAX_LAYERS;
 
 /// How often each subscriber's bandwidth is shared out again among its video consumers.
 const ALLOCATION_INTERVAL: Duration = Duration::from_millis(100);

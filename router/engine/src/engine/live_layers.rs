@@ -5,10 +5,10 @@
 use std::time::Instant;
 
 use schema::ids::ProducerId;
+use schema::layers::MAX_LAYERS;
 use tracing::{debug, info};
 
 use super::{Engine, Producer};
-use crate::simulcast::MAX_LAYERS;
 
 impl Producer {
     /// What layer `i` costs a subscriber now, or `None` when it cannot be given: the producer

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use schema::api::{Event, ExtensionIds, MediaKind, ProduceParams, StreamStats};
 use schema::codec::Codec;
 use schema::ids::{ConsumerId, ProducerId, TransportId};
+use schema::layers::MAX_LAYERS;
 
 use crate::allocation::Allocator;
 use crate::bwe::BandwidthEstimator;
@@ -17,7 +18,7 @@ use crate::meters::{AudioLevelMeter, RateMeter};
 use crate::nack::NackGenerator;
 use crate::rtx_cache::{ResendThrottle, RetransmissionCache, RtxCacheConfig};
 use crate::sctp::SctpTransport;
-use crate::simulcast::{LayerState, MAX_LAYERS};
+use crate::simulcast::LayerState;
 use crate::srtp::SrtpSession;
 use crate::stats::ReceiveStats;
 use crate::twcc::TwccReceiver;

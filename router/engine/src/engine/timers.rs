@@ -4,12 +4,12 @@ use std::time::{Duration, Instant};
 
 use schema::api::{AudioLevel, Event, MediaKind};
 use schema::ids::{ProducerId, TransportId};
+use schema::layers::MAX_LAYERS;
 use tracing::{debug, info};
 
 use super::feedback::{send_rtcp, write_reports};
 use super::{AUDIO_LEVEL_INTERVAL, Engine, Transmit};
 use crate::rtcp;
-use crate::simulcast::MAX_LAYERS;
 use crate::uplink::{self, ProducerUplink};
 
 /// How often a publisher transport's cap is recomputed (`uplink`).

@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 use schema::api::{MediaKind, StreamStats};
 use schema::codec::Codec;
 use schema::ids::{ConsumerId, ProducerId, TransportId};
+use schema::layers::MAX_LAYERS;
 
 use super::{DropReason, IncomingPacket, Translation};
 use crate::engine::objects::Consumer;
 use crate::liveness::UnservedTime;
 use crate::rtx_cache::ResendThrottle;
-use crate::simulcast::{LayerState, MAX_LAYERS};
+use crate::simulcast::LayerState;
 
 /// The first packet ever sent gets these (random in the engine).
 const FIRST_SEQ: u16 = 1000;
