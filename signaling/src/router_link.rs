@@ -111,7 +111,7 @@ impl RouterLink {
             }
         }
         match tokio::time::timeout(CALL_TIMEOUT, done_rx).await {
-            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Ok(response))) => Ok(response),
             Ok(Ok(Err(error))) => Err(CallError::Api { method, error }),
             Ok(Err(_)) => Err(CallError::Link("reader stopped".into())),
             Err(_) => Err(self.fail(id, CallError::Timeout(method))),
@@ -182,27 +182,6 @@ impl RouterLink {
     }
 }
 
-/// Hands one record from the router to its reader: a reply to the call waiting for its id, an
-/// event to the event channel. Breaks when nobody takes events any more.
-fn deliver(record: &[u8], pending: &Pending, events: &mpsc::UnboundedSender<RouterEvent>) -> ControlFlow<()> {
-    match frame::decode(record) {
-        Ok(Message::RouterReply(reply)) => match pending.lock_unpoisoned().remove(&reply.id) {
-            Some(waiter) => {
-                let _ = waiter.send(reply.result);
-            }
-            None => debug!(id = reply.id, "reply to no pending call (a previous process's?)"),
-        },
-        Ok(Message::RouterEvent(event)) => {
-            if events.send(event).is_err() {
-                return ControlFlow::Break(());
-            }
-        }
-        Ok(other) => warn!(kind = ?other.kind(), "unexpected message from the router; ignored"),
-        Err(e) => warn!(error = %e, "bad frame from the router; dropped"),
-    }
-    ControlFlow::Continue(())
-}
-
 impl RouterLink {
     /// Asks the router to open a data channel on the transport once its SCTP association is up.
     pub async fn open_data_channel(&self, transport: TransportId, label: &str) -> Result<(), CallError> {
@@ -213,4 +192,29 @@ impl RouterLink {
     pub async fn send_data(&self, transport: TransportId, label: &str, text: &str) -> Result<(), CallError> {
         self.call(RouterCommand::SendData { transport, label: label.to_owned(), text: text.to_owned() }).await.map(drop)
     }
+}
+
+/// Hands one record from the router to its reader: a reply to the call waiting for its id, an
+/// event to the event channel. Breaks when nobody takes events any more.
+fn deliver(record: &[u8], pending: &Pending, events: &mpsc::UnboundedSender<RouterEvent>) -> ControlFlow<()> {
+    match frame::decode(record) {
+        Ok(Message::RouterReply(reply)) => {
+            // Bound first, so the lock is released before the waiter is woken.
+            let waiter = pending.lock_unpoisoned().remove(&reply.id);
+            match waiter {
+                Some(w) => {
+                    let _ = w.send(reply.result);
+                }
+                None => debug!(id = reply.id, "reply to no pending call (a previous process's?)"),
+            }
+        }
+        Ok(Message::RouterEvent(event)) => {
+            if events.send(event).is_err() {
+                return ControlFlow::Break(());
+            }
+        }
+        Ok(other) => warn!(kind = ?other.kind(), "unexpected message from the router; ignored"),
+        Err(e) => warn!(error = %e, "bad frame from the router; dropped"),
+    }
+    ControlFlow::Continue(())
 }
