@@ -15,11 +15,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use schema::api::{ApiError, Event};
+use schema::ids::{ConsumerId, ProducerId, TransportId};
+
 use crate::api::EngineConfig;
 use crate::dtls::{Certificate, Fingerprint};
 use crate::ids::FastMap;
-use schema::api::{ApiError, Event};
-use schema::ids::{ConsumerId, ProducerId, TransportId};
 
 mod commands;
 mod counters;
