@@ -16,6 +16,7 @@ use schema::api::Event;
 use schema::ids::TransportId;
 
 use crate::events::{EventSink, LogSink};
+pub use crate::room::HubHandle;
 use crate::room::{Room, RoomEnv, RoomMsg};
 use crate::router_link::RouterLink;
 
@@ -79,39 +80,6 @@ impl std::fmt::Debug for HubOptions {
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub").field("transports", &self.transport_count()).finish_non_exhaustive()
-    }
-}
-
-/// The little of the hub a room uses: routing its transports' events to it, and the join
-/// latency meter. Rooms hold this, not the [`Hub`], so the hub owns its rooms and not the
-/// other way round.
-#[derive(Debug, Clone, Default)]
-pub struct HubHandle {
-    transports: Arc<Mutex<HashMap<TransportId, String>>>,
-    join_latency: Arc<Mutex<schema::histogram::Histogram>>,
-}
-
-impl HubHandle {
-    /// Router events about `transport` go to `room_id` from now on.
-    pub fn register_transport(&self, transport: TransportId, room_id: &str) {
-        self.transports.lock_unpoisoned().insert(transport, room_id.to_owned());
-    }
-
-    pub fn unregister_transport(&self, transport: TransportId) {
-        self.transports.lock_unpoisoned().remove(&transport);
-    }
-
-    /// A join's server-side time, for the admin socket's `metrics`.
-    pub fn record_join_latency(&self, elapsed: Duration) {
-        self.join_latency.lock_unpoisoned().record(elapsed);
-    }
-
-    fn room_of(&self, transport: TransportId) -> Option<String> {
-        self.transports.lock_unpoisoned().get(&transport).cloned()
-    }
-
-    fn transport_count(&self) -> usize {
-        self.transports.lock_unpoisoned().len()
     }
 }
 

@@ -1,13 +1,14 @@
 //! A room's environment: everything outside itself it uses, owned by the room.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use schema::ids::TransportId;
 use util::LockExt;
 
 use crate::events::EventSink;
-use crate::hub::HubHandle;
 use crate::router_api::RouterApi;
 
 /// Everything outside itself a room uses, built by the hub when it starts the room (and by
@@ -51,5 +52,38 @@ impl RoomEnv {
     pub fn lock_room(&self, room_id: &str) -> Result<(), String> {
         let Some(store) = &self.store else { return Err("no database to lock the room in".into()) };
         store.lock_unpoisoned().set_room_enabled(room_id, false).map_err(|e| e.to_string())
+    }
+}
+
+/// The little of the hub a room uses: routing its transports' events to it, and the join
+/// latency meter. Rooms hold this, not the [`crate::hub::Hub`], so the hub owns its rooms and
+/// not the other way round; the hub keeps a clone to route by.
+#[derive(Debug, Clone, Default)]
+pub struct HubHandle {
+    transports: Arc<Mutex<HashMap<TransportId, String>>>,
+    pub(crate) join_latency: Arc<Mutex<schema::histogram::Histogram>>,
+}
+
+impl HubHandle {
+    /// Router events about `transport` go to `room_id` from now on.
+    pub fn register_transport(&self, transport: TransportId, room_id: &str) {
+        self.transports.lock_unpoisoned().insert(transport, room_id.to_owned());
+    }
+
+    pub fn unregister_transport(&self, transport: TransportId) {
+        self.transports.lock_unpoisoned().remove(&transport);
+    }
+
+    /// A join's server-side time, for the admin socket's `metrics`.
+    pub fn record_join_latency(&self, elapsed: Duration) {
+        self.join_latency.lock_unpoisoned().record(elapsed);
+    }
+
+    pub(crate) fn room_of(&self, transport: TransportId) -> Option<String> {
+        self.transports.lock_unpoisoned().get(&transport).cloned()
+    }
+
+    pub(crate) fn transport_count(&self) -> usize {
+        self.transports.lock_unpoisoned().len()
     }
 }

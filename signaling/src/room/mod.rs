@@ -46,7 +46,7 @@
 //! control daemon's ops and removals), `media_events.rs` (router events), `snapshot.rs`
 //! (surviving a restart), `recording.rs` (taps for the recorder). A room reaches the world
 //! only through its [`RoomEnv`]: the router ([`crate::router_api::RouterApi`]), the event sink,
-//! the store and a [`crate::hub::HubHandle`].
+//! the store and a [`HubHandle`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -71,7 +71,7 @@ use schema::api::Event;
 use store::{Role, Template};
 
 pub use self::admin::{AdminError, AdminOp};
-pub use self::env::RoomEnv;
+pub use self::env::{HubHandle, RoomEnv};
 use self::peer::Peer;
 use crate::events::{EventRoom, LeaveReason, RoomEvent};
 use crate::rpc::{Incoming, code};

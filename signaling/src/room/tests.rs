@@ -11,9 +11,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use util::LockExt;
 
-use super::{Outbound, Room, RoomEnv, RoomMsg};
+use super::{HubHandle, Outbound, Room, RoomEnv, RoomMsg};
 use crate::events::{RecordingSink, RoomEvent};
-use crate::hub::HubHandle;
 use crate::router_api::{RouterApi, RouterFuture};
 use crate::rpc::{Incoming, code};
 
