@@ -1,6 +1,6 @@
 //! What happens in rooms, as events for the control daemon's sessions and webhooks.
 //!
-//! Each room actor (`room.rs`) reports every change that a 100ms webhook or the session API
+//! Each room actor (`room/`) reports every change that a 100ms webhook or the session API
 //! describes: a session opening and closing, peers joining, leaving (with the 100ms reason
 //! vocabulary), being updated or changing role, tracks added, updated and removed. Events
 //! carry everything a webhook body needs, so a sink never has to ask the room back.
