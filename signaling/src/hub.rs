@@ -22,6 +22,7 @@ use crate::router_link::RouterLink;
 
 /// Every room, and which room each router transport belongs to.
 pub struct Hub {
+    /// The router link; each room gets it as its [`crate::router_api::RouterApi`].
     pub router: Arc<RouterLink>,
     /// Where rooms keep their snapshots (see `room/snapshot.rs`); `None` keeps nothing.
     pub state_dir: Option<PathBuf>,
