@@ -191,7 +191,7 @@ impl ShellState {
     }
 
     /// Adds the shell's figures to a `counters` reply, under `shell`.
-    fn add_to(&mut self, counters: &mut serde_json::Value, io: &UdpIo) {
+    fn add_to(&mut self, counters: &mut serde_json::Map<String, serde_json::Value>, io: &UdpIo) {
         let m = crate::metrics::ShellMetrics {
             io: io.stats(),
             latency: self.latency.clone(),
@@ -200,8 +200,8 @@ impl ShellState {
             rx_batches: self.rx_batches,
             rx_batch_peak: std::mem::take(&mut self.rx_batch_peak),
         };
-        if let (Some(obj), Ok(v)) = (counters.as_object_mut(), serde_json::to_value(m)) {
-            obj.insert("shell".into(), v);
+        if let Ok(v) = serde_json::to_value(m) {
+            counters.insert("shell".into(), v);
         }
     }
 }
@@ -246,19 +246,19 @@ fn apply(engine: &mut Engine, cmd: Command) -> Reply {
 
 /// The `counters` reply: the engine's counters as a JSON object (their fields are the engine's
 /// and grow with it), plus what the shard adds.
-fn counters(engine: &Engine) -> Result<serde_json::Value, ApiError> {
+fn counters(engine: &Engine) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     let json = |e: serde_json::Error| ApiError::InvalidParams(e.to_string());
-    let mut counters = serde_json::to_value(engine.counters()).map_err(json)?;
+    let serde_json::Value::Object(mut counters) = serde_json::to_value(engine.counters()).map_err(json)? else {
+        return Err(ApiError::InvalidParams("the engine's counters are not a JSON object".into()));
+    };
     // How many transports the shard holds: lets tests and operators see that a peer's
     // transports were freed when it left.
-    if let Some(obj) = counters.as_object_mut() {
-        obj.insert("transports".into(), engine.transport_count().into());
-        // A gauge, not a counter: simulcast tracks by their number of live layers.
-        obj.insert(
-            "simulcast_tracks_by_live_layers".into(),
-            serde_json::to_value(engine.simulcast_tracks_by_live_layers()).map_err(json)?,
-        );
-    }
+    counters.insert("transports".into(), engine.transport_count().into());
+    // A gauge, not a counter: simulcast tracks by their number of live layers.
+    counters.insert(
+        "simulcast_tracks_by_live_layers".into(),
+        serde_json::to_value(engine.simulcast_tracks_by_live_layers()).map_err(json)?,
+    );
     Ok(counters)
 }
 

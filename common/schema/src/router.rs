@@ -257,7 +257,7 @@ pub enum RouterResponse {
     /// counters (which grow with the engine and which this crate must not depend on) plus what
     /// the router adds: `transports`, `simulcast_tracks_by_live_layers` and `shell` (the shard's
     /// I/O figures). docs/router.md lists them.
-    Counters(serde_json::Value),
+    Counters(serde_json::Map<String, serde_json::Value>),
     /// Every other command: it succeeded and has nothing to report.
     #[serde(untagged)]
     Done,
@@ -286,7 +286,7 @@ impl RouterResponse {
             RouterResponse::Consumer(v) => serde_json::to_value(v),
             RouterResponse::Stats(v) => serde_json::to_value(v),
             RouterResponse::ConsumerLayers(v) => serde_json::to_value(v),
-            RouterResponse::Counters(v) => Ok(v),
+            RouterResponse::Counters(v) => Ok(serde_json::Value::Object(v)),
             RouterResponse::Done => Ok(serde_json::Value::Null),
         }
     }
@@ -475,7 +475,9 @@ mod tests {
         assert_eq!(serde_json::from_str::<RouterReply>(&wire).expect("parses"), ok);
         let done: RouterReply = serde_json::from_str(r#"{"id":1,"result":{"ok":null}}"#).expect("parses");
         assert_eq!(done.result, Ok(RouterResponse::Done));
-        let counters = RouterResponse::Counters(serde_json::json!({ "transports": 2 }));
+        let mut fields = serde_json::Map::new();
+        fields.insert("transports".into(), 2.into());
+        let counters = RouterResponse::Counters(fields);
         let wire = serde_json::to_string(&counters).expect("serializes");
         assert_eq!(serde_json::from_str::<RouterResponse>(&wire).expect("parses"), counters);
 

@@ -211,7 +211,10 @@ fn results() -> Vec<schema::RouterResult> {
         Ok(StreamStats::default().into()),
         Ok(ConsumerLayers { preferred: Some(2), estimate_bps: Some(1_500_000), ..ConsumerLayers::default() }.into()),
         Ok(RouterResponse::Counters(
-            serde_json::json!({ "datagrams_in": 5, "nested": { "f": 1.5, "list": [1, "two", null] } }),
+            serde_json::json!({ "datagrams_in": 5, "nested": { "f": 1.5, "list": [1, "two", null] } })
+                .as_object()
+                .cloned()
+                .unwrap(),
         )),
     ];
     v.extend(api_errors().into_iter().map(Err));
