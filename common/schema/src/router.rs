@@ -502,4 +502,18 @@ mod tests {
         assert_eq!(close.target().unknown(), Some(ApiError::UnknownConsumer(ConsumerId(0x0300_0001))));
         assert_eq!(RouterCommand::Counters { shard: Some(1) }.target().unknown(), None);
     }
+
+    #[test]
+    fn malformed_replies_are_errors() {
+        for bad in [
+            r#"{"id":1,"result":{"ok":5}}"#,
+            r#"{"id":1,"result":{"ok":{"nope":1}}}"#,
+            r#"{"id":1,"result":{"ok":{"producer":"five"}}}"#,
+            r#"{"id":1,"result":{"ok":{"counters":[1]}}}"#,
+            r#"{"id":1,"result":{"ok":{"producer":5,"stats":{}}}}"#,
+            r#"{"id":1,"result":{"ok":"done"}}"#,
+        ] {
+            assert!(serde_json::from_str::<RouterReply>(bad).is_err(), "{bad}");
+        }
+    }
 }
