@@ -2,7 +2,7 @@
 //! Parses an RTP header, walks every extension through the typed readers, and exercises the
 //! RTX and codec paths the router runs on a received packet, layer sizes included.
 use libfuzzer_sys::fuzz_target;
-use router_engine::{codec, rtp, simulcast};
+use router_engine::{codec, rtp};
 
 fuzz_target!(|data: &[u8]| {
     let _ = rtp::is_rtcp(data);
@@ -20,21 +20,17 @@ fuzz_target!(|data: &[u8]| {
     let _ = h.find_extension(data, 3);
     let _ = rtp::find_extension(data, 1);
     let payload = h.payload(data);
-    for c in [codec::Codec::Vp8, codec::Codec::Vp9, codec::Codec::H264] {
+    for c in [schema::codec::Codec::Vp8, schema::codec::Codec::Vp9, schema::codec::Codec::H264] {
         let _ = codec::is_keyframe(c, payload);
     }
     if let Ok(d) = codec::Vp8Descriptor::parse(payload) {
-        let _ = payload.get(d.header_len..).and_then(simulcast::vp8_keyframe_size);
+        let _ = payload.get(d.header_len..).and_then(codec::vp8_keyframe_size);
     }
     // Layer sizes come from keyframes: the VP8 frame header, the H.264 SPS.
-    let _ = simulcast::h264_keyframe_size(payload);
-    let _ = simulcast::h264_sps_size(payload);
+    let _ = codec::h264_keyframe_size(payload);
+    let _ = codec::h264_sps_size(payload);
     let mut out = [0u8; 1600];
-    let params = rtp::RtxParams {
-        ssrc: 1,
-        payload_type: 97,
-        sequence_number: 1,
-    };
+    let params = rtp::RtxParams { ssrc: 1, payload_type: 97, sequence_number: 1 };
     let _ = rtp::write_rtx(data, &params, &mut out);
     let _ = rtp::unwrap_rtx(data, 2, 96, &mut out);
 });

@@ -2,7 +2,8 @@
 //! Parses an SDP from a client, writes it back, and answers it as a publish offer against a
 //! fixed router transport: the path every client offer takes through signaling.
 use libfuzzer_sys::fuzz_target;
-use router_engine::{TransportId, TransportInfo};
+use schema::api::TransportInfo;
+use schema::ids::TransportId;
 use signaling::sdp::{PublishPolicy, Sdp, answer_publish_offer};
 
 fuzz_target!(|data: &[u8]| {

@@ -239,7 +239,7 @@ impl Vp8Depacketizer {
         }
         self.need_keyframe = false;
         self.started = true;
-        let size = if key { router_engine::simulcast::vp8_keyframe_size(&data) } else { None };
+        let size = if key { router_engine::codec::vp8_keyframe_size(&data) } else { None };
         Some(Frame { timestamp: ts, keyframe: key, data, size, params: None })
     }
 }
@@ -364,7 +364,7 @@ impl H264Depacketizer {
         self.need_keyframe = false;
         self.started = true;
         let (size, params) = if au.idr {
-            (params.as_ref().and_then(|p| router_engine::simulcast::h264_sps_size(&p.sps)), params)
+            (params.as_ref().and_then(|p| router_engine::codec::h264_sps_size(&p.sps)), params)
         } else {
             (None, None)
         };

@@ -27,7 +27,7 @@ use schema::frame::{self, FrameError};
 use util::LockExt;
 
 use crate::handle::Router;
-use crate::shard::Command;
+use schema::RouterCommand;
 
 /// Longest request line accepted on the control channel.
 const MAX_LINE: usize = 64 * 1024;
@@ -187,7 +187,7 @@ fn handle_line(router: &Router, line: &str, writer: &Arc<Mutex<UnixStream>>) -> 
         obj.remove("v");
         obj.entry("params").or_insert(json!({}));
     }
-    let cmd: Command = match serde_json::from_value(body) {
+    let cmd: RouterCommand = match serde_json::from_value(body) {
         Ok(c) => c,
         Err(e) => return error_reply(id, "bad_request", &e.to_string()),
     };

@@ -15,7 +15,8 @@ use util::LockExt;
 
 use crate::config::Config;
 use crate::io::IoOptions;
-use crate::shard::{self, Command, Reply, ShardHandle, ShardSpec};
+use crate::shard::{self, ShardHandle, ShardSpec};
+use schema::{RouterCommand, RouterResult};
 
 /// A running router: its shards and where their events go.
 #[derive(Debug)]
@@ -83,17 +84,17 @@ impl Router {
     /// Runs one command and answers its result as the control socket writes it: the payload
     /// alone, as JSON (`null` for a command without one). For JSON clients and tests; code that
     /// wants the typed result calls [`Router::request`].
-    pub fn call(&self, cmd: Command) -> Result<Value, ApiError> {
+    pub fn call(&self, cmd: RouterCommand) -> Result<Value, ApiError> {
         self.request(cmd)?.into_plain_json().map_err(json_error)
     }
 
     /// Runs one command on the shard it belongs to; its typed result.
-    pub fn request(&self, cmd: Command) -> Reply {
+    pub fn request(&self, cmd: RouterCommand) -> RouterResult {
         let index = match cmd.shard() {
             Some(i) => i as usize,
             None => self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len(),
         };
-        if let Command::Consume { transport, params } = &cmd
+        if let RouterCommand::Consume { transport, params } = &cmd
             && transport.shard() != params.producer.shard()
         {
             return Err(ApiError::InvalidParams(format!(
@@ -116,7 +117,8 @@ impl Router {
     pub fn metrics(&self) -> Result<Value, ApiError> {
         let mut shards = Vec::with_capacity(self.shards.len());
         for s in &self.shards {
-            let counters = s.call(Command::Counters { shard: Some(s.index) })?.into_plain_json().map_err(json_error)?;
+            let counters =
+                s.call(RouterCommand::Counters { shard: Some(s.index) })?.into_plain_json().map_err(json_error)?;
             shards.push(json!({
                 "shard": s.index,
                 "addr": s.addr.to_string(),

@@ -48,10 +48,3 @@ pub mod shard;
 pub mod tap;
 
 pub use handle::Router;
-
-/// The old home of [`Router`] and the control socket, before they were split: kept so that
-/// `router::control::Router` (integration tests, signaling's tests) still resolves.
-pub mod control {
-    pub use crate::control_socket::{SocketGuard, serve};
-    pub use crate::handle::Router;
-}

@@ -12,20 +12,13 @@ use std::time::Instant;
 use tracing::{error, info, warn};
 
 use router_engine::{Engine, EngineConfig, Transmit};
-use schema::RouterResponse;
 use schema::api::{ApiError, Event};
+use schema::{RouterCommand, RouterResponse, RouterResult};
 
 use crate::io::{BackendChoice, IoOptions, UdpIo, Waker};
 
-/// A command of the direct API, as it travels to a shard: the schema's [`schema::RouterCommand`],
-/// under the name this module has always given it.
-pub use schema::RouterCommand as Command;
-
-/// What a command returns.
-pub type Reply = schema::RouterResult;
-
 enum Message {
-    Command(Command, mpsc::Sender<Reply>),
+    Run(RouterCommand, mpsc::Sender<RouterResult>),
     Shutdown,
 }
 
@@ -42,9 +35,9 @@ pub struct ShardHandle {
 
 impl ShardHandle {
     /// Sends a command and waits for its reply.
-    pub fn call(&self, cmd: Command) -> Reply {
+    pub fn call(&self, cmd: RouterCommand) -> RouterResult {
         let (tx, rx) = mpsc::channel();
-        self.tx.send(Message::Command(cmd, tx)).map_err(|_| ApiError::InvalidParams("shard has stopped".into()))?;
+        self.tx.send(Message::Run(cmd, tx)).map_err(|_| ApiError::InvalidParams("shard has stopped".into()))?;
         self.waker.wake();
         rx.recv().map_err(|_| ApiError::InvalidParams("shard has stopped".into()))?
     }
@@ -126,7 +119,7 @@ fn run(index: u8, mut io: UdpIo, mut engine: Engine, rx: mpsc::Receiver<Message>
     loop {
         loop {
             match rx.try_recv() {
-                Ok(Message::Command(cmd, reply)) => {
+                Ok(Message::Run(cmd, reply)) => {
                     let mut r = apply(&mut engine, cmd);
                     if let Ok(RouterResponse::Counters(v)) = &mut r {
                         shell.add_to(v, &io);
@@ -208,39 +201,41 @@ impl ShellState {
 
 /// Runs one command on the engine. Each arm hands the engine's typed result to its
 /// [`RouterResponse`] variant (`.into()`); commands without a result answer `Done`.
-fn apply(engine: &mut Engine, cmd: Command) -> Reply {
+fn apply(engine: &mut Engine, cmd: RouterCommand) -> RouterResult {
     let done = |r: Result<(), ApiError>| r.map(|()| RouterResponse::Done);
     match cmd {
-        Command::CreateTransport { .. } => Ok(engine.create_transport(Instant::now())?.into()),
-        Command::ConnectTransport { transport, params } => done(engine.connect_transport(transport, &params)),
-        Command::Produce { transport, params } => Ok(engine.produce(transport, params)?.into()),
-        Command::Consume { transport, params } => Ok(engine.consume(transport, params)?.into()),
-        Command::PauseProducer { producer, paused } => done(engine.pause_producer(producer, paused)),
-        Command::PauseConsumer { consumer, paused } => done(engine.pause_consumer(consumer, paused)),
-        Command::CloseTransport { transport } => done(engine.close_transport(transport)),
-        Command::CloseProducer { producer } => done(engine.close_producer(producer)),
-        Command::CloseConsumer { consumer } => done(engine.close_consumer(consumer)),
-        Command::ProducerStats { producer } => {
+        RouterCommand::CreateTransport { .. } => Ok(engine.create_transport(Instant::now())?.into()),
+        RouterCommand::ConnectTransport { transport, params } => done(engine.connect_transport(transport, &params)),
+        RouterCommand::Produce { transport, params } => Ok(engine.produce(transport, params)?.into()),
+        RouterCommand::Consume { transport, params } => Ok(engine.consume(transport, params)?.into()),
+        RouterCommand::PauseProducer { producer, paused } => done(engine.pause_producer(producer, paused)),
+        RouterCommand::PauseConsumer { consumer, paused } => done(engine.pause_consumer(consumer, paused)),
+        RouterCommand::CloseTransport { transport } => done(engine.close_transport(transport)),
+        RouterCommand::CloseProducer { producer } => done(engine.close_producer(producer)),
+        RouterCommand::CloseConsumer { consumer } => done(engine.close_consumer(consumer)),
+        RouterCommand::ProducerStats { producer } => {
             Ok(engine.producer_stats(producer).ok_or(ApiError::UnknownProducer(producer))?.into())
         }
-        Command::ConsumerStats { consumer } => {
+        RouterCommand::ConsumerStats { consumer } => {
             Ok(engine.consumer_stats(consumer).ok_or(ApiError::UnknownConsumer(consumer))?.into())
         }
-        Command::OpenDataChannel { transport, label } => {
+        RouterCommand::OpenDataChannel { transport, label } => {
             done(engine.open_data_channel(Instant::now(), transport, &label))
         }
-        Command::SendData { transport, label, text } => {
+        RouterCommand::SendData { transport, label, text } => {
             done(engine.send_data(Instant::now(), transport, &label, &text))
         }
-        Command::SetPreferredLayer { consumer, layer } => done(engine.set_preferred_layer(consumer, layer)),
-        Command::SetProducerPriority { producer, priority } => done(engine.set_producer_priority(producer, priority)),
-        Command::SetTransportMaxBitrate { transport, max_bitrate_bps } => {
+        RouterCommand::SetPreferredLayer { consumer, layer } => done(engine.set_preferred_layer(consumer, layer)),
+        RouterCommand::SetProducerPriority { producer, priority } => {
+            done(engine.set_producer_priority(producer, priority))
+        }
+        RouterCommand::SetTransportMaxBitrate { transport, max_bitrate_bps } => {
             done(engine.set_transport_max_bitrate(transport, max_bitrate_bps))
         }
-        Command::ConsumerLayers { consumer } => Ok(engine.consumer_layers(consumer)?.into()),
-        Command::StartTap { producer, tap, meta } => done(engine.start_tap(Instant::now(), producer, tap, meta)),
-        Command::StopTap { producer } => done(engine.stop_tap(producer)),
-        Command::Counters { .. } => counters(engine).map(RouterResponse::Counters),
+        RouterCommand::ConsumerLayers { consumer } => Ok(engine.consumer_layers(consumer)?.into()),
+        RouterCommand::StartTap { producer, tap, meta } => done(engine.start_tap(Instant::now(), producer, tap, meta)),
+        RouterCommand::StopTap { producer } => done(engine.stop_tap(producer)),
+        RouterCommand::Counters { .. } => counters(engine).map(RouterResponse::Counters),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use router_engine::{ConnectParams, ConsumerInfo, ExtensionIds, MediaKind, TransportInfo};
+use schema::api::{ConnectParams, ConsumerInfo, ExtensionIds, MediaKind, TransportInfo};
 use str0m::bwe::BweKind;
 use str0m::channel::{ChannelConfig, ChannelId};
 use str0m::ice::IceCreds;

@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use router_engine::{ConsumeParams, ConsumerInfo, MediaKind, ProduceParams, ProducerId};
+use schema::api::{ConsumeParams, ConsumerInfo, MediaKind, ProduceParams};
+use schema::ids::ProducerId;
 
 use crate::client::{Publication, str0m_extensions};
 use crate::media::{OpusStream, Vp8Stream};
@@ -41,8 +42,8 @@ pub fn produce_params(kind: MediaKind, p: &Publication) -> ProduceParams {
     ProduceParams {
         kind,
         codec: match kind {
-            MediaKind::Audio => router_engine::codec::Codec::Opus,
-            MediaKind::Video => router_engine::codec::Codec::Vp8,
+            MediaKind::Audio => schema::codec::Codec::Opus,
+            MediaKind::Video => schema::codec::Codec::Vp8,
         },
         payload_type: p.pt,
         clock_rate: if kind == MediaKind::Audio { 48_000 } else { 90_000 },

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use router_engine::{Engine, EngineConfig, Event, TransportInfo, VecTransmit};
+use router_engine::{Engine, EngineConfig, VecTransmit};
+use schema::api::{Event, TransportInfo};
 
 use crate::client::Client;
 

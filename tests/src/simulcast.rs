@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use router_engine::{ConsumeParams, ConsumerInfo, ConsumerLayers, LayerParams, MediaKind, ProducerId};
+use schema::api::{ConsumeParams, ConsumerInfo, ConsumerLayers, LayerParams, MediaKind};
+use schema::ids::ProducerId;
 
 use crate::client::{Publication, str0m_extensions};
 use crate::media::{OpusStream, Vp8Stream, layer_of};

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use integration_tests::sim::Sim;
 use router_engine::dtls::Fingerprint;
 use router_engine::sctp::{DcepOpen, SCTP_PORT};
-use router_engine::{ConnectParams, Event, TransportId, stun};
+use router_engine::stun;
+use schema::api::{ConnectParams, Event};
+use schema::ids::TransportId;
 use sctp_proto::{
     Association, AssociationHandle, ClientConfig, DatagramEvent, Endpoint, EndpointConfig, Event as SctpEvent, Payload,
     PayloadProtocolIdentifier as Ppi,

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use integration_tests::sim::{Link, Sim};
-use router_engine::{CloseReason, Event};
+use schema::api::{CloseReason, Event};
 
 #[test]
 fn silent_transport_is_closed_after_consent_expiry() {

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use integration_tests::client::Client;
 use integration_tests::sim::{Link, Sim, SimClient};
-use router_engine::{ApiError, Event, TransportId};
+use schema::api::{ApiError, Event};
+use schema::ids::TransportId;
 
 /// Runs the simulation until `done` holds, for at most `limit` of virtual time.
 fn run_until(sim: &mut Sim, limit: Duration, mut done: impl FnMut(&Sim) -> bool) {

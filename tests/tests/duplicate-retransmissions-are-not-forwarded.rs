@@ -16,7 +16,7 @@ use integration_tests::client::{Publication, str0m_extensions};
 use integration_tests::media::Vp8Stream;
 use integration_tests::room::produce_params;
 use integration_tests::sim::{Link, Sim};
-use router_engine::{ConsumeParams, MediaKind};
+use schema::api::{ConsumeParams, MediaKind};
 use str0m::media::{MediaKind as StrKind, Mid};
 
 #[test]

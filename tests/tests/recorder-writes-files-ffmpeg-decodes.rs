@@ -17,10 +17,11 @@ use integration_tests::room::produce_params;
 use integration_tests::sim::{Link, Sim};
 use recorder::recorder::Manifest;
 use recorder::{Config, Recorder};
-use router_engine::MediaKind;
-use router_engine::codec::Codec;
-use router_engine::tap::{TapRecord, TapSink};
+use router_engine::tap::TapSink;
+use schema::api::MediaKind;
+use schema::codec::Codec;
 use schema::recording::{RecorderEvent, TapMeta};
+use schema::tap::TapRecord;
 
 /// The engine's sink in this test: records are kept for the recorder, fed in sim time.
 #[derive(Clone, Default)]

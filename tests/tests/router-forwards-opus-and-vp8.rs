@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use integration_tests::client::{Client, str0m_extensions};
 use integration_tests::media::{OpusStream, Vp8Stream, is_vp8_keyframe_start, tag};
 use integration_tests::room::produce_params;
+use router::Router;
 use router::config::{Backend, Config};
-use router::control::Router;
-use router::shard::Command;
-use router_engine::{ConnectParams, ConsumeParams, ConsumerInfo, MediaKind, ProducerId, TransportId, TransportInfo};
+use schema::RouterCommand;
+use schema::api::{ConnectParams, ConsumeParams, ConsumerInfo, MediaKind, TransportInfo};
+use schema::ids::{ProducerId, TransportId};
 
 struct Peer {
     client: Client,
@@ -41,7 +42,7 @@ impl Peer {
     }
 }
 
-fn call<T: serde::de::DeserializeOwned>(router: &Router, cmd: Command) -> T {
+fn call<T: serde::de::DeserializeOwned>(router: &Router, cmd: RouterCommand) -> T {
     let v = router.call(cmd).expect("command succeeds");
     serde_json::from_value(v).expect("reply parses")
 }
@@ -68,10 +69,10 @@ fn forwards_to_three_subscribers(backend: Backend) {
     let mut peers: Vec<Peer> = (0..4).map(|_| Peer::new()).collect();
     let mut transports = Vec::new();
     for p in peers.iter_mut() {
-        let info: TransportInfo = call(&router, Command::CreateTransport { shard: None });
+        let info: TransportInfo = call(&router, RouterCommand::CreateTransport { shard: None });
         assert_eq!(info.candidate.ip(), "127.0.0.1".parse::<std::net::IpAddr>().unwrap());
         let params: ConnectParams = p.client.connect_to(&info);
-        let _: serde_json::Value = call(&router, Command::ConnectTransport { transport: info.id, params });
+        let _: serde_json::Value = call(&router, RouterCommand::ConnectTransport { transport: info.id, params });
         transports.push(info.id);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -84,15 +85,15 @@ fn forwards_to_three_subscribers(backend: Backend) {
     let video_pub = peers[0].client.publish("v0", MediaKind::Video);
     let audio: ProducerId = call(
         &router,
-        Command::Produce { transport: transports[0], params: produce_params(MediaKind::Audio, &audio_pub) },
+        RouterCommand::Produce { transport: transports[0], params: produce_params(MediaKind::Audio, &audio_pub) },
     );
     let video: ProducerId = call(
         &router,
-        Command::Produce { transport: transports[0], params: produce_params(MediaKind::Video, &video_pub) },
+        RouterCommand::Produce { transport: transports[0], params: produce_params(MediaKind::Video, &video_pub) },
     );
     let mut subs: Vec<(ConsumerInfo, ConsumerInfo)> = Vec::new();
     for (i, t) in transports.iter().enumerate().skip(1) {
-        let consume = |producer, rtx| Command::Consume {
+        let consume = |producer, rtx| RouterCommand::Consume {
             transport: TransportId(t.0),
             params: ConsumeParams {
                 producer,
@@ -164,7 +165,7 @@ fn forwards_to_three_subscribers(backend: Backend) {
         let first = tag(&video[0].payload).unwrap().0;
         assert_eq!(video.len() as u32, (vp8.frame - first) * 3, "subscriber {i}: missing video packets");
     }
-    let counters: serde_json::Value = call(&router, Command::Counters { shard: Some(0) });
+    let counters: serde_json::Value = call(&router, RouterCommand::Counters { shard: Some(0) });
     println!("counters: {counters}");
     router.shutdown();
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use integration_tests::sim::{Link, Sim};
 use integration_tests::simulcast::{Signaled, SimulcastRoom};
-use router_engine::Event;
+use schema::api::Event;
 
 fn link() -> (Link, Link) {
     (Link::default(), Link::default())

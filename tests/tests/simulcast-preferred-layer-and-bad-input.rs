@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use integration_tests::sim::{Link, Sim};
 use integration_tests::simulcast::{Signaled, SimulcastRoom};
-use router_engine::Event;
+use schema::api::Event;
 
 fn link() -> (Link, Link) {
     (Link::default(), Link::default())
@@ -93,8 +93,7 @@ fn unknown_rids_and_feedback_for_unknown_ssrcs_are_counted() {
         sim.client(room.publisher).send(&stray, now, 500 + i, 1234, false, &[0x10, 0, 0, 0, 0, 0, 0, 0]);
     }
     // The subscriber asks for a keyframe of a stream it was never sent.
-    let bogus =
-        router_engine::ConsumerInfo { ssrc: 0x0bad_f00d, rtx_ssrc: None, ..room.subscribers[sub].video.clone() };
+    let bogus = schema::api::ConsumerInfo { ssrc: 0x0bad_f00d, rtx_ssrc: None, ..room.subscribers[sub].video.clone() };
     let client = room.subscribers[sub].client;
     sim.client(client).subscribe("v9", &bogus);
     sim.client(client).request_keyframe(&bogus);

@@ -18,9 +18,8 @@
 //!   binary frame (magic, version, kind, length, payload) for the shared-memory queues. Both
 //!   check the version first and refuse a mismatch with an error that says which side to upgrade.
 //!
-//! The engine (`router_engine`) re-exports the API types under their old paths
-//! (`router_engine::ProduceParams`, `router_engine::codec::Codec`, ...), and the router
-//! re-exports [`RouterCommand`] as `router::shard::Command`.
+//! The engine and the router name these types by their paths here; nothing re-exports them
+//! under another name.
 //!
 //! # Data flow
 //!

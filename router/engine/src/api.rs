@@ -1,19 +1,14 @@
 //! The direct API of a shard: the commands signaling sends (no SDP here), what they return,
 //! and the events the engine reports.
 //!
-//! The message types live in the `schema` crate, shared with every process that talks to the
-//! router, and are re-exported here so `router_engine::api::*` (and `router_engine::*`) keep
-//! naming them. Only [`EngineConfig`], which never leaves the router process, is defined here.
+//! The message types live in the `schema` crate (`schema::api`, `schema::ids`, ...), shared
+//! with every process that talks to the router; name them there. Only [`EngineConfig`], which
+//! never leaves the router process, is defined here.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-
-pub use schema::api::{
-    ApiError, AudioLevel, CloseReason, ConnectParams, ConsumeParams, ConsumerInfo, ConsumerLayers, Event, ExtensionIds,
-    LayerParams, MediaKind, ProduceParams, StreamStats, TransportInfo,
-};
 
 /// Tunables of a shard's engine.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,25 +68,5 @@ mod millis {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         u64::deserialize(d).map(Duration::from_millis)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    /// Other crates name the API types by their engine paths; they must stay the schema's
-    /// types (the same type, not copies), or a value could not pass between the two.
-    #[test]
-    fn old_engine_paths_name_the_schema_types() {
-        fn same<T>(_: T, _: T) {}
-        same(crate::ProduceParams::clone, schema::api::ProduceParams::clone);
-        same(crate::api::Event::clone, schema::api::Event::clone);
-        same(crate::api::ExtensionIds::default, schema::extensions::ExtensionIds::default);
-        same(crate::rtp::ExtensionIds::default, schema::extensions::ExtensionIds::default);
-        same(crate::codec::Codec::is_video, schema::codec::Codec::is_video);
-        same(crate::ids::TransportId, schema::ids::TransportId);
-        same(crate::ids::ProducerId, schema::ids::ProducerId);
-        same(crate::ConsumerId, schema::ids::ConsumerId);
-        same(crate::ApiError::code, schema::api::ApiError::code);
-        assert_eq!(crate::rtp::URI_MID, schema::extensions::URI_MID);
     }
 }

@@ -21,9 +21,7 @@
 
 use thiserror::Error;
 
-/// The codec names are part of the inter-process schema; re-exported so
-/// `router_engine::codec::Codec` keeps naming them.
-pub use schema::codec::Codec;
+use schema::codec::Codec;
 
 mod frame_size;
 pub use frame_size::{h264_keyframe_size, h264_sps_size, vp8_keyframe_size};

@@ -7,10 +7,6 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-// The ids cross process boundaries, so they live in the shared schema; re-exported here so
-// `router_engine::ids::*` keeps naming them.
-pub use schema::ids::{ConsumerId, ProducerId, TransportId};
-
 /// A fast hasher for small integer and socket-address keys on the packet path.
 ///
 /// The keys are chosen by us (ids) or bounded per transport (SSRCs, addresses of validated

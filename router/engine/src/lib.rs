@@ -61,6 +61,5 @@ pub mod tap;
 pub mod twcc;
 pub mod uplink;
 
-pub use api::*;
+pub use api::EngineConfig;
 pub use engine::{Counters, Engine, MTU, Transmit, VecTransmit};
-pub use ids::{ConsumerId, ProducerId, TransportId};

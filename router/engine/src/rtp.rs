@@ -7,7 +7,7 @@
 //! be rewritten in place ([`set_sequence_number`], [`set_ssrc`], ...) or the header rebuilt with
 //! a subscriber's own extension ids ([`write_header`]). Extensions are read by id through
 //! [`RtpHeader::find_extension`] and the typed readers ([`read_transport_cc`], [`read_str`], ...),
-//! with ids mapped from SDP `a=extmap` lines by [`ExtensionIds`].
+//! with ids mapped from SDP `a=extmap` lines by [`schema::extensions::ExtensionIds`].
 //!
 //! We parse ourselves rather than with the `rtp` crate because its unmarshal allocates per packet
 //! (a `Vec` of CSRCs and of extensions, `Bytes` payloads); here nothing allocates.
@@ -30,13 +30,6 @@ pub const FIXED_HEADER_LEN: usize = 12;
 pub const PROFILE_ONE_BYTE: u16 = 0xBEDE;
 /// RFC 8285 two-byte header extension profile (the low 4 bits are "appbits").
 pub const PROFILE_TWO_BYTE: u16 = 0x1000;
-
-// The negotiated extension ids and their URIs are part of the inter-process schema (signaling
-// reads them from SDP); re-exported so `router_engine::rtp::*` keeps naming them.
-pub use schema::extensions::{
-    ExtensionIds, URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, URI_REPAIRED_RID, URI_RID, URI_TRANSPORT_CC,
-    URI_VIDEO_ORIENTATION,
-};
 
 /// Why bytes are not an RTP packet, or a header cannot be written.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! stream is made to look like one continuous stream. Pure functions; the engine calls them on
 //! every packet (see `docs/simulcast.md`).
 //!
-//! A simulcast producer has up to [`MAX_LAYERS`] spatial layers, index 0 the lowest (rid `q`),
+//! A simulcast producer has up to `schema::layers::MAX_LAYERS` spatial layers, index 0 the lowest (rid `q`),
 //! each its own RTP stream (own SSRC, sequence numbers and timestamps). A video consumer keeps
 //! three layers, as in mediasoup's SimulcastConsumer and LiveKit's Forwarder:
 //! - `preferred`: the highest layer the subscriber asked for (`prefer-video-track-state`),
@@ -21,8 +21,6 @@
 //! assert_eq!(decide(&s, 2, false), LayerDecision::Drop); // not a keyframe: cannot switch yet
 //! assert_eq!(decide(&s, 2, true), LayerDecision::Switch { from: Some(0), to: 2 });
 //! ```
-
-pub use schema::layers::MAX_LAYERS;
 
 /// The layers of one video consumer. `None` means no layer (nothing forwarded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -68,11 +66,6 @@ pub fn decide(state: &LayerState, layer: u8, keyframe_start: bool) -> LayerDecis
         }
     }
 }
-
-pub use schema::layers::{layer_name, parse_layer_name, rid_layer};
-
-// The payload readers moved to `codec`; the recorder and the fuzz targets name them here.
-pub use crate::codec::{h264_keyframe_size, h264_sps_size, vp8_keyframe_size};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-pub use schema::tap::TapRecord;
+use schema::tap::TapRecord;
 
 /// How often a tapped producer's `Start` record is repeated.
 pub const START_REPEAT: Duration = Duration::from_secs(1);

@@ -30,7 +30,7 @@ pub struct Harness {
 /// Keeps the router running and removes the test's directory when dropped.
 pub struct Guard {
     dir: PathBuf,
-    _router: Arc<router::control::Router>,
+    _router: Arc<router::Router>,
 }
 
 impl Drop for Guard {
@@ -62,7 +62,7 @@ pub async fn start(
         control_socket: dir.join("router.sock"),
         ..router::config::Config::default()
     };
-    let router = Arc::new(router::control::Router::start(&cfg).unwrap());
+    let router = Arc::new(router::Router::start(&cfg).unwrap());
     let segment = shm_queue::Segment::create_memfd("test-link", shm_queue::Config::channel(1 << 20)).unwrap();
     let other = shm_queue::Segment::open_fd(segment.inheritable_fd().unwrap()).unwrap();
     router::link::serve_link(router.clone(), segment).unwrap();

@@ -321,7 +321,7 @@ impl Engine {
     pub fn close_producer(&mut self, id: ProducerId) -> Result<(), ApiError> {
         let p = self.producers.remove(&id).ok_or(ApiError::UnknownProducer(id))?;
         if let Some(tap) = &p.tap {
-            self.offer_tap(&crate::tap::TapRecord::Stop { tap: tap.id, producer: id.0 });
+            self.offer_tap(&schema::tap::TapRecord::Stop { tap: tap.id, producer: id.0 });
         }
         if let Some(t) = self.transports.get_mut(&p.transport) {
             t.producers.retain(|&x| x != id);

@@ -59,7 +59,7 @@ impl Engine {
                             if let Some(tap) = producers.get(&producer).and_then(|p| p.tap.as_ref())
                                 && let Some(sink) = tap_sink.as_mut()
                             {
-                                let rec = crate::tap::TapRecord::SenderReport {
+                                let rec = schema::tap::TapRecord::SenderReport {
                                     tap: tap.id,
                                     producer: producer.0,
                                     layer,

@@ -69,7 +69,7 @@ impl Engine {
         if let Some(tap) = &p.tap
             && let Some(sink) = self.tap_sink.as_mut()
         {
-            let rec = crate::tap::TapRecord::Rtp {
+            let rec = schema::tap::TapRecord::Rtp {
                 tap: tap.id,
                 producer: pid.0,
                 layer: layer_index,

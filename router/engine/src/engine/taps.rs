@@ -22,7 +22,7 @@ impl Engine {
         if let Some(old) = old
             && old.id != tap
         {
-            self.offer_tap(&crate::tap::TapRecord::Stop { tap: old.id, producer: id.0 });
+            self.offer_tap(&schema::tap::TapRecord::Stop { tap: old.id, producer: id.0 });
         }
         self.tap_timers(now);
         Ok(())
@@ -32,12 +32,12 @@ impl Engine {
     pub fn stop_tap(&mut self, id: ProducerId) -> Result<(), ApiError> {
         let p = self.producers.get_mut(&id).ok_or(ApiError::UnknownProducer(id))?;
         if let Some(tap) = p.tap.take() {
-            self.offer_tap(&crate::tap::TapRecord::Stop { tap: tap.id, producer: id.0 });
+            self.offer_tap(&schema::tap::TapRecord::Stop { tap: tap.id, producer: id.0 });
         }
         Ok(())
     }
 
-    pub(super) fn offer_tap(&mut self, rec: &crate::tap::TapRecord<'_>) {
+    pub(super) fn offer_tap(&mut self, rec: &schema::tap::TapRecord<'_>) {
         if let Some(sink) = self.tap_sink.as_mut() {
             if sink.offer(rec) {
                 self.counters.tap_records += 1;
@@ -62,7 +62,7 @@ impl Engine {
                 continue;
             }
             tap.next_start = now + crate::tap::START_REPEAT;
-            let rec = crate::tap::TapRecord::Start {
+            let rec = schema::tap::TapRecord::Start {
                 tap: tap.id,
                 producer: p.id.0,
                 codec: p.params.codec,

@@ -3,6 +3,7 @@
 use super::*;
 use bytes::Bytes;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
+use schema::extensions::{ExtensionIds, URI_MID, URI_TRANSPORT_CC};
 use webrtc_util::marshal::{Marshal, Unmarshal};
 
 fn theirs(extension_profile: u16, extensions: &[(u8, &[u8])], csrc: Vec<u32>, padding: bool) -> rtp::packet::Packet {
