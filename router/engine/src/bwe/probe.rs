@@ -52,6 +52,29 @@ pub(super) struct Cluster {
 }
 
 impl Cluster {
+    /// A cluster that starts sending at `start`; nothing sent or received yet.
+    pub(super) fn new(id: u16, start: Instant, duration: Duration, target_bps: f64) -> Cluster {
+        Cluster {
+            id,
+            start,
+            duration,
+            target_bps,
+            ended: None,
+            aborted: false,
+            sent_bytes: 0,
+            sent_packets: 0,
+            first_send_us: 0,
+            last_send_us: 0,
+            last_size: 0,
+            last_seq: None,
+            recv_bytes: 0,
+            recv_packets: 0,
+            first_arrival_us: 0,
+            first_arrival_size: 0,
+            last_arrival_us: 0,
+        }
+    }
+
     pub(super) fn on_sent(&mut self, send_us: i64, seq: i64, size: u32) {
         if self.sent_packets == 0 {
             self.first_send_us = send_us;
@@ -123,25 +146,7 @@ impl BandwidthEstimator {
             Duration::from_secs_f64(PROBE_MIN_BYTES * 8.0 / target).max(PROBE_DURATION).min(PROBE_MAX_DURATION);
         let id = self.next_cluster_id;
         self.next_cluster_id = self.next_cluster_id.checked_add(1).unwrap_or(1);
-        self.cluster = Some(Cluster {
-            id,
-            start: now,
-            duration,
-            target_bps: target,
-            ended: None,
-            aborted: false,
-            sent_bytes: 0,
-            sent_packets: 0,
-            first_send_us: 0,
-            last_send_us: 0,
-            last_size: 0,
-            last_seq: None,
-            recv_bytes: 0,
-            recv_packets: 0,
-            first_arrival_us: 0,
-            first_arrival_size: 0,
-            last_arrival_us: 0,
-        });
+        self.cluster = Some(Cluster::new(id, now, duration, target));
         self.last_probe_start = Some(now);
         self.stats.probes_started += 1;
     }

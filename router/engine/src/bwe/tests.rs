@@ -548,25 +548,7 @@ fn probe_result_needs_ninety_percent_of_the_sent_rate() {
     // 20 packets of 1000 bytes sent over 100 ms (1.52 Mbit/s without the last one);
     // arrivals spread over `recv_span_ms`, `received` of them.
     let cluster = |received: u32, recv_span_ms: i64| {
-        let mut c = Cluster {
-            id: 1,
-            start: Instant::now(),
-            duration: PROBE_DURATION,
-            target_bps: 1.5e6,
-            ended: None,
-            aborted: false,
-            sent_bytes: 0,
-            sent_packets: 0,
-            first_send_us: 0,
-            last_send_us: 0,
-            last_size: 0,
-            last_seq: None,
-            recv_bytes: 0,
-            recv_packets: 0,
-            first_arrival_us: 0,
-            first_arrival_size: 0,
-            last_arrival_us: 0,
-        };
+        let mut c = Cluster::new(1, Instant::now(), PROBE_DURATION, 1.5e6);
         for i in 0..20 {
             c.on_sent(i * 100_000 / 19, i, 1000);
         }

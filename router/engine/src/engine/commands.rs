@@ -10,16 +10,15 @@ use schema::ids::{ConsumerId, ProducerId, TransportId};
 use schema::layers::MAX_LAYERS;
 use tracing::debug;
 
-use super::objects::{Consumer, Downlink, Layer, Producer, StreamRef, Transport};
+use super::objects::{Consumer, ConsumerSetup, Downlink, Layer, Producer, StreamRef, Transport};
 use super::{Engine, random_u32};
 use crate::allocation::Allocator;
 use crate::bwe::{BandwidthEstimator, BweConfig};
 use crate::dtls::{DtlsState, Fingerprint};
 use crate::ice::{IceCredentials, IceLite};
 use crate::ids::FastMap;
-use crate::liveness::{self, UnservedTime};
+use crate::liveness;
 use crate::meters::AudioLevelMeter;
-use crate::rtx_cache::ResendThrottle;
 use crate::sctp::SctpTransport;
 use crate::simulcast::LayerState;
 use crate::twcc::TwccReceiver;
@@ -159,7 +158,7 @@ impl Engine {
         let producer = self.producers.get(&params.producer).ok_or(ApiError::UnknownProducer(params.producer))?;
         let ssrc = random_u32();
         let rtx_ssrc = params.rtx_payload_type.map(|_| random_u32());
-        let consumer = Consumer {
+        let consumer = Consumer::new(ConsumerSetup {
             id,
             transport,
             producer: producer.id,
@@ -172,7 +171,6 @@ impl Engine {
             rtx_payload_type: params.rtx_payload_type,
             mid: params.mid.clone(),
             paused: params.paused,
-            confirmed: std::cell::Cell::new(false),
             layers: {
                 let preferred = params.preferred_layer.unwrap_or(MAX_LAYERS as u8 - 1);
                 // Until the first allocation (within a tick) the consumer aims for the best live
@@ -185,26 +183,10 @@ impl Engine {
                 .unwrap_or(preferred.min(top));
                 LayerState { preferred: Some(preferred), target: Some(target), current: None }
             },
-            switch_started: None,
-            starved_since: None,
-            blocked_until: [None; MAX_LAYERS],
-            degraded: false,
-            fallback: false,
-            unserved: UnservedTime::default(),
-            last_media_out: None,
-            reported: None,
-            switches: 0,
-            sync: None,
-            history: [None; 4],
-            last_out: None,
-            last_vp8: None,
             first_out: (random_u32() as u16 & 0x7fff, random_u32()),
             rtx_seq: random_u32() as u16,
-            resend: ResendThrottle::new(512),
-            packets: 0,
-            bytes: 0,
-            stats: StreamStats::default(),
-        };
+            resend_window: 512,
+        });
         let info = ConsumerInfo {
             id,
             producer: producer.id,

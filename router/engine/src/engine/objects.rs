@@ -210,6 +210,68 @@ pub(super) struct Consumer {
     pub(super) stats: StreamStats,
 }
 
+/// What a new consumer is made of (from its `consume` command and producer); the rest of its
+/// state starts empty in [`Consumer::new`].
+pub(super) struct ConsumerSetup {
+    pub(super) id: ConsumerId,
+    pub(super) transport: TransportId,
+    pub(super) producer: ProducerId,
+    pub(super) kind: MediaKind,
+    pub(super) codec: Codec,
+    pub(super) clock_rate: u32,
+    pub(super) ssrc: u32,
+    pub(super) payload_type: u8,
+    pub(super) rtx_ssrc: Option<u32>,
+    pub(super) rtx_payload_type: Option<u8>,
+    pub(super) mid: Option<String>,
+    pub(super) paused: bool,
+    pub(super) layers: LayerState,
+    pub(super) first_out: (u16, u32),
+    pub(super) rtx_seq: u16,
+    /// Sequence numbers the resend throttle tracks (the retransmission cache's capacity).
+    pub(super) resend_window: usize,
+}
+
+impl Consumer {
+    pub(super) fn new(s: ConsumerSetup) -> Consumer {
+        Consumer {
+            id: s.id,
+            transport: s.transport,
+            producer: s.producer,
+            kind: s.kind,
+            codec: s.codec,
+            clock_rate: s.clock_rate,
+            ssrc: s.ssrc,
+            payload_type: s.payload_type,
+            rtx_ssrc: s.rtx_ssrc,
+            rtx_payload_type: s.rtx_payload_type,
+            mid: s.mid,
+            paused: s.paused,
+            confirmed: std::cell::Cell::new(false),
+            layers: s.layers,
+            switch_started: None,
+            starved_since: None,
+            blocked_until: [None; MAX_LAYERS],
+            degraded: false,
+            fallback: false,
+            unserved: UnservedTime::default(),
+            last_media_out: None,
+            reported: None,
+            switches: 0,
+            sync: None,
+            history: [None; 4],
+            last_out: None,
+            last_vp8: None,
+            first_out: s.first_out,
+            rtx_seq: s.rtx_seq,
+            resend: ResendThrottle::new(s.resend_window),
+            packets: 0,
+            bytes: 0,
+            stats: StreamStats::default(),
+        }
+    }
+}
+
 /// How a consumer's numbering relates to the producer stream (layer) it forwards.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct SeqSync {

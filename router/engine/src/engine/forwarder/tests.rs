@@ -3,15 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use schema::api::{MediaKind, StreamStats};
+use schema::api::MediaKind;
 use schema::codec::Codec;
 use schema::ids::{ConsumerId, ProducerId, TransportId};
-use schema::layers::MAX_LAYERS;
 
 use super::{DropReason, IncomingPacket, Translation};
-use crate::engine::objects::Consumer;
-use crate::liveness::UnservedTime;
-use crate::rtx_cache::ResendThrottle;
+use crate::engine::objects::{Consumer, ConsumerSetup};
 use crate::simulcast::LayerState;
 
 /// The first packet ever sent gets these (random in the engine).
@@ -19,7 +16,7 @@ const FIRST_SEQ: u16 = 1000;
 const FIRST_TS: u32 = 50_000;
 
 fn consumer(kind: MediaKind, target: Option<u8>) -> Consumer {
-    Consumer {
+    Consumer::new(ConsumerSetup {
         id: ConsumerId(1),
         transport: TransportId(2),
         producer: ProducerId(3),
@@ -32,28 +29,11 @@ fn consumer(kind: MediaKind, target: Option<u8>) -> Consumer {
         rtx_payload_type: None,
         mid: None,
         paused: false,
-        confirmed: std::cell::Cell::new(false),
         layers: LayerState { preferred: Some(2), target, current: None },
-        switch_started: None,
-        starved_since: None,
-        blocked_until: [None; MAX_LAYERS],
-        degraded: false,
-        fallback: false,
-        unserved: UnservedTime::default(),
-        last_media_out: None,
-        reported: None,
-        switches: 0,
-        sync: None,
-        history: [None; 4],
-        last_out: None,
-        last_vp8: None,
         first_out: (FIRST_SEQ, FIRST_TS),
         rtx_seq: 0,
-        resend: ResendThrottle::new(16),
-        packets: 0,
-        bytes: 0,
-        stats: StreamStats::default(),
-    }
+        resend_window: 16,
+    })
 }
 
 /// One packet: its layer, sequence number, timestamp, when it arrives (ms), and flags.
