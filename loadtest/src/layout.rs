@@ -1,8 +1,9 @@
 //! `--layout`: which videos a subscriber shows and at what size, as LiveKit's `lk load-test`
 //! simulates an app's screen. A subscriber joins with `disableVidAutoSub` (video waits for a
-//! request, as the 100ms SDK does by default) and asks for each announced video, in the order
-//! the tracks were announced, with one `prefer-video-track-state` on the subscribe
-//! connection's `ion-sfu` data channel:
+//! request, as the 100ms SDK does by default) and asks for each announced video, its layer set
+//! by the order the tracks were announced, with one `prefer-video-track-state` on the subscribe
+//! connection's `ion-sfu` data channel, sent once the track is in the subscribe connection (as
+//! the SDK asks after `ontrack`):
 //!
 //! | layout | shown | layer asked for |
 //! |---|---|---|
@@ -151,9 +152,13 @@ impl Tiles {
         }
     }
 
-    /// The next request to write on the `ion-sfu` channel, as the SDK frames it.
-    pub fn next_request(&mut self) -> Option<String> {
-        let i = self.unsent.pop_front()?;
+    /// The next request to write on the `ion-sfu` channel, as the SDK frames it, for a track
+    /// already in the subscribe connection (`received`). The SDK asks for a video only after
+    /// its track arrived (`ontrack`); asked for earlier, the server does not know the
+    /// subscription yet and answers 404.
+    pub fn next_request(&mut self, received: impl Fn(&str) -> bool) -> Option<String> {
+        let pos = self.unsent.iter().position(|&i| received(&self.tiles[i].track_id))?;
+        let i = self.unsent.remove(pos)?;
         self.next_id += 1;
         let id = format!("layout-{}", self.next_id);
         let t = &self.tiles[i];
@@ -210,7 +215,7 @@ mod tests {
     }
 
     fn drain(t: &mut Tiles) -> Vec<(String, String)> {
-        std::iter::from_fn(|| t.next_request())
+        std::iter::from_fn(|| t.next_request(|_| true))
             .map(|r| {
                 let v: Value = serde_json::from_str(&r).unwrap();
                 assert_eq!(v["method"], "prefer-video-track-state");
@@ -253,19 +258,34 @@ mod tests {
         }
         let mut all = Tiles::new(Layout::All);
         all.on_push("on-track-add", &json!({"tracks": tracks(&[("v0", "video")])}));
-        assert!(all.next_request().is_none());
+        assert!(all.next_request(|_| true).is_none());
         assert!(!Layout::All.asks_for_video() && Layout::Speaker.asks_for_video());
+    }
+
+    #[test]
+    fn a_tile_is_asked_for_once_its_track_is_in_the_subscribe_connection() {
+        let mut t = Tiles::new(Layout::Speaker);
+        t.on_push("on-track-add", &json!({"tracks": tracks(&[("v0", "video"), ("v1", "video")])}));
+        // v1's m-line came first: it goes out, still with the layer of its place (`low`).
+        let only_v1 = |track: &str| track == "v1";
+        let first: Value = serde_json::from_str(&t.next_request(only_v1).unwrap()).unwrap();
+        assert_eq!(
+            (first["params"]["track_id"].as_str(), first["params"]["max_spatial_layer"].as_str()),
+            (Some("v1"), Some("low"))
+        );
+        assert!(t.next_request(only_v1).is_none(), "v0 waits for its track");
+        assert_eq!(drain(&mut t), [("v0".to_owned(), "high".to_owned())]);
     }
 
     #[test]
     fn replies_mark_tiles_and_a_refusal_is_kept() {
         let mut t = Tiles::new(Layout::Grid3x3);
         t.on_push("on-track-add", &json!({"tracks": tracks(&[("v0", "video"), ("v1", "video")])}));
-        let first = t.next_request().unwrap();
+        let first = t.next_request(|_| true).unwrap();
         // A request the channel would not take goes out again, under the same id.
         t.unsend(&first);
-        let again = t.next_request().unwrap();
-        let second = t.next_request().unwrap();
+        let again = t.next_request(|_| true).unwrap();
+        let second = t.next_request(|_| true).unwrap();
         let id = |r: &str| serde_json::from_str::<Value>(r).unwrap()["id"].as_str().unwrap().to_owned();
         let accepted = t.on_reply(&json!({"jsonrpc": "2.0", "id": id(&again), "result": {}}).to_string());
         assert_eq!(accepted.map(|t| t.track_id.as_str()), Some("v0"));

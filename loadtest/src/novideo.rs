@@ -184,6 +184,11 @@ impl Watch {
         Watch { asks: asks_for_video, ..Watch::default() }
     }
 
+    /// Whether the subscribe connection has a video m-line of `track_id`.
+    pub fn has_line(&self, track_id: &str) -> bool {
+        self.lines.iter().any(|l| l.track_id == track_id)
+    }
+
     /// The subscribe connection got a video m-line (a new subscription).
     pub fn on_video_line(&mut self, mid: &str, track_id: &str, at_us: u64) {
         if self.lines.iter().any(|l| l.mid == mid) {

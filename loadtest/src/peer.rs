@@ -488,7 +488,8 @@ async fn on_push(
 }
 
 /// Writes the layout's pending `prefer-video-track-state` requests on the subscribe
-/// connection's `ion-sfu` channel once it is open; one the channel does not take waits.
+/// connection's `ion-sfu` channel once it is open, each once its track is in that connection;
+/// one the channel does not take waits.
 /// A request accepted for a shown video starts its no-video accounting.
 fn ask_for_tiles(sub: &mut Pc, tiles: &mut Tiles, watch: &mut Watch, clock: &Clock, live: &Live) {
     for text in sub.channel_texts.drain(..) {
@@ -500,7 +501,7 @@ fn ask_for_tiles(sub: &mut Pc, tiles: &mut Tiles, watch: &mut Watch, clock: &Clo
     }
     let Some(id) = sub.channel else { return };
     let mut wrote = false;
-    while let Some(request) = tiles.next_request() {
+    while let Some(request) = tiles.next_request(|track| watch.has_line(track)) {
         let taken = sub.rtc.channel(id).is_some_and(|mut ch| ch.write(false, request.as_bytes()).unwrap_or(false));
         if !taken {
             tiles.unsend(&request);
