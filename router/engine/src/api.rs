@@ -31,7 +31,7 @@ pub struct EngineConfig {
     /// Interval of RTCP sender and receiver reports.
     #[serde(with = "millis")]
     pub rtcp_interval: Duration,
-    /// Interval of [`Event::Stats`]; zero disables them.
+    /// Interval of [`schema::api::Event::Stats`]; zero disables them.
     #[serde(with = "millis")]
     pub stats_interval: Duration,
     /// Packets kept per producer for retransmission.

@@ -9,7 +9,8 @@
 //! [`Vp8Descriptor::set_tl0_pic_idx`] rewrite them. Nothing allocates.
 //!
 //! ```
-//! use router_engine::codec::{is_keyframe, Codec, Vp8Descriptor};
+//! use router_engine::codec::{is_keyframe, Vp8Descriptor};
+//! use schema::codec::Codec;
 //! // VP8: X=1, S=1, PID=0; I=1 with a 15-bit picture id; keyframe header with start code.
 //! let mut p = [0x90, 0x80, 0x81, 0x23, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a];
 //! assert!(is_keyframe(Codec::Vp8, &p));

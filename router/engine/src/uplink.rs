@@ -6,7 +6,7 @@
 //! obeys a REMB from the receiver as an upper bound on its send rate, and its simulcast
 //! allocator then leaves out the layers that no longer fit: Chromium stops encoding them (a
 //! layer gets no bitrate below its minimum). So when the layers above some layer have been
-//! unneeded by every consumer for a while ([`UplinkConfig::stop_after`]), the router sends
+//! unneeded by every consumer for a while (`EngineConfig::stop_unneeded_layers_after`), the router sends
 //! the publisher a REMB of what the needed layers (plus audio and headroom) use, repeated
 //! every [`RESEND`] because RTCP may be lost; the moment a consumer needs a stopped layer
 //! again, it sends a REMB far above any real rate, a few times, and the browser's own

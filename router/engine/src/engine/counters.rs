@@ -38,7 +38,7 @@ pub struct Counters {
     /// live at the publisher (counted once per fallback, not per packet).
     pub simulcast_fallbacks: u64,
     /// Milliseconds, summed over video consumers, with no media forwarded (padding does not
-    /// count) for over [`liveness::UNSERVED_AFTER`] although the subscriber wants video, its bandwidth
+    /// count) for over [`crate::liveness::UNSERVED_AFTER`] although the subscriber wants video, its bandwidth
     /// allows it and the publisher sends some: the time a subscriber's tile is frozen by the
     /// router. 0 is the target.
     pub video_unserved_ms: u64,
