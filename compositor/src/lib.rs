@@ -22,9 +22,12 @@
 //!
 //! # What exists and what does not yet
 //!
-//! Exists: the pipeline above and its tests (`tests/composite-mp4-ffprobe.rs`: real VP8 and
-//! Opus made by ffmpeg, two video inputs and one audio input composited into one MP4 that
-//! ffprobe reads; a process aborted mid-job leaves a readable file).
+//! Exists: the pipeline above and its tests, on real media made by ffmpeg:
+//! `tests/composite-mp4-ffprobe.rs` (two VP8 cameras and an Opus tone composited into one MP4
+//! that ffprobe reads: h264 + aac, duration, size, frame count; a process aborted mid-job
+//! leaves a file that decodes without a message) and `tests/inputs-join-and-leave-mid-job.rs`
+//! (a VP8 and an H.264 camera joining and leaving while the job runs; the tiles and their
+//! letterboxing checked on decoded pictures).
 //! Not yet: reading the router's media tap (the recorder's depacketizers will feed
 //! `push_video`, and sender reports will give the PTS), the process and its supervision by
 //! control, names on tiles, HLS, RTMP, pause/resume, the REST and signaling surface.
