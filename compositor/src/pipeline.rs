@@ -614,7 +614,8 @@ fn pipeline_error(msg: &gst::Message) -> Option<Error> {
 }
 
 /// An Opus packet's duration from its TOC byte (RFC 6716 §3.1), so the decoder and mixer know
-/// each buffer's extent without waiting for the next; `None` for a malformed packet.
+/// each buffer's extent without waiting for the next; `None` for a malformed packet (which is
+/// still pushed: the decoder drops it, and the job's end is not moved by it).
 pub fn opus_duration(packet: &[u8]) -> Option<Duration> {
     let toc = *packet.first()?;
     let config = toc >> 3;
@@ -629,10 +630,13 @@ pub fn opus_duration(packet: &[u8]) -> Option<Duration> {
         1 | 2 => 2,
         _ => u64::from(*packet.get(1)? & 0x3f),
     };
-    if frames == 0 {
+    // RFC 6716 §3.2.5: a packet holds at most 120 ms; more is a malformed packet, whose claim
+    // must not stretch the job's end (`finish` runs the output to the last frame's end).
+    let total = frame_us * frames;
+    if frames == 0 || total > 120_000 {
         return None;
     }
-    Some(Duration::from_micros(frame_us * frames))
+    Some(Duration::from_micros(total))
 }
 
 #[cfg(test)]
@@ -644,7 +648,8 @@ mod tests {
         assert_eq!(opus_duration(&[0xfc, 0xff, 0xfe]), Some(Duration::from_millis(20))); // CELT FB 20 ms
         assert_eq!(opus_duration(&[0x78]), Some(Duration::from_millis(20))); // SILK WB 20 ms (config 15)
         assert_eq!(opus_duration(&[0x08 | 0x01]), Some(Duration::from_millis(40))); // SILK 20 ms ×2
-        assert_eq!(opus_duration(&[0x03 | 0x18, 0x03]), Some(Duration::from_millis(180))); // 60 ms ×3
+        assert_eq!(opus_duration(&[0x03 | 0x18, 0x02]), Some(Duration::from_millis(120))); // 60 ms ×2, code 3
+        assert_eq!(opus_duration(&[0x03 | 0x18, 0x03]), None); // 180 ms: over the 120 ms limit
         assert_eq!(opus_duration(&[0x03, 0x00]), None);
         assert_eq!(opus_duration(&[]), None);
     }
