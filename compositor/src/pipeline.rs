@@ -528,10 +528,6 @@ impl Composite {
     /// the end and sends EOS downstream instead. Audio and video end at the same time.
     pub fn finish(mut self, timeout: Duration) -> Result<(), Error> {
         self.finished = true;
-        // Drain the decoders (their last frames) before the mixers are cut.
-        for input in self.inputs.values() {
-            let _ = input.src.end_of_stream();
-        }
         let end = self.end.max(self.running_time().unwrap_or_default());
         let end = gst::ClockTime::from_nseconds(u64::try_from(end.as_nanos()).unwrap_or(u64::MAX));
         for mixer in [&self.compositor, &self.audiomixer] {
@@ -549,6 +545,12 @@ impl Composite {
                 }
                 gst::PadProbeReturn::Drop
             });
+        }
+        // Only now end the inputs (which drains the decoders' last frames): a mixer whose inputs
+        // have all ended no longer waits for the clock and races ahead, so the cut must already
+        // be in place (measured: without it the file ran up to a second past the end).
+        for input in self.inputs.values() {
+            let _ = input.src.end_of_stream();
         }
         let bus = self.pipeline.bus().ok_or_else(|| Error::Build("pipeline without a bus".into()))?;
         let msg = bus.timed_pop_filtered(

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{frame_rgb, make_media, mean_level, probe, tempdir};
+use common::{check_timing, frame_rgb, make_media, mean_level, probe, tempdir};
 use compositor::{Composite, Config, Error, InputId, InputKind, LayoutKind};
 
 const WIDTH: u32 = 640;
@@ -59,17 +59,15 @@ fn garbage_on_one_input_leaves_the_others_composited() {
     if let Some(e) = job.poll_error() {
         panic!("pipeline error: {e}");
     }
+    let finished_at = job.running_time().unwrap();
     job.finish(Duration::from_secs(10)).unwrap();
 
     let file = out.join("room.1.mp4");
     let p = probe(&file);
     eprintln!("{p:?}");
-    let (codec, _, _, frames) = p.video.expect("a video stream");
-    assert_eq!(codec, "h264");
-    assert!((50..=70).contains(&frames), "{frames} video frames");
+    assert_eq!(p.video.as_ref().unwrap().0, "h264");
     // Garbage Opus "packets" may claim long durations; they must not stretch the output.
-    let duration = p.duration.unwrap();
-    assert!((duration - 2.0).abs() <= 0.25, "duration {duration}");
+    check_timing(&p, 2.0, finished_at);
     assert_eq!(p.audio.as_deref(), Some("aac"));
     // The good camera's tile (left) has its picture; the garbage one's (right) stays black.
     let rgb = frame_rgb(&file, 1.5, WIDTH, HEIGHT);
@@ -101,13 +99,15 @@ fn a_job_without_inputs_makes_a_black_silent_file() {
     let dir = tempdir("empty");
     let job = Composite::start(config(&dir)).unwrap();
     std::thread::sleep(Duration::from_secs(1));
+    let finished_at = job.running_time().unwrap();
     job.finish(Duration::from_secs(10)).unwrap();
     let file = dir.join("room.1.mp4");
     let p = probe(&file);
     eprintln!("{p:?}");
-    let (_, w, h, frames) = p.video.expect("a video stream");
+    // Nothing pushed: the output runs to where the clock was at `finish`.
+    check_timing(&p, finished_at.as_secs_f64(), finished_at);
+    let (_, w, h, _) = p.video.expect("a video stream");
     assert_eq!((w, h), (u64::from(WIDTH), u64::from(HEIGHT)));
-    assert!((20..=45).contains(&frames), "{frames} frames for about a second");
     assert_eq!(p.audio.as_deref(), Some("aac"));
     let rgb = frame_rgb(&file, 0.5, WIDTH, HEIGHT);
     assert!(mean_level(&rgb, WIDTH, (0, 0, WIDTH, HEIGHT)) < 20.0, "black");

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Media, make_media, probe, tempdir};
+use common::{Media, check_timing, make_media, probe, tempdir};
 use compositor::{Composite, Config, InputId, InputKind, LayoutKind};
 
 const WIDTH: u32 = 640;
@@ -79,17 +79,16 @@ fn two_cameras_and_a_tone_make_one_h264_aac_mp4() {
     let mut job = start_job(&out);
     let began = Instant::now();
     push_live(&mut job, &media, Duration::from_secs(10));
+    let finished_at = job.running_time().unwrap();
     job.finish(Duration::from_secs(10)).unwrap();
     eprintln!("pushed and finished in {:?}", began.elapsed());
 
     let file = out.join("room.1.mp4");
     let p = probe(&file);
     eprintln!("{p:?}");
-    let duration = p.duration.expect("a duration");
-    assert!((duration - 3.0).abs() <= 0.5, "duration {duration}");
-    let (codec, w, h, frames) = p.video.expect("a video stream");
+    check_timing(&p, 3.0, finished_at);
+    let (codec, w, h, _) = p.video.expect("a video stream");
     assert_eq!((codec.as_str(), w, h), ("h264", u64::from(WIDTH), u64::from(HEIGHT)));
-    assert!((80..=100).contains(&frames), "{frames} video frames");
     assert_eq!(p.audio.as_deref(), Some("aac"));
     assert!(!out.join("room.2.mp4").exists(), "one part only");
     assert!(p.errors.is_empty(), "ffprobe: {}", p.errors);

@@ -229,3 +229,15 @@ pub fn mean_level(rgb: &[u8], width: u32, (x, y, w, h): (u32, u32, u32, u32)) ->
     }
     sum as f64 / f64::from(w * h * 3)
 }
+
+/// Checks a file's length and frame count against what was pushed: the output runs on the
+/// clock, so it lasts from 0 to the end of the last frame pushed (`expected` seconds), or to
+/// where the job's clock was when `finish` was called (`finished_at`) if the pushing fell
+/// behind real time (a loaded machine). Within that, one frame per 1/30 s: none dropped.
+pub fn check_timing(p: &Probe, expected: f64, finished_at: std::time::Duration) {
+    let duration = p.duration.expect("a duration");
+    let latest = expected.max(finished_at.as_secs_f64()) + 0.3;
+    assert!(duration >= expected - 0.3 && duration <= latest, "duration {duration}, expected {expected}..{latest}");
+    let frames = p.video.as_ref().expect("a video stream").3 as f64;
+    assert!((frames - duration * 30.0).abs() <= 10.0, "{frames} frames in {duration} s");
+}
