@@ -28,7 +28,9 @@
 //! leaves a file that decodes without a message) and `tests/inputs-join-and-leave-mid-job.rs`
 //! (a VP8 and an H.264 camera joining and leaving while the job runs; the tiles and their
 //! letterboxing checked on decoded pictures), `tests/bad-input-never-stops-the-job.rs` (garbage
-//! on one input while another is composited; API misuse as typed errors; a job with no input).
+//! on one input while another is composited; API misuse as typed errors; a job with no input),
+//! `tests/layout-switches-to-speaker-mid-job.rs` (grid, then speaker with a strip, on decoded
+//! pictures). `tests/cost-of-a-720p-four-camera-job.rs` measures CPU (ignored; run by name).
 //! Not yet: reading the router's media tap (the recorder's depacketizers will feed
 //! `push_video`, and sender reports will give the PTS), the process and its supervision by
 //! control, names on tiles, HLS, RTMP, pause/resume, the REST and signaling surface.
