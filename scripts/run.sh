@@ -12,17 +12,8 @@ fi
 if ! command -v npm >/dev/null; then
   as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
 fi
-# GStreamer 1.22 from Debian for the compositor (see scripts/test.sh for what each is for).
-gst_packages=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base
-  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  gstreamer1.0-x gstreamer1.0-tools)
-gst_missing=()
-for p in "${gst_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || gst_missing+=("$p")
-done
-if [ "${#gst_missing[@]}" -gt 0 ]; then
-  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${gst_missing[@]}"
-fi
+# GStreamer 1.22 from Debian for the compositor (the packages it needs, when missing).
+scripts/install-gstreamer.sh
 cargo build --release --locked -p control -p router -p signaling -p recorder
 (cd client && npm ci --no-audit --no-fund && npm run --silent build)
 exec target/release/control --demo-dir client/dist "$@"

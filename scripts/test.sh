@@ -16,19 +16,8 @@ if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends ffmpeg
 fi
 
-# GStreamer 1.22 from Debian (the library, its -dev files for the gstreamer crates' pkg-config
-# check, and the plugins whose elements the compositor uses: appsrc, vp8dec, avdec_h264, opusdec,
-# compositor, audiomixer, x264enc, avenc_aac, h264parse, mp4mux, splitmuxsink; textoverlay next, for names on tiles).
-gst_packages=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base
-  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  gstreamer1.0-x gstreamer1.0-tools)
-gst_missing=()
-for p in "${gst_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || gst_missing+=("$p")
-done
-if [ "${#gst_missing[@]}" -gt 0 ]; then
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${gst_missing[@]}"
-fi
+# GStreamer 1.22 from Debian for the compositor (the packages it needs, when missing).
+scripts/install-gstreamer.sh
 
 # PostgreSQL for the store's and control's PostgreSQL tests (the same tests as on SQLite): a
 # throwaway server on 127.0.0.1, stopped when this script exits.
