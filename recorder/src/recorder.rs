@@ -24,7 +24,7 @@
 mod manifest;
 mod part;
 mod recovery;
-mod track;
+pub mod track;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -198,10 +198,7 @@ impl Recorder {
         if payload.is_empty() {
             return; // padding-only (bandwidth probes)
         }
-        if track.layers_seen == 0 {
-            track.first_packet_ms = now_ms;
-        }
-        track.layers_seen |= 1 << layer.min(7);
+        track.note_packet(now_ms, layer);
         if track.layer.is_some_and(|l| l != layer) {
             return;
         }

@@ -5,7 +5,8 @@
 //! The scenarios themselves are in `tests/`, one behaviour per file.
 
 pub mod client;
-pub mod encoded;
+// Moved to synth-media so the compositor's tests use the same ffmpeg media and packetizers.
+pub use synth_media::encoded;
 pub mod media;
 pub mod room;
 pub mod sim;

@@ -4,6 +4,8 @@
 //! RFC 6184 H.264 packetizations (STAP-A, FU-A) the recorder's tests and the integration tests'
 //! encoded streams share.
 
+pub mod encoded;
+
 /// One RTP packet to send: extended sequence number, timestamp, marker, payload.
 #[derive(Debug, Clone)]
 pub struct Packet {

@@ -1,5 +1,9 @@
 //! One tapped track: what it is, its per-layer pipelines (reorder, depacketize), which
 //! simulcast layer it records, and its RTP and wall-clock time.
+//!
+//! Public because the compositor follows a tapped track the same way (its `tap_feed`): the
+//! pipelines, the layer pick and the timing are used from there; the file-writing state (the
+//! part, rotation, the manifest's announcements) stays private to the recorder.
 
 use std::collections::HashMap;
 
@@ -19,7 +23,7 @@ const AUDIO_WINDOW: u64 = 10;
 const MAX_HELD: usize = 300;
 
 /// The codecs written, and how: the manifest's codec name and the file extension.
-pub(super) fn recordable(codec: Codec) -> Option<(&'static str, &'static str)> {
+pub fn recordable(codec: Codec) -> Option<(&'static str, &'static str)> {
     match codec {
         Codec::Opus => Some(("opus", "ogg")),
         Codec::Vp8 => Some(("vp8", "webm")),
@@ -29,26 +33,28 @@ pub(super) fn recordable(codec: Codec) -> Option<(&'static str, &'static str)> {
 }
 
 /// One simulcast layer's pipeline.
-pub(super) struct LayerPipe {
-    pub(super) reorder: ReorderBuffer,
-    pub(super) video: VideoDepacketizer,
+#[derive(Debug)]
+pub struct LayerPipe {
+    pub reorder: ReorderBuffer,
+    pub video: VideoDepacketizer,
     /// Frames held while the layer is still being picked.
-    pub(super) held: Vec<Frame>,
+    pub held: Vec<Frame>,
 }
 
-pub(super) struct Track {
-    pub(super) meta: TapMeta,
-    pub(super) codec: Codec,
-    pub(super) clock_rate: u32,
-    pub(super) first_packet_ms: u64,
+/// One tapped track (keyed by tap and producer by its user).
+pub struct Track {
+    pub meta: TapMeta,
+    pub codec: Codec,
+    pub clock_rate: u32,
+    pub first_packet_ms: u64,
     /// Layers seen so far (bit per layer).
-    pub(super) layers_seen: u8,
-    pub(super) pipes: HashMap<u8, LayerPipe>,
-    pub(super) layer: Option<u8>,
+    pub layers_seen: u8,
+    pub pipes: HashMap<u8, LayerPipe>,
+    pub layer: Option<u8>,
     /// RTP timestamp unwrapping (of the recorded layer).
     ts_high: Option<u64>,
     /// The last sender report of the recorded layer: (NTP, RTP time).
-    pub(super) sr: HashMap<u8, (u64, u32)>,
+    pub sr: HashMap<u8, (u64, u32)>,
     pub(super) part: Option<Part>,
     pub(super) rotate_due: bool,
     pub(super) size: Option<(u16, u16)>,
@@ -60,8 +66,18 @@ pub(super) struct Track {
     pub(super) keyframe_asked_ms: Option<u64>,
 }
 
+impl std::fmt::Debug for Track {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Track")
+            .field("track", &self.meta.track_id)
+            .field("codec", &self.codec)
+            .field("layer", &self.layer)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Track {
-    pub(super) fn new(meta: TapMeta, codec: Codec, clock_rate: u32) -> Track {
+    pub fn new(meta: TapMeta, codec: Codec, clock_rate: u32) -> Track {
         Track {
             meta,
             codec,
@@ -82,12 +98,21 @@ impl Track {
     }
 
     /// The manifest's name of the codec ("" if it is not written).
-    pub(super) fn codec_name(&self) -> &'static str {
+    pub fn codec_name(&self) -> &'static str {
         recordable(self.codec).map_or("", |c| c.0)
     }
 
+    /// Notes a packet with a payload on `layer`, received at `now_ms`: the layer pick's clock
+    /// starts at the first, and the layers seen are what it picks from.
+    pub fn note_packet(&mut self, now_ms: u64, layer: u8) {
+        if self.layers_seen == 0 {
+            self.first_packet_ms = now_ms;
+        }
+        self.layers_seen |= 1 << layer.min(7);
+    }
+
     /// The pipeline of `layer`, made on its first packet.
-    pub(super) fn pipe(&mut self, layer: u8) -> &mut LayerPipe {
+    pub fn pipe(&mut self, layer: u8) -> &mut LayerPipe {
         let codec = self.codec;
         let window = if codec == Codec::Opus { AUDIO_WINDOW } else { VIDEO_WINDOW };
         self.pipes.entry(layer).or_insert_with(|| LayerPipe {
@@ -104,7 +129,7 @@ impl Track {
     /// While no layer is recorded yet: holds `frames` of `layer`, and picks the layer once the
     /// top one seen has a frame or [`LAYER_PICK_MS`] have passed with any. Returns the picked
     /// layer's held frames, to write, when it picks.
-    pub(super) fn pick_layer(&mut self, now_ms: u64, layer: u8, frames: Vec<Frame>) -> Option<Vec<Frame>> {
+    pub fn pick_layer(&mut self, now_ms: u64, layer: u8, frames: Vec<Frame>) -> Option<Vec<Frame>> {
         let pipe = self.pipes.get_mut(&layer)?;
         pipe.held.extend(frames);
         let top = 7 - self.layers_seen.leading_zeros() as u8;
@@ -134,7 +159,7 @@ impl Track {
     }
 
     /// Extends an RTP timestamp of the recorded layer past its 32-bit wraps.
-    pub(super) fn unwrap_ts(&mut self, ts: u32) -> u64 {
+    pub fn unwrap_ts(&mut self, ts: u32) -> u64 {
         let ext = match self.ts_high {
             None => (1u64 << 32) + u64::from(ts),
             Some(h) => {
@@ -147,7 +172,7 @@ impl Track {
     }
 
     /// The wall-clock time of RTP time `ts` on `layer`, from the last sender report.
-    pub(super) fn wall_clock_of(&self, layer: u8, ts: u32) -> Option<u64> {
+    pub fn wall_clock_of(&self, layer: u8, ts: u32) -> Option<u64> {
         let &(ntp, rtp_time) = self.sr.get(&layer)?;
         let delta = ts.wrapping_sub(rtp_time) as i32;
         let ms = ntp_to_unix_ms(ntp) as i64 + i64::from(delta) * 1000 / i64::from(self.clock_rate);
@@ -156,7 +181,7 @@ impl Track {
 }
 
 /// NTP (32.32 fixed point since 1900) to Unix milliseconds.
-pub(super) fn ntp_to_unix_ms(ntp: u64) -> u64 {
+pub fn ntp_to_unix_ms(ntp: u64) -> u64 {
     const EPOCH_DELTA: u64 = 2_208_988_800;
     let secs = (ntp >> 32).saturating_sub(EPOCH_DELTA);
     let frac = ((ntp & 0xffff_ffff) * 1000) >> 32;

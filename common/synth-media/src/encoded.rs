@@ -3,8 +3,8 @@
 //! access units and packets, and RTP packetizers for VP8 (RFC 7741) and H.264 (RFC 6184) to
 //! send them.
 //!
-//! The synthetic streams of [`crate::media`] are enough for the router, which never decodes;
-//! a recorder's files must play, so its tests send these.
+//! The synthetic streams of this crate's root are enough for the router, which never decodes;
+//! a recorder's files and a composite must play, so their tests send these.
 
 use std::path::Path;
 use std::process::Command;
@@ -202,14 +202,14 @@ pub fn h264_packetize(au: &H264AccessUnit, mtu: usize) -> Vec<Vec<u8>> {
     match params {
         [] => {}
         [one] => out.push(one.clone()),
-        several => out.push(synth_media::h264_stap_a(&several.iter().map(Vec::as_slice).collect::<Vec<_>>())),
+        several => out.push(crate::h264_stap_a(&several.iter().map(Vec::as_slice).collect::<Vec<_>>())),
     }
     for nal in slices {
         if nal.len() <= mtu {
             out.push(nal.clone());
             continue;
         }
-        out.extend(synth_media::h264_fu_a(nal, mtu - 2));
+        out.extend(crate::h264_fu_a(nal, mtu - 2));
     }
     out
 }
