@@ -6,7 +6,9 @@
 //! # Data flow
 //!
 //! ```text
-//! encoded frames (VP8 frames / H.264 access units / Opus packets, PTS from the caller)
+//! the router's media tap (TapRecord: Start, Rtp, SenderReport, Stop) → TapFeed: per track the
+//!   recorder's reorder buffer, depacketizer, simulcast layer pick and RTP/wall-clock timing
+//! encoded frames (VP8 frames / H.264 access units / Opus packets, PTS in the job's running time)
 //!   → Composite::push_video / push_audio → per input: appsrc → decoder → scale/convert
 //!   → compositor (tiles placed by `layout`) → x264enc ─┐
 //!   → audiomixer                           → avenc_aac ─┴→ splitmuxsink(mp4mux, fragmented)
@@ -19,6 +21,11 @@
 //!   inputs while it runs, push frames, change the layout, finish (EOS, wait for the file to
 //!   close). The output runs on the clock whether or not inputs send anything, and the MP4 is
 //!   fragmented, so a killed process leaves a file that plays up to its last fragment.
+//! - [`tap_feed`]: one room's tap records into a job ([`TapFeed`]): a Start adds an input
+//!   (VP8, H.264 or Opus), RTP becomes frames through the recorder's own track code
+//!   (`recorder::recorder::track`, not a copy), a frame's PTS is its RTP time placed by its
+//!   track's sender report (else its arrival) relative to the job's first frame, a Stop pushes
+//!   what is held and removes the input. Sans-IO: time is an argument.
 //!
 //! # What exists and what does not yet
 //!
@@ -30,10 +37,16 @@
 //! letterboxing checked on decoded pictures), `tests/bad-input-never-stops-the-job.rs` (garbage
 //! on one input while another is composited; API misuse as typed errors; a job with no input),
 //! `tests/layout-switches-to-speaker-mid-job.rs` (grid, then speaker with a strip, on decoded
-//! pictures). `tests/cost-of-a-720p-four-camera-job.rs` measures CPU (ignored; run by name).
-//! Not yet: reading the router's media tap (the recorder's depacketizers will feed
-//! `push_video`, and sender reports will give the PTS), the process and its supervision by
-//! control, names on tiles, HLS, RTMP, pause/resume, the REST and signaling surface.
+//! pictures), `tests/tapped-tracks-become-a-composite-mp4.rs` (ffmpeg's VP8 in two simulcast
+//! layers and Opus, packetized into tap records with sender reports, a sequence wrap and
+//! reordering, fed through [`TapFeed`] in real time; the top layer followed, every frame pushed
+//! once, the MP4 read by ffprobe). `tests/cost-of-a-720p-four-camera-job.rs` measures CPU
+//! (ignored; run by name).
+//! Not yet: the process that attaches to the tap rings and runs a `TapFeed` per job, and its
+//! supervision by control; asking for keyframes (the recorder's `KeyframeWanted`) when a
+//! tapped video track waits for one; re-anchoring on later sender reports (drift over a long
+//! job); H.264 through the tap tested end to end (the Annex B conversion is unit-tested);
+//! names on tiles, HLS, RTMP, pause/resume, the REST and signaling surface.
 //!
 //! # Example
 //!
@@ -53,6 +66,8 @@
 
 pub mod layout;
 pub mod pipeline;
+pub mod tap_feed;
 
 pub use layout::{LayoutKind, Rect};
 pub use pipeline::{Composite, Config, Error, InputId, InputKind};
+pub use tap_feed::{FeedStats, TapFeed};
