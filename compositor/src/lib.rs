@@ -40,10 +40,10 @@
 //! pictures), `tests/tapped-tracks-become-a-composite-mp4.rs` (ffmpeg's VP8 in two simulcast
 //! layers and Opus, packetized into tap records with sender reports, a sequence wrap and
 //! reordering, fed through [`TapFeed`] in real time; the top layer followed, every frame pushed
-//! once, the MP4 read by ffprobe). `tests/cost-of-a-720p-four-camera-job.rs` measures CPU
-//! (ignored; run by name). Known bug: removing the job's last video input and then finishing
-//! fails the file (splitmuxsink: "Queued GOP time is negative"); `tests/last-camera-leaves-mid-job.rs`
-//! reproduces it (ignored until fixed).
+//! once, every input removed by its Stop, the MP4 read by ffprobe). `tests/cost-of-a-720p-four-camera-job.rs` measures CPU
+//! (ignored; run by name). `tests/last-camera-leaves-mid-job.rs`: the job's only camera
+//! leaves and the file still closes (the compositor keeps a black live background input, so
+//! it never runs without a sink pad).
 //! Not yet: the process that attaches to the tap rings and runs a `TapFeed` per job, and its
 //! supervision by control; asking for keyframes (the recorder's `KeyframeWanted`) when a
 //! tapped video track waits for one; re-anchoring on later sender reports (drift over a long

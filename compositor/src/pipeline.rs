@@ -4,6 +4,7 @@
 //! per video input: appsrc (video/x-vp8 | video/x-h264 au) → [h264parse] → vp8dec | avdec_h264
 //!                  → videoconvert → videoscale → compositor sink pad (placed by `layout`)
 //! per audio input: appsrc (audio/x-opus) → opusdec → audioconvert → audioresample → audiomixer pad
+//! always:          videotestsrc (live, black) → capsfilter W×H@fps → compositor pad (zorder 0)
 //!
 //! compositor (force-live, black) → capsfilter W×H@fps I420 → queue → x264enc → h264parse ─┐
 //! audiomixer (force-live) → capsfilter 48 kHz stereo → queue → audioconvert → avenc_aac    │
@@ -325,6 +326,29 @@ impl Composite {
             .map_err(build_err("link the video output"))?;
         gst::Element::link_many([&audiomixer, &audio_caps, &audio_queue, &audio_convert, &aac, &aacparse])
             .map_err(build_err("link the audio output"))?;
+        // A black live picture under the tiles, so the compositor always has a sink pad: once
+        // its last pad is released (the job's last camera leaves), 1.22's compositor repeats
+        // one PTS in a loop and splitmuxsink fails the file ("Queued GOP time is negative";
+        // tests/last-camera-leaves-mid-job.rs).
+        let background = gst::ElementFactory::make("videotestsrc")
+            .property("is-live", true)
+            .property_from_str("pattern", "black")
+            .build()
+            .map_err(|_| Error::MissingElement { element: "videotestsrc", package: package_of("videotestsrc") })?;
+        let background_caps = gst::ElementFactory::make("capsfilter")
+            .property("caps", video_caps.property::<gst::Caps>("caps"))
+            .build()
+            .map_err(build_err("capsfilter"))?;
+        pipeline.add_many([&background, &background_caps]).map_err(build_err("add the background"))?;
+        background.link(&background_caps).map_err(build_err("link the background"))?;
+        let background_pad =
+            compositor.request_pad_simple("sink_%u").ok_or_else(|| Error::Build("compositor background pad".into()))?;
+        background_pad.set_property("zorder", 0u32);
+        background_caps
+            .static_pad("src")
+            .ok_or_else(|| Error::Build("background src pad".into()))?
+            .link(&background_pad)
+            .map_err(|e| Error::Build(format!("link the background to the compositor: {e:?}")))?;
         let sink_video =
             sink.request_pad_simple("video").ok_or_else(|| Error::Build("splitmuxsink video pad".into()))?;
         let sink_audio =

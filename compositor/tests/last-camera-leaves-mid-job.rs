@@ -1,13 +1,10 @@
-//! The job's only camera leaves while the job runs on with its audio: the output should go on
-//! (black) and the file close.
+//! The job's only camera leaves while the job runs on with its audio: the output goes on
+//! (black) and the file closes.
 //!
-//! Fails today (every run, 3 of 3), so it is ignored until fixed: after the compositor's last
-//! sink pad is released, its output repeats the last frame's PTS (2.966 s here) in a tight
-//! loop, and at `finish` splitmuxsink fails with "Timestamping error on input streams: Queued
-//! GOP time is negative -0:00:01" (GST_DEBUG=splitmuxsink:5 shows it). A job that never had
-//! a video input is fine (`bad-input-never-stops-the-job.rs`), and so is a camera leaving
-//! while another stays (`tapped-tracks-become-a-composite-mp4.rs`). A likely fix: a permanent
-//! black live background input on the compositor, so it never runs without a sink pad.
+//! Failed every run before the compositor had its permanent black background input: after
+//! its last sink pad was released, 1.22's compositor repeated one PTS in a loop and, at
+//! `finish`, splitmuxsink failed the file ("Timestamping error on input streams: Queued GOP
+//! time is negative -0:00:01", seen with GST_DEBUG=splitmuxsink:5).
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
 mod common;
@@ -18,7 +15,6 @@ use common::{make_media, probe, tempdir};
 use compositor::{Composite, Config, InputId, InputKind};
 
 #[test]
-#[ignore = "fails: the compositor without a sink pad repeats a PTS, see the file's docs"]
 fn the_only_camera_leaving_mid_job_keeps_the_file_good() {
     let dir = tempdir("last-camera");
     let media = make_media(&dir, 3);
