@@ -1,7 +1,7 @@
 //! The compositor: turns a room's tracks into one picture and one sound, encoded once (H.264 +
-//! AAC) for every output of a job. It is the core of issue 18's destinations (composite
-//! recording, HLS, RTMP), built on GStreamer 1.22 (Debian 12's) through the `gstreamer` crates
-//! rather than a headless browser.
+//! AAC) for every output of a job: crash-safe MP4, an HLS ladder, RTMP destinations, in any
+//! combination. It is the core of issue 18's destinations, built on GStreamer 1.22 (Debian
+//! 12's) through the `gstreamer` crates rather than a headless browser.
 //!
 //! # Data flow
 //!
@@ -10,17 +10,34 @@
 //!   recorder's reorder buffer, depacketizer, simulcast layer pick and RTP/wall-clock timing
 //! encoded frames (VP8 frames / H.264 access units / Opus packets, PTS in the job's running time)
 //!   → Composite::push_video / push_audio → per input: appsrc → decoder → scale/convert
-//!   → compositor (tiles placed by `layout`) → x264enc ─┐
-//!   → audiomixer                           → avenc_aac ─┴→ splitmuxsink(mp4mux, fragmented)
-//!   → <dir>/<prefix>.<n>.mp4
+//!   → compositor (tiles placed by `layout`) → tee ─→ x264enc (the main encode) → tee ─┐
+//!                                                  └→ per lower HLS rendition: scale → x264enc
+//!   → audiomixer → avenc_aac → tee ──────────────────────────────────────────────────┤
+//!   MP4:  splitmuxsink(mp4mux, fragmented) → <dir>/<prefix>.<n>.mp4              ◄───┤
+//!   HLS:  hlssink2 per rendition → <dir>/<i>/seg<n>.ts; playlists written here:      │
+//!         <dir>/<i>/index.m3u8 (live or event), <dir>/<i>/vod.m3u8, <dir>/master.m3u8 ◄┤
+//!   RTMP: appsink → per URL its own pipeline: appsrc → flvmux → rtmp2sink        ◄───┘
 //! ```
 //!
+//! - [`config`]: what a job produces ([`Config`]: picture, encode, [`Mp4Output`],
+//!   [`HlsOutput`], RTMP URLs, [`RtmpRetry`]), checked as a whole: a bad combination is an
+//!   [`Error::Config`] before anything starts.
 //! - [`layout`]: pure and unit-tested: where each tile goes for N inputs (grid; speaker large
 //!   with the others in a strip).
 //! - [`pipeline`]: the GStreamer pipeline of one job ([`Composite`]): start, add and remove
-//!   inputs while it runs, push frames, change the layout, finish (EOS, wait for the file to
-//!   close). The output runs on the clock whether or not inputs send anything, and the MP4 is
-//!   fragmented, so a killed process leaves a file that plays up to its last fragment.
+//!   inputs while it runs, push frames, change the layout, timed metadata, RTMP states, finish
+//!   (EOS, wait for the outputs to close). The output runs on the clock whether or not inputs
+//!   send anything.
+//! - `outputs` (private): the branches off the tees. MP4 is fragmented, so a killed process
+//!   leaves a file that plays up to its last fragment. HLS: hlssink2 cuts TS segments on
+//!   keyframes (the GOP is the segment duration in every rendition, so they cut together);
+//!   the media and multivariant playlists are ours (`#EXT-X-PLAYLIST-TYPE`,
+//!   `#EXT-X-PROGRAM-DATE-TIME` on every segment, `#EXT-X-DATERANGE` for timed metadata,
+//!   `CODECS` from the caps), a restarted job continues them after an
+//!   `#EXT-X-DISCONTINUITY`. RTMP: a destination that refuses or drops cannot stall or fail
+//!   the job or the others: it has its own pipeline behind an appsink, rebuilt with backoff
+//!   (1 s doubling to 30 s, reset after a minute connected) until the job finishes, its state
+//!   in [`Composite::rtmp_states`].
 //! - [`tap_feed`]: one room's tap records into a job ([`TapFeed`]): a Start adds an input
 //!   (VP8, H.264 or Opus), RTP becomes frames through the recorder's own track code
 //!   (`recorder::recorder::track`, not a copy), a frame's PTS is its RTP time placed by its
@@ -43,33 +60,61 @@
 //! once, every input removed by its Stop, the MP4 read by ffprobe). `tests/cost-of-a-720p-four-camera-job.rs` measures CPU
 //! (ignored; run by name). `tests/last-camera-leaves-mid-job.rs`: the job's only camera
 //! leaves and the file still closes (the compositor keeps a black live background input, so
-//! it never runs without a sink pad).
+//! it never runs without a sink pad). `tests/mp4-restart-continues-part-numbering.rs`.
+//! HLS: `tests/hls-ladder-plays-from-master.rs` (1280×720, 640×360, 320×180: master.m3u8
+//! names three variants that ffprobe opens, each segment decodes at its size as h264 + aac,
+//! the live window stays bounded and old segments are deleted),
+//! `tests/hls-event-playlist-keeps-every-segment.rs`,
+//! `tests/hls-vod-playlist-written-at-finish.rs` (ffmpeg plays vod.m3u8 through; a restarted
+//! job appends after a discontinuity), `tests/hls-timed-metadata-becomes-a-daterange.rs`.
+//! RTMP, against ffmpeg listening as the server: `tests/rtmp-stream-reaches-a-server.rs`,
+//! `tests/rtmp-failing-url-never-stalls-the-job.rs` (a dead URL beside a working one and an
+//! MP4; the dead one connected when a server appears, reconnected after it is killed and
+//! restarted). `tests/bad-output-configs-are-refused.rs`.
 //! Not yet: the process that attaches to the tap rings and runs a `TapFeed` per job, and its
 //! supervision by control; asking for keyframes (the recorder's `KeyframeWanted`) when a
 //! tapped video track waits for one; re-anchoring on later sender reports (drift over a long
 //! job); H.264 through the tap tested end to end (the Annex B conversion is unit-tested);
-//! names on tiles, HLS, RTMP, pause/resume, the REST and signaling surface.
+//! names on tiles, pause/resume, the REST and signaling surface. HLS: no LL-HLS (partial
+//! segments), no fMP4/CMAF segments (1.22 has no cmafmux), no ID3 timed metadata in the
+//! segments (1.22's mpegtsmux cannot carry it; date ranges in the playlists instead); date
+//! ranges are not carried over a restart; a VOD playlist left by a crash lacks its
+//! `#EXT-X-ENDLIST` until the job runs again and finishes. RTMP: a reconnected destination
+//! starts at the encoder's next keyframe (up to a GOP later) rather than asking for one.
 //!
 //! # Example
 //!
 //! ```no_run
-//! use compositor::{Composite, Config, InputId, InputKind};
+//! use compositor::{Composite, Config, HlsOutput, InputId, InputKind, Rendition};
 //! use std::time::Duration;
 //! # fn main() -> Result<(), compositor::Error> {
-//! let mut job = Composite::start(Config::new("/tmp/composite", "room"))?;
+//! let mut config = Config::new("/tmp/composite", "room"); // MP4 parts, 1280×720
+//! config.hls = Some(HlsOutput::new("/tmp/composite/hls", vec![
+//!     Rendition { width: 1280, height: 720, video_kbps: config.video_bitrate_kbps },
+//!     Rendition { width: 640, height: 360, video_kbps: 800 },
+//! ]));
+//! config.rtmp = vec!["rtmp://live.example.com/app/stream-key".into()];
+//! let mut job = Composite::start(config)?;
 //! job.add_input(InputId(1), InputKind::Vp8)?;
 //! # let (vp8_keyframe, opus_packet) = (Vec::new(), Vec::new());
 //! job.push_video(InputId(1), vp8_keyframe, Duration::ZERO, true)?;
 //! job.add_input(InputId(2), InputKind::Opus)?;
 //! job.push_audio(InputId(2), opus_packet, Duration::ZERO)?;
-//! job.finish(Duration::from_secs(5))?; // /tmp/composite/room.1.mp4 is closed
+//! for state in job.rtmp_states() {
+//!     println!("{}: connected {}, {} attempts", state.url, state.connected, state.attempts);
+//! }
+//! job.finish(Duration::from_secs(5))?; // room.1.mp4 closed, the playlists ended
 //! # Ok(()) }
 //! ```
 
+pub mod config;
 pub mod layout;
+mod outputs;
 pub mod pipeline;
 pub mod tap_feed;
 
+pub use config::{Config, HlsOutput, HlsPlaylist, MAX_RENDITIONS, MAX_RTMP_URLS, Mp4Output, Rendition, RtmpRetry};
 pub use layout::{LayoutKind, Rect};
-pub use pipeline::{Composite, Config, Error, InputId, InputKind};
+pub use outputs::rtmp::RtmpState;
+pub use pipeline::{Composite, Error, InputId, InputKind};
 pub use tap_feed::{FeedStats, TapFeed};

@@ -1,4 +1,5 @@
-//! The GStreamer pipeline of one compositing job: encoded frames in, one fragmented MP4 out.
+//! The GStreamer pipeline of one compositing job: encoded frames in, one encode out to every
+//! output of the job.
 //!
 //! ```text
 //! per video input: appsrc (video/x-vp8 | video/x-h264 au) → [h264parse] → vp8dec | avdec_h264
@@ -6,10 +7,11 @@
 //! per audio input: appsrc (audio/x-opus) → opusdec → audioconvert → audioresample → audiomixer pad
 //! always:          videotestsrc (live, black) → capsfilter W×H@fps → compositor pad (zorder 0)
 //!
-//! compositor (force-live, black) → capsfilter W×H@fps I420 → queue → x264enc → h264parse ─┐
-//! audiomixer (force-live) → capsfilter 48 kHz stereo → queue → audioconvert → avenc_aac    │
-//!                         → aacparse ──────────────────────────────────────────────────────┤
-//!                                       splitmuxsink (mp4mux, fragment-duration) ◄──────────┘
+//! compositor (force-live, black) → capsfilter W×H@fps I420 → tee "raw"
+//!   tee "raw" → queue → x264enc → h264parse → byte-stream caps → tee "h264"
+//! audiomixer (force-live) → capsfilter 48 kHz stereo → queue → audioconvert → avenc_aac
+//!   → aacparse → tee "aac"
+//! the tees → the outputs (crate::outputs): MP4, HLS renditions, RTMP destinations
 //! ```
 //!
 //! Both mixers are live on their own (`force-live`, a construct-only property of 1.22's
@@ -18,22 +20,20 @@
 //! Inputs are live appsrcs stamped by the caller (`do-timestamp=false`): the caller's PTS is
 //! running time, i.e. time since [`Composite::start`]; a frame may arrive up to
 //! [`Config::latency`] after its PTS and still make its output frame.
-//!
-//! Crash safety: mp4mux writes a fragmented MP4 (`fragment-duration`), a `moov` without samples
-//! and then self-contained `moof`+`mdat` fragments, so a killed process leaves a file that
-//! plays up to its last whole fragment. splitmuxsink starts a new part every
-//! [`Config::part_duration`], on a keyframe it asks the encoder for.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use crate::config::Config;
 use crate::layout::{self, LayoutKind};
+use crate::outputs::hls::{self, Hls};
+use crate::outputs::rtmp::{self, Rtmp, RtmpState};
+use crate::outputs::{self, Taps, h264_encoder, nanos};
 
 /// One input of a job, named by the caller (e.g. a track's index in the job).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -62,73 +62,6 @@ impl InputKind {
     }
 }
 
-/// What a job produces.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Output picture size; both even.
-    pub width: u32,
-    pub height: u32,
-    pub fps: u32,
-    pub layout: LayoutKind,
-    /// Where the parts go: `<dir>/<prefix>.<n>.mp4`, `n` from 1.
-    pub dir: PathBuf,
-    pub prefix: String,
-    /// A part is closed and the next begun (at a keyframe) after this long.
-    pub part_duration: Duration,
-    /// The MP4 fragment length.
-    pub fragment_duration: Duration,
-    /// Time between keyframes. splitmuxsink holds a whole GOP before it hands it to the muxer,
-    /// so a killed process loses up to a GOP plus a fragment of output.
-    pub keyframe_interval: Duration,
-    pub video_bitrate_kbps: u32,
-    pub audio_bitrate_bps: u32,
-    /// How late (after its PTS) an input frame may arrive and still be composited.
-    pub latency: Duration,
-}
-
-impl Config {
-    /// 1280×720 at 30 fps, grid, 1 s fragments, a keyframe every 2 s, 1 h parts, 2.5 Mbit/s video, 128 kbit/s audio,
-    /// 200 ms of latency for the inputs.
-    pub fn new(dir: impl Into<PathBuf>, prefix: impl Into<String>) -> Config {
-        Config {
-            width: 1280,
-            height: 720,
-            fps: 30,
-            layout: LayoutKind::Grid,
-            dir: dir.into(),
-            prefix: prefix.into(),
-            part_duration: Duration::from_secs(3600),
-            fragment_duration: Duration::from_secs(1),
-            keyframe_interval: Duration::from_secs(2),
-            video_bitrate_kbps: 2500,
-            audio_bitrate_bps: 128_000,
-            latency: Duration::from_millis(200),
-        }
-    }
-
-    fn check(&self) -> Result<(), Error> {
-        if self.width < 16 || self.height < 16 || !self.width.is_multiple_of(2) || !self.height.is_multiple_of(2) {
-            return Err(Error::Config(format!(
-                "output size {}×{} must be even and at least 16×16",
-                self.width, self.height
-            )));
-        }
-        if self.fps == 0 || self.fps > 120 {
-            return Err(Error::Config(format!("fps {} not in 1..=120", self.fps)));
-        }
-        if self.fragment_duration < Duration::from_millis(100) {
-            return Err(Error::Config("fragment duration under 100 ms".into()));
-        }
-        if self.keyframe_interval.as_millis() * u128::from(self.fps) < 1000 {
-            return Err(Error::Config("keyframe interval under one frame".into()));
-        }
-        if self.part_duration < self.fragment_duration {
-            return Err(Error::Config("part duration shorter than a fragment".into()));
-        }
-        Ok(())
-    }
-}
-
 /// Why a job could not start, take a frame or finish.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -152,26 +85,30 @@ pub enum Error {
     Pipeline { element: String, message: String, debug: String },
     #[error("the output was not closed within {0:?}")]
     FinishTimeout(Duration),
+    #[error("an output failed: {0}")]
+    Output(String),
+    #[error("the job has no HLS output")]
+    NoHls,
 }
 
 /// The Debian package that ships each element we use, for the error that names a missing one.
-fn package_of(element: &str) -> &'static str {
+pub(crate) fn package_of(element: &str) -> &'static str {
     match element {
-        "vp8dec" | "aacparse" | "mp4mux" | "splitmuxsink" => "gstreamer1.0-plugins-good",
+        "vp8dec" | "aacparse" | "mp4mux" | "splitmuxsink" | "flvmux" => "gstreamer1.0-plugins-good",
         "x264enc" => "gstreamer1.0-plugins-ugly",
-        "h264parse" => "gstreamer1.0-plugins-bad",
+        "h264parse" | "hlssink2" | "rtmp2sink" => "gstreamer1.0-plugins-bad",
         "avdec_h264" | "avenc_aac" => "gstreamer1.0-libav",
         _ => "gstreamer1.0-plugins-base",
     }
 }
 
-fn make(element: &'static str) -> Result<gst::Element, Error> {
+pub(crate) fn make(element: &'static str) -> Result<gst::Element, Error> {
     gst::ElementFactory::make(element)
         .build()
         .map_err(|_| Error::MissingElement { element, package: package_of(element) })
 }
 
-fn build_err(what: &str) -> impl FnOnce(gst::glib::BoolError) -> Error + '_ {
+pub(crate) fn build_err(what: &str) -> impl FnOnce(gst::glib::BoolError) -> Error + '_ {
     move |e| Error::Build(format!("{what}: {e}"))
 }
 
@@ -185,7 +122,8 @@ struct Input {
 }
 
 /// One running compositing job. Dropping it without [`Composite::finish`] stops the pipeline at
-/// once: the current part then ends at its last whole fragment, as after a crash.
+/// once: the MP4 part then ends at its last whole fragment and the HLS playlists at their last
+/// segment, as after a crash, and the RTMP connections are dropped.
 pub struct Composite {
     config: Config,
     pipeline: gst::Pipeline,
@@ -196,6 +134,8 @@ pub struct Composite {
     inputs: BTreeMap<InputId, Input>,
     /// Video inputs in tile order: the first is the speaker in the speaker layout.
     order: Vec<InputId>,
+    hls: Option<Hls>,
+    rtmp: Option<Rtmp>,
     finished: bool,
 }
 
@@ -210,16 +150,13 @@ impl fmt::Debug for Composite {
 }
 
 impl Composite {
-    /// Builds the mixers, encoders and muxer and sets the pipeline playing: the output runs (black
-    /// and silent) from now, and PTS 0 of the inputs is now.
+    /// Builds the mixers, the encoders and every output and sets the pipeline playing: the
+    /// output runs (black and silent) from now, and PTS 0 of the inputs is now.
     pub fn start(config: Config) -> Result<Composite, Error> {
         config.check()?;
         gst::init()?;
-        std::fs::create_dir_all(&config.dir)
-            .map_err(|e| Error::Config(format!("cannot create {}: {e}", config.dir.display())))?;
-
         let pipeline = gst::Pipeline::new();
-        let latency_ns = u64::try_from(config.latency.as_nanos()).unwrap_or(u64::MAX);
+        let latency_ns = nanos(config.latency);
 
         // force-live is construct-only in 1.22: it must be given to the builder, a later
         // set_property is refused.
@@ -244,31 +181,22 @@ impl Composite {
             )
             .build()
             .map_err(build_err("capsfilter"))?;
+        let raw_tee = make("tee")?;
         let video_queue = make("queue")?;
-        let x264 = make("x264enc")?;
-        x264.set_property_from_str("tune", "zerolatency");
-        x264.set_property_from_str("speed-preset", "veryfast");
-        x264.set_property("bframes", 0u32);
-        let gop = config.keyframe_interval.as_millis() * u128::from(config.fps) / 1000;
-        x264.set_property("key-int-max", u32::try_from(gop).unwrap_or(u32::MAX));
-        x264.set_property("bitrate", config.video_bitrate_kbps);
-        let h264parse = make("h264parse")?;
-        // Seen in about one run in three of the test on a loaded machine, right after the start
-        // (cause not found yet): one encoded frame reaches mp4mux with a DTS and no PTS, which is
-        // a fatal "Buffer has no PTS" there. Without B-frames (bframes=0) presentation order is
-        // decode order, so the PTS is the DTS.
-        if let Some(src) = h264parse.static_pad("src") {
-            src.add_probe(gst::PadProbeType::BUFFER, |_, info| {
-                if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data
-                    && buffer.pts().is_none()
-                    && let Some(dts) = buffer.dts()
-                {
-                    tracing::debug!(%dts, "encoded frame without a PTS: PTS set to its DTS");
-                    buffer.make_mut().set_pts(dts);
-                }
-                gst::PadProbeReturn::Ok
-            });
-        }
+        let [x264, h264parse] = h264_encoder(&config, config.video_bitrate_kbps)?;
+        // One format on the tee that every branch takes: hlssink2's mpegtsmux wants
+        // byte-stream, the MP4 and RTMP branches convert with their own h264parse.
+        let h264_caps = gst::ElementFactory::make("capsfilter")
+            .property(
+                "caps",
+                gst::Caps::builder("video/x-h264")
+                    .field("stream-format", "byte-stream")
+                    .field("alignment", "au")
+                    .build(),
+            )
+            .build()
+            .map_err(build_err("capsfilter"))?;
+        let h264_tee = make("tee")?;
 
         let audiomixer = gst::ElementFactory::make("audiomixer")
             .property("force-live", true)
@@ -289,42 +217,32 @@ impl Composite {
         let aac = make("avenc_aac")?;
         aac.set_property("bitrate", i32::try_from(config.audio_bitrate_bps).unwrap_or(128_000));
         let aacparse = make("aacparse")?;
-
-        let mux = make("mp4mux")?;
-        mux.set_property("fragment-duration", u32::try_from(config.fragment_duration.as_millis()).unwrap_or(u32::MAX));
-        let sink = make("splitmuxsink")?;
-        let location = config.dir.join(format!("{}.%d.mp4", config.prefix));
-        sink.set_property("location", location.to_string_lossy().as_ref());
-        sink.set_property("start-index", 1i32);
-        sink.set_property("max-size-time", u64::try_from(config.part_duration.as_nanos()).unwrap_or(u64::MAX));
-        sink.set_property("send-keyframe-requests", true);
-        sink.set_property("muxer", &mux);
-        // filesink's default is a 64 KiB stdio buffer: a killed process would lose it and leave
-        // a fragment's header pointing past the end of the file. Unbuffered, every fragment
-        // mp4mux finishes is in the kernel's hands at once.
-        let file = make("filesink")?;
-        file.set_property_from_str("buffer-mode", "unbuffered");
-        sink.set_property("sink", &file);
+        let aac_tee = make("tee")?;
 
         pipeline
             .add_many([
                 &compositor,
                 &video_caps,
+                &raw_tee,
                 &video_queue,
                 &x264,
                 &h264parse,
+                &h264_caps,
+                &h264_tee,
                 &audiomixer,
                 &audio_caps,
                 &audio_queue,
                 &audio_convert,
                 &aac,
                 &aacparse,
-                &sink,
+                &aac_tee,
             ])
             .map_err(build_err("add"))?;
-        gst::Element::link_many([&compositor, &video_caps, &video_queue, &x264, &h264parse])
-            .map_err(build_err("link the video output"))?;
-        gst::Element::link_many([&audiomixer, &audio_caps, &audio_queue, &audio_convert, &aac, &aacparse])
+        gst::Element::link_many([&compositor, &video_caps, &raw_tee]).map_err(build_err("link the video output"))?;
+        gst::Element::link_many([&video_queue, &x264, &h264parse, &h264_caps, &h264_tee])
+            .map_err(build_err("link the main encode"))?;
+        outputs::link_tee(&raw_tee, &outputs::static_pad(&video_queue, "sink")?)?;
+        gst::Element::link_many([&audiomixer, &audio_caps, &audio_queue, &audio_convert, &aac, &aacparse, &aac_tee])
             .map_err(build_err("link the audio output"))?;
         // A black live picture under the tiles, so the compositor always has a sink pad: once
         // its last pad is released (the job's last camera leaves), 1.22's compositor repeats
@@ -349,20 +267,24 @@ impl Composite {
             .ok_or_else(|| Error::Build("background src pad".into()))?
             .link(&background_pad)
             .map_err(|e| Error::Build(format!("link the background to the compositor: {e:?}")))?;
-        let sink_video =
-            sink.request_pad_simple("video").ok_or_else(|| Error::Build("splitmuxsink video pad".into()))?;
-        let sink_audio =
-            sink.request_pad_simple("audio_%u").ok_or_else(|| Error::Build("splitmuxsink audio pad".into()))?;
-        h264parse
-            .static_pad("src")
-            .ok_or_else(|| Error::Build("h264parse src pad".into()))?
-            .link(&sink_video)
-            .map_err(|e| Error::Build(format!("link h264parse to splitmuxsink: {e:?}")))?;
-        aacparse
-            .static_pad("src")
-            .ok_or_else(|| Error::Build("aacparse src pad".into()))?
-            .link(&sink_audio)
-            .map_err(|e| Error::Build(format!("link aacparse to splitmuxsink: {e:?}")))?;
+
+        let taps = Taps { raw: raw_tee, h264: h264_tee, aac: aac_tee };
+        if let Some(mp4) = &config.mp4 {
+            outputs::build_mp4(&pipeline, &taps, mp4)?;
+        }
+        let hls = config.hls.as_ref().map(|h| hls::build(&pipeline, &taps, &config, h)).transpose()?;
+        let rtmp = if config.rtmp.is_empty() {
+            None
+        } else {
+            Some(rtmp::build(&pipeline, &taps, &config.rtmp, config.rtmp_retry, config.gop())?)
+        };
+        if let (Some(hls), Some(bus)) = (&hls, pipeline.bus()) {
+            let hls = hls.clone();
+            bus.set_sync_handler(move |_, msg| {
+                hls.handle_message(msg);
+                gst::BusSyncReply::Pass
+            });
+        }
 
         let composite = Composite {
             config,
@@ -372,9 +294,14 @@ impl Composite {
             end: Duration::ZERO,
             inputs: BTreeMap::new(),
             order: Vec::new(),
+            hls,
+            rtmp,
             finished: false,
         };
         composite.pipeline.set_state(gst::State::Playing).map_err(|_| composite.state_error("start"))?;
+        if let Some(hls) = &composite.hls {
+            hls.set_anchor(composite.running_time().unwrap_or_default());
+        }
         Ok(composite)
     }
 
@@ -551,6 +478,7 @@ impl Composite {
     /// the end is cut here: a probe on each mixer's output drops the first buffer at or past
     /// the end and sends EOS downstream instead. Audio and video end at the same time.
     pub fn finish(mut self, timeout: Duration) -> Result<(), Error> {
+        let deadline = std::time::Instant::now() + timeout;
         self.finished = true;
         let end = self.end.max(self.running_time().unwrap_or_default());
         let end = gst::ClockTime::from_nseconds(u64::try_from(end.as_nanos()).unwrap_or(u64::MAX));
@@ -589,7 +517,26 @@ impl Composite {
             },
         };
         let _ = self.pipeline.set_state(gst::State::Null);
-        result
+        // The appsinks have had the last samples: the RTMP destinations send them and close.
+        if let Some(rtmp) = self.rtmp.take() {
+            rtmp.finish(deadline);
+        }
+        let ended = self.hls.as_ref().map_or(Ok(()), Hls::finish);
+        result.and(ended)
+    }
+
+    /// The state of each RTMP destination, in the order of [`Config::rtmp`].
+    pub fn rtmp_states(&self) -> Vec<RtmpState> {
+        self.rtmp.as_ref().map(Rtmp::states).unwrap_or_default()
+    }
+
+    /// Timed metadata for HLS players: an `#EXT-X-DATERANGE` starting now (its START-DATE on
+    /// the segments' `#EXT-X-PROGRAM-DATE-TIME` timeline) and lasting `duration`, with
+    /// `payload` as `X-PAYLOAD` (hexadecimal), written into every rendition's live playlist at
+    /// once and into the VOD playlist at finish.
+    pub fn add_timed_metadata(&mut self, payload: &str, duration: Duration) -> Result<(), Error> {
+        let hls = self.hls.as_ref().ok_or(Error::NoHls)?;
+        hls.add_timed_metadata(payload, duration, self.running_time().unwrap_or_default())
     }
 
     fn state_error(&self, what: &str) -> Error {
@@ -678,16 +625,5 @@ mod tests {
         assert_eq!(opus_duration(&[0x03 | 0x18, 0x03]), None); // 180 ms: over the 120 ms limit
         assert_eq!(opus_duration(&[0x03, 0x00]), None);
         assert_eq!(opus_duration(&[]), None);
-    }
-
-    #[test]
-    fn config_checks() {
-        let mut c = Config::new("/tmp", "x");
-        assert!(c.check().is_ok());
-        c.width = 641;
-        assert!(matches!(c.check(), Err(Error::Config(_))));
-        c.width = 640;
-        c.fps = 0;
-        assert!(matches!(c.check(), Err(Error::Config(_))));
     }
 }

@@ -2,6 +2,8 @@
 //! into frames, and ffprobe/ffmpeg reading the output back.
 #![allow(clippy::unwrap_used, dead_code)] // a test helper: a failed unwrap is a failed test; not every test uses all
 
+pub mod outputs;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
