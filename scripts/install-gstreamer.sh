@@ -2,7 +2,8 @@
 # Installs the GStreamer 1.22 packages from Debian that are missing: the library, its -dev files
 # for the gstreamer crates' pkg-config check, and the plugins whose elements the compositor
 # uses (appsrc, vp8dec, avdec_h264, opusdec, compositor, audiomixer, x264enc, avenc_aac,
-# h264parse, mp4mux, splitmuxsink; textoverlay next, for names on tiles).
+# h264parse, mp4mux, splitmuxsink; hlssink2 and rtmp2sink from plugins-bad and flvmux from
+# plugins-good for HLS and RTMP; textoverlay next, for names on tiles).
 # Used by scripts/run.sh and scripts/test.sh; runs apt-get as root, or through sudo.
 set -euo pipefail
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -1,5 +1,6 @@
 //! What a job costs: four VP8 cameras (640×480, 30 fps) and one Opus input composited into
-//! 1280×720 at 30 fps for 10 s, in real time, with the CPU time this process used. A
+//! 1280×720 at 30 fps for 10 s, in real time, with the CPU time this process used; into an
+//! MP4, and into an MP4 plus an HLS ladder of three renditions (720p, 360p, 180p). A
 //! measurement, not a check: `cargo test -p compositor --release --test cost-of-a-720p-four-camera-job -- --ignored --nocapture`.
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
@@ -8,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{ivf_frames, make_media, probe, tempdir};
-use compositor::{Composite, Config, InputId, InputKind};
+use compositor::{Composite, Config, HlsOutput, InputId, InputKind, Rendition};
 
 /// User plus system CPU time of this process so far (/proc/self/stat fields 14 and 15, in
 /// clock ticks of 10 ms).
@@ -23,8 +24,22 @@ fn cpu_time() -> Duration {
 #[test]
 #[ignore = "a measurement: run it by name with --ignored"]
 fn cost_of_a_720p_four_camera_job() {
+    measure("cost", |_| {});
+}
+
+#[test]
+#[ignore = "a measurement: run it by name with --ignored"]
+fn cost_of_a_720p_four_camera_job_with_three_hls_renditions() {
+    measure("cost-hls", |config| {
+        let ladder = [(1280, 720, config.video_bitrate_kbps), (640, 360, 800), (320, 180, 300)];
+        let renditions = ladder.map(|(width, height, video_kbps)| Rendition { width, height, video_kbps });
+        config.hls = Some(HlsOutput::new(config.mp4.as_ref().unwrap().dir.join("hls"), renditions.to_vec()));
+    });
+}
+
+fn measure(name: &str, outputs: impl FnOnce(&mut Config)) {
     const SECONDS: u32 = 10;
-    let dir = tempdir("cost");
+    let dir = tempdir(name);
     let media = make_media(&dir, SECONDS);
     let cam = dir.join("cam-vga.ivf");
     common::ffmpeg(&[
@@ -51,6 +66,7 @@ fn cost_of_a_720p_four_camera_job() {
     let mut config = Config::new(dir.join("out"), "room");
     config.width = 1280;
     config.height = 720;
+    outputs(&mut config);
     let mut job = Composite::start(config).unwrap();
     for i in 1..=4 {
         job.add_input(InputId(i), InputKind::Vp8).unwrap();
@@ -77,7 +93,7 @@ fn cost_of_a_720p_four_camera_job() {
     let cpu = cpu_time() - cpu_before;
     let p = probe(&dir.join("out").join("room.1.mp4"));
     eprintln!(
-        "{SECONDS} s job: cpu {cpu:?} over {wall:?} = {:.2} of a core; {p:?}",
+        "{name}: {SECONDS} s job: cpu {cpu:?} over {wall:?} = {:.2} of a core; {p:?}",
         cpu.as_secs_f64() / wall.as_secs_f64()
     );
 }

@@ -65,9 +65,23 @@ fn three_renditions_play_from_the_master_playlist() {
         }
         windows.push((sequence, listed));
     }
-    // The renditions cut at the same times (the lower ones may lag the top by a segment).
+    // The renditions cut at the same times (the lower ones may lag the top by a segment): a
+    // segment number has one program date in every rendition.
     let sequences: Vec<u64> = windows.iter().map(|w| w.0).collect();
     assert!(sequences.iter().max().unwrap() - sequences.iter().min().unwrap() <= 1, "{sequences:?}");
+    let dated = |i: usize| -> Vec<(String, String)> {
+        let playlist = read(&out.join(i.to_string()).join("index.m3u8"));
+        let dates = playlist.lines().filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:").map(str::to_string));
+        uris(&playlist).into_iter().zip(dates).collect()
+    };
+    let top = dated(0);
+    for i in 1..LADDER.len() {
+        let common: Vec<_> = dated(i).into_iter().filter(|d| top.iter().any(|t| t.0 == d.0)).collect();
+        assert!(common.len() >= WINDOW - 1, "rendition {i} shares segments with the top");
+        for d in common {
+            assert!(top.contains(&d), "rendition {i}'s {} starts at {}, not with the top's", d.0, d.1);
+        }
+    }
 
     let master = read(&out.join("master.m3u8"));
     eprintln!("{master}");
