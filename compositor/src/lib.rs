@@ -111,6 +111,7 @@ pub mod config;
 pub mod layout;
 mod outputs;
 pub mod pipeline;
+pub mod runner;
 pub mod tap_feed;
 
 pub use config::{Config, HlsOutput, HlsPlaylist, MAX_RENDITIONS, MAX_RTMP_URLS, Mp4Output, Rendition, RtmpRetry};

@@ -21,7 +21,8 @@
 //!
 //! A frame's PTS is its RTP time on its track's timeline, placed in the job's running time:
 //! the first frame of the job gets `origin` (the caller's choice: 0 for a job fed from its
-//! start), and each track's first frame is placed by its wall clock: the sender report's
+//! start; [`TapFeed::live`] takes the job's running time when that frame arrives, for a job
+//! whose pipeline ran before its tracks did), and each track's first frame is placed by its wall clock: the sender report's
 //! mapping of its RTP time (`Track::wall_clock_of`) when the track has had one, else the
 //! frame's arrival time (`now_ms`). After its first frame a track runs on its own RTP clock
 //! (unwrapped past 32-bit wraps), so jitter does not reach the PTS. With sender reports on
@@ -79,6 +80,8 @@ pub struct TapFeed {
     inputs: HashMap<(u32, u32), Input>,
     next_id: u32,
     origin: Duration,
+    /// Take `origin` from the job's running time when the first frame arrives.
+    live: bool,
     /// The job's zero: the wall clock (Unix ms) of its first frame.
     zero_ms: Option<u64>,
     stats: FeedStats,
@@ -92,9 +95,23 @@ impl TapFeed {
             inputs: HashMap::new(),
             next_id: 1,
             origin,
+            live: false,
             zero_ms: None,
             stats: FeedStats::default(),
             ordered: Vec::new(),
+        }
+    }
+
+    /// A feed for a job that is already running: its first frame gets the job's running time
+    /// at its arrival (a frame is due when it arrives, not when the job began).
+    pub fn live() -> TapFeed {
+        TapFeed { live: true, ..TapFeed::new(Duration::ZERO) }
+    }
+
+    /// For a live feed, the job's zero is now: its first frame is placed at the running time.
+    fn settle_origin(&mut self, job: &Composite) {
+        if self.live && self.zero_ms.is_none() {
+            self.origin = job.running_time().unwrap_or_default();
         }
     }
 
@@ -235,6 +252,7 @@ impl TapFeed {
     }
 
     fn audio(&mut self, key: (u32, u32), now_ms: u64, packets: &[Ordered], job: &mut Composite) -> Result<(), Error> {
+        self.settle_origin(job);
         let Some(input) = self.inputs.get_mut(&key) else { return Ok(()) };
         for p in packets {
             let pts = place(&mut self.zero_ms, self.origin, input, now_ms, 0, p.timestamp);
@@ -245,6 +263,9 @@ impl TapFeed {
     }
 
     fn video(&mut self, key: (u32, u32), now_ms: u64, frames: Vec<Frame>, job: &mut Composite) -> Result<(), Error> {
+        if !frames.is_empty() {
+            self.settle_origin(job);
+        }
         let Some(input) = self.inputs.get_mut(&key) else { return Ok(()) };
         let Some(layer) = input.track.layer else { return Ok(()) };
         for f in frames {

@@ -17,6 +17,7 @@
 //! docs/control.md is the operator's manual.
 
 pub mod cli;
+pub mod composite;
 pub mod http;
 pub mod recording;
 pub mod signaling_admin;
@@ -120,6 +121,10 @@ impl DataDir {
     /// Where the recorder writes (`--recordings-dir` overrides it).
     pub fn recordings(&self) -> PathBuf {
         self.recordings_dir.clone().unwrap_or_else(|| self.root.join("recordings"))
+    }
+    /// The compositor's jobs, one file each (`control/src/composite.rs`).
+    pub fn compositor_jobs(&self) -> PathBuf {
+        self.root.join("compositor").join("jobs")
     }
 }
 
@@ -293,14 +298,26 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         shm_queue::Config { rings: shards.clamp(1, 16), capacity: TAP_RING_BYTES, max_record: None },
     )?;
     let tap_fd = tap.inheritable_fd()?;
+    // The compositor's tap: the same shape, router → compositor.
+    let compositor_tap = shm_queue::Segment::create_memfd(
+        "compositor-tap",
+        shm_queue::Config { rings: shards.clamp(1, 16), capacity: TAP_RING_BYTES, max_record: None },
+    )?;
+    let compositor_tap_fd = compositor_tap.inheritable_fd()?;
     let (recorder_tx, mut recorder_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (compositor_tx, mut compositor_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let specs = supervisor::child_specs(
         &args,
         &dir,
         &bin_dir,
         &tls,
         &link_fd,
-        supervisor::TapSpec { fd: &tap_fd, recorder_lines: recorder_tx },
+        supervisor::TapSpec {
+            fd: &tap_fd,
+            recorder_lines: recorder_tx,
+            compositor_fd: &compositor_tap_fd,
+            compositor_lines: compositor_tx,
+        },
     );
     let status = supervisor::Status::new(&specs);
     let mut children = Vec::new();
@@ -310,12 +327,25 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
 
     let store = Arc::new(Mutex::new(store));
     let admin = Arc::new(signaling_admin::AdminClient::new(dir.signaling_admin_socket()));
-    let recorder = recording::Recorder { store: store.clone(), admin: admin.clone(), dir: dir.recordings() };
+    let recorder = recording::Recorder {
+        store: store.clone(),
+        admin: admin.clone(),
+        dir: dir.recordings(),
+        jobs_dir: dir.compositor_jobs(),
+    };
     {
         let recorder = recorder.clone();
         tokio::spawn(async move {
             while let Some(line) = recorder_rx.recv().await {
                 recorder.handle_line(&line).await;
+            }
+        });
+    }
+    {
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            while let Some(line) = compositor_rx.recv().await {
+                recorder.handle_compositor_line(&line).await;
             }
         });
     }
@@ -363,6 +393,8 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     drop(link);
     drop(tap_fd);
     drop(tap);
+    drop(compositor_tap_fd);
+    drop(compositor_tap);
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! Track recording jobs: control decides, signaling taps, the router copies, the recorder
-//! writes and reports back here.
+//! Recording jobs: control decides, signaling taps, the router copies, the recorder (track
+//! jobs) or the compositor (composite jobs, [`crate::composite`]) writes and reports back here.
 //!
 //! ```text
 //! REST start / session start with trackRecording.enabled
@@ -49,23 +49,61 @@ pub enum RecordingError {
     NotActive,
     #[error("a recording is already running in this room ({0})")]
     AlreadyRunning(String),
+    #[error("cannot hand the job to the compositor: {0}")]
+    JobFile(String),
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error("signaling: {0}")]
     Signaling(#[from] AdminError),
 }
 
-/// Shared by the REST handlers, the event reader and the auto-start loop.
+/// What a job makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobSpec {
+    /// One file per track (the recorder).
+    Track,
+    /// The room in one picture and one sound, as MP4 parts (the compositor).
+    Composite { width: u32, height: u32, meeting_url: String },
+}
+
+impl JobSpec {
+    fn kind(&self) -> &'static str {
+        match self {
+            JobSpec::Track => rec::TRACK,
+            JobSpec::Composite { .. } => rec::COMPOSITE,
+        }
+    }
+
+    fn reader(&self) -> &'static str {
+        match self {
+            JobSpec::Track => "recorder",
+            JobSpec::Composite { .. } => "compositor",
+        }
+    }
+
+    fn stored(&self) -> Value {
+        match self {
+            JobSpec::Track => json!({}),
+            JobSpec::Composite { width, height, meeting_url } => {
+                json!({ "resolution": { "width": width, "height": height }, "meeting_url": meeting_url })
+            }
+        }
+    }
+}
+
+/// Shared by the REST handlers, the event readers and the auto-start loop.
 #[derive(Debug, Clone)]
 pub struct Recorder {
     pub store: Arc<Mutex<Store>>,
     pub admin: Arc<AdminClient>,
-    /// Where the recorder writes (`<data-dir>/recordings`).
+    /// Where the recorder and the compositor write (`<data-dir>/recordings`).
     pub dir: PathBuf,
+    /// Where composite jobs are put for the compositor (`<data-dir>/compositor/jobs`).
+    pub jobs_dir: PathBuf,
 }
 
 impl Recorder {
-    async fn db<T: Send + 'static>(
+    pub(crate) async fn db<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, store::StoreError> + Send + 'static,
     ) -> Result<T, store::StoreError> {
@@ -75,14 +113,16 @@ impl Recorder {
             .map_err(|e| store::StoreError::BadValue(format!("store task: {e}")))?
     }
 
-    /// Starts a job for the room's active session.
+    /// Starts a job for the room's active session; one of each kind at a time per room.
     pub async fn start(
         &self,
         workspace_id: &str,
         room_id: &str,
         started_by: &str,
+        spec: JobSpec,
     ) -> Result<Recording, RecordingError> {
         let (ws, room, by) = (workspace_id.to_owned(), room_id.to_owned(), started_by.to_owned());
+        let (kind, stored) = (spec.kind(), spec.stored());
         let job = self
             .db(move |s| {
                 let Some((session_id, _)) = s.active_session(&room)? else { return Ok(Err(RecordingError::NotActive)) };
@@ -91,14 +131,24 @@ impl Recorder {
                     &rec::RecordingFilter { room_id: Some(room.clone()), ..Default::default() },
                     &store::Page::first(100),
                 )?;
-                if let Some(r) = live.data.iter().find(|r| rec::is_live(&r.status)) {
+                if let Some(r) = live.data.iter().find(|r| rec::is_live(&r.status) && r.kind == kind) {
                     return Ok(Err(RecordingError::AlreadyRunning(r.id.clone())));
                 }
-                Ok(Ok(s.create_recording(&ws, &room, &session_id, &by, util::unix_ms() as i64)?))
+                Ok(Ok(s.create_recording(&ws, &room, &session_id, &by, kind, &stored, util::unix_ms() as i64)?))
             })
             .await??;
-        let params = json!({ "room_id": room_id, "recording_id": job.id, "tap": job.tap });
+        if let JobSpec::Composite { width, height, .. } = &spec {
+            // The compositor must know the job before its tap records arrive.
+            if let Err(e) = crate::composite::put_job(self, &job, *width, *height) {
+                let (id, reason) = (job.id.clone(), e.to_string());
+                self.db(move |s| s.set_recording_status(&id, rec::FAILED, &reason, None, util::unix_ms() as i64))
+                    .await?;
+                return Err(e);
+            }
+        }
+        let params = json!({ "room_id": room_id, "recording_id": job.id, "tap": job.tap, "reader": spec.reader() });
         if let Err(e) = self.admin.call("start_recording", params).await {
+            crate::composite::remove_job(self, &job.id);
             let (id, reason) = (job.id.clone(), format!("cannot start: {e}"));
             self.db(move |s| s.set_recording_status(&id, rec::FAILED, &reason, None, util::unix_ms() as i64)).await?;
             return Err(match e {
@@ -110,7 +160,8 @@ impl Recorder {
         Ok(job)
     }
 
-    /// Stops a job: `stopping` now, `completed` once the recorder has closed its files.
+    /// Stops a job: `stopping` now, `completed` once its files are closed (the recorder's
+    /// within [`SETTLE`]; the compositor says when, within [`crate::composite::FINISH_WAIT`]).
     pub async fn stop(&self, job: &Recording, by: &str) -> Result<(), RecordingError> {
         let (id, by) = (job.id.clone(), by.to_owned());
         let moved =
@@ -124,10 +175,16 @@ impl Recorder {
             // restarted; either way nothing is being tapped any more.
             debug!(recording = %job.id, error = %e, "stop_recording");
         }
+        let settle = if job.kind == rec::COMPOSITE {
+            crate::composite::remove_job(self, &job.id);
+            crate::composite::FINISH_WAIT
+        } else {
+            SETTLE
+        };
         let this = self.clone();
         let id = job.id.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(SETTLE).await;
+            tokio::time::sleep(settle).await;
             let _ =
                 this.db(move |s| s.set_recording_status(&id, rec::COMPLETED, "", None, util::unix_ms() as i64)).await;
         });
@@ -231,7 +288,7 @@ impl Recorder {
         let (to_start, to_end) = self
             .db(|s| {
                 let mut start = Vec::new();
-                for (ws, room_id, _session) in s.sessions_without_recording()? {
+                for (ws, room_id, _session) in s.sessions_without_job(rec::TRACK)? {
                     let Some(room) = s.room(&room_id)? else { continue };
                     let Some(t) = s.template(&room.template_id)? else { continue };
                     if track_recording_enabled(&t.parts.recordings) {
@@ -249,7 +306,7 @@ impl Recorder {
             })
             .await?;
         for (ws, room) in to_start {
-            match self.start(&ws, &room, "").await {
+            match self.start(&ws, &room, "", JobSpec::Track).await {
                 Ok(job) => info!(recording = %job.id, %room, "track recording auto-started with the session"),
                 Err(RecordingError::NotActive) => {}
                 Err(e) => warn!(%room, error = %e, "auto-start of track recording"),

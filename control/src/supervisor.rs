@@ -1,4 +1,4 @@
-//! Starts router, signaling and the recorder, and keeps them running.
+//! Starts router, signaling, the recorder and the compositor, and keeps them running.
 //!
 //! Each child has one task: spawn, wait, log how it ended, wait a backoff, spawn again. The
 //! backoff starts at 100 ms and doubles up to 5 s, and returns to 100 ms once a child has run for
@@ -49,14 +49,17 @@ pub struct ChildSpec {
     pub stdout_lines: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
-/// The media tap segment's fd (router and recorder) and where the recorder's reports go.
+/// The media tap segments' fds (the router writes both; the recorder reads one, the
+/// compositor the other) and where the recorder's and the compositor's reports go.
 #[derive(Debug)]
 pub struct TapSpec<'a> {
     pub fd: &'a OwnedFd,
     pub recorder_lines: tokio::sync::mpsc::UnboundedSender<String>,
+    pub compositor_fd: &'a OwnedFd,
+    pub compositor_lines: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
-/// The command lines of router, signaling and recorder.
+/// The command lines of router, signaling, recorder and compositor.
 pub fn child_specs(
     args: &RunArgs,
     dir: &DataDir,
@@ -67,6 +70,7 @@ pub fn child_specs(
 ) -> Vec<ChildSpec> {
     let fd = link_fd.as_raw_fd().to_string();
     let tap_fd = tap.fd.as_raw_fd().to_string();
+    let compositor_tap_fd = tap.compositor_fd.as_raw_fd().to_string();
     let os = |v: &[&dyn AsRef<std::ffi::OsStr>]| v.iter().map(|s| s.as_ref().to_owned()).collect::<Vec<OsString>>();
     let router = ChildSpec {
         name: "router",
@@ -86,6 +90,8 @@ pub fn child_specs(
             &fd,
             &"--tap-fd",
             &tap_fd,
+            &"--compositor-tap-fd",
+            &compositor_tap_fd,
         ]),
         stdout_lines: None,
     };
@@ -127,7 +133,13 @@ pub fn child_specs(
         ]),
         stdout_lines: Some(tap.recorder_lines),
     };
-    vec![router, signaling, recorder]
+    let compositor = ChildSpec {
+        name: "compositor",
+        program: bin_dir.join("compositor"),
+        args: os(&[&"--tap-fd", &compositor_tap_fd, &"--jobs-dir", &dir.compositor_jobs()]),
+        stdout_lines: Some(tap.compositor_lines),
+    };
+    vec![router, signaling, recorder, compositor]
 }
 
 /// One child's state as `/api/status` shows it.

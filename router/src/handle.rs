@@ -29,11 +29,15 @@ pub struct Router {
 impl Router {
     /// Binds every shard's socket and starts the shard threads.
     pub fn start(cfg: &Config) -> std::io::Result<Router> {
-        Router::start_with_tap(cfg, None)
+        Router::start_with_taps(cfg, Vec::new())
     }
 
-    /// As [`Router::start`], with the media tap segment (one ring per shard) to the recorder.
-    pub fn start_with_tap(cfg: &Config, tap: Option<shm_queue::Segment>) -> std::io::Result<Router> {
+    /// As [`Router::start`], with media tap segments (one ring per shard each): one per reader
+    /// (the recorder's, the compositor's).
+    pub fn start_with_taps(
+        cfg: &Config,
+        taps: Vec<(schema::tap::TapReader, shm_queue::Segment)>,
+    ) -> std::io::Result<Router> {
         let count = cfg.shard_count().min(255);
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let (ev_tx, ev_rx) = mpsc::channel::<(u8, Event)>();
@@ -54,7 +58,7 @@ impl Router {
                     ..IoOptions::default()
                 },
                 engine: cfg.engine_config(i as u8),
-                tap: tap.clone(),
+                taps: taps.clone(),
             };
             shards.push(shard::spawn(spec, ev_tx.clone())?);
         }

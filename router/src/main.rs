@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
+use schema::tap::TapReader;
 use tracing::{error, info};
 
 use router::Router;
@@ -50,9 +51,13 @@ struct Args {
     #[arg(long)]
     link_fd: Option<i32>,
     /// Inherited fd of the media tap segment to the recorder (made by control; one ring per
-    /// shard). Without it, recording is refused.
+    /// shard). Without it, track recording is refused.
     #[arg(long)]
     tap_fd: Option<i32>,
+    /// Inherited fd of the media tap segment to the compositor (made by control; one ring per
+    /// shard). Without it, composite recording and streaming are refused.
+    #[arg(long)]
+    compositor_tap_fd: Option<i32>,
 }
 
 fn main() {
@@ -94,18 +99,19 @@ fn main() {
     cfg.pin &= !args.no_pin;
     cfg.gso &= !args.no_gso;
 
-    let tap = match args.tap_fd {
+    let mut taps = Vec::new();
+    for (reader, fd) in [(TapReader::Recorder, args.tap_fd), (TapReader::Compositor, args.compositor_tap_fd)] {
+        let Some(fd) = fd else { continue };
         // SAFETY: control passes an fd it opened for us and nothing else in this process uses it.
-        Some(fd) => match unsafe { shm_queue::Segment::open_raw_fd(fd) } {
-            Ok(s) => Some(s),
+        match unsafe { shm_queue::Segment::open_raw_fd(fd) } {
+            Ok(s) => taps.push((reader, s)),
             Err(e) => {
-                error!("cannot open the media tap segment (fd {fd}): {e}");
+                error!("cannot open the {reader:?}'s media tap segment (fd {fd}): {e}");
                 std::process::exit(1);
             }
-        },
-        None => None,
-    };
-    let router = match Router::start_with_tap(&cfg, tap) {
+        }
+    }
+    let router = match Router::start_with_taps(&cfg, taps) {
         Ok(r) => Arc::new(r),
         Err(e) => {
             error!("cannot start shards: {e}");

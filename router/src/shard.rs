@@ -67,8 +67,8 @@ pub struct ShardSpec {
     pub backend: BackendChoice,
     pub io: IoOptions,
     pub engine: EngineConfig,
-    /// The media tap segment (one ring per shard, ring `index` is ours), if recording is on.
-    pub tap: Option<shm_queue::Segment>,
+    /// The media tap segments, one per reader (one ring per shard each, ring `index` is ours).
+    pub taps: Vec<(schema::tap::TapReader, shm_queue::Segment)>,
 }
 
 /// Starts a shard thread; returns once its socket is bound (or binding failed).
@@ -99,10 +99,12 @@ pub fn spawn(spec: ShardSpec, events: mpsc::Sender<(u8, Event)>) -> std::io::Res
                 return;
             }
         };
-        if let Some(segment) = &spec.tap {
+        for (reader, segment) in &spec.taps {
             match crate::tap::ShmTapSink::attach(segment, usize::from(index)) {
-                Ok(sink) => engine.set_tap_sink(Box::new(sink)),
-                Err(e) => warn!(shard = index, error = %e, "no media tap ring for this shard; recording refused"),
+                Ok(sink) => engine.set_tap_sink(*reader, Box::new(sink)),
+                Err(e) => {
+                    warn!(shard = index, ?reader, error = %e, "no media tap ring for this shard; its taps refused")
+                }
             }
         }
         let _ = ready_tx.send(Ok((local, io.kind(), io.waker())));
@@ -233,8 +235,10 @@ fn apply(engine: &mut Engine, cmd: RouterCommand) -> RouterResult {
             done(engine.set_transport_max_bitrate(transport, max_bitrate_bps))
         }
         RouterCommand::ConsumerLayers { consumer } => Ok(engine.consumer_layers(consumer)?.into()),
-        RouterCommand::StartTap { producer, tap, meta } => done(engine.start_tap(Instant::now(), producer, tap, meta)),
-        RouterCommand::StopTap { producer } => done(engine.stop_tap(producer)),
+        RouterCommand::StartTap { producer, tap, meta, reader } => {
+            done(engine.start_tap(Instant::now(), producer, tap, meta, reader))
+        }
+        RouterCommand::StopTap { producer, tap } => done(engine.stop_tap(producer, tap)),
         RouterCommand::Counters { .. } => counters(engine).map(RouterResponse::Counters),
     }
 }

@@ -13,7 +13,7 @@
 //! Ops (`room_id` is the database room id): `active_room`, `update_peer {peer_id, name?, role?,
 //! metadata?}`, `metrics` (no room: active rooms, router transports, open and accepted
 //! WebSocket connections, for control's `GET /metrics`), `send_message {message, type?, peer_id?, role?}`, `remove_peers {peer_id? |
-//! role?, reason?}`, `end_room {reason?, lock?}`, `start_recording {recording_id, tap}`,
+//! role?, reason?}`, `end_room {reason?, lock?}`, `start_recording {recording_id, tap, reader?}`,
 //! `stop_recording {recording_id?}`, `request_keyframe {recording_id, track_id}` (track
 //! recording: `room/recording.rs`). Each becomes a [`RoomMsg::Admin`] to the
 //! room's actor, so it is ordered with everything else the room does. Malformed lines,
@@ -189,6 +189,11 @@ fn parse_op(request: &Value) -> Result<AdminOp, AdminError> {
             tap: match request.get("tap").and_then(Value::as_u64) {
                 Some(t) if t > 0 && t <= u64::from(u32::MAX) => t as u32,
                 _ => return Err(bad("tap must be an integer from 1 to 4294967295")),
+            },
+            reader: match request.get("reader") {
+                None | Some(Value::Null) => schema::tap::TapReader::Recorder,
+                Some(v) => serde_json::from_value(v.clone())
+                    .map_err(|_| bad("reader must be \"recorder\" or \"compositor\""))?,
             },
         },
         "stop_recording" => AdminOp::StopRecording { recording_id: opt_str(request, "recording_id")? },

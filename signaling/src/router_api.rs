@@ -12,6 +12,7 @@ use std::pin::Pin;
 use schema::RouterCommand;
 use schema::api::{ConnectParams, ConsumeParams, ConsumerInfo, ProduceParams, TransportInfo};
 use schema::ids::{ConsumerId, ProducerId, TransportId};
+use schema::tap::TapReader;
 
 use crate::router_link::{CallError, RouterLink};
 
@@ -35,8 +36,8 @@ pub trait RouterApi: Send + Sync {
     fn send_data<'a>(&'a self, transport: TransportId, label: &'a str, text: &'a str) -> RouterFuture<'a, ()>;
     /// Copies a producer's packets to the recorder, tagged `tap`; again for the same tap asks
     /// the publisher for a keyframe (`room/recording.rs`).
-    fn start_tap(&self, producer: ProducerId, tap: u32, meta: String) -> RouterFuture<'_, ()>;
-    fn stop_tap(&self, producer: ProducerId) -> RouterFuture<'_, ()>;
+    fn start_tap(&self, producer: ProducerId, tap: u32, meta: String, reader: TapReader) -> RouterFuture<'_, ()>;
+    fn stop_tap(&self, producer: ProducerId, tap: Option<u32>) -> RouterFuture<'_, ()>;
 }
 
 impl RouterApi for RouterLink {
@@ -92,11 +93,11 @@ impl RouterApi for RouterLink {
         Box::pin(RouterLink::send_data(self, transport, label, text))
     }
 
-    fn start_tap(&self, producer: ProducerId, tap: u32, meta: String) -> RouterFuture<'_, ()> {
-        Box::pin(async move { self.call(RouterCommand::StartTap { producer, tap, meta }).await.map(drop) })
+    fn start_tap(&self, producer: ProducerId, tap: u32, meta: String, reader: TapReader) -> RouterFuture<'_, ()> {
+        Box::pin(async move { self.call(RouterCommand::StartTap { producer, tap, meta, reader }).await.map(drop) })
     }
 
-    fn stop_tap(&self, producer: ProducerId) -> RouterFuture<'_, ()> {
-        Box::pin(async move { self.call(RouterCommand::StopTap { producer }).await.map(drop) })
+    fn stop_tap(&self, producer: ProducerId, tap: Option<u32>) -> RouterFuture<'_, ()> {
+        Box::pin(async move { self.call(RouterCommand::StopTap { producer, tap }).await.map(drop) })
     }
 }

@@ -73,7 +73,7 @@ async function waitStatus(platform, id, status, timeout = 20_000) {
 async function recordAndCheck(t, call, { alice, bob, room }, { seconds, codec }) {
   const before = { alice: await encodedByWidth(alice), bob: await encodedByWidth(bob) };
   const started = Date.now();
-  const job = await call.platform.api('POST', `/v2/recordings/room/${room.id}/start`, {});
+  const job = await call.platform.api('POST', `/v2/recordings/room/${room.id}/start`, { kind: 'track' });
   assert.equal(job.status, 'starting');
   await waitStatus(call.platform, job.id, 'running');
   await sleep(seconds * 1000);
@@ -149,7 +149,7 @@ test('a role that publishes H.264: Chromium sends it, the recorder writes fragme
 test('the recorder killed 10 s in: the call goes on, the first part decodes, a second part follows', T, (t) =>
   withCall(t, async (call) => {
     const { bob, room, aliceVideo } = await startedCall(call);
-    const job = await call.platform.api('POST', `/v2/recordings/room/${room.id}/start`, {});
+    const job = await call.platform.api('POST', `/v2/recordings/room/${room.id}/start`, { kind: 'track' });
     await waitStatus(call.platform, job.id, 'running');
     await sleep(10_000);
     const pid = (await call.platform.status()).processes.recorder.pid;
@@ -180,7 +180,7 @@ test('an unwritable recordings directory fails the recording with a reason; the 
   writeFileSync(blocker, 'x');
   return withCall(t, async (call) => {
     const { bob, room, aliceVideo } = await startedCall(call);
-    const job = await call.platform.api('POST', `/v2/recordings/room/${room.id}/start`, {});
+    const job = await call.platform.api('POST', `/v2/recordings/room/${room.id}/start`, { kind: 'track' });
     const failed = await waitStatus(call.platform, job.id, 'failed');
     t.diagnostic(`reason: ${failed.error.message}`);
     assert.match(failed.error.message, /cannot create .*not-a-dir.*Not a directory/i);

@@ -16,9 +16,10 @@ fn a_full_tap_drops_and_counts_while_forwarding_goes_on() {
     let link = (Link::default(), Link::default());
     let mut room = Room::setup(&mut sim, 1, link, link);
     // Room for 40 records: the start records and a few packets, then "full".
-    sim.engine.set_tap_sink(Box::new(VecTapSink { records: Vec::new(), limit: Some(40) }));
-    sim.engine.start_tap(sim.now, room.video_producer, 9, "{}".into()).unwrap();
-    sim.engine.start_tap(sim.now, room.audio_producer, 9, "{}".into()).unwrap();
+    sim.engine
+        .set_tap_sink(schema::tap::TapReader::Recorder, Box::new(VecTapSink { records: Vec::new(), limit: Some(40) }));
+    sim.engine.start_tap(sim.now, room.video_producer, 9, "{}".into(), schema::tap::TapReader::Recorder).unwrap();
+    sim.engine.start_tap(sim.now, room.audio_producer, 9, "{}".into(), schema::tap::TapReader::Recorder).unwrap();
     room.run(&mut sim, Duration::from_secs(3));
     sim.run_for(Duration::from_millis(200));
 

@@ -9,7 +9,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use integration_tests::encoded::{h264_access_units, h264_packetize, opus_packets, vp8_frames, vp8_packetize};
@@ -17,24 +16,11 @@ use integration_tests::room::produce_params;
 use integration_tests::sim::{Link, Sim};
 use recorder::recorder::Manifest;
 use recorder::{Config, Recorder};
-use router_engine::tap::TapSink;
+use router_engine::tap::SharedTapSink;
 use schema::api::MediaKind;
 use schema::codec::Codec;
 use schema::recording::{RecorderEvent, TapMeta};
 use schema::tap::TapRecord;
-
-/// The engine's sink in this test: records are kept for the recorder, fed in sim time.
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<Vec<u8>>>>);
-
-impl TapSink for Shared {
-    fn offer(&mut self, record: &TapRecord<'_>) -> bool {
-        let mut buf = Vec::new();
-        record.encode(&mut buf);
-        self.0.lock().unwrap().push(buf);
-        true
-    }
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("rec-test-{name}-{}", std::process::id()));
@@ -173,10 +159,11 @@ fn record(name: &str, video: Video, seconds: u32, up: Link, finish: bool, max_pa
     }
     let audio = sim.engine.produce(transport.id, produce_params(MediaKind::Audio, &audio_pub)).unwrap();
     let video = sim.engine.produce(transport.id, video_params).unwrap();
-    let sink = Shared::default();
-    sim.engine.set_tap_sink(Box::new(sink.clone()));
-    sim.engine.start_tap(sim.now, audio, 1, meta("track-audio", "audio")).unwrap();
-    sim.engine.start_tap(sim.now, video, 1, meta("track-video", "video")).unwrap();
+    // The engine's sink: records are kept for the recorder, fed in sim time.
+    let sink = SharedTapSink::default();
+    sim.engine.set_tap_sink(schema::tap::TapReader::Recorder, Box::new(sink.clone()));
+    sim.engine.start_tap(sim.now, audio, 1, meta("track-audio", "audio"), schema::tap::TapReader::Recorder).unwrap();
+    sim.engine.start_tap(sim.now, video, 1, meta("track-video", "video"), schema::tap::TapReader::Recorder).unwrap();
 
     let mut rec = Recorder::new(Config { dir: out_dir.clone(), max_part_bytes: u64::MAX, max_part_ms });
     let wall0 = 1_700_000_000_000u64;
@@ -186,7 +173,7 @@ fn record(name: &str, video: Video, seconds: u32, up: Link, finish: bool, max_pa
     // it (the tap started again, same number and metadata).
     let mut feed = |rec: &mut Recorder, sim: &mut Sim| {
         let now_ms = wall0 + (sim.now - sim.start).as_millis() as u64;
-        for r in sink.0.lock().unwrap().drain(..) {
+        for r in sink.take() {
             rec.handle_record(now_ms, &r);
         }
         while let Some(e) = rec.poll_event() {
@@ -199,7 +186,9 @@ fn record(name: &str, video: Video, seconds: u32, up: Link, finish: bool, max_pa
             if sim.now - sim.start > Duration::from_secs(1) && plis_at_late_ask.is_none() {
                 plis_at_late_ask = Some(sim.client(publisher).keyframe_requests);
             }
-            sim.engine.start_tap(sim.now, video, 1, meta("track-video", "video")).unwrap();
+            sim.engine
+                .start_tap(sim.now, video, 1, meta("track-video", "video"), schema::tap::TapReader::Recorder)
+                .unwrap();
         }
     };
     let start = sim.now;
@@ -240,8 +229,8 @@ fn record(name: &str, video: Video, seconds: u32, up: Link, finish: bool, max_pa
         drop(rec);
         return Run { dir: out_dir, events: Vec::new(), video_sent, audio_sent, keyframe_asks: 0, late_plis: 0 };
     }
-    sim.engine.stop_tap(audio).unwrap();
-    sim.engine.stop_tap(video).unwrap();
+    sim.engine.stop_tap(audio, None).unwrap();
+    sim.engine.stop_tap(video, None).unwrap();
     feed(&mut rec, &mut sim);
     assert_eq!(sim.engine.counters().tap_dropped, 0);
     let late_plis = plis_at_late_ask.map_or(0, |at| sim.client(publisher).keyframe_requests - at);

@@ -59,6 +59,7 @@
 
 pub mod api;
 pub mod codec;
+pub mod compositor;
 pub mod extensions;
 pub mod frame;
 pub mod histogram;
@@ -78,5 +79,7 @@ pub use router::{CommandTarget, RouterCommand, RouterEvent, RouterReply, RouterR
 /// History: 1, the first; 2, data channels (`open_data_channel`, `send_data`, their events and
 /// errors); 3, the media tap (`start_tap`, `stop_tap`, [`tap::TapRecord`]); 4, typed replies: a
 /// [`RouterReply`]'s success is a [`RouterResponse`], tagged by its shape
-/// (`{"ok": {"transport": {...}}}`, `{"ok": null}` unchanged), where it was untyped JSON.
-pub const SCHEMA_VERSION: u16 = 4;
+/// (`{"ok": {"transport": {...}}}`, `{"ok": null}` unchanged), where it was untyped JSON; 5,
+/// several taps per producer, each for a reader ([`tap::TapReader`]: the recorder or the
+/// compositor): `start_tap` names its reader and `stop_tap` the tap it ends.
+pub const SCHEMA_VERSION: u16 = 5;

@@ -117,19 +117,26 @@ pub enum RouterCommand {
     ConsumerLayers {
         consumer: ConsumerId,
     },
-    /// Copies every RTP packet (and sender report) of a producer into the shard's media tap
-    /// ring, tagged with `tap` and preceded by a [`crate::tap::TapRecord::Start`] carrying
-    /// `meta` (JSON the recorder reads: recording, track, peer). Replaces an earlier tap of the
-    /// producer; asks the publisher for a keyframe. Reply `null`.
+    /// Copies every RTP packet (and sender report) of a producer into the shard's ring of the
+    /// `reader`'s tap segment, tagged with `tap` and preceded by a
+    /// [`crate::tap::TapRecord::Start`] carrying `meta` (JSON the reader reads: job, track,
+    /// peer). A producer may carry several taps (a track recording and a composite job); the
+    /// same `tap` number again updates that tap and asks the publisher for a keyframe.
+    /// Reply `null`.
     StartTap {
         producer: ProducerId,
         tap: u32,
         #[serde(default)]
         meta: String,
+        #[serde(default)]
+        reader: crate::tap::TapReader,
     },
-    /// Ends a producer's tap (a [`crate::tap::TapRecord::Stop`] follows). Reply `null`.
+    /// Ends one of a producer's taps (`tap`), or all of them (`null`); a
+    /// [`crate::tap::TapRecord::Stop`] follows each. Reply `null`.
     StopTap {
         producer: ProducerId,
+        #[serde(default)]
+        tap: Option<u32>,
     },
     /// The shard's packet counters (drops by reason among them).
     Counters {
@@ -161,7 +168,7 @@ impl RouterCommand {
             | RouterCommand::SetProducerPriority { producer, .. }
             | RouterCommand::ProducerStats { producer }
             | RouterCommand::StartTap { producer, .. }
-            | RouterCommand::StopTap { producer } => CommandTarget::Producer(producer),
+            | RouterCommand::StopTap { producer, .. } => CommandTarget::Producer(producer),
             RouterCommand::PauseConsumer { consumer, .. }
             | RouterCommand::CloseConsumer { consumer }
             | RouterCommand::SetPreferredLayer { consumer, .. }
@@ -447,8 +454,13 @@ mod tests {
             RouterCommand::OpenDataChannel { transport: TransportId(1), label: "ion-sfu".into() },
             RouterCommand::SendData { transport: TransportId(1), label: "ion-sfu".into(), text: "{}".into() },
             RouterCommand::Counters { shard: None },
-            RouterCommand::StartTap { producer: ProducerId(1), tap: 2, meta: "{}".into() },
-            RouterCommand::StopTap { producer: ProducerId(1) },
+            RouterCommand::StartTap {
+                producer: ProducerId(1),
+                tap: 2,
+                meta: "{}".into(),
+                reader: crate::tap::TapReader::Compositor,
+            },
+            RouterCommand::StopTap { producer: ProducerId(1), tap: Some(2) },
         ];
         for cmd in cmds {
             let v = serde_json::to_value(&cmd).expect("commands serialize");

@@ -30,6 +30,27 @@ use crate::codec::Codec;
 const MAGIC: u8 = b'T';
 const HEADER: usize = 4;
 
+/// Which process reads a tap: each has its own tap segment (one ring per router shard), so a
+/// producer tapped for both a track recording and a composite job is copied into both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TapReader {
+    /// The recorder: one file per track.
+    #[default]
+    Recorder,
+    /// The compositor: the room's tracks in one picture and one sound.
+    Compositor,
+}
+
+impl TapReader {
+    pub const ALL: [TapReader; 2] = [TapReader::Recorder, TapReader::Compositor];
+
+    /// A dense index, for arrays of per-reader state.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// One record of the tap ring. Borrowed from the ring slot: no copy on decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TapRecord<'a> {

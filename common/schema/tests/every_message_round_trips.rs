@@ -114,8 +114,13 @@ fn commands() -> Vec<RouterCommand> {
         RouterCommand::ConsumerLayers { consumer: C },
         RouterCommand::Counters { shard: Some(0) },
         RouterCommand::Counters { shard: None },
-        RouterCommand::StartTap { producer: P, tap: 7, meta: r#"{"track_id":"t"}"#.into() },
-        RouterCommand::StopTap { producer: P },
+        RouterCommand::StartTap {
+            producer: P,
+            tap: 7,
+            meta: r#"{"track_id":"t"}"#.into(),
+            reader: schema::tap::TapReader::Compositor,
+        },
+        RouterCommand::StopTap { producer: P, tap: Some(7) },
     ]
 }
 

@@ -120,6 +120,7 @@ UPDATE rooms SET name_key = lower(name);
 CREATE UNIQUE INDEX rooms_by_name_key ON rooms(workspace_id, name_key);
 "#,
     RECORDING_TABLES,
+    JOB_KINDS,
 ];
 
 /// PostgreSQL schema migrations, in order, tracked in `schema_version`. The first is the whole
@@ -220,6 +221,7 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_by_status ON outbox(status, next_attempt_at);
 "#,
     PG_RECORDING_TABLES,
+    JOB_KINDS,
 ];
 
 /// The advisory lock key PostgreSQL migrations run under (any constant; "pgstore" in ASCII).
@@ -259,6 +261,13 @@ CREATE TABLE recording_assets (
     created_at   INTEGER NOT NULL,
     UNIQUE (job_id, path)
 );
+"#;
+
+/// What a job makes (`track` files, or a `composite`) and its settings as JSON (resolution):
+/// SQLite migration 5, PostgreSQL migration 3. Jobs from before were all track recordings.
+const JOB_KINDS: &str = r#"
+ALTER TABLE recordings ADD COLUMN kind TEXT NOT NULL DEFAULT 'track';
+ALTER TABLE recordings ADD COLUMN spec TEXT NOT NULL DEFAULT '{}';
 "#;
 
 const PG_RECORDING_TABLES: &str = r#"
@@ -491,6 +500,7 @@ mod tests {
             ]
         );
         assert_eq!(sqlite["rooms"]["name_key"], "TEXT", "ALTER TABLE ... ADD COLUMN is replayed");
+        assert_eq!(sqlite["recordings"]["kind"], "TEXT", "ALTER TABLE ... ADD COLUMN is replayed");
     }
 
     #[test]

@@ -2,10 +2,17 @@
 //!
 //! A job moves `starting` → `running` → `stopping` → `completed`, or to `failed` with a
 //! reason from any state before `completed`. Each job has a small `tap` number, unique across
-//! jobs, that the router tags its copied packets with. An asset is one file (one part of one
-//! track), `type: "track"`, with `metadata {track_id, stream_id, peer_id, user_id,
-//! track_type, part}`. Webhooks go through the outbox in the same transaction as the change:
-//! `track.recording.started.success`, `track.recording.success` and `recording.failed`.
+//! jobs, that the router tags its copied packets with. A job's `kind` says what it makes:
+//!
+//! - `track` (the recorder): an asset per file (one part of one track), `type: "track"`, with
+//!   `metadata {track_id, stream_id, peer_id, user_id, track_type, part}`; webhooks
+//!   `track.recording.started.success`, `track.recording.success`, `recording.failed`.
+//! - `composite` (the compositor): an asset per MP4 part, `type: "room-composite"`, with
+//!   `metadata {resolution {width, height}}`; webhooks `beam.started.success`,
+//!   `beam.recording.success`, `beam.stopped.success`, `beam.failure`. Its `spec` holds the
+//!   start's settings (`resolution`, `meeting_url`).
+//!
+//! Webhooks go through the outbox in the same transaction as the change.
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -15,6 +22,10 @@ use crate::outbox::enqueue;
 use crate::page::{self, Listing, Page, PageQuery};
 use crate::time::format_ms;
 use crate::{Store, StoreError, new_id};
+
+/// Job kinds.
+pub const TRACK: &str = "track";
+pub const COMPOSITE: &str = "composite";
 
 /// The job states.
 pub const STARTING: &str = "starting";
@@ -33,6 +44,10 @@ pub struct Recording {
     pub session_id: String,
     #[serde(skip)]
     pub tap: u32,
+    /// [`TRACK`] or [`COMPOSITE`].
+    pub kind: String,
+    /// The start's settings (a composite's `resolution`, `meeting_url`).
+    pub spec: Value,
     pub status: String,
     pub started_by: String,
     pub stopped_by: String,
@@ -72,7 +87,7 @@ pub struct RecordingFilter {
     pub status: Option<String>,
 }
 
-const REC_COLS: &str = "id, workspace_id, room_id, session_id, tap, status, started_by, stopped_by, error, created_at, started_at, stopped_at, updated_at";
+const REC_COLS: &str = "id, workspace_id, room_id, session_id, tap, status, started_by, stopped_by, error, created_at, started_at, stopped_at, updated_at, kind, spec";
 const ASSET_COLS: &str = "id, job_id, room_id, session_id, type, status, path, size, duration_ms, metadata, created_at";
 
 fn rec_row(r: &Row) -> Result<Recording, StoreError> {
@@ -90,6 +105,8 @@ fn rec_row(r: &Row) -> Result<Recording, StoreError> {
         started_at: r.opt_int(10)?,
         stopped_at: r.opt_int(11)?,
         updated_at: r.int(12)?,
+        kind: r.text(13)?,
+        spec: serde_json::from_str(&r.text(14)?)?,
     })
 }
 
@@ -115,22 +132,25 @@ pub fn is_live(status: &str) -> bool {
 }
 
 impl Store {
-    /// A new job in `starting` for a room's active session.
+    /// A new job of `kind` in `starting` for a room's active session.
+    #[allow(clippy::too_many_arguments)]
     pub fn create_recording(
         &self,
         workspace_id: &str,
         room_id: &str,
         session_id: &str,
         started_by: &str,
+        kind: &str,
+        spec: &Value,
         now_ms: i64,
     ) -> Result<Recording, StoreError> {
         self.conn.with_tx(|tx| {
             let tap = tx.query_one("SELECT COALESCE(MAX(tap), 0) + 1 FROM recordings", &[])?.int(0)?;
             let id = new_id();
             tx.execute(
-                "INSERT INTO recordings (id, workspace_id, room_id, session_id, tap, status, started_by, stopped_by, error, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '', '', ?8, ?8)",
-                &vals![&id, workspace_id, room_id, session_id, tap, STARTING, started_by, now_ms],
+                "INSERT INTO recordings (id, workspace_id, room_id, session_id, tap, status, started_by, stopped_by, error, created_at, updated_at, kind, spec)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '', '', ?8, ?8, ?9, ?10)",
+                &vals![&id, workspace_id, room_id, session_id, tap, STARTING, started_by, now_ms, kind, &spec.to_string()],
             )?;
             recording_in(tx, &id)?.ok_or_else(|| StoreError::BadValue("recording vanished".into()))
         })
@@ -154,13 +174,14 @@ impl Store {
         self.conn.query(&sql, &[])?.iter().map(rec_row).collect()
     }
 
-    /// Active sessions that have never had a recording job: (workspace, room, session).
-    pub fn sessions_without_recording(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+    /// Active sessions that have never had a job of `kind`: (workspace, room, session).
+    pub fn sessions_without_job(&self, kind: &str) -> Result<Vec<(String, String, String)>, StoreError> {
         self.conn
             .query(
                 "SELECT workspace_id, room_id, id FROM sessions WHERE active = 1
-                   AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.session_id = sessions.id) ORDER BY rowid",
-                &[],
+                   AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.session_id = sessions.id AND r.kind = ?1)
+                   ORDER BY rowid",
+                &vals![kind],
             )?
             .iter()
             .map(|r| Ok((r.text(0)?, r.text(1)?, r.text(2)?)))
@@ -213,7 +234,24 @@ impl Store {
                 "UPDATE recordings SET status = ?2, error = ?3, started_at = ?4, stopped_at = ?5, stopped_by = ?6, updated_at = ?7 WHERE id = ?1",
                 &vals![id, status, error, started, stopped, &stopped_by, now_ms],
             )?;
-            if status == FAILED {
+            if rec.kind == COMPOSITE {
+                let now = Recording { started_at: started, stopped_at: stopped, stopped_by, ..rec.clone() };
+                let event = match status {
+                    RUNNING => Some(("beam.started.success", beam_fields(&now))),
+                    COMPLETED => Some(("beam.stopped.success", stopped_fields(&now, "user stopped"))),
+                    FAILED => {
+                        let mut f = beam_fields(&now);
+                        f["error_code"] = json!(500);
+                        f["error_message"] = json!(error);
+                        f["error_type"] = json!("INTERNAL_ERROR");
+                        Some(("beam.failure", f))
+                    }
+                    _ => None,
+                };
+                if let Some((kind, data)) = event {
+                    emit(tx, &rec, kind, data, now_ms)?;
+                }
+            } else if status == FAILED {
                 emit(
                     tx,
                     &rec,
@@ -235,7 +273,8 @@ impl Store {
     }
 
     /// Records one finished file (idempotent by job and path) and emits
-    /// `track.recording.success` with `extra` (size, duration, path, URL) merged in.
+    /// `track.recording.success` (a track job) or `beam.recording.success` (a composite) with
+    /// `extra` (size, duration, path, URL) merged in.
     #[allow(clippy::too_many_arguments)]
     pub fn add_asset(
         &self,
@@ -264,17 +303,24 @@ impl Store {
                     let id = new_id();
                     tx.execute(
                         "INSERT INTO recording_assets (id, job_id, workspace_id, room_id, session_id, type, status, path, size, duration_ms, metadata, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, 'track', 'completed', ?6, ?7, ?8, ?9, ?10)",
-                        &vals![&id, job_id, &rec.workspace_id, &rec.room_id, &rec.session_id, path, size, duration_ms, &meta, now_ms],
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'completed', ?7, ?8, ?9, ?10, ?11)",
+                        &vals![&id, job_id, &rec.workspace_id, &rec.room_id, &rec.session_id, asset_type(&rec.kind), path, size, duration_ms, &meta, now_ms],
                     )?;
                     id
                 }
             };
-            let mut data = track_fields(&rec, metadata);
+            let (event, mut data) = if rec.kind == COMPOSITE {
+                let mut f = beam_fields(&rec);
+                f["recording_id"] = json!(rec.id);
+                f["created_at"] = json!(format_ms(now_ms));
+                ("beam.recording.success", f)
+            } else {
+                ("track.recording.success", track_fields(&rec, metadata))
+            };
             if let (Value::Object(d), Value::Object(e)) = (&mut data, extra) {
                 d.extend(e);
             }
-            emit(tx, &rec, "track.recording.success", data, now_ms)?;
+            emit(tx, &rec, event, data, now_ms)?;
             asset_in(tx, &id)
         })
     }
@@ -348,6 +394,39 @@ fn track_fields(rec: &Recording, metadata: &Value) -> Value {
     })
 }
 
+/// The asset type of a job's files.
+pub fn asset_type(kind: &str) -> &'static str {
+    if kind == COMPOSITE { "room-composite" } else { "track" }
+}
+
+/// The fields every `beam.*` webhook carries (100ms's names).
+fn beam_fields(rec: &Recording) -> Value {
+    let res = &rec.spec["resolution"];
+    json!({
+        "beam_id": rec.id,
+        "job_id": rec.id,
+        "recording_enabled": true,
+        "peer_id": rec.started_by,
+        "meeting_url": rec.spec.get("meeting_url").cloned().unwrap_or(json!("")),
+        "max_width": res["width"],
+        "max_height": res["height"],
+        "rtmp": [],
+        "started_at": rec.started_at.map(format_ms),
+    })
+}
+
+fn stopped_fields(rec: &Recording, reason: &str) -> Value {
+    let mut f = beam_fields(rec);
+    let duration = match (rec.started_at, rec.stopped_at) {
+        (Some(a), Some(b)) => (b - a).max(0) / 1000,
+        _ => 0,
+    };
+    f["stopped_at"] = json!(rec.stopped_at.map(format_ms));
+    f["duration"] = json!(duration);
+    f["reason"] = json!(reason);
+    f
+}
+
 fn emit(tx: &Conn, rec: &Recording, kind: &str, extra: Value, now_ms: i64) -> Result<(), StoreError> {
     let Some(ws) = tx
         .query_opt("SELECT id, name, access_key, secret FROM workspaces WHERE id = ?1", &vals![&rec.workspace_id])?
@@ -383,8 +462,18 @@ mod tests {
             let store = &b.store;
             let ws = store.ensure_default_workspace().unwrap();
             let room = store.upsert_room(&ws.id, "rec-room", None).unwrap();
-            let a = store.create_recording(&ws.id, &room.id, "s1", "", 1000).unwrap();
-            let b2 = store.create_recording(&ws.id, &room.id, "s1", "", 1001).unwrap();
+            let a = store.create_recording(&ws.id, &room.id, "s1", "", TRACK, &json!({}), 1000).unwrap();
+            let b2 = store
+                .create_recording(
+                    &ws.id,
+                    &room.id,
+                    "s1",
+                    "",
+                    COMPOSITE,
+                    &json!({"resolution": {"width": 640, "height": 360}}),
+                    1001,
+                )
+                .unwrap();
             assert_eq!(a.status, STARTING);
             assert_ne!(a.tap, b2.tap, "tap numbers are unique");
             assert!(store.set_recording_status(&a.id, RUNNING, "", None, 2000).unwrap());
@@ -399,6 +488,12 @@ mod tests {
             assert!(!store.set_recording_status(&a.id, FAILED, "late", None, 6000).unwrap(), "ended stays ended");
             let got = store.recording(&ws.id, &a.id).unwrap().unwrap();
             assert_eq!((got.status.as_str(), got.stopped_at, got.started_at), (COMPLETED, Some(4000), Some(2000)));
+            // A composite job's files are `room-composite` assets.
+            assert_eq!(b2.kind, COMPOSITE);
+            assert_eq!(b2.spec["resolution"]["width"], 640);
+            assert!(store.set_recording_status(&b2.id, RUNNING, "", None, 2000).unwrap());
+            let mp4 = store.add_asset(&b2.id, "j/composite.1.mp4", 9000, 5000, &json!({}), json!({}), 3000).unwrap();
+            assert_eq!(mp4.unwrap().kind, "room-composite");
             assert!(store.set_recording_status(&b2.id, FAILED, "disk full", None, 7000).unwrap());
             let page = store
                 .recordings(

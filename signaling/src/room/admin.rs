@@ -27,8 +27,8 @@ pub enum AdminOp {
     /// Ends the session; `lock` also disables the room.
     EndRoom { reason: String, lock: bool },
     /// Taps every track (and every track published later) for a recording (`room/recording.rs`).
-    StartRecording { recording_id: String, tap: u32 },
-    /// Ends the taps of a recording (`None`: whichever runs).
+    StartRecording { recording_id: String, tap: u32, reader: schema::tap::TapReader },
+    /// Ends the taps of a job (`None`: of every job in the room).
     StopRecording { recording_id: Option<String> },
     /// The recorder waits for a keyframe of a tapped track: the router asks its publisher.
     RequestKeyframe { recording_id: String, track_id: String },
@@ -158,7 +158,9 @@ impl Room {
                 }
                 Ok(json!({ "removed": targets.len() }))
             }
-            AdminOp::StartRecording { recording_id, tap } => self.start_recording(recording_id, tap).await,
+            AdminOp::StartRecording { recording_id, tap, reader } => {
+                self.start_recording(recording_id, tap, reader).await
+            }
             AdminOp::RequestKeyframe { recording_id, track_id } => {
                 self.request_keyframe(&recording_id, &track_id).await
             }

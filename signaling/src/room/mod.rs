@@ -170,7 +170,8 @@ pub struct Room {
     /// subscribed), and a list pushed only on change would leave it without a speaker.
     speakers_pushed_at: Option<Instant>,
     /// The track recording running, if any.
-    recording: Option<recording::Active>,
+    /// The jobs tapping this room's tracks (track recording, composite jobs).
+    recordings: Vec<recording::Active>,
 }
 
 /// Bandwidth allocation priorities of producers (higher is served first).
@@ -220,7 +221,7 @@ impl Room {
             ending: false,
             speakers: Vec::new(),
             speakers_pushed_at: None,
-            recording: None,
+            recordings: Vec::new(),
         };
         room.restore();
         room

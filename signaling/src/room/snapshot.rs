@@ -21,6 +21,9 @@ pub(super) struct Snapshot {
     pub(super) peers: BTreeMap<String, Peer>,
     /// Absent in snapshots written before recordings were kept.
     #[serde(default)]
+    pub(super) recordings: Vec<recording::Active>,
+    /// The one recording of snapshots written before a room could run several jobs.
+    #[serde(default)]
     pub(super) recording: Option<recording::Active>,
 }
 
@@ -32,7 +35,7 @@ struct SnapshotRef<'a> {
     shard: Option<u8>,
     session: &'a Option<(String, u64)>,
     peers: &'a BTreeMap<String, Peer>,
-    recording: &'a Option<recording::Active>,
+    recordings: &'a Vec<recording::Active>,
 }
 
 impl Room {
@@ -55,7 +58,8 @@ impl Room {
         self.shard = snapshot.shard;
         self.session = snapshot.session;
         self.peers = snapshot.peers;
-        self.recording = snapshot.recording;
+        self.recordings = snapshot.recordings;
+        self.recordings.extend(snapshot.recording);
         let now = Instant::now();
         for peer in self.peers.values_mut() {
             peer.away_since = Some(now);
@@ -81,7 +85,7 @@ impl Room {
         let mut text = std::mem::take(&mut self.spare);
         text.clear();
         let snapshot =
-            SnapshotRef { shard: self.shard, session: &self.session, peers: &self.peers, recording: &self.recording };
+            SnapshotRef { shard: self.shard, session: &self.session, peers: &self.peers, recordings: &self.recordings };
         let written = match serde_json::to_writer(&mut text, &snapshot) {
             Err(e) => {
                 warn!(room = %self.id, error = %e, "room snapshot not serialized");
@@ -137,20 +141,39 @@ mod tests {
 
     use super::*;
     use schema::ids::ProducerId;
+    use schema::tap::TapReader;
 
     #[test]
-    fn a_running_recording_survives_in_the_snapshot_and_old_snapshots_still_load() {
-        let active =
-            recording::Active { recording_id: "rec-1".into(), tap: 7, tapped: [ProducerId(3)].into_iter().collect() };
+    fn running_jobs_survive_in_the_snapshot_and_old_snapshots_still_load() {
+        let tracks = recording::Active {
+            recording_id: "rec-1".into(),
+            tap: 7,
+            reader: TapReader::Recorder,
+            tapped: [ProducerId(3)].into_iter().collect(),
+        };
+        let composite = recording::Active {
+            recording_id: "rec-2".into(),
+            tap: 8,
+            reader: TapReader::Compositor,
+            tapped: [ProducerId(3)].into_iter().collect(),
+        };
         let peers: BTreeMap<String, Peer> = BTreeMap::new();
+        let jobs = vec![tracks.clone(), composite];
         // The same shape `save` writes.
-        let text = json!({ "shard": 0, "session": null, "peers": peers, "recording": Some(&active) }).to_string();
+        let text =
+            serde_json::to_string(&SnapshotRef { shard: Some(0), session: &None, peers: &peers, recordings: &jobs })
+                .expect("serializable");
         let back: Snapshot = serde_json::from_str(&text).expect("a snapshot");
-        let restored = back.recording.expect("the recording is kept");
-        assert_eq!((restored.recording_id.as_str(), restored.tap), ("rec-1", 7));
-        assert_eq!(restored.tapped, active.tapped);
-        let old: Snapshot =
+        let got: Vec<_> = back.recordings.iter().map(|a| (a.recording_id.as_str(), a.tap, a.reader)).collect();
+        assert_eq!(got, [("rec-1", 7, TapReader::Recorder), ("rec-2", 8, TapReader::Compositor)]);
+        assert_eq!(back.recordings[0].tapped, tracks.tapped);
+        // A snapshot of the one-recording days: its job is the recorder's.
+        let one = json!({ "shard": 0, "session": null, "peers": {}, "recording": {"recording_id": "r", "tap": 3, "tapped": [5]} });
+        let old: Snapshot = serde_json::from_str(&one.to_string()).expect("one-recording snapshot");
+        let legacy = old.recording.expect("the legacy field is read");
+        assert_eq!((legacy.tap, legacy.reader), (3, TapReader::Recorder));
+        let older: Snapshot =
             serde_json::from_str(r#"{"shard": 0, "session": null, "peers": {}}"#).expect("old snapshot");
-        assert!(old.recording.is_none());
+        assert!(older.recordings.is_empty() && older.recording.is_none());
     }
 }

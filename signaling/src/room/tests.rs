@@ -141,12 +141,18 @@ impl RouterApi for FakeRouter {
         self.done(())
     }
 
-    fn start_tap(&self, _producer: ProducerId, _tap: u32, _meta: String) -> RouterFuture<'_, ()> {
+    fn start_tap(
+        &self,
+        _producer: ProducerId,
+        _tap: u32,
+        _meta: String,
+        _reader: schema::tap::TapReader,
+    ) -> RouterFuture<'_, ()> {
         self.record(Call::Other("start_tap"));
         self.done(())
     }
 
-    fn stop_tap(&self, _producer: ProducerId) -> RouterFuture<'_, ()> {
+    fn stop_tap(&self, _producer: ProducerId, _tap: Option<u32>) -> RouterFuture<'_, ()> {
         self.record(Call::Other("stop_tap"));
         self.done(())
     }

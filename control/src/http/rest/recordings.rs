@@ -1,10 +1,12 @@
-//! `/v2/recordings` and `/v2/recording-assets`: track recording jobs and their files
+//! `/v2/recordings` and `/v2/recording-assets`: recording jobs and their files
 //! ([`crate::recording`] does the work; these are the 100ms-shaped routes over it).
 //!
-//! A job is `{id, room_id, session_id, status, asset_types: ["track"], recording_assets
-//! (get only), created_at, started_at, started_by, stopped_at, stopped_by, updated_at, error}`;
-//! an asset `{id, job_id, room_id, session_id, type: "track", status, path, size, duration,
-//! created_at, metadata{track_id, stream_id, peer_id, user_id, track_type, part, ...}}`.
+//! A job is `{id, room_id, session_id, status, asset_types: ["room-composite"] or ["track"],
+//! meeting_url, resolution (composite), recording_assets (get only), created_at, started_at,
+//! started_by, stopped_at, stopped_by, updated_at, error}`; an asset `{id, job_id, room_id,
+//! session_id, type: "room-composite" | "track", status, path, size, duration, created_at,
+//! metadata}` (a composite's `{resolution}`, a track's `{track_id, stream_id, peer_id,
+//! user_id, track_type, part, ...}`).
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -16,9 +18,10 @@ use serde_json::{Value, json};
 use store::recording::{self as rec, Asset, Recording, RecordingFilter};
 use store::template::FieldError;
 
+use super::body::{Field, Problems};
 use super::{Mgmt, QueryMap, RestError, RestResult, db, page_of, paginated, parse_request};
 use crate::http::AppState;
-use crate::recording::{DEFAULT_PRESIGN, RecordingError};
+use crate::recording::{DEFAULT_PRESIGN, JobSpec, RecordingError};
 
 fn ms(t: Option<i64>) -> Value {
     t.map(|t| json!(store::time::format_ms(t))).unwrap_or(Value::Null)
@@ -31,8 +34,8 @@ pub fn recording_json(r: &Recording, assets: Option<&[Asset]>) -> Value {
         "room_id": r.room_id,
         "session_id": r.session_id,
         "status": r.status,
-        "asset_types": ["track"],
-        "meeting_url": "",
+        "asset_types": [rec::asset_type(&r.kind)],
+        "meeting_url": r.spec.get("meeting_url").cloned().unwrap_or(json!("")),
         "created_at": ms(Some(r.created_at)),
         "started_at": ms(r.started_at),
         "started_by": r.started_by,
@@ -40,6 +43,9 @@ pub fn recording_json(r: &Recording, assets: Option<&[Asset]>) -> Value {
         "stopped_by": r.stopped_by,
         "updated_at": ms(Some(r.updated_at)),
     });
+    if let Some(res) = r.spec.get("resolution") {
+        v["resolution"] = res.clone();
+    }
     if !r.error.is_empty() {
         v["error"] = json!({ "message": r.error });
     }
@@ -72,6 +78,7 @@ impl From<RecordingError> for RestError {
         match e {
             RecordingError::NotActive => RestError::not_found("room is not active"),
             e @ RecordingError::AlreadyRunning(_) => RestError::new(StatusCode::CONFLICT, e.to_string()),
+            e @ RecordingError::JobFile(_) => RestError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             RecordingError::Store(e) => e.into(),
             RecordingError::Signaling(e) => e.into(),
         }
@@ -88,17 +95,76 @@ async fn room_of(st: &AppState, ws: &store::Workspace, room_id: &str) -> Result<
     db(st, move |s| s.room_in(&ws, &id)?.ok_or_else(|| RestError::not_found("room not found"))).await
 }
 
-/// The start body: 100ms's fields are all for composite recording, so none is read.
-#[derive(Debug, Deserialize)]
-struct StartBody {}
+/// The start body (100ms's fields, and `kind`, ours).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct StartBody {
+    /// Recorded in the job; the layout is ours (no page is opened).
+    meeting_url: Field<String>,
+    resolution: Field<Resolution>,
+    audio_only: Field<bool>,
+    /// 100ms's storage prefix; files stay in the recordings directory.
+    destination: Field<String>,
+    transcription: Field<Value>,
+    /// Not 100ms's: `"track"` starts a track recording on demand (100ms only starts those
+    /// from the template); `"composite"` is the default.
+    kind: Field<String>,
+}
 
-/// `POST /v2/recordings/room/{room_id}/start`: a track recording job for the active session.
-/// The 100ms body fields (`meeting_url`, `resolution`, ...) are for composite recording and are
-/// accepted and ignored.
+#[derive(Debug, Deserialize)]
+struct Resolution {
+    width: u32,
+    height: u32,
+}
+
+/// The job a start body asks for, or every problem with it.
+fn job_spec(body: StartBody) -> Result<JobSpec, RestError> {
+    use crate::composite::{MAX_HEIGHT, MAX_WIDTH, MIN_SIDE};
+    let mut problems = Problems::default();
+    let kind = problems.optional_if(
+        body.kind,
+        "kind",
+        |k| k == "composite" || k == "track",
+        "must be \"composite\" or \"track\"",
+    );
+    let meeting_url = problems.optional(body.meeting_url, "meeting_url", "must be a string").unwrap_or_default();
+    let size_ok = |r: &Resolution| {
+        (MIN_SIDE..=MAX_WIDTH).contains(&r.width)
+            && (MIN_SIDE..=MAX_HEIGHT).contains(&r.height)
+            && r.width % 2 == 0
+            && r.height % 2 == 0
+    };
+    let resolution = problems.optional_if(
+        body.resolution,
+        "resolution",
+        size_ok,
+        format!("must be {{width, height}}, even, from {MIN_SIDE} to {MAX_WIDTH}×{MAX_HEIGHT}"),
+    );
+    if problems.optional(body.audio_only, "audio_only", "must be true or false") == Some(true) {
+        problems.add("audio_only", "audio-only composite recording is not offered: record the tracks instead");
+    }
+    problems.optional(body.destination, "destination", "must be a string");
+    if let Some(t) = problems.optional(body.transcription, "transcription", "must be an object")
+        && t.get("enabled").and_then(Value::as_bool) == Some(true)
+    {
+        problems.add("transcription", "transcription is not offered");
+    }
+    problems.finish()?;
+    Ok(match kind.as_deref() {
+        Some("track") => JobSpec::Track,
+        _ => {
+            let r = resolution.unwrap_or(Resolution { width: 1280, height: 720 });
+            JobSpec::Composite { width: r.width, height: r.height, meeting_url }
+        }
+    })
+}
+
+/// `POST /v2/recordings/room/{room_id}/start`: a composite recording of the active session
+/// (1280×720 unless `resolution` says otherwise), or with `kind: "track"` a track recording.
 pub async fn start(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(room_id): Path<String>, body: Bytes) -> RestResult {
-    parse_request::<StartBody>(&body)?;
+    let spec = job_spec(parse_request::<StartBody>(&body)?)?;
     let room = room_of(&st, &ws, &room_id).await?;
-    let job = st.recorder.start(&ws.id, &room.id, "").await?;
+    let job = st.recorder.start(&ws.id, &room.id, "", spec).await?;
     Ok(Json(recording_json(&job, None)))
 }
 

@@ -139,7 +139,7 @@ impl Engine {
             got_first_packet: false,
             audio_level: AudioLevelMeter::default(),
             params,
-            tap: None,
+            taps: Vec::new(),
         };
         debug!(%transport, producer = %id, kind = ?producer.params.kind, "producer created");
         self.producers.insert(id, producer);
@@ -302,9 +302,8 @@ impl Engine {
 
     pub fn close_producer(&mut self, id: ProducerId) -> Result<(), ApiError> {
         let p = self.producers.remove(&id).ok_or(ApiError::UnknownProducer(id))?;
-        if let Some(tap) = &p.tap {
-            self.offer_tap(&schema::tap::TapRecord::Stop { tap: tap.id, producer: id.0 });
-        }
+        self.tap_sinks
+            .offer_each(&p.taps, &mut self.counters, |tap| schema::tap::TapRecord::Stop { tap, producer: id.0 });
         if let Some(t) = self.transports.get_mut(&p.transport) {
             t.producers.retain(|&x| x != id);
             t.ssrcs.retain(|_, r| r.producer != id);

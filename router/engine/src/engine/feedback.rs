@@ -21,7 +21,7 @@ impl Engine {
         keyframes.clear();
         resends.clear();
         {
-            let Engine { transports, consumers, producers, counters, tap_sink, .. } = &mut *self;
+            let Engine { transports, consumers, producers, counters, tap_sinks, .. } = &mut *self;
             let Some(t) = transports.get_mut(&tid) else { return };
             let Transport { consumers: own_consumers, ssrcs, downlink, .. } = t;
             let consumer_by_ssrc = |ssrc: u32| {
@@ -56,21 +56,14 @@ impl Engine {
                         {
                             l.recv.on_sender_report(ntp_time, now);
                             l.last_sr = Some((ntp_time, rtp_time, now));
-                            if let Some(tap) = producers.get(&producer).and_then(|p| p.tap.as_ref())
-                                && let Some(sink) = tap_sink.as_mut()
-                            {
-                                let rec = schema::tap::TapRecord::SenderReport {
-                                    tap: tap.id,
+                            if let Some(p) = producers.get(&producer) {
+                                tap_sinks.offer_each(&p.taps, counters, |tap| schema::tap::TapRecord::SenderReport {
+                                    tap,
                                     producer: producer.0,
                                     layer,
                                     ntp: ntp_time,
                                     rtp_time,
-                                };
-                                if sink.offer(&rec) {
-                                    counters.tap_records += 1;
-                                } else {
-                                    counters.tap_dropped += 1;
-                                }
+                                });
                             }
                         }
                     }

@@ -66,20 +66,14 @@ impl Engine {
         layer.liveness.on_packet(now, header.timestamp, header.payload_len, p.params.clock_rate);
         // A packet the cache refuses (too large, or far out of order) just cannot be resent.
         let _ = layer.cache.insert(header.sequence_number, now, &buf[..payload_end]);
-        if let Some(tap) = &p.tap
-            && let Some(sink) = self.tap_sink.as_mut()
-        {
-            let rec = schema::tap::TapRecord::Rtp {
-                tap: tap.id,
+        if !p.taps.is_empty() {
+            let packet = &buf[..payload_end];
+            self.tap_sinks.offer_each(&p.taps, &mut self.counters, |tap| schema::tap::TapRecord::Rtp {
+                tap,
                 producer: pid.0,
                 layer: layer_index,
-                packet: &buf[..payload_end],
-            };
-            if sink.offer(&rec) {
-                self.counters.tap_records += 1;
-            } else {
-                self.counters.tap_dropped += 1;
-            }
+                packet,
+            });
         }
         if p.params.paused {
             return;

@@ -95,8 +95,9 @@ pub struct Engine {
     next_audio_levels: Instant,
     /// The last [`Event::AudioLevels`] named someone (so one empty report follows).
     audio_levels_nonempty: bool,
-    /// Where tapped producers' packets go (the recorder's ring); none: taps are refused.
-    tap_sink: Option<Box<dyn crate::tap::TapSink + Send>>,
+    /// Where tapped producers' packets go, per reader (the recorder's ring, the compositor's);
+    /// a reader without a sink: its taps are refused.
+    tap_sinks: crate::tap::TapSinks,
 }
 
 impl std::fmt::Debug for Engine {
@@ -151,7 +152,7 @@ impl Engine {
             sctp_wake: None,
             next_audio_levels: now + AUDIO_LEVEL_INTERVAL,
             audio_levels_nonempty: false,
-            tap_sink: None,
+            tap_sinks: Default::default(),
         })
     }
 

@@ -101,8 +101,8 @@ pub(super) struct Producer {
     pub(super) needed: Vec<bool>,
     /// Since when each layer has gone unneeded, to stop it at the publisher (`uplink`).
     pub(super) need: [LayerNeed; MAX_LAYERS],
-    /// Recording: this producer's packets also go to the tap sink.
-    pub(super) tap: Option<crate::tap::Tap>,
+    /// Recording and compositing: this producer's packets also go to these taps' sinks.
+    pub(super) taps: Vec<crate::tap::Tap>,
 }
 
 /// One RTP stream of a producer (its only one, or one simulcast layer): numbering, loss and

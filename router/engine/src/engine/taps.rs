@@ -1,78 +1,89 @@
-//! The media tap: producers recorded through a sink (the recorder's ring).
+//! The media tap: producers copied to a reader's sink (the recorder's ring, the compositor's).
 
 use std::time::Instant;
 
 use schema::api::ApiError;
 use schema::ids::ProducerId;
+use schema::tap::{TapReader, TapRecord};
 
 use super::Engine;
+use crate::tap::{Tap, TapSink};
 
 impl Engine {
-    pub fn set_tap_sink(&mut self, sink: Box<dyn crate::tap::TapSink + Send>) {
-        self.tap_sink = Some(sink);
+    /// Where the taps of `reader` go; a reader without a sink has its taps refused.
+    pub fn set_tap_sink(&mut self, reader: TapReader, sink: Box<dyn TapSink + Send>) {
+        self.tap_sinks.set(reader, sink);
     }
 
-    /// Taps a producer for recording: its packets are offered to the tap sink as `tap`.
-    pub fn start_tap(&mut self, now: Instant, id: ProducerId, tap: u32, meta: String) -> Result<(), ApiError> {
-        if self.tap_sink.is_none() {
-            return Err(ApiError::InvalidParams("this router has no media tap (started without --tap-fd)".into()));
+    /// Taps a producer for `reader`: its packets are offered to that reader's sink as `tap`.
+    /// The same number again updates the tap (its metadata) and asks for a keyframe.
+    pub fn start_tap(
+        &mut self,
+        now: Instant,
+        id: ProducerId,
+        tap: u32,
+        meta: String,
+        reader: TapReader,
+    ) -> Result<(), ApiError> {
+        if !self.tap_sinks.has(reader) {
+            return Err(ApiError::InvalidParams(format!(
+                "this router has no media tap for the {reader:?} (started without its tap segment)"
+            )));
         }
         let p = self.producers.get_mut(&id).ok_or(ApiError::UnknownProducer(id))?;
-        let old = p.tap.replace(crate::tap::Tap { id: tap, meta, next_start: now, wants_keyframe: true });
-        if let Some(old) = old
-            && old.id != tap
-        {
-            self.offer_tap(&schema::tap::TapRecord::Stop { tap: old.id, producer: id.0 });
+        let fresh = Tap { id: tap, reader, meta, next_start: now, wants_keyframe: true };
+        match p.taps.iter_mut().find(|t| t.id == tap) {
+            Some(old) if old.reader == reader => *old = fresh,
+            Some(old) => {
+                // The number moved to another reader: the old one hears the tap end.
+                let stop = TapRecord::Stop { tap, producer: id.0 };
+                let old_taps = [std::mem::replace(old, fresh)];
+                self.tap_sinks.offer_each(&old_taps, &mut self.counters, |_| stop);
+            }
+            None => p.taps.push(fresh),
         }
         self.tap_timers(now);
         Ok(())
     }
 
-    /// Ends a producer's tap; a producer without one is fine (idempotent).
-    pub fn stop_tap(&mut self, id: ProducerId) -> Result<(), ApiError> {
+    /// Ends one tap of a producer (`Some`), or all of them; a tap that is not there is fine
+    /// (idempotent).
+    pub fn stop_tap(&mut self, id: ProducerId, tap: Option<u32>) -> Result<(), ApiError> {
         let p = self.producers.get_mut(&id).ok_or(ApiError::UnknownProducer(id))?;
-        if let Some(tap) = p.tap.take() {
-            self.offer_tap(&schema::tap::TapRecord::Stop { tap: tap.id, producer: id.0 });
-        }
+        let (ended, kept): (Vec<Tap>, Vec<Tap>) =
+            std::mem::take(&mut p.taps).into_iter().partition(|t| tap.is_none_or(|n| n == t.id));
+        p.taps = kept;
+        self.tap_sinks.offer_each(&ended, &mut self.counters, |tap| TapRecord::Stop { tap, producer: id.0 });
         Ok(())
-    }
-
-    pub(super) fn offer_tap(&mut self, rec: &schema::tap::TapRecord<'_>) {
-        if let Some(sink) = self.tap_sink.as_mut() {
-            if sink.offer(rec) {
-                self.counters.tap_records += 1;
-            } else {
-                self.counters.tap_dropped += 1;
-            }
-        }
     }
 
     /// Repeats due `Start` records, and asks for keyframes when a new reader attached.
     pub(super) fn tap_timers(&mut self, now: Instant) {
-        let Some(sink) = self.tap_sink.as_mut() else { return };
-        let reader_changed = sink.reader_changed();
+        let changed = TapReader::ALL.map(|r| self.tap_sinks.get_mut(r).is_some_and(|s| s.reader_changed()));
         for p in self.producers.values_mut() {
-            let Some(tap) = p.tap.as_mut() else { continue };
-            if reader_changed {
-                // The new reader knows no track yet: tell it before the keyframe arrives.
-                tap.wants_keyframe = true;
-                tap.next_start = now;
-            }
-            if now < tap.next_start {
-                continue;
-            }
-            tap.next_start = now + crate::tap::START_REPEAT;
-            let rec = schema::tap::TapRecord::Start {
-                tap: tap.id,
-                producer: p.id.0,
-                codec: p.params.codec,
-                clock_rate: p.params.clock_rate,
-                meta: &tap.meta,
-            };
-            if sink.offer(&rec) {
-                self.counters.tap_records += 1;
-            } else {
-                self.counters.tap_dropped += 1;
+            for tap in &mut p.taps {
+                if changed[tap.reader.index()] {
+                    // The new reader knows no track yet: tell it before the keyframe arrives.
+                    tap.wants_keyframe = true;
+                    tap.next_start = now;
+                }
+                if now < tap.next_start {
+                    continue;
+                }
+                tap.next_start = now + crate::tap::START_REPEAT;
+                let Some(sink) = self.tap_sinks.get_mut(tap.reader) else { continue };
+                let rec = TapRecord::Start {
+                    tap: tap.id,
+                    producer: p.id.0,
+                    codec: p.params.codec,
+                    clock_rate: p.params.clock_rate,
+                    meta: &tap.meta,
+                };
+                if sink.offer(&rec) {
+                    self.counters.tap_records += 1;
+                } else {
+                    self.counters.tap_dropped += 1;
+                }
             }
         }
     }

@@ -163,10 +163,12 @@ impl Engine {
             }
         }
         // A recording takes the top layer; it must keep coming even if no subscriber wants it.
-        if let Some(tap) = p.tap.as_mut() {
+        if !p.taps.is_empty() {
             needed.iter_mut().for_each(|n| *n = true);
-            if p.got_first_packet && std::mem::take(&mut tap.wants_keyframe) {
-                keyframes.iter_mut().for_each(|k| *k = true);
+            for tap in &mut p.taps {
+                if p.got_first_packet && std::mem::take(&mut tap.wants_keyframe) {
+                    keyframes.iter_mut().for_each(|k| *k = true);
+                }
             }
         }
         let needed = &needed[..p.layers.len()];

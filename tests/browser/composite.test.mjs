@@ -1,0 +1,128 @@
+// Composite recording through the REST API, checked with a real decoder: two Chromium peers
+// send audio and video, `/v2/recordings/room/{id}/start` starts a composite job (the
+// compositor process, no browser), and Debian's ffprobe/ffmpeg read the MP4: H.264 at the
+// asked size with AAC audio, the recorded duration and frame rate, and both peers' tiles on a
+// decoded picture. The `beam.*` webhooks are in the events. Then: the compositor killed
+// mid-job (the call goes on, a second part follows, both decode), and bad starts refused.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { sleep, waitFor, withCall } from './harness.mjs';
+
+const T = { timeout: 240_000 };
+
+/** ffprobe's view of an MP4: duration, and per stream codec, size and decoded frame count. */
+function probe(path) {
+  const err = execFileSync('ffmpeg', ['-v', 'error', '-i', path, '-f', 'null', '-'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  assert.equal(err, '', `ffmpeg decodes ${path} without a message`);
+  const p = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-count_frames', '-show_entries',
+    'format=duration:stream=codec_type,codec_name,width,height,nb_read_frames', '-of', 'json', path], { encoding: 'utf8' }));
+  const video = p.streams.find((s) => s.codec_type === 'video');
+  const audio = p.streams.find((s) => s.codec_type === 'audio');
+  return { duration: Number(p.format.duration), video, audio };
+}
+
+/** Mean luma of each quarter-width column band of the picture at `at` seconds (64×36 gray). */
+function columnLuma(path, at) {
+  const raw = execFileSync('ffmpeg', ['-v', 'error', '-ss', String(at), '-i', path, '-frames:v', '1',
+    '-vf', 'scale=64:36', '-f', 'rawvideo', '-pix_fmt', 'gray', '-'], { maxBuffer: 1 << 20 });
+  assert.equal(raw.length, 64 * 36, 'one 64×36 gray picture');
+  const bands = [0, 0, 0, 0];
+  for (let y = 0; y < 36; y++) for (let x = 0; x < 64; x++) bands[Math.floor(x / 16)] += raw[y * 64 + x];
+  return bands.map((b) => b / (16 * 36));
+}
+
+async function startedCall(call) {
+  const alice = await call.join({ name: 'alice', role: 'host' });
+  const bob = await call.join({ name: 'bob', role: 'host' });
+  const a = await bob.waitForPeer('alice', (p) => p.video?.id && p.audio?.id);
+  await bob.expectFlowing(a.video.id, 'framesDecoded', { what: 'alice\'s video' });
+  const b = await alice.waitForPeer('bob', (p) => p.video?.id && p.audio?.id);
+  await alice.expectFlowing(b.video.id, 'framesDecoded', { what: 'bob\'s video' });
+  const room = await call.platform.api('POST', '/v2/rooms', { name: call.room });
+  return { alice, bob, room, aliceVideo: a.video.id };
+}
+
+async function waitStatus(platform, id, status, timeout = 30_000) {
+  return waitFor(`job ${id} to be ${status}`, async () => {
+    const r = await platform.api('GET', `/v2/recordings/${id}`);
+    if (r.status === 'failed' && status !== 'failed') throw Object.assign(new Error(`job failed: ${JSON.stringify(r.error)}`), { fatal: true });
+    return r.status === status ? r : null;
+  }, { timeout });
+}
+
+test('a composite recording of a two-peer call: one MP4 with both tiles, H.264 + AAC, beam webhooks', T, (t) =>
+  withCall(t, async (call) => {
+    const { room } = await startedCall(call);
+    const api = call.platform.api;
+    const t0 = Date.now();
+    const job = await api('POST', `/v2/recordings/room/${room.id}/start`, { meeting_url: 'https://example.test/meet', resolution: { width: 1280, height: 720 } });
+    assert.equal(job.status, 'starting');
+    assert.deepEqual(job.asset_types, ['room-composite']);
+    assert.equal(job.meeting_url, 'https://example.test/meet');
+    await waitStatus(call.platform, job.id, 'running');
+    t.diagnostic(`running ${Date.now() - t0} ms after the start`);
+    // A second composite in the same room is refused; bad bodies name their field.
+    await assert.rejects(api('POST', `/v2/recordings/room/${room.id}/start`, {}), /HTTP 409 .*already running/);
+    await assert.rejects(api('POST', `/v2/recordings/room/${room.id}/start`, { resolution: { width: 1281, height: 720 } }), /HTTP 400 .*resolution/);
+    await sleep(12_000);
+    const stopped = await api('POST', `/v2/recordings/${job.id}/stop`, {});
+    const recorded = (Date.now() - t0) / 1000;
+    assert.equal(stopped.status, 'stopping');
+    const done = await waitStatus(call.platform, job.id, 'completed');
+    assert.equal(done.recording_assets.length, 1, JSON.stringify(done.recording_assets));
+    const asset = done.recording_assets[0];
+    assert.equal(asset.type, 'room-composite');
+    assert.deepEqual(asset.metadata.resolution, { width: 1280, height: 720 });
+    const path = join(call.platform.dataDir, 'recordings', asset.path);
+    const got = probe(path);
+    t.diagnostic(`${asset.path}: ${JSON.stringify(got)}; asset says ${asset.duration} s, ${asset.size} bytes; ${recorded.toFixed(1)} s between start and stop`);
+    assert.equal(got.video.codec_name, 'h264');
+    assert.equal(got.video.width, 1280);
+    assert.equal(got.video.height, 720);
+    assert.equal(got.audio?.codec_name, 'aac', 'the mixed audio is in the file');
+    assert.ok(got.duration > recorded - 3 && got.duration < recorded + 1, `${got.duration} s in the file for ${recorded} s between start and stop`);
+    const fps = Number(got.video.nb_read_frames) / got.duration;
+    assert.ok(fps > 27 && fps < 31, `${fps.toFixed(1)} frames a second`);
+    // Two cameras side by side: the left and right halves both hold a picture; Chromium's fake
+    // camera is far from black.
+    const bands = columnLuma(path, Math.max(1, got.duration - 3));
+    t.diagnostic(`mean luma of the four column bands: ${bands.map((b) => b.toFixed(0)).join(', ')}`);
+    assert.ok(bands[1] > 40 && bands[2] > 40, `both tiles visible: ${bands}`);
+    const events = await api('GET', '/v2/webhooks/events?limit=100');
+    const types = (events.data || events.events || []).map((e) => e.type);
+    for (const ty of ['beam.started.success', 'beam.recording.success', 'beam.stopped.success']) {
+      assert.ok(types.includes(ty), `a ${ty} webhook event: ${JSON.stringify(types)}`);
+    }
+    await assert.rejects(api('POST', '/v2/recordings/000000000000000000000000/stop', {}), /HTTP 404/);
+  }));
+
+test('the compositor killed mid-job: the call goes on, a second part follows, both decode', T, (t) =>
+  withCall(t, async (call) => {
+    const { bob, room, aliceVideo } = await startedCall(call);
+    const api = call.platform.api;
+    const job = await api('POST', `/v2/recordings/room/${room.id}/start`, {});
+    await waitStatus(call.platform, job.id, 'running');
+    await sleep(8_000);
+    const pid = (await call.platform.status()).processes.compositor.pid;
+    assert.ok(pid > 0, 'the compositor runs');
+    process.kill(pid, 'SIGKILL');
+    await bob.expectFlowing(aliceVideo, 'framesDecoded', { window: 3_000, what: 'alice\'s video after the kill' });
+    await waitFor('the compositor to be restarted', async () => {
+      const p = (await call.platform.status()).processes.compositor;
+      return p.pid && p.pid !== pid ? p : null;
+    }, { timeout: 15_000 });
+    await sleep(8_000);
+    await api('POST', `/v2/recordings/${job.id}/stop`, {});
+    const done = await waitStatus(call.platform, job.id, 'completed');
+    const paths = done.recording_assets.map((a) => a.path).sort();
+    t.diagnostic(`assets: ${JSON.stringify(done.recording_assets.map((a) => [a.path, a.duration, a.size]))}`);
+    assert.deepEqual(paths, [`${job.id}/composite.2.mp4`], 'the part after the restart is reported by the compositor that wrote it');
+    // The part the killed process left is on disk and plays up to its last fragment.
+    const first = probe(join(call.platform.dataDir, 'recordings', job.id, 'composite.1.mp4'));
+    const second = probe(join(call.platform.dataDir, 'recordings', paths[0]));
+    t.diagnostic(`part 1: ${first.duration} s, part 2: ${second.duration} s`);
+    assert.ok(first.duration > 4, `part 1 holds ${first.duration} s`);
+    assert.ok(second.duration > 4, `part 2 holds ${second.duration} s`);
+  }));
