@@ -15,7 +15,9 @@
 //!
 //! Restarts: the files stay while control wants the jobs, so a restarted compositor starts
 //! each again; MP4 parts continue the numbering of the parts already in the job's directory
-//! (`composite.<n>.mp4`), so nothing written before is overwritten.
+//! (`composite.<n>.mp4`), so nothing written before is overwritten, and the parts already
+//! there are reported again (a killed process could not report its last one; control's
+//! store takes a repeated report as the same asset).
 //!
 //! Time is an argument (`now_ms`, Unix milliseconds) for the records; GStreamer keeps its own
 //! clock for the pipelines.
@@ -131,7 +133,29 @@ impl Runner {
                     self.stats.jobs_started += 1;
                     self.by_tap.insert(spec.tap, id.clone());
                     self.jobs.insert(id.clone(), job);
-                    self.events.push_back(CompositorEvent::Started { job_id: id });
+                    self.events.push_back(CompositorEvent::Started { job_id: id.clone() });
+                    // Parts an earlier process left (killed before it could report them): their
+                    // length is from the file's birth to its last write.
+                    if let Some(mp4) = &spec.mp4 {
+                        for (n, path) in parts_in(Path::new(&mp4.dir), 1) {
+                            if n >= job_first_part(&self.jobs, &id) {
+                                break;
+                            }
+                            let meta = std::fs::metadata(&path).ok();
+                            let duration = meta
+                                .as_ref()
+                                .and_then(|m| m.modified().ok()?.duration_since(m.created().ok()?).ok())
+                                .unwrap_or_default();
+                            let file = OutputFile {
+                                path: path.to_string_lossy().into_owned(),
+                                size: meta.map_or(0, |m| m.len()),
+                                duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+                                width: spec.width,
+                                height: spec.height,
+                            };
+                            self.events.push_back(CompositorEvent::FileClosed { job_id: id.clone(), file });
+                        }
+                    }
                 }
                 Err(reason) => self.fail_start(spec, reason),
             }
@@ -192,6 +216,9 @@ impl Runner {
             // A refused frame or input costs that frame, not the job; a pipeline failure shows
             // in `check`.
             debug!(job = %job.spec.job_id, error = %e, "frame refused");
+        }
+        for meta in job.feed.take_keyframes_wanted() {
+            self.events.push_back(CompositorEvent::KeyframeWanted { meta });
         }
     }
 
@@ -293,6 +320,10 @@ impl Runner {
     }
 }
 
+fn job_first_part(jobs: &HashMap<String, Job>, id: &str) -> u32 {
+    jobs.get(id).map_or(1, |j| j.first_part)
+}
+
 /// The wall clock for records' `now_ms` at a stop: only used to place frames still held.
 fn now_ms_hint() -> u64 {
     util::unix_ms()
@@ -334,14 +365,7 @@ fn start(spec: &CompositorJob) -> Result<Job, String> {
         config.hls = Some(out);
     }
     let composite = Composite::start(config).map_err(|e| e.to_string())?;
-    Ok(Job {
-        spec: spec.clone(),
-        composite,
-        feed: TapFeed::live(),
-        first_part,
-        hls_ready: false,
-        rtmp: HashMap::new(),
-    })
+    Ok(Job { spec: spec.clone(), composite, feed: TapFeed::live(), first_part, hls_ready: false, rtmp: HashMap::new() })
 }
 
 /// The MP4 parts `composite.<n>.mp4` in `dir` with `n >= from`, by number.

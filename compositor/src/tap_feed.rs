@@ -71,6 +71,8 @@ struct Input {
     id: InputId,
     track: Track,
     anchor: Option<Anchor>,
+    /// When a keyframe was last asked for.
+    keyframe_asked_ms: Option<u64>,
 }
 
 /// The tap records of one room, in; a [`Composite`]'s inputs and frames, out. See the module
@@ -86,6 +88,8 @@ pub struct TapFeed {
     zero_ms: Option<u64>,
     stats: FeedStats,
     ordered: Vec<Ordered>,
+    /// Tracks waiting for a keyframe, not yet taken by [`TapFeed::take_keyframes_wanted`].
+    keyframes_wanted: Vec<TapMeta>,
 }
 
 impl TapFeed {
@@ -98,6 +102,7 @@ impl TapFeed {
             live: false,
             zero_ms: None,
             stats: FeedStats::default(),
+            keyframes_wanted: Vec::new(),
             ordered: Vec::new(),
         }
     }
@@ -113,6 +118,13 @@ impl TapFeed {
         if self.live && self.zero_ms.is_none() {
             self.origin = job.running_time().unwrap_or_default();
         }
+    }
+
+    /// The video tracks that wait for a keyframe (their start, a loss that broke a frame): the
+    /// caller has the publisher asked (the tap is one-way). A track is listed again every
+    /// `recorder::recorder::KEYFRAME_ASK_EVERY_MS` while it waits, as the recorder does.
+    pub fn take_keyframes_wanted(&mut self) -> Vec<TapMeta> {
+        std::mem::take(&mut self.keyframes_wanted)
     }
 
     pub fn stats(&self) -> FeedStats {
@@ -200,7 +212,10 @@ impl TapFeed {
         job.add_input(id, kind)?;
         self.next_id += 1;
         debug!(tap, producer, track = %meta.track_id, %id, ?kind, "tapped track joins the job");
-        self.inputs.insert((tap, producer), Input { id, track: Track::new(meta, codec, clock_rate), anchor: None });
+        self.inputs.insert(
+            (tap, producer),
+            Input { id, track: Track::new(meta, codec, clock_rate), anchor: None, keyframe_asked_ms: None },
+        );
         Ok(())
     }
 
@@ -248,7 +263,25 @@ impl TapFeed {
             self.video(key, now_ms, frames, job)
         };
         self.ordered = ordered;
+        if codec != Codec::Opus {
+            self.ask_keyframe_if_waiting(now_ms, key);
+        }
         result
+    }
+
+    fn ask_keyframe_if_waiting(&mut self, now_ms: u64, key: (u32, u32)) {
+        let Some(input) = self.inputs.get_mut(&key) else { return };
+        let t = &input.track;
+        let waiting = match t.layer {
+            Some(l) => t.pipes.get(&l).is_some_and(|p| p.video.waiting_for_keyframe()),
+            None => t.pipes.values().all(|p| p.video.waiting_for_keyframe()),
+        };
+        if waiting && input.keyframe_asked_ms.is_none_or(|at| now_ms >= at + recorder::recorder::KEYFRAME_ASK_EVERY_MS)
+        {
+            input.keyframe_asked_ms = Some(now_ms);
+            debug!(track = %t.meta.track_id, "keyframe wanted");
+            self.keyframes_wanted.push(t.meta.clone());
+        }
     }
 
     fn audio(&mut self, key: (u32, u32), now_ms: u64, packets: &[Ordered], job: &mut Composite) -> Result<(), Error> {

@@ -49,6 +49,8 @@ pub fn put_job(recorder: &Recorder, job: &Recording, width: u32, height: u32) ->
         width,
         height,
         mp4: Some(Mp4Spec { dir: recorder.dir.join(&job.id).to_string_lossy().into_owned(), part_seconds: 3600 }),
+        hls: None,
+        rtmp: Vec::new(),
     };
     let err = |what: &str, e: std::io::Error| RecordingError::JobFile(format!("{what}: {e}"));
     std::fs::create_dir_all(&recorder.jobs_dir)
@@ -134,6 +136,14 @@ impl Recorder {
             CompositorEvent::Finished { job_id } => {
                 info!(job = %job_id, "composite job finished");
                 self.db(move |s| s.set_recording_status(&job_id, rec::COMPLETED, "", None, now()).map(drop)).await
+            }
+            CompositorEvent::HlsReady { job_id } => {
+                info!(job = %job_id, "HLS stream has its first segment");
+                Ok(())
+            }
+            CompositorEvent::Rtmp { job_id, url, connected, error } => {
+                info!(job = %job_id, %url, connected, error = error.as_deref().unwrap_or(""), "RTMP destination");
+                Ok(())
             }
             CompositorEvent::KeyframeWanted { meta } => {
                 let params =

@@ -130,8 +130,8 @@ fn metrics_need_a_token_parse_as_prometheus_text_and_move_with_traffic() {
     }
     assert_eq!(value(&before, "signaling_active_rooms", &[]), 0.0);
     assert!(value(&before, "control_http_responses_total", &[("code", "4xx")]) >= 4.0);
-    // router, signaling and recorder.
-    assert_eq!(value(&before, "control_child_up", &[]), 3.0);
+    // router, signaling, recorder and compositor.
+    assert_eq!(value(&before, "control_child_up", &[]), 4.0);
 
     // Real datagrams to shard 0's socket: 20 that are no known protocol (first byte 0xff).
     let (_, labels, _) = before.iter().find(|(n, l, _)| n == "router_shard_info" && l["shard"] == "0").unwrap();

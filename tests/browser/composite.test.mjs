@@ -6,9 +6,10 @@
 // mid-job (the call goes on, a second part follows, both decode), and bad starts refused.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { sleep, waitFor, withCall } from './harness.mjs';
+import { ARTIFACTS, sleep, waitFor, withCall } from './harness.mjs';
 
 const T = { timeout: 240_000 };
 
@@ -23,13 +24,24 @@ function probe(path) {
   return { duration: Number(p.format.duration), video, audio };
 }
 
-/** Mean luma of each quarter-width column band of the picture at `at` seconds (64×36 gray). */
-function columnLuma(path, at) {
+/** Mean brightness (the largest of R, G, B) of each quarter-width column band of the picture
+ * at `at` seconds, scaled to 64×36; the picture and the file are also kept in the test's
+ * artifacts. */
+function columnBrightness(path, at, name) {
+  const dir = join(ARTIFACTS, name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60));
+  mkdirSync(dir, { recursive: true });
+  execFileSync('ffmpeg', ['-v', 'error', '-y', '-ss', String(at), '-i', path, '-frames:v', '1', join(dir, 'composite.png')]);
+  copyFileSync(path, join(dir, 'composite.mp4'));
   const raw = execFileSync('ffmpeg', ['-v', 'error', '-ss', String(at), '-i', path, '-frames:v', '1',
-    '-vf', 'scale=64:36', '-f', 'rawvideo', '-pix_fmt', 'gray', '-'], { maxBuffer: 1 << 20 });
-  assert.equal(raw.length, 64 * 36, 'one 64×36 gray picture');
+    '-vf', 'scale=64:36', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { maxBuffer: 1 << 20 });
+  assert.equal(raw.length, 64 * 36 * 3, 'one 64×36 RGB picture');
   const bands = [0, 0, 0, 0];
-  for (let y = 0; y < 36; y++) for (let x = 0; x < 64; x++) bands[Math.floor(x / 16)] += raw[y * 64 + x];
+  for (let y = 0; y < 36; y++) {
+    for (let x = 0; x < 64; x++) {
+      const i = (y * 64 + x) * 3;
+      bands[Math.floor(x / 16)] += Math.max(raw[i], raw[i + 1], raw[i + 2]);
+    }
+  }
   return bands.map((b) => b / (16 * 36));
 }
 
@@ -87,9 +99,11 @@ test('a composite recording of a two-peer call: one MP4 with both tiles, H.264 +
     assert.ok(fps > 27 && fps < 31, `${fps.toFixed(1)} frames a second`);
     // Two cameras side by side: the left and right halves both hold a picture; Chromium's fake
     // camera is far from black.
-    const bands = columnLuma(path, Math.max(1, got.duration - 3));
-    t.diagnostic(`mean luma of the four column bands: ${bands.map((b) => b.toFixed(0)).join(', ')}`);
-    assert.ok(bands[1] > 40 && bands[2] > 40, `both tiles visible: ${bands}`);
+    // Chromium's fake camera is green (G about 75 after encoding), the background black: each
+    // tile fills half the height of its half of the picture.
+    const bands = columnBrightness(path, Math.max(1, got.duration - 3), t.name);
+    t.diagnostic(`mean brightness of the four column bands: ${bands.map((b) => b.toFixed(0)).join(', ')}`);
+    assert.ok(bands.every((b) => b > 20), `both tiles visible: ${bands}`);
     const events = await api('GET', '/v2/webhooks/events?limit=100');
     const types = (events.data || events.events || []).map((e) => e.type);
     for (const ty of ['beam.started.success', 'beam.recording.success', 'beam.stopped.success']) {
@@ -118,11 +132,12 @@ test('the compositor killed mid-job: the call goes on, a second part follows, bo
     const done = await waitStatus(call.platform, job.id, 'completed');
     const paths = done.recording_assets.map((a) => a.path).sort();
     t.diagnostic(`assets: ${JSON.stringify(done.recording_assets.map((a) => [a.path, a.duration, a.size]))}`);
-    assert.deepEqual(paths, [`${job.id}/composite.2.mp4`], 'the part after the restart is reported by the compositor that wrote it');
-    // The part the killed process left is on disk and plays up to its last fragment.
-    const first = probe(join(call.platform.dataDir, 'recordings', job.id, 'composite.1.mp4'));
-    const second = probe(join(call.platform.dataDir, 'recordings', paths[0]));
-    t.diagnostic(`part 1: ${first.duration} s, part 2: ${second.duration} s`);
-    assert.ok(first.duration > 4, `part 1 holds ${first.duration} s`);
-    assert.ok(second.duration > 4, `part 2 holds ${second.duration} s`);
+    assert.deepEqual(paths, [`${job.id}/composite.1.mp4`, `${job.id}/composite.2.mp4`], 'the part the killed process left is an asset too');
+    for (const a of done.recording_assets) {
+      // The killed process's part plays up to its last whole fragment.
+      const got = probe(join(call.platform.dataDir, 'recordings', a.path));
+      t.diagnostic(`${a.path}: ${got.duration} s in the file, ${a.duration} s in the asset`);
+      assert.ok(got.duration > 4, `${a.path} holds ${got.duration} s`);
+      assert.ok(Math.abs(a.duration - got.duration) < 2.5, `${a.path}: the asset's duration ${a.duration} s is about the file's`);
+    }
   }));

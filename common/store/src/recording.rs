@@ -274,7 +274,8 @@ impl Store {
 
     /// Records one finished file (idempotent by job and path) and emits
     /// `track.recording.success` (a track job) or `beam.recording.success` (a composite) with
-    /// `extra` (size, duration, path, URL) merged in.
+    /// `extra` (size, duration, path, URL) merged in: for a new file, or a known one whose size
+    /// changed (a repeated report of the same file is not news).
     #[allow(clippy::too_many_arguments)]
     pub fn add_asset(
         &self,
@@ -288,11 +289,14 @@ impl Store {
     ) -> Result<Option<Asset>, StoreError> {
         self.conn.with_tx(|tx| {
             let Some(rec) = recording_in(tx, job_id)? else { return Ok(None) };
-            let existing = tx.query_opt("SELECT id FROM recording_assets WHERE job_id = ?1 AND path = ?2", &vals![job_id, path])?;
+            let existing =
+                tx.query_opt("SELECT id, size FROM recording_assets WHERE job_id = ?1 AND path = ?2", &vals![job_id, path])?;
             let meta = metadata.to_string();
+            let mut news = true;
             let id = match existing {
                 Some(r) => {
                     let id = r.text(0)?;
+                    news = r.int(1)? != size;
                     tx.execute(
                         "UPDATE recording_assets SET size = ?2, duration_ms = ?3, metadata = ?4 WHERE id = ?1",
                         &vals![&id, size, duration_ms, &meta],
@@ -320,7 +324,9 @@ impl Store {
             if let (Value::Object(d), Value::Object(e)) = (&mut data, extra) {
                 d.extend(e);
             }
-            emit(tx, &rec, event, data, now_ms)?;
+            if news {
+                emit(tx, &rec, event, data, now_ms)?;
+            }
             asset_in(tx, &id)
         })
     }

@@ -131,8 +131,8 @@ fn job_spec(body: StartBody) -> Result<JobSpec, RestError> {
     let size_ok = |r: &Resolution| {
         (MIN_SIDE..=MAX_WIDTH).contains(&r.width)
             && (MIN_SIDE..=MAX_HEIGHT).contains(&r.height)
-            && r.width % 2 == 0
-            && r.height % 2 == 0
+            && r.width.is_multiple_of(2)
+            && r.height.is_multiple_of(2)
     };
     let resolution = problems.optional_if(
         body.resolution,
