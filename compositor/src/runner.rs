@@ -284,7 +284,24 @@ impl Runner {
     fn finish(&mut self, id: &str) {
         if let Some(job) = self.remove(id) {
             info!(job = %id, "job stopping");
+            let spec = job.spec.clone();
+            let total = job.composite.running_time().unwrap_or_default();
             self.close(now_ms_hint(), job);
+            if let Some(hls) = spec.hls.as_ref().filter(|h| h.vod) {
+                match write_vod_master(Path::new(&hls.dir)) {
+                    Ok((path, size)) => {
+                        let file = OutputFile {
+                            path: path.to_string_lossy().into_owned(),
+                            size,
+                            duration_ms: u64::try_from(total.as_millis()).unwrap_or(u64::MAX),
+                            width: spec.width,
+                            height: spec.height,
+                        };
+                        self.events.push_back(CompositorEvent::FileClosed { job_id: id.to_owned(), file });
+                    }
+                    Err(e) => warn!(job = %id, error = %e, "no VOD playlist"),
+                }
+            }
             self.events.push_back(CompositorEvent::Finished { job_id: id.to_owned() });
         }
     }
@@ -318,6 +335,30 @@ impl Runner {
             self.events.push_back(CompositorEvent::FileClosed { job_id: id.clone(), file });
         }
     }
+}
+
+/// The VOD of an HLS output: `<dir>/vod.m3u8`, the multivariant playlist naming each
+/// rendition's `vod.m3u8`. Returns its path and the size of the whole output (playlists and
+/// segments).
+fn write_vod_master(dir: &Path) -> std::io::Result<(PathBuf, u64)> {
+    let master = std::fs::read_to_string(dir.join("master.m3u8"))?;
+    let vod: String = master.lines().map(|l| l.replace("/index.m3u8", "/vod.m3u8") + "\n").collect();
+    let path = dir.join("vod.m3u8");
+    let tmp = dir.join(".vod.m3u8.tmp");
+    std::fs::write(&tmp, vod)?;
+    std::fs::rename(&tmp, &path)?;
+    let mut size = 0;
+    for entry in std::fs::read_dir(dir)?.filter_map(Result::ok) {
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            for inner in std::fs::read_dir(entry.path())?.filter_map(Result::ok) {
+                size += inner.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        } else {
+            size += meta.len();
+        }
+    }
+    Ok((path, size))
 }
 
 fn job_first_part(jobs: &HashMap<String, Job>, id: &str) -> u32 {

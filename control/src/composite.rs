@@ -20,7 +20,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use schema::compositor::{CompositorEvent, CompositorJob, Mp4Spec};
+use schema::compositor::{CompositorEvent, CompositorJob, HlsSpec, Mp4Spec};
+pub use schema::compositor::{JobSettings, Resolution, default_ladder};
+use schema::compositor::{PlaylistType, RenditionSpec};
+use serde_json::Value;
 use serde_json::json;
 use store::recording::{self as rec, Recording};
 use tracing::{debug, info, warn};
@@ -36,22 +39,87 @@ pub const MIN_SIDE: u32 = 160;
 pub const MAX_WIDTH: u32 = 1920;
 pub const MAX_HEIGHT: u32 = 1920;
 
+/// The HLS settings a template's first `hlsDestinations` entry gives, checked.
+pub fn template_hls(destinations: &Value) -> Result<JobSettings, String> {
+    let mut s = JobSettings { layers: default_ladder(), ..Default::default() };
+    let Some(d) = destinations.get("hlsDestinations").and_then(Value::as_object).and_then(|m| m.values().next()) else {
+        return Ok(s);
+    };
+    let bad = |m: &str| format!("the template's hlsDestinations: {m}");
+    if let Some(layers) = d.get("layers").and_then(Value::as_array).filter(|l| !l.is_empty()) {
+        if layers.len() > 3 {
+            return Err(bad("at most 3 layers"));
+        }
+        s.layers = Vec::new();
+        for l in layers {
+            let n = |k: &str| l.get(k).and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok());
+            let (Some(width), Some(height)) = (n("width"), n("height")) else {
+                return Err(bad("each layer needs width and height"));
+            };
+            if !(MIN_SIDE..=MAX_WIDTH).contains(&width) || !(MIN_SIDE..=MAX_HEIGHT).contains(&height) {
+                return Err(bad(&format!("layer {width}×{height} out of {MIN_SIDE}..{MAX_WIDTH}×{MAX_HEIGHT}")));
+            }
+            let video_kbps = n("videoBitrate").unwrap_or(width * height / 400).clamp(100, 20_000);
+            s.layers.push(RenditionSpec { width: width & !1, height: height & !1, video_kbps });
+        }
+        s.layers.sort_by_key(|l| std::cmp::Reverse(l.width * l.height));
+    }
+    if d.get("playlistType").and_then(Value::as_str) == Some("event") {
+        s.playlist_type = PlaylistType::Event;
+    }
+    s.num_playlist_segments = d.get("numPlaylistSegments").and_then(Value::as_u64).map(|n| n.clamp(3, 60) as u32);
+    s.hls_vod = d.pointer("/recording/hlsVod").and_then(Value::as_bool).unwrap_or(false);
+    Ok(s)
+}
+
+/// The HLS playback URL of a job: control serves `<recordings>/<job id>/hls/` at `/hls/<job id>/`.
+pub fn playback_url(base: &str, job_id: &str) -> String {
+    format!("{}/hls/{job_id}/master.m3u8", base.trim_end_matches('/'))
+}
+
+/// Where a job's HLS output is written.
+pub fn hls_dir(recorder: &Recorder, job_id: &str) -> std::path::PathBuf {
+    recorder.dir.join(job_id).join("hls")
+}
+
 fn job_path(recorder: &Recorder, id: &str) -> std::path::PathBuf {
     recorder.jobs_dir.join(format!("{id}.json"))
 }
 
-/// Writes a job's file for the compositor (atomically: write, then rename).
-pub fn put_job(recorder: &Recorder, job: &Recording, width: u32, height: u32) -> Result<(), RecordingError> {
-    let spec = CompositorJob {
+/// Whether the compositor has the job's file (it is running, or about to).
+pub fn has_job(recorder: &Recorder, id: &str) -> bool {
+    job_path(recorder, id).exists()
+}
+
+/// The compositor's job file for a job, from its kind and settings.
+pub fn job_file(recorder: &Recorder, job: &Recording) -> CompositorJob {
+    let settings: JobSettings = serde_json::from_value(job.spec.clone()).unwrap_or_default();
+    let size = settings.size();
+    let mp4 = (job.kind == rec::COMPOSITE || (job.kind == rec::RTMP && settings.recording))
+        .then(|| Mp4Spec { dir: recorder.dir.join(&job.id).to_string_lossy().into_owned(), part_seconds: 3600 });
+    let hls = (job.kind == rec::HLS).then(|| HlsSpec {
+        dir: hls_dir(recorder, &job.id).to_string_lossy().into_owned(),
+        renditions: if settings.layers.is_empty() { default_ladder() } else { settings.layers.clone() },
+        segment_seconds: 2,
+        playlist_type: settings.playlist_type,
+        playlist_segments: settings.num_playlist_segments.unwrap_or(6),
+        vod: settings.hls_vod,
+    });
+    CompositorJob {
         job_id: job.id.clone(),
         tap: job.tap,
         room_id: job.room_id.clone(),
-        width,
-        height,
-        mp4: Some(Mp4Spec { dir: recorder.dir.join(&job.id).to_string_lossy().into_owned(), part_seconds: 3600 }),
-        hls: None,
-        rtmp: Vec::new(),
-    };
+        width: size.width,
+        height: size.height,
+        mp4,
+        hls,
+        rtmp: if job.kind == rec::RTMP { settings.rtmp_urls } else { Vec::new() },
+    }
+}
+
+/// Writes a job's file for the compositor (atomically: write, then rename).
+pub fn put_job(recorder: &Recorder, job: &Recording) -> Result<(), RecordingError> {
+    let spec = job_file(recorder, job);
     let err = |what: &str, e: std::io::Error| RecordingError::JobFile(format!("{what}: {e}"));
     std::fs::create_dir_all(&recorder.jobs_dir)
         .map_err(|e| err(&format!("cannot create {}", recorder.jobs_dir.display()), e))?;
@@ -60,6 +128,18 @@ pub fn put_job(recorder: &Recorder, job: &Recording, width: u32, height: u32) ->
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, text).map_err(|e| err(&format!("cannot write {}", tmp.display()), e))?;
     std::fs::rename(&tmp, &path).map_err(|e| err(&format!("cannot rename to {}", path.display()), e))
+}
+
+/// Hands an HLS job a timed metadata cue (the compositor applies and deletes the file).
+pub fn put_cue(recorder: &Recorder, job_id: &str, payload: &str, duration_seconds: u32) -> Result<(), RecordingError> {
+    let cue = schema::compositor::Cue { payload: payload.to_owned(), duration_seconds };
+    let n = util::unix_ms();
+    let path = recorder.jobs_dir.join(format!("{job_id}.cue.{n}.json"));
+    let tmp = path.with_extension("tmp");
+    let text = serde_json::to_vec(&cue).map_err(|e| RecordingError::JobFile(e.to_string()))?;
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| RecordingError::JobFile(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Removes a job's file: the compositor finishes the job.
@@ -95,10 +175,23 @@ impl Recorder {
             }
         };
         let now = || util::unix_ms() as i64;
-        let result = match ev {
+        let (job_id, result) = match ev {
             CompositorEvent::Started { job_id } => {
-                info!(job = %job_id, "composite job running");
-                self.db(move |s| mark_running(s, &job_id, now())).await
+                info!(job = %job_id, "compositor job started");
+                // An HLS job is running once players can open it (`hls_ready`).
+                let id = job_id.clone();
+                let r = self
+                    .db(move |s| match s.recording_by_id(&id)? {
+                        Some(job) if job.kind != rec::HLS => mark_running(s, &id, now()),
+                        _ => Ok(()),
+                    })
+                    .await;
+                (job_id, r)
+            }
+            CompositorEvent::HlsReady { job_id } => {
+                info!(job = %job_id, "HLS stream has its first segment");
+                let id = job_id.clone();
+                (job_id, self.db(move |s| mark_running(s, &id, now())).await)
             }
             CompositorEvent::FileClosed { job_id, file } => {
                 let path = relative(self, &file.path);
@@ -108,16 +201,19 @@ impl Recorder {
                     "duration": file.duration_ms / 1000,
                     "recording_path": path,
                 });
-                self.db(move |s| {
-                    // A file can close before `started` was handled.
-                    mark_running(s, &job_id, now())?;
-                    s.add_asset(&job_id, &path, file.size as i64, file.duration_ms as i64, &metadata, extra, now())
-                        .map(drop)
-                })
-                .await
+                let id = job_id.clone();
+                let r = self
+                    .db(move |s| {
+                        // A file can close before `started` was handled.
+                        mark_running(s, &id, now())?;
+                        s.add_asset(&id, &path, file.size as i64, file.duration_ms as i64, &metadata, extra, now())
+                            .map(drop)
+                    })
+                    .await;
+                (job_id, r)
             }
             CompositorEvent::Failed { job_id, reason } => {
-                warn!(job = %job_id, %reason, "composite job failed");
+                warn!(job = %job_id, %reason, "compositor job failed");
                 remove_job(self, &job_id);
                 let id = job_id.clone();
                 let job = self
@@ -131,19 +227,20 @@ impl Recorder {
                     let params = json!({ "room_id": job.room_id, "recording_id": job.id });
                     let _ = self.admin.call("stop_recording", params).await;
                 }
-                job.map(drop)
+                (job_id, job.map(drop))
             }
             CompositorEvent::Finished { job_id } => {
-                info!(job = %job_id, "composite job finished");
-                self.db(move |s| s.set_recording_status(&job_id, rec::COMPLETED, "", None, now()).map(drop)).await
-            }
-            CompositorEvent::HlsReady { job_id } => {
-                info!(job = %job_id, "HLS stream has its first segment");
-                Ok(())
+                info!(job = %job_id, "compositor job finished");
+                let id = job_id.clone();
+                (job_id, self.db(move |s| s.set_recording_status(&id, rec::COMPLETED, "", None, now()).map(drop)).await)
             }
             CompositorEvent::Rtmp { job_id, url, connected, error } => {
-                info!(job = %job_id, %url, connected, error = error.as_deref().unwrap_or(""), "RTMP destination");
-                Ok(())
+                if connected {
+                    info!(job = %job_id, %url, "RTMP destination connected");
+                } else {
+                    warn!(job = %job_id, %url, error = error.as_deref().unwrap_or(""), "RTMP destination failed; retrying");
+                }
+                return;
             }
             CompositorEvent::KeyframeWanted { meta } => {
                 let params =
@@ -151,11 +248,38 @@ impl Recorder {
                 if let Err(e) = self.admin.call("request_keyframe", params).await {
                     debug!(job = %meta.recording_id, track = %meta.track_id, error = %e, "request_keyframe");
                 }
-                Ok(())
+                return;
             }
         };
         if let Err(e) = result {
-            warn!(error = %e, "composite job state not saved");
+            warn!(job = %job_id, error = %e, "compositor job state not saved");
+        }
+        self.announce(&job_id).await;
+    }
+
+    /// Tells signaling a job's state, so the room's peers see it (the SDK's recording and
+    /// streaming states). Signaling may be restarting: then the next change tells it.
+    pub async fn announce(&self, job_id: &str) {
+        let id = job_id.to_owned();
+        let Ok(Some(job)) = self.db(move |s| s.recording_by_id(&id)).await else { return };
+        let settings: JobSettings = serde_json::from_value(job.spec.clone()).unwrap_or_default();
+        let params = json!({
+            "room_id": job.room_id,
+            "job": {
+                "id": job.id,
+                "kind": job.kind,
+                "status": job.status,
+                "started_at": job.started_at,
+                "started_by": job.started_by,
+                "error": job.error,
+                "playback_url": settings.playback_url,
+                "rtmp_urls": settings.rtmp_urls,
+                "recording": settings.recording,
+                "hls_vod": settings.hls_vod,
+            },
+        });
+        if let Err(e) = self.admin.call("job_state", params).await {
+            debug!(job = %job_id, error = %e, "job_state not told to signaling");
         }
     }
 }

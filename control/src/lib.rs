@@ -327,11 +327,21 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
 
     let store = Arc::new(Mutex::new(store));
     let admin = Arc::new(signaling_admin::AdminClient::new(dir.signaling_admin_socket()));
+    // Bound before the jobs start: HLS playback URLs carry the port.
+    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| Error::Io {
+        what: "binding",
+        path: PathBuf::from(args.listen.to_string()),
+        source: e,
+    })?;
+    let local = listener.local_addr().unwrap_or(args.listen);
+    let port = local.port();
     let recorder = recording::Recorder {
         store: store.clone(),
         admin: admin.clone(),
         dir: dir.recordings(),
         jobs_dir: dir.compositor_jobs(),
+        playback_base: format!("https://{}:{port}", args.public_host),
+        handled: Arc::default(),
     };
     {
         let recorder = recorder.clone();
@@ -367,13 +377,6 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     // (at most 1 s); the wake-up is for writers inside this process.
     let _webhook_wake = webhooks::spawn(state.store.clone(), shutdown_rx.clone());
     tokio::spawn(sweep_sessions(state.store.clone(), shutdown_rx.clone()));
-    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| Error::Io {
-        what: "binding",
-        path: PathBuf::from(args.listen.to_string()),
-        source: e,
-    })?;
-    let local = listener.local_addr().unwrap_or(args.listen);
-    let port = local.port();
     let server =
         tokio::spawn(http::serve(listener, tls.server_config.clone(), http::router(state), shutdown_rx.clone()));
     info!(listen = %local, "serving HTTPS");

@@ -57,38 +57,23 @@ pub enum RecordingError {
     Signaling(#[from] AdminError),
 }
 
-/// What a job makes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobSpec {
-    /// One file per track (the recorder).
-    Track,
-    /// The room in one picture and one sound, as MP4 parts (the compositor).
-    Composite { width: u32, height: u32, meeting_url: String },
+/// What a job makes: its kind (`store::recording::{TRACK, COMPOSITE, HLS, RTMP}`) and, for the
+/// compositor's kinds, its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSpec {
+    pub kind: &'static str,
+    pub settings: crate::composite::JobSettings,
 }
 
 impl JobSpec {
-    fn kind(&self) -> &'static str {
-        match self {
-            JobSpec::Track => rec::TRACK,
-            JobSpec::Composite { .. } => rec::COMPOSITE,
-        }
+    pub fn track() -> JobSpec {
+        JobSpec { kind: rec::TRACK, settings: Default::default() }
     }
+}
 
-    fn reader(&self) -> &'static str {
-        match self {
-            JobSpec::Track => "recorder",
-            JobSpec::Composite { .. } => "compositor",
-        }
-    }
-
-    fn stored(&self) -> Value {
-        match self {
-            JobSpec::Track => json!({}),
-            JobSpec::Composite { width, height, meeting_url } => {
-                json!({ "resolution": { "width": width, "height": height }, "meeting_url": meeting_url })
-            }
-        }
-    }
+/// Which process reads a job's tap.
+fn reader_of(kind: &str) -> &'static str {
+    if kind == rec::TRACK { "recorder" } else { "compositor" }
 }
 
 /// Shared by the REST handlers, the event readers and the auto-start loop.
@@ -100,6 +85,10 @@ pub struct Recorder {
     pub dir: PathBuf,
     /// Where composite jobs are put for the compositor (`<data-dir>/compositor/jobs`).
     pub jobs_dir: PathBuf,
+    /// `https://host:port` of control's HTTPS server, for HLS playback URLs.
+    pub playback_base: String,
+    /// Compositor jobs whose start or stop this process has handled (see `tick`).
+    pub handled: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Recorder {
@@ -122,42 +111,101 @@ impl Recorder {
         spec: JobSpec,
     ) -> Result<Recording, RecordingError> {
         let (ws, room, by) = (workspace_id.to_owned(), room_id.to_owned(), started_by.to_owned());
-        let (kind, stored) = (spec.kind(), spec.stored());
+        let kind = spec.kind;
+        let mut settings = spec.settings;
+        let base = self.playback_base.clone();
         let job = self
             .db(move |s| {
                 let Some((session_id, _)) = s.active_session(&room)? else { return Ok(Err(RecordingError::NotActive)) };
                 let live = s.recordings(
                     &ws,
-                    &rec::RecordingFilter { room_id: Some(room.clone()), ..Default::default() },
+                    &rec::RecordingFilter { room_id: Some(room.clone()), kinds: vec![kind], ..Default::default() },
                     &store::Page::first(100),
                 )?;
-                if let Some(r) = live.data.iter().find(|r| rec::is_live(&r.status) && r.kind == kind) {
+                if let Some(r) = live.data.iter().find(|r| rec::is_live(&r.status)) {
                     return Ok(Err(RecordingError::AlreadyRunning(r.id.clone())));
                 }
-                Ok(Ok(s.create_recording(&ws, &room, &session_id, &by, kind, &stored, util::unix_ms() as i64)?))
+                let mut job =
+                    s.create_recording(&ws, &room, &session_id, &by, kind, &json!({}), util::unix_ms() as i64)?;
+                // The playback URL names the job, so it is known only now.
+                if kind == rec::HLS {
+                    settings.playback_url = Some(crate::composite::playback_url(&base, &job.id));
+                }
+                job.spec = serde_json::to_value(&settings).unwrap_or_default();
+                s.set_recording_spec(&job.id, &job.spec)?;
+                Ok(Ok(job))
             })
             .await??;
-        if let JobSpec::Composite { width, height, .. } = &spec {
-            // The compositor must know the job before its tap records arrive.
-            if let Err(e) = crate::composite::put_job(self, &job, *width, *height) {
-                let (id, reason) = (job.id.clone(), e.to_string());
-                self.db(move |s| s.set_recording_status(&id, rec::FAILED, &reason, None, util::unix_ms() as i64))
-                    .await?;
-                return Err(e);
-            }
+        self.dispatch(&job).await?;
+        Ok(job)
+    }
+
+    /// An HLS job another process created (signaling, for a peer's `hls-start`) gets what only
+    /// control knows: its playback URL, and the ladder of its room's template.
+    async fn complete_hls(&self, job: &Recording) -> Result<Recording, RecordingError> {
+        let mut settings: crate::composite::JobSettings = serde_json::from_value(job.spec.clone()).unwrap_or_default();
+        if job.kind != rec::HLS || (settings.playback_url.is_some() && !settings.layers.is_empty()) {
+            return Ok(job.clone());
         }
-        let params = json!({ "room_id": room_id, "recording_id": job.id, "tap": job.tap, "reader": spec.reader() });
+        let (base, mut job) = (self.playback_base.clone(), job.clone());
+        self.db(move |s| {
+            if settings.layers.is_empty() {
+                let destinations = s
+                    .room(&job.room_id)?
+                    .and_then(|r| s.template(&r.template_id).ok().flatten())
+                    .map(|t| t.parts.destinations)
+                    .unwrap_or(Value::Null);
+                let vod = settings.hls_vod;
+                let from_template = crate::composite::template_hls(&destinations).unwrap_or_default();
+                settings.layers = if from_template.layers.is_empty() {
+                    crate::composite::default_ladder()
+                } else {
+                    from_template.layers
+                };
+                settings.playlist_type = from_template.playlist_type;
+                settings.num_playlist_segments = from_template.num_playlist_segments;
+                settings.hls_vod = vod || from_template.hls_vod;
+            }
+            settings.playback_url.get_or_insert_with(|| crate::composite::playback_url(&base, &job.id));
+            job.spec = serde_json::to_value(&settings).unwrap_or_default();
+            s.set_recording_spec(&job.id, &job.spec)?;
+            Ok(job)
+        })
+        .await
+        .map_err(RecordingError::from)
+    }
+
+    /// Hands a `starting` job to its reader: the compositor's job file first (it must know the
+    /// job before the tap's records arrive), then signaling taps the room.
+    pub async fn dispatch(&self, job: &Recording) -> Result<(), RecordingError> {
+        let job = &self.complete_hls(job).await?;
+        let fail = |reason: String| {
+            let id = job.id.clone();
+            async move {
+                let _ = self
+                    .db(move |s| s.set_recording_status(&id, rec::FAILED, &reason, None, util::unix_ms() as i64))
+                    .await;
+            }
+        };
+        if job.kind != rec::TRACK
+            && let Err(e) = crate::composite::put_job(self, job)
+        {
+            fail(e.to_string()).await;
+            return Err(e);
+        }
+        let params =
+            json!({ "room_id": job.room_id, "recording_id": job.id, "tap": job.tap, "reader": reader_of(&job.kind) });
         if let Err(e) = self.admin.call("start_recording", params).await {
             crate::composite::remove_job(self, &job.id);
-            let (id, reason) = (job.id.clone(), format!("cannot start: {e}"));
-            self.db(move |s| s.set_recording_status(&id, rec::FAILED, &reason, None, util::unix_ms() as i64)).await?;
+            fail(format!("cannot start: {e}")).await;
             return Err(match e {
                 AdminError::Refused { status: 404, .. } => RecordingError::NotActive,
                 e => RecordingError::Signaling(e),
             });
         }
-        info!(recording = %job.id, room = %room_id, "recording starting");
-        Ok(job)
+        info!(recording = %job.id, kind = %job.kind, room = %job.room_id, "job starting");
+        self.announce(&job.id).await;
+        Ok(())
     }
 
     /// Stops a job: `stopping` now, `completed` once its files are closed (the recorder's
@@ -175,20 +223,32 @@ impl Recorder {
             // restarted; either way nothing is being tapped any more.
             debug!(recording = %job.id, error = %e, "stop_recording");
         }
-        let settle = if job.kind == rec::COMPOSITE {
+        self.announce(&job.id).await;
+        self.wind_down(job);
+        Ok(())
+    }
+
+    /// After a stop: the compositor's job file removed; `completed` once the files are closed
+    /// (the compositor says so) or at the latest after the settling time.
+    pub(crate) fn wind_down(&self, job: &Recording) {
+        self.handled.lock_unpoisoned().insert(format!("stop {}", job.id));
+        let settle = if job.kind == rec::TRACK {
+            SETTLE
+        } else {
             crate::composite::remove_job(self, &job.id);
             crate::composite::FINISH_WAIT
-        } else {
-            SETTLE
         };
         let this = self.clone();
         let id = job.id.clone();
         tokio::spawn(async move {
             tokio::time::sleep(settle).await;
-            let _ =
+            let job = id.clone();
+            let moved =
                 this.db(move |s| s.set_recording_status(&id, rec::COMPLETED, "", None, util::unix_ms() as i64)).await;
+            if moved.unwrap_or(false) {
+                this.announce(&job).await;
+            }
         });
-        Ok(())
     }
 
     /// One line of the recorder's stdout.
@@ -203,11 +263,19 @@ impl Recorder {
         let result = match ev {
             RecorderEvent::TrackStarted { meta, .. } => {
                 let metadata = serde_json::to_value(&meta).unwrap_or_default();
-                self.db(move |s| {
-                    s.set_recording_status(&meta.recording_id, rec::RUNNING, "", None, util::unix_ms() as i64)?;
-                    s.recording_track_started(&meta.recording_id, &metadata, util::unix_ms() as i64)
-                })
-                .await
+                let id = meta.recording_id.clone();
+                let r = self
+                    .db(move |s| {
+                        let moved =
+                            s.set_recording_status(&meta.recording_id, rec::RUNNING, "", None, util::unix_ms() as i64)?;
+                        s.recording_track_started(&meta.recording_id, &metadata, util::unix_ms() as i64)?;
+                        Ok(moved)
+                    })
+                    .await;
+                if r.as_ref().is_ok_and(|moved| *moved) {
+                    self.announce(&id).await;
+                }
+                r.map(drop)
             }
             RecorderEvent::PartClosed { meta, part } => {
                 let mut metadata = serde_json::to_value(&meta).unwrap_or_default();
@@ -249,6 +317,7 @@ impl Recorder {
                 if let Ok(Some(job)) = &job {
                     let params = json!({ "room_id": job.room_id, "recording_id": job.id });
                     let _ = self.admin.call("stop_recording", params).await;
+                    self.announce(&job.id).await;
                 }
                 job.map(|_| ())
             }
@@ -295,18 +364,38 @@ impl Recorder {
                         start.push((ws, room_id));
                     }
                 }
-                let mut end = Vec::new();
+                let (mut end, mut others) = (Vec::new(), Vec::new());
                 for job in s.live_recordings()? {
                     let active = s.active_session(&job.room_id)?;
                     if active.as_ref().is_none_or(|(sid, _)| *sid != job.session_id) && job.status != rec::STOPPING {
                         end.push(job);
+                    } else if job.kind != rec::TRACK {
+                        others.push(job);
                     }
                 }
-                Ok((start, end))
+                Ok((start, (end, others)))
             })
             .await?;
+        let (to_end, compositor_jobs) = to_end;
+        // Compositor jobs another process started or stopped through the store (signaling, for
+        // a peer's hls-start or rtmp-stop): hand them over, or wind them down, once.
+        for job in compositor_jobs {
+            let has_file = crate::composite::has_job(self, &job.id);
+            if job.status == rec::STARTING
+                && !has_file
+                && self.handled.lock_unpoisoned().insert(format!("start {}", job.id))
+            {
+                let _ = self.dispatch(&job).await;
+            } else if job.status == rec::STOPPING
+                && has_file
+                && self.handled.lock_unpoisoned().insert(format!("stop {}", job.id))
+            {
+                self.announce(&job.id).await;
+                self.wind_down(&job);
+            }
+        }
         for (ws, room) in to_start {
-            match self.start(&ws, &room, "", JobSpec::Track).await {
+            match self.start(&ws, &room, "", JobSpec::track()).await {
                 Ok(job) => info!(recording = %job.id, %room, "track recording auto-started with the session"),
                 Err(RecordingError::NotActive) => {}
                 Err(e) => warn!(%room, error = %e, "auto-start of track recording"),

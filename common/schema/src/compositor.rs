@@ -146,3 +146,86 @@ pub enum CompositorEvent {
     /// A tapped video track waits for a keyframe: control has signaling ask the router.
     KeyframeWanted { meta: TapMeta },
 }
+
+/// The default HLS ladder: 720p and 360p (a third rung costs about 0.15 of a core more; a
+/// template's `hlsDestinations` layers ask for it).
+pub fn default_ladder() -> Vec<RenditionSpec> {
+    vec![
+        RenditionSpec { width: 1280, height: 720, video_kbps: 2500 },
+        RenditionSpec { width: 640, height: 360, video_kbps: 800 },
+    ]
+}
+
+/// Picture size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub width: u32,
+    pub height: u32,
+}
+
+/// What a compositor job's start asked for, kept in the store with the job (its `spec`):
+/// control turns it into the compositor's job file, and signaling writes it for a job a peer
+/// starts. 100ms's names where it has them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobSettings {
+    pub meeting_url: String,
+    /// The composite's size (composite and RTMP jobs; HLS takes its first rendition's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
+    /// RTMP jobs: where to stream.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rtmp_urls: Vec<String>,
+    /// RTMP jobs: also record an MP4.
+    pub recording: bool,
+    /// HLS jobs: the ladder, largest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<RenditionSpec>,
+    pub playlist_type: PlaylistType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_playlist_segments: Option<u32>,
+    /// HLS jobs: keep the stream as a VOD (`room-vod` asset).
+    pub hls_vod: bool,
+    /// HLS jobs: where players open the stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub playback_url: Option<String>,
+}
+
+impl JobSettings {
+    /// The size of the job's picture.
+    pub fn size(&self) -> Resolution {
+        match (self.layers.first(), self.resolution) {
+            (Some(top), _) => Resolution { width: top.width, height: top.height },
+            (None, Some(r)) => r,
+            (None, None) => Resolution { width: 1280, height: 720 },
+        }
+    }
+}
+
+/// Whether a URL is one the compositor can stream to: `rtmp://` or `rtmps://` with a host.
+pub fn rtmp_url_ok(u: &str) -> bool {
+    let rest = u.strip_prefix("rtmp://").or_else(|| u.strip_prefix("rtmps://"));
+    rest.is_some_and(|r| {
+        let host = r.split(['/', ':']).next().unwrap_or("");
+        !host.is_empty() && !r.contains(char::is_whitespace) && u.len() <= 2048
+    })
+}
+
+/// At most this many RTMP URLs per job (100ms's start page says 5).
+pub const MAX_RTMP_URLS: usize = 5;
+
+#[cfg(test)]
+mod tests {
+    use super::rtmp_url_ok;
+
+    #[test]
+    fn only_rtmp_and_rtmps_urls_with_a_host_are_taken() {
+        assert!(rtmp_url_ok("rtmp://a.rtmp.youtube.com/live2/key"));
+        assert!(rtmp_url_ok("rtmps://live.twitch.tv:443/app/key"));
+        assert!(rtmp_url_ok("rtmp://127.0.0.1:1935/live/x"));
+        assert!(!rtmp_url_ok("http://example.com/live"));
+        assert!(!rtmp_url_ok("rtmp:///live"));
+        assert!(!rtmp_url_ok("rtmp://host/live key"));
+        assert!(!rtmp_url_ok(""));
+    }
+}

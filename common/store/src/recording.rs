@@ -9,8 +9,15 @@
 //!   `track.recording.started.success`, `track.recording.success`, `recording.failed`.
 //! - `composite` (the compositor): an asset per MP4 part, `type: "room-composite"`, with
 //!   `metadata {resolution {width, height}}`; webhooks `beam.started.success`,
-//!   `beam.recording.success`, `beam.stopped.success`, `beam.failure`. Its `spec` holds the
-//!   start's settings (`resolution`, `meeting_url`).
+//!   `beam.recording.success`, `beam.stopped.success`, `beam.failure`.
+//! - `rtmp` (the compositor, 100ms's external stream): the same, with the job's `rtmp` URLs in
+//!   the webhooks; MP4 assets only when it records.
+//! - `hls` (the compositor, 100ms's live stream): `running` once its first segment is written;
+//!   a `room-vod` asset when it keeps a VOD; webhooks `hls.started.success`,
+//!   `hls.recording.success`, `hls.stopped.success`, `hls.failure`.
+//!
+//! A compositor job's `spec` holds what its start asked for (resolution, meeting URL, RTMP
+//! URLs, HLS ladder), enough to rebuild the compositor's job file.
 //!
 //! Webhooks go through the outbox in the same transaction as the change.
 
@@ -26,6 +33,8 @@ use crate::{Store, StoreError, new_id};
 /// Job kinds.
 pub const TRACK: &str = "track";
 pub const COMPOSITE: &str = "composite";
+pub const HLS: &str = "hls";
+pub const RTMP: &str = "rtmp";
 
 /// The job states.
 pub const STARTING: &str = "starting";
@@ -85,6 +94,8 @@ pub struct RecordingFilter {
     pub room_id: Option<String>,
     pub session_id: Option<String>,
     pub status: Option<String>,
+    /// Jobs of these kinds only (jobs; ignored for assets); empty: any.
+    pub kinds: Vec<&'static str>,
 }
 
 const REC_COLS: &str = "id, workspace_id, room_id, session_id, tap, status, started_by, stopped_by, error, created_at, started_at, stopped_at, updated_at, kind, spec";
@@ -156,6 +167,12 @@ impl Store {
         })
     }
 
+    /// Replaces a job's settings (set once, right after it is created: its playback URL names
+    /// it).
+    pub fn set_recording_spec(&self, id: &str, spec: &Value) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE recordings SET spec = ?2 WHERE id = ?1", &vals![id, &spec.to_string()]).map(drop)
+    }
+
     /// One job of a workspace.
     pub fn recording(&self, workspace_id: &str, id: &str) -> Result<Option<Recording>, StoreError> {
         Ok(recording_in(&self.conn, id)?.filter(|r| r.workspace_id == workspace_id))
@@ -200,8 +217,8 @@ impl Store {
             cols: REC_COLS,
             key: "rowid",
             id: "id",
-            filters: FILTERS,
-            args: filter_args(workspace_id, filter),
+            filters: JOB_FILTERS,
+            args: job_filter_args(workspace_id, filter),
             row: rec_row,
             last: |r| &r.id,
         };
@@ -234,21 +251,9 @@ impl Store {
                 "UPDATE recordings SET status = ?2, error = ?3, started_at = ?4, stopped_at = ?5, stopped_by = ?6, updated_at = ?7 WHERE id = ?1",
                 &vals![id, status, error, started, stopped, &stopped_by, now_ms],
             )?;
-            if rec.kind == COMPOSITE {
+            if rec.kind != TRACK {
                 let now = Recording { started_at: started, stopped_at: stopped, stopped_by, ..rec.clone() };
-                let event = match status {
-                    RUNNING => Some(("beam.started.success", beam_fields(&now))),
-                    COMPLETED => Some(("beam.stopped.success", stopped_fields(&now, "user stopped"))),
-                    FAILED => {
-                        let mut f = beam_fields(&now);
-                        f["error_code"] = json!(500);
-                        f["error_message"] = json!(error);
-                        f["error_type"] = json!("INTERNAL_ERROR");
-                        Some(("beam.failure", f))
-                    }
-                    _ => None,
-                };
-                if let Some((kind, data)) = event {
+                if let Some((kind, data)) = job_event(&now, status, error) {
                     emit(tx, &rec, kind, data, now_ms)?;
                 }
             } else if status == FAILED {
@@ -313,7 +318,13 @@ impl Store {
                     id
                 }
             };
-            let (event, mut data) = if rec.kind == COMPOSITE {
+            let (event, mut data) = if rec.kind == HLS {
+                let mut f = beam_fields(&rec);
+                f["hls_vod_recording_path"] = json!(path);
+                f["hls_vod_recording_size"] = json!(size);
+                f["recording_created_at"] = json!(format_ms(now_ms));
+                ("hls.recording.success", f)
+            } else if rec.kind != TRACK {
                 let mut f = beam_fields(&rec);
                 f["recording_id"] = json!(rec.id);
                 f["created_at"] = json!(format_ms(now_ms));
@@ -380,6 +391,17 @@ fn filter_args(workspace_id: &str, filter: &RecordingFilter) -> Vec<Val> {
     vals![workspace_id, filter.room_id.as_deref(), filter.session_id.as_deref(), filter.status.as_deref()].into()
 }
 
+/// [`FILTERS`] and the job's kind among a comma-separated list (`?5`, empty: any).
+const JOB_FILTERS: &str = "workspace_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR room_id = ?2)
+    AND (CAST(?3 AS TEXT) IS NULL OR session_id = ?3) AND (CAST(?4 AS TEXT) IS NULL OR status = ?4)
+    AND (CAST(?5 AS TEXT) = '' OR (',' || CAST(?5 AS TEXT) || ',') LIKE ('%,' || kind || ',%'))";
+
+fn job_filter_args(workspace_id: &str, filter: &RecordingFilter) -> Vec<Val> {
+    let kinds = filter.kinds.join(",");
+    vals![workspace_id, filter.room_id.as_deref(), filter.session_id.as_deref(), filter.status.as_deref(), &kinds]
+        .into()
+}
+
 fn recording_in(conn: &Conn, id: &str) -> Result<Option<Recording>, StoreError> {
     let sql = format!("SELECT {REC_COLS} FROM recordings WHERE id = ?1");
     conn.query_opt(&sql, &vals![id])?.as_ref().map(rec_row).transpose()
@@ -402,7 +424,30 @@ fn track_fields(rec: &Recording, metadata: &Value) -> Value {
 
 /// The asset type of a job's files.
 pub fn asset_type(kind: &str) -> &'static str {
-    if kind == COMPOSITE { "room-composite" } else { "track" }
+    match kind {
+        COMPOSITE | RTMP => "room-composite",
+        HLS => "room-vod",
+        _ => "track",
+    }
+}
+
+/// The webhook of a compositor job's state, if it has one, and its fields.
+fn job_event(rec: &Recording, status: &str, error: &str) -> Option<(&'static str, Value)> {
+    let hls = rec.kind == HLS;
+    let (kind, mut data) = match status {
+        RUNNING => (if hls { "hls.started.success" } else { "beam.started.success" }, beam_fields(rec)),
+        COMPLETED => {
+            (if hls { "hls.stopped.success" } else { "beam.stopped.success" }, stopped_fields(rec, "user stopped"))
+        }
+        FAILED => (if hls { "hls.failure" } else { "beam.failure" }, beam_fields(rec)),
+        _ => return None,
+    };
+    if status == FAILED {
+        data["error_code"] = json!(500);
+        data["error_message"] = json!(error);
+        data["error_type"] = json!("INTERNAL_ERROR");
+    }
+    Some((kind, data))
 }
 
 /// The fields every `beam.*` webhook carries (100ms's names).
@@ -416,7 +461,11 @@ fn beam_fields(rec: &Recording) -> Value {
         "meeting_url": rec.spec.get("meeting_url").cloned().unwrap_or(json!("")),
         "max_width": res["width"],
         "max_height": res["height"],
-        "rtmp": [],
+        "rtmp": rec.spec.get("rtmp_urls").and_then(Value::as_array).map_or_else(Vec::new, |urls| {
+            urls.iter().map(|u| json!({ "url": u })).collect()
+        }),
+        "url": rec.spec.get("playback_url").cloned().unwrap_or(Value::Null),
+        "recording_vod_playlist_enabled": rec.spec.get("vod").cloned().unwrap_or(json!(false)),
         "started_at": rec.started_at.map(format_ms),
     })
 }

@@ -9,6 +9,7 @@
 //! shape of 100ms's REST errors.
 
 pub mod demo_api;
+pub mod hls;
 pub mod metrics;
 pub mod rest;
 pub mod static_files;
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(demo_api::routes())
         .route("/metrics", get(metrics::serve))
+        .route("/hls/{job_id}/{*path}", get(hls::serve))
         .merge(rest::routes())
         .fallback(static_files::serve)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))

@@ -18,6 +18,9 @@
 
 pub mod active_rooms;
 pub mod body;
+pub mod external_streams;
+pub mod jobs;
+pub mod live_streams;
 pub mod openapi;
 pub mod recordings;
 pub mod rooms;
@@ -410,6 +413,65 @@ pub const ROUTES: &[Route] = &[
     route!("POST", "/v2/recordings/{recording_id}/stop", "Recordings", "Stop one recording", recordings::stop_one),
     route!("GET", "/v2/recordings", "Recordings", "List recording jobs", recordings::list),
     route!("GET", "/v2/recordings/{recording_id}", "Recordings", "Retrieve a job with its assets", recordings::get_one),
+    route!(
+        "POST",
+        "/v2/live-streams/room/{room_id}/start",
+        "Live streams",
+        "Start an HLS live stream of the room",
+        live_streams::start
+    ),
+    route!(
+        "POST",
+        "/v2/live-streams/room/{room_id}/stop",
+        "Live streams",
+        "Stop the room's live streams",
+        live_streams::stop_room
+    ),
+    route!("POST", "/v2/live-streams/{id}/stop", "Live streams", "Stop one live stream", live_streams::stop_one),
+    route!(
+        "POST",
+        "/v2/live-streams/{id}/timed-metadata",
+        "Live streams",
+        "Put timed metadata (an EXT-X-DATERANGE) into a live stream",
+        live_streams::timed_metadata
+    ),
+    route!("GET", "/v2/live-streams", "Live streams", "List live streams", live_streams::list),
+    route!(
+        "GET",
+        "/v2/live-streams/{id}",
+        "Live streams",
+        "Retrieve a live stream with its assets",
+        live_streams::get_one
+    ),
+    route!(
+        "POST",
+        "/v2/external-streams/room/{room_id}/start",
+        "External streams",
+        "Start streaming the room to RTMP URLs",
+        external_streams::start
+    ),
+    route!(
+        "POST",
+        "/v2/external-streams/room/{room_id}/stop",
+        "External streams",
+        "Stop the room's external streams",
+        external_streams::stop_room
+    ),
+    route!(
+        "POST",
+        "/v2/external-streams/{id}/stop",
+        "External streams",
+        "Stop one external stream",
+        external_streams::stop_one
+    ),
+    route!("GET", "/v2/external-streams", "External streams", "List external streams", external_streams::list),
+    route!(
+        "GET",
+        "/v2/external-streams/{id}",
+        "External streams",
+        "Retrieve an external stream with its assets",
+        external_streams::get_one
+    ),
     route!("GET", "/v2/recording-assets", "Recording assets", "List recorded files", recordings::list_assets),
     route!("GET", "/v2/recording-assets/{asset_id}", "Recording assets", "Retrieve one asset", recordings::get_asset),
     route!(

@@ -15,39 +15,26 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use store::recording::{self as rec, Asset, Recording, RecordingFilter};
+use store::recording::{self as rec, Asset, Recording};
 use store::template::FieldError;
 
 use super::body::{Field, Problems};
+use super::jobs::{self, Family, common_json, filter_of, ms};
 use super::{Mgmt, QueryMap, RestError, RestResult, db, page_of, paginated, parse_request};
+use crate::composite::{JobSettings, Resolution};
 use crate::http::AppState;
 use crate::recording::{DEFAULT_PRESIGN, JobSpec, RecordingError};
 
-fn ms(t: Option<i64>) -> Value {
-    t.map(|t| json!(store::time::format_ms(t))).unwrap_or(Value::Null)
-}
+/// The recording family: track and composite jobs.
+pub const RECORDINGS: Family =
+    Family { kinds: &[rec::TRACK, rec::COMPOSITE], noun: "recording", shape: recording_json };
 
 /// The REST shape of a job.
 pub fn recording_json(r: &Recording, assets: Option<&[Asset]>) -> Value {
-    let mut v = json!({
-        "id": r.id,
-        "room_id": r.room_id,
-        "session_id": r.session_id,
-        "status": r.status,
-        "asset_types": [rec::asset_type(&r.kind)],
-        "meeting_url": r.spec.get("meeting_url").cloned().unwrap_or(json!("")),
-        "created_at": ms(Some(r.created_at)),
-        "started_at": ms(r.started_at),
-        "started_by": r.started_by,
-        "stopped_at": ms(r.stopped_at),
-        "stopped_by": r.stopped_by,
-        "updated_at": ms(Some(r.updated_at)),
-    });
+    let mut v = common_json(r);
+    v["asset_types"] = json!([rec::asset_type(&r.kind)]);
     if let Some(res) = r.spec.get("resolution") {
         v["resolution"] = res.clone();
-    }
-    if !r.error.is_empty() {
-        v["error"] = json!({ "message": r.error });
     }
     if let Some(a) = assets {
         v["recording_assets"] = Value::Array(a.iter().map(asset_json).collect());
@@ -85,16 +72,6 @@ impl From<RecordingError> for RestError {
     }
 }
 
-fn filter_of(q: &std::collections::HashMap<String, String>) -> Result<RecordingFilter, RestError> {
-    let get = |k: &str| q.get(k).filter(|s| !s.is_empty()).cloned();
-    Ok(RecordingFilter { room_id: get("room_id"), session_id: get("session_id"), status: get("status") })
-}
-
-async fn room_of(st: &AppState, ws: &store::Workspace, room_id: &str) -> Result<store::Room, RestError> {
-    let (ws, id) = (ws.id.clone(), room_id.to_owned());
-    db(st, move |s| s.room_in(&ws, &id)?.ok_or_else(|| RestError::not_found("room not found"))).await
-}
-
 /// The start body (100ms's fields, and `kind`, ours).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -109,12 +86,6 @@ struct StartBody {
     /// Not 100ms's: `"track"` starts a track recording on demand (100ms only starts those
     /// from the template); `"composite"` is the default.
     kind: Field<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Resolution {
-    width: u32,
-    height: u32,
 }
 
 /// The job a start body asks for, or every problem with it.
@@ -151,11 +122,15 @@ fn job_spec(body: StartBody) -> Result<JobSpec, RestError> {
     }
     problems.finish()?;
     Ok(match kind.as_deref() {
-        Some("track") => JobSpec::Track,
-        _ => {
-            let r = resolution.unwrap_or(Resolution { width: 1280, height: 720 });
-            JobSpec::Composite { width: r.width, height: r.height, meeting_url }
-        }
+        Some("track") => JobSpec::track(),
+        _ => JobSpec {
+            kind: rec::COMPOSITE,
+            settings: JobSettings {
+                meeting_url,
+                resolution: Some(resolution.unwrap_or(Resolution { width: 1280, height: 720 })),
+                ..Default::default()
+            },
+        },
     })
 }
 
@@ -163,71 +138,35 @@ fn job_spec(body: StartBody) -> Result<JobSpec, RestError> {
 /// (1280×720 unless `resolution` says otherwise), or with `kind: "track"` a track recording.
 pub async fn start(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(room_id): Path<String>, body: Bytes) -> RestResult {
     let spec = job_spec(parse_request::<StartBody>(&body)?)?;
-    let room = room_of(&st, &ws, &room_id).await?;
+    let room = jobs::room_of(&st, &ws, &room_id).await?;
     let job = st.recorder.start(&ws.id, &room.id, "", spec).await?;
     Ok(Json(recording_json(&job, None)))
 }
 
-/// `POST /v2/recordings/room/{room_id}/stop`: stops every running job of the room.
+/// `POST /v2/recordings/room/{room_id}/stop`: stops every running recording of the room.
 pub async fn stop_room(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(room_id): Path<String>) -> RestResult {
-    let room = room_of(&st, &ws, &room_id).await?;
-    let (wsid, rid) = (ws.id.clone(), room.id.clone());
-    let jobs = db(&st, move |s| {
-        let f = RecordingFilter { room_id: Some(rid), ..Default::default() };
-        Ok(s.recordings(&wsid, &f, &store::Page::first(100))?.data)
-    })
-    .await?;
-    let live: Vec<Recording> = jobs.into_iter().filter(|j| rec::is_live(&j.status)).collect();
-    if live.is_empty() {
-        return Err(RestError::not_found("no recording is running in this room"));
-    }
-    let mut out = Vec::new();
-    for job in &live {
-        st.recorder.stop(job, "").await?;
-        out.push(reload(&st, &ws, &job.id).await?);
-    }
-    Ok(paginated(100, out.iter().map(|j| recording_json(j, None)).collect(), None))
-}
-
-async fn reload(st: &AppState, ws: &store::Workspace, id: &str) -> Result<Recording, RestError> {
-    let (wsid, id) = (ws.id.clone(), id.to_owned());
-    db(st, move |s| s.recording(&wsid, &id)?.ok_or_else(|| RestError::not_found("recording not found"))).await
+    jobs::stop_room(&st, &ws, &room_id, &RECORDINGS).await
 }
 
 /// `POST /v2/recordings/{recording_id}/stop`.
 pub async fn stop_one(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(id): Path<String>) -> RestResult {
-    let job = reload(&st, &ws, &id).await?;
-    if !rec::is_live(&job.status) {
-        return Err(RestError::bad_request(format!("recording is {} already", job.status)));
-    }
-    st.recorder.stop(&job, "").await?;
-    Ok(Json(recording_json(&reload(&st, &ws, &id).await?, None)))
+    jobs::stop_one(&st, &ws, &id, &RECORDINGS).await
 }
 
 /// `GET /v2/recordings` (filters `room_id`, `session_id`, `status`).
 pub async fn list(State(st): State<AppState>, Mgmt(ws): Mgmt, q: QueryMap) -> RestResult {
-    let page = page_of(&q)?;
-    let filter = filter_of(&q)?;
-    let limit = page.limit;
-    let listing = db(&st, move |s| Ok(s.recordings(&ws.id, &filter, &page)?)).await?;
-    Ok(paginated(limit, listing.data.iter().map(|r| recording_json(r, None)).collect(), listing.last))
+    jobs::list(&st, ws, &q, &RECORDINGS).await
 }
 
 /// `GET /v2/recordings/{recording_id}`, with its assets.
 pub async fn get_one(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(id): Path<String>) -> RestResult {
-    let (job, assets) = db(&st, move |s| {
-        let job = s.recording(&ws.id, &id)?.ok_or_else(|| RestError::not_found("recording not found"))?;
-        let assets = s.job_assets(&job.id)?;
-        Ok((job, assets))
-    })
-    .await?;
-    Ok(Json(recording_json(&job, Some(&assets))))
+    jobs::get_one(&st, &ws, &id, &RECORDINGS).await
 }
 
 /// `GET /v2/recording-assets` (filters `room_id`, `session_id`, `status`).
 pub async fn list_assets(State(st): State<AppState>, Mgmt(ws): Mgmt, q: QueryMap) -> RestResult {
     let page = page_of(&q)?;
-    let filter = filter_of(&q)?;
+    let filter = filter_of(&q, &[]);
     let limit = page.limit;
     let listing = db(&st, move |s| Ok(s.assets(&ws.id, &filter, &page)?)).await?;
     Ok(paginated(limit, listing.data.iter().map(asset_json).collect(), listing.last))
@@ -287,6 +226,7 @@ pub async fn download(State(st): State<AppState>, Path(id): Path<String>, q: Que
     let mime = match asset.path.rsplit('.').next() {
         Some("ogg") => "audio/ogg",
         Some("mp4") => "video/mp4",
+        Some("m3u8") => "application/vnd.apple.mpegurl",
         _ => "video/webm",
     };
     let name = asset.path.rsplit('/').next().unwrap_or("recording").to_owned();
