@@ -185,6 +185,21 @@ async function freeUdpRange(count) {
 }
 
 /** GET/POST JSON over HTTPS, accepting the platform's self-signed certificate. */
+/** The body of an https GET as text (self-signed certificate accepted); HTTP errors throw. */
+export function httpsText(url, { timeout = 5_000 } = {}) {
+  return new Promise((res, rej) => {
+    const req = httpsRequest(url, { rejectUnauthorized: false, timeout }, (r) => {
+      let text = '';
+      r.setEncoding('utf8');
+      r.on('data', (c) => (text += c));
+      r.on('end', () => (r.statusCode === 200 ? res(text) : rej(new Error(`GET ${url}: HTTP ${r.statusCode} ${text.slice(0, 200)}`))));
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url}: timed out after ${timeout} ms`)));
+    req.on('error', rej);
+    req.end();
+  });
+}
+
 export function httpsJson(url, { method = 'GET', body, timeout = 5_000, headers = {} } = {}) {
   return new Promise((res, rej) => {
     const data = body === undefined ? undefined : JSON.stringify(body);
