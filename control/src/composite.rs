@@ -34,6 +34,15 @@ use crate::recording::{Recorder, RecordingError};
 /// finished (it was down): closing a 720p job's outputs takes well under a second.
 pub const FINISH_WAIT: Duration = Duration::from_secs(15);
 
+/// HLS segment length. One second keeps the start (REST start → first playable segment) and
+/// the latency of a player three segments behind the live edge low; the price is a keyframe
+/// every second (a few percent more bits at the same quality).
+pub const SEGMENT_SECONDS: u32 = 1;
+
+/// Segments in a live playlist unless the template says otherwise: 8 s of window, enough for
+/// a player three segments behind the edge to ride out a slow fetch.
+pub const PLAYLIST_SEGMENTS: u32 = 8;
+
 /// Composite output sizes accepted (100ms's are up to 1920×1080).
 pub const MIN_SIDE: u32 = 160;
 pub const MAX_WIDTH: u32 = 1920;
@@ -100,9 +109,9 @@ pub fn job_file(recorder: &Recorder, job: &Recording) -> CompositorJob {
     let hls = (job.kind == rec::HLS).then(|| HlsSpec {
         dir: hls_dir(recorder, &job.id).to_string_lossy().into_owned(),
         renditions: if settings.layers.is_empty() { default_ladder() } else { settings.layers.clone() },
-        segment_seconds: 2,
+        segment_seconds: SEGMENT_SECONDS,
         playlist_type: settings.playlist_type,
-        playlist_segments: settings.num_playlist_segments.unwrap_or(6),
+        playlist_segments: settings.num_playlist_segments.unwrap_or(PLAYLIST_SEGMENTS),
         vod: settings.hls_vod,
     });
     CompositorJob {
