@@ -81,6 +81,59 @@ pub fn template_hls(destinations: &Value) -> Result<JobSettings, String> {
     Ok(s)
 }
 
+/// How long a compositor job may run unless its template says otherwise (100ms's default).
+pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(4 * 3600);
+
+/// A job's longest run: the template's `maxDuration` (seconds) for its kind (the recording
+/// config's for a composite, the first HLS or RTMP destination's for a stream), else
+/// [`DEFAULT_MAX_DURATION`].
+pub fn max_duration(parts: &store::template::TemplateParts, kind: &str) -> Duration {
+    let first_dest =
+        |key: &str| parts.destinations.get(key).and_then(Value::as_object).and_then(|m| m.values().next()).cloned();
+    let config = match kind {
+        rec::COMPOSITE => parts.recordings.get(0).cloned(),
+        rec::HLS => first_dest("hlsDestinations"),
+        rec::RTMP => first_dest("rtmpDestinations"),
+        _ => None,
+    };
+    config
+        .and_then(|c| c.get("maxDuration").and_then(Value::as_u64))
+        .filter(|&s| s > 0)
+        .map_or(DEFAULT_MAX_DURATION, Duration::from_secs)
+}
+
+/// A composite recording to start with each session, if the template's recording config says
+/// `compositeRecording.browserComposite.autoStart` (its `width` and `height` if given).
+pub fn auto_composite(recordings: &Value) -> Option<crate::recording::JobSpec> {
+    let bc = recordings.get(0)?.pointer("/compositeRecording/browserComposite")?;
+    if bc.get("autoStart").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    let n = |k: &str| bc.get(k).and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok());
+    let resolution = match (n("width"), n("height")) {
+        (Some(w), Some(h)) if (MIN_SIDE..=MAX_WIDTH).contains(&w) && (MIN_SIDE..=MAX_HEIGHT).contains(&h) => {
+            Resolution { width: w & !1, height: h & !1 }
+        }
+        _ => Resolution { width: 1280, height: 720 },
+    };
+    Some(crate::recording::JobSpec {
+        kind: rec::COMPOSITE,
+        settings: JobSettings { resolution: Some(resolution), ..Default::default() },
+    })
+}
+
+/// The RTMP URLs of the template's first `rtmpDestinations` entry (`rtmpUrls`).
+pub fn template_rtmp_urls(destinations: &Value) -> Vec<String> {
+    destinations
+        .get("rtmpDestinations")
+        .and_then(Value::as_object)
+        .and_then(|m| m.values().next())
+        .and_then(|d| d.get("rtmpUrls"))
+        .and_then(Value::as_array)
+        .map(|urls| urls.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
 /// The HLS playback URL of a job: control serves `<recordings>/<job id>/hls/` at `/hls/<job id>/`.
 pub fn playback_url(base: &str, job_id: &str) -> String {
     format!("{}/hls/{job_id}/master.m3u8", base.trim_end_matches('/'))

@@ -71,6 +71,17 @@ impl JobSpec {
     }
 }
 
+/// What one poll of the jobs found to do.
+#[derive(Debug, Default)]
+struct TickPlan {
+    /// Jobs to start with their sessions: (workspace, room, what).
+    start: Vec<(String, String, JobSpec)>,
+    /// Jobs to stop, and why (100ms's stop reasons).
+    end: Vec<(Recording, &'static str)>,
+    /// Live compositor jobs, for the hand-over check.
+    compositor: Vec<Recording>,
+}
+
 /// Which process reads a job's tap.
 fn reader_of(kind: &str) -> &'static str {
     if kind == rec::TRACK { "recorder" } else { "compositor" }
@@ -210,10 +221,19 @@ impl Recorder {
 
     /// Stops a job: `stopping` now, `completed` once its files are closed (the recorder's
     /// within [`SETTLE`]; the compositor says when, within [`crate::composite::FINISH_WAIT`]).
-    pub async fn stop(&self, job: &Recording, by: &str) -> Result<(), RecordingError> {
-        let (id, by) = (job.id.clone(), by.to_owned());
-        let moved =
-            self.db(move |s| s.set_recording_status(&id, rec::STOPPING, "", Some(&by), util::unix_ms() as i64)).await?;
+    /// `reason` is 100ms's: `client request`, `max duration reached`, `room ended`.
+    pub async fn stop(&self, job: &Recording, by: &str, reason: &str) -> Result<(), RecordingError> {
+        let (id, by, reason) = (job.id.clone(), by.to_owned(), reason.to_owned());
+        let moved = self
+            .db(move |s| {
+                let Some(mut job) = s.recording_by_id(&id)? else { return Ok(false) };
+                if rec::is_live(&job.status) && job.status != rec::STOPPING {
+                    job.spec["stop_reason"] = json!(reason);
+                    s.set_recording_spec(&id, &job.spec)?;
+                }
+                s.set_recording_status(&id, rec::STOPPING, "", Some(&by), util::unix_ms() as i64)
+            })
+            .await?;
         if !moved {
             return Ok(());
         }
@@ -354,32 +374,51 @@ impl Recorder {
     }
 
     async fn tick(&self) -> Result<(), RecordingError> {
-        let (to_start, to_end) = self
-            .db(|s| {
-                let mut start = Vec::new();
-                for (ws, room_id, _session) in s.sessions_without_job(rec::TRACK)? {
-                    let Some(room) = s.room(&room_id)? else { continue };
-                    let Some(t) = s.template(&room.template_id)? else { continue };
-                    if track_recording_enabled(&t.parts.recordings) {
-                        start.push((ws, room_id));
+        let now = util::unix_ms() as i64;
+        let plan = self
+            .db(move |s| {
+                let mut plan = TickPlan::default();
+                // Auto-start: a track recording, and a composite, per the room's template.
+                for kind in [rec::TRACK, rec::COMPOSITE] {
+                    for (ws, room_id, _session) in s.sessions_without_job(kind)? {
+                        let Some(room) = s.room(&room_id)? else { continue };
+                        let Some(t) = s.template(&room.template_id)? else { continue };
+                        let spec = if kind == rec::TRACK {
+                            track_recording_enabled(&t.parts.recordings).then(JobSpec::track)
+                        } else {
+                            crate::composite::auto_composite(&t.parts.recordings)
+                        };
+                        plan.start.extend(spec.map(|spec| (ws, room_id, spec)));
                     }
                 }
-                let (mut end, mut others) = (Vec::new(), Vec::new());
                 for job in s.live_recordings()? {
                     let active = s.active_session(&job.room_id)?;
                     if active.as_ref().is_none_or(|(sid, _)| *sid != job.session_id) && job.status != rec::STOPPING {
-                        end.push(job);
-                    } else if job.kind != rec::TRACK {
-                        others.push(job);
+                        plan.end.push((job, "room ended"));
+                        continue;
+                    }
+                    if job.kind == rec::TRACK {
+                        continue;
+                    }
+                    let limit = s
+                        .room(&job.room_id)?
+                        .and_then(|r| s.template(&r.template_id).ok().flatten())
+                        .map_or(crate::composite::DEFAULT_MAX_DURATION, |t| {
+                            crate::composite::max_duration(&t.parts, &job.kind)
+                        });
+                    let over = job.started_at.is_some_and(|at| now - at > limit.as_millis() as i64);
+                    if over && job.status == rec::RUNNING {
+                        plan.end.push((job, "max duration reached"));
+                    } else {
+                        plan.compositor.push(job);
                     }
                 }
-                Ok((start, (end, others)))
+                Ok(plan)
             })
             .await?;
-        let (to_end, compositor_jobs) = to_end;
         // Compositor jobs another process started or stopped through the store (signaling, for
         // a peer's hls-start or rtmp-stop): hand them over, or wind them down, once.
-        for job in compositor_jobs {
+        for job in plan.compositor {
             let has_file = crate::composite::has_job(self, &job.id);
             if job.status == rec::STARTING
                 && !has_file
@@ -394,15 +433,17 @@ impl Recorder {
                 self.wind_down(&job);
             }
         }
-        for (ws, room) in to_start {
-            match self.start(&ws, &room, "", JobSpec::track()).await {
-                Ok(job) => info!(recording = %job.id, %room, "track recording auto-started with the session"),
-                Err(RecordingError::NotActive) => {}
-                Err(e) => warn!(%room, error = %e, "auto-start of track recording"),
+        for (ws, room, spec) in plan.start {
+            let kind = spec.kind;
+            match self.start(&ws, &room, "", spec).await {
+                Ok(job) => info!(recording = %job.id, %room, kind, "recording auto-started with the session"),
+                Err(RecordingError::NotActive | RecordingError::AlreadyRunning(_)) => {}
+                Err(e) => warn!(%room, kind, error = %e, "auto-start of a recording"),
             }
         }
-        for job in to_end {
-            let _ = self.stop(&job, "").await;
+        for (job, reason) in plan.end {
+            info!(recording = %job.id, kind = %job.kind, reason, "stopping a job");
+            let _ = self.stop(&job, "", reason).await;
         }
         Ok(())
     }

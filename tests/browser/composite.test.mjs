@@ -141,3 +141,28 @@ test('the compositor killed mid-job: the call goes on, a second part follows, bo
       assert.ok(Math.abs(a.duration - got.duration) < 2.5, `${a.path}: the asset's duration ${a.duration} s is about the file's`);
     }
   }));
+
+test('a template that auto-starts a composite with each session and bounds it: started alone, stopped at maxDuration', T, (t) =>
+  withCall(t, async (call) => {
+    const api = call.platform.api;
+    const templates = await api('GET', '/v2/templates');
+    const template = (templates.data || templates).find((x) => x.name === 'default') || (templates.data || templates)[0];
+    await api('POST', `/v2/templates/${template.id}/recordings`, [{ name: 'beam', maxDuration: 8, compositeRecording: { browserComposite: { autoStart: true, width: 640, height: 360 } } }]);
+    await call.join({ name: 'alice', role: 'host' });
+    const room = await api('POST', '/v2/rooms', { name: call.room });
+    const job = await waitFor('a composite started with the session', async () => {
+      const list = await api('GET', `/v2/recordings?room_id=${room.id}`);
+      return list.data.find((j) => j.status === 'running') || null;
+    }, { timeout: 20_000 });
+    assert.deepEqual(job.asset_types, ['room-composite']);
+    assert.deepEqual(job.resolution, { width: 640, height: 360 });
+    const done = await waitStatus(call.platform, job.id, 'completed', 40_000);
+    const ran = (Date.parse(done.stopped_at) - Date.parse(done.started_at)) / 1000;
+    t.diagnostic(`ran ${ran} s; assets ${JSON.stringify(done.recording_assets.map((a) => [a.path, a.duration]))}`);
+    assert.ok(ran >= 8 && ran < 12, `stopped ${ran} s after it started`);
+    const got = probe(join(call.platform.dataDir, 'recordings', done.recording_assets[0].path));
+    assert.deepEqual([got.video.width, got.video.height], [640, 360]);
+    const events = await api('GET', '/v2/webhooks/events?limit=100');
+    const stopped = (events.data || events.events || []).find((e) => e.type === 'beam.stopped.success');
+    assert.equal(stopped?.event?.data?.reason, 'max duration reached', JSON.stringify(stopped));
+  }));

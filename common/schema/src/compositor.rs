@@ -189,6 +189,10 @@ pub struct JobSettings {
     /// HLS jobs: where players open the stream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub playback_url: Option<String>,
+    /// Why the job was stopped (100ms's reasons: `client request`, `max duration reached`,
+    /// `room ended`), once it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
 }
 
 impl JobSettings {

@@ -436,9 +436,10 @@ fn job_event(rec: &Recording, status: &str, error: &str) -> Option<(&'static str
     let hls = rec.kind == HLS;
     let (kind, mut data) = match status {
         RUNNING => (if hls { "hls.started.success" } else { "beam.started.success" }, beam_fields(rec)),
-        COMPLETED => {
-            (if hls { "hls.stopped.success" } else { "beam.stopped.success" }, stopped_fields(rec, "user stopped"))
-        }
+        COMPLETED => (
+            if hls { "hls.stopped.success" } else { "beam.stopped.success" },
+            stopped_fields(rec, rec.spec["stop_reason"].as_str().unwrap_or("client request")),
+        ),
         FAILED => (if hls { "hls.failure" } else { "beam.failure" }, beam_fields(rec)),
         _ => return None,
     };

@@ -16,7 +16,7 @@ use store::recording::{self as rec, Asset, Recording};
 use super::body::{Field, Problems};
 use super::jobs::{self, Family, common_json};
 use super::recordings::asset_json;
-use super::{Mgmt, QueryMap, RestResult, parse_request};
+use super::{Mgmt, QueryMap, RestResult, db, parse_request};
 use crate::composite::{JobSettings, MAX_HEIGHT, MAX_WIDTH, MIN_SIDE, Resolution};
 use crate::http::AppState;
 use crate::recording::JobSpec;
@@ -60,9 +60,6 @@ pub async fn start(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(room_id): Pa
         |u| (1..=MAX_URLS).contains(&u.len()) && u.iter().all(|u| rtmp_url_ok(u)),
         format!("must be 1 to {MAX_URLS} rtmp:// or rtmps:// URLs"),
     );
-    if urls.is_none() && problems.is_empty() {
-        problems.add("rtmp_urls", format!("is required: 1 to {MAX_URLS} rtmp:// or rtmps:// URLs"));
-    }
     let recording = problems.optional(body.recording, "recording", "must be true or false").unwrap_or(false);
     let resolution = problems.optional_if(
         body.resolution,
@@ -78,9 +75,29 @@ pub async fn start(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(room_id): Pa
     problems.optional(body.destination, "destination", "must be a string");
     problems.finish()?;
     let room = jobs::room_of(&st, &ws, &room_id).await?;
+    // Without URLs in the body, the template's first rtmpDestinations entry's.
+    let urls = match urls {
+        Some(u) => u,
+        None => {
+            let template_id = room.template_id.clone();
+            let destinations =
+                db(&st, move |s| Ok(s.template(&template_id)?.map(|t| t.parts.destinations).unwrap_or_default()))
+                    .await?;
+            let u = crate::composite::template_rtmp_urls(&destinations);
+            if u.is_empty() || u.len() > MAX_URLS || !u.iter().all(|u| rtmp_url_ok(u)) {
+                let mut p = Problems::default();
+                p.add(
+                    "rtmp_urls",
+                    format!("is required (1 to {MAX_URLS} rtmp:// or rtmps:// URLs) unless the template's rtmpDestinations has them"),
+                );
+                return Err(p.into_error());
+            }
+            u
+        }
+    };
     let settings = JobSettings {
         meeting_url,
-        rtmp_urls: urls.unwrap_or_default(),
+        rtmp_urls: urls,
         recording,
         resolution: Some(resolution.unwrap_or(Resolution { width: 1280, height: 720 })),
         ..Default::default()

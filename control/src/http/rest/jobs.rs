@@ -86,7 +86,7 @@ pub async fn stop_room(st: &AppState, ws: &store::Workspace, room_id: &str, fam:
     }
     let mut out = Vec::new();
     for job in &live {
-        st.recorder.stop(job, "").await?;
+        st.recorder.stop(job, "", "client request").await?;
         out.push(job_of(st, ws, &job.id, fam).await?);
     }
     Ok(paginated(100, out.iter().map(|j| (fam.shape)(j, None)).collect(), None))
@@ -98,7 +98,7 @@ pub async fn stop_one(st: &AppState, ws: &store::Workspace, id: &str, fam: &Fami
     if !rec::is_live(&job.status) {
         return Err(RestError::bad_request(format!("{} is {} already", fam.noun, job.status)));
     }
-    st.recorder.stop(&job, "").await?;
+    st.recorder.stop(&job, "", "client request").await?;
     Ok(Json((fam.shape)(&job_of(st, ws, id, fam).await?, None)))
 }
 
