@@ -7,6 +7,8 @@
 #                                      fan-out room and in meeting-size rooms
 #   scripts/bench.sh flatness          CPU per forwarded packet from 10 to 2,000 subscribers
 #   scripts/bench.sh criterion [f]     the criterion benches (packet path, SRTP, recorder)
+#   scripts/bench.sh compositor        CPU of a compositor job: a 720p four-camera composite as
+#                                      an MP4, then with a three-rendition HLS ladder (release)
 #
 # Environment: BENCH_PROFILE (release), BENCH_PUBLISHERS (10), BENCH_SUBSCRIBERS (100),
 # BENCH_SECONDS (15), BENCH_BACKENDS ("uring mmsg"), BENCH_OUT (target/bench),
@@ -26,8 +28,11 @@ if [[ "$mode" == criterion ]]; then
     shift
     exec cargo bench -p benches -j2 -- "$@"
 fi
+if [[ "$mode" == compositor ]]; then
+    exec cargo test --release -p compositor --test cost-of-a-720p-four-camera-job -- --ignored --nocapture --test-threads 1
+fi
 if [[ "$mode" != ratio && "$mode" != flatness ]]; then
-    echo "usage: scripts/bench.sh [ratio|flatness|criterion [filter]]" >&2
+    echo "usage: scripts/bench.sh [ratio|flatness|criterion [filter]|compositor]" >&2
     exit 2
 fi
 
