@@ -89,6 +89,8 @@ pub enum Error {
     Output(String),
     #[error("the job has no HLS output")]
     NoHls,
+    #[error("the job has no MP4 output to pause")]
+    NoMp4,
 }
 
 /// The Debian package that ships each element we use, for the error that names a missing one.
@@ -136,6 +138,8 @@ pub struct Composite {
     order: Vec<InputId>,
     hls: Option<Hls>,
     rtmp: Option<Rtmp>,
+    /// Pauses the MP4 output (`set_recording_paused`).
+    mp4_gate: Option<outputs::pause::PauseGate>,
     finished: bool,
 }
 
@@ -269,9 +273,7 @@ impl Composite {
             .map_err(|e| Error::Build(format!("link the background to the compositor: {e:?}")))?;
 
         let taps = Taps { raw: raw_tee, h264: h264_tee, aac: aac_tee };
-        if let Some(mp4) = &config.mp4 {
-            outputs::build_mp4(&pipeline, &taps, mp4)?;
-        }
+        let mp4_gate = config.mp4.as_ref().map(|mp4| outputs::build_mp4(&pipeline, &taps, mp4)).transpose()?;
         let hls = config.hls.as_ref().map(|h| hls::build(&pipeline, &taps, &config, h)).transpose()?;
         let rtmp = if config.rtmp.is_empty() {
             None
@@ -296,6 +298,7 @@ impl Composite {
             order: Vec::new(),
             hls,
             rtmp,
+            mp4_gate,
             finished: false,
         };
         composite.pipeline.set_state(gst::State::Playing).map_err(|_| composite.state_error("start"))?;
@@ -528,6 +531,25 @@ impl Composite {
     /// The state of each RTMP destination, in the order of [`Config::rtmp`].
     pub fn rtmp_states(&self) -> Vec<RtmpState> {
         self.rtmp.as_ref().map(Rtmp::states).unwrap_or_default()
+    }
+
+    /// Pauses or resumes the MP4 output: what happens while paused is left out of the file,
+    /// which goes on without a gap from the first keyframe after the resume (one is asked
+    /// for). The HLS and RTMP outputs are not paused.
+    pub fn set_recording_paused(&mut self, paused: bool) -> Result<(), Error> {
+        let gate = self.mp4_gate.as_ref().ok_or(Error::NoMp4)?;
+        gate.set_paused(paused);
+        Ok(())
+    }
+
+    /// The time the MP4 output left out (pauses that ended).
+    pub fn recording_paused_for(&self) -> Duration {
+        self.mp4_gate.as_ref().map_or(Duration::ZERO, |g| g.paused_for())
+    }
+
+    /// Whether the MP4 output is paused (or waiting for the keyframe that ends a pause).
+    pub fn recording_paused(&self) -> bool {
+        self.mp4_gate.as_ref().is_some_and(|g| g.is_paused())
     }
 
     /// Timed metadata for HLS players: an `#EXT-X-DATERANGE` starting now (its START-DATE on

@@ -119,7 +119,18 @@ impl Runner {
         }
         self.failed.retain(|id, spec| wanted.get(id) == Some(spec));
         for (id, spec) in wanted {
-            if self.jobs.contains_key(&id) || self.failed.contains_key(&id) {
+            if let Some(job) = self.jobs.get_mut(&id) {
+                // A running job follows its file's pause flag; other changes wait for a restart.
+                if job.spec.paused != spec.paused {
+                    match job.composite.set_recording_paused(spec.paused) {
+                        Ok(()) => info!(job = %id, paused = spec.paused, "recording paused or resumed"),
+                        Err(e) => warn!(job = %id, error = %e, "cannot pause"),
+                    }
+                    job.spec.paused = spec.paused;
+                }
+                continue;
+            }
+            if self.failed.contains_key(&id) {
                 continue;
             }
             if let Some(other) = self.by_tap.get(&spec.tap) {
@@ -312,7 +323,9 @@ impl Runner {
         if let Err(e) = job.feed.stop_all(now_ms, &mut job.composite) {
             debug!(job = %id, error = %e, "ending the inputs");
         }
-        let total = job.composite.running_time().unwrap_or_default();
+        // What the MP4 holds: the time run less the time paused.
+        let total =
+            job.composite.running_time().unwrap_or_default().saturating_sub(job.composite.recording_paused_for());
         let part = job.composite.config().mp4.as_ref().map_or(Duration::MAX, |m| m.part_duration);
         if let Err(e) = job.composite.finish(FINISH_TIMEOUT) {
             warn!(job = %id, error = %e, "outputs not closed cleanly (what was written is kept)");
@@ -405,7 +418,10 @@ fn start(spec: &CompositorJob) -> Result<Job, String> {
         out.vod = hls.vod;
         config.hls = Some(out);
     }
-    let composite = Composite::start(config).map_err(|e| e.to_string())?;
+    let mut composite = Composite::start(config).map_err(|e| e.to_string())?;
+    if spec.paused && spec.mp4.is_some() {
+        composite.set_recording_paused(true).map_err(|e| e.to_string())?;
+    }
     Ok(Job { spec: spec.clone(), composite, feed: TapFeed::live(), first_part, hls_ready: false, rtmp: HashMap::new() })
 }
 

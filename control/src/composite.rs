@@ -176,6 +176,7 @@ pub fn job_file(recorder: &Recorder, job: &Recording) -> CompositorJob {
         mp4,
         hls,
         rtmp: if job.kind == rec::RTMP { settings.rtmp_urls } else { Vec::new() },
+        paused: settings.paused,
     }
 }
 
@@ -338,6 +339,7 @@ impl Recorder {
                 "rtmp_urls": settings.rtmp_urls,
                 "recording": settings.recording,
                 "hls_vod": settings.hls_vod,
+                "paused": settings.paused,
             },
         });
         if let Err(e) = self.admin.call("job_state", params).await {

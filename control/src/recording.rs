@@ -248,6 +248,25 @@ impl Recorder {
         Ok(())
     }
 
+    /// Pauses or resumes a running composite recording (the MP4 leaves the paused time out):
+    /// the job's settings say so, and its file, which the compositor follows.
+    pub async fn set_paused(&self, job: &Recording, paused: bool) -> Result<Recording, RecordingError> {
+        let id = job.id.clone();
+        let job = self
+            .db(move |s| {
+                let Some(mut job) = s.recording_by_id(&id)? else { return Ok(None) };
+                job.spec["paused"] = json!(paused);
+                s.set_recording_spec(&id, &job.spec)?;
+                Ok(Some(job))
+            })
+            .await?
+            .ok_or(RecordingError::NotActive)?;
+        crate::composite::put_job(self, &job)?;
+        info!(recording = %job.id, paused, "recording paused or resumed");
+        self.announce(&job.id).await;
+        Ok(job)
+    }
+
     /// After a stop: the compositor's job file removed; `completed` once the files are closed
     /// (the compositor says so) or at the latest after the settling time.
     pub(crate) fn wind_down(&self, job: &Recording) {

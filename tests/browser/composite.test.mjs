@@ -78,9 +78,16 @@ test('a composite recording of a two-peer call: one MP4 with both tiles, H.264 +
     // A second composite in the same room is refused; bad bodies name their field.
     await assert.rejects(api('POST', `/v2/recordings/room/${room.id}/start`, {}), /HTTP 409 .*already running/);
     await assert.rejects(api('POST', `/v2/recordings/room/${room.id}/start`, { resolution: { width: 1281, height: 720 } }), /HTTP 400 .*resolution/);
-    await sleep(12_000);
+    await sleep(5_000);
+    // Four seconds paused: left out of the file.
+    const paused = await api('POST', `/v2/recordings/room/${room.id}/pause`, {});
+    assert.equal(paused.paused, true);
+    await assert.rejects(api('POST', `/v2/recordings/room/${room.id}/pause`, {}), /HTTP 400 .*paused already/);
+    await sleep(4_000);
+    assert.equal((await api('POST', `/v2/recordings/room/${room.id}/resume`, {})).paused, false);
+    await sleep(5_000);
     const stopped = await api('POST', `/v2/recordings/${job.id}/stop`, {});
-    const recorded = (Date.now() - t0) / 1000;
+    const recorded = (Date.now() - t0) / 1000 - 4;
     assert.equal(stopped.status, 'stopping');
     const done = await waitStatus(call.platform, job.id, 'completed');
     assert.equal(done.recording_assets.length, 1, JSON.stringify(done.recording_assets));
@@ -89,12 +96,13 @@ test('a composite recording of a two-peer call: one MP4 with both tiles, H.264 +
     assert.deepEqual(asset.metadata.resolution, { width: 1280, height: 720 });
     const path = join(call.platform.dataDir, 'recordings', asset.path);
     const got = probe(path);
-    t.diagnostic(`${asset.path}: ${JSON.stringify(got)}; asset says ${asset.duration} s, ${asset.size} bytes; ${recorded.toFixed(1)} s between start and stop`);
+    t.diagnostic(`${asset.path}: ${JSON.stringify(got)}; asset says ${asset.duration} s, ${asset.size} bytes; ${recorded.toFixed(1)} s between start and stop, less the 4 s paused`);
     assert.equal(got.video.codec_name, 'h264');
     assert.equal(got.video.width, 1280);
     assert.equal(got.video.height, 720);
     assert.equal(got.audio?.codec_name, 'aac', 'the mixed audio is in the file');
     assert.ok(got.duration > recorded - 3 && got.duration < recorded + 1, `${got.duration} s in the file for ${recorded} s between start and stop`);
+    assert.ok(Math.abs(asset.duration - got.duration) < 1, `the asset's duration ${asset.duration} s is the file's ${got.duration} s`);
     const fps = Number(got.video.nb_read_frames) / got.duration;
     assert.ok(fps > 27 && fps < 31, `${fps.toFixed(1)} frames a second`);
     // Two cameras side by side: the left and right halves both hold a picture; Chromium's fake

@@ -50,6 +50,10 @@ pub struct CompositorJob {
     /// RTMP destinations (`rtmp://` or `rtmps://`, at most 5), each retried on its own.
     #[serde(default)]
     pub rtmp: Vec<String>,
+    /// The MP4 recording is paused (the time paused is left out of it); a running job follows
+    /// its file's changes of this flag.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// A job's HLS output.
@@ -189,6 +193,9 @@ pub struct JobSettings {
     /// HLS jobs: where players open the stream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub playback_url: Option<String>,
+    /// A composite recording is paused.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     /// Why the job was stopped (100ms's reasons: `client request`, `max duration reached`,
     /// `room ended`), once it was.
     #[serde(skip_serializing_if = "Option::is_none")]

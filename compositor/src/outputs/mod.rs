@@ -11,6 +11,7 @@
 //! ```
 
 pub(crate) mod hls;
+pub(crate) mod pause;
 pub(crate) mod playlist;
 pub(crate) mod rtmp;
 
@@ -88,7 +89,7 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 /// samples and then self-contained `moof`+`mdat` fragments, so a killed process leaves a
 /// file that plays up to its last whole fragment. splitmuxsink starts a new part every
 /// `part_duration`, on a keyframe it asks the encoder for.
-pub(crate) fn build_mp4(pipeline: &gst::Pipeline, taps: &Taps, mp4: &Mp4Output) -> Result<(), Error> {
+pub(crate) fn build_mp4(pipeline: &gst::Pipeline, taps: &Taps, mp4: &Mp4Output) -> Result<pause::PauseGate, Error> {
     std::fs::create_dir_all(&mp4.dir)
         .map_err(|e| Error::Config(format!("cannot create {}: {e}", mp4.dir.display())))?;
     let video_queue = make("queue")?;
@@ -124,7 +125,8 @@ pub(crate) fn build_mp4(pipeline: &gst::Pipeline, taps: &Taps, mp4: &Mp4Output) 
     static_pad(&audio_queue, "src")?
         .link(&sink_audio)
         .map_err(|e| Error::Build(format!("link the AAC to splitmuxsink: {e:?}")))?;
+    let gate = pause::PauseGate::install(&static_pad(&h264parse, "src")?, &static_pad(&audio_queue, "src")?);
     link_tee(&taps.h264, &static_pad(&video_queue, "sink")?)?;
     link_tee(&taps.aac, &static_pad(&audio_queue, "sink")?)?;
-    Ok(())
+    Ok(gate)
 }

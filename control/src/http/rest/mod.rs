@@ -411,6 +411,20 @@ pub const ROUTES: &[Route] = &[
         recordings::stop_room
     ),
     route!("POST", "/v2/recordings/{recording_id}/stop", "Recordings", "Stop one recording", recordings::stop_one),
+    route!(
+        "POST",
+        "/v2/recordings/room/{room_id}/pause",
+        "Recordings",
+        "Pause the room's composite recording",
+        recordings::pause
+    ),
+    route!(
+        "POST",
+        "/v2/recordings/room/{room_id}/resume",
+        "Recordings",
+        "Resume the room's composite recording",
+        recordings::resume
+    ),
     route!("GET", "/v2/recordings", "Recordings", "List recording jobs", recordings::list),
     route!("GET", "/v2/recordings/{recording_id}", "Recordings", "Retrieve a job with its assets", recordings::get_one),
     route!(

@@ -33,6 +33,9 @@ pub const RECORDINGS: Family =
 pub fn recording_json(r: &Recording, assets: Option<&[Asset]>) -> Value {
     let mut v = common_json(r);
     v["asset_types"] = json!([rec::asset_type(&r.kind)]);
+    if r.kind == rec::COMPOSITE {
+        v["paused"] = json!(r.spec.get("paused").and_then(Value::as_bool).unwrap_or(false));
+    }
     if let Some(res) = r.spec.get("resolution") {
         v["resolution"] = res.clone();
     }
@@ -141,6 +144,39 @@ pub async fn start(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(room_id): Pa
     let room = jobs::room_of(&st, &ws, &room_id).await?;
     let job = st.recorder.start(&ws.id, &room.id, "", spec).await?;
     Ok(Json(recording_json(&job, None)))
+}
+
+/// `POST /v2/recordings/room/{room_id}/pause` and `/resume`: the room's running composite
+/// recording leaves out what happens while paused; 404 when none runs, 400 when it is in that
+/// state already.
+async fn pause_or_resume(st: AppState, ws: store::Workspace, room_id: String, paused: bool) -> RestResult {
+    let room = jobs::room_of(&st, &ws, &room_id).await?;
+    let (wsid, rid) = (ws.id.clone(), room.id.clone());
+    let job = db(&st, move |s| {
+        let f = store::recording::RecordingFilter {
+            room_id: Some(rid),
+            kinds: vec![rec::COMPOSITE],
+            status: Some(rec::RUNNING.into()),
+            ..Default::default()
+        };
+        Ok(s.recordings(&wsid, &f, &store::Page::first(10))?.data.into_iter().next())
+    })
+    .await?
+    .ok_or_else(|| RestError::not_found("no composite recording is running in this room"))?;
+    if job.spec.get("paused").and_then(Value::as_bool).unwrap_or(false) == paused {
+        let state = if paused { "paused" } else { "not paused" };
+        return Err(RestError::bad_request(format!("the recording is {state} already")));
+    }
+    let job = st.recorder.set_paused(&job, paused).await?;
+    Ok(Json(recording_json(&job, None)))
+}
+
+pub async fn pause(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(room_id): Path<String>) -> RestResult {
+    pause_or_resume(st, ws, room_id, true).await
+}
+
+pub async fn resume(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(room_id): Path<String>) -> RestResult {
+    pause_or_resume(st, ws, room_id, false).await
 }
 
 /// `POST /v2/recordings/room/{room_id}/stop`: stops every running recording of the room.
