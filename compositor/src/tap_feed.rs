@@ -262,8 +262,12 @@ impl TapFeed {
             }
             self.video(key, now_ms, frames, job)
         };
+        // Whether a track waits for a keyframe is only known at a frame's end: before its
+        // marker, a keyframe's first packets leave the depacketizer still waiting, and asking
+        // then would have every camera that starts on a keyframe send a second one.
+        let frame_ended = ordered.iter().any(|p| p.marker);
         self.ordered = ordered;
-        if codec != Codec::Opus {
+        if codec != Codec::Opus && frame_ended {
             self.ask_keyframe_if_waiting(now_ms, key);
         }
         result
