@@ -396,6 +396,13 @@ impl Composite {
     pub fn remove_input(&mut self, id: InputId) -> Result<(), Error> {
         let input = self.inputs.remove(&id).ok_or(Error::UnknownInput(id))?;
         let mixer = if input.kind.is_video() { &self.compositor } else { &self.audiomixer };
+        // What the branch still pushes once unlinked is dropped here: its source's thread would
+        // otherwise get "not linked" for a frame already queued and fail the whole pipeline
+        // (measured: 4 removals in 20 right after a push). Probes run before the link is
+        // looked at, so this covers the window until the branch is stopped.
+        if let Some(out) = input.mixer_pad.peer() {
+            out.add_probe(gst::PadProbeType::DATA_DOWNSTREAM, |_, _| gst::PadProbeReturn::Drop);
+        }
         // Release the mixer's pad first: that flushes it, so a push blocked in the mixer returns
         // and the branch can be stopped without waiting on the aggregator.
         mixer.release_request_pad(&input.mixer_pad);

@@ -306,11 +306,12 @@ impl Runner {
         }
     }
 
-    /// Ends a job's inputs, closes its outputs and reports its MP4 parts.
+    /// Pushes what a job's inputs hold, closes its outputs and reports its MP4 parts.
     fn close(&mut self, now_ms: u64, mut job: Job) {
         let id = job.spec.job_id.clone();
-        if let Err(e) = job.feed.stop_all(now_ms, &mut job.composite) {
-            debug!(job = %id, error = %e, "ending the inputs");
+        // The inputs stay for `finish` to end together (see `TapFeed::flush_all`).
+        if let Err(e) = job.feed.flush_all(now_ms, &mut job.composite) {
+            debug!(job = %id, error = %e, "pushing the inputs' last frames");
         }
         let total = job.composite.running_time().unwrap_or_default();
         let part = job.composite.config().mp4.as_ref().map_or(Duration::MAX, |m| m.part_duration);
