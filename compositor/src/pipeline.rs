@@ -407,6 +407,11 @@ impl Composite {
         // and the branch can be stopped without waiting on the aggregator.
         mixer.release_request_pad(&input.mixer_pad);
         for e in &input.elements {
+            // Locked first: the pipeline, in a state change of its own (it has them while it
+            // runs), would otherwise set a child it still holds back to PLAYING, and the
+            // source's thread then ran on after the branch was gone (measured: once in about
+            // 200 removals, a "not linked" error for the whole pipeline).
+            e.set_locked_state(true);
             let _ = e.set_state(gst::State::Null);
         }
         let _ = self.pipeline.remove_many(&input.elements);
