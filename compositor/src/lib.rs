@@ -43,6 +43,11 @@
 //!   (`recorder::recorder::track`, not a copy), a frame's PTS is its RTP time placed by its
 //!   track's sender report (else its arrival) relative to the job's first frame, a Stop pushes
 //!   what is held and removes the input. Sans-IO: time is an argument.
+//! - [`runner`]: the compositor process's core ([`runner::Runner`]): job files in a directory
+//!   start and stop jobs (a [`Composite`] and a live [`TapFeed`] each), tap records are routed
+//!   by tap number, cue files become timed metadata, and what happens is drained as
+//!   `schema::compositor::CompositorEvent`s. `main.rs` is its shell: the tap rings, the clock,
+//!   stdout.
 //!
 //! # What exists and what does not yet
 //!
@@ -70,10 +75,16 @@
 //! RTMP, against ffmpeg listening as the server: `tests/rtmp-stream-reaches-a-server.rs`,
 //! `tests/rtmp-failing-url-never-stalls-the-job.rs` (a dead URL beside a working one and an
 //! MP4; the dead one connected when a server appears, reconnected after it is killed and
-//! restarted). `tests/bad-output-configs-are-refused.rs`.
-//! Not yet: the process that attaches to the tap rings and runs a `TapFeed` per job, and its
-//! supervision by control; asking for keyframes (the recorder's `KeyframeWanted`) when a
-//! tapped video track waits for one; re-anchoring on later sender reports (drift over a long
+//! restarted). `tests/bad-output-configs-are-refused.rs`,
+//! `tests/an-input-removed-right-after-a-push-never-fails-the-job.rs`.
+//! The runner, driven as the process drives it (job files, tap records in real time, events
+//! drained): `tests/runner-job-file-becomes-a-composite-mp4.rs`,
+//! `tests/runner-bad-jobs-and-stray-records-harm-nothing.rs` (records of no job, a job file
+//! that is not JSON, a directory that cannot be made, a tap taken twice),
+//! `tests/runner-restart-reports-the-killed-part-and-goes-on.rs`,
+//! `tests/runner-asks-for-a-keyframe-while-a-camera-waits.rs`,
+//! `tests/runner-hls-job-becomes-ready-takes-cues-and-keeps-a-vod.rs`.
+//! Not yet: re-anchoring on later sender reports (drift over a long
 //! job); H.264 through the tap tested end to end (the Annex B conversion is unit-tested);
 //! names on tiles, pause/resume, the REST and signaling surface. HLS: no LL-HLS (partial
 //! segments), no fMP4/CMAF segments (1.22 has no cmafmux), no ID3 timed metadata in the

@@ -317,11 +317,12 @@ impl Runner {
         }
     }
 
-    /// Ends a job's inputs, closes its outputs and reports its MP4 parts.
+    /// Pushes what a job's inputs hold, closes its outputs and reports its MP4 parts.
     fn close(&mut self, now_ms: u64, mut job: Job) {
         let id = job.spec.job_id.clone();
-        if let Err(e) = job.feed.stop_all(now_ms, &mut job.composite) {
-            debug!(job = %id, error = %e, "ending the inputs");
+        // The inputs stay for `finish` to end together (see `TapFeed::flush_all`).
+        if let Err(e) = job.feed.flush_all(now_ms, &mut job.composite) {
+            debug!(job = %id, error = %e, "pushing the inputs' last frames");
         }
         // What the MP4 holds: the time run less the time paused.
         let total =

@@ -168,11 +168,27 @@ impl TapFeed {
         }
     }
 
-    /// Ends every input (the job is finishing): what is still held is pushed first.
+    /// Ends every input (the job goes on without them): what is still held is pushed first.
     pub fn stop_all(&mut self, now_ms: u64, job: &mut Composite) -> Result<(), Error> {
         let mut keys: Vec<_> = self.inputs.keys().copied().collect();
         keys.sort_unstable();
         keys.into_iter().try_for_each(|k| self.stop(k, now_ms, job))
+    }
+
+    /// Pushes what every input still holds and leaves the inputs in the job: for a job about
+    /// to finish, whose `finish` ends them all at once. Removing them one by one instead would
+    /// lay the last tiles out again as each left, in the recording's last frames, and a
+    /// removal tears a branch down while it may still be pushing.
+    pub fn flush_all(&mut self, now_ms: u64, job: &mut Composite) -> Result<(), Error> {
+        let mut keys: Vec<_> = self.inputs.keys().copied().collect();
+        keys.sort_unstable();
+        // Every input's frames, even past one that was refused: the first refusal is returned.
+        let mut first = Ok(());
+        for k in keys {
+            let pushed = self.flush(k, now_ms, job);
+            first = first.and(pushed);
+        }
+        first
     }
 
     fn start(
@@ -262,8 +278,12 @@ impl TapFeed {
             }
             self.video(key, now_ms, frames, job)
         };
+        // Whether a track waits for a keyframe is only known at a frame's end: before its
+        // marker, a keyframe's first packets leave the depacketizer still waiting, and asking
+        // then would have every camera that starts on a keyframe send a second one.
+        let frame_ended = ordered.iter().any(|p| p.marker);
         self.ordered = ordered;
-        if codec != Codec::Opus {
+        if codec != Codec::Opus && frame_ended {
             self.ask_keyframe_if_waiting(now_ms, key);
         }
         result
@@ -311,12 +331,21 @@ impl TapFeed {
     }
 
     fn stop(&mut self, key: (u32, u32), now_ms: u64, job: &mut Composite) -> Result<(), Error> {
+        let pushed = self.flush(key, now_ms, job);
+        // The input leaves the job even if its last frames were refused.
+        let Some(input) = self.inputs.remove(&key) else { return pushed };
+        debug!(track = %input.track.meta.track_id, id = %input.id, "tapped track leaves the job");
+        pushed.and(job.remove_input(input.id))
+    }
+
+    /// Pushes what an input's reorder buffer and depacketizer hold.
+    fn flush(&mut self, key: (u32, u32), now_ms: u64, job: &mut Composite) -> Result<(), Error> {
         let Some(input) = self.inputs.get_mut(&key) else { return Ok(()) };
         let mut rest = Vec::new();
         for pipe in input.track.pipes.values_mut() {
             pipe.reorder.flush(&mut rest);
         }
-        let pushed = if input.track.codec == Codec::Opus {
+        if input.track.codec == Codec::Opus {
             self.audio(key, now_ms, &rest, job)
         } else {
             let mut frames = Vec::new();
@@ -329,11 +358,7 @@ impl TapFeed {
                 pipe.video.flush(&mut frames);
             }
             self.video(key, now_ms, frames, job)
-        };
-        // The input leaves the job even if its last frames were refused.
-        let Some(input) = self.inputs.remove(&key) else { return pushed };
-        debug!(track = %input.track.meta.track_id, id = %input.id, "tapped track leaves the job");
-        pushed.and(job.remove_input(input.id))
+        }
     }
 }
 

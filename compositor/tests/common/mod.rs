@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, dead_code)] // a test helper: a failed unwrap is a failed test; not every test uses all
 
 pub mod outputs;
+pub mod runner;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
