@@ -48,6 +48,7 @@ fn an_hls_job_becomes_ready_takes_a_cue_and_leaves_a_vod() {
             vod: true,
         }),
         rtmp: Vec::new(),
+        paused: false,
     };
 
     let mut runner = Runner::new(&jobs);

@@ -37,6 +37,7 @@ pub fn mp4_job(job_id: &str, tap: u32, dir: &Path) -> CompositorJob {
         mp4: Some(Mp4Spec { dir: dir.to_string_lossy().into_owned(), part_seconds: 3600 }),
         hls: None,
         rtmp: Vec::new(),
+        paused: false,
     }
 }
 
