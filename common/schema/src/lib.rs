@@ -48,7 +48,7 @@
 //! assert_eq!((req.command.shard(), &req.command), (Some(1), &cmd));
 //! let reply = RouterReply { id: req.id, result: Err(ApiError::UnknownTransport(TransportId(0x0100_0002))) };
 //! let line = frame::encode_json(&reply.into()).unwrap();
-//! assert!(line.starts_with(r#"{"v":4,"type":"router_reply","id":7,"#));
+//! assert!(line.starts_with(r#"{"v":5,"type":"router_reply","id":7,"#));
 //! ```
 //!
 //! # Versioning
