@@ -168,8 +168,9 @@ impl Room {
             }
             AdminOp::StopRecording { recording_id } => self.stop_recording(recording_id).await,
             AdminOp::JobState(job) => {
-                self.push_job_state(&job);
-                Ok(json!({ "job_id": job.id }))
+                let id = job.id.clone();
+                self.job_state(job).await;
+                Ok(json!({ "job_id": id }))
             }
             AdminOp::EndRoom { reason, lock } => {
                 let ended = if reason.is_empty() { "room ended".to_owned() } else { reason.clone() };

@@ -6,8 +6,9 @@
 //! The jobs themselves belong to control: they live in the store's `recordings` table, and
 //! control hands a `starting` compositor job to the compositor and winds down a `stopping` one.
 //! So a peer's start is a row created here (`starting`, `started_by` the peer), and a stop is
-//! the row set `stopping` and the job's taps ended. Control tells the room every state change
-//! with the admin op `job_state`, which becomes the 100ms notifications:
+//! the row set `stopping`; the job's taps are ended once control says the job ended. Control
+//! tells the room every state change with the admin op `job_state`, which becomes the 100ms
+//! notifications:
 //!
 //! | job | notification |
 //! |---|---|
@@ -343,8 +344,8 @@ impl Room {
         Ok(json!({ "job_id": job.id }))
     }
 
-    /// Stops the room's live jobs of `kinds`: `stopping` (control winds them down), their taps
-    /// ended. `None` when there was none.
+    /// Stops the room's live jobs of `kinds`: `stopping` (control winds them down; their taps
+    /// end when control says they ended, [`Room::job_state`]). `None` when there was none.
     async fn stop_jobs(&mut self, peer_id: &str, kinds: &[&str]) -> Result<Option<usize>, Refusal> {
         let Some(store) = self.env.store.clone() else {
             return Err(Refusal::new(code::NOT_IMPLEMENTED, "recording and streaming need the platform database"));
@@ -365,11 +366,22 @@ impl Room {
         }
         for j in &stopped {
             info!(room = %self.id, peer = %peer_id, job = %j.id, kind = %j.kind, "job stopped by a peer");
-            // A job control has not started yet has no taps.
-            let _ = self.stop_recording(Some(j.id.clone())).await;
             self.push_job_state(&JobState::of(j));
         }
         Ok(Some(live.len()))
+    }
+
+    /// Control's `job_state`: the peers are told, and the taps of a job that ended are ended.
+    ///
+    /// A peer's stop leaves the taps running until then: the compositor fails a job whose
+    /// inputs end under a running pipeline (a released mixer pad leaves its source not linked),
+    /// and it finishes the job only once control removes the job file, up to a tick later. With
+    /// the taps ended last, the compositor closes its outputs with every input still there.
+    pub(super) async fn job_state(&mut self, job: JobState) {
+        self.push_job_state(&job);
+        if !rec::is_live(&job.status) && self.recordings.iter().any(|a| a.recording_id == job.id) {
+            let _ = self.stop_recording(Some(job.id.clone())).await;
+        }
     }
 
     /// `rtmp-start`: with URLs an RTMP stream (`rtmpStreaming`), without them and with

@@ -434,6 +434,12 @@ async fn rtmp_stop_sets_the_jobs_stopping_by_the_peer_and_a_second_stop_finds_no
     let mut host = t.join("host1", "host").await;
     t.request("host1", "r", "rtmp-start", json!({ "record": true })).await;
     assert!(response(&mut host, "r")["result"].is_object());
+    // Control starts it: the room taps its tracks for the compositor.
+    let id = live(&store)[0].id.clone();
+    let op = super::AdminOp::StartRecording { recording_id: id, tap: 7, reader: schema::tap::TapReader::Compositor };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    t.room.handle(RoomMsg::Admin { op, reply }).await;
+    assert!(answer.await.unwrap().is_ok());
     t.request("host1", "s", "rtmp-stop", json!({})).await;
     let mut seen = Vec::new();
     let ok = response_keep(&mut host, "s", &mut seen);
@@ -445,7 +451,16 @@ async fn rtmp_stop_sets_the_jobs_stopping_by_the_peer_and_a_second_stop_finds_no
     t.request("host1", "s2", "rtmp-stop", json!({})).await;
     // The job is still live (stopping) until control completes it: nothing more to do.
     assert!(response(&mut host, "s2")["result"].is_object());
+    // Its taps run on until control says the job ended (the compositor closes its outputs with
+    // every input there).
+    assert!(t.room.recordings.iter().any(|a| a.recording_id == jobs[0].id));
     store.lock_unpoisoned().set_recording_status(&jobs[0].id, "completed", "", None, 1).unwrap();
+    let ended: super::JobState =
+        serde_json::from_value(json!({ "id": jobs[0].id, "kind": "composite", "status": "completed" })).unwrap();
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    t.room.handle(RoomMsg::Admin { op: super::AdminOp::JobState(ended), reply }).await;
+    assert!(answer.await.unwrap().is_ok());
+    assert!(t.room.recordings.is_empty(), "{:?}", t.room.recordings);
     t.request("host1", "s3", "rtmp-stop", json!({})).await;
     assert_eq!(response(&mut host, "s3")["error"]["code"], code::NOT_FOUND);
 }
