@@ -174,7 +174,9 @@ $('leave').addEventListener('click', () => run('leave', () => actions.leave()));
 
 function renderControls() {
   const s = store.getState();
-  const allowed = HMS.selectIsAllowedToPublish(s) || { audio: false, video: false, screen: false };
+  // A viewer watches the stream: it publishes nothing, whatever its role allows.
+  const none = { audio: false, video: false, screen: false };
+  const allowed = isViewer() ? none : HMS.selectIsAllowedToPublish(s) || none;
   const audioOn = HMS.selectIsLocalAudioEnabled(s);
   const videoOn = HMS.selectIsLocalVideoEnabled(s);
   const sharing = HMS.selectIsLocalScreenShared(s);
