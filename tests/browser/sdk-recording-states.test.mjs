@@ -7,6 +7,8 @@
 // plays the stream with hls.js and shows timed metadata sent over REST and through the SDK.
 // A role like 100ms's hls-viewer (nothing to publish or subscribe to) gets the viewer page by
 // itself, and a stream that started before it joined plays at once (its peer-list says so).
+// RTMP is started and stopped with the demo's own URL field and button, and selectRTMPState
+// follows on every page.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { waitFor, withCall } from './harness.mjs';
@@ -187,4 +189,45 @@ test('a role that neither publishes nor subscribes gets the HLS viewer, and a st
     assert.match(`${refused.message} ${refused.description}`, /rtmpStreaming/);
     assert.equal(await act(alice, (a) => a.stopHLSStreaming()), 'ok');
     await waitFor('the viewer to see HLS stopped', async () => !(await hlsState(viewer)).running);
+  }));
+
+test('RTMP from the demo\'s controls: selectRTMPState on every page, a bad URL refused, the stop completes it', T, (t) =>
+  withCall(t, async (call) => {
+    const api = call.platform.api;
+    const alice = await call.join({ name: 'alice', role: 'host' });
+    const bob = await call.join({ name: 'bob', role: 'guest' });
+    await alice.waitForPeer('bob');
+    const room = await api('POST', '/v2/rooms', { name: call.room });
+    const rtmp = (peer) => peer.state((s, sel) => {
+      const r = sel.selectRTMPState(s);
+      return { running: r.running, state: r.state };
+    });
+
+    const bad = await act(alice, (a) => a.startRTMPOrRecording({ rtmpURLs: ['http://127.0.0.1/live'], record: false }));
+    assert.equal(bad.code, 400, JSON.stringify(bad));
+    assert.equal(await bob.page.isVisible('#rtmp-controls'), false, 'a guest has no RTMP controls');
+
+    // Nothing listens there: the compositor streams on, retrying the destination, as it would
+    // for a server that is down; the job and its state do not depend on it.
+    const url = 'rtmp://127.0.0.1:9/live/sdk-test';
+    await alice.page.fill('#rtmp-url', url);
+    await alice.click('#toggle-rtmp');
+    const job = await onlyJob(api, 'external-streams', room.id);
+    assert.deepEqual(job.rtmp_urls, [url]);
+    await waitStatus(api, 'external-streams', job.id, 'running');
+    for (const peer of [alice, bob]) {
+      await waitFor(`${peer.name} to see RTMP started`, async () => {
+        const r = await rtmp(peer);
+        return r.running && r.state === 'started';
+      });
+    }
+    await waitFor('the demo to show RTMP on', async () => (await bob.page.textContent('#rtmp-state')) === 'on');
+    assert.equal((await browserRecording(bob)).running, false, 'an RTMP stream that does not record is no recording');
+
+    await alice.click('#toggle-rtmp');
+    for (const peer of [alice, bob]) {
+      await waitFor(`${peer.name} to see RTMP stopped`, async () => !(await rtmp(peer)).running);
+    }
+    const done = await waitStatus(api, 'external-streams', job.id, 'completed');
+    assert.equal(done.stopped_by, await alice.localPeerId());
   }));
