@@ -61,7 +61,7 @@ fi
 export CONTROL_BIN=$(realpath "$control")
 
 cd tests/browser
-run=(node --test "$@" call.test.mjs rest-api.test.mjs simulcast.test.mjs simulcast-fallback.test.mjs recording.test.mjs composite.test.mjs streams.test.mjs)
+run=(node --test "$@" call.test.mjs rest-api.test.mjs simulcast.test.mjs simulcast-fallback.test.mjs recording.test.mjs composite.test.mjs streams.test.mjs sdk-recording-states.test.mjs)
 if [ -z "${NO_NETNS:-}" ] && [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
   # Only loopback exists in here: every ICE candidate and packet is 127.0.0.1, and nothing
   # (the SDK's analytics, Chromium's background fetches) can leave the machine.

@@ -20,7 +20,18 @@
 // data-layer, data-degraded, data-layer-choice; the speaking tile has data-speaking="true".
 // window.__layerRequests logs each setPreferredLayer the demo makes, and
 // window.__dominantSpeakers each change of dominant speaker (with Date.now() times).
+//
+// Recording and streaming: a role with browserRecording, hlsStreaming or rtmpStreaming gets
+// start/stop buttons (hmsActions.startRTMPOrRecording, startHLSStreaming, ...), and every peer
+// sees the states from the selectors (selectRecordingState, selectHLSState, selectRTMPState).
+// The #recording-state, #hls-state and #rtmp-state elements carry data-running.
+//
+// Viewer mode (?mode=viewer, or a role that neither publishes nor subscribes, like 100ms's
+// hls-viewer): no grid; the room's HLS stream (selectHLSState().variants[0].url) plays in
+// #hls-player with hls.js, and its timed metadata (EXT-X-DATERANGE cues, X-PAYLOAD in hex) is
+// listed in #cues as playback reaches each one; window.__cues logs them ({id, payload, at}).
 import * as HMS from '@100mslive/hms-video-store';
+import Hls from 'hls.js';
 
 const { HMSReactiveStore, HMSNotificationTypes } = HMS;
 
@@ -125,7 +136,8 @@ async function join({ name, room, role }) {
       userName: name,
       authToken: token,
       initEndpoint: config.initEndpoint,
-      settings: { isAudioMuted: false, isVideoMuted: false },
+      // A viewer watches the stream: its camera and microphone stay off.
+      settings: { isAudioMuted: params.get('mode') === 'viewer', isVideoMuted: params.get('mode') === 'viewer' },
     }).finally(() => clearTimeout(watchdog));
   } catch (e) {
     showError(`join failed: ${e?.description || e?.message || e}`);
@@ -162,7 +174,9 @@ $('leave').addEventListener('click', () => run('leave', () => actions.leave()));
 
 function renderControls() {
   const s = store.getState();
-  const allowed = HMS.selectIsAllowedToPublish(s) || { audio: false, video: false, screen: false };
+  // A viewer watches the stream: it publishes nothing, whatever its role allows.
+  const none = { audio: false, video: false, screen: false };
+  const allowed = isViewer() ? none : HMS.selectIsAllowedToPublish(s) || none;
   const audioOn = HMS.selectIsLocalAudioEnabled(s);
   const videoOn = HMS.selectIsLocalVideoEnabled(s);
   const sharing = HMS.selectIsLocalScreenShared(s);
@@ -175,6 +189,156 @@ function renderControls() {
   set('toggle-audio', allowed.audio, audioOn ? 'Mute mic' : 'Unmute mic', !audioOn);
   set('toggle-video', allowed.video, videoOn ? 'Stop camera' : 'Start camera', !videoOn);
   set('toggle-screen', allowed.screen, sharing ? 'Stop sharing' : 'Share screen', sharing);
+}
+
+// ------------------------------------------------------------------ recording and streaming
+
+/** `off`, `starting`, `on` or `failed: why`, from a selector's running flag and state. */
+function jobText({ running, state, error }) {
+  if (error && (state === 'failed' || !running)) return `failed: ${error.description || error.message || ''}`.trim();
+  if (running) return state === 'initialised' ? 'starting' : 'on';
+  return 'off';
+}
+
+function showJob(id, slice) {
+  const el = $(id);
+  el.textContent = jobText(slice);
+  el.dataset.running = String(!!slice.running);
+  el.dataset.state = slice.state || 'none';
+}
+
+function renderJobs() {
+  const s = store.getState();
+  const perms = HMS.selectPermissions(s) || {};
+  const recording = HMS.selectRecordingState(s).browser;
+  const hls = HMS.selectHLSState(s);
+  const rtmp = HMS.selectRTMPState(s);
+  showJob('recording-state', recording);
+  showJob('hls-state', { ...hls, state: hls.variants?.[0]?.state });
+  showJob('rtmp-state', rtmp);
+  $('jobs').hidden = isViewer();
+  $('toggle-recording').hidden = !perms.browserRecording;
+  $('toggle-recording').textContent = recording.running ? 'Stop recording' : 'Start recording';
+  $('toggle-hls').hidden = !perms.hlsStreaming;
+  $('toggle-hls').textContent = hls.running ? 'Stop HLS' : 'Start HLS';
+  $('rtmp-controls').hidden = !perms.rtmpStreaming;
+  // The SDK has one stop for both: it ends the RTMP stream and the recording.
+  $('toggle-rtmp').textContent = rtmp.running ? 'Stop RTMP and recording' : 'Start RTMP';
+}
+
+$('toggle-recording').addEventListener('click', () =>
+  run('recording', () =>
+    HMS.selectRecordingState(store.getState()).browser.running
+      ? actions.stopRTMPAndRecording()
+      : actions.startRTMPOrRecording({ record: true }),
+  ),
+);
+$('toggle-hls').addEventListener('click', () =>
+  run('HLS', () => (HMS.selectHLSState(store.getState()).running ? actions.stopHLSStreaming() : actions.startHLSStreaming())),
+);
+$('toggle-rtmp').addEventListener('click', () =>
+  run('RTMP', () => {
+    if (HMS.selectRTMPState(store.getState()).running) return actions.stopRTMPAndRecording();
+    const url = $('rtmp-url').value.trim();
+    if (!url) throw new Error('enter an rtmp:// URL');
+    return actions.startRTMPOrRecording({ rtmpURLs: [url], record: false });
+  }),
+);
+
+// ------------------------------------------------------------------ HLS viewer
+
+window.__cues = [];
+let player = null;
+let playingUrl = '';
+const shownCues = new Set();
+
+/** Viewer mode: asked for, or a role with nothing to publish and nobody to subscribe to. */
+function isViewer() {
+  if (params.get('mode') === 'viewer') return true;
+  const role = HMS.selectLocalPeerRole(store.getState());
+  if (!role) return false;
+  return !(role.publishParams?.allowed || []).length && !(role.subscribeParams?.subscribeToRoles || []).length;
+}
+
+/** An X-PAYLOAD value (`0x` and hexadecimal UTF-8, as the platform writes it) as text. */
+function decodePayload(data) {
+  if (data instanceof ArrayBuffer) return new TextDecoder().decode(data);
+  const text = String(data ?? '');
+  if (!/^0x([0-9a-f]{2})*$/i.test(text)) return text;
+  const bytes = new Uint8Array((text.length - 2) / 2);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(text.slice(2 + 2 * i, 4 + 2 * i), 16);
+  return new TextDecoder().decode(bytes);
+}
+
+function showCue(cue) {
+  const value = cue.value;
+  if (!value || value.key !== 'X-PAYLOAD' || shownCues.has(cue.id)) return;
+  shownCues.add(cue.id);
+  const payload = decodePayload(value.data);
+  window.__cues.push({ id: cue.id, payload, at: Date.now() });
+  const li = document.createElement('li');
+  li.dataset.cueId = cue.id;
+  li.textContent = `${new Date().toLocaleTimeString()} ${payload}`;
+  $('cues').append(li);
+}
+
+/** hls.js puts the playlists' EXT-X-DATERANGE tags on a metadata text track as cues. */
+function watchCues(track) {
+  if (track.kind !== 'metadata' || track.__watched) return;
+  track.__watched = true;
+  track.mode = 'hidden';
+  track.addEventListener('cuechange', () => {
+    for (const cue of track.activeCues || []) showCue(cue);
+  });
+}
+
+const video = $('hls-player');
+video.textTracks.addEventListener('addtrack', (ev) => watchCues(ev.track));
+
+function stopPlayer() {
+  player?.destroy();
+  player = null;
+  playingUrl = '';
+}
+
+function play(url) {
+  stopPlayer();
+  playingUrl = url;
+  $('hls-status').textContent = `playing ${url}`;
+  if (!Hls.isSupported()) {
+    video.src = url; // Safari plays HLS itself
+    video.play().catch(() => {});
+    return;
+  }
+  const hls = new Hls({ enableDateRangeMetadataCues: true });
+  player = hls;
+  hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch((e) => console.warn('[demo] play', e)));
+  hls.on(Hls.Events.LEVEL_UPDATED, () => {
+    for (const t of video.textTracks) watchCues(t);
+  });
+  hls.on(Hls.Events.ERROR, (_, data) => {
+    if (!data.fatal || player !== hls) return;
+    // A live stream that just started may not have every playlist yet: try again.
+    if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+    else setTimeout(() => player === hls && hls.startLoad(), 1000);
+  });
+  hls.loadSource(url);
+  hls.attachMedia(video);
+}
+
+function renderViewer() {
+  const viewer = isViewer() && store.getState(HMS.selectIsConnectedToRoom);
+  $('viewer').hidden = !viewer;
+  $('layout').hidden = viewer;
+  const hls = HMS.selectHLSState(store.getState());
+  const url = viewer && hls.running ? hls.variants?.[0]?.url || '' : '';
+  if (url === playingUrl) return;
+  if (!url) {
+    stopPlayer();
+    $('hls-status').textContent = 'waiting for the live stream…';
+    return;
+  }
+  play(url);
 }
 
 // ------------------------------------------------------------------ participant grid
@@ -328,7 +492,8 @@ function removeTile(key) {
 
 function renderGrid() {
   const s = store.getState();
-  const peers = HMS.selectPeers(s);
+  // A viewer watches the HLS stream, not the call.
+  const peers = isViewer() ? [] : HMS.selectPeers(s);
   const tracks = HMS.selectTracksMap(s);
   const wanted = new Set();
   for (const peer of peers) {
@@ -407,11 +572,17 @@ function scheduleRender() {
     scheduled = false;
     renderGrid();
     renderControls();
+    renderJobs();
+    renderViewer();
   });
 }
 store.subscribe(scheduleRender, HMS.selectPeers);
 store.subscribe(scheduleRender, HMS.selectTracksMap);
 store.subscribe(scheduleRender, HMS.selectLocalPeerRoleName);
+store.subscribe(scheduleRender, HMS.selectRecordingState);
+store.subscribe(scheduleRender, HMS.selectHLSState);
+store.subscribe(scheduleRender, HMS.selectRTMPState);
+store.subscribe(scheduleRender, HMS.selectIsConnectedToRoom);
 store.subscribe(renderMessages, HMS.selectHMSMessages);
 
 // Leave cleanly when the tab closes, so others see us go at once.

@@ -43,10 +43,7 @@ pub const SEGMENT_SECONDS: u32 = 1;
 /// a player three segments behind the edge to ride out a slow fetch.
 pub const PLAYLIST_SEGMENTS: u32 = 8;
 
-/// Composite output sizes accepted (100ms's are up to 1920×1080).
-pub const MIN_SIDE: u32 = 160;
-pub const MAX_WIDTH: u32 = 1920;
-pub const MAX_HEIGHT: u32 = 1920;
+pub use schema::compositor::{MAX_HEIGHT, MAX_WIDTH, MIN_SIDE};
 
 /// The HLS settings a template's first `hlsDestinations` entry gives, checked.
 pub fn template_hls(destinations: &Value) -> Result<JobSettings, String> {
@@ -196,13 +193,9 @@ pub fn put_job(recorder: &Recorder, job: &Recording) -> Result<(), RecordingErro
 /// Hands an HLS job a timed metadata cue (the compositor applies and deletes the file).
 pub fn put_cue(recorder: &Recorder, job_id: &str, payload: &str, duration_seconds: u32) -> Result<(), RecordingError> {
     let cue = schema::compositor::Cue { payload: payload.to_owned(), duration_seconds };
-    let n = util::unix_ms();
-    let path = recorder.jobs_dir.join(format!("{job_id}.cue.{n}.json"));
-    let tmp = path.with_extension("tmp");
-    let text = serde_json::to_vec(&cue).map_err(|e| RecordingError::JobFile(e.to_string()))?;
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| RecordingError::JobFile(format!("cannot write {}: {e}", path.display())))
+    schema::compositor::write_cue(&recorder.jobs_dir, job_id, &cue)
+        .map(drop)
+        .map_err(|e| RecordingError::JobFile(format!("cannot write a cue in {}: {e}", recorder.jobs_dir.display())))
 }
 
 /// Removes a job's file: the compositor finishes the job.
@@ -332,6 +325,7 @@ impl Recorder {
                 "id": job.id,
                 "kind": job.kind,
                 "status": job.status,
+                "created_at": job.created_at,
                 "started_at": job.started_at,
                 "started_by": job.started_by,
                 "error": job.error,
@@ -340,6 +334,7 @@ impl Recorder {
                 "recording": settings.recording,
                 "hls_vod": settings.hls_vod,
                 "paused": settings.paused,
+                "playlist_type": settings.playlist_type,
             },
         });
         if let Err(e) = self.admin.call("job_state", params).await {

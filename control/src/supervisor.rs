@@ -115,6 +115,8 @@ pub fn child_specs(
             &fd,
             &"--admin-socket",
             &dir.signaling_admin_socket(),
+            &"--compositor-jobs-dir",
+            &dir.compositor_jobs(),
         ]),
         stdout_lines: None,
     };

@@ -15,7 +15,9 @@
 //! WebSocket connections, for control's `GET /metrics`), `send_message {message, type?, peer_id?, role?}`, `remove_peers {peer_id? |
 //! role?, reason?}`, `end_room {reason?, lock?}`, `start_recording {recording_id, tap, reader?}`,
 //! `stop_recording {recording_id?}`, `request_keyframe {recording_id, track_id}` (track
-//! recording: `room/recording.rs`). Each becomes a [`RoomMsg::Admin`] to the
+//! recording: `room/recording.rs`), `job_state {job: {id, kind, status, created_at,
+//! started_at, started_by, error, playback_url, rtmp_urls, recording, hls_vod, playlist_type}}`
+//! (a job changed state: the room's peers are told, `room/jobs.rs`). Each becomes a [`RoomMsg::Admin`] to the
 //! room's actor, so it is ordered with everything else the room does. Malformed lines,
 //! unknown ops and lines over [`MAX_LINE`] get an error reply (status 400); the connection
 //! stays.
@@ -201,6 +203,12 @@ fn parse_op(request: &Value) -> Result<AdminOp, AdminError> {
             recording_id: req_str(request, "recording_id")?,
             track_id: req_str(request, "track_id")?,
         },
+        "job_state" => AdminOp::JobState(match request.get("job") {
+            Some(v @ Value::Object(_)) => {
+                serde_json::from_value(v.clone()).map_err(|e| bad(format!("job is not a job state: {e}")))?
+            }
+            _ => return Err(bad("job_state needs a job object")),
+        }),
         other => return Err(bad(format!("unknown op '{other}'"))),
     })
 }

@@ -64,11 +64,18 @@ pub struct HubOptions {
     /// The platform database: rooms' caps, and locking on `end-room {lock: true}`; `None`:
     /// every room gets `max_session`, and locking is logged and skipped.
     pub store: Option<store::Store>,
+    /// The compositor's jobs directory, for peers' timed metadata; `None` refuses it.
+    pub compositor_jobs_dir: Option<PathBuf>,
 }
 
 impl Default for HubOptions {
     fn default() -> HubOptions {
-        HubOptions { events: Arc::new(LogSink), max_session: DEFAULT_MAX_SESSION, store: None }
+        HubOptions {
+            events: Arc::new(LogSink),
+            max_session: DEFAULT_MAX_SESSION,
+            store: None,
+            compositor_jobs_dir: None,
+        }
     }
 }
 
@@ -99,6 +106,7 @@ impl Hub {
             store: options.store.map(|s| Arc::new(Mutex::new(s))),
             max_session: options.max_session,
             state_dir: state_dir.clone(),
+            compositor_jobs_dir: options.compositor_jobs_dir,
             hub: handle.clone(),
         };
         Arc::new(Hub {

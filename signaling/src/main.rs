@@ -49,6 +49,10 @@ struct Args {
     /// docs/signaling.md). None when absent.
     #[arg(long)]
     admin_socket: Option<PathBuf>,
+    /// The compositor's jobs directory: a peer's HLS timed metadata is written there as cue
+    /// files. Without it, `hls-timed-metadata` is refused.
+    #[arg(long)]
+    compositor_jobs_dir: Option<PathBuf>,
 }
 
 fn ws_endpoint(public_url: &str) -> Result<String, String> {
@@ -103,6 +107,7 @@ async fn run(args: Args) -> Result<(), String> {
         events: std::sync::Arc::new(sink),
         max_session: std::time::Duration::from_secs(args.max_session_secs.max(1)),
         store: Some(lock_store),
+        compositor_jobs_dir: args.compositor_jobs_dir.clone(),
     };
     let hub = Hub::with_options(link, Some(state_dir), options);
     tokio::spawn(hub.clone().route_events(events));

@@ -67,7 +67,12 @@ async fn platform(max_session: Duration) -> Platform {
         "signaling-perm",
         |db, store, workspace| add_test_roles(db, &store.default_template(&workspace.id).unwrap().id),
         |link, _, db| {
-            let options = HubOptions { events, max_session, store: Some(store::Store::open(db).unwrap()) };
+            let options = HubOptions {
+                events,
+                max_session,
+                store: Some(store::Store::open(db).unwrap()),
+                compositor_jobs_dir: None,
+            };
             Hub::with_options(link, None, options)
         },
     )

@@ -799,9 +799,9 @@ export class Call {
     this.peers = [];
   }
 
-  url({ name, role, room = this.room, autojoin = true, token, code }) {
+  url({ name, role, room = this.room, autojoin = true, token, code, mode }) {
     const u = new URL(this.platform.demoUrl);
-    const extra = { ...(autojoin ? { autojoin: '1' } : {}), ...(token ? { token } : {}), ...(code ? { code } : {}) };
+    const extra = { ...(autojoin ? { autojoin: '1' } : {}), ...(token ? { token } : {}), ...(code ? { code } : {}), ...(mode ? { mode } : {}) };
     u.search = new URLSearchParams({ room, name, role, ...extra }).toString();
     return u.href;
   }
@@ -810,15 +810,16 @@ export class Call {
    * Opens the demo with autojoin and waits until the SDK says Connected. The demo mints the
    * token from `room` and `role`, unless `token` (an auth token) or `code` (a room code the SDK
    * exchanges) is given. `initScript` (a string) runs in the page before the demo's own scripts.
+   * `mode: 'viewer'` opens the demo's HLS viewer instead of the call grid.
    */
-  async join({ name, role = '', room = this.room, token, code, timeout = 30_000, initScript }) {
+  async join({ name, role = '', room = this.room, token, code, mode, timeout = 30_000, initScript }) {
     const context = await this.browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
     await context.addInitScript(RECORD_PCS);
     if (initScript) await context.addInitScript(initScript);
     const page = await context.newPage();
     const peer = new Peer(this, name, context, page);
     this.peers.push(peer);
-    await page.goto(this.url({ name, role, room, token, code }), { timeout: 15_000 });
+    await page.goto(this.url({ name, role, room, token, code, mode }), { timeout: 15_000 });
     await waitFor(`${name} to connect`, async () => {
       const [state, errors] = await page.evaluate(() => [
         window.__hms?.store.getState(window.__hms.selectors.selectRoomState),

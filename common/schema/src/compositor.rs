@@ -99,12 +99,49 @@ pub enum PlaylistType {
     Event,
 }
 
-/// A timed metadata cue for a job's HLS output: control writes it as
-/// `<jobs>/<job_id>.cue.<n>.json`, the compositor applies and deletes it.
+/// A timed metadata cue for a job's HLS output: control (a REST call) or signaling (a peer's
+/// `hls-timed-metadata`) writes it as `<jobs>/<job_id>.cue.<n>.json` ([`write_cue`]), the
+/// compositor applies and deletes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cue {
     pub payload: String,
     pub duration_seconds: u32,
+}
+
+/// 100ms's limit on a timed metadata payload, in characters.
+pub const MAX_CUE_PAYLOAD: usize = 100;
+
+/// The longest a cue may last, in seconds.
+pub const MAX_CUE_SECONDS: u32 = 3600;
+
+/// Hands a running HLS job a cue: written to a temporary name, then renamed, so the compositor
+/// never reads half a file. `<n>` is the time in unix ms, bumped past any cue file already
+/// there: the compositor applies cues in `<n>` order, and two writers (control and signaling),
+/// or several cues of one request, can land in the same millisecond.
+pub fn write_cue(jobs_dir: &std::path::Path, job_id: &str, cue: &Cue) -> std::io::Result<std::path::PathBuf> {
+    let text = serde_json::to_vec(cue).map_err(std::io::Error::other)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    for n in now..now + 1000 {
+        let path = jobs_dir.join(format!("{job_id}.cue.{n}.json"));
+        let tmp = path.with_extension("tmp");
+        // Claim the temporary name first: of two writers picking the same `n`, one fails here.
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(mut f) => {
+                if path.exists() {
+                    drop(f);
+                    let _ = std::fs::remove_file(&tmp);
+                    continue;
+                }
+                std::io::Write::write_all(&mut f, &text)?;
+                drop(f);
+                std::fs::rename(&tmp, &path)?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("no free cue file name"))
 }
 
 /// Where and how a job's MP4 parts are written.
@@ -165,6 +202,22 @@ pub fn default_ladder() -> Vec<RenditionSpec> {
 pub struct Resolution {
     pub width: u32,
     pub height: u32,
+}
+
+/// Composite output sizes accepted (100ms's are up to 1920×1080).
+pub const MIN_SIDE: u32 = 160;
+pub const MAX_WIDTH: u32 = 1920;
+pub const MAX_HEIGHT: u32 = 1920;
+
+impl Resolution {
+    /// Whether the compositor can make a picture of this size: within the bounds, and even
+    /// (the encoder's 4:2:0 chroma halves each side).
+    pub fn is_valid(&self) -> bool {
+        (MIN_SIDE..=MAX_WIDTH).contains(&self.width)
+            && (MIN_SIDE..=MAX_HEIGHT).contains(&self.height)
+            && self.width.is_multiple_of(2)
+            && self.height.is_multiple_of(2)
+    }
 }
 
 /// What a compositor job's start asked for, kept in the store with the job (its `spec`):
@@ -228,6 +281,23 @@ pub const MAX_RTMP_URLS: usize = 5;
 #[cfg(test)]
 mod tests {
     use super::rtmp_url_ok;
+
+    #[test]
+    fn cues_of_the_same_millisecond_get_names_in_order() {
+        let dir = std::env::temp_dir().join(format!("cues-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cue = |p: &str| super::Cue { payload: p.into(), duration_seconds: 5 };
+        let a = super::write_cue(&dir, "job", &cue("a")).unwrap();
+        let b = super::write_cue(&dir, "job", &cue("b")).unwrap();
+        let n = |p: &std::path::Path| {
+            let stem = p.file_stem().unwrap().to_str().unwrap().to_owned();
+            stem.split_once(".cue.").unwrap().1.parse::<u64>().unwrap()
+        };
+        assert!(n(&a) < n(&b), "{a:?} {b:?}");
+        let read: super::Cue = serde_json::from_slice(&std::fs::read(&b).unwrap()).unwrap();
+        assert_eq!(read, cue("b"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn only_rtmp_and_rtmps_urls_with_a_host_are_taken() {

@@ -191,6 +191,16 @@ impl Store {
         self.conn.query(&sql, &[])?.iter().map(rec_row).collect()
     }
 
+    /// A room's jobs that have not ended, oldest first (what its peers are told is recording
+    /// or streaming).
+    pub fn live_recordings_of_room(&self, workspace_id: &str, room_id: &str) -> Result<Vec<Recording>, StoreError> {
+        let sql = format!(
+            "SELECT {REC_COLS} FROM recordings WHERE workspace_id = ?1 AND room_id = ?2
+               AND status IN ('starting', 'running', 'stopping') ORDER BY rowid"
+        );
+        self.conn.query(&sql, &vals![workspace_id, room_id])?.iter().map(rec_row).collect()
+    }
+
     /// Active sessions that have never had a job of `kind`: (workspace, room, session).
     pub fn sessions_without_job(&self, kind: &str) -> Result<Vec<(String, String, String)>, StoreError> {
         self.conn

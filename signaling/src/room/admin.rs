@@ -32,6 +32,8 @@ pub enum AdminOp {
     StopRecording { recording_id: Option<String> },
     /// The recorder waits for a keyframe of a tapped track: the router asks its publisher.
     RequestKeyframe { recording_id: String, track_id: String },
+    /// A job of the room changed state: its peers are told (`room/jobs.rs`).
+    JobState(super::JobState),
 }
 
 /// An admin operation refused: an HTTP-like status (400, 404, 409) and why.
@@ -165,6 +167,11 @@ impl Room {
                 self.request_keyframe(&recording_id, &track_id).await
             }
             AdminOp::StopRecording { recording_id } => self.stop_recording(recording_id).await,
+            AdminOp::JobState(job) => {
+                let id = job.id.clone();
+                self.job_state(job).await;
+                Ok(json!({ "job_id": id }))
+            }
             AdminOp::EndRoom { reason, lock } => {
                 let ended = if reason.is_empty() { "room ended".to_owned() } else { reason.clone() };
                 self.end_room(None, &reason, lock, &ended).await;

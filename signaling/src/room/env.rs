@@ -25,6 +25,9 @@ pub struct RoomEnv {
     pub max_session: Duration,
     /// Where the room keeps its snapshot (`snapshot.rs`); `None` keeps nothing.
     pub state_dir: Option<PathBuf>,
+    /// The compositor's jobs directory, where a peer's timed metadata goes as cue files
+    /// (`--compositor-jobs-dir`); `None`: `hls-timed-metadata` is refused.
+    pub compositor_jobs_dir: Option<PathBuf>,
     pub hub: HubHandle,
 }
 
@@ -33,6 +36,7 @@ impl std::fmt::Debug for RoomEnv {
         f.debug_struct("RoomEnv")
             .field("max_session", &self.max_session)
             .field("state_dir", &self.state_dir)
+            .field("compositor_jobs_dir", &self.compositor_jobs_dir)
             .finish_non_exhaustive()
     }
 }

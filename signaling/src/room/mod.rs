@@ -31,8 +31,12 @@
 //!   republish for the new role; `on-peer-update` to everyone; tracks of kinds the new role may
 //!   not publish are closed (`on-track-remove`); every subscribe connection is brought in line
 //!   with `subscribeToRoles`.
+//! - **Recording and streaming** (`jobs.rs`): `rtmp-start`, `rtmp-stop`, `hls-start`,
+//!   `hls-stop` create or stop jobs in the store for control to run; `hls-timed-metadata`
+//!   hands the running HLS job cues; control's `job_state` becomes `on-record-update`,
+//!   `on-rtmp-update`, `on-hls-update`; `peer-list` and `room-state` carry the live jobs.
 //! - **Admin** ([`AdminOp`], from the control daemon's socket): the active room, update a
-//!   peer, a server message, remove peers, end the room.
+//!   peer, a server message, remove peers, end the room, a job's state.
 //! - **The session cap**: a session that has lasted [`RoomEnv::session_cap`] (read once, when the session starts) is ended as by
 //!   `end-room`.
 //! - Every change is reported to the environment's event sink (`events.rs`), awaited before the next
@@ -44,7 +48,8 @@
 //! the child modules: `rpc.rs` (client requests, decoded into typed params), `negotiate.rs`
 //! (offers and answers), `permissions.rs` (role checks and role changes), `admin.rs` (the
 //! control daemon's ops and removals), `media_events.rs` (router events), `snapshot.rs`
-//! (surviving a restart), `recording.rs` (taps for the recorder). A room reaches the world
+//! (surviving a restart), `recording.rs` (taps for the recorder), `jobs.rs` (recording and
+//! streaming as the SDK sees them). A room reaches the world
 //! only through its [`RoomEnv`]: the router ([`crate::router_api::RouterApi`]), the event sink,
 //! the store and a [`HubHandle`].
 
@@ -57,6 +62,7 @@ use tracing::{debug, info, warn};
 
 mod admin;
 mod env;
+mod jobs;
 mod media_events;
 mod negotiate;
 mod peer;
@@ -72,6 +78,7 @@ use store::{Role, Template};
 
 pub use self::admin::{AdminError, AdminOp};
 pub use self::env::{HubHandle, RoomEnv};
+pub use self::jobs::JobState;
 use self::peer::Peer;
 use crate::events::{EventRoom, LeaveReason, RoomEvent};
 use crate::rpc::{Incoming, code};
@@ -343,12 +350,17 @@ impl Room {
         self.template.roles.get(role)
     }
 
+    /// The RoomState of `peer-list` and `room-state`: the SDK sets its recording and streaming
+    /// states from it, so a peer that joins while a job runs sees it.
     fn room_state(&self) -> Value {
         let mut room = json!({ "name": self.name, "room_id": self.id });
         if let Some((id, started)) = &self.session {
             room["session_id"] = json!(id);
             room["started_at"] = json!(started);
         }
+        let (recording, streaming) = self.job_room_state();
+        room["recording"] = recording;
+        room["streaming"] = streaming;
         room
     }
 

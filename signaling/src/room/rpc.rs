@@ -254,6 +254,11 @@ impl Room {
             "change-track-mute-state-request" => self.mute_state_request(peer_id, decode(params)),
             "peer-leave-request" => self.peer_leave_request(peer_id, decode(params)),
             "end-room" => self.end_room_request(peer_id, decode(params)),
+            "rtmp-start" => self.rtmp_start(peer_id, decode(params)),
+            "rtmp-stop" => self.rtmp_stop(peer_id).await,
+            "hls-start" => self.hls_start(peer_id, decode(params)),
+            "hls-stop" => self.hls_stop(peer_id).await,
+            "hls-timed-metadata" => self.hls_timed_metadata(peer_id, decode(params)),
             "set-metadata"
             | "get-metadata"
             | "listen-metadata-change"
@@ -265,11 +270,6 @@ impl Room {
             | "find-peer"
             | "peer-iter-next"
             | "peer-name-search"
-            | "rtmp-start"
-            | "rtmp-stop"
-            | "hls-start"
-            | "hls-stop"
-            | "hls-timed-metadata"
             | "transcription-start"
             | "transcription-stop"
             | "poll-info-set"

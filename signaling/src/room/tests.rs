@@ -198,6 +198,7 @@ fn test_room() -> TestRoom {
         store: None,
         max_session: Duration::from_secs(3600),
         state_dir: None,
+        compositor_jobs_dir: None,
         hub: HubHandle::default(),
     };
     let template = store::Template {
@@ -304,4 +305,288 @@ async fn a_bad_param_type_keeps_its_own_refusal() {
     let refused = response(&mut rx, "j2");
     assert_eq!(refused["error"]["code"], code::BAD_REQUEST, "{refused}");
     assert!(t.router.calls().is_empty(), "refused before any router call: {:?}", t.router.calls());
+}
+
+// ---- Recording and streaming (`jobs.rs`) ----------------------------------------------
+
+/// A room on a real SQLite store, with a compositor jobs directory; both under a fresh
+/// directory.
+fn test_room_with_store(name: &str) -> (TestRoom, Arc<Mutex<store::Store>>, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("signaling-jobs-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let jobs_dir = dir.join("jobs");
+    std::fs::create_dir_all(&jobs_dir).unwrap();
+    let store = Arc::new(Mutex::new(store::Store::open(&dir.join("db.sqlite")).unwrap()));
+    let mut t = test_room();
+    t.room.env.store = Some(store.clone());
+    t.room.env.compositor_jobs_dir = Some(jobs_dir.clone());
+    (t, store, jobs_dir)
+}
+
+impl TestRoom {
+    async fn join(&mut self, peer_id: &str, role: &str) -> mpsc::UnboundedReceiver<Outbound> {
+        let mut rx = self.attach(peer_id, role).await;
+        self.request(peer_id, "j", "join", json!({ "offer": { "type": "offer", "sdp": audio_offer() } })).await;
+        assert_eq!(response(&mut rx, "j")["result"]["type"], "answer");
+        rx
+    }
+}
+
+/// Every push of `method` the socket got so far (other messages are dropped).
+fn pushes(rx: &mut mpsc::UnboundedReceiver<Outbound>, method: &str) -> Vec<Value> {
+    let mut got = Vec::new();
+    while let Ok(out) = rx.try_recv() {
+        if let Outbound::Text(text) = out {
+            let v: Value = serde_json::from_str(&text).expect("the room sends JSON");
+            if v["method"] == method {
+                got.push(v["params"].clone());
+            }
+        }
+    }
+    got
+}
+
+/// The response to `id`, keeping the other messages for later.
+fn response_keep(rx: &mut mpsc::UnboundedReceiver<Outbound>, id: &str, kept: &mut Vec<Value>) -> Value {
+    while let Ok(out) = rx.try_recv() {
+        if let Outbound::Text(text) = out {
+            let v: Value = serde_json::from_str(&text).expect("the room sends JSON");
+            if v["id"] == id {
+                return v;
+            }
+            kept.push(v);
+        }
+    }
+    panic!("no response to {id}");
+}
+
+fn live(store: &Arc<Mutex<store::Store>>) -> Vec<store::recording::Recording> {
+    store.lock_unpoisoned().live_recordings_of_room("ws", "room1").unwrap()
+}
+
+#[tokio::test]
+async fn rtmp_start_with_record_creates_a_composite_job_and_tells_everyone_it_is_initialised() {
+    let (mut t, store, _) = test_room_with_store("composite");
+    let mut host = t.join("host1", "host").await;
+    let mut guest = t.join("guest1", "guest").await;
+    let _ = pushes(&mut host, "");
+    t.request("host1", "r", "rtmp-start", json!({ "record": true, "meeting_url": "https://m.test/x" })).await;
+    let mut seen = Vec::new();
+    let ok = response_keep(&mut host, "r", &mut seen);
+    assert!(ok["result"]["job_id"].is_string(), "{ok}");
+    let jobs = live(&store);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (jobs[0].kind.as_str(), jobs[0].status.as_str(), jobs[0].started_by.as_str()),
+        ("composite", "starting", "host1")
+    );
+    assert_eq!(jobs[0].spec["meeting_url"], "https://m.test/x");
+    let note = seen.iter().find(|v| v["method"] == "on-record-update").expect("on-record-update to the host");
+    assert_eq!(note["params"]["type"], "Browser");
+    assert_eq!(note["params"]["state"], "initialised");
+    let notes = pushes(&mut guest, "on-record-update");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+
+    // One composite at a time; the guest may not record at all.
+    t.request("host1", "r2", "rtmp-start", json!({ "record": true })).await;
+    let refused = response(&mut host, "r2");
+    assert_eq!(refused["error"]["code"], code::CONFLICT, "{refused}");
+    t.request("guest1", "g", "rtmp-start", json!({ "record": true })).await;
+    let refused = response(&mut guest, "g");
+    assert_eq!(refused["error"]["code"], code::FORBIDDEN, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap_or_default().contains("browserRecording"), "{refused}");
+    assert_eq!(live(&store).len(), 1);
+}
+
+#[tokio::test]
+async fn bad_rtmp_starts_are_refused_with_4xx_and_create_nothing() {
+    let (mut t, store, _) = test_room_with_store("rtmp-bad");
+    let mut host = t.join("host1", "host").await;
+    let cases = [
+        json!({ "record": false }),
+        json!({ "rtmp_urls": ["http://example.test/live"], "record": false }),
+        json!({ "rtmp_urls": (0..6).map(|i| format!("rtmp://h/live/{i}")).collect::<Vec<_>>(), "record": false }),
+        json!({ "rtmp_urls": "rtmp://h/live", "record": false }),
+        json!({ "record": true, "resolution": { "width": 1281, "height": 720 } }),
+        json!({ "record": "yes" }),
+    ];
+    for (i, params) in cases.iter().enumerate() {
+        let id = format!("b{i}");
+        t.request("host1", &id, "rtmp-start", params.clone()).await;
+        let refused = response(&mut host, &id);
+        assert_eq!(refused["error"]["code"], code::BAD_REQUEST, "{params}: {refused}");
+    }
+    assert!(live(&store).is_empty());
+    // A good URL makes an RTMP job; stopping with nothing else running stops just it.
+    t.request("host1", "ok", "rtmp-start", json!({ "rtmp_urls": ["rtmp://127.0.0.1:1935/live/k"], "record": false }))
+        .await;
+    assert!(response(&mut host, "ok")["result"].is_object());
+    let jobs = live(&store);
+    assert_eq!(
+        (jobs[0].kind.as_str(), jobs[0].spec["rtmp_urls"][0].as_str()),
+        ("rtmp", Some("rtmp://127.0.0.1:1935/live/k"))
+    );
+}
+
+#[tokio::test]
+async fn rtmp_stop_sets_the_jobs_stopping_by_the_peer_and_a_second_stop_finds_nothing() {
+    let (mut t, store, _) = test_room_with_store("stop");
+    let mut host = t.join("host1", "host").await;
+    t.request("host1", "r", "rtmp-start", json!({ "record": true })).await;
+    assert!(response(&mut host, "r")["result"].is_object());
+    // Control starts it: the room taps its tracks for the compositor.
+    let id = live(&store)[0].id.clone();
+    let op = super::AdminOp::StartRecording { recording_id: id, tap: 7, reader: schema::tap::TapReader::Compositor };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    t.room.handle(RoomMsg::Admin { op, reply }).await;
+    assert!(answer.await.unwrap().is_ok());
+    t.request("host1", "s", "rtmp-stop", json!({})).await;
+    let mut seen = Vec::new();
+    let ok = response_keep(&mut host, "s", &mut seen);
+    assert_eq!(ok["result"]["stopped"], 1, "{ok}");
+    let jobs = live(&store);
+    assert_eq!((jobs[0].status.as_str(), jobs[0].stopped_by.as_str()), ("stopping", "host1"));
+    let note = seen.iter().rev().find(|v| v["method"] == "on-record-update").expect("the stop is told");
+    assert_eq!(note["params"]["state"], "stopped");
+    t.request("host1", "s2", "rtmp-stop", json!({})).await;
+    // The job is still live (stopping) until control completes it: nothing more to do.
+    assert!(response(&mut host, "s2")["result"].is_object());
+    // Its taps run on until control says the job ended (the compositor closes its outputs with
+    // every input there).
+    assert!(t.room.recordings.iter().any(|a| a.recording_id == jobs[0].id));
+    store.lock_unpoisoned().set_recording_status(&jobs[0].id, "completed", "", None, 1).unwrap();
+    let ended: super::JobState =
+        serde_json::from_value(json!({ "id": jobs[0].id, "kind": "composite", "status": "completed" })).unwrap();
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    t.room.handle(RoomMsg::Admin { op: super::AdminOp::JobState(ended), reply }).await;
+    assert!(answer.await.unwrap().is_ok());
+    assert!(t.room.recordings.is_empty(), "{:?}", t.room.recordings);
+    t.request("host1", "s3", "rtmp-stop", json!({})).await;
+    assert_eq!(response(&mut host, "s3")["error"]["code"], code::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn hls_needs_its_permission_and_timed_metadata_needs_a_running_stream() {
+    let (mut t, store, jobs_dir) = test_room_with_store("hls");
+    let mut host = t.join("host1", "host").await;
+    let mut guest = t.join("guest1", "guest").await;
+    t.request("guest1", "g", "hls-start", json!({})).await;
+    let refused = response(&mut guest, "g");
+    assert_eq!(refused["error"]["code"], code::FORBIDDEN, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap_or_default().contains("hlsStreaming"), "{refused}");
+
+    let cue = json!({ "metadata_objs": [{ "payload": "hello", "duration": 5 }] });
+    t.request("host1", "m0", "hls-timed-metadata", cue.clone()).await;
+    assert_eq!(response(&mut host, "m0")["error"]["code"], code::NOT_FOUND);
+
+    t.request(
+        "host1",
+        "h",
+        "hls-start",
+        json!({ "variants": [{ "meeting_url": "https://m.test/v" }], "hls_recording": { "hls_vod": true } }),
+    )
+    .await;
+    assert!(response(&mut host, "h")["result"].is_object());
+    let job = live(&store).remove(0);
+    assert_eq!(
+        (job.kind.as_str(), job.spec["hls_vod"].as_bool(), job.spec["meeting_url"].as_str()),
+        ("hls", Some(true), Some("https://m.test/v"))
+    );
+    t.request("host1", "h2", "hls-start", json!({})).await;
+    assert_eq!(response(&mut host, "h2")["error"]["code"], code::CONFLICT);
+
+    // Starting, not running yet: the compositor has no stream to put a cue in.
+    t.request("host1", "m1", "hls-timed-metadata", cue.clone()).await;
+    assert_eq!(response(&mut host, "m1")["error"]["code"], code::CONFLICT);
+    store.lock_unpoisoned().set_recording_status(&job.id, "running", "", None, 2).unwrap();
+    for (i, bad) in [
+        json!({ "metadata_objs": [] }),
+        json!({ "metadata_objs": [{ "payload": "", "duration": 5 }] }),
+        json!({ "metadata_objs": [{ "payload": "x".repeat(101), "duration": 5 }] }),
+        json!({ "metadata_objs": [{ "payload": "x", "duration": 0 }] }),
+        json!({ "metadata_objs": "x" }),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = format!("bad{i}");
+        t.request("host1", &id, "hls-timed-metadata", bad.clone()).await;
+        assert_eq!(response(&mut host, &id)["error"]["code"], code::BAD_REQUEST, "{bad}");
+    }
+    t.request("guest1", "gm", "hls-timed-metadata", cue).await;
+    assert_eq!(response(&mut guest, "gm")["error"]["code"], code::FORBIDDEN);
+    let two = json!({ "metadata_objs": [{ "payload": "one", "duration": 5 }, { "payload": "two", "duration": 7 }] });
+    t.request("host1", "m2", "hls-timed-metadata", two).await;
+    assert_eq!(response(&mut host, "m2")["result"]["job_id"], job.id);
+    let mut cues: Vec<(u64, schema::compositor::Cue)> = std::fs::read_dir(&jobs_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n = name.strip_prefix(&format!("{}.cue.", job.id))?.strip_suffix(".json")?.parse().ok()?;
+            Some((n, serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap()))
+        })
+        .collect();
+    cues.sort_by_key(|(n, _)| *n);
+    let got: Vec<(&str, u32)> = cues.iter().map(|(_, c)| (c.payload.as_str(), c.duration_seconds)).collect();
+    assert_eq!(got, [("one", 5), ("two", 7)]);
+
+    t.request("host1", "hs", "hls-stop", json!({})).await;
+    assert_eq!(response(&mut host, "hs")["result"]["stopped"], 1);
+    assert_eq!(live(&store)[0].status, "stopping");
+}
+
+#[tokio::test]
+async fn job_states_become_the_sdk_notifications_and_a_joining_peer_sees_the_live_jobs() {
+    let (mut t, store, _) = test_room_with_store("states");
+    let mut host = t.join("host1", "host").await;
+    t.request("host1", "h", "hls-start", json!({})).await;
+    assert!(response(&mut host, "h")["result"].is_object());
+    let mut job = live(&store).remove(0);
+    let url = format!("https://x.test/hls/{}/master.m3u8", job.id);
+    let mut spec = job.spec.clone();
+    spec["playback_url"] = json!(url);
+    store.lock_unpoisoned().set_recording_spec(&job.id, &spec).unwrap();
+    store.lock_unpoisoned().set_recording_status(&job.id, "running", "", None, 1_700_000_000_000).unwrap();
+    job = store.lock_unpoisoned().recording_by_id(&job.id).unwrap().unwrap();
+    let _ = pushes(&mut host, "");
+
+    // Control's job_state: what `Recorder::announce` sends.
+    let state: super::JobState = serde_json::from_value(json!({
+        "id": job.id, "kind": "hls", "status": "running", "created_at": job.created_at,
+        "started_at": job.started_at, "started_by": "host1", "error": "", "playback_url": url,
+        "rtmp_urls": [], "recording": false, "hls_vod": false, "playlist_type": "live",
+    }))
+    .unwrap();
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    t.room.handle(RoomMsg::Admin { op: super::AdminOp::JobState(state), reply }).await;
+    assert!(answer.await.unwrap().is_ok());
+    let hls = pushes(&mut host, "on-hls-update");
+    assert_eq!(hls.len(), 1, "{hls:?}");
+    assert_eq!(hls[0]["enabled"], true);
+    assert_eq!(hls[0]["variants"][0]["url"], url);
+    assert_eq!(hls[0]["variants"][0]["state"], "started");
+    assert_eq!(hls[0]["variants"][0]["started_at"], 1_700_000_000_000_i64);
+
+    // A composite that failed: the error is shown.
+    let failed: super::JobState =
+        serde_json::from_value(json!({ "id": "c1", "kind": "composite", "status": "failed", "error": "no encoder" }))
+            .unwrap();
+    let (reply, _answer) = tokio::sync::oneshot::channel();
+    t.room.handle(RoomMsg::Admin { op: super::AdminOp::JobState(failed), reply }).await;
+    let rec = pushes(&mut host, "on-record-update");
+    assert_eq!(rec[0]["type"], "Browser");
+    assert_eq!(rec[0]["state"], "failed");
+    assert_eq!(rec[0]["error"]["message"], "no encoder");
+    assert!(rec[0]["error"]["code"].as_i64().is_some_and(|c| c != 0));
+
+    // A peer joining now gets the running HLS stream in its peer-list's room.
+    let mut late = t.attach("late", "guest").await;
+    t.request("late", "j", "join", json!({ "offer": { "type": "offer", "sdp": audio_offer() } })).await;
+    let list = pushes(&mut late, "peer-list");
+    let room = &list[0]["room"];
+    assert_eq!(room["streaming"]["hls"]["enabled"], true, "{room}");
+    assert_eq!(room["streaming"]["hls"]["variants"][0]["url"], url, "{room}");
+    assert_eq!(room["streaming"]["rtmp"]["state"], "none", "{room}");
+    assert_eq!(room["recording"]["browser"]["enabled"], false, "{room}");
 }

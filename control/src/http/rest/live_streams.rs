@@ -27,7 +27,7 @@ use crate::recording::JobSpec;
 pub const LIVE_STREAMS: Family = Family { kinds: &[rec::HLS], noun: "live stream", shape: live_stream_json };
 
 /// 100ms's limit on a timed metadata payload.
-pub const MAX_PAYLOAD: usize = 100;
+pub const MAX_PAYLOAD: usize = schema::compositor::MAX_CUE_PAYLOAD;
 
 /// The REST shape of a live stream.
 pub fn live_stream_json(r: &Recording, assets: Option<&[Asset]>) -> Value {
