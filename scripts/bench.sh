@@ -9,6 +9,9 @@
 #   scripts/bench.sh criterion [f]     the criterion benches (packet path, SRTP, recorder)
 #   scripts/bench.sh compositor        CPU of a compositor job: a 720p four-camera composite as
 #                                      an MP4, then with a three-rendition HLS ladder (release)
+#   scripts/bench.sh hls-latency       HLS glass-to-glass latency: a flashing canvas published
+#                                      by the SDK in Chromium, seen by hls.js in another page
+#                                      (tests/browser/hls-latency.bench.mjs; debug build)
 #
 # Environment: BENCH_PROFILE (release), BENCH_PUBLISHERS (10), BENCH_SUBSCRIBERS (100),
 # BENCH_SECONDS (15), BENCH_BACKENDS ("uring mmsg"), BENCH_OUT (target/bench),
@@ -31,8 +34,12 @@ fi
 if [[ "$mode" == compositor ]]; then
     exec cargo test --release -p compositor --test cost-of-a-720p-four-camera-job -- --ignored --nocapture --test-threads 1
 fi
+if [[ "$mode" == hls-latency ]]; then
+    cargo build --workspace --bins
+    BROWSER_RUN=hls-latency.bench.mjs exec scripts/browser-test.sh
+fi
 if [[ "$mode" != ratio && "$mode" != flatness ]]; then
-    echo "usage: scripts/bench.sh [ratio|flatness|criterion [filter]|compositor]" >&2
+    echo "usage: scripts/bench.sh [ratio|flatness|criterion [filter]|compositor|hls-latency]" >&2
     exit 2
 fi
 

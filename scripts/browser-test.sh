@@ -9,7 +9,8 @@
 #
 # Env: CONTROL_BIN (default $CARGO_TARGET_DIR/debug/control or target/debug/control),
 #      CHROMIUM (default /usr/bin/chromium), NO_NETNS=1 to skip the namespace,
-#      KEEP_DATA=1 to keep each run's data dir. Failed tests leave screenshots and the control
+#      KEEP_DATA=1 to keep each run's data dir, BROWSER_RUN=<script.mjs> to run that script of
+#      tests/browser (a measurement) instead of the tests. Failed tests leave screenshots and the control
 #      log in tests/browser/artifacts/. Exit code = test result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +63,9 @@ export CONTROL_BIN=$(realpath "$control")
 
 cd tests/browser
 run=(node --test "$@" call.test.mjs rest-api.test.mjs simulcast.test.mjs simulcast-fallback.test.mjs recording.test.mjs composite.test.mjs streams.test.mjs sdk-recording-states.test.mjs)
+if [ -n "${BROWSER_RUN:-}" ]; then
+  run=(node "$BROWSER_RUN" "$@") # a measurement script instead of the tests (scripts/bench.sh)
+fi
 if [ -z "${NO_NETNS:-}" ] && [ "$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then
   # Only loopback exists in here: every ICE candidate and packet is 127.0.0.1, and nothing
   # (the SDK's analytics, Chromium's background fetches) can leave the machine.

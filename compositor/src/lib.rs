@@ -24,8 +24,14 @@
 //!   [`Error::Config`] before anything starts.
 //! - [`layout`]: pure and unit-tested: where each tile goes for N inputs (grid; speaker large
 //!   with the others in a strip).
+//! - [`director`]: pure and unit-tested: which tiles show and in what order ([`Arrangement`]),
+//!   from what the tracks' metadata says ([`InputFacts`]: peer, name, screenshare, muted) and
+//!   the audio inputs' loudness: a screenshare is large, in the speaker mode the active
+//!   speaker (loudest for a second) is large, a muted camera leaves the layout.
 //! - [`pipeline`]: the GStreamer pipeline of one job ([`Composite`]): start, add and remove
-//!   inputs while it runs, push frames, change the layout, timed metadata, RTMP states, finish
+//!   inputs while it runs, describe them (names written on the tiles by `textoverlay`), push
+//!   frames, measure each audio input's loudness (`level`, read in [`Composite::poll`]),
+//!   change the layout, timed metadata, RTMP states, finish
 //!   (EOS, wait for the outputs to close). The output runs on the clock whether or not inputs
 //!   send anything.
 //! - `outputs` (private): the branches off the tees. MP4 is fragmented, so a killed process
@@ -42,7 +48,8 @@
 //!   (VP8, H.264 or Opus), RTP becomes frames through the recorder's own track code
 //!   (`recorder::recorder::track`, not a copy), a frame's PTS is its RTP time placed by its
 //!   track's sender report (else its arrival) relative to the job's first frame, a Stop pushes
-//!   what is held and removes the input. Sans-IO: time is an argument.
+//!   what is held and removes the input; a repeated Start whose metadata changed (a mute, a
+//!   new name) describes the input again. Sans-IO: time is an argument.
 //! - [`runner`]: the compositor process's core ([`runner::Runner`]): job files in a directory
 //!   start and stop jobs (a [`Composite`] and a live [`TapFeed`] each), tap records are routed
 //!   by tap number, cue files become timed metadata, and what happens is drained as
@@ -59,7 +66,9 @@
 //! letterboxing checked on decoded pictures), `tests/bad-input-never-stops-the-job.rs` (garbage
 //! on one input while another is composited; API misuse as typed errors; a job with no input),
 //! `tests/layout-switches-to-speaker-mid-job.rs` (grid, then speaker with a strip, on decoded
-//! pictures), `tests/tapped-tracks-become-a-composite-mp4.rs` (ffmpeg's VP8 in two simulcast
+//! pictures), `tests/active-speaker-screenshare-and-names-on-tiles.rs` (the louder of two
+//! peers takes the large tile by its sound alone, a screenshare takes it from them, a muted
+//! camera leaves the layout, names are written on the tiles; on decoded pictures), `tests/tapped-tracks-become-a-composite-mp4.rs` (ffmpeg's VP8 in two simulcast
 //! layers and Opus, packetized into tap records with sender reports, a sequence wrap and
 //! reordering, fed through [`TapFeed`] in real time; the top layer followed, every frame pushed
 //! once, every input removed by its Stop, the MP4 read by ffprobe). `tests/cost-of-a-720p-four-camera-job.rs` measures CPU
@@ -86,7 +95,8 @@
 //! `tests/runner-hls-job-becomes-ready-takes-cues-and-keeps-a-vod.rs`.
 //! Not yet: re-anchoring on later sender reports (drift over a long
 //! job); H.264 through the tap tested end to end (the Annex B conversion is unit-tested);
-//! names on tiles, pause/resume, the REST and signaling surface. HLS: no LL-HLS (partial
+//! a tile for a peer without a camera (or with it muted): such a peer has no tile, only its
+//! voice. HLS: no LL-HLS (partial
 //! segments), no fMP4/CMAF segments (1.22 has no cmafmux), no ID3 timed metadata in the
 //! segments (1.22's mpegtsmux cannot carry it; date ranges in the playlists instead); date
 //! ranges are not carried over a restart; a VOD playlist left by a crash lacks its
@@ -119,6 +129,7 @@
 //! ```
 
 pub mod config;
+pub mod director;
 pub mod layout;
 mod outputs;
 pub mod pipeline;
@@ -126,6 +137,7 @@ pub mod runner;
 pub mod tap_feed;
 
 pub use config::{Config, HlsOutput, HlsPlaylist, MAX_RENDITIONS, MAX_RTMP_URLS, Mp4Output, Rendition, RtmpRetry};
+pub use director::{Arrangement, InputFacts};
 pub use layout::{LayoutKind, Rect};
 pub use outputs::rtmp::RtmpState;
 pub use pipeline::{Composite, Error, InputId, InputKind};

@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! per video input: appsrc (video/x-vp8 | video/x-h264 au) → [h264parse] → vp8dec | avdec_h264
-//!                  → videoconvert → videoscale → compositor sink pad (placed by `layout`)
-//! per audio input: appsrc (audio/x-opus) → opusdec → audioconvert → audioresample → audiomixer pad
+//!                  → videoconvert → textoverlay (the peer's name) → videoscale
+//!                  → compositor sink pad (placed by `layout`, as the `director` arranges)
+//! per audio input: appsrc (audio/x-opus) → opusdec → audioconvert → audioresample
+//!                  → level (loudness, for the active speaker) → audiomixer pad
 //! always:          videotestsrc (live, black) → capsfilter W×H@fps → compositor pad (zorder 0)
 //!
 //! compositor (force-live, black) → capsfilter W×H@fps I420 → tee "raw"
@@ -30,6 +32,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::config::Config;
+use crate::director::{Arrangement, Director, InputFacts};
 use crate::layout::{self, LayoutKind};
 use crate::outputs::hls::{self, Hls};
 use crate::outputs::rtmp::{self, Rtmp, RtmpState};
@@ -89,8 +92,8 @@ pub enum Error {
     Output(String),
     #[error("the job has no HLS output")]
     NoHls,
-    #[error("the job has no MP4 output to pause")]
-    NoMp4,
+    #[error("the job records nothing to pause (no MP4 output, no HLS VOD)")]
+    NothingToPause,
 }
 
 /// The Debian package that ships each element we use, for the error that names a missing one.
@@ -121,6 +124,16 @@ struct Input {
     elements: Vec<gst::Element>,
     /// The compositor's or audiomixer's request pad the branch feeds.
     mixer_pad: gst::Pad,
+    /// Video: writes the peer's name on the tile.
+    name_overlay: Option<gst::Element>,
+}
+
+/// How often each audio input's loudness is measured for the active speaker.
+const LEVEL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The `level` element of an audio input is named after it, so its messages name the input.
+fn level_name(id: InputId) -> String {
+    format!("level{}", id.0)
 }
 
 /// One running compositing job. Dropping it without [`Composite::finish`] stops the pipeline at
@@ -134,8 +147,10 @@ pub struct Composite {
     /// The end of the latest frame pushed (PTS plus its duration): where `finish` ends the output.
     end: Duration,
     inputs: BTreeMap<InputId, Input>,
-    /// Video inputs in tile order: the first is the speaker in the speaker layout.
-    order: Vec<InputId>,
+    /// Who is on screen and where.
+    director: Director,
+    /// The arrangement the mixer pads were last set to.
+    shown: Option<Arrangement>,
     hls: Option<Hls>,
     rtmp: Option<Rtmp>,
     /// Pauses the MP4 output (`set_recording_paused`).
@@ -148,7 +163,7 @@ impl fmt::Debug for Composite {
         f.debug_struct("Composite")
             .field("config", &self.config)
             .field("inputs", &self.inputs.iter().map(|(id, i)| (*id, i.kind)).collect::<Vec<_>>())
-            .field("order", &self.order)
+            .field("shown", &self.shown)
             .finish()
     }
 }
@@ -288,6 +303,7 @@ impl Composite {
             });
         }
 
+        let director = Director::new(config.layout);
         let composite = Composite {
             config,
             pipeline,
@@ -295,7 +311,8 @@ impl Composite {
             audiomixer,
             end: Duration::ZERO,
             inputs: BTreeMap::new(),
-            order: Vec::new(),
+            director,
+            shown: None,
             hls,
             rtmp,
             mp4_gate,
@@ -356,12 +373,28 @@ impl Composite {
             }
             InputKind::Opus => elements.push(make("opusdec")?),
         }
+        let mut name_overlay = None;
         if kind.is_video() {
             elements.push(make("videoconvert")?);
+            // Scaled with the picture (auto-resize), so the name keeps its share of the tile.
+            let overlay = make("textoverlay")?;
+            overlay.set_property_from_str("valignment", "bottom");
+            overlay.set_property_from_str("halignment", "left");
+            overlay.set_property("font-desc", "Sans Bold 20");
+            overlay.set_property("shaded-background", true);
+            elements.push(overlay.clone());
+            name_overlay = Some(overlay);
             elements.push(make("videoscale")?);
         } else {
             elements.push(make("audioconvert")?);
             elements.push(make("audioresample")?);
+            let level = gst::ElementFactory::make("level")
+                .name(level_name(id))
+                .property("interval", nanos(LEVEL_INTERVAL))
+                .property("post-messages", true)
+                .build()
+                .map_err(|_| Error::MissingElement { element: "level", package: package_of("level") })?;
+            elements.push(level);
         }
         self.pipeline.add_many(&elements).map_err(build_err("add an input"))?;
         let mixer = if kind.is_video() { &self.compositor } else { &self.audiomixer };
@@ -386,11 +419,9 @@ impl Composite {
         for e in &elements {
             e.sync_state_with_parent().map_err(build_err("start an input"))?;
         }
-        self.inputs.insert(id, Input { kind, src, elements, mixer_pad });
-        if kind.is_video() {
-            self.order.push(id);
-            self.apply_layout();
-        }
+        self.inputs.insert(id, Input { kind, src, elements, mixer_pad, name_overlay });
+        self.director.add(id, kind.is_video());
+        self.arrange();
         tracing::debug!(%id, ?kind, "input added");
         Ok(())
     }
@@ -418,40 +449,75 @@ impl Composite {
             let _ = e.set_state(gst::State::Null);
         }
         let _ = self.pipeline.remove_many(&input.elements);
-        self.order.retain(|o| *o != id);
-        if input.kind.is_video() {
-            self.apply_layout();
-        }
+        self.director.remove(id);
+        self.arrange();
         tracing::debug!(%id, "input removed");
         Ok(())
     }
 
-    /// Switches the layout (grid, or speaker with the first of the order large).
+    /// Switches the job's layout mode: the grid, or the active speaker large (a screenshare
+    /// is large in either; see `director`).
     pub fn set_layout(&mut self, layout: LayoutKind) {
         self.config.layout = layout;
-        self.apply_layout();
+        self.director.set_mode(layout);
+        self.arrange();
     }
 
-    /// Puts a video input first: the large tile of the speaker layout.
+    /// Makes a video input's peer the active speaker now (until the levels move it on).
     pub fn set_speaker(&mut self, id: InputId) -> Result<(), Error> {
-        let pos = self.order.iter().position(|o| *o == id).ok_or(Error::UnknownInput(id))?;
-        let speaker = self.order.remove(pos);
-        self.order.insert(0, speaker);
-        self.apply_layout();
+        if !self.inputs.get(&id).is_some_and(|i| i.kind.is_video()) {
+            return Err(Error::UnknownInput(id));
+        }
+        self.director.set_speaker(id);
+        self.arrange();
         Ok(())
     }
 
-    fn apply_layout(&self) {
-        let tiles = layout::layout(self.config.layout, self.order.len(), self.config.width, self.config.height);
-        for (id, tile) in self.order.iter().zip(tiles) {
-            let Some(input) = self.inputs.get(id) else { continue };
-            let pad = &input.mixer_pad;
-            // Tiles lie inside the output (layout's invariant), so every value fits an i32.
-            pad.set_property("xpos", i32::try_from(tile.x).unwrap_or(0));
-            pad.set_property("ypos", i32::try_from(tile.y).unwrap_or(0));
-            pad.set_property("width", i32::try_from(tile.width).unwrap_or(0));
-            pad.set_property("height", i32::try_from(tile.height).unwrap_or(0));
+    /// What the input's track is (its peer, name, source, mute state): the name goes on its
+    /// tile, and the layout follows the rest.
+    pub fn describe_input(&mut self, id: InputId, facts: InputFacts) -> Result<(), Error> {
+        let input = self.inputs.get(&id).ok_or(Error::UnknownInput(id))?;
+        if let Some(overlay) = &input.name_overlay {
+            overlay.set_property("text", facts.name.as_str());
         }
+        self.director.describe(id, facts);
+        self.arrange();
+        Ok(())
+    }
+
+    /// The current arrangement: the layout kind and the visible video inputs in tile order.
+    pub fn arrangement(&self) -> Arrangement {
+        self.director.arrangement()
+    }
+
+    /// Sets the mixer pads to the director's arrangement, if it changed: the visible tiles
+    /// placed by `layout`, the others (muted cameras) transparent.
+    fn arrange(&mut self) {
+        let wanted = self.director.arrangement();
+        if self.shown.as_ref() == Some(&wanted) {
+            return;
+        }
+        let tiles = layout::layout(wanted.kind, wanted.order.len(), self.config.width, self.config.height);
+        for (id, input) in &self.inputs {
+            if !input.kind.is_video() {
+                continue;
+            }
+            let pad = &input.mixer_pad;
+            let tile = wanted.order.iter().position(|o| o == id).and_then(|i| tiles.get(i));
+            match tile {
+                Some(tile) => {
+                    // Tiles lie inside the output (layout's invariant), so every value fits an i32.
+                    pad.set_property("xpos", i32::try_from(tile.x).unwrap_or(0));
+                    pad.set_property("ypos", i32::try_from(tile.y).unwrap_or(0));
+                    pad.set_property("width", i32::try_from(tile.width).unwrap_or(0));
+                    pad.set_property("height", i32::try_from(tile.height).unwrap_or(0));
+                    pad.set_property("alpha", 1.0f64);
+                }
+                None => pad.set_property("alpha", 0.0f64),
+            }
+        }
+        tracing::debug!(kind = ?wanted.kind, order = ?wanted.order, "layout");
+        self.shown = Some(wanted);
     }
 
     /// One encoded video frame (a VP8 frame or an H.264 access unit), `pts` in running time.
@@ -477,8 +543,25 @@ impl Composite {
         Ok(())
     }
 
-    /// The first error the pipeline reported since the last call, if any (non-blocking).
-    pub fn poll_error(&self) -> Option<Error> {
+    /// Takes what the pipeline reported since the last call (non-blocking): the audio inputs'
+    /// loudness moves the active speaker (and the layout with it), and the first error, if
+    /// any, is returned. Call it a few times a second.
+    pub fn poll(&mut self) -> Option<Error> {
+        let bus = self.pipeline.bus()?;
+        while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Element]) {
+            if let Some(e) = pipeline_error(&msg) {
+                return Some(e);
+            }
+            if let Some((id, db, at)) = level_report(&msg) {
+                self.director.note_level(id, db, u64::try_from(at.as_millis()).unwrap_or(u64::MAX));
+            }
+        }
+        self.arrange();
+        None
+    }
+
+    /// The first error the pipeline reported, if any (what a failed state change left).
+    fn first_error(&self) -> Option<Error> {
         let bus = self.pipeline.bus()?;
         let msg = bus.pop_filtered(&[gst::MessageType::Error])?;
         pipeline_error(&msg)
@@ -545,12 +628,22 @@ impl Composite {
         self.rtmp.as_ref().map(Rtmp::states).unwrap_or_default()
     }
 
-    /// Pauses or resumes the MP4 output: what happens while paused is left out of the file,
-    /// which goes on without a gap from the first keyframe after the resume (one is asked
-    /// for). The HLS and RTMP outputs are not paused.
+    /// Pauses or resumes what the job records: the MP4 output leaves out what happens while
+    /// paused and goes on without a gap from the first keyframe after the resume (one is
+    /// asked for); an HLS VOD leaves out the segments that close while paused and goes on
+    /// after a discontinuity. The live HLS playlists and RTMP are not paused: viewers go on
+    /// watching.
     pub fn set_recording_paused(&mut self, paused: bool) -> Result<(), Error> {
-        let gate = self.mp4_gate.as_ref().ok_or(Error::NoMp4)?;
-        gate.set_paused(paused);
+        let vod = self.hls.as_ref().filter(|h| h.has_vod());
+        if self.mp4_gate.is_none() && vod.is_none() {
+            return Err(Error::NothingToPause);
+        }
+        if let Some(gate) = &self.mp4_gate {
+            gate.set_paused(paused);
+        }
+        if let Some(hls) = vod {
+            hls.set_vod_paused(paused);
+        }
         Ok(())
     }
 
@@ -559,9 +652,10 @@ impl Composite {
         self.mp4_gate.as_ref().map_or(Duration::ZERO, |g| g.paused_for())
     }
 
-    /// Whether the MP4 output is paused (or waiting for the keyframe that ends a pause).
+    /// Whether the recording is paused (for the MP4, or waiting for the keyframe that ends a
+    /// pause).
     pub fn recording_paused(&self) -> bool {
-        self.mp4_gate.as_ref().is_some_and(|g| g.is_paused())
+        self.mp4_gate.as_ref().is_some_and(|g| g.is_paused()) || self.hls.as_ref().is_some_and(|h| h.vod_paused())
     }
 
     /// Timed metadata for HLS players: an `#EXT-X-DATERANGE` starting now (its START-DATE on
@@ -574,7 +668,7 @@ impl Composite {
     }
 
     fn state_error(&self, what: &str) -> Error {
-        self.poll_error().unwrap_or_else(|| Error::Build(format!("the pipeline did not {what}")))
+        self.first_error().unwrap_or_else(|| Error::Build(format!("the pipeline did not {what}")))
     }
 }
 
@@ -607,6 +701,17 @@ fn push(
         }
     }
     src.push_buffer(buffer).map(|_| ()).map_err(|flow| Error::Push { input: id, flow })
+}
+
+/// A `level` element's report: its input, the loudest channel's RMS (dBov) and the running
+/// time it was measured at.
+fn level_report(msg: &gst::Message) -> Option<(InputId, f64, Duration)> {
+    let s = msg.structure().filter(|s| s.name() == "level")?;
+    let id = msg.src()?.name().strip_prefix("level")?.parse().ok().map(InputId)?;
+    let rms = s.get::<gst::glib::ValueArray>("rms").ok()?;
+    let db = rms.iter().filter_map(|v| v.get::<f64>().ok()).fold(f64::NEG_INFINITY, f64::max);
+    let at = s.get::<u64>("running-time").ok()?;
+    Some((id, db, Duration::from_nanos(at)))
 }
 
 fn pipeline_error(msg: &gst::Message) -> Option<Error> {

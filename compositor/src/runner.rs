@@ -26,11 +26,12 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use schema::compositor::{CompositorEvent, CompositorJob, Cue, OutputFile, PlaylistType};
+use schema::compositor::{CompositorEvent, CompositorJob, Cue, JobLayout, OutputFile, PlaylistType};
 use schema::tap::TapRecord;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, HlsOutput, HlsPlaylist, Mp4Output, Rendition};
+use crate::layout::LayoutKind;
 use crate::pipeline::Composite;
 use crate::tap_feed::TapFeed;
 
@@ -261,8 +262,8 @@ impl Runner {
         }
         let broken: Vec<(String, String)> = self
             .jobs
-            .iter()
-            .filter_map(|(id, j)| j.composite.poll_error().map(|e| (id.clone(), e.to_string())))
+            .iter_mut()
+            .filter_map(|(id, j)| j.composite.poll().map(|e| (id.clone(), e.to_string())))
             .collect();
         for (id, reason) in broken {
             warn!(job = %id, %reason, "job failed");
@@ -296,11 +297,10 @@ impl Runner {
         if let Some(job) = self.remove(id) {
             info!(job = %id, "job stopping");
             let spec = job.spec.clone();
-            let total = job.composite.running_time().unwrap_or_default();
             self.close(now_ms_hint(), job);
             if let Some(hls) = spec.hls.as_ref().filter(|h| h.vod) {
                 match write_vod_master(Path::new(&hls.dir)) {
-                    Ok((path, size)) => {
+                    Ok((path, size, total)) => {
                         let file = OutputFile {
                             path: path.to_string_lossy().into_owned(),
                             size,
@@ -352,9 +352,9 @@ impl Runner {
 }
 
 /// The VOD of an HLS output: `<dir>/vod.m3u8`, the multivariant playlist naming each
-/// rendition's `vod.m3u8`. Returns its path and the size of the whole output (playlists and
-/// segments).
-fn write_vod_master(dir: &Path) -> std::io::Result<(PathBuf, u64)> {
+/// rendition's `vod.m3u8`. Returns its path, the size of the whole output (playlists and
+/// segments) and the duration the VOD lists (every run's segments, less what was paused).
+fn write_vod_master(dir: &Path) -> std::io::Result<(PathBuf, u64, Duration)> {
     let master = std::fs::read_to_string(dir.join("master.m3u8"))?;
     let vod: String = master.lines().map(|l| l.replace("/index.m3u8", "/vod.m3u8") + "\n").collect();
     let path = dir.join("vod.m3u8");
@@ -372,7 +372,9 @@ fn write_vod_master(dir: &Path) -> std::io::Result<(PathBuf, u64)> {
             size += meta.len();
         }
     }
-    Ok((path, size))
+    let listed = std::fs::read_to_string(dir.join("0").join("vod.m3u8"))?;
+    let duration = crate::outputs::playlist::parse_media(&listed).iter().map(|s| s.duration).sum();
+    Ok((path, size, duration))
 }
 
 fn job_first_part(jobs: &HashMap<String, Job>, id: &str) -> u32 {
@@ -386,7 +388,12 @@ fn now_ms_hint() -> u64 {
 
 /// Builds a job's pipeline from its spec.
 fn start(spec: &CompositorJob) -> Result<Job, String> {
-    let mut config = Config { width: spec.width, height: spec.height, rtmp: spec.rtmp.clone(), ..Config::default() };
+    let layout = match spec.layout {
+        JobLayout::Grid => LayoutKind::Grid,
+        JobLayout::ActiveSpeaker => LayoutKind::Speaker,
+    };
+    let mut config =
+        Config { width: spec.width, height: spec.height, rtmp: spec.rtmp.clone(), layout, ..Config::default() };
     let mut first_part = 1;
     if let Some(mp4) = &spec.mp4 {
         if mp4.part_seconds == 0 {
@@ -420,7 +427,7 @@ fn start(spec: &CompositorJob) -> Result<Job, String> {
         config.hls = Some(out);
     }
     let mut composite = Composite::start(config).map_err(|e| e.to_string())?;
-    if spec.paused && spec.mp4.is_some() {
+    if spec.paused && (spec.mp4.is_some() || spec.hls.as_ref().is_some_and(|h| h.vod)) {
         composite.set_recording_paused(true).map_err(|e| e.to_string())?;
     }
     Ok(Job { spec: spec.clone(), composite, feed: TapFeed::live(), first_part, hls_ready: false, rtmp: HashMap::new() })

@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! Start        → a recorder `Track` (codec, clock rate, metadata) and an input of the job
-//!                (VP8 or H.264 video, Opus audio; other codecs are ignored, with a warning)
+//!                (VP8 or H.264 video, Opus audio; other codecs are ignored, with a warning),
+//!                described to the job (peer, name, screenshare, muted); a later Start with
+//!                other metadata describes it again
 //! Rtp          → the track's ReorderBuffer → Opus packets               → push_audio
 //!                                          → VP8 / H.264 depacketizer → push_video
 //! SenderReport → kept by the track: its RTP time ↔ the sender's wall clock
@@ -44,7 +46,19 @@ use schema::recording::TapMeta;
 use schema::tap::TapRecord;
 use tracing::{debug, warn};
 
+use crate::director::InputFacts;
 use crate::pipeline::{Composite, Error, InputId, InputKind};
+
+/// What the job needs of a track's metadata for its layout: a screenshare's tile is named as
+/// the peer's screen.
+fn facts(meta: &TapMeta) -> InputFacts {
+    let name = match (meta.peer_name.is_empty(), meta.is_screen()) {
+        (true, _) => String::new(),
+        (false, false) => meta.peer_name.clone(),
+        (false, true) => format!("{} (screen)", meta.peer_name),
+    };
+    InputFacts { peer: meta.peer_id.clone(), name, screen: meta.is_screen(), muted: meta.muted }
+}
 
 /// Counters, for logs and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -200,9 +214,6 @@ impl TapFeed {
         meta: &str,
         job: &mut Composite,
     ) -> Result<(), Error> {
-        if self.inputs.contains_key(&(tap, producer)) {
-            return Ok(()); // the router repeats a tap's Start every second
-        }
         let meta: TapMeta = match serde_json::from_str(meta) {
             Ok(m) => m,
             Err(e) => {
@@ -211,6 +222,16 @@ impl TapFeed {
                 return Ok(());
             }
         };
+        // The router repeats a tap's Start every second, and at once when signaling re-sends
+        // its metadata (a mute, a new name): only a change is news.
+        if let Some(input) = self.inputs.get_mut(&(tap, producer)) {
+            if input.track.meta != meta {
+                debug!(tap, producer, track = %meta.track_id, muted = meta.muted, "tapped track described again");
+                job.describe_input(input.id, facts(&meta))?;
+                input.track.meta = meta;
+            }
+            return Ok(());
+        }
         let kind = match codec {
             Codec::Opus => InputKind::Opus,
             Codec::Vp8 => InputKind::Vp8,
@@ -227,6 +248,7 @@ impl TapFeed {
         let id = InputId(self.next_id);
         job.add_input(id, kind)?;
         self.next_id += 1;
+        job.describe_input(id, facts(&meta))?;
         debug!(tap, producer, track = %meta.track_id, %id, ?kind, "tapped track joins the job");
         self.inputs.insert(
             (tap, producer),

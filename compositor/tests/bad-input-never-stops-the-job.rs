@@ -56,7 +56,7 @@ fn garbage_on_one_input_leaves_the_others_composited() {
         job.push_video(bad_video, garbage(i as u64, 1200), pts, i % 2 == 0).unwrap();
         job.push_audio(bad_audio, garbage(1000 + i as u64, 80), pts).unwrap();
     }
-    if let Some(e) = job.poll_error() {
+    if let Some(e) = job.poll() {
         panic!("pipeline error: {e}");
     }
     let finished_at = job.running_time().unwrap();

@@ -50,7 +50,7 @@ fn push_live(job: &mut Composite, media: &Media, until: Duration) {
             Push::Audio(id, p) => job.push_audio(id, p, pts).unwrap(),
         }
     }
-    if let Some(e) = job.poll_error() {
+    if let Some(e) = job.poll() {
         panic!("pipeline error: {e}");
     }
 }

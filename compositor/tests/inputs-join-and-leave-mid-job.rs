@@ -70,7 +70,7 @@ fn tiles_follow_inputs_joining_and_leaving() {
             Step::Audio(p) => job.push_audio(MIC, p, t).unwrap(),
         }
     }
-    if let Some(e) = job.poll_error() {
+    if let Some(e) = job.poll() {
         panic!("pipeline error: {e}");
     }
     // The removed input is gone: a frame for it is refused with a typed error.

@@ -44,7 +44,7 @@ fn the_only_camera_leaving_mid_job_keeps_the_file_good() {
         }
     }
     job.remove_input(InputId(1)).unwrap();
-    if let Some(e) = job.poll_error() {
+    if let Some(e) = job.poll() {
         panic!("pipeline error after the last camera left: {e}");
     }
     job.finish(Duration::from_secs(10)).unwrap();

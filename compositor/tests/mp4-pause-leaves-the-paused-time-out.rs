@@ -54,7 +54,7 @@ fn the_paused_time_is_left_out_and_the_file_goes_on_without_a_gap() {
     assert!((audio - duration).abs() < 0.5, "{audio} s of audio in {duration} s");
 
     let mut no_mp4 = Composite::start(Config { width: 320, height: 180, mp4: None, ..hls_only(&dir) }).unwrap();
-    assert!(matches!(no_mp4.set_recording_paused(true), Err(Error::NoMp4)));
+    assert!(matches!(no_mp4.set_recording_paused(true), Err(Error::NothingToPause)));
     drop(no_mp4);
 }
 

@@ -49,6 +49,7 @@ fn an_hls_job_becomes_ready_takes_a_cue_and_leaves_a_vod() {
         }),
         rtmp: Vec::new(),
         paused: false,
+        layout: Default::default(),
     };
 
     let mut runner = Runner::new(&jobs);

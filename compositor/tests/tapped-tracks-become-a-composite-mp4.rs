@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use common::{check_timing, probe, tempdir};
 use compositor::{Composite, Config, LayoutKind, TapFeed};
 use schema::codec::Codec;
-use schema::recording::TapMeta;
 use schema::tap::TapRecord;
 use synth_media::encoded::{opus_packets, vp8_frames, vp8_packetize};
 
@@ -24,17 +23,7 @@ const WALL: u64 = 1_700_000_000_000;
 const SECONDS: u32 = 3;
 
 fn meta(track: &str, kind: &str) -> String {
-    serde_json::to_string(&TapMeta {
-        recording_id: "composite1".into(),
-        room_id: "room1".into(),
-        session_id: "s1".into(),
-        peer_id: "peer-a".into(),
-        user_id: "u".into(),
-        track_id: track.into(),
-        stream_id: "stream-a".into(),
-        track_type: kind.into(),
-    })
-    .unwrap()
+    serde_json::to_string(&common::runner::meta(track, kind)).unwrap()
 }
 
 /// Unix ms as NTP (32.32 fixed point since 1900).
@@ -191,7 +180,7 @@ fn tapped_simulcast_vp8_and_opus_become_one_h264_aac_mp4() {
     }
     let inputs = [feed.input_of(1, 1), feed.input_of(1, 2), feed.input_of(1, 3)];
     assert_eq!(inputs, [None, None, None], "Stop removed the inputs");
-    if let Some(e) = job.poll_error() {
+    if let Some(e) = job.poll() {
         panic!("pipeline error: {e}");
     }
     let stats = feed.stats();

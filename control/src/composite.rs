@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use schema::compositor::{CompositorEvent, CompositorJob, HlsSpec, Mp4Spec};
-pub use schema::compositor::{JobSettings, Resolution, default_ladder};
+pub use schema::compositor::{JobLayout, JobSettings, Resolution, default_ladder};
 use schema::compositor::{PlaylistType, RenditionSpec};
 use serde_json::Value;
 use serde_json::json;
@@ -174,6 +174,7 @@ pub fn job_file(recorder: &Recorder, job: &Recording) -> CompositorJob {
         hls,
         rtmp: if job.kind == rec::RTMP { settings.rtmp_urls } else { Vec::new() },
         paused: settings.paused,
+        layout: settings.layout,
     }
 }
 

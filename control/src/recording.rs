@@ -248,7 +248,8 @@ impl Recorder {
         Ok(())
     }
 
-    /// Pauses or resumes a running composite recording (the MP4 leaves the paused time out):
+    /// Pauses or resumes a running job's recording (a composite's MP4 or a live stream's VOD
+    /// leaves the paused time out):
     /// the job's settings say so, and its file, which the compositor follows.
     pub async fn set_paused(&self, job: &Recording, paused: bool) -> Result<Recording, RecordingError> {
         let id = job.id.clone();

@@ -2,7 +2,8 @@
 // send audio and video, `/v2/recordings/room/{id}/start` starts a composite job (the
 // compositor process, no browser), and Debian's ffprobe/ffmpeg read the MP4: H.264 at the
 // asked size with AAC audio, the recorded duration and frame rate, and both peers' tiles on a
-// decoded picture. The `beam.*` webhooks are in the events. Then: the compositor killed
+// decoded picture. The `beam.*` webhooks are in the events. Then: a camera turned off leaves
+// the layout (signaling re-sends the track's metadata to the compositor), the compositor killed
 // mid-job (the call goes on, a second part follows, both decode), and bad starts refused.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -24,25 +25,33 @@ function probe(path) {
   return { duration: Number(p.format.duration), video, audio };
 }
 
-/** Mean brightness (the largest of R, G, B) of each quarter-width column band of the picture
- * at `at` seconds, scaled to 64×36; the picture and the file are also kept in the test's
- * artifacts. */
-function columnBrightness(path, at, name) {
+/** The picture at `at` seconds scaled to 64×36, as the brightness (the largest of R, G, B) of
+ * each pixel by row; the picture and the file are also kept in the test's artifacts. */
+function thumbnail(path, at, name) {
   const dir = join(ARTIFACTS, name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60));
   mkdirSync(dir, { recursive: true });
-  execFileSync('ffmpeg', ['-v', 'error', '-y', '-ss', String(at), '-i', path, '-frames:v', '1', join(dir, 'composite.png')]);
+  execFileSync('ffmpeg', ['-v', 'error', '-y', '-ss', String(at), '-i', path, '-frames:v', '1', join(dir, `composite-${at}.png`)]);
   copyFileSync(path, join(dir, 'composite.mp4'));
   const raw = execFileSync('ffmpeg', ['-v', 'error', '-ss', String(at), '-i', path, '-frames:v', '1',
     '-vf', 'scale=64:36', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { maxBuffer: 1 << 20 });
   assert.equal(raw.length, 64 * 36 * 3, 'one 64×36 RGB picture');
-  const bands = [0, 0, 0, 0];
-  for (let y = 0; y < 36; y++) {
-    for (let x = 0; x < 64; x++) {
-      const i = (y * 64 + x) * 3;
-      bands[Math.floor(x / 16)] += Math.max(raw[i], raw[i + 1], raw[i + 2]);
-    }
-  }
-  return bands.map((b) => b / (16 * 36));
+  return Array.from({ length: 36 }, (_, y) => Array.from({ length: 64 }, (_, x) => {
+    const i = (y * 64 + x) * 3;
+    return Math.max(raw[i], raw[i + 1], raw[i + 2]);
+  }));
+}
+
+const mean = (values) => values.reduce((a, b) => a + b, 0) / values.length;
+
+/** Mean brightness of each quarter-width column band of the picture at `at` seconds. */
+function columnBrightness(path, at, name) {
+  const rows = thumbnail(path, at, name);
+  return [0, 1, 2, 3].map((band) => mean(rows.flatMap((row) => row.slice(band * 16, band * 16 + 16))));
+}
+
+/** Mean brightness of the picture's top eighth at `at` seconds: black above letterboxed tiles. */
+function topBrightness(path, at, name) {
+  return mean(thumbnail(path, at, name).slice(0, 4).flat());
 }
 
 async function startedCall(call) {
@@ -118,6 +127,32 @@ test('a composite recording of a two-peer call: one MP4 with both tiles, H.264 +
       assert.ok(types.includes(ty), `a ${ty} webhook event: ${JSON.stringify(types)}`);
     }
     await assert.rejects(api('POST', '/v2/recordings/000000000000000000000000/stop', {}), /HTTP 404/);
+  }));
+
+test('a muted camera leaves the composite and the other tile takes the picture', T, (t) =>
+  withCall(t, async (call) => {
+    const { alice, room } = await startedCall(call);
+    const api = call.platform.api;
+    const job = await api('POST', `/v2/recordings/room/${room.id}/start`, { layout: 'grid' });
+    assert.equal(job.layout, 'grid');
+    await assert.rejects(api('POST', `/v2/recordings/room/${room.id}/start`, { layout: 'mosaic' }), /HTTP 400 .*layout/);
+    await waitStatus(call.platform, job.id, 'running');
+    const t0 = Date.now();
+    await sleep(6_000);
+    await alice.stopLocal('video');
+    const mutedAt = (Date.now() - t0) / 1000;
+    await sleep(6_000);
+    await api('POST', `/v2/recordings/${job.id}/stop`, {});
+    const done = await waitStatus(call.platform, job.id, 'completed');
+    const path = join(call.platform.dataDir, 'recordings', done.recording_assets[0].path);
+    const got = probe(path);
+    // Two tiles side by side leave black above the letterboxed cameras; bob's camera alone
+    // fills the picture's height.
+    const before = topBrightness(path, 3, t.name);
+    const after = topBrightness(path, Math.min(got.duration - 1, mutedAt + 4), t.name);
+    t.diagnostic(`top band brightness: ${before.toFixed(0)} with two tiles, ${after.toFixed(0)} after alice's camera went off at ${mutedAt.toFixed(1)} s`);
+    assert.ok(before < 10, `two tiles: black above them (${before})`);
+    assert.ok(after > 30, `one tile: bob's camera fills the height (${after})`);
   }));
 
 test('the compositor killed mid-job: the call goes on, a second part follows, both decode', T, (t) =>

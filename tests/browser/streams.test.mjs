@@ -1,11 +1,11 @@
 // HLS and RTMP out through the REST API, checked with real players and servers: two Chromium
 // peers (official SDK) in a call, `/v2/live-streams` makes an HLS stream that ffmpeg plays
 // from its playback URL over HTTPS (both renditions, timed metadata in the playlists, a VOD
-// asset at the end), and `/v2/external-streams` streams to a real RTMP server (ffmpeg
+// asset at the end with a paused stretch left out), and `/v2/external-streams` streams to a real RTMP server (ffmpeg
 // listening) while a second, dead URL is retried without disturbing it.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -90,16 +90,27 @@ test('a live stream of a call: HLS that ffmpeg plays from its playback URL, time
       return lists.every((l) => l.includes('#EXT-X-DATERANGE') && l.toUpperCase().includes(hex)) || null;
     }, { timeout: 5_000 });
 
+    // Four seconds of the VOD recording paused (viewers go on watching): left out of the VOD.
+    await sleep(2_000);
+    const paused = await api('POST', `/v2/live-streams/${ls.id}/pause-recording`, {});
+    assert.equal(paused.paused, true);
+    await assert.rejects(api('POST', `/v2/live-streams/${ls.id}/pause-recording`, {}), /HTTP 400 .*paused already/);
+    await assert.rejects(api('POST', '/v2/live-streams/000000000000000000000000/pause-recording', {}), /HTTP 404/);
+    await sleep(4_000);
+    assert.equal((await api('POST', `/v2/live-streams/${ls.id}/resume-recording`, {})).paused, false);
     await sleep(4_000);
     const stopped = await api('POST', `/v2/live-streams/${ls.id}/stop`, {});
-    const streamed = (Date.now() - t0) / 1000;
+    const streamed = (Date.now() - t0) / 1000 - 4;
     assert.equal(stopped.status, 'stopping');
     const done = await waitStatus(call.platform, `/v2/live-streams/${ls.id}`, 'completed');
     const vod = done.recording_assets.find((a) => a.type === 'room-vod');
     assert.ok(vod, `a room-vod asset: ${JSON.stringify(done.recording_assets)}`);
     const played = streamsOf(join(call.platform.dataDir, 'recordings', vod.path));
-    t.diagnostic(`VOD: ${JSON.stringify(played)}; ${streamed.toFixed(1)} s between start and stop; asset ${JSON.stringify(vod)}`);
+    t.diagnostic(`VOD: ${JSON.stringify(played)}; ${streamed.toFixed(1)} s between start and stop less the 4 s paused; asset ${JSON.stringify(vod)}`);
     assert.ok(played.duration > streamed - 6 && played.duration < streamed + 2, `the VOD holds ${played.duration} s`);
+    assert.ok(Math.abs(vod.duration - played.duration) < 1.5, `the asset's duration ${vod.duration} s is the VOD's ${played.duration} s`);
+    const vodMedia = readFileSync(join(call.platform.dataDir, 'recordings', vod.path.replace('vod.m3u8', '0/vod.m3u8')), 'utf8');
+    assert.equal(vodMedia.split('#EXT-X-DISCONTINUITY').length - 1, 1, `one discontinuity, at the resume: ${vodMedia}`);
     const events = await api('GET', '/v2/webhooks/events?limit=100');
     const types = (events.data || events.events || []).map((e) => e.type);
     for (const ty of ['hls.started.success', 'hls.recording.success', 'hls.stopped.success']) {

@@ -39,6 +39,7 @@ fn meta(track: &str, kind: &str) -> String {
         track_id: track.into(),
         stream_id: "stream-a".into(),
         track_type: kind.into(),
+        ..Default::default()
     })
     .unwrap()
 }

@@ -54,6 +54,20 @@ pub struct CompositorJob {
     /// its file's changes of this flag.
     #[serde(default)]
     pub paused: bool,
+    /// How the tiles are arranged (a screenshare is large in either).
+    #[serde(default)]
+    pub layout: JobLayout,
+}
+
+/// A job's layout mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobLayout {
+    /// Equal tiles in join order; nothing moves while people talk.
+    #[default]
+    Grid,
+    /// The active speaker's camera large, the others in a strip below.
+    ActiveSpeaker,
 }
 
 /// A job's HLS output.
@@ -249,6 +263,9 @@ pub struct JobSettings {
     /// A composite recording is paused.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// The layout mode (`grid` unless the start asked for `active-speaker`).
+    #[serde(default)]
+    pub layout: JobLayout,
     /// Why the job was stopped (100ms's reasons: `client request`, `max duration reached`,
     /// `room ended`), once it was.
     #[serde(skip_serializing_if = "Option::is_none")]

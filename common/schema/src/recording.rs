@@ -26,6 +26,25 @@ pub struct TapMeta {
     pub stream_id: String,
     /// `audio` or `video`.
     pub track_type: String,
+    /// The track's source as the SDK names it: `regular` (camera, microphone), `screen`, ...;
+    /// empty from a signaling that predates it (taken as `regular`). The compositor gives a
+    /// screenshare the large tile.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    /// The peer's display name, written on its tiles by the compositor.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub peer_name: String,
+    /// The publisher muted the track. Signaling re-sends the tap's metadata to the compositor
+    /// when this or the name changes; a muted camera leaves the composite's layout.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub muted: bool,
+}
+
+impl TapMeta {
+    /// A screenshare rather than a camera or microphone.
+    pub fn is_screen(&self) -> bool {
+        self.source == "screen"
+    }
 }
 
 /// One file (part) of a track's recording.

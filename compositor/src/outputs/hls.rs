@@ -57,6 +57,8 @@ struct State {
     dateranges: Vec<DateRange>,
     next_daterange: u64,
     master_written: bool,
+    /// The VOD recording is paused: segments that close meanwhile stay out of `vod.m3u8`.
+    vod_paused: bool,
 }
 
 #[derive(Debug)]
@@ -69,6 +71,8 @@ struct RenditionState {
     opened_at: Option<u64>,
     /// The next segment follows a previous run's: it carries `#EXT-X-DISCONTINUITY`.
     discontinuity: bool,
+    /// The next segment of the VOD follows a pause: it carries `#EXT-X-DISCONTINUITY` there.
+    vod_discontinuity: bool,
     /// Segments out of the live window, still on disk for players that listed them.
     retired: VecDeque<Segment>,
     /// How many segments stay on disk after leaving the live window; `None`: all of them.
@@ -148,6 +152,7 @@ pub(crate) fn build(pipeline: &gst::Pipeline, taps: &Taps, config: &Config, hls:
             next_seq,
             opened_at: None,
             discontinuity,
+            vod_discontinuity: false,
             retired: VecDeque::new(),
             keep_retired,
             video_pad,
@@ -162,6 +167,7 @@ pub(crate) fn build(pipeline: &gst::Pipeline, taps: &Taps, config: &Config, hls:
         dateranges: Vec::new(),
         next_daterange: 0,
         master_written: false,
+        vod_paused: false,
     };
     Ok(Hls { state: Arc::new(Mutex::new(state)) })
 }
@@ -295,6 +301,22 @@ impl Hls {
         Ok(())
     }
 
+    /// Whether the job keeps a VOD recording (`vod.m3u8`).
+    pub fn has_vod(&self) -> bool {
+        self.state.lock_unpoisoned().output.vod
+    }
+
+    /// Pauses or resumes the VOD recording: the segments that close while it is paused stay in
+    /// the live playlists (viewers go on watching) but are left out of `vod.m3u8`, which goes on
+    /// after an `#EXT-X-DISCONTINUITY`. A segment counts by when it closes (segments are short).
+    pub fn set_vod_paused(&self, paused: bool) {
+        self.state.lock_unpoisoned().vod_paused = paused;
+    }
+
+    pub fn vod_paused(&self) -> bool {
+        self.state.lock_unpoisoned().vod_paused
+    }
+
     /// The job has ended: every playlist gets its `#EXT-X-ENDLIST`.
     pub fn finish(&self) -> Result<(), Error> {
         let mut state = self.state.lock_unpoisoned();
@@ -342,7 +364,13 @@ impl State {
                 tracing::warn!(segment = %old.uri, "HLS: cannot delete an old segment: {e}");
             }
         }
-        if let Some(vod) = &mut r.vod {
+        if self.vod_paused {
+            r.vod_discontinuity |= r.vod.is_some();
+        } else if let Some(vod) = &mut r.vod {
+            let segment = Segment {
+                discontinuity: segment.discontinuity || std::mem::take(&mut r.vod_discontinuity),
+                ..segment.clone()
+            };
             vod.push(segment.clone());
             let path = r.dir.join(VOD);
             std::fs::OpenOptions::new()

@@ -42,7 +42,7 @@ pub fn push_live(job: &mut Composite, media: &Media, until: Duration, mut tick: 
         }
         tick(job, pts);
     }
-    if let Some(e) = job.poll_error() {
+    if let Some(e) = job.poll() {
         panic!("pipeline error: {e}");
     }
 }

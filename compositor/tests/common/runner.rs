@@ -38,6 +38,7 @@ pub fn mp4_job(job_id: &str, tap: u32, dir: &Path) -> CompositorJob {
         hls: None,
         rtmp: Vec::new(),
         paused: false,
+        layout: Default::default(),
     }
 }
 
@@ -83,6 +84,7 @@ pub fn meta(track: &str, kind: &str) -> TapMeta {
         track_id: track.into(),
         stream_id: "stream-a".into(),
         track_type: kind.into(),
+        ..Default::default()
     }
 }
 

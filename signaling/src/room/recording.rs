@@ -109,11 +109,32 @@ impl Room {
                     track_id: t.state.track_id.clone(),
                     stream_id: t.state.stream_id.clone(),
                     track_type: t.state.kind.clone(),
+                    source: t.state.source.clone(),
+                    peer_name: peer.name.clone(),
+                    muted: t.state.mute,
                 };
                 wanted.push((t.producer, meta));
             }
         }
         wanted
+    }
+
+    /// Re-sends the tap metadata of one peer's tracks to the compositor's jobs, after a mute or
+    /// a new name: the composite's layout and tile names follow it. (The recorder keeps what
+    /// it had: its files are named by ids, not names.)
+    pub(super) async fn retap_peer(&mut self, peer_id: &str) {
+        let jobs: Vec<Active> = self.recordings.iter().filter(|a| a.reader == TapReader::Compositor).cloned().collect();
+        for active in jobs {
+            for (producer, meta) in self.tap_metas(&active) {
+                if meta.peer_id != peer_id || !active.tapped.contains(&producer) {
+                    continue;
+                }
+                let text = serde_json::to_string(&meta).unwrap_or_default();
+                if let Err(e) = self.env.router.start_tap(producer, active.tap, text, active.reader).await {
+                    warn!(room = %self.id, track = %meta.track_id, error = %e, "cannot update a tapped track's metadata");
+                }
+            }
+        }
     }
 
     /// Taps the published tracks not tapped yet, for every job (at a start, and after each

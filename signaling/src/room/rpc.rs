@@ -246,7 +246,13 @@ impl Room {
             "ping" => Ok(json!({ "timestamp": util::unix_ms() })),
             "join" => self.join(peer_id, decode(params)).await,
             "offer" => self.publish_offer(peer_id, decode(params)).await,
-            "peer-update" => self.peer_update(peer_id, decode(params)),
+            "peer-update" => {
+                let updated = self.peer_update(peer_id, decode(params));
+                if updated.is_ok() {
+                    self.retap_peer(peer_id).await;
+                }
+                updated
+            }
             "broadcast" => self.broadcast(peer_id, decode(params)),
             "role-change-request" => self.role_change_request(peer_id, decode(params)).await,
             "role-change" => self.role_change_accept(peer_id, decode(params)).await,
@@ -284,7 +290,11 @@ impl Room {
     pub(super) async fn notify(&mut self, peer_id: &str, method: &str, params: Value) {
         match method {
             "answer" => self.subscribe_answer(peer_id, decode(params)).await,
-            "track-update" => self.track_update(peer_id, decode(params)),
+            "track-update" => {
+                if self.track_update(peer_id, decode(params)) {
+                    self.retap_peer(peer_id).await;
+                }
+            }
             "leave" => {
                 let params: LeaveParams = decode(params);
                 let reason = params.client_reason.valid().unwrap_or_else(|| "leave".to_owned());
@@ -302,7 +312,8 @@ impl Room {
         }
     }
 
-    pub(super) fn track_update(&mut self, peer_id: &str, params: TrackUpdateParams) {
+    /// Returns whether a track's state changed.
+    pub(super) fn track_update(&mut self, peer_id: &str, params: TrackUpdateParams) -> bool {
         let Some(tracks) = params.tracks.valid() else {
             if let Some(p) = self.peers.get(peer_id) {
                 p.push(
@@ -310,10 +321,10 @@ impl Room {
                     json!({ "code": code::BAD_REQUEST, "message": "track-update needs a tracks map" }),
                 );
             }
-            return;
+            return false;
         };
-        let Some(peer) = self.peers.get_mut(peer_id) else { return };
-        let Some(publish) = peer.publish.as_mut() else { return };
+        let Some(peer) = self.peers.get_mut(peer_id) else { return false };
+        let Some(publish) = peer.publish.as_mut() else { return false };
         let mut changed = Vec::new();
         let mut events = Vec::new();
         for (id, state) in tracks {
@@ -327,7 +338,7 @@ impl Room {
             }
         }
         if changed.is_empty() {
-            return;
+            return false;
         }
         let brief = peer.info().brief();
         let event_peer = peer.event();
@@ -336,6 +347,7 @@ impl Room {
             self.emit(RoomEvent::TrackUpdated { room: room.clone(), peer: event_peer.clone(), track });
         }
         self.push_others(peer_id, "on-track-update", &json!({ "peer": brief, "tracks": track_map(changed.iter()) }));
+        true
     }
 
     pub(super) fn peer_update(&mut self, peer_id: &str, params: PeerUpdateParams) -> Result<Value, Refusal> {

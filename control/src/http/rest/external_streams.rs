@@ -17,7 +17,7 @@ use super::body::{Field, Problems};
 use super::jobs::{self, Family, common_json};
 use super::recordings::asset_json;
 use super::{Mgmt, QueryMap, RestResult, db, parse_request};
-use crate::composite::{JobSettings, MAX_HEIGHT, MAX_WIDTH, MIN_SIDE, Resolution};
+use crate::composite::{JobSettings, Resolution};
 use crate::http::AppState;
 use crate::recording::JobSpec;
 use schema::compositor::{MAX_RTMP_URLS as MAX_URLS, rtmp_url_ok};
@@ -47,13 +47,14 @@ struct StartBody {
     recording: Field<bool>,
     resolution: Field<Resolution>,
     destination: Field<String>,
+    layout: Field<String>,
 }
 
 /// `POST /v2/external-streams/room/{room_id}/start`.
 pub async fn start(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(room_id): Path<String>, body: Bytes) -> RestResult {
     let body: StartBody = parse_request(&body)?;
     let mut problems = Problems::default();
-    let meeting_url = problems.optional(body.meeting_url, "meeting_url", "must be a string").unwrap_or_default();
+    let common = jobs::common_start(&mut problems, body.meeting_url, body.destination, Field::Missing, body.layout);
     let urls = problems.optional_if(
         body.rtmp_urls,
         "rtmp_urls",
@@ -61,18 +62,7 @@ pub async fn start(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(room_id): Pa
         format!("must be 1 to {MAX_URLS} rtmp:// or rtmps:// URLs"),
     );
     let recording = problems.optional(body.recording, "recording", "must be true or false").unwrap_or(false);
-    let resolution = problems.optional_if(
-        body.resolution,
-        "resolution",
-        |r| {
-            (MIN_SIDE..=MAX_WIDTH).contains(&r.width)
-                && (MIN_SIDE..=MAX_HEIGHT).contains(&r.height)
-                && r.width.is_multiple_of(2)
-                && r.height.is_multiple_of(2)
-        },
-        format!("must be {{width, height}}, even, from {MIN_SIDE} to {MAX_WIDTH}×{MAX_HEIGHT}"),
-    );
-    problems.optional(body.destination, "destination", "must be a string");
+    let resolution = jobs::resolution(&mut problems, body.resolution);
     problems.finish()?;
     let room = jobs::room_of(&st, &ws, &room_id).await?;
     // Without URLs in the body, the template's first rtmpDestinations entry's.
@@ -96,7 +86,8 @@ pub async fn start(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(room_id): Pa
         }
     };
     let settings = JobSettings {
-        meeting_url,
+        meeting_url: common.meeting_url,
+        layout: common.layout,
         rtmp_urls: urls,
         recording,
         resolution: Some(resolution.unwrap_or(Resolution { width: 1280, height: 720 })),

@@ -6,8 +6,76 @@ use axum::Json;
 use serde_json::{Value, json};
 use store::recording::{self as rec, Asset, Recording, RecordingFilter};
 
+use super::body::{Field, Problems};
 use super::{QueryMap, RestError, RestResult, db, page_of, paginated};
+use crate::composite::{JobLayout, MAX_HEIGHT, MAX_WIDTH, MIN_SIDE, Resolution};
 use crate::http::AppState;
+
+/// What every start body may say, checked alike for the three families.
+#[derive(Debug)]
+pub struct CommonStart {
+    /// Kept in the job; no page is opened (the layout is ours).
+    pub meeting_url: String,
+    /// Not 100ms's: `grid` (the default) or `active-speaker`.
+    pub layout: JobLayout,
+}
+
+/// Checks the fields every start body may have: `meeting_url`, `destination` (100ms's storage
+/// prefix: accepted, files stay in the recordings directory), `transcription` (not offered)
+/// and `layout` (ours). A problem is added for each bad one.
+pub fn common_start(
+    problems: &mut Problems,
+    meeting_url: Field<String>,
+    destination: Field<String>,
+    transcription: Field<Value>,
+    layout: Field<String>,
+) -> CommonStart {
+    let meeting_url = problems.optional(meeting_url, "meeting_url", "must be a string").unwrap_or_default();
+    problems.optional(destination, "destination", "must be a string");
+    if let Some(t) = problems.optional(transcription, "transcription", "must be an object")
+        && t.get("enabled").and_then(Value::as_bool) == Some(true)
+    {
+        problems.add("transcription", "transcription is not offered");
+    }
+    let layout = problems
+        .optional_if(
+            layout,
+            "layout",
+            |l| l == "grid" || l == "active-speaker",
+            "must be \"grid\" or \"active-speaker\"",
+        )
+        .map_or(JobLayout::Grid, |l| if l == "active-speaker" { JobLayout::ActiveSpeaker } else { JobLayout::Grid });
+    CommonStart { meeting_url, layout }
+}
+
+/// Pauses or resumes a running job's recording; 400 when it is in that state already.
+pub async fn set_paused(st: &AppState, job: &Recording, paused: bool) -> Result<Recording, RestError> {
+    if job.spec.get("paused").and_then(Value::as_bool).unwrap_or(false) == paused {
+        let state = if paused { "paused" } else { "not paused" };
+        return Err(RestError::bad_request(format!("the recording is {state} already")));
+    }
+    Ok(st.recorder.set_paused(job, paused).await?)
+}
+
+/// The `paused` field of a job that records: whether its recording is paused now.
+pub fn paused_json(r: &Recording) -> Value {
+    json!(r.spec.get("paused").and_then(Value::as_bool).unwrap_or(false))
+}
+
+/// A start body's `resolution`: even sides within the compositor's limits.
+pub fn resolution(problems: &mut Problems, field: Field<Resolution>) -> Option<Resolution> {
+    problems.optional_if(
+        field,
+        "resolution",
+        |r| {
+            (MIN_SIDE..=MAX_WIDTH).contains(&r.width)
+                && (MIN_SIDE..=MAX_HEIGHT).contains(&r.height)
+                && r.width.is_multiple_of(2)
+                && r.height.is_multiple_of(2)
+        },
+        format!("must be {{width, height}}, even, from {MIN_SIDE} to {MAX_WIDTH}×{MAX_HEIGHT}"),
+    )
+}
 
 /// The jobs one route family serves.
 #[derive(Debug)]
@@ -40,6 +108,9 @@ pub fn common_json(r: &Recording) -> Value {
         "stopped_by": r.stopped_by,
         "updated_at": ms(Some(r.updated_at)),
     });
+    if let Some(layout) = r.spec.get("layout") {
+        v["layout"] = layout.clone();
+    }
     if !r.error.is_empty() {
         v["error"] = json!({ "message": r.error });
     }

@@ -35,6 +35,9 @@ pub fn live_stream_json(r: &Recording, assets: Option<&[Asset]>) -> Value {
     let mut v = common_json(r);
     v["playback"] = json!({ "url": settings.playback_url });
     v["recording"] = json!({ "hls_vod": settings.hls_vod, "single_file_per_layer": false });
+    if settings.hls_vod {
+        v["paused"] = jobs::paused_json(r);
+    }
     v["layers"] = json!(settings.layers);
     if let Some(a) = assets {
         v["recording_assets"] = Value::Array(a.iter().map(asset_json).collect());
@@ -49,6 +52,7 @@ struct StartBody {
     recording: Field<RecordingBody>,
     destination: Field<String>,
     transcription: Field<Value>,
+    layout: Field<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,15 +66,9 @@ struct RecordingBody {
 pub async fn start(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(room_id): Path<String>, body: Bytes) -> RestResult {
     let body: StartBody = parse_request(&body)?;
     let mut problems = Problems::default();
-    let meeting_url = problems.optional(body.meeting_url, "meeting_url", "must be a string").unwrap_or_default();
+    let common = jobs::common_start(&mut problems, body.meeting_url, body.destination, body.transcription, body.layout);
     let recording =
         problems.optional(body.recording, "recording", "must be {hls_vod, single_file_per_layer} with true or false");
-    problems.optional(body.destination, "destination", "must be a string");
-    if let Some(t) = problems.optional(body.transcription, "transcription", "must be an object")
-        && t.get("enabled").and_then(Value::as_bool) == Some(true)
-    {
-        problems.add("transcription", "transcription is not offered");
-    }
     if recording.as_ref().is_some_and(|r| r.single_file_per_layer) {
         problems.add("recording.single_file_per_layer", "single files per layer are not offered: use hls_vod");
     }
@@ -80,7 +78,8 @@ pub async fn start(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(room_id): Pa
     let destinations =
         db(&st, move |s| Ok(s.template(&template_id)?.map(|t| t.parts.destinations).unwrap_or(Value::Null))).await?;
     let mut settings = template_hls(&destinations).map_err(RestError::bad_request)?;
-    settings.meeting_url = meeting_url;
+    settings.meeting_url = common.meeting_url;
+    settings.layout = common.layout;
     if let Some(r) = recording {
         settings.hls_vod = r.hls_vod;
     }
@@ -113,6 +112,31 @@ pub async fn get_one(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(id): Path<
 struct CueBody {
     payload: Field<String>,
     duration: Field<u32>,
+}
+
+/// `POST /v2/live-streams/{id}/pause-recording` and `/resume-recording`: the stream's VOD
+/// (`recording.hls_vod`) leaves out what happens while paused; the live playlists go on.
+async fn pause_or_resume_recording(st: AppState, ws: store::Workspace, id: String, paused: bool) -> RestResult {
+    let job = jobs::job_of(&st, &ws, &id, &LIVE_STREAMS).await?;
+    if job.status != rec::RUNNING {
+        return Err(RestError::bad_request(format!("live stream is {}, not running", job.status)));
+    }
+    let settings: JobSettings = serde_json::from_value(job.spec.clone()).unwrap_or_default();
+    if !settings.hls_vod {
+        return Err(RestError::bad_request(
+            "the live stream is not recorded: start it with recording.hls_vod true (or the template's recording.hlsVod)",
+        ));
+    }
+    let job = jobs::set_paused(&st, &job, paused).await?;
+    Ok(Json(live_stream_json(&job, None)))
+}
+
+pub async fn pause_recording(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(id): Path<String>) -> RestResult {
+    pause_or_resume_recording(st, ws, id, true).await
+}
+
+pub async fn resume_recording(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(id): Path<String>) -> RestResult {
+    pause_or_resume_recording(st, ws, id, false).await
 }
 
 /// `POST /v2/live-streams/{id}/timed-metadata {payload, duration}`: an `#EXT-X-DATERANGE` in

@@ -449,6 +449,20 @@ pub const ROUTES: &[Route] = &[
         "Put timed metadata (an EXT-X-DATERANGE) into a live stream",
         live_streams::timed_metadata
     ),
+    route!(
+        "POST",
+        "/v2/live-streams/{id}/pause-recording",
+        "Live streams",
+        "Pause the live stream's VOD recording (viewers go on watching)",
+        live_streams::pause_recording
+    ),
+    route!(
+        "POST",
+        "/v2/live-streams/{id}/resume-recording",
+        "Live streams",
+        "Resume the live stream's VOD recording",
+        live_streams::resume_recording
+    ),
     route!("GET", "/v2/live-streams", "Live streams", "List live streams", live_streams::list),
     route!(
         "GET",

@@ -34,7 +34,7 @@ pub fn recording_json(r: &Recording, assets: Option<&[Asset]>) -> Value {
     let mut v = common_json(r);
     v["asset_types"] = json!([rec::asset_type(&r.kind)]);
     if r.kind == rec::COMPOSITE {
-        v["paused"] = json!(r.spec.get("paused").and_then(Value::as_bool).unwrap_or(false));
+        v["paused"] = jobs::paused_json(r);
     }
     if let Some(res) = r.spec.get("resolution") {
         v["resolution"] = res.clone();
@@ -89,11 +89,12 @@ struct StartBody {
     /// Not 100ms's: `"track"` starts a track recording on demand (100ms only starts those
     /// from the template); `"composite"` is the default.
     kind: Field<String>,
+    /// Not 100ms's: `"grid"` (the default) or `"active-speaker"`.
+    layout: Field<String>,
 }
 
 /// The job a start body asks for, or every problem with it.
 fn job_spec(body: StartBody) -> Result<JobSpec, RestError> {
-    use crate::composite::{MAX_HEIGHT, MAX_WIDTH, MIN_SIDE};
     let mut problems = Problems::default();
     let kind = problems.optional_if(
         body.kind,
@@ -101,27 +102,10 @@ fn job_spec(body: StartBody) -> Result<JobSpec, RestError> {
         |k| k == "composite" || k == "track",
         "must be \"composite\" or \"track\"",
     );
-    let meeting_url = problems.optional(body.meeting_url, "meeting_url", "must be a string").unwrap_or_default();
-    let size_ok = |r: &Resolution| {
-        (MIN_SIDE..=MAX_WIDTH).contains(&r.width)
-            && (MIN_SIDE..=MAX_HEIGHT).contains(&r.height)
-            && r.width.is_multiple_of(2)
-            && r.height.is_multiple_of(2)
-    };
-    let resolution = problems.optional_if(
-        body.resolution,
-        "resolution",
-        size_ok,
-        format!("must be {{width, height}}, even, from {MIN_SIDE} to {MAX_WIDTH}×{MAX_HEIGHT}"),
-    );
+    let common = jobs::common_start(&mut problems, body.meeting_url, body.destination, body.transcription, body.layout);
+    let resolution = jobs::resolution(&mut problems, body.resolution);
     if problems.optional(body.audio_only, "audio_only", "must be true or false") == Some(true) {
         problems.add("audio_only", "audio-only composite recording is not offered: record the tracks instead");
-    }
-    problems.optional(body.destination, "destination", "must be a string");
-    if let Some(t) = problems.optional(body.transcription, "transcription", "must be an object")
-        && t.get("enabled").and_then(Value::as_bool) == Some(true)
-    {
-        problems.add("transcription", "transcription is not offered");
     }
     problems.finish()?;
     Ok(match kind.as_deref() {
@@ -129,7 +113,8 @@ fn job_spec(body: StartBody) -> Result<JobSpec, RestError> {
         _ => JobSpec {
             kind: rec::COMPOSITE,
             settings: JobSettings {
-                meeting_url,
+                meeting_url: common.meeting_url,
+                layout: common.layout,
                 resolution: Some(resolution.unwrap_or(Resolution { width: 1280, height: 720 })),
                 ..Default::default()
             },
@@ -163,11 +148,7 @@ async fn pause_or_resume(st: AppState, ws: store::Workspace, room_id: String, pa
     })
     .await?
     .ok_or_else(|| RestError::not_found("no composite recording is running in this room"))?;
-    if job.spec.get("paused").and_then(Value::as_bool).unwrap_or(false) == paused {
-        let state = if paused { "paused" } else { "not paused" };
-        return Err(RestError::bad_request(format!("the recording is {state} already")));
-    }
-    let job = st.recorder.set_paused(&job, paused).await?;
+    let job = jobs::set_paused(&st, &job, paused).await?;
     Ok(Json(recording_json(&job, None)))
 }
 
