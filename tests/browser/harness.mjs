@@ -431,11 +431,12 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 
 // ------------------------------------------------------------------ the browser
 
-export function launchBrowser() {
+/** Chromium with CHROMIUM_ARGS and `extraArgs` (e.g. a file as the fake camera). */
+export function launchBrowser(extraArgs = []) {
   return within(30_000, 'Chromium to start', chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
     timeout: 30_000,
   }));
 }
