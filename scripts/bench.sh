@@ -9,8 +9,11 @@
 #   scripts/bench.sh criterion [f]     the criterion benches (packet path, SRTP, recorder)
 #   scripts/bench.sh compositor        CPU of a compositor job: a 720p four-camera composite as
 #                                      an MP4, then with a three-rendition HLS ladder (release)
-#   scripts/bench.sh hls-latency       HLS glass-to-glass latency: a flashing canvas published
-#                                      by the SDK in Chromium, seen by hls.js in another page
+#   scripts/bench.sh compositor-parallel  three of those HLS jobs at once (COST_SECONDS, 30)
+#   scripts/bench.sh av-sync           A/V sync of a composite over 10 minutes: flashes and beeps
+#                                      sent together, their offset in the MP4 (release)
+#   scripts/bench.sh hls-latency       HLS glass-to-glass latency: a flashing fake camera in
+#                                      Chromium (the SDK), seen by hls.js in another page
 #                                      (tests/browser/hls-latency.bench.mjs; debug build)
 #
 # Environment: BENCH_PROFILE (release), BENCH_PUBLISHERS (10), BENCH_SUBSCRIBERS (100),
@@ -34,12 +37,26 @@ fi
 if [[ "$mode" == compositor ]]; then
     exec cargo test --release -p compositor --test cost-of-a-720p-four-camera-job -- --ignored --nocapture --test-threads 1
 fi
+if [[ "$mode" == compositor-parallel ]]; then
+    # Three HLS jobs at once, each its own process, for COST_SECONDS (30): what two cores hold.
+    cargo test --release -p compositor --test cost-of-a-720p-four-camera-job --no-run
+    export COST_SECONDS="${COST_SECONDS:-30}"
+    for i in 1 2 3; do
+        cargo test -q --release -p compositor --test cost-of-a-720p-four-camera-job -- --ignored --nocapture \
+            --exact cost_of_a_720p_four_camera_job_with_three_hls_renditions 2>&1 | grep "of a core" &
+    done
+    wait
+    exit 0
+fi
+if [[ "$mode" == av-sync ]]; then
+    exec cargo test --release -p compositor --test av-sync-over-a-long-job -- --ignored --nocapture
+fi
 if [[ "$mode" == hls-latency ]]; then
     cargo build --workspace --bins
     BROWSER_RUN=hls-latency.bench.mjs exec scripts/browser-test.sh
 fi
 if [[ "$mode" != ratio && "$mode" != flatness ]]; then
-    echo "usage: scripts/bench.sh [ratio|flatness|criterion [filter]|compositor|hls-latency]" >&2
+    echo "usage: scripts/bench.sh [ratio|flatness|criterion [filter]|compositor|compositor-parallel|av-sync|hls-latency]" >&2
     exit 2
 fi
 

@@ -17,6 +17,10 @@
 //! - In the grid mode the tiles keep their join order: nothing moves while people talk.
 //! - A muted camera leaves the layout (its last frame would otherwise stay frozen in its
 //!   tile); unmuted, it comes back in its join place.
+//! - A peer with no camera on (audio only, or its camera muted) has a tile all the same
+//!   ([`Tile::Peer`]: its name on grey), in its join place, and takes the large tile when it
+//!   is the active speaker. Only described inputs (a non-empty peer) count as peers here: an
+//!   undescribed audio input is just sound.
 
 use std::collections::BTreeMap;
 
@@ -43,12 +47,21 @@ pub struct InputFacts {
     pub muted: bool,
 }
 
-/// The layout to show: its kind and the visible video inputs in tile order (the first is the
-/// large tile of the speaker layout).
+/// One tile of the picture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tile {
+    /// A video input: a camera or a screenshare.
+    Input(InputId),
+    /// A peer without a camera on (its peer key): a placeholder with its name.
+    Peer(String),
+}
+
+/// The layout to show: its kind and the tiles in order (the first is the large tile of the
+/// speaker layout).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Arrangement {
     pub kind: LayoutKind,
-    pub order: Vec<InputId>,
+    pub order: Vec<Tile>,
 }
 
 #[derive(Debug, Clone)]
@@ -156,21 +169,50 @@ impl Director {
     pub fn arrangement(&self) -> Arrangement {
         let visible: Vec<(InputId, &InputFacts)> =
             self.inputs.iter().filter(|(_, k)| k.video && !k.facts.muted).map(|(id, k)| (*id, &k.facts)).collect();
-        let mut order: Vec<InputId> = visible.iter().map(|(id, _)| *id).collect();
-        let newest_screen = visible.iter().rev().find(|(_, f)| f.screen).map(|(id, _)| *id);
-        let large = match (newest_screen, self.mode) {
-            (Some(screen), _) => Some(screen),
+        // Tiles in join order: an input's by its id, a peer's placeholder by its first input's.
+        let mut keyed: Vec<(InputId, Tile)> = visible.iter().map(|(id, _)| (*id, Tile::Input(*id))).collect();
+        let mut peers: BTreeMap<&str, InputId> = BTreeMap::new();
+        for (id, k) in &self.inputs {
+            if !k.facts.peer.is_empty() {
+                peers.entry(k.facts.peer.as_str()).or_insert(*id);
+            }
+        }
+        for (peer, first) in peers {
+            let has_camera = visible.iter().any(|(_, f)| f.peer == peer && !f.screen);
+            if !has_camera {
+                keyed.push((first, Tile::Peer(peer.to_owned())));
+            }
+        }
+        keyed.sort_by_key(|(key, _)| *key);
+        let mut order: Vec<Tile> = keyed.into_iter().map(|(_, tile)| tile).collect();
+        let newest_screen = visible.iter().rev().find(|(_, f)| f.screen).map(|(id, _)| Tile::Input(*id));
+        let large = match (&newest_screen, self.mode) {
+            (Some(screen), _) => Some(screen.clone()),
             (None, LayoutKind::Speaker) => self.speaker.as_ref().and_then(|peer| {
-                visible.iter().find(|(id, f)| !f.screen && self.peer_of(*id) == *peer).map(|(id, _)| *id)
+                let camera = visible.iter().find(|(id, f)| !f.screen && self.peer_of(*id) == *peer);
+                match camera {
+                    Some((id, _)) => Some(Tile::Input(*id)),
+                    None => order.iter().find(|t| **t == Tile::Peer(peer.clone())).cloned(),
+                }
             }),
             (None, LayoutKind::Grid) => None,
         };
         let kind = if newest_screen.is_some() { LayoutKind::Speaker } else { self.mode };
         if let Some(large) = large {
-            order.retain(|id| *id != large);
+            order.retain(|t| *t != large);
             order.insert(0, large);
         }
         Arrangement { kind, order }
+    }
+
+    /// The name a peer's placeholder shows: the first name among its cameras and microphones.
+    pub fn name_of(&self, peer: &str) -> &str {
+        self.inputs
+            .values()
+            .filter(|k| k.facts.peer == peer && !k.facts.screen)
+            .map(|k| k.facts.name.as_str())
+            .find(|n| !n.is_empty())
+            .unwrap_or("")
     }
 
     fn peer_of(&self, id: InputId) -> String {
@@ -204,8 +246,8 @@ mod tests {
         d
     }
 
-    fn ids(v: &[u32]) -> Vec<InputId> {
-        v.iter().map(|i| InputId(*i)).collect()
+    fn ids(v: &[u32]) -> Vec<Tile> {
+        v.iter().map(|i| Tile::Input(InputId(*i))).collect()
     }
 
     /// Levels every 250 ms from `from_ms` for `for_ms`: `loud` speaks, the others are quiet.
@@ -234,7 +276,7 @@ mod tests {
         talk(&mut d, 4, 0, 0);
         assert_eq!(d.arrangement(), Arrangement { kind: LayoutKind::Speaker, order: ids(&[3, 1, 5]) });
         talk(&mut d, 6, 250, 750);
-        assert_eq!(d.arrangement().order[0], InputId(3), "c has spoken for 750 ms: not yet");
+        assert_eq!(d.arrangement().order[0], Tile::Input(InputId(3)), "c has spoken for 750 ms: not yet");
         talk(&mut d, 6, 1_250, 250);
         assert_eq!(d.arrangement().order, ids(&[5, 1, 3]), "c has spoken for a second");
     }
@@ -279,12 +321,36 @@ mod tests {
     }
 
     #[test]
-    fn a_muted_camera_leaves_the_layout_and_comes_back_in_place() {
+    fn a_muted_camera_gives_way_to_the_peers_name_in_place_and_comes_back() {
         let mut d = room(LayoutKind::Grid);
         d.describe(InputId(3), InputFacts { muted: true, ..facts("b") });
-        assert_eq!(d.arrangement().order, ids(&[1, 5]));
+        let b = Tile::Peer("b".into());
+        assert_eq!(d.arrangement().order, [Tile::Input(InputId(1)), b.clone(), Tile::Input(InputId(5))]);
+        assert_eq!(d.name_of("b"), "B");
         d.describe(InputId(3), facts("b"));
         assert_eq!(d.arrangement().order, ids(&[1, 3, 5]));
+        // In the speaker mode the peer's placeholder is large while it speaks.
+        let mut d = room(LayoutKind::Speaker);
+        d.describe(InputId(3), InputFacts { muted: true, ..facts("b") });
+        talk(&mut d, 4, 0, 500);
+        assert_eq!(d.arrangement().order, [b, Tile::Input(InputId(1)), Tile::Input(InputId(5))]);
+    }
+
+    #[test]
+    fn an_audio_only_peer_has_a_tile_and_a_screen_sharer_keeps_theirs() {
+        let mut d = room(LayoutKind::Grid);
+        d.add(InputId(7), false);
+        d.describe(InputId(7), facts("d"));
+        assert_eq!(d.arrangement().order[3], Tile::Peer("d".into()), "audio only: a tile after the others");
+        // d shares a screen without a camera: the screen large, d's placeholder in the strip.
+        d.add(InputId(8), true);
+        d.describe(InputId(8), InputFacts { screen: true, ..facts("d") });
+        let a = d.arrangement();
+        assert_eq!(a.order[0], Tile::Input(InputId(8)));
+        assert!(a.order.contains(&Tile::Peer("d".into())), "{a:?}");
+        // An undescribed microphone is just sound.
+        d.add(InputId(9), false);
+        assert_eq!(d.arrangement().order.len(), 5);
     }
 
     #[test]

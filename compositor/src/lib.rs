@@ -137,7 +137,7 @@ pub mod runner;
 pub mod tap_feed;
 
 pub use config::{Config, HlsOutput, HlsPlaylist, MAX_RENDITIONS, MAX_RTMP_URLS, Mp4Output, Rendition, RtmpRetry};
-pub use director::{Arrangement, InputFacts};
+pub use director::{Arrangement, InputFacts, Tile};
 pub use layout::{LayoutKind, Rect};
 pub use outputs::rtmp::RtmpState;
 pub use pipeline::{Composite, Error, InputId, InputKind};

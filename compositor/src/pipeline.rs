@@ -8,6 +8,8 @@
 //! per audio input: appsrc (audio/x-opus) → opusdec → audioconvert → audioresample
 //!                  → level (loudness, for the active speaker) → audiomixer pad
 //! always:          videotestsrc (live, black) → capsfilter W×H@fps → compositor pad (zorder 0)
+//! per peer without a camera on: videotestsrc (live, grey) → capsfilter 640×360@fps
+//!                  → textoverlay (the peer's name) → compositor pad
 //!
 //! compositor (force-live, black) → capsfilter W×H@fps I420 → tee "raw"
 //!   tee "raw" → queue → x264enc → h264parse → byte-stream caps → tee "h264"
@@ -32,7 +34,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::config::Config;
-use crate::director::{Arrangement, Director, InputFacts};
+use crate::director::{Arrangement, Director, InputFacts, Tile};
 use crate::layout::{self, LayoutKind};
 use crate::outputs::hls::{self, Hls};
 use crate::outputs::rtmp::{self, Rtmp, RtmpState};
@@ -128,6 +130,16 @@ struct Input {
     name_overlay: Option<gst::Element>,
 }
 
+/// The tile of a peer without a camera on: its name on grey.
+struct Placeholder {
+    elements: Vec<gst::Element>,
+    pad: gst::Pad,
+    name_overlay: gst::Element,
+}
+
+/// The placeholder's grey (ARGB).
+const PLACEHOLDER_GREY: u32 = 0xff30_3030;
+
 /// How often each audio input's loudness is measured for the active speaker.
 const LEVEL_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -151,6 +163,8 @@ pub struct Composite {
     director: Director,
     /// The arrangement the mixer pads were last set to.
     shown: Option<Arrangement>,
+    /// The placeholder tiles, by peer.
+    placeholders: BTreeMap<String, Placeholder>,
     hls: Option<Hls>,
     rtmp: Option<Rtmp>,
     /// Pauses the MP4 output (`set_recording_paused`).
@@ -313,6 +327,7 @@ impl Composite {
             inputs: BTreeMap::new(),
             director,
             shown: None,
+            placeholders: BTreeMap::new(),
             hls,
             rtmp,
             mp4_gate,
@@ -430,17 +445,26 @@ impl Composite {
     pub fn remove_input(&mut self, id: InputId) -> Result<(), Error> {
         let input = self.inputs.remove(&id).ok_or(Error::UnknownInput(id))?;
         let mixer = if input.kind.is_video() { &self.compositor } else { &self.audiomixer };
+        self.remove_branch(mixer, &input.mixer_pad, &input.elements);
+        self.director.remove(id);
+        self.arrange();
+        tracing::debug!(%id, "input removed");
+        Ok(())
+    }
+
+    /// Takes a source's branch out of the running pipeline without failing it.
+    fn remove_branch(&self, mixer: &gst::Element, mixer_pad: &gst::Pad, elements: &[gst::Element]) {
         // What the branch still pushes once unlinked is dropped here: its source's thread would
         // otherwise get "not linked" for a frame already queued and fail the whole pipeline
         // (measured: 4 removals in 20 right after a push). Probes run before the link is
         // looked at, so this covers the window until the branch is stopped.
-        if let Some(out) = input.mixer_pad.peer() {
+        if let Some(out) = mixer_pad.peer() {
             out.add_probe(gst::PadProbeType::DATA_DOWNSTREAM, |_, _| gst::PadProbeReturn::Drop);
         }
         // Release the mixer's pad first: that flushes it, so a push blocked in the mixer returns
         // and the branch can be stopped without waiting on the aggregator.
-        mixer.release_request_pad(&input.mixer_pad);
-        for e in &input.elements {
+        mixer.release_request_pad(mixer_pad);
+        for e in elements {
             // Locked first: the pipeline, in a state change of its own (it has them while it
             // runs), would otherwise set a child it still holds back to PLAYING, and the
             // source's thread then ran on after the branch was gone (measured: once in about
@@ -448,11 +472,58 @@ impl Composite {
             e.set_locked_state(true);
             let _ = e.set_state(gst::State::Null);
         }
-        let _ = self.pipeline.remove_many(&input.elements);
-        self.director.remove(id);
-        self.arrange();
-        tracing::debug!(%id, "input removed");
-        Ok(())
+        let _ = self.pipeline.remove_many(elements);
+    }
+
+    /// A placeholder tile for a peer without a camera on: a live grey picture with its name.
+    fn add_placeholder(&self, name: &str) -> Result<Placeholder, Error> {
+        let src = gst::ElementFactory::make("videotestsrc")
+            .property("is-live", true)
+            .property_from_str("pattern", "solid-color")
+            .property("foreground-color", PLACEHOLDER_GREY)
+            .build()
+            .map_err(|_| Error::MissingElement { element: "videotestsrc", package: package_of("videotestsrc") })?;
+        let caps = gst::ElementFactory::make("capsfilter")
+            .property(
+                "caps",
+                gst::Caps::builder("video/x-raw")
+                    .field("format", "I420")
+                    .field("width", 640i32)
+                    .field("height", 360i32)
+                    .field("framerate", gst::Fraction::new(i32::try_from(self.config.fps).unwrap_or(30), 1))
+                    .build(),
+            )
+            .build()
+            .map_err(build_err("capsfilter"))?;
+        let name_overlay = make("textoverlay")?;
+        name_overlay.set_property_from_str("valignment", "center");
+        name_overlay.set_property_from_str("halignment", "center");
+        name_overlay.set_property("font-desc", "Sans Bold 32");
+        name_overlay.set_property("text", name);
+        let elements = vec![src, caps, name_overlay.clone()];
+        self.pipeline.add_many(&elements).map_err(build_err("add a placeholder"))?;
+        let link = || -> Result<gst::Pad, Error> {
+            gst::Element::link_many(&elements).map_err(build_err("link a placeholder"))?;
+            let pad = self
+                .compositor
+                .request_pad_simple("sink_%u")
+                .ok_or_else(|| Error::Build("compositor pad for a placeholder".into()))?;
+            let src_pad = name_overlay.static_pad("src").ok_or_else(|| Error::Build("textoverlay src pad".into()))?;
+            src_pad.link(&pad).map_err(|e| Error::Build(format!("link a placeholder to the compositor: {e:?}")))?;
+            Ok(pad)
+        };
+        let pad = match link() {
+            Ok(pad) => pad,
+            Err(e) => {
+                let _ = self.pipeline.remove_many(&elements);
+                return Err(e);
+            }
+        };
+        pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
+        for e in &elements {
+            e.sync_state_with_parent().map_err(build_err("start a placeholder"))?;
+        }
+        Ok(Placeholder { elements, pad, name_overlay })
     }
 
     /// Switches the job's layout mode: the grid, or the active speaker large (a screenshare
@@ -491,29 +562,60 @@ impl Composite {
     }
 
     /// Sets the mixer pads to the director's arrangement, if it changed: the visible tiles
-    /// placed by `layout`, the others (muted cameras) transparent.
+    /// placed by `layout`, the others (muted cameras) transparent, a placeholder made for each
+    /// peer without a camera on and removed when it has one again (or leaves).
     fn arrange(&mut self) {
         let wanted = self.director.arrangement();
+        // A name may change without the arrangement changing.
+        for (peer, p) in &self.placeholders {
+            p.name_overlay.set_property("text", self.director.name_of(peer));
+        }
         if self.shown.as_ref() == Some(&wanted) {
             return;
         }
-        let tiles = layout::layout(wanted.kind, wanted.order.len(), self.config.width, self.config.height);
-        for (id, input) in &self.inputs {
-            if !input.kind.is_video() {
-                continue;
+        let gone: Vec<String> = self
+            .placeholders
+            .keys()
+            .filter(|peer| !wanted.order.contains(&Tile::Peer((*peer).clone())))
+            .cloned()
+            .collect();
+        for peer in gone {
+            if let Some(p) = self.placeholders.remove(&peer) {
+                self.remove_branch(&self.compositor, &p.pad, &p.elements);
             }
-            let pad = &input.mixer_pad;
-            let tile = wanted.order.iter().position(|o| o == id).and_then(|i| tiles.get(i));
-            match tile {
-                Some(tile) => {
-                    // Tiles lie inside the output (layout's invariant), so every value fits an i32.
-                    pad.set_property("xpos", i32::try_from(tile.x).unwrap_or(0));
-                    pad.set_property("ypos", i32::try_from(tile.y).unwrap_or(0));
-                    pad.set_property("width", i32::try_from(tile.width).unwrap_or(0));
-                    pad.set_property("height", i32::try_from(tile.height).unwrap_or(0));
-                    pad.set_property("alpha", 1.0f64);
+        }
+        for tile in &wanted.order {
+            if let Tile::Peer(peer) = tile
+                && !self.placeholders.contains_key(peer)
+            {
+                match self.add_placeholder(self.director.name_of(peer)) {
+                    Ok(p) => {
+                        self.placeholders.insert(peer.clone(), p);
+                    }
+                    // The peer goes without a tile; the job goes on.
+                    Err(e) => tracing::warn!(%peer, error = %e, "no placeholder tile"),
                 }
-                None => pad.set_property("alpha", 0.0f64),
+            }
+        }
+        let rects = layout::layout(wanted.kind, wanted.order.len(), self.config.width, self.config.height);
+        let mut placed: Vec<&gst::Pad> = Vec::new();
+        for (tile, rect) in wanted.order.iter().zip(rects) {
+            let pad = match tile {
+                Tile::Input(id) => self.inputs.get(id).map(|i| &i.mixer_pad),
+                Tile::Peer(peer) => self.placeholders.get(peer).map(|p| &p.pad),
+            };
+            let Some(pad) = pad else { continue };
+            // Tiles lie inside the output (layout's invariant), so every value fits an i32.
+            pad.set_property("xpos", i32::try_from(rect.x).unwrap_or(0));
+            pad.set_property("ypos", i32::try_from(rect.y).unwrap_or(0));
+            pad.set_property("width", i32::try_from(rect.width).unwrap_or(0));
+            pad.set_property("height", i32::try_from(rect.height).unwrap_or(0));
+            pad.set_property("alpha", 1.0f64);
+            placed.push(pad);
+        }
+        for input in self.inputs.values().filter(|i| i.kind.is_video()) {
+            if !placed.contains(&&input.mixer_pad) {
+                input.mixer_pad.set_property("alpha", 0.0f64);
             }
         }
         tracing::debug!(kind = ?wanted.kind, order = ?wanted.order, "layout");

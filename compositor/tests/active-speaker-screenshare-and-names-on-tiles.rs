@@ -1,6 +1,7 @@
 //! The layout follows the room by itself, in the speaker mode: the peer who talks takes the
 //! large tile (decided by the job's own loudness measure, nobody tells it), a screenshare takes
-//! it from them, a muted camera leaves the picture, and each tile carries its peer's name.
+//! it from them, a muted camera leaves the picture (its peer's name on grey takes its place),
+//! and each tile carries its peer's name.
 //! Checked on pictures decoded from the MP4: each camera is a solid colour, so the colour in
 //! the large tile says whose it is.
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
@@ -10,8 +11,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{ffmpeg, frame_rgb, ivf_frames, ogg_opus_packets, probe, tempdir};
-use compositor::{Composite, Config, InputFacts, InputId, InputKind, LayoutKind};
+use common::{frame_rgb, opus_of, probe, tempdir, vp8_of};
+use compositor::{Composite, Config, InputFacts, InputId, InputKind, LayoutKind, Tile};
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 360;
@@ -19,53 +20,7 @@ const SECONDS: u32 = 7;
 
 /// `SECONDS` of a solid-colour 320×240 VP8 camera.
 fn camera(dir: &Path, colour: &str) -> Vec<(Vec<u8>, bool)> {
-    let path = dir.join(format!("{colour}.ivf"));
-    let source = format!("color=c={colour}:size=320x240:rate=30");
-    let t = SECONDS.to_string();
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &source,
-        "-t",
-        &t,
-        "-c:v",
-        "libvpx",
-        "-deadline",
-        "realtime",
-        "-g",
-        "30",
-        "-b:v",
-        "300k",
-        "-f",
-        "ivf",
-        path.to_str().unwrap(),
-    ]);
-    ivf_frames(&path)
-}
-
-/// `SECONDS` of Opus in 20 ms packets from a lavfi audio source.
-fn microphone(dir: &Path, name: &str, source: &str) -> Vec<Vec<u8>> {
-    let path = dir.join(format!("{name}.ogg"));
-    let t = SECONDS.to_string();
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        source,
-        "-t",
-        &t,
-        "-c:a",
-        "libopus",
-        "-b:a",
-        "48k",
-        "-frame_duration",
-        "20",
-        "-f",
-        "ogg",
-        path.to_str().unwrap(),
-    ]);
-    ogg_opus_packets(&path)
+    vp8_of(dir, colour, &format!("color=c={colour}:size=320x240:rate=30"), SECONDS, 300)
 }
 
 fn peer(id: &str, name: &str) -> InputFacts {
@@ -106,8 +61,8 @@ fn the_talker_then_the_screenshare_take_the_large_tile_and_a_muted_camera_leaves
     let red = camera(&dir, "red");
     let blue = camera(&dir, "blue");
     let green = camera(&dir, "green");
-    let quiet = microphone(&dir, "quiet", "anullsrc=r=48000:cl=mono");
-    let loud = microphone(&dir, "loud", "sine=frequency=440:sample_rate=48000");
+    let quiet = opus_of(&dir, "quiet", "anullsrc=r=48000:cl=mono", SECONDS);
+    let loud = opus_of(&dir, "loud", "sine=frequency=440:sample_rate=48000", SECONDS);
 
     let out = dir.join("out");
     let mut config = Config::new(&out, "room");
@@ -127,7 +82,7 @@ fn the_talker_then_the_screenshare_take_the_large_tile_and_a_muted_camera_leaves
         job.add_input(id, kind).unwrap();
         job.describe_input(id, facts).unwrap();
     }
-    assert_eq!(job.arrangement().order, [alice_cam, bob_cam], "nobody spoke yet: join order");
+    assert_eq!(job.arrangement().order, [Tile::Input(alice_cam), Tile::Input(bob_cam)], "nobody spoke yet: join order");
 
     let start = Instant::now();
     let mut audio = quiet.iter().zip(&loud).enumerate().peekable();
@@ -162,7 +117,11 @@ fn the_talker_then_the_screenshare_take_the_large_tile_and_a_muted_camera_leaves
             panic!("the pipeline failed: {e}");
         }
     }
-    assert_eq!(job.arrangement().order, [bob_screen, bob_cam], "the share large, Alice's camera gone");
+    assert_eq!(
+        job.arrangement().order,
+        [Tile::Input(bob_screen), Tile::Peer("alice".into()), Tile::Input(bob_cam)],
+        "the share large; Alice's camera gone, her name in its place"
+    );
     job.finish(Duration::from_secs(10)).unwrap();
 
     let file = out.join("room.1.mp4");
@@ -186,4 +145,11 @@ fn the_talker_then_the_screenshare_take_the_large_tile_and_a_muted_camera_leaves
     assert!(red_pixels(&rgb) > 500, "Alice's camera still in the strip");
     let rgb = frame_rgb(&file, 6.5, WIDTH, HEIGHT);
     assert_eq!(red_pixels(&rgb), 0, "Alice's muted camera has left the picture");
+    // Her place in the strip (the first of two 160×90 tiles, from x = 160): grey, her name on it.
+    let [r, g, b] = mean_rgb(&rgb, (170, 275, 140, 80));
+    assert!(
+        (35.0..80.0).contains(&r) && (r - g).abs() < 8.0 && (r - b).abs() < 8.0,
+        "a grey tile: {r:.0} {g:.0} {b:.0}"
+    );
+    assert!(white_pixels(&rgb, (160, 270, 160, 90)) > 5, "Alice's name on it");
 }

@@ -33,14 +33,17 @@ fn cost_of_a_720p_four_camera_job_with_three_hls_renditions() {
     measure("cost-hls", |config| {
         let ladder = [(1280, 720, config.video_bitrate_kbps), (640, 360, 800), (320, 180, 300)];
         let renditions = ladder.map(|(width, height, video_kbps)| Rendition { width, height, video_kbps });
-        config.hls = Some(HlsOutput::new(config.mp4.as_ref().unwrap().dir.join("hls"), renditions.to_vec()));
+        let mut hls = HlsOutput::new(config.mp4.as_ref().unwrap().dir.join("hls"), renditions.to_vec());
+        hls.vod = true; // every segment kept, so every rendition's frames can be counted
+        config.hls = Some(hls);
     });
 }
 
 fn measure(name: &str, outputs: impl FnOnce(&mut Config)) {
-    const SECONDS: u32 = 10;
+    // `scripts/bench.sh compositor-parallel` runs three of these at once for longer.
+    let seconds: u32 = std::env::var("COST_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let dir = tempdir(name);
-    let media = make_media(&dir, SECONDS);
+    let media = make_media(&dir, seconds);
     let cam = dir.join("cam-vga.ivf");
     common::ffmpeg(&[
         "-f",
@@ -48,7 +51,7 @@ fn measure(name: &str, outputs: impl FnOnce(&mut Config)) {
         "-i",
         "testsrc=size=640x480:rate=30",
         "-t",
-        &SECONDS.to_string(),
+        &seconds.to_string(),
         "-c:v",
         "libvpx",
         "-deadline",
@@ -92,8 +95,15 @@ fn measure(name: &str, outputs: impl FnOnce(&mut Config)) {
     let wall = start.elapsed();
     let cpu = cpu_time() - cpu_before;
     let p = probe(&dir.join("out").join("room.1.mp4"));
+    // Frames each HLS rendition holds: fewer than 30 a second would be frames dropped.
+    let renditions: Vec<u64> = (0..3)
+        .map(|i| dir.join("out").join("hls").join(i.to_string()).join("vod.m3u8"))
+        .take_while(|vod| vod.exists())
+        .map(|vod| common::outputs::decode_all(&vod))
+        .collect();
     eprintln!(
-        "{name}: {SECONDS} s job: cpu {cpu:?} over {wall:?} = {:.2} of a core; {p:?}",
-        cpu.as_secs_f64() / wall.as_secs_f64()
+        "{name}: {seconds} s job: cpu {cpu:?} over {wall:?} = {:.2} of a core; MP4 frames {}; HLS renditions' frames {renditions:?}; {p:?}",
+        cpu.as_secs_f64() / wall.as_secs_f64(),
+        p.video.as_ref().map_or(0, |v| v.3),
     );
 }

@@ -25,8 +25,8 @@ function probe(path) {
   return { duration: Number(p.format.duration), video, audio };
 }
 
-/** The picture at `at` seconds scaled to 64×36, as the brightness (the largest of R, G, B) of
- * each pixel by row; the picture and the file are also kept in the test's artifacts. */
+/** The picture at `at` seconds scaled to 64×36, as `[r, g, b]` per pixel by row; the picture
+ * and the file are also kept in the test's artifacts. */
 function thumbnail(path, at, name) {
   const dir = join(ARTIFACTS, name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60));
   mkdirSync(dir, { recursive: true });
@@ -37,22 +37,33 @@ function thumbnail(path, at, name) {
   assert.equal(raw.length, 64 * 36 * 3, 'one 64×36 RGB picture');
   return Array.from({ length: 36 }, (_, y) => Array.from({ length: 64 }, (_, x) => {
     const i = (y * 64 + x) * 3;
-    return Math.max(raw[i], raw[i + 1], raw[i + 2]);
+    return [raw[i], raw[i + 1], raw[i + 2]];
   }));
 }
+
+/** Brightness: the largest of R, G and B. */
+const bright = ([r, g, b]) => Math.max(r, g, b);
 
 const mean = (values) => values.reduce((a, b) => a + b, 0) / values.length;
 
 /** Mean brightness of each quarter-width column band of the picture at `at` seconds. */
 function columnBrightness(path, at, name) {
   const rows = thumbnail(path, at, name);
-  return [0, 1, 2, 3].map((band) => mean(rows.flatMap((row) => row.slice(band * 16, band * 16 + 16))));
+  return [0, 1, 2, 3].map((band) => mean(rows.flatMap((row) => row.slice(band * 16, band * 16 + 16).map(bright))));
 }
 
-/** Mean brightness of the picture's top eighth at `at` seconds: black above letterboxed tiles. */
-function topBrightness(path, at, name) {
-  return mean(thumbnail(path, at, name).slice(0, 4).flat());
+/** Mean colour `[r, g, b]` of the middle of each half of the picture at `at` seconds: the
+ * two tiles of a two-tile grid. */
+function tileColours(path, at, name) {
+  const rows = thumbnail(path, at, name).slice(12, 24);
+  return [4, 36].map((x) => {
+    const pixels = rows.flatMap((row) => row.slice(x, x + 24));
+    return [0, 1, 2].map((c) => mean(pixels.map((p) => p[c])));
+  });
 }
+
+const isGreen = ([r, g, b]) => g > r + 20 && g > b + 20;
+const isGrey = ([r, g, b]) => Math.abs(r - g) < 12 && Math.abs(r - b) < 12 && r > 25 && r < 90;
 
 async function startedCall(call) {
   const alice = await call.join({ name: 'alice', role: 'host' });
@@ -129,7 +140,7 @@ test('a composite recording of a two-peer call: one MP4 with both tiles, H.264 +
     await assert.rejects(api('POST', '/v2/recordings/000000000000000000000000/stop', {}), /HTTP 404/);
   }));
 
-test('a muted camera leaves the composite and the other tile takes the picture', T, (t) =>
+test('a muted camera gives way to its peer\'s name on grey in the composite', T, (t) =>
   withCall(t, async (call) => {
     const { alice, room } = await startedCall(call);
     const api = call.platform.api;
@@ -146,13 +157,14 @@ test('a muted camera leaves the composite and the other tile takes the picture',
     const done = await waitStatus(call.platform, job.id, 'completed');
     const path = join(call.platform.dataDir, 'recordings', done.recording_assets[0].path);
     const got = probe(path);
-    // Two tiles side by side leave black above the letterboxed cameras; bob's camera alone
-    // fills the picture's height.
-    const before = topBrightness(path, 3, t.name);
-    const after = topBrightness(path, Math.min(got.duration - 1, mutedAt + 4), t.name);
-    t.diagnostic(`top band brightness: ${before.toFixed(0)} with two tiles, ${after.toFixed(0)} after alice's camera went off at ${mutedAt.toFixed(1)} s`);
-    assert.ok(before < 10, `two tiles: black above them (${before})`);
-    assert.ok(after > 30, `one tile: bob's camera fills the height (${after})`);
+    // Chromium's fake camera is green: two green tiles, then one green (bob's) and one grey
+    // (alice's name on it), each where it was.
+    const before = tileColours(path, 3, t.name);
+    const after = tileColours(path, Math.min(got.duration - 1, mutedAt + 4), t.name);
+    const show = (tiles) => tiles.map((c) => c.map((v) => v.toFixed(0)).join('/')).join(' and ');
+    t.diagnostic(`tiles (rgb): ${show(before)} with both cameras, ${show(after)} after alice's went off at ${mutedAt.toFixed(1)} s`);
+    assert.ok(before.every(isGreen), `two cameras at first: ${show(before)}`);
+    assert.ok(after.filter(isGreen).length === 1 && after.filter(isGrey).length === 1, `a camera and a grey tile then: ${show(after)}`);
   }));
 
 test('the compositor killed mid-job: the call goes on, a second part follows, both decode', T, (t) =>

@@ -70,40 +70,41 @@ pub struct Media {
     pub opus: Vec<Vec<u8>>,
 }
 
-/// Three seconds of two different 30 fps VP8 videos (320×240 and 640×480, keyframe every
-/// second) and of a 440 Hz tone in 20 ms Opus packets.
+/// `seconds` of two different 30 fps VP8 videos (320×240 and 640×480, keyframe every second)
+/// and of a 440 Hz tone in 20 ms Opus packets.
 pub fn make_media(dir: &Path, seconds: u32) -> Media {
+    Media {
+        cam1: vp8_of(dir, "cam1", "testsrc=size=320x240:rate=30", seconds, 600),
+        cam2: vp8_of(dir, "cam2", "smptebars=size=640x480:rate=30", seconds, 600),
+        opus: opus_of(dir, "tone", "sine=frequency=440:sample_rate=48000", seconds),
+    }
+}
+
+/// `seconds` of 30 fps VP8 (realtime, a keyframe every second, `kbps`) made by ffmpeg from a
+/// lavfi video `source`, as frames: `(bytes, keyframe)`.
+pub fn vp8_of(dir: &Path, name: &str, source: &str, seconds: u32, kbps: u32) -> Vec<(Vec<u8>, bool)> {
+    let path = dir.join(format!("{name}.ivf"));
+    let (t, rate) = (seconds.to_string(), format!("{kbps}k"));
+    ffmpeg(
+        &["-f", "lavfi", "-i", source, "-t", &t, "-c:v", "libvpx", "-deadline", "realtime", "-g", "30"]
+            .into_iter()
+            .chain(["-b:v", &rate, "-f", "ivf", path.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    ivf_frames(&path)
+}
+
+/// `seconds` of Opus in 20 ms packets made by ffmpeg from a lavfi audio `source`.
+pub fn opus_of(dir: &Path, name: &str, source: &str, seconds: u32) -> Vec<Vec<u8>> {
+    let path = dir.join(format!("{name}.ogg"));
     let t = seconds.to_string();
-    let cam1 = dir.join("cam1.ivf");
-    let cam2 = dir.join("cam2.ivf");
-    let opus = dir.join("tone.ogg");
-    let vp8 = ["-c:v", "libvpx", "-deadline", "realtime", "-g", "30", "-b:v", "600k", "-f", "ivf"];
-    let mut a = vec!["-f", "lavfi", "-i", "testsrc=size=320x240:rate=30", "-t", &t];
-    a.extend(vp8);
-    a.push(cam1.to_str().unwrap());
-    ffmpeg(&a);
-    let mut a = vec!["-f", "lavfi", "-i", "smptebars=size=640x480:rate=30", "-t", &t];
-    a.extend(vp8);
-    a.push(cam2.to_str().unwrap());
-    ffmpeg(&a);
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        &t,
-        "-c:a",
-        "libopus",
-        "-b:a",
-        "48k",
-        "-frame_duration",
-        "20",
-        "-f",
-        "ogg",
-        opus.to_str().unwrap(),
-    ]);
-    Media { cam1: ivf_frames(&cam1), cam2: ivf_frames(&cam2), opus: ogg_opus_packets(&opus) }
+    ffmpeg(
+        &["-f", "lavfi", "-i", source, "-t", &t, "-c:a", "libopus", "-b:a", "48k", "-frame_duration", "20"]
+            .into_iter()
+            .chain(["-f", "ogg", path.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    ogg_opus_packets(&path)
 }
 
 #[derive(Debug)]
