@@ -115,6 +115,19 @@ pub(crate) fn make(element: &'static str) -> Result<gst::Element, Error> {
         .map_err(|_| Error::MissingElement { element, package: package_of(element) })
 }
 
+/// A capsfilter for raw I420 video of a size (square pixels) and, when given, a frame rate.
+pub(crate) fn i420_capsfilter(width: u32, height: u32, fps: Option<u32>) -> Result<gst::Element, Error> {
+    let mut caps = gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("width", i32::try_from(width).unwrap_or(i32::MAX))
+        .field("height", i32::try_from(height).unwrap_or(i32::MAX))
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1));
+    if let Some(fps) = fps {
+        caps = caps.field("framerate", gst::Fraction::new(i32::try_from(fps).unwrap_or(30), 1));
+    }
+    gst::ElementFactory::make("capsfilter").property("caps", caps.build()).build().map_err(build_err("capsfilter"))
+}
+
 pub(crate) fn build_err(what: &str) -> impl FnOnce(gst::glib::BoolError) -> Error + '_ {
     move |e| Error::Build(format!("{what}: {e}"))
 }
@@ -201,19 +214,7 @@ impl Composite {
             .property("ignore-inactive-pads", true)
             .build()
             .map_err(|_| Error::MissingElement { element: "compositor", package: package_of("compositor") })?;
-        let video_caps = gst::ElementFactory::make("capsfilter")
-            .property(
-                "caps",
-                gst::Caps::builder("video/x-raw")
-                    .field("format", "I420")
-                    .field("width", i32::try_from(config.width).unwrap_or(i32::MAX))
-                    .field("height", i32::try_from(config.height).unwrap_or(i32::MAX))
-                    .field("framerate", gst::Fraction::new(i32::try_from(config.fps).unwrap_or(30), 1))
-                    .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-                    .build(),
-            )
-            .build()
-            .map_err(build_err("capsfilter"))?;
+        let video_caps = i420_capsfilter(config.width, config.height, Some(config.fps))?;
         let raw_tee = make("tee")?;
         let video_queue = make("queue")?;
         let [x264, h264parse] = h264_encoder(&config, config.video_bitrate_kbps)?;
@@ -483,18 +484,7 @@ impl Composite {
             .property("foreground-color", PLACEHOLDER_GREY)
             .build()
             .map_err(|_| Error::MissingElement { element: "videotestsrc", package: package_of("videotestsrc") })?;
-        let caps = gst::ElementFactory::make("capsfilter")
-            .property(
-                "caps",
-                gst::Caps::builder("video/x-raw")
-                    .field("format", "I420")
-                    .field("width", 640i32)
-                    .field("height", 360i32)
-                    .field("framerate", gst::Fraction::new(i32::try_from(self.config.fps).unwrap_or(30), 1))
-                    .build(),
-            )
-            .build()
-            .map_err(build_err("capsfilter"))?;
+        let caps = i420_capsfilter(640, 360, Some(self.config.fps))?;
         let name_overlay = make("textoverlay")?;
         name_overlay.set_property_from_str("valignment", "center");
         name_overlay.set_property_from_str("halignment", "center");

@@ -159,7 +159,8 @@ test('a muted camera gives way to its peer\'s name on grey in the composite', T,
     const got = probe(path);
     // Chromium's fake camera is green: two green tiles, then one green (bob's) and one grey
     // (alice's name on it), each where it was.
-    const before = tileColours(path, 3, t.name);
+    // Before: late enough for both cameras' first keyframes, before the camera went off.
+    const before = tileColours(path, Math.max(3, mutedAt - 1.5), t.name);
     const after = tileColours(path, Math.min(got.duration - 1, mutedAt + 4), t.name);
     const show = (tiles) => tiles.map((c) => c.map((v) => v.toFixed(0)).join('/')).join(' and ');
     t.diagnostic(`tiles (rgb): ${show(before)} with both cameras, ${show(after)} after alice's went off at ${mutedAt.toFixed(1)} s`);

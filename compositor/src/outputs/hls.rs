@@ -33,7 +33,7 @@ use util::LockExt;
 use super::playlist::{self, DateRange, Kind, MediaPlaylist, Segment, Variant, segment_uri};
 use super::{Taps, h264_encoder, link_tee, nanos, static_pad};
 use crate::config::{Config, HlsOutput, HlsPlaylist, Rendition};
-use crate::pipeline::{Error, build_err, make};
+use crate::pipeline::{Error, build_err, i420_capsfilter, make};
 
 const INDEX: &str = "index.m3u8";
 const VOD: &str = "vod.m3u8";
@@ -120,17 +120,7 @@ pub(crate) fn build(pipeline: &gst::Pipeline, taps: &Taps, config: &Config, hls:
             raw_queue.set_property("max-size-bytes", 0u32);
             raw_queue.set_property("max-size-time", nanos(Duration::from_secs(1)));
             let scale = make("videoscale")?;
-            let caps = gst::ElementFactory::make("capsfilter")
-                .property(
-                    "caps",
-                    gst::Caps::builder("video/x-raw")
-                        .field("width", i32::try_from(size.width).unwrap_or(i32::MAX))
-                        .field("height", i32::try_from(size.height).unwrap_or(i32::MAX))
-                        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-                        .build(),
-                )
-                .build()
-                .map_err(build_err("capsfilter"))?;
+            let caps = i420_capsfilter(size.width, size.height, None)?;
             let [x264, h264parse] = h264_encoder(config, size.video_kbps)?;
             let chain = [&raw_queue, &scale, &caps, &x264, &h264parse, &video_queue];
             pipeline.add_many(&chain[..5]).map_err(build_err("add a rendition"))?;

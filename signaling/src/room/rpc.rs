@@ -247,8 +247,11 @@ impl Room {
             "join" => self.join(peer_id, decode(params)).await,
             "offer" => self.publish_offer(peer_id, decode(params)).await,
             "peer-update" => {
+                let name_before = self.peers.get(peer_id).map(|p| p.name.clone());
                 let updated = self.peer_update(peer_id, decode(params));
-                if updated.is_ok() {
+                // Only a new name matters to the composite (metadata changes are frequent:
+                // raised hands), and each retap asks the publisher for a keyframe.
+                if updated.is_ok() && self.peers.get(peer_id).map(|p| p.name.clone()) != name_before {
                     self.retap_peer(peer_id).await;
                 }
                 updated
