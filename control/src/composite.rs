@@ -85,15 +85,8 @@ pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(4 * 3600);
 /// config's for a composite, the first HLS or RTMP destination's for a stream), else
 /// [`DEFAULT_MAX_DURATION`].
 pub fn max_duration(parts: &store::template::TemplateParts, kind: &str) -> Duration {
-    let first_dest =
-        |key: &str| parts.destinations.get(key).and_then(Value::as_object).and_then(|m| m.values().next()).cloned();
-    let config = match kind {
-        rec::COMPOSITE => parts.recordings.get(0).cloned(),
-        rec::HLS => first_dest("hlsDestinations"),
-        rec::RTMP => first_dest("rtmpDestinations"),
-        _ => None,
-    };
-    config
+    parts
+        .job_config(kind)
         .and_then(|c| c.get("maxDuration").and_then(Value::as_u64))
         .filter(|&s| s > 0)
         .map_or(DEFAULT_MAX_DURATION, Duration::from_secs)

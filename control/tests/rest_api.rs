@@ -361,7 +361,8 @@ fn sessions_active_rooms_and_webhook_settings() {
     let active = expect(&api.get(&format!("/v2/sessions?room_id={room}")), 200);
     assert_eq!(active["data"][0]["id"], sid.as_str());
     assert_eq!(active["data"][0]["peers"]["peer-a"]["name"], "Ann");
-    let left = Activity::PeerLeft { peer: a, reason: "client request".into(), message: String::new() };
+    let left =
+        Activity::PeerLeft { peer: a, reason: "client request".into(), message: String::new(), session_waits: false };
     store.record_activity(&room, &left, t0 + Duration::from_secs(30)).unwrap();
     assert_eq!(expect(&api.get("/v2/sessions"), 200)["data"].as_array().unwrap().len(), 0, "active ones by default");
     let ended = expect(&api.get("/v2/sessions?active=false"), 200);

@@ -181,6 +181,7 @@ fn two_peer_session(store: &Store, ws: &Workspace, room_name: &str) -> String {
         peer: p.clone(),
         reason: "client request".into(),
         message: String::new(),
+        session_waits: false,
     };
     for activity in [
         Activity::PeerJoined { peer: a.clone() },

@@ -100,7 +100,16 @@ pub enum RoomEvent {
     PeerJoined { room: EventRoom, peer: EventPeer },
     /// `peer.leave.success`: `message` is the removal reason for a kick or an end-room
     /// (empty otherwise).
-    PeerLeft { room: EventRoom, peer: EventPeer, left_at: SystemTime, reason: LeaveReason, message: String },
+    /// `session_waits`: the peer was the last, and the session stays open for the room's jobs
+    /// (`autoStopTimeout`) until a `SessionEnded`.
+    PeerLeft {
+        room: EventRoom,
+        peer: EventPeer,
+        left_at: SystemTime,
+        reason: LeaveReason,
+        message: String,
+        session_waits: bool,
+    },
     /// `track.add.success`.
     TrackAdded { room: EventRoom, peer: EventPeer, track: EventTrack },
     /// `track.update.success` (mute or description changed).

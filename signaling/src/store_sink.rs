@@ -42,8 +42,8 @@ pub fn activity(event: RoomEvent) -> Option<(String, String, Activity, std::time
             let at = peer.joined_at;
             (room, Activity::PeerJoined { peer }, at)
         }
-        RoomEvent::PeerLeft { room, peer, left_at, reason, message } => {
-            (room, Activity::PeerLeft { peer, reason: reason.as_str().to_owned(), message }, left_at)
+        RoomEvent::PeerLeft { room, peer, left_at, reason, message, session_waits } => {
+            (room, Activity::PeerLeft { peer, reason: reason.as_str().to_owned(), message, session_waits }, left_at)
         }
         RoomEvent::TrackAdded { room, peer, track } => (room, Activity::TrackAdded { peer, track }, now),
         RoomEvent::TrackUpdated { room, peer, track } => (room, Activity::TrackUpdated { peer, track }, now),

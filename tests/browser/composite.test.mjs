@@ -4,7 +4,8 @@
 // asked size with AAC audio, the recorded duration and frame rate, and both peers' tiles on a
 // decoded picture. The `beam.*` webhooks are in the events. Then: a camera turned off leaves
 // the layout (signaling re-sends the track's metadata to the compositor), the compositor killed
-// mid-job (the call goes on, a second part follows, both decode), and bad starts refused.
+// mid-job (the call goes on, a second part follows, both decode), and bad starts refused;
+// a template's auto-start, `maxDuration` and `autoStopTimeout`.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync } from 'node:fs';
@@ -221,4 +222,37 @@ test('a template that auto-starts a composite with each session and bounds it: s
     const events = await api('GET', '/v2/webhooks/events?limit=100');
     const stopped = (events.data || events.events || []).find((e) => e.type === 'beam.stopped.success');
     assert.equal(stopped?.event?.data?.reason, 'max duration reached', JSON.stringify(stopped));
+  }));
+
+test('a composite with autoStopTimeout outlives the room\'s last peer: a peer back in time is recorded, and it stops that long after the room empties', T, (t) =>
+  withCall(t, async (call) => {
+    const api = call.platform.api;
+    const templates = await api('GET', '/v2/templates');
+    const template = (templates.data || templates).find((x) => x.name === 'default') || (templates.data || templates)[0];
+    await api('POST', `/v2/templates/${template.id}/recordings`, [{ name: 'beam', compositeRecording: { browserComposite: { autoStart: true, autoStopTimeout: 6, width: 640, height: 360 } } }]);
+    const alice = await call.join({ name: 'alice', role: 'host' });
+    const room = await api('POST', '/v2/rooms', { name: call.room });
+    const job = await waitFor('a composite started with the session', async () => {
+      const list = await api('GET', `/v2/recordings?room_id=${room.id}`);
+      return list.data.find((j) => j.status === 'running') || null;
+    }, { timeout: 20_000 });
+    await alice.page.evaluate(() => window.__hms.actions.leave());
+    await sleep(3_000);
+    assert.equal((await api('GET', `/v2/recordings/${job.id}`)).status, 'running', 'recording on, 3 s into its 6 s wait');
+    const bob = await call.join({ name: 'bob', role: 'host' });
+    await sleep(5_000);
+    const list = await api('GET', `/v2/recordings?room_id=${room.id}`);
+    assert.deepEqual(list.data.map((j) => [j.id, j.status]), [[job.id, 'running']], 'the same job, past the first wait, and no second one');
+    await bob.page.evaluate(() => window.__hms.actions.leave());
+    const bobLeft = Date.now();
+    const done = await waitStatus(call.platform, job.id, 'completed', 30_000);
+    const after = (Date.parse(done.stopped_at) - bobLeft) / 1000;
+    const ran = (Date.parse(done.stopped_at) - Date.parse(done.started_at)) / 1000;
+    t.diagnostic(`stopped ${after} s after the last peer left; ran ${ran} s; assets ${JSON.stringify(done.recording_assets.map((a) => [a.path, a.duration]))}`);
+    assert.ok(after >= 5 && after < 10, `stopped ${after} s after the room emptied`);
+    assert.equal(done.recording_assets.length, 1, 'one part: the job ran through the empty room');
+    const got = probe(join(call.platform.dataDir, 'recordings', done.recording_assets[0].path));
+    assert.ok(got.duration > ran - 3, `the MP4 lasts ${got.duration} s of the job's ${ran} s`);
+    const sessions = await api('GET', `/v2/sessions?room_id=${room.id}&active=false`);
+    assert.deepEqual(sessions.data.map((s) => Object.values(s.peers).map((p) => p.name).sort()), [['alice', 'bob']], `one session, both peers in it: ${JSON.stringify(sessions)}`);
   }));

@@ -19,7 +19,7 @@
 //! let alice = PeerRecord::new("p1", "alice", "Alice", "host", t0);
 //! let s1 = store.record_activity(&room.id, &Activity::PeerJoined { peer: alice.clone() }, t0).unwrap().unwrap();
 //! let later = t0 + Duration::from_secs(60);
-//! let left = Activity::PeerLeft { peer: alice, reason: "client request".into(), message: String::new() };
+//! let left = Activity::PeerLeft { peer: alice, reason: "client request".into(), message: String::new(), session_waits: false };
 //! store.record_activity(&room.id, &left, later).unwrap();
 //! let session = store.session(&ws.id, &s1).unwrap().unwrap();
 //! assert!(!session.active);
@@ -88,10 +88,13 @@ pub enum Activity {
     },
     /// `reason` from 100ms's vocabulary (`client request`, `peer kicked`, `websocket closed`,
     /// `server removed peer`, `room ended`); `message` the removal reason given, if any.
+    /// The last peer's leave closes the session, unless `session_waits`: the room keeps it
+    /// open for its jobs (`autoStopTimeout`) and ends it later with `SessionEnded`.
     PeerLeft {
         peer: PeerRecord,
         reason: String,
         message: String,
+        session_waits: bool,
     },
     TrackAdded {
         peer: PeerRecord,
@@ -258,8 +261,11 @@ impl Store {
                     )?;
                     ctx.emit(tx, "peer.join.success", peer_fields(peer), now_ms)?;
                 }
-                Activity::PeerLeft { peer, reason, message } => {
-                    if peer_leaves(tx, &ctx, peer, reason, message, now_ms)? && remaining_peers(tx, &sid)? == 0 {
+                Activity::PeerLeft { peer, reason, message, session_waits } => {
+                    if peer_leaves(tx, &ctx, peer, reason, message, now_ms)?
+                        && !session_waits
+                        && remaining_peers(tx, &sid)? == 0
+                    {
                         close_session(tx, &ctx, now_ms, reason)?;
                     }
                 }
@@ -457,7 +463,38 @@ mod tests {
     }
 
     fn left(p: &PeerRecord) -> Activity {
-        Activity::PeerLeft { peer: p.clone(), reason: "client request".into(), message: String::new() }
+        leaves(p, false)
+    }
+
+    fn leaves(p: &PeerRecord, session_waits: bool) -> Activity {
+        Activity::PeerLeft { peer: p.clone(), reason: "client request".into(), message: String::new(), session_waits }
+    }
+
+    #[test]
+    fn a_last_leave_that_waits_keeps_the_session_for_a_returning_peer_until_it_is_ended() {
+        for (b, ws, room) in setups("waits") {
+            let s = &b.store;
+            let a = PeerRecord::new("pa", "ua", "A", "host", t(0));
+            let s1 = s.record_activity(&room.id, &Activity::PeerJoined { peer: a.clone() }, t(0)).unwrap().unwrap();
+            let waits = leaves(&a, true);
+            s.record_activity(&room.id, &waits, t(10)).unwrap();
+            assert!(s.session(&ws.id, &s1).unwrap().unwrap().active, "open while the room's jobs wait");
+            let back = PeerRecord::new("pb", "ub", "B", "host", t(12));
+            assert_eq!(
+                s.record_activity(&room.id, &Activity::PeerJoined { peer: back.clone() }, t(12)).unwrap(),
+                Some(s1.clone())
+            );
+            s.record_activity(&room.id, &leaves(&back, true), t(20)).unwrap();
+            let ended = Activity::SessionEnded {
+                reason: "last peer left".into(),
+                ended_by: None,
+                lock: false,
+                explicit: false,
+            };
+            s.record_activity(&room.id, &ended, t(26)).unwrap();
+            let session = s.session(&ws.id, &s1).unwrap().unwrap();
+            assert_eq!((session.active, session.ended_at, session.peers.len()), (false, Some(unix_ms(t(26))), 2));
+        }
     }
 
     #[test]

@@ -64,6 +64,36 @@ impl Default for TemplateParts {
     }
 }
 
+impl TemplateParts {
+    /// The config a compositor job of `kind` follows: the recording config for a composite,
+    /// the first HLS or RTMP destination for a stream (100ms keeps `maxDuration` and
+    /// `autoStopTimeout` there).
+    pub fn job_config(&self, kind: &str) -> Option<&Value> {
+        let first_dest =
+            |key: &str| self.destinations.get(key).and_then(Value::as_object).and_then(|m| m.values().next());
+        match kind {
+            crate::recording::COMPOSITE => self.recordings.get(0),
+            crate::recording::HLS => first_dest("hlsDestinations"),
+            crate::recording::RTMP => first_dest("rtmpDestinations"),
+            _ => None,
+        }
+    }
+
+    /// How long a job of `kind` keeps the room's session open after its last peer left
+    /// (`autoStopTimeout`, seconds; the composite's is under `compositeRecording.browserComposite`):
+    /// a peer who comes back within it finds the job still running. `None` (unset or 0): the job
+    /// stops with the session, when the last peer leaves.
+    pub fn auto_stop_timeout(&self, kind: &str) -> Option<std::time::Duration> {
+        let config = self.job_config(kind)?;
+        let config = if kind == crate::recording::COMPOSITE {
+            config.pointer("/compositeRecording/browserComposite")?
+        } else {
+            config
+        };
+        config.get("autoStopTimeout").and_then(Value::as_u64).filter(|&s| s > 0).map(std::time::Duration::from_secs)
+    }
+}
+
 pub(crate) fn empty_object() -> Value {
     json!({})
 }

@@ -224,6 +224,9 @@ impl Room {
         let Some(peer) = self.peers.remove(peer_id) else { return };
         self.role_requests.retain(|_, r| r.target != peer_id);
         info!(room = %self.id, peer = %peer_id, name = %peer.name, %reason, message, "peer left");
+        // Decided before the leave is told, so the store keeps the session open as well.
+        let empty = !self.ending && self.peers.values().all(|p| !p.joined);
+        let linger = if empty && self.session.is_some() { self.job_linger() } else { None };
         if was_joined {
             let room = self.event_room();
             let now = SystemTime::now();
@@ -236,6 +239,7 @@ impl Room {
                 left_at: now,
                 reason,
                 message: message.to_owned(),
+                session_waits: linger.is_some(),
             });
         }
         if was_joined && !self.ending {
@@ -247,8 +251,8 @@ impl Room {
                 self.renegotiate(&id).await;
             }
         }
-        if !self.ending && self.peers.values().all(|p| !p.joined) {
-            self.end_session(crate::events::LAST_PEER_LEFT, None, false);
+        if empty {
+            self.last_peer_left(linger, util::unix_ms());
         }
     }
 

@@ -22,6 +22,8 @@
 //! joins gets the same states in the `room` of its `peer-list` (and of `room-state`), read from
 //! the store's live jobs, so they survive a signaling restart.
 
+use std::time::Duration;
+
 use schema::compositor::{Cue, JobSettings, MAX_CUE_PAYLOAD, MAX_CUE_SECONDS, MAX_RTMP_URLS, PlaylistType, Resolution};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -289,6 +291,16 @@ impl Room {
         };
         let session = self.session.as_ref().map(|(id, _)| id.as_str());
         jobs.into_iter().filter(|j| session.is_none_or(|s| s == j.session_id)).collect()
+    }
+
+    /// How long the session outlives its last peer: the longest `autoStopTimeout` of the
+    /// template among the session's running compositor jobs (`None`: it ends at once).
+    pub(super) fn job_linger(&self) -> Option<Duration> {
+        self.live_jobs()
+            .iter()
+            .filter(|j| j.kind != rec::TRACK && j.status != rec::STOPPING)
+            .filter_map(|j| self.template.parts.auto_stop_timeout(&j.kind))
+            .max()
     }
 
     /// The `recording` and `streaming` of the room's RoomState.

@@ -154,6 +154,9 @@ pub struct Room {
     /// The open session's cap, read from the store once when it starts (or, for a session a
     /// previous process started, at its first check), not on every tick.
     session_cap: Option<Duration>,
+    /// When the open session ends if no peer joins: set when the last peer left while
+    /// compositor jobs with an `autoStopTimeout` run (Unix ms; see [`Room::job_linger`]).
+    linger_until: Option<u64>,
     peers: BTreeMap<String, Peer>,
     /// The last snapshot written, to skip writing an unchanged one, and the buffer the next
     /// one is serialized into (the two swap: a room of 200 peers is a ~1 MB snapshot, and
@@ -219,6 +222,7 @@ impl Room {
             shard: None,
             session: None,
             session_cap: None,
+            linger_until: None,
             peers: BTreeMap::new(),
             saved: Vec::new(),
             spare: Vec::new(),
@@ -260,6 +264,7 @@ impl Room {
                 _ = tick.tick() => {
                     self.evict_absent().await;
                     self.check_session_cap().await;
+                    self.check_linger(util::unix_ms());
                     self.flush_events().await;
                     save_at = None;
                     self.save();
@@ -298,6 +303,7 @@ impl Room {
     /// Ends the session, if one is open, with an event.
     fn end_session(&mut self, reason: &str, ended_by: Option<String>, lock: bool) {
         let room = self.event_room();
+        self.linger_until = None;
         if let Some((session, started)) = self.session.take() {
             self.session_cap = None;
             info!(room = %self.id, %session, reason, "session ended");
@@ -310,6 +316,33 @@ impl Room {
                 ended_by,
                 lock,
             });
+        }
+    }
+
+    /// The room has no joined peer left: the session ends, unless running compositor jobs
+    /// ask for it to wait (`autoStopTimeout`, as 100ms's beam waits in an empty room).
+    /// `linger` is [`Room::job_linger`], read before the leave was told.
+    fn last_peer_left(&mut self, linger: Option<Duration>, now_ms: u64) {
+        match linger {
+            Some(wait) => {
+                self.linger_until = Some(now_ms + wait.as_millis() as u64);
+                info!(room = %self.id, wait_secs = wait.as_secs(), "last peer left; the session stays open for its running jobs (autoStopTimeout)");
+            }
+            None => self.end_session(crate::events::LAST_PEER_LEFT, None, false),
+        }
+    }
+
+    /// Ends a session kept open for its jobs once the wait is over with no peer back, or at
+    /// once when no job is left to wait for (stopped meanwhile).
+    fn check_linger(&mut self, now_ms: u64) {
+        let Some(until) = self.linger_until else { return };
+        if self.peers.values().any(|p| p.joined) {
+            self.linger_until = None;
+            return;
+        }
+        if now_ms >= until || self.job_linger().is_none() {
+            info!(room = %self.id, "no peer came back while the jobs waited (autoStopTimeout); ending the session");
+            self.end_session(crate::events::LAST_PEER_LEFT, None, false);
         }
     }
 

@@ -95,6 +95,8 @@ impl Room {
             self.session_cap = Some(self.env.session_cap(&self.id));
             let room = self.event_room();
             self.emit(RoomEvent::SessionStarted { room, started_at: system_time(started) });
+        } else if self.linger_until.take().is_some() {
+            info!(room = %self.id, peer = %peer_id, "a peer joined while the jobs waited (autoStopTimeout); the session goes on");
         }
         let room = self.event_room();
         let Some(peer) = self.peers.get_mut(peer_id) else {

@@ -25,6 +25,9 @@ pub(super) struct Snapshot {
     /// The one recording of snapshots written before a room could run several jobs.
     #[serde(default)]
     pub(super) recording: Option<recording::Active>,
+    /// A session kept open for its jobs after its last peer left (Unix ms).
+    #[serde(default)]
+    pub(super) linger_until: Option<u64>,
 }
 
 /// [`Snapshot`] borrowed from the room, for writing: serialized straight from its state, not
@@ -36,6 +39,7 @@ struct SnapshotRef<'a> {
     session: &'a Option<(String, u64)>,
     peers: &'a BTreeMap<String, Peer>,
     recordings: &'a Vec<recording::Active>,
+    linger_until: Option<u64>,
 }
 
 impl Room {
@@ -60,6 +64,7 @@ impl Room {
         self.peers = snapshot.peers;
         self.recordings = snapshot.recordings;
         self.recordings.extend(snapshot.recording);
+        self.linger_until = snapshot.linger_until;
         let now = Instant::now();
         for peer in self.peers.values_mut() {
             peer.away_since = Some(now);
@@ -75,7 +80,8 @@ impl Room {
     /// previous one), or removes it when the room is empty.
     pub(super) fn save(&mut self) {
         let Some(path) = self.snapshot_path() else { return };
-        if self.peers.is_empty() {
+        // An empty room is kept while its session waits for its jobs' peers to come back.
+        if self.peers.is_empty() && self.linger_until.is_none() {
             if !self.saved.is_empty() {
                 let _ = std::fs::remove_file(&path);
                 self.saved.clear();
@@ -84,8 +90,13 @@ impl Room {
         }
         let mut text = std::mem::take(&mut self.spare);
         text.clear();
-        let snapshot =
-            SnapshotRef { shard: self.shard, session: &self.session, peers: &self.peers, recordings: &self.recordings };
+        let snapshot = SnapshotRef {
+            shard: self.shard,
+            session: &self.session,
+            peers: &self.peers,
+            recordings: &self.recordings,
+            linger_until: self.linger_until,
+        };
         let written = match serde_json::to_writer(&mut text, &snapshot) {
             Err(e) => {
                 warn!(room = %self.id, error = %e, "room snapshot not serialized");
@@ -160,10 +171,16 @@ mod tests {
         let peers: BTreeMap<String, Peer> = BTreeMap::new();
         let jobs = vec![tracks.clone(), composite];
         // The same shape `save` writes.
-        let text =
-            serde_json::to_string(&SnapshotRef { shard: Some(0), session: &None, peers: &peers, recordings: &jobs })
-                .expect("serializable");
+        let text = serde_json::to_string(&SnapshotRef {
+            shard: Some(0),
+            session: &None,
+            peers: &peers,
+            recordings: &jobs,
+            linger_until: Some(1234),
+        })
+        .expect("serializable");
         let back: Snapshot = serde_json::from_str(&text).expect("a snapshot");
+        assert_eq!(back.linger_until, Some(1234), "a session waiting for its jobs survives too");
         let got: Vec<_> = back.recordings.iter().map(|a| (a.recording_id.as_str(), a.tap, a.reader)).collect();
         assert_eq!(got, [("rec-1", 7, TapReader::Recorder), ("rec-2", 8, TapReader::Compositor)]);
         assert_eq!(back.recordings[0].tapped, tracks.tapped);

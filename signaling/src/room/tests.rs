@@ -222,6 +222,13 @@ impl TestRoom {
         rx
     }
 
+    /// The peer's `leave` notification.
+    async fn leave(&mut self, peer_id: &str) {
+        let msg = Incoming::Notify { method: "leave".into(), params: json!({}) };
+        self.room.handle(RoomMsg::Rpc { peer_id: peer_id.into(), conn: 1, msg, received: Instant::now() }).await;
+        self.room.flush_events().await;
+    }
+
     async fn request(&mut self, peer_id: &str, id: &str, method: &str, params: Value) {
         let msg = Incoming::Request { id: json!(id), method: method.into(), params };
         self.room.handle(RoomMsg::Rpc { peer_id: peer_id.into(), conn: 1, msg, received: Instant::now() }).await;
@@ -589,4 +596,69 @@ async fn job_states_become_the_sdk_notifications_and_a_joining_peer_sees_the_liv
     assert_eq!(room["streaming"]["hls"]["variants"][0]["url"], url, "{room}");
     assert_eq!(room["streaming"]["rtmp"]["state"], "none", "{room}");
     assert_eq!(room["recording"]["browser"]["enabled"], false, "{room}");
+}
+
+/// The session's ends, by name: how many `SessionEnded` events the room emitted.
+fn sessions_ended(sink: &RecordingSink) -> usize {
+    sink.events().iter().filter(|e| matches!(e, RoomEvent::SessionEnded { .. })).count()
+}
+
+#[tokio::test]
+async fn a_stream_with_an_auto_stop_timeout_keeps_the_empty_room_s_session_until_it_passes() {
+    let (mut t, store, _) = test_room_with_store("linger");
+    t.room.template.parts.destinations = json!({ "hlsDestinations": { "main": { "autoStopTimeout": 30 } } });
+    let mut host = t.join("host1", "host").await;
+    t.request("host1", "h", "hls-start", json!({})).await;
+    assert!(response(&mut host, "h")["result"].is_object());
+    let session = t.room.session.clone().expect("a session").0;
+
+    // The last peer leaves: the session stays open for the stream, and a peer who comes back
+    // within the timeout joins the same session (the job goes on, tapping the new peer).
+    t.leave("host1").await;
+    assert_eq!(sessions_ended(&t.sink), 0);
+    let until = t.room.linger_until.expect("the session waits");
+    let _back = t.join("host2", "host").await;
+    assert_eq!(t.room.session.as_ref().map(|s| s.0.as_str()), Some(session.as_str()));
+    assert_eq!(t.room.linger_until, None);
+
+    // Gone again: still open one second before the timeout, ended at it.
+    t.leave("host2").await;
+    let until2 = t.room.linger_until.expect("the session waits again");
+    assert!(until2 >= until);
+    t.room.check_linger(until2 - 1000);
+    assert_eq!(sessions_ended(&t.sink), 0);
+    t.room.check_linger(until2);
+    t.room.flush_events().await;
+    assert_eq!(sessions_ended(&t.sink), 1);
+    assert!(t.room.session.is_none());
+    assert_eq!(live(&store).len(), 1, "control stops the job when it sees the session ended");
+}
+
+#[tokio::test]
+async fn an_empty_room_waits_only_for_running_jobs_that_ask_for_it() {
+    // A stream without the timeout: the session ends with its last peer, as before.
+    let (mut t, store, _) = test_room_with_store("no-linger");
+    let mut host = t.join("host1", "host").await;
+    t.request("host1", "h", "hls-start", json!({})).await;
+    assert!(response(&mut host, "h")["result"].is_object());
+    t.leave("host1").await;
+    assert_eq!((sessions_ended(&t.sink), t.room.linger_until), (1, None));
+    drop(store);
+
+    // A waiting session whose job is stopped meanwhile ends at the next check.
+    let (mut t, store, _) = test_room_with_store("linger-stopped");
+    t.room.template.parts.recordings =
+        json!([{ "compositeRecording": { "browserComposite": { "autoStopTimeout": 600 } } }]);
+    let mut host = t.join("host1", "host").await;
+    t.request("host1", "r", "rtmp-start", json!({ "record": true })).await;
+    assert!(response(&mut host, "r")["result"].is_object());
+    t.leave("host1").await;
+    let until = t.room.linger_until.expect("the session waits for the recording");
+    t.room.check_linger(until - 500_000);
+    assert_eq!(sessions_ended(&t.sink), 0);
+    let job = live(&store).remove(0);
+    store.lock_unpoisoned().set_recording_status(&job.id, "stopping", "", None, 2).unwrap();
+    t.room.check_linger(until - 500_000);
+    t.room.flush_events().await;
+    assert_eq!((sessions_ended(&t.sink), t.room.linger_until), (1, None));
 }
