@@ -10,6 +10,12 @@
 #   scripts/bench.sh compositor        CPU of a compositor job: a 720p four-camera composite as
 #                                      an MP4, then with a three-rendition HLS ladder (release)
 #   scripts/bench.sh compositor-parallel  three of those HLS jobs at once (COST_SECONDS, 30)
+#   scripts/bench.sh compositor-beside-router  the router forwarding a call (BENCH_PUBLISHERS 4
+#                                      video publishers, BENCH_SUBSCRIBERS 20 sink subscribers,
+#                                      BENCH_SECONDS 30) alone, then beside three of those HLS
+#                                      jobs at the compositor's CPU priority (nice 10, as control
+#                                      starts it; BESIDE_NICE to change): the router's own
+#                                      latency, drops and CPU in both, and every job's frames
 #   scripts/bench.sh av-sync           A/V sync of a composite over 10 minutes: flashes and beeps
 #                                      sent together, their offset in the MP4 (release)
 #   scripts/bench.sh hls-latency       HLS glass-to-glass latency: a flashing fake camera in
@@ -55,15 +61,21 @@ if [[ "$mode" == hls-latency ]]; then
     cargo build --workspace --bins
     BROWSER_RUN=hls-latency.bench.mjs exec scripts/browser-test.sh
 fi
-if [[ "$mode" != ratio && "$mode" != flatness ]]; then
-    echo "usage: scripts/bench.sh [ratio|flatness|criterion [filter]|compositor|compositor-parallel|av-sync|hls-latency]" >&2
+if [[ "$mode" != ratio && "$mode" != flatness && "$mode" != compositor-beside-router ]]; then
+    echo "usage: scripts/bench.sh [ratio|flatness|criterion [filter]|compositor|compositor-parallel|compositor-beside-router|av-sync|hls-latency]" >&2
     exit 2
 fi
 
 profile="${BENCH_PROFILE:-release}"
-publishers="${BENCH_PUBLISHERS:-10}"
-subscribers="${BENCH_SUBSCRIBERS:-100}"
-seconds="${BENCH_SECONDS:-15}"
+if [[ "$mode" == compositor-beside-router ]]; then
+    publishers="${BENCH_PUBLISHERS:-4}"
+    subscribers="${BENCH_SUBSCRIBERS:-20}"
+    seconds="${BENCH_SECONDS:-30}"
+else
+    publishers="${BENCH_PUBLISHERS:-10}"
+    subscribers="${BENCH_SUBSCRIBERS:-100}"
+    seconds="${BENCH_SECONDS:-15}"
+fi
 backends="${BENCH_BACKENDS:-uring mmsg}"
 out="${BENCH_OUT:-target/bench}"
 if [[ "$(nproc)" -lt 2 ]]; then
@@ -97,11 +109,16 @@ trap cleanup EXIT
 # every packet goes to every subscriber and to every other publisher.
 per_publisher_pps=260
 
+# What control and the load generator run on: core 1 (the router's shard pins itself to core
+# 0), or anywhere for compositor-beside-router.
+pin=(taskset -c 1)
+[[ "$mode" == compositor-beside-router ]] && pin=()
+
 # start_platform BACKEND: control (and its router, signaling, recorder) on a fresh data dir.
 start_platform() {
     local dir="$work/data-$1"
     rm -rf "$dir"
-    taskset -c 1 "$bin/control" --data-dir "$dir" --listen 127.0.0.1:18543 --signaling-listen 127.0.0.1:18544 \
+    "${pin[@]}" "$bin/control" --data-dir "$dir" --listen 127.0.0.1:18543 --signaling-listen 127.0.0.1:18544 \
         --router-port 41500 --router-backend "$1" --bin-dir "$bin" >"$work/control-$1.log" 2>&1 &
     control_pid=$!
     for _ in $(seq 150); do
@@ -125,7 +142,7 @@ stop_platform() {
 load() {
     local n=$(( ($2 + $3) * $4 ))
     local rate=$(( n < 40 ? 10 : 40 ))
-    taskset -c 1 "$bin/loadtest" --api-url https://localhost:18543 --init-url https://localhost:18544 \
+    "${pin[@]}" "$bin/loadtest" --api-url https://localhost:18543 --init-url https://localhost:18544 \
         --data-dir "$work/data-$1" --rooms "$4" --video-publishers "$2" --subscribers "$3" --no-simulcast \
         --video-resolution high --sink --duration "${seconds}s" --num-per-second "$rate" --max-rows 0 \
         --json "$out/$5.json" --chart "$out/$5.svg" >"$out/$5.txt" 2>"$out/$5.log" &
@@ -155,6 +172,42 @@ load() {
 field() {
     python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($2)" "$1"
 }
+
+if [[ "$mode" == compositor-beside-router ]]; then
+    # Nothing pinned: the router, the load generator and the jobs share both cores as they
+    # would on a server. The jobs start first (each makes its media with ffmpeg, then runs for
+    # COST_SECONDS in real time) so that they run through the whole load window.
+    cargo test --release -p compositor --test cost-of-a-720p-four-camera-job --no-run >&2
+    job_nice="${BESIDE_NICE:-10}"
+    printf '%-7s %12s %12s %13s %13s %7s  %s\n' run "router cores" "forwarded/s" "latency p50" "latency p99" drops "jobs (cores; MP4 and rendition frames)"
+    for run in alone beside; do
+        start_platform mmsg
+        jobs_out="$work/jobs-$run"
+        : >"$jobs_out"
+        job_pids=()
+        if [[ "$run" == beside ]]; then
+            for _ in 1 2 3; do
+                COST_SECONDS=$(( seconds + 25 )) nice -n "$job_nice" cargo test -q --release -p compositor \
+                    --test cost-of-a-720p-four-camera-job -- --ignored --nocapture \
+                    --exact cost_of_a_720p_four_camera_job_with_three_hls_renditions 2>&1 | grep "of a core" >>"$jobs_out" &
+                job_pids+=($!)
+            done
+            sleep 12
+        fi
+        load mmsg "$publishers" "$subscribers" 1 "beside-$run"
+        [[ ${#job_pids[@]} -eq 0 ]] || wait "${job_pids[@]}" || true
+        stop_platform
+        f="$out/beside-$run.json"
+        printf '%-7s %12s %12s %11s µs %11s µs %7s  %s\n' "$run" \
+            "$(field "$f" "round(r['server']['shard_cpu_cores'], 2)")" \
+            "$(field "$f" "round(r['server']['forwarded_per_s'])")" \
+            "$(field "$f" "round(r['server']['router_latency_p50_us'] or 0, 1)")" \
+            "$(field "$f" "round(r['server']['router_latency_p99_us'] or 0, 1)")" \
+            "$(field "$f" "r['server']['drops']")" \
+            "$(sed -E 's/.*= ([0-9.]+) of a core; MP4 frames ([0-9]+); HLS renditions. frames (\[[0-9, ]*\]).*/\1; \2 \3/' "$jobs_out" | paste -sd '|')"
+    done
+    exit 0
+fi
 
 if [[ "$mode" == flatness ]]; then
     # One publisher per room of up to 100 subscribers, so the per-room fan-out stays the

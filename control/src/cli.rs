@@ -154,6 +154,11 @@ pub struct RunArgs {
     /// ... or past this duration (seconds). Video parts change at the next keyframe.
     #[arg(long, default_value_t = 3600)]
     pub recording_max_part_seconds: u64,
+    /// The compositor's CPU priority (nice, 0-19): above 0 the router's forwarding wins a busy
+    /// core and a composite job waits (it buffers 200 ms of input); at 0 three jobs beside a
+    /// loaded router put its p99 latency from 0.6 ms to 12 ms, with drops (docs/performance.md).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub compositor_nice: i32,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -47,6 +47,9 @@ pub struct ChildSpec {
     pub args: Vec<OsString>,
     /// Where the child's stdout lines go (the recorder's reports); `None`: to our stderr.
     pub stdout_lines: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Its CPU priority (nice): 0, or `--compositor-nice` for the compositor, whose jobs may
+    /// wait where the router's forwarding may not.
+    pub nice: i32,
 }
 
 /// The media tap segments' fds (the router writes both; the recorder reads one, the
@@ -94,6 +97,7 @@ pub fn child_specs(
             &compositor_tap_fd,
         ]),
         stdout_lines: None,
+        nice: 0,
     };
     let signaling = ChildSpec {
         name: "signaling",
@@ -119,6 +123,7 @@ pub fn child_specs(
             &dir.compositor_jobs(),
         ]),
         stdout_lines: None,
+        nice: 0,
     };
     let recorder = ChildSpec {
         name: "recorder",
@@ -134,12 +139,14 @@ pub fn child_specs(
             &args.recording_max_part_seconds.to_string(),
         ]),
         stdout_lines: Some(tap.recorder_lines),
+        nice: 0,
     };
     let compositor = ChildSpec {
         name: "compositor",
         program: bin_dir.join("compositor"),
         args: os(&[&"--tap-fd", &compositor_tap_fd, &"--jobs-dir", &dir.compositor_jobs()]),
         stdout_lines: Some(tap.compositor_lines),
+        nice: args.compositor_nice,
     };
     vec![router, signaling, recorder, compositor]
 }
@@ -246,13 +253,17 @@ fn spawn(spec: &ChildSpec) -> std::io::Result<tokio::process::Child> {
         cmd.stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?));
     }
     cmd.kill_on_drop(true);
-    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
-    // async-signal-safe; it touches no memory of the parent.
+    let nice = spec.nice;
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl and
+    // setpriority, which are async-signal-safe; it touches no memory of the parent.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             // The child gets SIGTERM if the thread that forked it (a runtime worker, alive as
             // long as control) goes away, so a SIGKILLed control leaves no orphans.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if nice != 0 && libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

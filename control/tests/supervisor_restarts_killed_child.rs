@@ -1,5 +1,5 @@
 //! control starts router and signaling with the link fd, restarts a child killed with SIGKILL,
-//! and stops both on SIGTERM.
+//! and stops both on SIGTERM; the compositor runs at a lower CPU priority than the router.
 //!
 //! The children are shell-script stand-ins (the real binaries' flags are being added in
 //! parallel): each records its arguments and execs `sleep`, which keeps the inherited fds.
@@ -45,6 +45,12 @@ fn arg_after<'a>(args: &'a str, flag: &str) -> &'a str {
     it.next().unwrap()
 }
 
+/// A process's nice value (/proc/PID/stat field 19).
+fn nice_of(pid: u32) -> i64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 2..].split(' ').nth(16).unwrap().parse().unwrap()
+}
+
 #[test]
 fn a_killed_child_is_restarted_and_both_stop_with_control() {
     let tmp = TempDir::new("supervise");
@@ -52,6 +58,7 @@ fn a_killed_child_is_restarted_and_both_stop_with_control() {
     std::fs::create_dir(&bin).unwrap();
     stand_in(&bin, "router");
     stand_in(&bin, "signaling");
+    stand_in(&bin, "compositor");
     let data = tmp.path().join("data");
     let mut d = Daemon::start(&data, &bin, &tmp.path().join("none"), &[("STANDIN_DIR", tmp.path())]);
 
@@ -79,6 +86,11 @@ fn a_killed_child_is_restarted_and_both_stop_with_control() {
         let target = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
         assert!(target.to_string_lossy().contains("memfd:router-signaling"), "{pid}: fd {fd} is {target:?}");
     }
+
+    // The router wins a busy core over the compositor's jobs (`--compositor-nice`, 10).
+    let compositor =
+        wait_until("the compositor", || d.get("/api/status").json()["processes"]["compositor"]["pid"].as_u64());
+    assert_eq!((nice_of(router), nice_of(signaling), nice_of(compositor as u32)), (0, 0, 10));
 
     kill(signaling, 9);
     let restarted = wait_until("signaling restarted", || match pids(&d) {
