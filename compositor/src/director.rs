@@ -64,6 +64,15 @@ pub struct Arrangement {
     pub order: Vec<Tile>,
 }
 
+impl Arrangement {
+    /// The size of `id`'s tile in a `width`×`height` picture; `None` when it has none (muted).
+    pub fn tile_size(&self, id: InputId, width: u32, height: u32) -> Option<(u32, u32)> {
+        let at = self.order.iter().position(|t| *t == Tile::Input(id))?;
+        let rect = crate::layout::layout(self.kind, self.order.len(), width, height).get(at).copied()?;
+        Some((rect.width, rect.height))
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Known {
     video: bool,

@@ -7,7 +7,8 @@
 //!
 //! ```text
 //! the router's media tap (TapRecord: Start, Rtp, SenderReport, Stop) → TapFeed: per track the
-//!   recorder's reorder buffer, depacketizer, simulcast layer pick and RTP/wall-clock timing
+//!   recorder's reorder buffer, depacketizer and RTP/wall-clock timing, and the simulcast
+//!   layer its tile needs (`layers`)
 //! encoded frames (VP8 frames / H.264 access units / Opus packets, PTS in the job's running time)
 //!   → Composite::push_video / push_audio → per input: appsrc → decoder → scale/convert
 //!   → compositor (tiles placed by `layout`) → tee ─→ x264enc (the main encode) → tee ─┐
@@ -130,6 +131,7 @@
 
 pub mod config;
 pub mod director;
+pub mod layers;
 pub mod layout;
 mod outputs;
 pub mod pipeline;

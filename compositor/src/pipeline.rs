@@ -551,6 +551,11 @@ impl Composite {
         self.director.arrangement()
     }
 
+    /// The size of a video input's tile as laid out now (`None`: not shown).
+    pub fn tile_size(&self, id: InputId) -> Option<(u32, u32)> {
+        self.shown.as_ref()?.tile_size(id, self.config.width, self.config.height)
+    }
+
     /// Sets the mixer pads to the director's arrangement, if it changed: the visible tiles
     /// placed by `layout`, the others (muted cameras) transparent, a placeholder made for each
     /// peer without a camera on and removed when it has one again (or leaves).

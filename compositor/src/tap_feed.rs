@@ -15,9 +15,13 @@
 //!
 //! Following a track is the recorder's code, not a copy of it (`recorder::recorder::track`):
 //! the reorder windows, the depacketizers, RTP timestamp unwrapping, and for simulcast video
-//! the recorder's layer pick (the highest layer that delivers a keyframe within
-//! `recorder::recorder::LAYER_PICK_MS`, or the highest with a frame by then; the other
-//! layers' packets are dropped after that).
+//! the recorder's first layer pick (the highest layer that delivers a keyframe within
+//! `recorder::recorder::LAYER_PICK_MS`, or the highest with a frame by then). After that a
+//! camera follows the layer its tile needs (`layers::layer_for`, among the layers that sent a
+//! packet in the last [`LAYER_LIVE_MS`]): when the layout changes its tile, or its layer stops,
+//! the feed asks for a keyframe, depacketizes the new layer beside the old until one comes, and
+//! moves to it there, its timeline re-anchored by the wall clock (never going back). The other
+//! layers' packets are dropped.
 //!
 //! # Time
 //!
@@ -47,7 +51,11 @@ use schema::tap::TapRecord;
 use tracing::{debug, warn};
 
 use crate::director::InputFacts;
+use crate::layers::layer_for;
 use crate::pipeline::{Composite, Error, InputId, InputKind};
+
+/// A simulcast layer counts as live while its last packet is this recent.
+pub const LAYER_LIVE_MS: u64 = 1000;
 
 /// What the job needs of a track's metadata for its layout: a screenshare's tile is named as
 /// the peer's screen.
@@ -87,6 +95,13 @@ struct Input {
     anchor: Option<Anchor>,
     /// When a keyframe was last asked for.
     keyframe_asked_ms: Option<u64>,
+    /// Simulcast: each layer's size (from its keyframes) and last packet (Unix ms), and the
+    /// layer being moved to (followed from its first keyframe).
+    sizes: std::collections::BTreeMap<u8, (u32, u32)>,
+    last_packet_ms: [u64; 8],
+    switch_to: Option<u8>,
+    /// The last frame's PTS: a moved-to layer's timeline never starts behind it.
+    last_pts: Option<Duration>,
 }
 
 /// The tap records of one room, in; a [`Composite`]'s inputs and frames, out. See the module
@@ -252,7 +267,16 @@ impl TapFeed {
         debug!(tap, producer, track = %meta.track_id, %id, ?kind, "tapped track joins the job");
         self.inputs.insert(
             (tap, producer),
-            Input { id, track: Track::new(meta, codec, clock_rate), anchor: None, keyframe_asked_ms: None },
+            Input {
+                id,
+                track: Track::new(meta, codec, clock_rate),
+                anchor: None,
+                keyframe_asked_ms: None,
+                sizes: std::collections::BTreeMap::new(),
+                last_packet_ms: [0; 8],
+                switch_to: None,
+                last_pts: None,
+            },
         );
         Ok(())
     }
@@ -278,7 +302,8 @@ impl TapFeed {
             return Ok(()); // padding-only (bandwidth probes)
         }
         input.track.note_packet(now_ms, layer);
-        if input.track.layer.is_some_and(|l| l != layer) {
+        input.last_packet_ms[usize::from(layer.min(7))] = now_ms;
+        if input.track.layer.is_some_and(|l| l != layer) && input.switch_to != Some(layer) {
             return Ok(()); // a simulcast layer not followed
         }
         let codec = input.track.codec;
@@ -295,8 +320,13 @@ impl TapFeed {
             for p in &ordered {
                 pipe.video.push(p, &mut frames);
             }
-            if input.track.layer.is_none() {
-                frames = input.track.pick_layer(now_ms, layer, frames).unwrap_or_default();
+            if let Some((w, h)) = frames.iter().rev().find(|f| f.keyframe).and_then(|f| f.size) {
+                input.sizes.insert(layer, (u32::from(w), u32::from(h)));
+            }
+            match input.track.layer {
+                None => frames = input.track.pick_layer(now_ms, layer, frames).unwrap_or_default(),
+                Some(followed) if followed != layer => frames = move_on_keyframe(input, layer, frames),
+                Some(_) => {}
             }
             self.video(key, now_ms, frames, job)
         };
@@ -307,8 +337,43 @@ impl TapFeed {
         self.ordered = ordered;
         if codec != Codec::Opus && frame_ended {
             self.ask_keyframe_if_waiting(now_ms, key);
+            self.follow_tile(now_ms, key, job);
         }
         result
+    }
+
+    /// Picks the layer the input's tile needs now, and starts moving to it (asking for its
+    /// keyframe) when it is not the one followed. See the module docs.
+    fn follow_tile(&mut self, now_ms: u64, key: (u32, u32), job: &Composite) {
+        let Some(input) = self.inputs.get_mut(&key) else { return };
+        let Some(followed) = input.track.layer else { return };
+        let Some(tile) = job.tile_size(input.id) else { return };
+        let live = (0..8u8)
+            .filter(|&l| input.track.layers_seen & (1 << l) != 0)
+            .filter(|&l| now_ms.saturating_sub(input.last_packet_ms[usize::from(l)]) < LAYER_LIVE_MS)
+            .fold(0u8, |bits, l| bits | 1 << l);
+        let want = layer_for(tile, live, &input.sizes).unwrap_or(followed);
+        if want == followed {
+            if input.switch_to.take().is_some() {
+                input.track.pipes.retain(|&l, _| l == followed);
+            }
+            return;
+        }
+        if input.switch_to == Some(want) {
+            // Asked again while it waits: the router throttles keyframe requests (a tap's own
+            // start asks too), and a browser sends none unasked.
+            let due = input.keyframe_asked_ms.is_none_or(|at| now_ms >= at + recorder::recorder::KEYFRAME_ASK_EVERY_MS);
+            if due {
+                input.keyframe_asked_ms = Some(now_ms);
+                self.keyframes_wanted.push(input.track.meta.clone());
+            }
+            return;
+        }
+        debug!(track = %input.track.meta.track_id, from = followed, to = want, ?tile, "moving to the simulcast layer the tile needs");
+        input.track.pipes.retain(|&l, _| l == followed);
+        input.switch_to = Some(want);
+        input.keyframe_asked_ms = Some(now_ms);
+        self.keyframes_wanted.push(input.track.meta.clone());
     }
 
     fn ask_keyframe_if_waiting(&mut self, now_ms: u64, key: (u32, u32)) {
@@ -344,7 +409,19 @@ impl TapFeed {
         let Some(input) = self.inputs.get_mut(&key) else { return Ok(()) };
         let Some(layer) = input.track.layer else { return Ok(()) };
         for f in frames {
-            let pts = place(&mut self.zero_ms, self.origin, input, now_ms, layer, f.timestamp);
+            let mut pts = place(&mut self.zero_ms, self.origin, input, now_ms, layer, f.timestamp);
+            if let Some(last) = input.last_pts
+                && pts <= last
+            {
+                // A moved-to layer's timeline, anchored by the wall clock, may start a little
+                // behind the old one's: it is moved on, never back.
+                let behind = last - pts + Duration::from_millis(1);
+                if let Some(a) = &mut input.anchor {
+                    a.job_ms += u64::try_from(behind.as_millis()).unwrap_or(0);
+                }
+                pts += behind;
+            }
+            input.last_pts = Some(pts);
             let data = if input.track.codec == Codec::H264 { annex_b(&f) } else { f.data };
             job.push_video(input.id, data, pts, f.keyframe)?;
             self.stats.video_frames += 1;
@@ -363,8 +440,11 @@ impl TapFeed {
     /// Pushes what an input's reorder buffer and depacketizer hold.
     fn flush(&mut self, key: (u32, u32), now_ms: u64, job: &mut Composite) -> Result<(), Error> {
         let Some(input) = self.inputs.get_mut(&key) else { return Ok(()) };
+        // The followed layer's alone: a layer being moved to has not started.
         let mut rest = Vec::new();
-        for pipe in input.track.pipes.values_mut() {
+        if let Some(l) = input.track.layer
+            && let Some(pipe) = input.track.pipes.get_mut(&l)
+        {
             pipe.reorder.flush(&mut rest);
         }
         if input.track.codec == Codec::Opus {
@@ -382,6 +462,19 @@ impl TapFeed {
             self.video(key, now_ms, frames, job)
         }
     }
+}
+
+/// The frames of the layer an input is moving to, from its first keyframe on; the input
+/// follows that layer from there, on a new timeline. Before that keyframe, none.
+fn move_on_keyframe(input: &mut Input, layer: u8, mut frames: Vec<Frame>) -> Vec<Frame> {
+    let Some(k) = frames.iter().position(|f| f.keyframe) else { return Vec::new() };
+    debug!(track = %input.track.meta.track_id, from = ?input.track.layer, to = layer, "simulcast layer moved to");
+    input.track.layer = Some(layer);
+    input.track.pipes.retain(|&l, _| l == layer);
+    input.track.restart_timeline();
+    input.switch_to = None;
+    input.anchor = None;
+    frames.split_off(k)
 }
 
 /// The PTS of RTP time `ts` of `input`'s followed layer. See the module docs ("Time").

@@ -1,4 +1,4 @@
-//! What a job costs: four VP8 cameras (640×480, 30 fps) and one Opus input composited into
+//! What a job costs: four VP8 cameras (640×480, 30 fps; `COST_CAMERA` for another size) and one Opus input composited into
 //! 1280×720 at 30 fps for 10 s, in real time, with the CPU time this process used; into an
 //! MP4, and into an MP4 plus an HLS ladder of three renditions (720p, 360p, 180p). A
 //! measurement, not a check: `cargo test -p compositor --release --test cost-of-a-720p-four-camera-job -- --ignored --nocapture`.
@@ -44,12 +44,16 @@ fn measure(name: &str, outputs: impl FnOnce(&mut Config)) {
     let seconds: u32 = std::env::var("COST_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let dir = tempdir(name);
     let media = make_media(&dir, seconds);
-    let cam = dir.join("cam-vga.ivf");
+    // COST_CAMERA (640x480): each camera's size, e.g. 1280x720 for the top layer of a browser
+    // camera, 640x360 for the layer a grid tile of this job needs.
+    let camera = std::env::var("COST_CAMERA").unwrap_or_else(|_| "640x480".into());
+    let cam = dir.join("cam.ivf");
+    let source = format!("testsrc=size={camera}:rate=30");
     common::ffmpeg(&[
         "-f",
         "lavfi",
         "-i",
-        "testsrc=size=640x480:rate=30",
+        &source,
         "-t",
         &seconds.to_string(),
         "-c:v",

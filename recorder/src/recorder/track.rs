@@ -171,6 +171,12 @@ impl Track {
         ext
     }
 
+    /// Forgets the unwrapping state: the next timestamp starts a new timeline (a follower
+    /// that moved to another simulcast layer, whose RTP clock has its own offset).
+    pub fn restart_timeline(&mut self) {
+        self.ts_high = None;
+    }
+
     /// The wall-clock time of RTP time `ts` on `layer`, from the last sender report.
     pub fn wall_clock_of(&self, layer: u8, ts: u32) -> Option<u64> {
         let &(ntp, rtp_time) = self.sr.get(&layer)?;
