@@ -28,10 +28,10 @@
 //
 // Viewer mode (?mode=viewer, or a role that neither publishes nor subscribes, like 100ms's
 // hls-viewer): no grid; the room's HLS stream (selectHLSState().variants[0].url) plays in
-// #hls-player with hls.js, and its timed metadata (EXT-X-DATERANGE cues, X-PAYLOAD in hex) is
-// listed in #cues as playback reaches each one; window.__cues logs them ({id, payload, at}).
+// #hls-player with 100ms's own HLS player (@100mslive/hls-player), and its timed metadata is
+// listed in #cues as the player fires each cue; window.__cues logs them ({id, payload, at}).
 import * as HMS from '@100mslive/hms-video-store';
-import Hls from 'hls.js';
+import { HMSHLSPlayer, HMSHLSPlayerEvents } from '@100mslive/hls-player';
 
 const { HMSReactiveStore, HMSNotificationTypes } = HMS;
 
@@ -260,70 +260,48 @@ function isViewer() {
   return !(role.publishParams?.allowed || []).length && !(role.subscribeParams?.subscribeToRoles || []).length;
 }
 
-/** An X-PAYLOAD value (`0x` and hexadecimal UTF-8, as the platform writes it) as text. */
-function decodePayload(data) {
-  if (data instanceof ArrayBuffer) return new TextDecoder().decode(data);
-  const text = String(data ?? '');
-  if (!/^0x([0-9a-f]{2})*$/i.test(text)) return text;
-  const bytes = new Uint8Array((text.length - 2) / 2);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(text.slice(2 + 2 * i, 4 + 2 * i), 16);
-  return new TextDecoder().decode(bytes);
-}
-
-function showCue(cue) {
-  const value = cue.value;
-  if (!value || value.key !== 'X-PAYLOAD' || shownCues.has(cue.id)) return;
-  shownCues.add(cue.id);
-  const payload = decodePayload(value.data);
-  window.__cues.push({ id: cue.id, payload, at: Date.now() });
+/** A cue the player fired: listed in #cues and logged in window.__cues. */
+function showCue({ id, payload }) {
+  if (shownCues.has(id)) return;
+  shownCues.add(id);
+  window.__cues.push({ id, payload, at: Date.now() });
   const li = document.createElement('li');
-  li.dataset.cueId = cue.id;
+  li.dataset.cueId = id;
   li.textContent = `${new Date().toLocaleTimeString()} ${payload}`;
   $('cues').append(li);
 }
 
-/** hls.js puts the playlists' EXT-X-DATERANGE tags on a metadata text track as cues. */
-function watchCues(track) {
-  if (track.kind !== 'metadata' || track.__watched) return;
-  track.__watched = true;
-  track.mode = 'hidden';
-  track.addEventListener('cuechange', () => {
-    for (const cue of track.activeCues || []) showCue(cue);
-  });
-}
-
 const video = $('hls-player');
-video.textTracks.addEventListener('addtrack', (ev) => watchCues(ev.track));
 
 function stopPlayer() {
-  player?.destroy();
+  player?.reset();
   player = null;
   playingUrl = '';
 }
 
+/**
+ * Plays `url` with 100ms's own HLS player, which reads the timed metadata the platform puts in
+ * the playlists (EXT-X-DATERANGE, X-100MSLIVE-PAYLOAD) and fires each cue as playback reaches
+ * it. A stream that just started may not have every playlist yet: a terminal error starts the
+ * player again a second later.
+ */
 function play(url) {
   stopPlayer();
   playingUrl = url;
   $('hls-status').textContent = `playing ${url}`;
-  if (!Hls.isSupported()) {
-    video.src = url; // Safari plays HLS itself
-    video.play().catch(() => {});
-    return;
-  }
-  const hls = new Hls({ enableDateRangeMetadataCues: true });
-  player = hls;
-  hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch((e) => console.warn('[demo] play', e)));
-  hls.on(Hls.Events.LEVEL_UPDATED, () => {
-    for (const t of video.textTracks) watchCues(t);
+  const p = new HMSHLSPlayer(url, video);
+  player = p;
+  p.on(HMSHLSPlayerEvents.TIMED_METADATA_LOADED, (cue) => showCue(cue));
+  p.on(HMSHLSPlayerEvents.AUTOPLAY_BLOCKED, () => {
+    video.muted = true;
+    p.play();
   });
-  hls.on(Hls.Events.ERROR, (_, data) => {
-    if (!data.fatal || player !== hls) return;
-    // A live stream that just started may not have every playlist yet: try again.
-    if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
-    else setTimeout(() => player === hls && hls.startLoad(), 1000);
+  p.on(HMSHLSPlayerEvents.ERROR, (e) => {
+    console.warn('[demo] HLS player', e?.message || e);
+    if (e?.isTerminal && player === p) {
+      setTimeout(() => player === p && play(url), 1000);
+    }
   });
-  hls.loadSource(url);
-  hls.attachMedia(video);
 }
 
 function renderViewer() {

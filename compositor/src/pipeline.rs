@@ -757,7 +757,8 @@ impl Composite {
 
     /// Timed metadata for HLS players: an `#EXT-X-DATERANGE` starting now (its START-DATE on
     /// the segments' `#EXT-X-PROGRAM-DATE-TIME` timeline) and lasting `duration`, with
-    /// `payload` as `X-PAYLOAD` (hexadecimal), written into every rendition's live playlist at
+    /// `payload` in `X-100MSLIVE-PAYLOAD` (base64 JSON with its dates, as 100ms's HLS player
+    /// reads it), written into every rendition's live playlist at
     /// once and into the VOD playlist at finish.
     pub fn add_timed_metadata(&mut self, payload: &str, duration: Duration) -> Result<(), Error> {
         let hls = self.hls.as_ref().ok_or(Error::NoHls)?;

@@ -66,10 +66,13 @@ fn timed_metadata_becomes_a_daterange_in_every_live_playlist() {
         let start = unix_ms(attribute(line, "START-DATE"));
         assert!(start.abs_diff(sent_at_ms) < 300, "START-DATE {start} vs sent at {sent_at_ms}");
         assert_eq!(attribute(line, "DURATION"), "2.000");
-        let hex = attribute(line, "X-PAYLOAD").strip_prefix("0x").unwrap();
-        let bytes: Vec<u8> =
-            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
-        assert_eq!(String::from_utf8(bytes).unwrap(), PAYLOAD);
+        // As 100ms's HLS player reads it: base64 JSON with the payload and its dates.
+        use base64::Engine as _;
+        let data = base64::engine::general_purpose::STANDARD.decode(attribute(line, "X-100MSLIVE-PAYLOAD")).unwrap();
+        let cue: serde_json::Value = serde_json::from_slice(&data).unwrap();
+        assert_eq!(cue["payload"], PAYLOAD);
+        assert_eq!(cue["start_date"], attribute(line, "START-DATE"));
+        assert_eq!(unix_ms(cue["end_date"].as_str().unwrap()), start + 2000);
         // On the segments' timeline: within the dates the playlist's segments cover.
         let dates: Vec<u64> =
             playlist.lines().filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:")).map(unix_ms).collect();

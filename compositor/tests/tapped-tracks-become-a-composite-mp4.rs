@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{check_timing, probe, tempdir};
-use compositor::{Composite, Config, LayoutKind, TapFeed};
+use compositor::TapFeed;
 use schema::codec::Codec;
 use schema::tap::TapRecord;
 use synth_media::encoded::{opus_packets, vp8_frames, vp8_packetize};
@@ -161,11 +161,7 @@ fn tapped_simulcast_vp8_and_opus_become_one_h264_aac_mp4() {
     let records = tap_records(&layers, &opus);
 
     let out = dir.join("out");
-    let mut config = Config::new(&out, "room");
-    config.width = 640;
-    config.height = 360;
-    config.layout = LayoutKind::Grid;
-    let mut job = Composite::start(config).unwrap();
+    let mut job = common::small_grid_job(&out);
     let mut feed = TapFeed::new(Duration::ZERO);
     let start = Instant::now();
     for (at, rec) in &records {

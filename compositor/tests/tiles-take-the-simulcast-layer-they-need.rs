@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::runner::{encode, ntp, rtp};
 use common::{check_timing, probe, tempdir, vp8_of};
-use compositor::{Composite, Config, LayoutKind, TapFeed};
+use compositor::TapFeed;
 use schema::codec::Codec;
 use schema::tap::TapRecord;
 use synth_media::encoded::vp8_packetize;
@@ -73,11 +73,7 @@ fn a_camera_follows_the_layer_its_tile_needs_down_and_back_up() {
     records.sort_by_key(|(at, _)| *at);
 
     let out = dir.join("out");
-    let mut config = Config::new(&out, "room");
-    config.width = 640;
-    config.height = 360;
-    config.layout = LayoutKind::Grid;
-    let mut job = Composite::start(config).unwrap();
+    let mut job = common::small_grid_job(&out);
     let mut feed = TapFeed::new(Duration::ZERO);
     let start_at = Instant::now();
     let mut layers_seen: Vec<(u64, Option<u8>)> = Vec::new();

@@ -6,7 +6,8 @@
 // camera reads a Y4M file made by ffmpeg, black with a white flash every PERIOD s, on the left
 // half and then on the right half (the file loops). Its page shows its own camera and notes
 // when each flash is on screen there. A live stream of the room starts over REST (the default
-// ladder), and a viewer page (the demo in viewer mode, hls.js) notes when each flash is on
+// ladder), and a viewer page (a role like 100ms's hls-viewer, which publishes nothing and so has
+// no tile in the composite; the demo plays the stream with 100ms's HLS player) notes when each flash is on
 // screen: `requestVideoFrameCallback` gives each frame's expected display time, and the frame
 // is sampled on a small canvas. Each shown flash is matched to the publisher's flash of the
 // same side just before it (unambiguous up to 2 × PERIOD of latency). Prints each latency and
@@ -64,6 +65,12 @@ execFileSync('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', `color=black:s
   '-vf', `${flash(0, 0)},${flash(1, 30 * PERIOD)}`, '-pix_fmt', 'yuv420p', camera]);
 
 const platform = await startPlatform();
+// 100ms's hls-viewer: nothing to publish, nobody to subscribe to.
+const templates = await platform.api('GET', '/v2/templates');
+await platform.api('POST', `/v2/templates/${(templates.data || templates)[0].id}/roles/viewer`, {
+  publishParams: { allowed: [] },
+  subscribeParams: { subscribeToRoles: [] },
+});
 const publisherBrowser = await launchBrowser([`--use-file-for-fake-video-capture=${camera}`]);
 const viewerBrowser = await launchBrowser();
 try {
@@ -76,7 +83,7 @@ try {
   const { id: roomId } = await platform.api('POST', '/v2/rooms', { name: room });
   const ls = await platform.api('POST', `/v2/live-streams/room/${roomId}/start`, {});
   await waitFor('the live stream to run', async () => (await platform.api('GET', `/v2/live-streams/${ls.id}`)).status === 'running', { timeout: 30_000 });
-  const viewer = await new Call(platform, viewerBrowser, room).join({ name: 'viewer', role: 'host', mode: 'viewer' });
+  const viewer = await new Call(platform, viewerBrowser, room).join({ name: 'viewer', role: 'viewer' });
   await viewer.page.waitForFunction(() => document.getElementById('hls-player')?.readyState >= 2, null, { timeout: 30_000 });
   await viewer.page.evaluate(watchFlashes, 'hls-player');
   await sleep(SECONDS * 1000);

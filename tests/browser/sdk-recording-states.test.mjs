@@ -4,7 +4,8 @@
 // included (its peer-list carries the room's live jobs); stopRTMPAndRecording() ends it and
 // the job completes with a room-composite asset. startHLSStreaming() makes a live stream whose
 // playback URL selectHLSState() shows; a guest (no hlsStreaming) is refused; a viewer page
-// plays the stream with hls.js and shows timed metadata sent over REST and through the SDK.
+// plays the stream with 100ms's HLS player and shows the timed metadata it fires, sent over REST
+// and through the SDK.
 // A role like 100ms's hls-viewer (nothing to publish or subscribe to) gets the viewer page by
 // itself, and a stream that started before it joined plays at once (its peer-list says so).
 // RTMP is started and stopped with the demo's own URL field and button, and selectRTMPState

@@ -84,11 +84,18 @@ test('a live stream of a call: HLS that ffmpeg plays from its playback URL, time
     // Timed metadata: a DATERANGE in every rendition's playlist.
     await api('POST', `/v2/live-streams/${ls.id}/timed-metadata`, { payload: 'poll:1', duration: 10 });
     await assert.rejects(api('POST', `/v2/live-streams/${ls.id}/timed-metadata`, { payload: 'x'.repeat(101) }), /HTTP 400 .*payload/);
-    const hex = Buffer.from('poll:1').toString('hex').toUpperCase();
-    await waitFor('the cue in both playlists', async () => {
+    // As 100ms's HLS player reads it: base64 JSON {payload, start_date, end_date}.
+    const cueOf = (list) => {
+      const m = /#EXT-X-DATERANGE:.*START-DATE="([^"]+)".*X-100MSLIVE-PAYLOAD="([^"]+)"/.exec(list);
+      return m && { start: m[1], ...JSON.parse(Buffer.from(m[2], 'base64').toString('utf8')) };
+    };
+    const cues = await waitFor('the cue in both playlists', async () => {
       const lists = await Promise.all(['0', '1'].map((i) => httpsText(running.playback.url.replace('master.m3u8', `${i}/index.m3u8`))));
-      return lists.every((l) => l.includes('#EXT-X-DATERANGE') && l.toUpperCase().includes(hex)) || null;
+      const found = lists.map(cueOf);
+      return found.every((c) => c?.payload === 'poll:1') ? found : null;
     }, { timeout: 5_000 });
+    assert.equal(cues[0].start_date, cues[0].start);
+    assert.equal(Date.parse(cues[0].end_date) - Date.parse(cues[0].start_date), 10_000);
 
     // Four seconds of the VOD recording paused (viewers go on watching): left out of the VOD.
     await sleep(2_000);

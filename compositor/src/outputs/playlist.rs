@@ -138,21 +138,30 @@ pub(crate) fn render_segment(s: &Segment) -> String {
     out
 }
 
-/// The payload goes out as a hexadecimal-sequence, the one attribute form that carries any
-/// bytes (a quoted-string cannot hold `"` or a line break, and JSON payloads have quotes).
+/// The cue as 100ms's HLS player reads it: hls.js makes a metadata cue of each client
+/// attribute (`X-…`), and `@100mslive/hls-player` base64-decodes the cue's data into JSON
+/// `{payload, start_date, end_date}` and fires the payload at `start_date`. Base64 in a
+/// quoted-string also carries any payload (a quoted-string cannot hold `"` or a line break,
+/// and JSON payloads have quotes).
 fn render_daterange(d: &DateRange) -> String {
-    let mut hex = String::with_capacity(d.payload.len() * 2);
-    for b in &d.payload {
-        let _ = write!(hex, "{b:02X}");
-    }
-    let payload = if hex.is_empty() { String::new() } else { format!(",X-PAYLOAD=0x{hex}") };
+    use base64::Engine as _;
+    let end_ms = d.start_ms + u64::try_from(d.duration.as_millis()).unwrap_or(0);
+    let cue = serde_json::json!({
+        "payload": String::from_utf8_lossy(&d.payload),
+        "start_date": iso8601(d.start_ms),
+        "end_date": iso8601(end_ms),
+    });
+    let data = base64::engine::general_purpose::STANDARD.encode(cue.to_string());
     format!(
-        "#EXT-X-DATERANGE:ID=\"{}\",START-DATE=\"{}\",DURATION={:.3}{payload}\n",
+        "#EXT-X-DATERANGE:ID=\"{}\",START-DATE=\"{}\",DURATION={:.3},{CUE_ATTRIBUTE}=\"{data}\"\n",
         d.id,
         iso8601(d.start_ms),
         d.duration.as_secs_f64()
     )
 }
+
+/// The `#EXT-X-DATERANGE` attribute a cue travels in (100ms's name for it).
+pub const CUE_ATTRIBUTE: &str = "X-100MSLIVE-PAYLOAD";
 
 /// The segments of a media playlist this module wrote (`render`), for a restarted job to go
 /// on from. Tags it does not write are skipped.
@@ -367,11 +376,14 @@ mod tests {
         };
         let text = p.render(&[old, live]);
         assert!(!text.contains("ID=\"a\""), "{text}");
-        let line = format!(
-            "#EXT-X-DATERANGE:ID=\"b\",START-DATE=\"{}\",DURATION=0.000,X-PAYLOAD=0x7B226B223A317D\n",
-            iso8601(first + 100)
-        );
-        assert!(text.contains(&line), "{text}");
+        let start = iso8601(first + 100);
+        let head = format!("#EXT-X-DATERANGE:ID=\"b\",START-DATE=\"{start}\",DURATION=0.000,X-100MSLIVE-PAYLOAD=\"");
+        let line = text.lines().find(|l| l.starts_with(&head)).unwrap_or_else(|| panic!("{text}"));
+        use base64::Engine as _;
+        let data =
+            base64::engine::general_purpose::STANDARD.decode(line[head.len()..].strip_suffix('"').unwrap()).unwrap();
+        let cue: serde_json::Value = serde_json::from_slice(&data).unwrap();
+        assert_eq!(cue, serde_json::json!({ "payload": "{\"k\":1}", "start_date": start, "end_date": start }));
     }
 
     #[test]

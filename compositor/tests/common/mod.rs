@@ -8,6 +8,15 @@ pub mod runner;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A 640×360 grid job writing its MP4 into `out` (the tap feed tests' job).
+pub fn small_grid_job(out: &Path) -> compositor::Composite {
+    let mut config = compositor::Config::new(out, "room");
+    config.width = 640;
+    config.height = 360;
+    config.layout = compositor::LayoutKind::Grid;
+    compositor::Composite::start(config).unwrap()
+}
+
 pub fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("compositor-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

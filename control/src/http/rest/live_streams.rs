@@ -140,7 +140,8 @@ pub async fn resume_recording(State(st): State<AppState>, Mgmt(ws): Mgmt, Path(i
 }
 
 /// `POST /v2/live-streams/{id}/timed-metadata {payload, duration}`: an `#EXT-X-DATERANGE` in
-/// the live playlists from now for `duration` seconds, its payload in `X-PAYLOAD` (hex).
+/// the live playlists from now for `duration` seconds, the cue in `X-100MSLIVE-PAYLOAD` (base64
+/// JSON, as 100ms's HLS player reads it).
 pub async fn timed_metadata(
     State(st): State<AppState>,
     Mgmt(ws): Mgmt,
