@@ -78,8 +78,12 @@ fn an_hls_job_becomes_ready_takes_a_cue_and_leaves_a_vod() {
     assert!(!jobs.join("live1.cue.1.json").exists(), "an applied cue is deleted");
     let playlist = read(&out.join("0").join("index.m3u8"));
     let line = playlist.lines().find(|l| l.starts_with("#EXT-X-DATERANGE:")).unwrap_or_else(|| panic!("{playlist}"));
-    let hex: String = PAYLOAD.bytes().map(|b| format!("{b:02X}")).collect();
-    assert!(line.to_uppercase().contains(&hex), "the payload in {line}");
+    // As 100ms's HLS player reads it: base64 JSON holding the payload.
+    use base64::Engine as _;
+    let data = line.split("X-100MSLIVE-PAYLOAD=\"").nth(1).and_then(|v| v.split('"').next()).unwrap_or_default();
+    let data = base64::engine::general_purpose::STANDARD.decode(data).unwrap_or_default();
+    let cue: serde_json::Value = serde_json::from_slice(&data).unwrap_or_default();
+    assert_eq!(cue["payload"], PAYLOAD, "the payload in {line}");
 
     remove_job(&jobs, "live1");
     let ran = began.elapsed();
