@@ -426,7 +426,9 @@ impl Recorder {
                         .map_or(crate::composite::DEFAULT_MAX_DURATION, |t| {
                             crate::composite::max_duration(&t.parts, &job.kind)
                         });
-                    let over = job.started_at.is_some_and(|at| now - at > limit.as_millis() as i64);
+                    // A huge `maxDuration` must not wrap into a negative limit (stopping the job at once).
+                    let limit_ms = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX);
+                    let over = job.started_at.is_some_and(|at| now.saturating_sub(at) > limit_ms);
                     if over && job.status == rec::RUNNING {
                         plan.end.push((job, "max duration reached"));
                     } else {

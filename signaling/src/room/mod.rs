@@ -325,7 +325,8 @@ impl Room {
     fn last_peer_left(&mut self, linger: Option<Duration>, now_ms: u64) {
         match linger {
             Some(wait) => {
-                self.linger_until = Some(now_ms + wait.as_millis() as u64);
+                // Saturating: a template may say any number (the session cap ends the wait anyway).
+                self.linger_until = Some(now_ms.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)));
                 info!(room = %self.id, wait_secs = wait.as_secs(), "last peer left; the session stays open for its running jobs (autoStopTimeout)");
             }
             None => self.end_session(crate::events::LAST_PEER_LEFT, None, false),

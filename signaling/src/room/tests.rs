@@ -662,3 +662,15 @@ async fn an_empty_room_waits_only_for_running_jobs_that_ask_for_it() {
     t.room.flush_events().await;
     assert_eq!((sessions_ended(&t.sink), t.room.linger_until), (1, None));
 }
+
+#[tokio::test]
+async fn an_absurd_auto_stop_timeout_waits_without_overflowing() {
+    let (mut t, _store, _) = test_room_with_store("linger-huge");
+    t.room.template.parts.destinations = json!({ "hlsDestinations": { "main": { "autoStopTimeout": u64::MAX } } });
+    let mut host = t.join("host1", "host").await;
+    t.request("host1", "h", "hls-start", json!({})).await;
+    assert!(response(&mut host, "h")["result"].is_object());
+    t.leave("host1").await;
+    assert_eq!(t.room.linger_until, Some(u64::MAX), "the session cap ends such a wait");
+    assert_eq!(sessions_ended(&t.sink), 0);
+}
