@@ -118,7 +118,7 @@ pub struct RunArgs {
     /// Host name put in the URLs given to browsers (and added to the self-signed certificate).
     #[arg(long, default_value = "localhost")]
     pub public_host: String,
-    /// First UDP port of the router (shard i uses port + i).
+    /// First port of the router (shard i uses port + i, for UDP and for ICE-TCP).
     #[arg(long, default_value_t = 40000)]
     pub router_port: u16,
     /// Number of router shards.
@@ -129,9 +129,20 @@ pub struct RunArgs {
     /// default.
     #[arg(long, value_enum, default_value = "mmsg")]
     pub router_backend: RouterBackend,
-    /// IP address the router's UDP sockets bind.
+    /// IP address the router's UDP sockets (and ICE-TCP listeners) bind; `0.0.0.0` or `::` for
+    /// every interface.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub router_ip: IpAddr,
+    /// Address the router announces to clients in its candidates when they reach it through
+    /// another one than it binds (a cloud VM's public address behind 1:1 NAT). Repeat for
+    /// several (an IPv4 and an IPv6 one). Default: the bound address, or for a wildcard bind
+    /// the interfaces' addresses.
+    #[arg(long = "announce-ip", value_name = "IP")]
+    pub announce_ips: Vec<IpAddr>,
+    /// Do not offer ICE over TCP. By default each router shard also accepts ICE/DTLS/SRTP over
+    /// TCP (RFC 6544) on its port number, for clients whose network blocks UDP.
+    #[arg(long)]
+    pub no_ice_tcp: bool,
     /// Built demo app served at `/` (`npm ci && npm run build` in client/).
     #[arg(long, default_value = "client/dist")]
     pub demo_dir: PathBuf,

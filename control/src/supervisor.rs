@@ -75,30 +75,32 @@ pub fn child_specs(
     let tap_fd = tap.fd.as_raw_fd().to_string();
     let compositor_tap_fd = tap.compositor_fd.as_raw_fd().to_string();
     let os = |v: &[&dyn AsRef<std::ffi::OsStr>]| v.iter().map(|s| s.as_ref().to_owned()).collect::<Vec<OsString>>();
-    let router = ChildSpec {
-        name: "router",
-        program: bin_dir.join("router"),
-        args: os(&[
-            &"--shards",
-            &args.router_shards.to_string(),
-            &"--backend",
-            &args.router_backend.flag(),
-            &"--base-port",
-            &args.router_port.to_string(),
-            &"--listen-ip",
-            &args.router_ip.to_string(),
-            &"--control-socket",
-            &dir.router_socket(),
-            &"--link-fd",
-            &fd,
-            &"--tap-fd",
-            &tap_fd,
-            &"--compositor-tap-fd",
-            &compositor_tap_fd,
-        ]),
-        stdout_lines: None,
-        nice: 0,
-    };
+    let mut router_args = os(&[
+        &"--shards",
+        &args.router_shards.to_string(),
+        &"--backend",
+        &args.router_backend.flag(),
+        &"--base-port",
+        &args.router_port.to_string(),
+        &"--listen-ip",
+        &args.router_ip.to_string(),
+        &"--control-socket",
+        &dir.router_socket(),
+        &"--link-fd",
+        &fd,
+        &"--tap-fd",
+        &tap_fd,
+        &"--compositor-tap-fd",
+        &compositor_tap_fd,
+    ]);
+    for ip in &args.announce_ips {
+        router_args.extend(["--announce-ip".into(), ip.to_string().into()]);
+    }
+    if args.no_ice_tcp {
+        router_args.push("--no-ice-tcp".into());
+    }
+    let router =
+        ChildSpec { name: "router", program: bin_dir.join("router"), args: router_args, stdout_lines: None, nice: 0 };
     let signaling = ChildSpec {
         name: "signaling",
         program: bin_dir.join("signaling"),

@@ -21,7 +21,14 @@ fn speaker_layout_gets_one_high_five_low_and_not_the_seventh() {
     let bin = real_bin_dir();
     let loadtest = bin.join("loadtest");
     assert!(loadtest.exists(), "loadtest is not built in {}: build the workspace first", bin.display());
-    let router_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    // Free for UDP and for TCP: the router binds both at its port (ICE-TCP).
+    let router_port = loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            break port.to_string();
+        }
+    };
     let d = Daemon::start_with_args(&data, &bin, &tmp.path().join("no-demo"), &[], &["--router-port", &router_port]);
 
     // The children start after control's first line: wait for the router's socket and signaling.

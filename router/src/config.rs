@@ -44,13 +44,20 @@ pub struct Config {
     pub shards: usize,
     /// Pin shard `i` to core `i mod cores`.
     pub pin: bool,
-    /// Address the shards bind to.
+    /// Address the shards bind to (UDP, and TCP for ICE-TCP). `0.0.0.0` or `::` binds every
+    /// interface.
     pub listen_ip: IpAddr,
     /// Shard `i` binds `base_port + i`. 0 = any free port per shard.
     pub base_port: u16,
-    /// The address put in candidates, when clients reach the router through another address
-    /// (NAT, a public IP). Defaults to `listen_ip`.
-    pub announced_ip: Option<IpAddr>,
+    /// The addresses put in candidates, when clients reach the router through other addresses
+    /// than the bound one (a cloud VM's public address behind 1:1 NAT; an IPv4 and an IPv6 one).
+    /// Empty: `listen_ip`, or, when that is a wildcard, the interfaces' addresses of its family.
+    pub announce_ips: Vec<IpAddr>,
+    /// Also accept ICE over TCP (RFC 6544 passive candidates, RFC 4571 framing) on each shard's
+    /// port number, for clients whose network blocks UDP.
+    pub ice_tcp: bool,
+    /// Most ICE-TCP connections one shard keeps open; a connection past it is closed at once.
+    pub ice_tcp_max_connections: usize,
     pub backend: Backend,
     /// Use UDP GSO for runs of sends to one destination.
     pub gso: bool,
@@ -81,7 +88,9 @@ impl Default for Config {
             pin: true,
             listen_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             base_port: 40000,
-            announced_ip: None,
+            announce_ips: Vec::new(),
+            ice_tcp: true,
+            ice_tcp_max_connections: 4096,
             backend: Backend::default(),
             gso: true,
             send_budget: crate::io::IoOptions::default().send_budget,

@@ -47,7 +47,8 @@ impl Router {
             let spec = ShardSpec {
                 index: i as u8,
                 bind: std::net::SocketAddr::new(cfg.listen_ip, port),
-                announced: cfg.announced_ip,
+                announce_ips: cfg.announce_ips.clone(),
+                ice_tcp: cfg.ice_tcp.then_some(cfg.ice_tcp_max_connections),
                 pin_core: cfg.pin.then_some(i % cores),
                 backend: cfg.backend.into(),
                 io: IoOptions {
@@ -79,6 +80,11 @@ impl Router {
     /// The shards' socket addresses, in shard order.
     pub fn shard_addrs(&self) -> Vec<std::net::SocketAddr> {
         self.shards.iter().map(|s| s.addr).collect()
+    }
+
+    /// The candidates shard `i` puts in its transports' infos (empty past the last shard).
+    pub fn shard_candidates(&self, i: usize) -> Vec<schema::api::IceCandidate> {
+        self.shards.get(i).map(|s| s.candidates.clone()).unwrap_or_default()
     }
 
     pub fn shard_backends(&self) -> Vec<crate::io::BackendKind> {

@@ -37,10 +37,12 @@
 //!
 //! See docs/router.md for the data path and the direct API.
 
+pub mod candidates;
 pub mod ceiling;
 pub mod config;
 pub mod control_socket;
 pub mod handle;
+pub mod ice_tcp;
 pub mod io;
 pub mod link;
 pub mod metrics;

@@ -31,9 +31,14 @@ struct Args {
     /// First shard port (shard i uses base + i); 0 = any free port.
     #[arg(long)]
     base_port: Option<u16>,
-    /// Address announced in candidates, if clients reach the router through another one.
+    /// Address announced in candidates when clients reach the router through another one (a
+    /// public address behind 1:1 NAT); repeat for several (IPv4 and IPv6). Replaces the
+    /// config's list.
+    #[arg(long = "announce-ip", value_name = "IP")]
+    announce_ips: Vec<std::net::IpAddr>,
+    /// Do not accept ICE over TCP (by default each shard also listens on TCP at its port).
     #[arg(long)]
-    announced_ip: Option<std::net::IpAddr>,
+    no_ice_tcp: bool,
     /// UDP I/O backend (default mmsg; docs/router.md compares them).
     #[arg(long, value_enum)]
     backend: Option<Backend>,
@@ -87,9 +92,10 @@ fn main() {
     if let Some(v) = args.base_port {
         cfg.base_port = v;
     }
-    if let Some(v) = args.announced_ip {
-        cfg.announced_ip = Some(v);
+    if !args.announce_ips.is_empty() {
+        cfg.announce_ips = args.announce_ips;
     }
+    cfg.ice_tcp &= !args.no_ice_tcp;
     if let Some(v) = args.backend {
         cfg.backend = v;
     }
@@ -119,7 +125,7 @@ fn main() {
         }
     };
     for (i, (addr, backend)) in router.shard_addrs().iter().zip(router.shard_backends()).enumerate() {
-        info!(shard = i, %addr, ?backend, "shard ready");
+        info!(shard = i, %addr, ?backend, candidates = ?router.shard_candidates(i), "shard ready");
     }
     if let Some(fd) = args.link_fd {
         // SAFETY: control passes an fd it opened for us and nothing else in this process uses it.

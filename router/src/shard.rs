@@ -11,10 +11,11 @@ use std::time::Instant;
 
 use tracing::{error, info, warn};
 
-use router_engine::{Engine, EngineConfig, Transmit};
-use schema::api::{ApiError, Event};
+use router_engine::{Engine, EngineConfig};
+use schema::api::{ApiError, Event, IceCandidate};
 use schema::{RouterCommand, RouterResponse, RouterResult};
 
+use crate::ice_tcp::{IceTcp, ShardTransmit};
 use crate::io::{BackendChoice, IoOptions, UdpIo, Waker};
 
 enum Message {
@@ -27,6 +28,8 @@ enum Message {
 pub struct ShardHandle {
     pub index: u8,
     pub addr: SocketAddr,
+    /// What the shard announces in its transports' infos.
+    pub candidates: Vec<IceCandidate>,
     pub backend: crate::io::BackendKind,
     tx: mpsc::Sender<Message>,
     waker: Waker,
@@ -62,7 +65,10 @@ impl Drop for ShardHandle {
 pub struct ShardSpec {
     pub index: u8,
     pub bind: SocketAddr,
-    pub announced: Option<std::net::IpAddr>,
+    /// Addresses to announce instead of the bound one ([`crate::candidates`]).
+    pub announce_ips: Vec<std::net::IpAddr>,
+    /// ICE-TCP on, with this many connections at most.
+    pub ice_tcp: Option<usize>,
     pub pin_core: Option<usize>,
     pub backend: BackendChoice,
     pub io: IoOptions,
@@ -91,7 +97,25 @@ pub fn spawn(spec: ShardSpec, events: mpsc::Sender<(u8, Event)>) -> std::io::Res
         };
         let mut cfg = spec.engine.clone();
         let local = io.local_addr();
-        cfg.candidate = SocketAddr::new(spec.announced.unwrap_or(local.ip()), local.port());
+        let tcp = match spec.ice_tcp {
+            None => None,
+            Some(max) => {
+                // The same port number as UDP, so one firewall rule per port serves both; any
+                // free one when the UDP port was itself picked by the kernel.
+                let port = if spec.bind.port() == 0 { 0 } else { local.port() };
+                match IceTcp::start(SocketAddr::new(local.ip(), port), max, cfg.consent_timeout, io.waker()) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        let e = std::io::Error::new(e.kind(), format!("ICE-TCP listener on {}:{port}: {e}", local.ip()));
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        };
+        let ips = crate::candidates::announced_ips(local.ip(), &spec.announce_ips);
+        cfg.candidates = crate::candidates::shard_candidates(&ips, local.port(), tcp.as_ref().map(|t| t.local_addr().port()));
+        let candidates = cfg.candidates.clone();
         let mut engine = match Engine::new(cfg, Instant::now()) {
             Ok(e) => e,
             Err(e) => {
@@ -107,16 +131,23 @@ pub fn spawn(spec: ShardSpec, events: mpsc::Sender<(u8, Event)>) -> std::io::Res
                 }
             }
         }
-        let _ = ready_tx.send(Ok((local, io.kind(), io.waker())));
-        info!(shard = index, addr = %local, backend = ?io.kind(), "shard running");
-        run(index, io, engine, rx, events);
+        let _ = ready_tx.send(Ok((local, candidates, io.kind(), io.waker())));
+        info!(shard = index, addr = %local, tcp = ?tcp.as_ref().map(IceTcp::local_addr), backend = ?io.kind(), "shard running");
+        run(index, io, tcp, engine, rx, events);
     })?;
-    let (addr, backend, waker) =
+    let (addr, candidates, backend, waker) =
         ready_rx.recv().map_err(|_| std::io::Error::other("shard thread died during start"))??;
-    Ok(ShardHandle { index, addr, backend, tx, waker, join: Some(join) })
+    Ok(ShardHandle { index, addr, candidates, backend, tx, waker, join: Some(join) })
 }
 
-fn run(index: u8, mut io: UdpIo, mut engine: Engine, rx: mpsc::Receiver<Message>, events: mpsc::Sender<(u8, Event)>) {
+fn run(
+    index: u8,
+    mut io: UdpIo,
+    mut tcp: Option<IceTcp>,
+    mut engine: Engine,
+    rx: mpsc::Receiver<Message>,
+    events: mpsc::Sender<(u8, Event)>,
+) {
     let mut shell = ShellState::default();
     loop {
         loop {
@@ -124,7 +155,7 @@ fn run(index: u8, mut io: UdpIo, mut engine: Engine, rx: mpsc::Receiver<Message>
                 Ok(Message::Run(cmd, reply)) => {
                     let mut r = apply(&mut engine, cmd);
                     if let Ok(RouterResponse::Counters(v)) = &mut r {
-                        shell.add_to(v, &io);
+                        shell.add_to(v, &io, tcp.as_ref());
                     }
                     let _ = reply.send(r);
                 }
@@ -136,7 +167,10 @@ fn run(index: u8, mut io: UdpIo, mut engine: Engine, rx: mpsc::Receiver<Message>
             }
         }
         let now = Instant::now();
-        engine.handle_timeout(now, &mut io.sender());
+        {
+            let mut udp = io.sender();
+            engine.handle_timeout(now, &mut ShardTransmit { udp: &mut udp, tcp: tcp.as_ref().map(IceTcp::peers) });
+        }
         // Timer output (DTLS retransmits, RTCP, NACKs) goes out now, not after the wait below.
         if let Err(e) = io.flush() {
             warn!(shard = index, error = %e, "send batch failed");
@@ -144,14 +178,24 @@ fn run(index: u8, mut io: UdpIo, mut engine: Engine, rx: mpsc::Receiver<Message>
         let timeout = engine.poll_timeout().saturating_duration_since(Instant::now());
         // When the batch was taken from the kernel: the first datagram's delivery.
         let mut batch_start = None;
-        let received = io.recv(Some(timeout), |src, buf, tx| {
+        let peers = tcp.as_ref().map(IceTcp::peers);
+        let received = io.recv(Some(timeout), |src, buf, udp| {
             let now = Instant::now();
             batch_start.get_or_insert(now);
-            engine.handle_datagram(now, src, buf, tx);
+            engine.handle_datagram(now, src, buf, &mut ShardTransmit { udp, tcp: peers });
         });
         match received {
             Ok(n) => shell.received(n),
             Err(e) => error!(shard = index, error = %e, "receive failed"),
+        }
+        // What ICE-TCP clients sent meanwhile (their threads woke the wait above).
+        if let Some(tcp) = tcp.as_mut() {
+            let mut udp = io.sender();
+            tcp.drain(|src, buf, peers| {
+                let now = Instant::now();
+                batch_start.get_or_insert(now);
+                engine.handle_datagram(now, src, buf, &mut ShardTransmit { udp: &mut udp, tcp: Some(peers) });
+            });
         }
         while let Some(ev) = engine.poll_event() {
             let _ = events.send((index, ev));
@@ -186,7 +230,7 @@ impl ShellState {
     }
 
     /// Adds the shell's figures to a `counters` reply, under `shell`.
-    fn add_to(&mut self, counters: &mut serde_json::Map<String, serde_json::Value>, io: &UdpIo) {
+    fn add_to(&mut self, counters: &mut serde_json::Map<String, serde_json::Value>, io: &UdpIo, tcp: Option<&IceTcp>) {
         let m = crate::metrics::ShellMetrics {
             io: io.stats(),
             latency: self.latency.clone(),
@@ -197,6 +241,9 @@ impl ShellState {
         };
         if let Ok(v) = serde_json::to_value(m) {
             counters.insert("shell".into(), v);
+        }
+        if let Some(v) = tcp.and_then(|t| serde_json::to_value(t.stats()).ok()) {
+            counters.insert("ice_tcp".into(), v);
         }
     }
 }
@@ -259,15 +306,4 @@ fn counters(engine: &Engine) -> Result<serde_json::Map<String, serde_json::Value
         serde_json::to_value(engine.simulcast_tracks_by_live_layers()).map_err(json)?,
     );
     Ok(counters)
-}
-
-// The io layer's send half is where the engine writes: implemented here so the io module
-// stays independent of the engine.
-impl Transmit for crate::io::Sender<'_> {
-    fn buffer(&mut self) -> &mut [u8] {
-        self.send_slot()
-    }
-    fn commit(&mut self, dst: SocketAddr, len: usize) {
-        self.commit_send(dst, len)
-    }
 }

@@ -244,15 +244,18 @@ fn create_transport_returns_ice_lite_server_info_round_robin_across_shards() {
         assert_eq!(fp["sha-256 ".len()..].split(':').count(), 32, "fingerprint {fp:?}");
         assert_eq!(t["dtls_role"], json!("server"), "{t}");
         assert_eq!(t["ice_lite"], json!(true), "{t}");
-        let cand: std::net::SocketAddr =
-            t["candidate"].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("candidate: {t}"));
+        let cand: std::net::SocketAddr = t["candidates"][0]["addr"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("candidate: {t}"));
+        assert_eq!(t["candidates"][0]["protocol"], json!("udp"), "{t}");
         assert_eq!(cand.ip(), std::net::IpAddr::from([127, 0, 0, 1]), "{t}");
         assert_ne!(cand.port(), 0, "{t}");
     }
     // Round robin over a fresh router: the first lands on shard 0, the second on shard 1.
     assert_eq!(shard_of(&a["id"]), 0, "{a}");
     assert_eq!(shard_of(&b["id"]), 1, "{b}");
-    assert_ne!(a["candidate"], b["candidate"], "shards share a port: {a} {b}");
+    assert_ne!(a["candidates"][0], b["candidates"][0], "shards share a port: {a} {b}");
     assert_ne!(a["ice_ufrag"], b["ice_ufrag"]);
     // An explicit shard is honoured.
     let c1 = c.ok("create_transport", json!({ "shard": 1 }));

@@ -38,12 +38,12 @@
 //!
 //! ```
 //! use signaling::sdp::{answer_publish_offer, PublishPolicy, SdpError};
-//! use schema::api::TransportInfo;
+//! use schema::api::{IceCandidate, TransportInfo};
 //! use schema::ids::TransportId;
 //! let router = TransportInfo {
 //!     id: TransportId(7), ice_ufrag: "rUfr".into(), ice_pwd: "routerpasswordrouterpass".into(),
 //!     ice_lite: true, fingerprint: "sha-256 AB:CD".into(), dtls_role: "server".into(),
-//!     candidate: "192.0.2.1:40000".parse().unwrap(),
+//!     candidates: vec![IceCandidate::udp("192.0.2.1:40000".parse().unwrap())],
 //! };
 //! let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
 //!     m=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\n\

@@ -173,12 +173,24 @@ function udpPortFree(port) {
   });
 }
 
-/** A UDP base port with `count` free ports from it (the router binds base + shard index). */
+function tcpPortFree(port) {
+  return new Promise((res) => {
+    const s = createServer();
+    s.once('error', () => res(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
+  });
+}
+
+/**
+ * A base port with `count` ports free from it for UDP and TCP (the router binds base + shard
+ * index for both, TCP for ICE-TCP). Below the kernel's ephemeral range, where outgoing
+ * connections take their ports.
+ */
 async function freeUdpRange(count) {
   for (let i = 0; i < 50; i++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const base = 20_000 + Math.floor(Math.random() * 12_000);
     let ok = true;
-    for (let p = base; p < base + count && ok; p++) ok = await udpPortFree(p);
+    for (let p = base; p < base + count && ok; p++) ok = (await udpPortFree(p)) && (await tcpPortFree(p));
     if (ok) return base;
   }
   throw new Error('no free UDP port range found');
@@ -322,16 +334,17 @@ export function checkPrerequisites() {
 }
 
 /** Starts `control` and resolves once it printed `demo: https://...`. */
-export async function startPlatform({ timeout = 30_000, args: extraArgs = [] } = {}) {
+export async function startPlatform({ timeout = 30_000, args: extraArgs = [], host = '127.0.0.1', publicHost = 'localhost' } = {}) {
   checkPrerequisites();
   const dataDir = mkdtempSync(join(tmpdir(), 'browser-test-'));
   const [httpPort, sigPort] = [await freeTcpPort(), await freeTcpPort()];
   const routerPort = await freeUdpRange(8);
   const args = [
     '--data-dir', dataDir,
-    '--listen', `127.0.0.1:${httpPort}`,
-    '--signaling-listen', `127.0.0.1:${sigPort}`,
-    '--public-host', 'localhost',
+    '--listen', `${host}:${httpPort}`,
+    '--signaling-listen', `${host}:${sigPort}`,
+    '--public-host', publicHost,
+    '--router-ip', host,
     '--router-port', String(routerPort),
     '--demo-dir', DEMO_DIR,
     ...extraArgs,
@@ -432,9 +445,9 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 // ------------------------------------------------------------------ the browser
 
 /** Chromium with CHROMIUM_ARGS and `extraArgs` (e.g. a file as the fake camera). */
-export function launchBrowser(extraArgs = []) {
+export function launchBrowser(extraArgs = [], executablePath = CHROMIUM) {
   return within(30_000, 'Chromium to start', chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath,
     headless: true,
     args: [...CHROMIUM_ARGS, ...extraArgs],
     timeout: 30_000,
@@ -811,10 +824,11 @@ export class Call {
    * Opens the demo with autojoin and waits until the SDK says Connected. The demo mints the
    * token from `room` and `role`, unless `token` (an auth token) or `code` (a room code the SDK
    * exchanges) is given. `initScript` (a string) runs in the page before the demo's own scripts.
-   * `mode: 'viewer'` opens the demo's HLS viewer instead of the call grid.
+   * `mode: 'viewer'` opens the demo's HLS viewer instead of the call grid. `browser` is another
+   * Chromium than the call's (one started in a network namespace, say).
    */
-  async join({ name, role = '', room = this.room, token, code, mode, timeout = 30_000, initScript }) {
-    const context = await this.browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
+  async join({ name, role = '', room = this.room, token, code, mode, timeout = 30_000, initScript, browser = this.browser }) {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
     await context.addInitScript(RECORD_PCS);
     if (initScript) await context.addInitScript(initScript);
     const page = await context.newPage();
@@ -871,8 +885,8 @@ export async function silentSubscriber(call, publisher, name = 'bob') {
   return { sub, trackId, choice };
 }
 
-export async function withCall(t, body, { platformArgs = [] } = {}) {
-  const platform = await startPlatform({ args: platformArgs });
+export async function withCall(t, body, { platformArgs = [], host, publicHost } = {}) {
+  const platform = await startPlatform({ args: platformArgs, host, publicHost });
   let browser;
   let call;
   try {

@@ -8,7 +8,7 @@ use str0m::bwe::BweKind;
 use str0m::channel::{ChannelConfig, ChannelId};
 use str0m::ice::IceCreds;
 use str0m::media::{KeyframeRequestKind, MediaKind as StrKind, Mid, Pt};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
@@ -29,6 +29,8 @@ pub struct Received {
 pub struct Client {
     pub rtc: Rtc,
     pub local: SocketAddr,
+    /// How the client reaches the router: UDP, or ICE-TCP (the test does the RFC 4571 framing).
+    pub protocol: Protocol,
     pub received: Vec<Received>,
     pub keyframe_requests: usize,
     /// The rid of each keyframe request, in order (`None` for a stream without one).
@@ -67,10 +69,17 @@ pub fn str0m_extensions() -> ExtensionIds {
 
 impl Client {
     pub fn new(local: SocketAddr, now: Instant) -> Client {
+        Client::over(Protocol::Udp, local, now)
+    }
+
+    /// A client that reaches the router over `protocol` from `local` (for TCP, the local address
+    /// of its connection to the router's ICE-TCP candidate).
+    pub fn over(protocol: Protocol, local: SocketAddr, now: Instant) -> Client {
         let rtc = Rtc::builder().set_rtp_mode(true).build(now);
         Client {
             rtc,
             local,
+            protocol,
             received: Vec::new(),
             keyframe_requests: 0,
             keyframe_request_rids: Vec::new(),
@@ -87,8 +96,25 @@ impl Client {
     /// router's `connect_transport` needs.
     pub fn connect_to(&mut self, info: &TransportInfo) -> ConnectParams {
         let local = self.local;
-        self.rtc.add_local_candidate(Candidate::host(local, "udp").expect("valid host candidate"));
-        self.rtc.add_remote_candidate(Candidate::host(info.candidate, "udp").expect("valid host candidate"));
+        match self.protocol {
+            Protocol::Tcp => {
+                let router = info
+                    .candidates
+                    .iter()
+                    .find(|c| c.protocol == schema::api::IceProtocol::Tcp)
+                    .expect("the router offers an ICE-TCP candidate")
+                    .addr;
+                let active = Candidate::builder().tcp().host(local).tcptype(TcpType::Active).build();
+                self.rtc.add_local_candidate(active.expect("valid TCP host candidate"));
+                let passive = Candidate::builder().tcp().host(router).tcptype(TcpType::Passive).build();
+                self.rtc.add_remote_candidate(passive.expect("valid TCP host candidate"));
+            }
+            _ => {
+                self.rtc.add_local_candidate(Candidate::host(local, "udp").expect("valid host candidate"));
+                let router = info.udp_candidate().expect("the router offers a UDP candidate");
+                self.rtc.add_remote_candidate(Candidate::host(router, "udp").expect("valid host candidate"));
+            }
+        }
         let mut api = self.rtc.direct_api();
         api.set_remote_ice_credentials(IceCreds { ufrag: info.ice_ufrag.clone(), pass: info.ice_pwd.clone() });
         api.set_remote_fingerprint(info.fingerprint.parse().expect("router fingerprint parses"));
@@ -106,7 +132,7 @@ impl Client {
     /// Feeds a datagram. str0m's RTP mode keeps only one received packet until the next
     /// `poll_output`, so its output is drained after every datagram.
     pub fn handle(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
-        if let Ok(r) = Receive::new(Protocol::Udp, src, self.local, data) {
+        if let Ok(r) = Receive::new(self.protocol, src, self.local, data) {
             let _ = self.rtc.handle_input(Input::Receive(now, r));
             self.drain(now);
         }

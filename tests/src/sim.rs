@@ -120,7 +120,7 @@ impl Sim {
     pub fn with_config(seed: u64, mut cfg: EngineConfig) -> Sim {
         let now = Instant::now();
         let router_addr: SocketAddr = "10.0.0.1:40000".parse().expect("valid address");
-        cfg.candidate = router_addr;
+        cfg.candidates = vec![schema::api::IceCandidate::udp(router_addr)];
         let engine = Engine::new(cfg, now).expect("engine starts");
         Sim {
             now,

@@ -21,7 +21,7 @@ pub use crate::extensions::ExtensionIds;
 use crate::ids::{ConsumerId, ProducerId, TransportId};
 
 /// What `create_transport` returns: everything signaling needs to write the router's half of
-/// an SDP (ICE-lite credentials, the DTLS fingerprint and role, the one host candidate).
+/// an SDP (ICE-lite credentials, the DTLS fingerprint and role, the router's host candidates).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransportInfo {
     pub id: TransportId,
@@ -33,8 +33,41 @@ pub struct TransportInfo {
     pub fingerprint: String,
     /// Always "server" (`a=setup:passive`): the client starts the DTLS handshake.
     pub dtls_role: String,
-    /// The shard's UDP address: the only candidate.
-    pub candidate: SocketAddr,
+    /// The shard's addresses, as clients should reach them: UDP first, then ICE-TCP (RFC 6544
+    /// passive), each for every announced address. Never empty: there is always a UDP one.
+    pub candidates: Vec<IceCandidate>,
+}
+
+impl TransportInfo {
+    /// The first UDP candidate: the address an SDP's m-line and `c=` line name.
+    pub fn udp_candidate(&self) -> Option<SocketAddr> {
+        self.candidates.iter().find(|c| c.protocol == IceProtocol::Udp).map(|c| c.addr)
+    }
+}
+
+/// One of the router's host candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IceCandidate {
+    pub protocol: IceProtocol,
+    pub addr: SocketAddr,
+}
+
+impl IceCandidate {
+    pub fn udp(addr: SocketAddr) -> IceCandidate {
+        IceCandidate { protocol: IceProtocol::Udp, addr }
+    }
+    pub fn tcp(addr: SocketAddr) -> IceCandidate {
+        IceCandidate { protocol: IceProtocol::Tcp, addr }
+    }
+}
+
+/// How a candidate carries datagrams: as UDP datagrams, or over a TCP connection the client
+/// opens, each datagram behind a 16-bit length (RFC 4571 framing, RFC 6544 passive candidate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IceProtocol {
+    Udp,
+    Tcp,
 }
 
 /// Parameters of `connect_transport`.

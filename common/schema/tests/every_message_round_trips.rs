@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 
 use schema::api::{
-    ApiError, AudioLevel, CloseReason, ConnectParams, ConsumeParams, ConsumerInfo, ConsumerLayers, Event, LayerParams,
-    MediaKind, ProduceParams, StreamStats, TransportInfo,
+    ApiError, AudioLevel, CloseReason, ConnectParams, ConsumeParams, ConsumerInfo, ConsumerLayers, Event, IceCandidate,
+    LayerParams, MediaKind, ProduceParams, StreamStats, TransportInfo,
 };
 use schema::codec::Codec;
 use schema::extensions::ExtensionIds;
@@ -195,7 +195,10 @@ fn results() -> Vec<schema::RouterResult> {
         ice_lite: true,
         fingerprint: "sha-256 00:11".into(),
         dtls_role: "server".into(),
-        candidate: "127.0.0.1:40000".parse().unwrap(),
+        candidates: vec![
+            IceCandidate::udp("127.0.0.1:40000".parse().unwrap()),
+            IceCandidate::tcp("[::1]:40000".parse().unwrap()),
+        ],
     };
     let consumer = ConsumerInfo {
         id: C,

@@ -36,7 +36,14 @@ impl Platform {
         std::fs::create_dir_all(&dir).unwrap();
         let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let signaling_port = free();
-        let router_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // Free for UDP and for TCP: the router binds both at its port (ICE-TCP).
+        let router_port = loop {
+            let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let port = udp.local_addr().unwrap().port();
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                break port;
+            }
+        };
         let mut child = Command::new(bin.join("control"))
             .arg("--data-dir")
             .arg(dir.join("data"))

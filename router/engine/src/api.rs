@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use schema::api::IceCandidate;
 use serde::{Deserialize, Serialize};
 
 /// Tunables of a shard's engine.
@@ -17,8 +18,10 @@ pub struct EngineConfig {
     /// The shard's index: the top byte of every id it hands out, so ids are unique across a
     /// router's shards and a command finds its shard from the id alone.
     pub shard: u8,
-    /// The address clients send to (the shard's socket address, or a public one in front of it).
-    pub candidate: SocketAddr,
+    /// The addresses clients send to (the shard's UDP socket and its ICE-TCP listener, at the
+    /// bound address or the public ones in front of it), put in every transport's info. The
+    /// engine answers a check from any address whatever it announced (ICE-lite).
+    pub candidates: Vec<IceCandidate>,
     /// A transport with no valid ICE check for this long is closed (RFC 7675 says 30 s).
     #[serde(with = "millis")]
     pub consent_timeout: Duration,
@@ -46,7 +49,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             shard: 0,
-            candidate: SocketAddr::from(([127, 0, 0, 1], 0)),
+            candidates: vec![IceCandidate::udp(SocketAddr::from(([127, 0, 0, 1], 0)))],
             consent_timeout: Duration::from_secs(30),
             pli_throttle: Duration::from_millis(500),
             default_rtt: Duration::from_millis(100),

@@ -62,7 +62,7 @@ impl RouterApi for FakeRouter {
             ice_lite: true,
             fingerprint: "sha-256 01:23:45:67:89:AB:CD:EF".into(),
             dtls_role: "server".into(),
-            candidate: std::net::SocketAddr::from(([192, 0, 2, 1], 40000)),
+            candidates: vec![schema::api::IceCandidate::udp(std::net::SocketAddr::from(([192, 0, 2, 1], 40000)))],
         })
     }
 

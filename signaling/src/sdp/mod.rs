@@ -9,7 +9,7 @@
 //!   renegotiations, and [`read_subscribe_answer`] checks the client's answer.
 //!
 //! The router is ICE-lite and a DTLS server: every SDP we write says `a=ice-lite`, carries the
-//! router's one host candidate, and makes the client the DTLS client (`a=setup:passive` when we
+//! router's host candidates (UDP, then passive ICE-TCP, for each announced address), and makes the client the DTLS client (`a=setup:passive` when we
 //! answer, `a=setup:actpass` when we offer, which the client must answer with `active`).
 
 mod attribute;
@@ -19,7 +19,7 @@ pub mod subscribe;
 
 use std::net::SocketAddr;
 
-use schema::api::TransportInfo;
+use schema::api::{IceProtocol, TransportInfo};
 use thiserror::Error;
 
 pub use parse::{
@@ -59,9 +59,23 @@ pub enum SdpError {
     BadTransportInfo(&'static str),
 }
 
-/// The candidate priority of a host candidate with local preference 65535, component 1
-/// (RFC 8445 5.1.2.1): what browsers give their own host candidates.
-const HOST_PRIORITY: u32 = (126 << 24) | (65535 << 8) | 255;
+/// The priority of the router's `index`th host candidate (RFC 8445 5.1.2.1: type preference
+/// 126 for host, component 1). UDP candidates get local preferences from 65535 down, ICE-TCP
+/// ones from 32767 down, so a client pairs UDP first and TCP only when UDP fails (RFC 6544 4.2).
+fn host_priority(protocol: IceProtocol, index: usize) -> u32 {
+    let base: u32 = match protocol {
+        IceProtocol::Udp => 65535,
+        IceProtocol::Tcp => 32767,
+    };
+    let local = base.saturating_sub(u32::try_from(index).unwrap_or(u32::MAX)).max(1);
+    (126 << 24) | (local << 8) | 255
+}
+
+/// The address an m-line and its `c=` line name: the first UDP candidate, or the discard
+/// address when there is none (RFC 8839 5.1: candidates alone then say where to send).
+fn media_address(router: &TransportInfo) -> SocketAddr {
+    router.udp_candidate().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 9)))
+}
 
 /// `c=` value for an address.
 fn connection_line(addr: &SocketAddr) -> String {
@@ -84,17 +98,30 @@ fn router_transport_attributes(router: &TransportInfo, setup: Setup) -> Result<V
     ])
 }
 
-fn router_candidate(router: &TransportInfo) -> Attribute {
-    Attribute::Candidate(Candidate {
-        foundation: "1".into(),
-        component: 1,
-        transport: "udp".into(),
-        priority: HOST_PRIORITY,
-        address: router.candidate.ip().to_string(),
-        port: router.candidate.port(),
-        typ: "host".into(),
-        rest: None,
-    })
+/// The router's candidates as `a=candidate` lines, then `a=end-of-candidates` (the router
+/// gathers nothing later). A TCP candidate is passive (RFC 6544): the client connects to it.
+fn router_candidates(router: &TransportInfo) -> impl Iterator<Item = Attribute> + '_ {
+    router
+        .candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (transport, rest) = match c.protocol {
+                IceProtocol::Udp => ("udp", None),
+                IceProtocol::Tcp => ("tcp", Some("tcptype passive".to_string())),
+            };
+            Attribute::Candidate(Candidate {
+                foundation: (i + 1).to_string(),
+                component: 1,
+                transport: transport.into(),
+                priority: host_priority(c.protocol, i),
+                address: c.addr.ip().to_string(),
+                port: c.addr.port(),
+                typ: "host".into(),
+                rest,
+            })
+        })
+        .chain(std::iter::once(Attribute::EndOfCandidates))
 }
 
 /// The remote side's ICE ufrag, password, fingerprint and setup role: from the first m-line
@@ -137,4 +164,46 @@ fn check_mids(sdp: &Sdp) -> Result<(), SdpError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use schema::api::IceCandidate;
+    use schema::ids::TransportId;
+
+    use super::*;
+
+    #[test]
+    fn every_candidate_is_offered_udp_preferred_and_tcp_passive() {
+        let router = TransportInfo {
+            id: TransportId(1),
+            ice_ufrag: "uf".into(),
+            ice_pwd: "pw".repeat(11),
+            ice_lite: true,
+            fingerprint: "sha-256 AB:CD".into(),
+            dtls_role: "server".into(),
+            candidates: vec![
+                IceCandidate::udp("203.0.113.7:40000".parse().unwrap()),
+                IceCandidate::udp("[2001:db8::7]:40000".parse().unwrap()),
+                IceCandidate::tcp("203.0.113.7:40000".parse().unwrap()),
+            ],
+        };
+        let offer = subscribe_offer(&router, &[], &SubscribeOptions::default(), None).unwrap().sdp;
+        let lines: Vec<&str> = offer
+            .lines()
+            .filter(|l| l.starts_with("a=candidate") || l.starts_with("m=") || l.starts_with("c="))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "m=application 40000 UDP/DTLS/SCTP webrtc-datachannel",
+                "c=IN IP4 203.0.113.7",
+                "a=candidate:1 1 udp 2130706431 203.0.113.7 40000 typ host",
+                "a=candidate:2 1 udp 2130706175 2001:db8::7 40000 typ host",
+                "a=candidate:3 1 tcp 2122317311 203.0.113.7 40000 typ host tcptype passive",
+            ]
+        );
+        // Browsers must rank the TCP candidate below every UDP one.
+        assert!(host_priority(IceProtocol::Tcp, 0) < host_priority(IceProtocol::Udp, 100));
+    }
 }

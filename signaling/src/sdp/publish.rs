@@ -25,7 +25,10 @@ use schema::codec::Codec;
 use schema::layers::rid_layer;
 
 use super::parse::{Attribute, Direction, Extmap, Fmtp, Media, Origin, Rid, RtcpFb, Rtpmap, Sdp, Setup, fmtp_param};
-use super::{SdpError, check_mids, connection_line, remote_transport, router_candidate, router_transport_attributes};
+use super::{
+    SdpError, check_mids, connection_line, media_address, remote_transport, router_candidates,
+    router_transport_attributes,
+};
 
 /// What a client may publish: the role's permissions and the codecs the deployment prefers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,12 +277,11 @@ fn answer_media(
     if let Some(r) = &choice.rtx {
         formats.push(r.pt.to_string());
     }
-    let mut a = Media::new(&m.kind, router.candidate.port(), &m.proto, formats);
-    a.connection = Some(connection_line(&router.candidate));
+    let mut a = Media::new(&m.kind, media_address(router).port(), &m.proto, formats);
+    a.connection = Some(connection_line(&media_address(router)));
     a.attributes.push(Attribute::Mid(mid.to_string()));
     a.attributes.extend(transport.iter().cloned());
-    a.attributes.push(router_candidate(router));
-    a.attributes.push(Attribute::EndOfCandidates);
+    a.attributes.extend(router_candidates(router));
     a.attributes.push(Attribute::Direction(if sending { Direction::RecvOnly } else { Direction::Inactive }));
     a.attributes.push(Attribute::RtcpMux);
     if m.has(&Attribute::RtcpRsize) {
@@ -386,12 +388,11 @@ fn answer_application(
 
 /// An `m=application` section for a data channel on the router's transport.
 pub(super) fn application_media(mid: &str, router: &TransportInfo, transport: &[Attribute], proto: &str) -> Media {
-    let mut a = Media::new("application", router.candidate.port(), proto, vec!["webrtc-datachannel".into()]);
-    a.connection = Some(connection_line(&router.candidate));
+    let mut a = Media::new("application", media_address(router).port(), proto, vec!["webrtc-datachannel".into()]);
+    a.connection = Some(connection_line(&media_address(router)));
     a.attributes.push(Attribute::Mid(mid.to_string()));
     a.attributes.extend(transport.iter().cloned());
-    a.attributes.push(router_candidate(router));
-    a.attributes.push(Attribute::EndOfCandidates);
+    a.attributes.extend(router_candidates(router));
     a.attributes.push(Attribute::SctpPort(5000));
     a.attributes.push(Attribute::MaxMessageSize(262_144));
     a

@@ -18,13 +18,13 @@
 //!    parameters (needed after the first answer only).
 //!
 //! ```
-//! use schema::api::{MediaKind, TransportInfo};
+//! use schema::api::{IceCandidate, MediaKind, TransportInfo};
 //! use schema::ids::TransportId;
 //! use signaling::sdp::{assign_mids, subscribe_offer, SubscribeOptions};
 //! let router = TransportInfo {
 //!     id: TransportId(1), ice_ufrag: "uf".into(), ice_pwd: "pw".repeat(11), ice_lite: true,
 //!     fingerprint: "sha-256 AB:CD".into(), dtls_role: "server".into(),
-//!     candidate: "192.0.2.1:40000".parse().unwrap(),
+//!     candidates: vec![IceCandidate::udp("192.0.2.1:40000".parse().unwrap())],
 //! };
 //! // No tracks yet: just the data channel.
 //! let offer = subscribe_offer(&router, &[], &SubscribeOptions::default(), None).unwrap();
@@ -40,7 +40,9 @@ use super::parse::{
     Attribute, Direction, Extmap, Fmtp, Media, Origin, RtcpFb, Rtpmap, Sdp, Setup, SsrcAttr, SsrcGroup,
 };
 use super::publish::application_media;
-use super::{SdpError, connection_line, remote_transport, router_candidate, router_transport_attributes};
+use super::{
+    SdpError, connection_line, media_address, remote_transport, router_candidates, router_transport_attributes,
+};
 
 /// One track to send to the client: the router's consumer and the ids the client's SDK
 /// matches it by.
@@ -281,12 +283,11 @@ fn track_media(mid: &str, t: &SubscribeTrack, active: bool, router: &TransportIn
     if let Some((pt, _)) = rtx {
         formats.push(pt.to_string());
     }
-    let mut m = Media::new(kind, router.candidate.port(), "UDP/TLS/RTP/SAVPF", formats);
-    m.connection = Some(connection_line(&router.candidate));
+    let mut m = Media::new(kind, media_address(router).port(), "UDP/TLS/RTP/SAVPF", formats);
+    m.connection = Some(connection_line(&media_address(router)));
     m.attributes.push(Attribute::Mid(mid.to_string()));
     m.attributes.extend(transport.iter().cloned());
-    m.attributes.push(router_candidate(router));
-    m.attributes.push(Attribute::EndOfCandidates);
+    m.attributes.extend(router_candidates(router));
     m.attributes.push(Attribute::Direction(if active { Direction::SendOnly } else { Direction::Inactive }));
     if active {
         m.attributes.push(Attribute::Msid { stream: t.stream_id.clone(), track: Some(t.track_id.clone()) });

@@ -2,7 +2,7 @@
 //! end-to-end tests also include `client_sdp.rs` (a client's SDP) and `platform.rs` (a running
 //! router, store and signaling server) by path.
 
-use schema::api::TransportInfo;
+use schema::api::{IceCandidate, TransportInfo};
 use schema::ids::TransportId;
 
 /// A router transport as `create_transport` returns it, with a fixed fingerprint.
@@ -16,6 +16,6 @@ pub fn router_transport(id: u32, candidate: &str) -> TransportInfo {
             "sha-256 01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF"
                 .into(),
         dtls_role: "server".into(),
-        candidate: candidate.parse().expect("test candidate is a socket address"),
+        candidates: vec![IceCandidate::udp(candidate.parse().expect("test candidate is a socket address"))],
     }
 }

@@ -25,7 +25,7 @@ use crate::twcc::TwccReceiver;
 use crate::uplink::UplinkCap;
 
 impl Engine {
-    /// Creates a transport: ICE-lite credentials, DTLS server, the shard's candidate.
+    /// Creates a transport: ICE-lite credentials, DTLS server, the shard's candidates.
     pub fn create_transport(&mut self, now: Instant) -> Result<TransportInfo, ApiError> {
         let creds = IceCredentials::random().map_err(|e| ApiError::Crypto(e.to_string()))?;
         let id = TransportId(self.next_id());
@@ -72,7 +72,7 @@ impl Engine {
             ice_lite: true,
             fingerprint: self.cert.fingerprint.to_string(),
             dtls_role: "server".into(),
-            candidate: self.cfg.candidate,
+            candidates: self.cfg.candidates.clone(),
         })
     }
 

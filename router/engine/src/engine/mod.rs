@@ -160,9 +160,9 @@ impl Engine {
         &self.cfg
     }
 
-    /// Sets the candidate address (when the shell learns its bound port).
-    pub fn set_candidate(&mut self, addr: SocketAddr) {
-        self.cfg.candidate = addr;
+    /// Sets the candidates (when the shell learns its bound port).
+    pub fn set_candidates(&mut self, candidates: Vec<schema::api::IceCandidate>) {
+        self.cfg.candidates = candidates;
     }
 
     pub fn counters(&self) -> &Counters {

@@ -1,0 +1,237 @@
+//! ICE over TCP end to end on 127.0.0.1: a str0m publisher over UDP and a str0m subscriber whose
+//! only path is a TCP connection to the shard's passive ICE-TCP candidate (RFC 6544; the test
+//! frames each datagram as RFC 4571 says). The subscriber completes ICE and DTLS over TCP and
+//! receives every audio and video frame in order; the shard counts the connection. A
+//! connection that does not open with STUN is closed.
+
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use integration_tests::client::{Client, str0m_extensions};
+use integration_tests::media::{OpusStream, Vp8Stream, tag};
+use integration_tests::room::produce_params;
+use router::Router;
+use router::config::Config;
+use schema::RouterCommand;
+use schema::api::{ConnectParams, ConsumeParams, ConsumerInfo, IceProtocol, MediaKind, TransportInfo};
+use schema::ids::{ProducerId, TransportId};
+use str0m::net::Protocol;
+
+/// How a peer reaches the router.
+enum Link {
+    Udp(UdpSocket),
+    /// The connection and the bytes read but not yet a whole frame.
+    Tcp(TcpStream, Vec<u8>),
+}
+
+struct Peer {
+    client: Client,
+    link: Link,
+}
+
+impl Peer {
+    fn udp() -> Peer {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        Peer { client: Client::new(socket.local_addr().unwrap(), Instant::now()), link: Link::Udp(socket) }
+    }
+
+    fn tcp(router: SocketAddr) -> Peer {
+        let stream = TcpStream::connect(router).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let client = Client::over(Protocol::Tcp, stream.local_addr().unwrap(), Instant::now());
+        Peer { client, link: Link::Tcp(stream, Vec::new()) }
+    }
+
+    /// Receives what is waiting, then sends what the client has to send.
+    fn pump(&mut self) {
+        match &mut self.link {
+            Link::Udp(socket) => {
+                let mut buf = [0u8; 2048];
+                while let Ok((n, src)) = socket.recv_from(&mut buf) {
+                    self.client.handle(Instant::now(), src, &buf[..n]);
+                }
+                for (dst, data) in self.client.poll(Instant::now()) {
+                    let _ = socket.send_to(&data, dst);
+                }
+            }
+            Link::Tcp(stream, pending) => {
+                let router = stream.peer_addr().unwrap();
+                let mut buf = [0u8; 65536];
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("ICE-TCP read: {e}"),
+                    }
+                }
+                while pending.len() >= 2 {
+                    let len = usize::from(u16::from_be_bytes([pending[0], pending[1]]));
+                    if pending.len() < 2 + len {
+                        break;
+                    }
+                    let frame: Vec<u8> = pending.drain(..2 + len).skip(2).collect();
+                    self.client.handle(Instant::now(), router, &frame);
+                }
+                for (dst, data) in self.client.poll(Instant::now()) {
+                    assert_eq!(dst, router, "a TCP client sends only on its connection");
+                    let mut framed = (data.len() as u16).to_be_bytes().to_vec();
+                    framed.extend_from_slice(&data);
+                    write_all_nonblocking(stream, &framed);
+                }
+            }
+        }
+    }
+}
+
+fn write_all_nonblocking(stream: &mut TcpStream, mut data: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !data.is_empty() {
+        match stream.write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "the router stopped reading its ICE-TCP connection");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("ICE-TCP write: {e}"),
+        }
+    }
+}
+
+fn call<T: serde::de::DeserializeOwned>(router: &Router, cmd: RouterCommand) -> T {
+    let v = router.call(cmd).expect("command succeeds");
+    serde_json::from_value(v).expect("reply parses")
+}
+
+fn pump_all(peers: &mut [Peer], d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        for p in peers.iter_mut() {
+            p.pump();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn tcp_candidate(info: &TransportInfo) -> SocketAddr {
+    info.candidates.iter().find(|c| c.protocol == IceProtocol::Tcp).expect("an ICE-TCP candidate").addr
+}
+
+#[test]
+fn a_subscriber_over_ice_tcp_receives_every_frame_in_order() {
+    let cfg = Config { shards: 1, base_port: 0, pin: false, ..Config::default() };
+    let mut router = Router::start(&cfg).expect("router starts");
+
+    let publisher: TransportInfo = call(&router, RouterCommand::CreateTransport { shard: None });
+    let subscriber: TransportInfo = call(&router, RouterCommand::CreateTransport { shard: None });
+    // UDP first, then the passive TCP candidate at the same IP.
+    let protocols: Vec<IceProtocol> = subscriber.candidates.iter().map(|c| c.protocol).collect();
+    assert_eq!(protocols, [IceProtocol::Udp, IceProtocol::Tcp], "{:?}", subscriber.candidates);
+    let mut peers = vec![Peer::udp(), Peer::tcp(tcp_candidate(&subscriber))];
+    for (p, info) in peers.iter_mut().zip([&publisher, &subscriber]) {
+        let params: ConnectParams = p.client.connect_to(info);
+        let _: serde_json::Value = call(&router, RouterCommand::ConnectTransport { transport: info.id, params });
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !peers.iter().all(|p| p.client.connected) {
+        assert!(Instant::now() < deadline, "ICE/DTLS did not complete (TCP connected: {})", peers[1].client.connected);
+        pump_all(&mut peers, Duration::from_millis(10));
+    }
+
+    let audio_pub = peers[0].client.publish("a0", MediaKind::Audio);
+    let video_pub = peers[0].client.publish("v0", MediaKind::Video);
+    let produce = |kind, p| RouterCommand::Produce { transport: publisher.id, params: produce_params(kind, p) };
+    let audio: ProducerId = call(&router, produce(MediaKind::Audio, &audio_pub));
+    let video: ProducerId = call(&router, produce(MediaKind::Video, &video_pub));
+    let consume = |producer, rtx| RouterCommand::Consume {
+        transport: TransportId(subscriber.id.0),
+        params: ConsumeParams {
+            producer,
+            payload_type: None,
+            rtx_payload_type: rtx,
+            mid: None,
+            extensions: str0m_extensions(),
+            paused: false,
+            preferred_layer: None,
+        },
+    };
+    let (_, vrtx) = peers[1].client.payload_types(MediaKind::Video);
+    let a: ConsumerInfo = call(&router, consume(audio, None));
+    let v: ConsumerInfo = call(&router, consume(video, vrtx));
+    peers[1].client.subscribe("a0", &a);
+    peers[1].client.subscribe("v0", &v);
+
+    // Four seconds of media: Opus every 20 ms, VP8 at 30 fps (a keyframe first, then on request).
+    let mut opus = OpusStream::new(100, 4800);
+    let mut vp8 = Vp8Stream::new(200, 9000);
+    let start = Instant::now();
+    let (mut next_audio, mut next_video) = (start, start);
+    while Instant::now() < start + Duration::from_secs(4) {
+        let now = Instant::now();
+        if now >= next_audio {
+            next_audio += Duration::from_millis(20);
+            let p = opus.next_packet();
+            peers[0].client.send(&audio_pub, now, p.seq, p.ts, p.marker, &p.payload);
+        }
+        if now >= next_video {
+            next_video += Duration::from_micros(33_333);
+            if std::mem::take(&mut peers[0].client.keyframe_requests) > 0 {
+                vp8.force_keyframe();
+            }
+            for p in vp8.next_frame() {
+                peers[0].client.send(&video_pub, now, p.seq, p.ts, p.marker, &p.payload);
+            }
+        }
+        pump_all(&mut peers, Duration::from_millis(2));
+    }
+    pump_all(&mut peers, Duration::from_millis(500));
+
+    let client = &peers[1].client;
+    for (info, what, sent) in [(&a, "audio", opus.frame), (&v, "video", vp8.frame)] {
+        let got = client.received_on(info.ssrc);
+        assert!(!got.is_empty(), "the TCP subscriber got no {what}");
+        for w in got.windows(2) {
+            assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "{what} sequence numbers not continuous over TCP");
+            assert!(tag(&w[1].payload).unwrap() > tag(&w[0].payload).unwrap(), "{what} out of order over TCP");
+        }
+        let last = tag(&got[got.len() - 1].payload).unwrap().0;
+        assert!(last + 3 >= sent, "{what} stopped at frame {last} of {sent}");
+    }
+
+    let counters: serde_json::Value = call(&router, RouterCommand::Counters { shard: Some(0) });
+    let tcp = &counters["ice_tcp"];
+    assert_eq!(tcp["open"], 1, "{tcp}");
+    assert!(tcp["tx_datagrams"].as_u64().unwrap() > 300, "{tcp}");
+    assert_eq!(tcp["tx_dropped"], 0, "{tcp}");
+    assert_eq!(tcp["rx_dropped"], 0, "{tcp}");
+    router.shutdown();
+}
+
+#[test]
+fn a_connection_that_does_not_open_with_stun_is_closed() {
+    let cfg = Config { shards: 1, base_port: 0, pin: false, ..Config::default() };
+    let mut router = Router::start(&cfg).expect("router starts");
+    let info: TransportInfo = call(&router, RouterCommand::CreateTransport { shard: None });
+    let mut stream = TcpStream::connect(tcp_candidate(&info)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // A DTLS-looking record (first byte 22) where a connectivity check belongs.
+    stream.write_all(&[0, 3, 22, 254, 253]).unwrap();
+    let mut buf = [0u8; 16];
+    let n = stream.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the router answered a connection that never sent STUN");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let counters: serde_json::Value = call(&router, RouterCommand::Counters { shard: Some(0) });
+        if counters["ice_tcp"]["closed_not_stun"] == 1 && counters["ice_tcp"]["open"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not counted as closed: {}", counters["ice_tcp"]);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    router.shutdown();
+}
