@@ -1,7 +1,9 @@
 // Demo app for the self-hosted platform, on the official 100ms web SDK (public API only).
 //
 // Flow: GET /api/config (init endpoint, roles) → join form (or ?room=&name=&role=&autojoin=1)
-// → an auth token (POST /api/token, or ?token=, or ?code= exchanged at POST /v2/token)
+// → a room code (?code=, or the room's code for the chosen role from POST /api/room-codes, which
+// answers only on loopback or with --open-demo-tokens), exchanged by the SDK at POST /v2/token
+// (getAuthTokenByRoomCode, 100ms's own flow); or ?token= as given
 // → hmsActions.join({ initEndpoint, authToken, ... }). From then on the SDK's
 // reactive store is the only state: every view below is a function of it, re-rendered when the
 // selected slice changes (peers, tracks, messages, room state).
@@ -96,34 +98,43 @@ async function loadConfig() {
 }
 
 /**
- * The auth token to join with: `?token=` as given (minted by an app server or
- * `POST /v2/auth-tokens`), `?code=` exchanged by the SDK itself for a room code (at this
- * platform's `POST /v2/token`), or else one from the demo's `POST /api/token`.
+ * The room code to join with: `?code=` as given, else the room's code for `role` from the demo's
+ * `POST /api/room-codes` (which creates the room if new).
  */
-async function authToken({ name, room, role }) {
-  if (params.get('token')) return params.get('token');
-  if (params.get('code')) {
-    const endpoint = new URL('/v2/token', location.href).href;
-    return actions.getAuthTokenByRoomCode({ roomCode: params.get('code'), userId: name }, { endpoint });
-  }
-  const res = await fetch('/api/token', {
+async function roomCode({ room, role }) {
+  if (params.get('code')) return params.get('code');
+  const res = await fetch('/api/room-codes', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ room, user: name, role }),
+    body: JSON.stringify({ room }),
   });
   const body = await res.json().catch(() => ({}));
-  if (!res.ok || !body.token) {
-    throw new Error(`POST /api/token: HTTP ${res.status} ${body.message || body.error || ''}`.trim());
+  if (!res.ok || !body.codes) {
+    throw new Error(`POST /api/room-codes: HTTP ${res.status} ${body.message || body.error || ''}`.trim());
   }
-  return body.token;
+  if (!body.codes[role]) throw new Error(`the room has no role ${JSON.stringify(role)}; it has ${Object.keys(body.codes).join(', ')}`);
+  return body.codes[role];
+}
+
+/**
+ * The auth token and room code (if any) to join with: `?token=` as given (minted by an app
+ * server or `POST /v2/auth-tokens`), or a room code exchanged by the SDK at this platform's
+ * `POST /v2/token`.
+ */
+async function authToken({ name, room, role }) {
+  if (params.get('token')) return { token: params.get('token'), code: null };
+  const code = await roomCode({ room, role });
+  const endpoint = new URL('/v2/token', location.href).href;
+  return { token: await actions.getAuthTokenByRoomCode({ roomCode: code, userId: name }, { endpoint }), code };
 }
 
 async function join({ name, room, role }) {
   $('join').disabled = true;
   try {
-    const token = await authToken({ name, room, role });
+    const { token, code } = await authToken({ name, room, role });
+    // The invite joins the same room with the same role, through its code.
     const link = new URL(location.href);
-    link.search = new URLSearchParams({ room, role }).toString();
+    link.search = new URLSearchParams(code ? { code } : { room, role }).toString();
     $('share-link').textContent = `invite: ${link}`;
     // The SDK can stay in Connecting for good (e.g. it deadlocks on a non-terminal /init
     // error such as a 404); say so rather than spin silently.
@@ -578,7 +589,9 @@ async function start() {
     return;
   }
   if (params.get('role')) $('role').value = params.get('role');
-  if (params.get('autojoin') === '1' && $('name').value && $('room').value) {
+  // A code or token link names the room itself.
+  if (params.get('code') || params.get('token')) $('room').required = false;
+  if (params.get('autojoin') === '1' && $('name').value && ($('room').value || params.get('code') || params.get('token'))) {
     join({ name: $('name').value, room: $('room').value, role: $('role').value || params.get('role') });
   }
 }

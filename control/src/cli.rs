@@ -143,6 +143,12 @@ pub struct RunArgs {
     /// TCP (RFC 6544) on its port number, for clients whose network blocks UDP.
     #[arg(long)]
     pub no_ice_tcp: bool,
+    /// Let the demo's convenience endpoints (`/api/token`, `/api/room-codes`) mint tokens and
+    /// room codes for any caller although control listens beyond loopback. Anyone who can reach
+    /// the port can then join any room as any role: for a trusted network only. Without it they
+    /// answer 403 there, and the demo joins with room code links.
+    #[arg(long)]
+    pub open_demo_tokens: bool,
     /// Built demo app served at `/` (`npm ci && npm run build` in client/).
     #[arg(long, default_value = "client/dist")]
     pub demo_dir: PathBuf,

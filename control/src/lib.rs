@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use store::{Store, StoreError, Workspace};
-use tracing::info;
+use tracing::{info, warn};
 use util::LockExt;
 
 use crate::cli::{ManagementTokenArgs, RunArgs, TokenArgs, WorkspaceCommand};
@@ -372,7 +372,16 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         recorder,
         router_socket: dir.router_socket(),
         metrics: Arc::default(),
+        demo_tokens_open: args.listen.ip().is_loopback() || args.open_demo_tokens,
     };
+    if args.open_demo_tokens && !args.listen.ip().is_loopback() {
+        warn!(
+            listen = %args.listen,
+            "--open-demo-tokens: ANYONE WHO CAN REACH {} CAN JOIN ANY ROOM AS ANY ROLE through /api/token and \
+             /api/room-codes; use it on a trusted network only",
+            args.listen
+        );
+    }
     // Signaling writes events from its own process, so the dispatcher finds them by polling
     // (at most 1 s); the wake-up is for writers inside this process.
     let _webhook_wake = webhooks::spawn(state.store.clone(), shutdown_rx.clone());

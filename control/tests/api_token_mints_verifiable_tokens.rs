@@ -144,3 +144,54 @@ fn token_subcommand_prints_a_verifiable_token() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown role"));
 }
+
+#[test]
+fn api_room_codes_gives_a_code_per_role_that_the_code_exchange_turns_into_a_token() {
+    let tmp = TempDir::new("codes");
+    let data = tmp.path().join("data");
+    std::fs::create_dir(tmp.path().join("bin")).unwrap();
+    let d = Daemon::start(&data, &tmp.path().join("bin"), &tmp.path().join("no-demo"), &[]);
+    let r = d.post("/api/room-codes", r#"{"room":"standup"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    let codes = j["codes"].as_object().unwrap();
+    let mut roles: Vec<&str> = codes.keys().map(String::as_str).collect();
+    roles.sort();
+    assert_eq!(roles, ["audio-only", "guest", "host"]);
+    // Asked again, the same codes: a link handed out stays good.
+    assert_eq!(d.post("/api/room-codes", r#"{"room":"standup"}"#).json()["codes"], j["codes"]);
+    let exchanged = d.post("/v2/token", &format!(r#"{{"code":{},"user_id":"alice"}}"#, codes["guest"]));
+    assert_eq!(exchanged.status, 200, "{}", exchanged.text());
+    let store = Store::open(&data.join("platform.db")).unwrap();
+    let token = exchanged.json()["token"].as_str().unwrap().to_string();
+    let (claims, _) = store::token::verify_auth_token(&store, &token, SystemTime::now()).unwrap();
+    assert_eq!((claims.room_id.as_str(), claims.role.as_str()), (j["room_id"].as_str().unwrap(), "guest"));
+    assert_eq!(d.post("/api/room-codes", r#"{"room":""}"#).status, 400);
+    assert_eq!(d.post("/api/room-codes", "not json").status, 400);
+}
+
+/// Bound beyond loopback, the demo's endpoints that let anyone in are off unless the operator
+/// says the network is trusted; the room-code exchange (the code is the credential) still works.
+#[test]
+fn demo_token_endpoints_answer_403_beyond_loopback_unless_opened() {
+    for (open, want) in [(false, 403), (true, 200)] {
+        let tmp = TempDir::new(if open { "open-demo" } else { "closed-demo" });
+        let data = tmp.path().join("data");
+        std::fs::create_dir(tmp.path().join("bin")).unwrap();
+        let mut args = vec!["--listen", "0.0.0.0:0"];
+        if open {
+            args.push("--open-demo-tokens");
+        }
+        let d = Daemon::start_with_args(&data, &tmp.path().join("bin"), &tmp.path().join("no-demo"), &[], &args);
+        let token = d.post("/api/token", r#"{"room":"standup","user":"alice","role":"host"}"#);
+        assert_eq!(token.status, want, "open={open}: {}", token.text());
+        let codes = d.post("/api/room-codes", r#"{"room":"standup"}"#);
+        assert_eq!(codes.status, want, "open={open}: {}", codes.text());
+        if !open {
+            assert!(token.json()["message"].as_str().unwrap().contains("--open-demo-tokens"), "{}", token.text());
+        } else {
+            let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+            assert!(log.contains("ANYONE WHO CAN REACH"), "the open endpoints are not warned about:\n{log}");
+        }
+    }
+}

@@ -25,9 +25,11 @@ const server = createServer({ key: readFileSync(join(dir, 'key.pem')), cert: rea
     res.end(JSON.stringify(body));
   };
   if (url.pathname === '/api/config') return json(200, { initEndpoint: base, roles: ['host', 'guest', 'audio-only'], templateId: 'x' });
-  if (url.pathname === '/api/token') {
+  if (url.pathname === '/api/room-codes') return json(200, { room_id: 'r1', codes: { host: 'aaa-bbbb-ccc', guest: 'ddd-eeee-fff' } });
+  if (url.pathname === '/v2/token') {
+    if (req.method === 'OPTIONS') return json(200, {});
     const token = `${b64({ alg: 'none' })}.${b64({ room_id: 'r1', user_id: 'u1', role: 'guest' })}.sig`;
-    return json(200, { token, room_id: 'r1' });
+    return json(200, { token });
   }
   if (url.pathname === '/init') return req.method === 'OPTIONS' ? json(200, {}) : json(403, { code: 403, message: 'no init in the self-check' });
   const file = normalize(join(DEMO_DIR, url.pathname === '/' ? 'index.html' : url.pathname));

@@ -50,6 +50,9 @@ pub struct AppState {
     pub router_socket: PathBuf,
     /// Control's own counters for `GET /metrics`.
     pub metrics: Arc<metrics::ControlMetrics>,
+    /// Whether the demo's `/api/token` and `/api/room-codes` answer: control listens on
+    /// loopback, or `--open-demo-tokens` was given ([`demo_api`]).
+    pub demo_tokens_open: bool,
 }
 
 /// Role names sorted by priority (1 first), then name.

@@ -66,7 +66,8 @@ impl Daemon {
         Daemon::start_with_args(data_dir, bin_dir, demo_dir, envs, &[])
     }
 
-    /// [`Daemon::start`] with extra command-line flags (e.g. `--database-url`).
+    /// [`Daemon::start`] with extra command-line flags (e.g. `--database-url`, or `--listen`
+    /// with port 0 instead of `127.0.0.1:0`).
     pub fn start_with_args(
         data_dir: &Path,
         bin_dir: &Path,
@@ -77,10 +78,12 @@ impl Daemon {
         let signaling_port = free_port();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.with_extension("log")).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_control"));
-        cmd.arg("--data-dir")
-            .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(["--signaling-listen", &format!("127.0.0.1:{signaling_port}")])
+        cmd.arg("--data-dir").arg(data_dir);
+        // The extra flags may choose their own listen address (it must have port 0).
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(["--signaling-listen", &format!("127.0.0.1:{signaling_port}")])
             .arg("--bin-dir")
             .arg(bin_dir)
             .arg("--demo-dir")
