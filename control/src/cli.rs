@@ -149,6 +149,21 @@ pub struct RunArgs {
     /// answer 403 there, and the demo joins with room code links.
     #[arg(long)]
     pub open_demo_tokens: bool,
+    /// Room-code exchanges (`POST /v2/token`) and demo `/api/token`, `/api/room-codes` requests a
+    /// minute per client address, taken at once or earned back evenly; past it, 429 with
+    /// Retry-After. 0: no limit.
+    #[arg(long, default_value_t = crate::http::limits::RateLimitConfig::default().room_code_per_minute)]
+    pub rate_limit_room_code: u32,
+    /// Failed REST authentications a minute per client address; once spent, every `/v2` request
+    /// from it gets 429 until one is earned back. 0: no limit.
+    #[arg(long, default_value_t = crate::http::limits::RateLimitConfig::default().auth_failures_per_minute)]
+    pub rate_limit_auth_failures: u32,
+    /// Signaling's `GET /init` requests a minute per client address; past it, 429. 0: no limit.
+    #[arg(long, default_value_t = 600)]
+    pub rate_limit_init: u32,
+    /// Signaling's WebSocket upgrades a minute per client address; past it, 429. 0: no limit.
+    #[arg(long, default_value_t = 600)]
+    pub rate_limit_websocket: u32,
     /// Built demo app served at `/` (`npm ci && npm run build` in client/).
     #[arg(long, default_value = "client/dist")]
     pub demo_dir: PathBuf,

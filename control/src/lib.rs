@@ -373,6 +373,10 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         router_socket: dir.router_socket(),
         metrics: Arc::default(),
         demo_tokens_open: args.listen.ip().is_loopback() || args.open_demo_tokens,
+        limits: Arc::new(http::limits::RateLimits::new(http::limits::RateLimitConfig {
+            room_code_per_minute: args.rate_limit_room_code,
+            auth_failures_per_minute: args.rate_limit_auth_failures,
+        })),
     };
     if args.open_demo_tokens && !args.listen.ip().is_loopback() {
         warn!(

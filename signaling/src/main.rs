@@ -9,7 +9,7 @@ use tracing::{error, info};
 
 use signaling::hub::{Hub, HubOptions};
 use signaling::router_link::RouterLink;
-use signaling::server::{App, router};
+use signaling::server::{App, RateLimitConfig, router};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -45,6 +45,13 @@ struct Args {
     /// The longest a session may last, from its first join; then the room is ended.
     #[arg(long, default_value_t = 43_200)]
     max_session_secs: u64,
+    /// `GET /init` requests a minute per client address (taken at once or earned back evenly);
+    /// past it, 429 with Retry-After. 0: no limit.
+    #[arg(long, default_value_t = RateLimitConfig::default().init_per_minute)]
+    rate_limit_init: u32,
+    /// WebSocket upgrades a minute per client address; past it, 429. 0: no limit.
+    #[arg(long, default_value_t = RateLimitConfig::default().websocket_per_minute)]
+    rate_limit_websocket: u32,
     /// Unix socket for the control daemon's operations on live rooms (JSON lines; see
     /// docs/signaling.md). None when absent.
     #[arg(long)]
@@ -117,14 +124,16 @@ async fn run(args: Args) -> Result<(), String> {
         tokio::spawn(signaling::admin::run(hub.clone(), listener));
     }
     hub.restore_rooms(&store);
-    let app = App::new(hub, store, endpoint.clone());
+    let limits =
+        RateLimitConfig { init_per_minute: args.rate_limit_init, websocket_per_minute: args.rate_limit_websocket };
+    let app = App::with_limits(hub, store, endpoint.clone(), limits);
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&args.cert, &args.key)
         .await
         .map_err(|e| format!("TLS certificate {} / key {}: {e}", args.cert.display(), args.key.display()))?;
     info!(listen = %args.listen, %endpoint, "signaling serving /init and the WebSocket");
     axum_server::bind_rustls(args.listen, tls)
-        .serve(router(app).into_make_service())
+        .serve(router(app).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await
         .map_err(|e| format!("serving {}: {e}", args.listen))
 }

@@ -6,14 +6,16 @@
 //! WebSocket handshake would make it retry for 60 s) and again on the socket, where a bad
 //! token gets an `on-error` push (fatal for the SDK) and a close.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use axum::Json;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -21,6 +23,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 use util::LockExt;
+use util::rate_limit::RateLimiter;
 
 use crate::hub::Hub;
 use crate::room::{Outbound, RoomMsg};
@@ -41,6 +44,38 @@ pub struct App {
     /// `wss://host:port/ws`, as returned by `/init`.
     pub ws_endpoint: String,
     next_conn: AtomicU64,
+    /// Per-client-address limits on `/init` and on WebSocket upgrades.
+    limits: Mutex<RateLimits>,
+}
+
+/// Requests a minute per client address (0: no limit), taken at once or earned back evenly.
+/// The defaults let a client join often and a load test ramp up 10 peers a second from one
+/// address; past them a client gets 429 with `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub init_per_minute: u32,
+    pub websocket_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig { init_per_minute: 600, websocket_per_minute: 600 }
+    }
+}
+
+#[derive(Debug)]
+struct RateLimits {
+    init: RateLimiter<IpAddr>,
+    websocket: RateLimiter<IpAddr>,
+}
+
+impl RateLimits {
+    fn new(c: RateLimitConfig) -> RateLimits {
+        RateLimits {
+            init: RateLimiter::per_minute(c.init_per_minute),
+            websocket: RateLimiter::per_minute(c.websocket_per_minute),
+        }
+    }
 }
 
 impl std::fmt::Debug for App {
@@ -51,7 +86,17 @@ impl std::fmt::Debug for App {
 
 impl App {
     pub fn new(hub: Arc<Hub>, store: store::Store, ws_endpoint: String) -> Arc<App> {
-        Arc::new(App { hub, store: Mutex::new(store), ws_endpoint, next_conn: AtomicU64::new(1) })
+        App::with_limits(hub, store, ws_endpoint, RateLimitConfig::default())
+    }
+
+    pub fn with_limits(hub: Arc<Hub>, store: store::Store, ws_endpoint: String, limits: RateLimitConfig) -> Arc<App> {
+        Arc::new(App {
+            hub,
+            store: Mutex::new(store),
+            ws_endpoint,
+            next_conn: AtomicU64::new(1),
+            limits: Mutex::new(RateLimits::new(limits)),
+        })
     }
 }
 
@@ -106,13 +151,53 @@ impl App {
     }
 }
 
-/// The routes.
+/// The routes. Served with `into_make_service_with_connect_info::<SocketAddr>()`, requests
+/// are rate-limited per client address ([`RateLimitConfig`]).
 pub fn router(app: Arc<App>) -> axum::Router {
     axum::Router::new()
         .route("/init", get(init).options(init_preflight))
         .route("/ws", get(ws))
         .route("/health", get(|| async { "ok" }))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit))
+        .layer(axum::middleware::from_fn(security_headers))
         .with_state(app)
+}
+
+/// HSTS (signaling is HTTPS only) and no MIME sniffing on every response.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=63072000"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    r
+}
+
+/// 429 with `Retry-After` for a client past its limit on `/init` or `/ws`.
+async fn rate_limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() else {
+        return next.run(req).await;
+    };
+    let verdict = {
+        let mut limits = app.limits.lock_unpoisoned();
+        let now = Instant::now();
+        match req.uri().path() {
+            "/init" if req.method() != axum::http::Method::OPTIONS => limits.init.check(peer.ip(), now),
+            "/ws" => limits.websocket.check(peer.ip(), now),
+            _ => Ok(()),
+        }
+    };
+    match verdict {
+        Ok(()) => next.run(req).await,
+        Err(wait) => {
+            info!(%peer, path = req.uri().path(), "rate limited");
+            let mut r = denied(Denied::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many requests from {}; retry in {} s", peer.ip(), wait.as_secs()),
+            ));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs()));
+            r
+        }
+    }
 }
 
 fn cors(mut r: Response) -> Response {

@@ -1,6 +1,7 @@
 //! Two helpers that every process (router, signaling, control, recorder) needs and that were
 //! copied into each of them: the wall clock in Unix milliseconds ([`unix_ms`]) and a mutex lock
-//! that recovers from a poisoned mutex ([`LockExt::lock_unpoisoned`]).
+//! that recovers from a poisoned mutex ([`LockExt::lock_unpoisoned`]); and per-client rate limits
+//! ([`rate_limit`]) for the HTTP endpoints of signaling and control.
 //!
 //! ```
 //! use std::sync::Mutex;
@@ -11,6 +12,8 @@
 //! assert_eq!(*m.lock_unpoisoned(), 2);
 //! assert!(util::unix_ms() > 1_600_000_000_000);
 //! ```
+
+pub mod rate_limit;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -9,7 +9,9 @@
 //! shape of 100ms's REST errors.
 
 pub mod demo_api;
+pub mod headers;
 pub mod hls;
+pub mod limits;
 pub mod metrics;
 pub mod rest;
 pub mod static_files;
@@ -53,6 +55,8 @@ pub struct AppState {
     /// Whether the demo's `/api/token` and `/api/room-codes` answer: control listens on
     /// loopback, or `--open-demo-tokens` was given ([`demo_api`]).
     pub demo_tokens_open: bool,
+    /// Per-client-address rate limits ([`limits`]).
+    pub limits: Arc<limits::RateLimits>,
 }
 
 /// Role names sorted by priority (1 first), then name.
@@ -70,6 +74,8 @@ pub fn router(state: AppState) -> Router {
         .route("/hls/{job_id}/{*path}", get(hls::serve))
         .merge(rest::routes())
         .fallback(static_files::serve)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::limit))
+        .layer(axum::middleware::from_fn(headers::add))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .with_state(state)
 }
@@ -109,6 +115,8 @@ pub async fn serve(
                     return;
                 }
             };
+            // The client's address, for the per-address limits ([`limits`]).
+            let app = app.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
             let svc = hyper_util::service::TowerToHyperService::new(app);
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

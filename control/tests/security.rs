@@ -1,0 +1,162 @@
+//! The security suite: every REST route that needs a management token is called without one,
+//! with a forged one, an expired one and an auth (client) token, and refuses each with 401;
+//! another workspace's token finds none of this workspace's objects; each rate limit trips
+//! with 429 and `Retry-After`, and lets the client in again once it has waited. The real
+//! binaries run (control, router, signaling) on 127.0.0.1.
+
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{Daemon, Reply, TempDir, real_bin_dir};
+use store::Store;
+
+fn start(tag: &str, extra: &[&str]) -> (Daemon, store::Workspace, TempDir) {
+    let tmp = TempDir::new(tag);
+    let data = tmp.path().join("data");
+    let d = Daemon::start_with_args(&data, &real_bin_dir(), &tmp.path().join("no-demo"), &[], extra);
+    let ws = Store::open(&data.join("platform.db")).unwrap().workspace_named("default").unwrap().unwrap();
+    (d, ws, tmp)
+}
+
+/// A route's path with each `{parameter}` filled in.
+fn concrete(path: &str) -> String {
+    let (mut out, mut rest) = (String::new(), path);
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        out.push_str("x1");
+        rest = &rest[open + rest[open..].find('}').unwrap() + 1..];
+    }
+    out + rest
+}
+
+fn retry_after(r: &Reply) -> u64 {
+    r.header("retry-after").unwrap_or_else(|| panic!("429 without Retry-After: {}", r.text())).parse().unwrap()
+}
+
+#[test]
+fn every_authenticated_route_refuses_missing_forged_expired_and_client_tokens() {
+    // Failures are rate-limited too: room for every one of them here.
+    let (d, ws, _tmp) = start("sec-routes", &["--rate-limit-auth-failures", "0"]);
+    let now = SystemTime::now();
+    let hour = Duration::from_secs(3600);
+    let forged =
+        store::token::mint_management_token(&store::Workspace { secret: "0".repeat(64), ..ws.clone() }, hour, now);
+    let expired = store::token::mint_management_token(&ws, Duration::from_secs(1), now - hour);
+    let client = store::token::mint_auth_token(&ws, "r", "u", "host", hour, now);
+    let mut checked = 0;
+    for route in control::http::rest::ROUTES.iter().filter(|r| r.auth) {
+        let path = concrete(route.path);
+        let none = d.request(route.method, &path, Some("{}"));
+        assert_eq!(none.status, 401, "{} {path} without a token: {}", route.method, none.text());
+        for (what, token) in [("forged", &forged), ("expired", &expired), ("client", &client)] {
+            let r = d.call(route.method, &path, token, Some("{}"));
+            assert_eq!(r.status, 401, "{} {path} with a {what} token: {}", route.method, r.text());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 40, "only {checked} authenticated routes");
+    // The public ones: the code exchange refuses an unknown code, the OpenAPI document is open.
+    assert_eq!(d.post("/v2/token", r#"{"code":"aaa-bbbb-ccc","user_id":"u"}"#).status, 404);
+    assert_eq!(d.get("/v2/openapi.json").status, 200);
+    // Security headers: HSTS everywhere, and the demo's content security policy.
+    let page = d.get("/");
+    assert_eq!(page.header("strict-transport-security"), Some("max-age=63072000"));
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    // CORS only where a browser on another origin needs it: not on the REST API.
+    assert_eq!(d.request("GET", "/v2/rooms", None).header("access-control-allow-origin"), None);
+
+    // Another workspace's valid token sees none of this one's rooms, and cannot act on them.
+    let store = Store::open(&d.data_dir.join("platform.db")).unwrap();
+    let other = store.create_workspace("other").unwrap();
+    let theirs = store::token::mint_management_token(&other, hour, now);
+    let mine = store::token::mint_management_token(&ws, hour, now);
+    let room = d.call("POST", "/v2/rooms", &mine, Some(r#"{"name":"private"}"#)).json();
+    let id = room["id"].as_str().unwrap();
+    for (method, path, body) in [
+        ("GET", format!("/v2/rooms/{id}"), None),
+        ("POST", format!("/v2/rooms/{id}"), Some(r#"{"enabled":false}"#)),
+        ("POST", format!("/v2/room-codes/room/{id}"), Some("{}")),
+        ("POST", "/v2/auth-tokens".to_string(), Some(&*format!(r#"{{"room_id":"{id}","role":"host","user_id":"x"}}"#))),
+        ("POST", format!("/v2/active-rooms/{id}/end-room"), Some("{}")),
+    ] {
+        let r = d.call(method, &path, &theirs, body);
+        assert_eq!(r.status, 404, "{method} {path} from another workspace: {}", r.text());
+    }
+}
+
+#[test]
+fn each_rate_limit_trips_with_429_and_lets_the_client_back_after_retry_after() {
+    let (d, ws, _tmp) = start(
+        "sec-limits",
+        &[
+            "--rate-limit-auth-failures",
+            "60",
+            "--rate-limit-room-code",
+            "60",
+            "--rate-limit-init",
+            "60",
+            "--rate-limit-websocket",
+            "60",
+        ],
+    );
+    let good = store::token::mint_management_token(&ws, Duration::from_secs(600), SystemTime::now());
+
+    // REST authentication failures: 60 spent, then even a good token waits.
+    for i in 0..60 {
+        assert_eq!(d.call("GET", "/v2/rooms", "not-a-jwt", None).status, 401, "failure {i}");
+    }
+    let blocked = d.call("GET", "/v2/rooms", &good, None);
+    assert_eq!(blocked.status, 429, "{}", blocked.text());
+    assert_eq!(blocked.json()["code"], 429);
+    let wait = retry_after(&blocked);
+    assert!((1..=2).contains(&wait), "one failure comes back a second: Retry-After {wait}");
+    std::thread::sleep(Duration::from_secs(wait));
+    assert_eq!(d.call("GET", "/v2/rooms", &good, None).status, 200, "not let back in after Retry-After");
+
+    // The room-code exchange: 60 guesses, then 429 whatever the code.
+    for i in 0..60 {
+        let r = d.post("/v2/token", &format!(r#"{{"code":"zzz-zzzz-{i:03}","user_id":"u"}}"#));
+        assert_eq!(r.status, 404, "guess {i}: {}", r.text());
+    }
+    let r = d.post("/v2/token", r#"{"code":"zzz-zzzz-zzz","user_id":"u"}"#);
+    assert_eq!(r.status, 429, "{}", r.text());
+    std::thread::sleep(Duration::from_secs(retry_after(&r)));
+    assert_eq!(d.post("/v2/token", r#"{"code":"zzz-zzzz-zzz","user_id":"u"}"#).status, 404);
+
+    // Signaling's /init: 60, then 429 (with CORS, so the SDK in a browser reads it).
+    let cert = d.data_dir.join("tls/cert.pem");
+    let init = || common::https_request(d.signaling_port, &cert, "GET", "/init?peer_id=p1", None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while init().status != 401 {
+        assert!(Instant::now() < deadline, "signaling did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut last = init();
+    for _ in 0..70 {
+        if last.status == 429 {
+            break;
+        }
+        last = init();
+    }
+    assert_eq!(last.status, 429, "{}", last.text());
+    assert_eq!(last.header("access-control-allow-origin"), Some("*"));
+    std::thread::sleep(Duration::from_secs(retry_after(&last)));
+    assert_eq!(init().status, 401, "/init not let back in after Retry-After");
+
+    // The WebSocket upgrade, counted apart from /init.
+    let ws_get = || common::https_request(d.signaling_port, &cert, "GET", "/ws?peer=p1&token=x", None);
+    let mut last = ws_get();
+    for _ in 0..70 {
+        if last.status == 429 {
+            break;
+        }
+        last = ws_get();
+    }
+    assert_eq!(last.status, 429, "{}", last.text());
+    assert!(retry_after(&last) >= 1);
+}
