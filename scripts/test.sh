@@ -19,6 +19,13 @@ fi
 # GStreamer 1.22 from Debian for the compositor (the packages it needs, when missing).
 scripts/install-gstreamer.sh
 
+# coturn (the TURN server control supervises), iproute2 and nftables (the browser tests'
+# network namespaces: a client whose UDP is blocked).
+scripts/install-turn.sh
+if ! command -v nft >/dev/null || ! command -v ip >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends nftables iproute2
+fi
+
 # PostgreSQL for the store's and control's PostgreSQL tests (the same tests as on SQLite): a
 # throwaway server on 127.0.0.1, stopped when this script exits.
 if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then

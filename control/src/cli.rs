@@ -164,6 +164,23 @@ pub struct RunArgs {
     /// Signaling's WebSocket upgrades a minute per client address; past it, 429. 0: no limit.
     #[arg(long, default_value_t = 600)]
     pub rate_limit_websocket: u32,
+    /// Do not run TURN. By default control runs coturn (`turnserver`, Debian's `coturn`) when it
+    /// is installed, and signaling hands clients time-limited credentials for it at `/init`.
+    #[arg(long)]
+    pub no_turn: bool,
+    /// TURN's UDP and TCP port.
+    #[arg(long, default_value_t = 3478)]
+    pub turn_port: u16,
+    /// TURN's TLS port (`turns:`), with control's certificate. 443 in production reaches
+    /// clients whose network allows only HTTPS.
+    #[arg(long, default_value_t = 5349)]
+    pub turn_tls_port: u16,
+    /// The UDP ports TURN relays from, `MIN-MAX`.
+    #[arg(long, default_value = "49152-65535", value_parser = parse_port_range)]
+    pub turn_relay_ports: (u16, u16),
+    /// The `turnserver` binary (default: from the PATH, or /usr/bin).
+    #[arg(long)]
+    pub turnserver_bin: Option<PathBuf>,
     /// Built demo app served at `/` (`npm ci && npm run build` in client/).
     #[arg(long, default_value = "client/dist")]
     pub demo_dir: PathBuf,
@@ -216,8 +233,27 @@ pub struct TokenArgs {
     pub database_url: Option<String>,
 }
 
+/// `MIN-MAX`, both ports, MIN at most MAX.
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or("expected MIN-MAX, e.g. 49152-65535")?;
+    let (a, b): (u16, u16) =
+        (a.trim().parse().map_err(|e| format!("{a}: {e}"))?, b.trim().parse().map_err(|e| format!("{b}: {e}"))?);
+    if a == 0 || a > b {
+        return Err(format!("{s}: MIN must be 1 to MAX"));
+    }
+    Ok((a, b))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn relay_port_ranges_are_checked() {
+        assert_eq!(super::parse_port_range("49152-65535"), Ok((49152, 65535)));
+        for bad in ["", "1", "0-10", "10-1", "a-b", "1-70000"] {
+            assert!(super::parse_port_range(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -23,6 +23,7 @@ pub mod recording;
 pub mod signaling_admin;
 pub mod supervisor;
 pub mod tls;
+pub mod turn;
 pub mod webhooks;
 
 use std::fs;
@@ -121,6 +122,10 @@ impl DataDir {
     /// Where the recorder writes (`--recordings-dir` overrides it).
     pub fn recordings(&self) -> PathBuf {
         self.recordings_dir.clone().unwrap_or_else(|| self.root.join("recordings"))
+    }
+    /// TURN's secret and generated config (`control/src/turn.rs`).
+    pub fn turn(&self) -> PathBuf {
+        self.root.join("turn")
     }
     /// The compositor's jobs, one file each (`control/src/composite.rs`).
     pub fn compositor_jobs(&self) -> PathBuf {
@@ -306,6 +311,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let compositor_tap_fd = compositor_tap.inheritable_fd()?;
     let (recorder_tx, mut recorder_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let (compositor_tx, mut compositor_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let turn = turn::prepare(&args, &dir, &tls)?;
     let specs = supervisor::child_specs(
         &args,
         &dir,
@@ -318,6 +324,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
             compositor_fd: &compositor_tap_fd,
             compositor_lines: compositor_tx,
         },
+        turn,
     );
     let status = supervisor::Status::new(&specs);
     let mut children = Vec::new();

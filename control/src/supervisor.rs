@@ -62,7 +62,8 @@ pub struct TapSpec<'a> {
     pub compositor_lines: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
-/// The command lines of router, signaling, recorder and compositor.
+/// The command lines of router, signaling, recorder and compositor, and TURN's when it runs
+/// (signaling then hands out its URLs).
 pub fn child_specs(
     args: &RunArgs,
     dir: &DataDir,
@@ -70,6 +71,7 @@ pub fn child_specs(
     tls: &Tls,
     link_fd: &OwnedFd,
     tap: TapSpec<'_>,
+    turn: Option<crate::turn::Turn>,
 ) -> Vec<ChildSpec> {
     let fd = link_fd.as_raw_fd().to_string();
     let tap_fd = tap.fd.as_raw_fd().to_string();
@@ -154,7 +156,17 @@ pub fn child_specs(
         stdout_lines: Some(tap.compositor_lines),
         nice: args.compositor_nice,
     };
-    vec![router, signaling, recorder, compositor]
+    let mut signaling = signaling;
+    let mut specs = vec![router];
+    if let Some(turn) = turn {
+        for url in &turn.urls {
+            signaling.args.extend(["--turn-url".into(), url.into()]);
+        }
+        signaling.args.extend(["--turn-secret-file".into(), turn.secret_file.into_os_string()]);
+        specs.push(turn.child);
+    }
+    specs.extend([signaling, recorder, compositor]);
+    specs
 }
 
 /// One child's state as `/api/status` shows it.

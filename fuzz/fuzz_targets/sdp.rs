@@ -2,7 +2,7 @@
 //! Parses an SDP from a client, writes it back, and answers it as a publish offer against a
 //! fixed router transport: the path every client offer takes through signaling.
 use libfuzzer_sys::fuzz_target;
-use schema::api::TransportInfo;
+use schema::api::{IceCandidate, TransportInfo};
 use schema::ids::TransportId;
 use signaling::sdp::{PublishPolicy, Sdp, answer_publish_offer};
 
@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
         ice_lite: true,
         fingerprint: format!("sha-256 {}", ["AB"; 32].join(":")),
         dtls_role: "server".into(),
-        candidate: "127.0.0.1:40000".parse().expect("valid address"),
+        candidates: vec![
+            IceCandidate::udp("127.0.0.1:40000".parse().expect("valid address")),
+            IceCandidate::tcp("127.0.0.1:40000".parse().expect("valid address")),
+        ],
     };
     let _ = answer_publish_offer(text, &router, &PublishPolicy::default());
 });

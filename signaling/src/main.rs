@@ -9,7 +9,7 @@ use tracing::{error, info};
 
 use signaling::hub::{Hub, HubOptions};
 use signaling::router_link::RouterLink;
-use signaling::server::{App, RateLimitConfig, router};
+use signaling::server::{App, AppOptions, RateLimitConfig, TurnServers, router};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -52,6 +52,14 @@ struct Args {
     /// WebSocket upgrades a minute per client address; past it, 429. 0: no limit.
     #[arg(long, default_value_t = RateLimitConfig::default().websocket_per_minute)]
     rate_limit_websocket: u32,
+    /// A TURN server's URL handed to clients in `/init` (`turn:host:3478?transport=udp`,
+    /// `turns:host:5349?transport=tcp`, ...); repeat for several. Needs --turn-secret-file.
+    #[arg(long = "turn-url", value_name = "URL", requires = "turn_secret_file")]
+    turn_urls: Vec<String>,
+    /// File holding the TURN server's shared secret (`static-auth-secret`), which signs each
+    /// client's time-limited credential.
+    #[arg(long, requires = "turn_urls")]
+    turn_secret_file: Option<PathBuf>,
     /// Unix socket for the control daemon's operations on live rooms (JSON lines; see
     /// docs/signaling.md). None when absent.
     #[arg(long)]
@@ -126,7 +134,24 @@ async fn run(args: Args) -> Result<(), String> {
     hub.restore_rooms(&store);
     let limits =
         RateLimitConfig { init_per_minute: args.rate_limit_init, websocket_per_minute: args.rate_limit_websocket };
-    let app = App::with_limits(hub, store, endpoint.clone(), limits);
+    let turn = match &args.turn_secret_file {
+        None => None,
+        Some(path) => {
+            let secret = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the TURN secret {}: {e}", path.display()))?
+                .trim()
+                .to_string();
+            if secret.is_empty() {
+                return Err(format!("the TURN secret file {} is empty", path.display()));
+            }
+            info!(urls = ?args.turn_urls, "TURN servers handed out at /init");
+            // A credential outlives the longest session, so a relayed call can always
+            // re-allocate (an ICE restart) until the session cap ends it.
+            let ttl = std::time::Duration::from_secs(args.max_session_secs.max(1) + 3600);
+            Some(TurnServers { urls: args.turn_urls.clone(), secret, ttl })
+        }
+    };
+    let app = App::with_options(hub, store, endpoint.clone(), AppOptions { limits, turn });
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&args.cert, &args.key)
         .await

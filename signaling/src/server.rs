@@ -46,6 +46,34 @@ pub struct App {
     next_conn: AtomicU64,
     /// Per-client-address limits on `/init` and on WebSocket upgrades.
     limits: Mutex<RateLimits>,
+    /// The TURN servers `/init` hands out, with credentials minted per client.
+    turn: Option<TurnServers>,
+}
+
+/// A TURN server the platform runs (coturn with `use-auth-secret`, supervised by control):
+/// its URLs and the secret its time-limited credentials are signed with
+/// ([`store::token::turn_credential`]).
+#[derive(Clone)]
+pub struct TurnServers {
+    /// `turn:host:port?transport=udp`, `turns:host:port?transport=tcp`, ...
+    pub urls: Vec<String>,
+    pub secret: String,
+    /// How long a credential works: a call longer than this cannot allocate again on an ICE
+    /// restart, so it is the session cap.
+    pub ttl: std::time::Duration,
+}
+
+impl std::fmt::Debug for TurnServers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnServers").field("urls", &self.urls).field("ttl", &self.ttl).finish_non_exhaustive()
+    }
+}
+
+/// What an [`App`] runs with besides its hub and store.
+#[derive(Debug, Clone, Default)]
+pub struct AppOptions {
+    pub limits: RateLimitConfig,
+    pub turn: Option<TurnServers>,
 }
 
 /// Requests a minute per client address (0: no limit), taken at once or earned back evenly.
@@ -86,17 +114,26 @@ impl std::fmt::Debug for App {
 
 impl App {
     pub fn new(hub: Arc<Hub>, store: store::Store, ws_endpoint: String) -> Arc<App> {
-        App::with_limits(hub, store, ws_endpoint, RateLimitConfig::default())
+        App::with_options(hub, store, ws_endpoint, AppOptions::default())
     }
 
-    pub fn with_limits(hub: Arc<Hub>, store: store::Store, ws_endpoint: String, limits: RateLimitConfig) -> Arc<App> {
+    pub fn with_options(hub: Arc<Hub>, store: store::Store, ws_endpoint: String, options: AppOptions) -> Arc<App> {
         Arc::new(App {
             hub,
             store: Mutex::new(store),
             ws_endpoint,
             next_conn: AtomicU64::new(1),
-            limits: Mutex::new(RateLimits::new(limits)),
+            limits: Mutex::new(RateLimits::new(options.limits)),
+            turn: options.turn,
         })
+    }
+
+    /// `rtcConfiguration.ice_servers` for one client: the TURN servers with a credential of
+    /// its own (the SDK hands the list to `RTCPeerConnection` unchanged).
+    fn ice_servers(&self, peer: &str) -> serde_json::Value {
+        let Some(turn) = &self.turn else { return json!([]) };
+        let c = store::token::turn_credential(&turn.secret, peer, turn.ttl, SystemTime::now());
+        json!([{ "urls": turn.urls, "username": c.username, "credential": c.credential }])
     }
 }
 
@@ -218,7 +255,12 @@ async fn init_preflight() -> Response {
     cors(r)
 }
 
-async fn init(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+#[derive(Debug, Deserialize)]
+struct InitQuery {
+    peer_id: Option<String>,
+}
+
+async fn init(State(app): State<Arc<App>>, Query(q): Query<InitQuery>, headers: HeaderMap) -> Response {
     let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -229,10 +271,13 @@ async fn init(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     match app.authorize(token.trim()) {
         Ok(auth) => {
             debug!(room = %auth.room.id, user = %auth.claims.user_id, role = %auth.claims.role, "init");
+            // The TURN username names the peer (for the TURN server's log); an odd peer id
+            // gets the room's id instead.
+            let peer = q.peer_id.filter(|p| valid_peer_id(p)).unwrap_or_else(|| auth.room.id.clone());
             cors(
                 Json(json!({
                     "endpoint": app.ws_endpoint,
-                    "rtcConfiguration": { "ice_servers": [] },
+                    "rtcConfiguration": { "ice_servers": app.ice_servers(&peer) },
                     // Required by the SDK. `simulcast`: it publishes the role's simulcast layers
                     // and asks for layers; `subscribeDegradation`: it shows the layer updates
                     // of bandwidth allocation (100MS-PROTOCOL.md §2.3, docs/simulcast.md).

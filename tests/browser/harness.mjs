@@ -337,7 +337,7 @@ export function checkPrerequisites() {
 export async function startPlatform({ timeout = 30_000, args: extraArgs = [], host = '127.0.0.1', publicHost = 'localhost' } = {}) {
   checkPrerequisites();
   const dataDir = mkdtempSync(join(tmpdir(), 'browser-test-'));
-  const [httpPort, sigPort] = [await freeTcpPort(), await freeTcpPort()];
+  const [httpPort, sigPort, turnPort, turnTlsPort] = [await freeTcpPort(), await freeTcpPort(), await freeTcpPort(), await freeTcpPort()];
   const routerPort = await freeUdpRange(8);
   const args = [
     '--data-dir', dataDir,
@@ -346,6 +346,8 @@ export async function startPlatform({ timeout = 30_000, args: extraArgs = [], ho
     '--public-host', publicHost,
     '--router-ip', host,
     '--router-port', String(routerPort),
+    '--turn-port', String(turnPort),
+    '--turn-tls-port', String(turnTlsPort),
     '--demo-dir', DEMO_DIR,
     ...extraArgs,
   ];
@@ -360,6 +362,9 @@ export async function startPlatform({ timeout = 30_000, args: extraArgs = [], ho
   const platform = {
     child,
     dataDir,
+    routerPort,
+    turnPort,
+    turnTlsPort,
     routerSocket: join(dataDir, 'router.sock'),
     demoUrl: null,
     log,

@@ -93,6 +93,16 @@ export function clientNetns({ blockUdp = false } = {}) {
   return ns;
 }
 
+/** Also drops the namespace's TCP connections to `ports` (e.g. all of TURN but its TLS port). */
+export function blockTcpPorts(ns, ports) {
+  const rules = [
+    'table inet block_tcp {',
+    `  chain out { type filter hook output priority 0; policy accept; tcp dport { ${ports.join(', ')} } counter drop; }`,
+    '}',
+  ].join('\n');
+  sh('ip', ['netns', 'exec', ns.name, 'nft', '-f', '-'], rules);
+}
+
 /** UDP datagrams the namespace's firewall dropped (its `counter`). */
 export function droppedUdp(ns) {
   const out = sh('ip', ['netns', 'exec', ns.name, 'nft', 'list', 'table', 'inet', 'block_udp']);

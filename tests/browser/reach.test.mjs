@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { launchBrowser, within, withCall } from './harness.mjs';
-import { clientNetns, droppedUdp, netnsAvailable } from './netns.mjs';
+import { blockTcpPorts, clientNetns, droppedUdp, netnsAvailable } from './netns.mjs';
 
 const T = { timeout: 150_000 };
 
@@ -74,6 +74,41 @@ test('a browser whose network blocks UDP joins over ICE-TCP and sees and hears a
       // The firewall did its part: bob's browser tried UDP and lost it.
       assert.ok(droppedUdp(ns) > 0, 'the namespace dropped none of bob\'s UDP: the test would not show anything');
     }, { host: ns.hostIp, publicHost: ns.hostIp });
+  } finally {
+    if (nsBrowser) await within(15_000, 'closing Chromium', nsBrowser.close()).catch(() => {});
+    ns.remove();
+  }
+});
+
+test('a browser whose network allows only TLS relays over TURN/TLS and sees and hears a peer on UDP', T, async (t) => {
+  if (!netnsAvailable()) {
+    t.skip('needs root, ip and nft for a network namespace');
+    return;
+  }
+  const ns = clientNetns({ blockUdp: true });
+  let nsBrowser;
+  try {
+    await withCall(t, async (call) => {
+      const { platform } = call;
+      // No UDP, no ICE-TCP (off), no plain TURN over TCP: only TURN's TLS port and HTTPS.
+      blockTcpPorts(ns, [platform.turnPort, platform.routerPort]);
+      nsBrowser = await launchBrowser([], ns.chromium);
+      const codes = await roomCodes(platform, call.room);
+      const alice = await call.join({ name: 'alice', code: codes.host });
+      const bob = await call.join({ name: 'bob', code: codes.host, browser: nsBrowser });
+      await expectMediaFrom(bob, 'alice');
+      await expectMediaFrom(alice, 'bob');
+
+      const bobPairs = await selectedPairs(bob);
+      t.diagnostic(`bob's selected pairs: ${JSON.stringify(bobPairs)}`);
+      assert.ok(bobPairs.length >= 1, 'bob has a connected peer connection');
+      for (const p of bobPairs) {
+        assert.equal(p.local.type, 'relay', `bob's media is relayed: ${JSON.stringify(p)}`);
+        assert.equal(p.local.relayProtocol, 'tls', `through TURN over TLS: ${JSON.stringify(p)}`);
+        assert.equal(p.remote.protocol, 'udp', `from the relay to the router over UDP: ${JSON.stringify(p)}`);
+      }
+      assert.ok(droppedUdp(ns) > 0, 'the namespace dropped none of bob\'s UDP: the test would not show anything');
+    }, { host: ns.hostIp, publicHost: ns.hostIp, platformArgs: ['--no-ice-tcp'] });
   } finally {
     if (nsBrowser) await within(15_000, 'closing Chromium', nsBrowser.close()).catch(() => {});
     ns.remove();

@@ -35,9 +35,9 @@ pub fn new_uuid() -> String {
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
-/// A workspace secret: 32 random bytes as 64 hex characters (the HMAC key is the string's bytes,
-/// as with 100ms's app secret).
-pub(crate) fn random_secret() -> String {
+/// A secret (a workspace's, the TURN server's): 32 random bytes as 64 hex characters (the HMAC
+/// key is the string's bytes, as with 100ms's app secret).
+pub fn random_secret() -> String {
     let mut b = [0u8; 32];
     random_bytes(&mut b);
     hex(&b)

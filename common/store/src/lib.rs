@@ -64,7 +64,7 @@ use db::Conn;
 
 pub use db::redact_url;
 pub use error::StoreError;
-pub use ids::{new_id, new_uuid};
+pub use ids::{new_id, new_uuid, random_secret};
 pub use page::{Listing, Page};
 pub use role::{Role, TrackKind};
 pub use room::{MAX_ROOM_NAME, MAX_SESSION_SECS, Room, RoomFilter, check_room_name};

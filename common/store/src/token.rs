@@ -179,6 +179,30 @@ fn mint<C: Serialize>(ws: &Workspace, claims: impl Fn(String) -> C) -> String {
     token
 }
 
+/// A TURN server's time-limited credential in the "REST API for TURN" scheme
+/// (draft-uberti-behave-turn-rest; coturn's `use-auth-secret`): the username is
+/// `<expiry in Unix seconds>:<user>`, the password base64(HMAC-SHA1(secret, username)). The
+/// TURN server checks both with the shared secret alone, so nothing is stored per client, and a
+/// credential stops working at its expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnCredential {
+    pub username: String,
+    pub credential: String,
+}
+
+pub fn turn_credential(secret: &str, user: &str, ttl: Duration, now: SystemTime) -> TurnCredential {
+    let username = format!("{}:{user}", unix_secs(now).saturating_add(ttl.as_secs()));
+    TurnCredential { credential: turn_password(secret, &username), username }
+}
+
+/// The password of a TURN `username` under `secret`: base64(HMAC-SHA1(secret, username)), what
+/// the TURN server computes to check it.
+pub fn turn_password(secret: &str, username: &str) -> String {
+    use base64::Engine as _;
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(aws_lc_rs::hmac::sign(&key, username.as_bytes()).as_ref())
+}
+
 /// Whether the payload (second) segment of `token` is free of `-` and `_`, which `atob` rejects.
 pub fn payload_is_atob_safe(token: &str) -> bool {
     token.split('.').nth(1).is_some_and(|p| !p.contains(['-', '_']))
@@ -306,6 +330,16 @@ impl serde_json::ser::Formatter for AtobSafe {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn turn_credentials_follow_the_rest_api_for_turn() {
+        // The HMAC-SHA1 of "1700003600:alice" under "secret", as `echo -n 1700003600:alice |
+        // openssl dgst -sha1 -hmac secret -binary | base64` gives it.
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let c = turn_credential("secret", "alice", Duration::from_secs(3600), now);
+        assert_eq!(c.username, "1700003600:alice");
+        assert_eq!(c.credential, "LLPLO4qjdVL2qZhwr3eImhn7J20=");
+    }
     use super::*;
     use crate::test_support::{Backend, backends};
 

@@ -83,6 +83,10 @@ impl Daemon {
         if !extra.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
+        // Tests run in parallel: TURN's fixed ports would clash; the TURN tests choose theirs.
+        if !extra.contains(&"--turn-port") {
+            cmd.arg("--no-turn");
+        }
         cmd.args(["--signaling-listen", &format!("127.0.0.1:{signaling_port}")])
             .arg("--bin-dir")
             .arg(bin_dir)

@@ -54,6 +54,7 @@ impl Platform {
             .arg("--demo-dir")
             .arg(dir.join("no-demo"))
             .args(["--router-port", &router_port.to_string()])
+            .arg("--no-turn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join("control.log")).unwrap())

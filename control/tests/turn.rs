@@ -1,0 +1,98 @@
+//! TURN: control runs coturn with the config it writes, and signaling's `/init` hands each client
+//! a TURN credential that coturn's shared secret verifies ("REST API for TURN"). The relay itself
+//! is tested with the official SDK in `tests/browser/reach.test.mjs` (a browser that can reach
+//! only TURN's TLS port). Needs coturn (`scripts/test.sh` installs it).
+
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{Daemon, TempDir, free_port, real_bin_dir};
+use store::Store;
+
+#[test]
+fn init_hands_out_turn_credentials_that_the_running_coturn_shares_the_secret_of() {
+    assert!(
+        std::path::Path::new("/usr/bin/turnserver").exists(),
+        "coturn is not installed (apt-get install coturn; scripts/test.sh does)"
+    );
+    let tmp = TempDir::new("turn");
+    let data = tmp.path().join("data");
+    let (port, tls_port) = (free_port().to_string(), free_port().to_string());
+    let d = Daemon::start_with_args(
+        &data,
+        &real_bin_dir(),
+        &tmp.path().join("no-demo"),
+        &[],
+        &["--turn-port", &port, "--turn-tls-port", &tls_port],
+    );
+    // coturn runs as a supervised child, on its ports.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = d.get("/api/status").json();
+        let up = status["processes"]["turn"]["pid"].as_u64().is_some()
+            && std::net::TcpStream::connect(("127.0.0.1", tls_port.parse::<u16>().unwrap())).is_ok();
+        if up {
+            break;
+        }
+        assert!(Instant::now() < deadline, "coturn did not come up: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let secret_file = data.join("turn/secret");
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let config = std::fs::read_to_string(data.join("turn/turnserver.conf")).unwrap();
+    for line in ["use-auth-secret", "allowed-peer-ip=127.0.0.1", "denied-peer-ip=0.0.0.0-255.255.255.255", "no-tlsv1_1"]
+    {
+        assert!(config.lines().any(|l| l == line), "no `{line}` in the TURN config:\n{config}");
+    }
+
+    // A client's /init: its own credential for the three TURN URLs.
+    let store = Store::open(&data.join("platform.db")).unwrap();
+    let ws = store.workspace_named("default").unwrap().unwrap();
+    let room = store.upsert_room(&ws.id, "turn-room", None).unwrap();
+    let token = store::token::mint_auth_token(&ws, &room.id, "u", "host", Duration::from_secs(600), SystemTime::now());
+    let cert = data.join("tls/cert.pem");
+    let init = || {
+        common::https_request_with(
+            d.signaling_port,
+            &cert,
+            "GET",
+            "/init?peer_id=peer-1",
+            None,
+            &[("Authorization", &format!("Bearer {token}"))],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reply = loop {
+        let r = init();
+        if r.status == 200 {
+            break r.json();
+        }
+        assert!(Instant::now() < deadline, "signaling did not answer /init: {}", r.text());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let servers = reply["rtcConfiguration"]["ice_servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 1, "{reply}");
+    let urls: Vec<&str> = servers[0]["urls"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
+    assert_eq!(
+        urls,
+        [
+            format!("turn:localhost:{port}?transport=udp"),
+            format!("turn:localhost:{port}?transport=tcp"),
+            format!("turns:localhost:{tls_port}?transport=tcp"),
+        ]
+    );
+    let username = servers[0]["username"].as_str().unwrap();
+    let (expiry, peer) = username.split_once(':').unwrap();
+    assert_eq!(peer, "peer-1");
+    let expiry: u64 = expiry.parse().unwrap();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert!(expiry > now + 12 * 3600, "the credential outlives a session: expires {expiry}, now {now}");
+    // The credential is the secret's HMAC of the username: what coturn checks.
+    let expected = store::token::turn_password(secret.trim(), username);
+    assert_eq!(servers[0]["credential"].as_str().unwrap(), expected, "{reply}");
+}
