@@ -334,7 +334,7 @@ export function checkPrerequisites() {
 }
 
 /** Starts `control` and resolves once it printed `demo: https://...`. */
-export async function startPlatform({ timeout = 30_000, args: extraArgs = [], host = '127.0.0.1', publicHost = 'localhost' } = {}) {
+export async function startPlatform({ timeout = 30_000, args: extraArgs = [], host = '127.0.0.1', publicHost = 'localhost', netns } = {}) {
   checkPrerequisites();
   const dataDir = mkdtempSync(join(tmpdir(), 'browser-test-'));
   const [httpPort, sigPort, turnPort, turnTlsPort] = [await freeTcpPort(), await freeTcpPort(), await freeTcpPort(), await freeTcpPort()];
@@ -351,8 +351,10 @@ export async function startPlatform({ timeout = 30_000, args: extraArgs = [], ho
     '--demo-dir', DEMO_DIR,
     ...extraArgs,
   ];
-  // Its own process group, so teardown reaches the router and signaling children too.
-  const child = spawn(CONTROL_BIN, args, {
+  // Its own process group, so teardown reaches the router and signaling children too. In a
+  // network namespace, `ip netns exec` becomes control (it execs), in the same group.
+  const [program, argv] = netns ? ['ip', ['netns', 'exec', netns, CONTROL_BIN, ...args]] : [CONTROL_BIN, args];
+  const child = spawn(program, argv, {
     cwd: repoRoot,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -890,8 +892,8 @@ export async function silentSubscriber(call, publisher, name = 'bob') {
   return { sub, trackId, choice };
 }
 
-export async function withCall(t, body, { platformArgs = [], host, publicHost } = {}) {
-  const platform = await startPlatform({ args: platformArgs, host, publicHost });
+export async function withCall(t, body, { platformArgs = [], host, publicHost, netns } = {}) {
+  const platform = await startPlatform({ args: platformArgs, host, publicHost, netns });
   let browser;
   let call;
   try {

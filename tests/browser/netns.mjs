@@ -49,6 +49,7 @@ export function clientNetns({ blockUdp = false } = {}) {
     name,
     hostIp,
     nsIp,
+    hostIf,
     chromium: join(dir, 'chromium'),
     remove() {
       if (!live.delete(ns)) return;
@@ -72,6 +73,10 @@ export function clientNetns({ blockUdp = false } = {}) {
     sh('ip', ['addr', 'add', `${hostIp}/24`, 'dev', hostIf]);
     sh('ip', ['link', 'set', hostIf, 'up']);
     const inNs = (...args) => sh('ip', ['netns', 'exec', name, ...args]);
+    // IPv4 only: an IPv6 link-local address finishing duplicate detection a second after the
+    // link is up makes Chromium abort the page it is loading (ERR_NETWORK_CHANGED).
+    inNs('sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1');
+    inNs('sysctl', '-q', '-w', 'net.ipv6.conf.default.disable_ipv6=1');
     inNs('ip', 'link', 'set', 'lo', 'up');
     inNs('ip', 'addr', 'add', `${nsIp}/24`, 'dev', nsIf);
     inNs('ip', 'link', 'set', nsIf, 'up');
@@ -91,6 +96,51 @@ export function clientNetns({ blockUdp = false } = {}) {
     throw new Error(`cannot set up network namespace ${name}: ${e.stderr || e.message}`);
   }
   return ns;
+}
+
+/**
+ * A server's namespace behind 1:1 NAT, as a cloud VM: it has only `privateIp`, and our
+ * namespace (the "internet") maps `publicIp` to it both ways with nftables (DNAT in, SNAT out),
+ * and drops anything from `clients` (a namespace from clientNetns) that reaches the private
+ * address without going through the public one. Run the platform in it with
+ * `startPlatform({ netns: server.name, host: server.privateIp, publicHost: server.publicIp })`.
+ */
+export function natServerNetns(clients) {
+  const ns = clientNetns();
+  const n = Number(ns.hostIp.split('.')[2]);
+  const publicIp = `203.0.113.${(n % 250) + 1}`;
+  const table = `nat_${ns.name.replace(/-/g, '_')}`;
+  const rules = [
+    `table ip ${table} {`,
+    `  chain pre { type nat hook prerouting priority dstnat; ip daddr ${publicIp} dnat to ${ns.nsIp}; }`,
+    `  chain out { type nat hook output priority -100; ip daddr ${publicIp} dnat to ${ns.nsIp}; }`,
+    `  chain post { type nat hook postrouting priority srcnat; ip saddr ${ns.nsIp} snat to ${publicIp}; }`,
+    `  chain direct { type filter hook forward priority 0; policy accept; ip saddr ${clients.nsIp} ct original ip daddr ${ns.nsIp} counter drop; }`,
+    '}',
+  ].join('\n');
+  try {
+    sh('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
+    sh('nft', ['-f', '-'], rules);
+    // Our own connections to the public address (the tests' REST calls) need a route to it
+    // before the output hook rewrites it to the private one.
+    sh('ip', ['route', 'add', `${publicIp}/32`, 'dev', ns.hostIf]);
+  } catch (e) {
+    ns.remove();
+    throw new Error(`cannot set up the NAT for ${ns.name}: ${e.stderr || e.message}`);
+  }
+  const remove = ns.remove;
+  return Object.assign(ns, {
+    privateIp: ns.nsIp,
+    publicIp,
+    remove() {
+      try {
+        sh('nft', ['delete', 'table', 'ip', table]);
+      } catch {
+        // already gone
+      }
+      remove();
+    },
+  });
 }
 
 /** Also drops the namespace's TCP connections to `ports` (e.g. all of TURN but its TLS port). */

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { launchBrowser, within, withCall } from './harness.mjs';
-import { blockTcpPorts, clientNetns, droppedUdp, netnsAvailable } from './netns.mjs';
+import { blockTcpPorts, clientNetns, droppedUdp, natServerNetns, netnsAvailable } from './netns.mjs';
 
 const T = { timeout: 150_000 };
 
@@ -112,5 +112,42 @@ test('a browser whose network allows only TLS relays over TURN/TLS and sees and 
   } finally {
     if (nsBrowser) await within(15_000, 'closing Chromium', nsBrowser.close()).catch(() => {});
     ns.remove();
+  }
+});
+
+test('a server behind 1:1 NAT announced with --announce-ip is reached by clients on another network', T, async (t) => {
+  if (!netnsAvailable()) {
+    t.skip('needs root, ip and nft for network namespaces');
+    return;
+  }
+  const clients = clientNetns();
+  const server = natServerNetns(clients);
+  let browser;
+  try {
+    await withCall(t, async (call) => {
+      browser = await launchBrowser([], clients.chromium);
+      const codes = await roomCodes(call.platform, call.room);
+      const alice = await call.join({ name: 'alice', code: codes.host, browser });
+      const bob = await call.join({ name: 'bob', code: codes.host, browser });
+      await expectMediaFrom(bob, 'alice');
+      await expectMediaFrom(alice, 'bob');
+      for (const peer of [alice, bob]) {
+        const pairs = await selectedPairs(peer);
+        t.diagnostic(`${peer.name}'s selected pairs: ${JSON.stringify(pairs)}`);
+        assert.ok(pairs.length >= 1, `${peer.name} has a connected peer connection`);
+        for (const p of pairs) {
+          assert.equal(p.remote.address, server.publicIp, `${peer.name} reaches the router at its public address: ${JSON.stringify(p)}`);
+        }
+      }
+    }, {
+      netns: server.name,
+      host: server.privateIp,
+      publicHost: server.publicIp,
+      platformArgs: ['--announce-ip', server.publicIp, '--no-turn'],
+    });
+  } finally {
+    if (browser) await within(15_000, 'closing Chromium', browser.close()).catch(() => {});
+    server.remove();
+    clients.remove();
   }
 });
