@@ -35,8 +35,22 @@ pub enum WorkspaceCommand {
     Create(WorkspaceArgs),
     /// List the workspaces and their first access key.
     List(DataDirArg),
-    /// Add a key pair to a workspace and print it as JSON.
+    /// Add a key pair to a workspace and print it as JSON (rotation: add, move the apps to the
+    /// new key, revoke the old one).
     AddKey(WorkspaceArgs),
+    /// List a workspace's access keys (never their secrets), oldest first.
+    ListKeys(WorkspaceArgs),
+    /// Revoke a key pair: tokens it signed are refused at once. The last key stays.
+    RevokeKey(RevokeKeyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RevokeKeyArgs {
+    #[command(flatten)]
+    pub workspace: WorkspaceArgs,
+    /// The access key to revoke.
+    #[arg(long)]
+    pub access_key: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -69,8 +83,8 @@ pub struct ManagementTokenArgs {
     /// Workspace name.
     #[arg(long, default_value = store::DEFAULT_WORKSPACE)]
     pub workspace: String,
-    /// Lifetime in seconds.
-    #[arg(long, default_value_t = 86_400)]
+    /// Lifetime in seconds; at most 86400 (a day), the longest the REST API accepts.
+    #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub ttl_secs: u64,
     /// Data directory of the daemon.
     #[arg(long, default_value = "./data")]

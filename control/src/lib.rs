@@ -270,6 +270,25 @@ pub fn workspace_command(cmd: &WorkspaceCommand) -> Result<(), Error> {
             let ws = named_workspace(&store, &a.name)?;
             println!("{:#}", key_pair_json(&store.add_credential(&ws.id)?));
         }
+        WorkspaceCommand::ListKeys(a) => {
+            let dir = DataDir::create(&a.data_dir)?.with_database_url(a.database_url.clone());
+            let (store, _) = open_store(&dir)?;
+            let ws = named_workspace(&store, &a.name)?;
+            for c in store.credentials(&ws.id)? {
+                println!(
+                    "{}",
+                    serde_json::json!({"access_key": c.access_key, "created_at": store::time::format_secs(c.created_at)})
+                );
+            }
+        }
+        WorkspaceCommand::RevokeKey(a) => {
+            let w = &a.workspace;
+            let dir = DataDir::create(&w.data_dir)?.with_database_url(w.database_url.clone());
+            let (store, _) = open_store(&dir)?;
+            let ws = named_workspace(&store, &w.name)?;
+            store.revoke_credential(&ws.id, &a.access_key)?;
+            println!("{}", serde_json::json!({"revoked": a.access_key}));
+        }
     }
     Ok(())
 }

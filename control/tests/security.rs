@@ -160,3 +160,58 @@ fn each_rate_limit_trips_with_429_and_lets_the_client_back_after_retry_after() {
     assert_eq!(last.status, 429, "{}", last.text());
     assert!(retry_after(&last) >= 1);
 }
+
+#[test]
+fn a_revoked_key_is_refused_at_once_and_a_rotated_one_works() {
+    let (d, ws, _tmp) = start("sec-keys", &[]);
+    let now = SystemTime::now();
+    let old = store::token::mint_management_token(&ws, Duration::from_secs(600), now);
+    let added = d.call("POST", "/v2/workspace/keys", &old, Some("{}"));
+    assert_eq!(added.status, 200, "{}", added.text());
+    let added = added.json();
+    let new_ws = store::Workspace {
+        access_key: added["access_key"].as_str().unwrap().into(),
+        secret: added["secret"].as_str().unwrap().into(),
+        ..ws.clone()
+    };
+    let new = store::token::mint_management_token(&new_ws, Duration::from_secs(600), now);
+    let keys = d.call("GET", "/v2/workspace/keys", &new, None).json();
+    let listed: Vec<&str> =
+        keys["data"].as_array().unwrap().iter().map(|k| k["access_key"].as_str().unwrap()).collect();
+    assert_eq!(listed, [ws.access_key.as_str(), new_ws.access_key.as_str()]);
+    assert!(!keys.to_string().contains(&new_ws.secret), "a listing shows no secret");
+    // A client token signed with the old key works until the old key is revoked...
+    let room = d.call("POST", "/v2/rooms", &old, Some(r#"{"name":"keys"}"#)).json();
+    let client =
+        store::token::mint_auth_token(&ws, room["id"].as_str().unwrap(), "u", "host", Duration::from_secs(600), now);
+    let cert = d.data_dir.join("tls/cert.pem");
+    let init = || {
+        common::https_request_with(
+            d.signaling_port,
+            &cert,
+            "GET",
+            "/init?peer_id=p1",
+            None,
+            &[("Authorization", &format!("Bearer {client}"))],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while init().status != 200 {
+        assert!(Instant::now() < deadline, "signaling did not accept the old key's client token: {}", init().text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let revoked = d.call("POST", &format!("/v2/workspace/keys/{}/revoke", ws.access_key), &new, Some("{}"));
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    // ... and from then on neither its management nor its client tokens get in.
+    assert_eq!(d.call("GET", "/v2/rooms", &old, None).status, 401);
+    assert_eq!(init().status, 401, "signaling still takes a revoked key's token");
+    assert_eq!(d.call("GET", "/v2/rooms", &new, None).status, 200);
+    // The last key stays; another workspace's key is not found.
+    let last = d.call("POST", &format!("/v2/workspace/keys/{}/revoke", new_ws.access_key), &new, Some("{}"));
+    assert_eq!(last.status, 400, "{}", last.text());
+    assert_eq!(d.call("POST", "/v2/workspace/keys/nope/revoke", &new, Some("{}")).status, 404);
+    // A management token valid for a week is refused however well it is signed.
+    let week = store::token::mint_management_token(&new_ws, Duration::from_secs(7 * 86_400), now);
+    let r = d.call("GET", "/v2/rooms", &week, None);
+    assert_eq!(r.status, 401, "{}", r.text());
+}

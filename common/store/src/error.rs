@@ -23,6 +23,10 @@ pub enum StoreError {
     NoWorkspace(String),
     #[error("workspace {0:?} already exists")]
     WorkspaceExists(String),
+    #[error("no such key {0} in this workspace")]
+    NoCredential(String),
+    #[error("key {0} is the workspace's last: add another before revoking it")]
+    LastCredential(String),
     #[error("no such template: {0}")]
     NoTemplate(String),
     #[error("template {0} belongs to another workspace")]

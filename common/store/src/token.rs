@@ -113,6 +113,8 @@ pub enum TokenError {
     Expired,
     #[error("token is not valid yet (nbf in the future)")]
     NotYetValid,
+    #[error("management token valid for {secs} s; at most {max} s is accepted (mint a shorter one)")]
+    LifetimeTooLong { secs: u64, max: u64 },
     #[error("wrong token type {found:?} (expected type {expected:?})")]
     WrongType { found: String, expected: &'static str },
     #[error("token check failed: {0}")]
@@ -234,8 +236,18 @@ pub fn verify_auth_token(store: &Store, token: &str, now: SystemTime) -> Result<
 /// Verifies a management token (the REST API's bearer) at `now`, as [`verify_auth_token`] does
 /// but for `type == "management"`. Returns the workspace it acts on.
 pub fn verify_management_token(store: &Store, token: &str, now: SystemTime) -> Result<Workspace, TokenError> {
-    verify(store, token, now, MANAGEMENT_TYPE).map(|(_, ws, _)| ws)
+    let (_, ws, (iat, nbf, exp)) = verify(store, token, now, MANAGEMENT_TYPE)?;
+    // A leaked long-lived management token is the workspace's for that long: cap it.
+    let secs = exp.saturating_sub(iat.min(nbf));
+    if secs > MAX_MANAGEMENT_TTL.as_secs() {
+        return Err(TokenError::LifetimeTooLong { secs, max: MAX_MANAGEMENT_TTL.as_secs() });
+    }
+    Ok(ws)
 }
+
+/// The longest a management token may be valid (from `iat` to `exp`): 24 hours, what 100ms's
+/// server SDKs mint by default.
+pub const MAX_MANAGEMENT_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// What [`verify`] found: the claims, the workspace, and (iat, nbf, exp).
 type Verified = (AnyClaims, Workspace, (u64, u64, u64));
@@ -330,6 +342,17 @@ impl serde_json::ser::Formatter for AtobSafe {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn management_tokens_valid_longer_than_a_day_are_refused() {
+        for (b, ws) in setups("mgmt-cap") {
+            let now = SystemTime::now();
+            let day = mint_management_token(&ws, MAX_MANAGEMENT_TTL, now);
+            assert!(verify_management_token(&b.store, &day, now).is_ok());
+            let week = mint_management_token(&ws, MAX_MANAGEMENT_TTL * 7, now);
+            let refused = verify_management_token(&b.store, &week, now);
+            assert!(matches!(refused, Err(TokenError::LifetimeTooLong { .. })), "{}", b.name);
+        }
+    }
 
     #[test]
     fn turn_credentials_follow_the_rest_api_for_turn() {

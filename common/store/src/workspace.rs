@@ -63,8 +63,8 @@ impl Store {
         Ok(ws)
     }
 
-    /// Adds a key pair to a workspace (keys can be rotated: old tokens keep working until their
-    /// key is removed).
+    /// Adds a key pair to a workspace (keys are rotated by adding one, moving the apps to it,
+    /// then revoking the old one with [`Store::revoke_credential`]; until then both work).
     pub fn add_credential(&self, workspace_id: &str) -> Result<Workspace, StoreError> {
         let mut ws = self.workspace(workspace_id)?.ok_or_else(|| StoreError::NoWorkspace(workspace_id.into()))?;
         ws.access_key = new_id();
@@ -74,6 +74,47 @@ impl Store {
             &vals![&ws.access_key, &ws.id, &ws.secret, unix_now()],
         )?;
         Ok(ws)
+    }
+
+    /// A workspace's key pairs, oldest first (access keys and creation times: never the
+    /// secrets, which are shown once, when made).
+    pub fn credentials(&self, workspace_id: &str) -> Result<Vec<Credential>, StoreError> {
+        let rows = self.conn.query(
+            "SELECT access_key, created_at FROM credentials WHERE workspace_id = ?1 ORDER BY created_at, rowid",
+            &vals![workspace_id],
+        )?;
+        rows.iter().map(|r| Ok(Credential { access_key: r.text(0)?, created_at: r.int(1)? })).collect()
+    }
+
+    /// Revokes a key pair: tokens it signed are refused from the next check on (every check
+    /// reads the keys). The workspace keeps at least one; if the revoked one was its first, the
+    /// newest remaining one takes its place.
+    pub fn revoke_credential(&self, workspace_id: &str, access_key: &str) -> Result<(), StoreError> {
+        self.conn.with_tx(|tx| {
+            let n = tx
+                .query_one("SELECT COUNT(*) FROM credentials WHERE workspace_id = ?1", &vals![workspace_id])?
+                .int(0)?;
+            let mine = tx
+                .query_opt(
+                    "SELECT access_key FROM credentials WHERE workspace_id = ?1 AND access_key = ?2",
+                    &vals![workspace_id, access_key],
+                )?
+                .is_some();
+            if !mine {
+                return Err(StoreError::NoCredential(access_key.into()));
+            }
+            if n <= 1 {
+                return Err(StoreError::LastCredential(access_key.into()));
+            }
+            tx.execute("DELETE FROM credentials WHERE access_key = ?1", &vals![access_key])?;
+            tx.execute(
+                "UPDATE workspaces SET (access_key, secret) = (SELECT c.access_key, c.secret FROM credentials c
+                     WHERE c.workspace_id = ?1 ORDER BY c.created_at DESC, c.rowid DESC LIMIT 1)
+                 WHERE id = ?1 AND access_key = ?2",
+                &vals![workspace_id, access_key],
+            )?;
+            Ok(())
+        })
     }
 
     /// Every workspace, with its first key pair, oldest first.
@@ -114,12 +155,46 @@ impl Store {
     }
 }
 
+/// A key pair as listed: its access key and when it was made (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub access_key: String,
+    pub created_at: i64,
+}
+
 pub(crate) fn workspace_row(r: &Row) -> Result<Workspace, StoreError> {
     Ok(Workspace { id: r.text(0)?, name: r.text(1)?, access_key: r.text(2)?, secret: r.text(3)? })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn a_revoked_key_signs_nothing_and_the_last_key_stays() {
+        for b in backends("ws-revoke") {
+            let store = &b.store;
+            let first = store.ensure_default_workspace().unwrap();
+            let token = crate::token::mint_management_token(&first, Duration::from_secs(600), SystemTime::now());
+            assert!(matches!(
+                store.revoke_credential(&first.id, &first.access_key),
+                Err(crate::StoreError::LastCredential(_))
+            ));
+            let second = store.add_credential(&first.id).unwrap();
+            let keys: Vec<String> = store.credentials(&first.id).unwrap().into_iter().map(|c| c.access_key).collect();
+            assert_eq!(keys, [first.access_key.clone(), second.access_key.clone()], "{}", b.name);
+            assert!(crate::token::verify_management_token(store, &token, SystemTime::now()).is_ok());
+            store.revoke_credential(&first.id, &first.access_key).unwrap();
+            assert!(matches!(
+                crate::token::verify_management_token(store, &token, SystemTime::now()),
+                Err(crate::token::TokenError::UnknownAccessKey)
+            ));
+            // The workspace is now seen through the remaining key.
+            assert_eq!(store.workspace(&first.id).unwrap().unwrap().access_key, second.access_key, "{}", b.name);
+            assert!(matches!(store.revoke_credential(&first.id, "not-a-key"), Err(crate::StoreError::NoCredential(_))));
+        }
+    }
+
     use crate::test_support::backends;
 
     #[test]

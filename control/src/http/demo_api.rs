@@ -105,9 +105,11 @@ pub async fn token(State(st): State<AppState>, body: Bytes) -> Result<Json<Value
     let req: TokenRequest = serde_json::from_slice(&body)
         .map_err(|e| DemoApiError::bad_request(format!("expected {{\"room\", \"user\", \"role\"}}: {e}")))?;
     let store = st.store.clone();
-    let ws = st.workspace.clone();
+    let ws_id = st.workspace.id.clone();
     let (token, room_id) = tokio::task::spawn_blocking(move || {
         let store = store.lock_unpoisoned();
+        // Read now, not at start: the key it signed with then may have been revoked since.
+        let ws = store.workspace(&ws_id)?.ok_or_else(|| store::StoreError::NoWorkspace(ws_id.clone()))?;
         crate::issue_token(&store, &ws, &req.room, &req.user, &req.role)
     })
     .await

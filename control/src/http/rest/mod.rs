@@ -20,6 +20,7 @@ pub mod active_rooms;
 pub mod body;
 pub mod external_streams;
 pub mod jobs;
+pub mod keys;
 pub mod live_streams;
 pub mod openapi;
 pub mod recordings;
@@ -532,6 +533,15 @@ pub const ROUTES: &[Route] = &[
         "Webhooks",
         "List webhook events and their delivery state",
         webhooks::list_events
+    ),
+    route!("GET", "/v2/workspace/keys", "Workspace", "List the workspace's access keys", keys::list),
+    route!("POST", "/v2/workspace/keys", "Workspace", "Add a key pair (its secret is shown once)", keys::add),
+    route!(
+        "POST",
+        "/v2/workspace/keys/{access_key}/revoke",
+        "Workspace",
+        "Revoke a key pair: its tokens are refused at once",
+        keys::revoke
     ),
     route!("GET", "/v2/openapi.json", "Meta", "This API as an OpenAPI 3 document", openapi::serve, false),
 ];
