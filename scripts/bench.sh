@@ -7,6 +7,9 @@
 #                                      fan-out room and in meeting-size rooms
 #   scripts/bench.sh flatness          CPU per forwarded packet from 10 to 2,000 subscribers
 #   scripts/bench.sh criterion [f]     the criterion benches (packet path, SRTP, recorder)
+#   scripts/bench.sh ice-tcp           the router's CPU per datagram to subscribers over ICE-TCP
+#                                      against UDP, in one run (ICE_TCP_SUBSCRIBERS 20,
+#                                      ICE_TCP_SECONDS 10; benches/benches/ice_tcp_cost.rs)
 #   scripts/bench.sh compositor        CPU of a compositor job: a 720p four-camera composite as
 #                                      an MP4, then with a three-rendition HLS ladder (release)
 #   scripts/bench.sh compositor-parallel  three of those HLS jobs at once (COST_SECONDS, 30)
@@ -39,6 +42,9 @@ mode="${1:-ratio}"
 if [[ "$mode" == criterion ]]; then
     shift
     exec cargo bench -p benches -j2 -- "$@"
+fi
+if [[ "$mode" == ice-tcp ]]; then
+    exec cargo bench -p benches --bench ice_tcp_cost
 fi
 if [[ "$mode" == compositor ]]; then
     exec cargo test --release -p compositor --test cost-of-a-720p-four-camera-job -- --ignored --nocapture --test-threads 1

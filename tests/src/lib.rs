@@ -11,3 +11,4 @@ pub mod media;
 pub mod room;
 pub mod sim;
 pub mod simulcast;
+pub mod wire;

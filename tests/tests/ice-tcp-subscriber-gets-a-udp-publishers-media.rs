@@ -6,116 +6,23 @@
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use integration_tests::client::{Client, str0m_extensions};
+use integration_tests::client::str0m_extensions;
 use integration_tests::media::{OpusStream, Vp8Stream, tag};
 use integration_tests::room::produce_params;
+use integration_tests::wire::{Peer, pump_all};
 use router::Router;
 use router::config::Config;
 use schema::RouterCommand;
 use schema::api::{ConnectParams, ConsumeParams, ConsumerInfo, IceProtocol, MediaKind, TransportInfo};
 use schema::ids::{ProducerId, TransportId};
-use str0m::net::Protocol;
-
-/// How a peer reaches the router.
-enum Link {
-    Udp(UdpSocket),
-    /// The connection and the bytes read but not yet a whole frame.
-    Tcp(TcpStream, Vec<u8>),
-}
-
-struct Peer {
-    client: Client,
-    link: Link,
-}
-
-impl Peer {
-    fn udp() -> Peer {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.set_nonblocking(true).unwrap();
-        Peer { client: Client::new(socket.local_addr().unwrap(), Instant::now()), link: Link::Udp(socket) }
-    }
-
-    fn tcp(router: SocketAddr) -> Peer {
-        let stream = TcpStream::connect(router).unwrap();
-        stream.set_nonblocking(true).unwrap();
-        stream.set_nodelay(true).unwrap();
-        let client = Client::over(Protocol::Tcp, stream.local_addr().unwrap(), Instant::now());
-        Peer { client, link: Link::Tcp(stream, Vec::new()) }
-    }
-
-    /// Receives what is waiting, then sends what the client has to send.
-    fn pump(&mut self) {
-        match &mut self.link {
-            Link::Udp(socket) => {
-                let mut buf = [0u8; 2048];
-                while let Ok((n, src)) = socket.recv_from(&mut buf) {
-                    self.client.handle(Instant::now(), src, &buf[..n]);
-                }
-                for (dst, data) in self.client.poll(Instant::now()) {
-                    let _ = socket.send_to(&data, dst);
-                }
-            }
-            Link::Tcp(stream, pending) => {
-                let router = stream.peer_addr().unwrap();
-                let mut buf = [0u8; 65536];
-                loop {
-                    match stream.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => pending.extend_from_slice(&buf[..n]),
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(e) => panic!("ICE-TCP read: {e}"),
-                    }
-                }
-                while pending.len() >= 2 {
-                    let len = usize::from(u16::from_be_bytes([pending[0], pending[1]]));
-                    if pending.len() < 2 + len {
-                        break;
-                    }
-                    let frame: Vec<u8> = pending.drain(..2 + len).skip(2).collect();
-                    self.client.handle(Instant::now(), router, &frame);
-                }
-                for (dst, data) in self.client.poll(Instant::now()) {
-                    assert_eq!(dst, router, "a TCP client sends only on its connection");
-                    let mut framed = (data.len() as u16).to_be_bytes().to_vec();
-                    framed.extend_from_slice(&data);
-                    write_all_nonblocking(stream, &framed);
-                }
-            }
-        }
-    }
-}
-
-fn write_all_nonblocking(stream: &mut TcpStream, mut data: &[u8]) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !data.is_empty() {
-        match stream.write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                assert!(Instant::now() < deadline, "the router stopped reading its ICE-TCP connection");
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(e) => panic!("ICE-TCP write: {e}"),
-        }
-    }
-}
 
 fn call<T: serde::de::DeserializeOwned>(router: &Router, cmd: RouterCommand) -> T {
     let v = router.call(cmd).expect("command succeeds");
     serde_json::from_value(v).expect("reply parses")
-}
-
-fn pump_all(peers: &mut [Peer], d: Duration) {
-    let until = Instant::now() + d;
-    while Instant::now() < until {
-        for p in peers.iter_mut() {
-            p.pump();
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 fn tcp_candidate(info: &TransportInfo) -> SocketAddr {

@@ -1,0 +1,174 @@
+//! What a subscriber over ICE-TCP costs the router against one over UDP: one publisher (UDP)
+//! sends VP8 and Opus to N str0m subscribers, first all over UDP, then all over ICE-TCP, in one
+//! run. Reports the router's CPU time (its shard thread, and for TCP also its ICE-TCP
+//! threads, read from /proc) per datagram it sent to the subscribers, and the ratio. Run:
+//!
+//! ```text
+//! cargo bench -p benches --bench ice_tcp_cost                 # 20 subscribers, 10 s each
+//! ICE_TCP_SUBSCRIBERS=50 ICE_TCP_SECONDS=20 cargo bench -p benches --bench ice_tcp_cost
+//! ```
+//!
+//! The clients run on the bench's main thread, so their CPU is not counted; only threads named
+//! `shard-*` and `ice-tcp*` are.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failed unwrap is a failed run
+
+use std::time::{Duration, Instant};
+
+use integration_tests::client::str0m_extensions;
+use integration_tests::media::{OpusStream, Vp8Stream};
+use integration_tests::room::produce_params;
+use integration_tests::wire::{Peer, pump_all};
+use router::Router;
+use router::config::Config;
+use schema::RouterCommand;
+use schema::api::{ConnectParams, ConsumeParams, ConsumerInfo, IceProtocol, MediaKind, TransportInfo};
+use schema::ids::ProducerId;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn call<T: serde::de::DeserializeOwned>(router: &Router, cmd: RouterCommand) -> T {
+    serde_json::from_value(router.call(cmd).expect("command succeeds")).expect("reply parses")
+}
+
+/// CPU time of this process's threads whose name starts with one of `prefixes`.
+fn threads_cpu(prefixes: &[&str]) -> Duration {
+    let tick = 1e9 / unsafe_clk_tck();
+    let mut ns = 0.0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !prefixes.iter().any(|p| comm.trim_end().starts_with(p)) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the ")" that ends the command: state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let (u, s): (f64, f64) = (f[11].parse().unwrap_or(0.0), f[12].parse().unwrap_or(0.0));
+        ns += (u + s) * tick;
+    }
+    Duration::from_nanos(ns as u64)
+}
+
+fn unsafe_clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
+/// Datagrams the shard sent: over UDP and over its ICE-TCP connections.
+fn sent(router: &Router) -> u64 {
+    let c: serde_json::Value = call(router, RouterCommand::Counters { shard: Some(0) });
+    c["shell"]["io"]["tx_datagrams"].as_u64().unwrap_or(0) + c["ice_tcp"]["tx_datagrams"].as_u64().unwrap_or(0)
+}
+
+struct Run {
+    cpu: Duration,
+    datagrams: u64,
+}
+
+fn run(protocol: IceProtocol, subscribers: usize, seconds: u64) -> Run {
+    let cfg = Config { shards: 1, base_port: 0, pin: false, ..Config::default() };
+    let mut router = Router::start(&cfg).expect("router starts");
+    let publisher: TransportInfo = call(&router, RouterCommand::CreateTransport { shard: None });
+    let mut infos = vec![publisher.clone()];
+    let mut peers = vec![Peer::udp()];
+    for _ in 0..subscribers {
+        let info: TransportInfo = call(&router, RouterCommand::CreateTransport { shard: None });
+        peers.push(match protocol {
+            IceProtocol::Udp => Peer::udp(),
+            IceProtocol::Tcp => {
+                Peer::tcp(info.candidates.iter().find(|c| c.protocol == IceProtocol::Tcp).unwrap().addr)
+            }
+        });
+        infos.push(info);
+    }
+    for (p, info) in peers.iter_mut().zip(&infos) {
+        let params: ConnectParams = p.client.connect_to(info);
+        let _: serde_json::Value = call(&router, RouterCommand::ConnectTransport { transport: info.id, params });
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !peers.iter().all(|p| p.client.connected) {
+        assert!(Instant::now() < deadline, "ICE/DTLS did not complete");
+        pump_all(&mut peers, Duration::from_millis(10));
+    }
+    let audio_pub = peers[0].client.publish("a0", MediaKind::Audio);
+    let video_pub = peers[0].client.publish("v0", MediaKind::Video);
+    let produce = |kind, p| RouterCommand::Produce { transport: publisher.id, params: produce_params(kind, p) };
+    let audio: ProducerId = call(&router, produce(MediaKind::Audio, &audio_pub));
+    let video: ProducerId = call(&router, produce(MediaKind::Video, &video_pub));
+    for (i, info) in infos.iter().enumerate().skip(1) {
+        let consume = |producer, rtx| RouterCommand::Consume {
+            transport: info.id,
+            params: ConsumeParams {
+                producer,
+                payload_type: None,
+                rtx_payload_type: rtx,
+                mid: None,
+                extensions: str0m_extensions(),
+                paused: false,
+                preferred_layer: None,
+            },
+        };
+        let (_, vrtx) = peers[i].client.payload_types(MediaKind::Video);
+        let a: ConsumerInfo = call(&router, consume(audio, None));
+        let v: ConsumerInfo = call(&router, consume(video, vrtx));
+        peers[i].client.subscribe("a0", &a);
+        peers[i].client.subscribe("v0", &v);
+    }
+
+    let mut opus = OpusStream::new(100, 4800);
+    // About 1 Mbit/s of video: 120 packets a second of 1,100 bytes, each forwarded to every
+    // subscriber.
+    let mut vp8 = Vp8Stream::new(200, 9000);
+    vp8.packets_per_frame = 4;
+    vp8.payload_size = 1100;
+    let threads: &[&str] = &["shard-", "ice-tcp"];
+    // A second of warm-up (keyframes, feedback), then the measured stretch.
+    let start = Instant::now();
+    let (mut next_audio, mut next_video) = (start, start);
+    let mut measured: Option<(Instant, Duration, u64)> = None;
+    while Instant::now() < start + Duration::from_secs(seconds + 1) {
+        let now = Instant::now();
+        if measured.is_none() && now >= start + Duration::from_secs(1) {
+            measured = Some((now, threads_cpu(threads), sent(&router)));
+        }
+        if now >= next_audio {
+            next_audio += Duration::from_millis(20);
+            let p = opus.next_packet();
+            peers[0].client.send(&audio_pub, now, p.seq, p.ts, p.marker, &p.payload);
+        }
+        if now >= next_video {
+            next_video += Duration::from_micros(33_333);
+            if std::mem::take(&mut peers[0].client.keyframe_requests) > 0 {
+                vp8.force_keyframe();
+            }
+            for p in vp8.next_frame() {
+                peers[0].client.send(&video_pub, now, p.seq, p.ts, p.marker, &p.payload);
+            }
+        }
+        pump_all(&mut peers, Duration::from_millis(1));
+    }
+    let (_, cpu0, sent0) = measured.expect("the run lasted past its warm-up");
+    let result = Run { cpu: threads_cpu(threads) - cpu0, datagrams: sent(&router) - sent0 };
+    router.shutdown();
+    result
+}
+
+fn main() {
+    let subscribers = env("ICE_TCP_SUBSCRIBERS", 20) as usize;
+    let seconds = env("ICE_TCP_SECONDS", 10);
+    let mut per_packet = Vec::new();
+    for protocol in [IceProtocol::Udp, IceProtocol::Tcp] {
+        let r = run(protocol, subscribers, seconds);
+        let us = r.cpu.as_secs_f64() * 1e6 / r.datagrams.max(1) as f64;
+        println!(
+            "{protocol:?}: {subscribers} subscribers, {} datagrams sent in {seconds} s, router CPU {:.3} s, {us:.2} CPU-µs per datagram",
+            r.datagrams,
+            r.cpu.as_secs_f64()
+        );
+        per_packet.push(us);
+    }
+    println!("ICE-TCP / UDP per datagram: {:.2}x (target: at most 1.5x)", per_packet[1] / per_packet[0]);
+}

@@ -1,0 +1,110 @@
+//! A str0m [`Client`] on a real socket: UDP, or a TCP connection to the router's ICE-TCP
+//! candidate with RFC 4571 framing (a 16-bit length before each datagram). [`Peer::pump`]
+//! moves what arrived into the client and what the client wants to send onto the wire.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use str0m::net::Protocol;
+
+use crate::client::Client;
+
+/// How a peer reaches the router.
+#[derive(Debug)]
+enum Link {
+    Udp(UdpSocket),
+    /// The connection and the bytes read but not yet a whole frame.
+    Tcp(TcpStream, Vec<u8>),
+}
+
+/// A client and its socket.
+#[derive(Debug)]
+pub struct Peer {
+    pub client: Client,
+    link: Link,
+}
+
+impl Peer {
+    /// A client on its own UDP socket on 127.0.0.1.
+    pub fn udp() -> Peer {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
+        socket.set_nonblocking(true).expect("non-blocking");
+        Peer { client: Client::new(socket.local_addr().expect("bound"), Instant::now()), link: Link::Udp(socket) }
+    }
+
+    /// A client whose only path is a TCP connection to `router` (an ICE-TCP candidate).
+    pub fn tcp(router: SocketAddr) -> Peer {
+        let stream = TcpStream::connect(router).expect("connect to the ICE-TCP candidate");
+        stream.set_nonblocking(true).expect("non-blocking");
+        stream.set_nodelay(true).expect("no delay");
+        let client = Client::over(Protocol::Tcp, stream.local_addr().expect("connected"), Instant::now());
+        Peer { client, link: Link::Tcp(stream, Vec::new()) }
+    }
+
+    /// Receives what is waiting, then sends what the client has to send.
+    pub fn pump(&mut self) {
+        match &mut self.link {
+            Link::Udp(socket) => {
+                let mut buf = [0u8; 2048];
+                while let Ok((n, src)) = socket.recv_from(&mut buf) {
+                    self.client.handle(Instant::now(), src, &buf[..n]);
+                }
+                for (dst, data) in self.client.poll(Instant::now()) {
+                    let _ = socket.send_to(&data, dst);
+                }
+            }
+            Link::Tcp(stream, pending) => {
+                let router = stream.peer_addr().expect("connected");
+                let mut buf = [0u8; 65536];
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("ICE-TCP read: {e}"),
+                    }
+                }
+                while pending.len() >= 2 {
+                    let len = usize::from(u16::from_be_bytes([pending[0], pending[1]]));
+                    if pending.len() < 2 + len {
+                        break;
+                    }
+                    let frame: Vec<u8> = pending.drain(..2 + len).skip(2).collect();
+                    self.client.handle(Instant::now(), router, &frame);
+                }
+                for (dst, data) in self.client.poll(Instant::now()) {
+                    assert_eq!(dst, router, "a TCP client sends only on its connection");
+                    let mut framed = (data.len() as u16).to_be_bytes().to_vec();
+                    framed.extend_from_slice(&data);
+                    write_all_nonblocking(stream, &framed);
+                }
+            }
+        }
+    }
+}
+
+fn write_all_nonblocking(stream: &mut TcpStream, mut data: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !data.is_empty() {
+        match stream.write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "the router stopped reading its ICE-TCP connection");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("ICE-TCP write: {e}"),
+        }
+    }
+}
+
+/// Pumps every peer for `d`, a millisecond apart.
+pub fn pump_all(peers: &mut [Peer], d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        for p in peers.iter_mut() {
+            p.pump();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
