@@ -73,7 +73,8 @@ test('a browser whose network blocks UDP joins over ICE-TCP and sees and hears a
       assert.ok(alicePairs.length >= 1 && alicePairs.every((p) => p.remote.protocol === 'udp'), `alice stays on UDP: ${JSON.stringify(alicePairs)}`);
       // The firewall did its part: bob's browser tried UDP and lost it.
       assert.ok(droppedUdp(ns) > 0, 'the namespace dropped none of bob\'s UDP: the test would not show anything');
-    }, { host: ns.hostIp, publicHost: ns.hostIp });
+      // ICE-TCP alone: no TURN to fall back on (the next test has TURN alone).
+    }, { host: ns.hostIp, publicHost: ns.hostIp, platformArgs: ['--no-turn'] });
   } finally {
     if (nsBrowser) await within(15_000, 'closing Chromium', nsBrowser.close()).catch(() => {});
     ns.remove();
