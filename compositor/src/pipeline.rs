@@ -478,8 +478,13 @@ impl Composite {
 
     /// A placeholder tile for a peer without a camera on: a live grey picture with its name.
     fn add_placeholder(&self, name: &str) -> Result<Placeholder, Error> {
+        // A live videotestsrc stamps its first frame 0 wherever the pipeline is: added at
+        // running time t, it would first make t seconds of frames the compositor drops as
+        // late, and the tile stays black for as long as that takes on a busy machine.
+        let now = self.running_time().unwrap_or_default();
         let src = gst::ElementFactory::make("videotestsrc")
             .property("is-live", true)
+            .property("timestamp-offset", i64::try_from(now.as_nanos()).unwrap_or(0))
             .property_from_str("pattern", "solid-color")
             .property("foreground-color", PLACEHOLDER_GREY)
             .build()

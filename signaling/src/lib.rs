@@ -70,3 +70,4 @@ pub mod rpc;
 pub mod sdp;
 pub mod server;
 pub mod store_sink;
+pub mod whip;

@@ -128,6 +128,23 @@ impl App {
         })
     }
 
+    /// The TURN servers as RFC 9725 `Link` headers for one WHIP or WHEP client.
+    pub(crate) fn ice_server_links(&self, peer: &str) -> Vec<String> {
+        let Some(turn) = &self.turn else { return Vec::new() };
+        let c = store::token::turn_credential(&turn.secret, peer, turn.ttl, SystemTime::now());
+        let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        turn.urls
+            .iter()
+            .map(|url| {
+                format!(
+                    "<{url}>; rel=\"ice-server\"; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+                    quote(&c.username),
+                    quote(&c.credential)
+                )
+            })
+            .collect()
+    }
+
     /// `rtcConfiguration.ice_servers` for one client: the TURN servers with a credential of
     /// its own (the SDK hands the list to `RTCPeerConnection` unchanged).
     fn ice_servers(&self, peer: &str) -> serde_json::Value {
@@ -154,7 +171,7 @@ pub struct Denied {
 }
 
 impl Denied {
-    fn new(status: StatusCode, message: impl Into<String>) -> Denied {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Denied {
         Denied { status, message: message.into() }
     }
 }
@@ -195,6 +212,7 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .route("/init", get(init).options(init_preflight))
         .route("/ws", get(ws))
         .route("/health", get(|| async { "ok" }))
+        .merge(crate::whip::routes())
         .layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(app)
@@ -218,7 +236,10 @@ async fn rate_limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Re
         let mut limits = app.limits.lock_unpoisoned();
         let now = Instant::now();
         match req.uri().path() {
-            "/init" if req.method() != axum::http::Method::OPTIONS => limits.init.check(peer.ip(), now),
+            // Starting a WHIP or WHEP session costs what a join does.
+            "/init" | "/whip" | "/whep" if req.method() != axum::http::Method::OPTIONS => {
+                limits.init.check(peer.ip(), now)
+            }
             "/ws" => limits.websocket.check(peer.ip(), now),
             _ => Ok(()),
         }

@@ -629,6 +629,12 @@ export class Peer {
     this.page = page;
     this.pageErrors = [];
     page.on('pageerror', (e) => this.pageErrors.push(String(e?.stack || e)));
+    // The page's last console lines, for a failure's message (the SDK logs its join steps).
+    this.consoleTail = [];
+    page.on('console', (m) => {
+      this.consoleTail.push(`${m.type()}: ${m.text().slice(0, 300)}`);
+      if (this.consoleTail.length > 12) this.consoleTail.shift();
+    });
   }
 
   /** Evaluates a function of the SDK store's state: `fn(state, selectors, arg)`. */
@@ -842,7 +848,12 @@ export class Call {
     const peer = new Peer(this, name, context, page);
     this.peers.push(peer);
     await page.goto(this.url({ name, role, room, token, code, mode }), { timeout: 15_000 });
+    const joinDeadline = Date.now() + timeout;
     await waitFor(`${name} to connect`, async () => {
+      if (Date.now() > joinDeadline - 300) {
+        // The last look: say what the page said, so a failed join on CI explains itself.
+        throw new Error(`room state ${await page.evaluate(() => window.__hms?.store.getState(window.__hms.selectors.selectRoomState)).catch(() => '?')}; console: ${peer.consoleTail.join(' || ')}`);
+      }
       const [state, errors] = await page.evaluate(() => [
         window.__hms?.store.getState(window.__hms.selectors.selectRoomState),
         [...document.querySelectorAll('#errors li')].map((li) => li.textContent),

@@ -62,6 +62,7 @@ use tracing::{debug, info, warn};
 
 mod admin;
 mod env;
+mod http_peers;
 mod jobs;
 mod media_events;
 mod negotiate;
@@ -78,8 +79,9 @@ use store::{Role, Template};
 
 pub use self::admin::{AdminError, AdminOp};
 pub use self::env::{HubHandle, RoomEnv};
+pub use self::http_peers::{HttpOp, HttpPeerKind, HttpReply};
 pub use self::jobs::JobState;
-use self::peer::Peer;
+use self::peer::{Peer, Via};
 use crate::events::{EventRoom, LeaveReason, RoomEvent};
 use crate::rpc::{Incoming, code};
 
@@ -107,6 +109,8 @@ pub enum RoomMsg {
     Router(Event),
     /// An operation of the control daemon (`admin.rs`), answered on `reply`.
     Admin { op: AdminOp, reply: oneshot::Sender<Result<Value, AdminError>> },
+    /// A WHIP or WHEP request (`http_peers.rs`), answered on `reply`.
+    Http { op: HttpOp, reply: oneshot::Sender<Result<HttpReply, Refusal>> },
 }
 
 /// What goes out on a peer's socket.
@@ -377,6 +381,10 @@ impl Room {
                 let result = self.admin(op).await;
                 let _ = reply.send(result);
             }
+            RoomMsg::Http { op, reply } => {
+                let result = self.http_op(op).await;
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -421,7 +429,7 @@ impl Room {
         match self.peers.get_mut(&peer_id) {
             Some(peer) => {
                 // A reconnect (or a second tab with the same peer id): the newest socket wins.
-                if peer.user_id != user_id {
+                if peer.user_id != user_id || !peer.via.reconnects() {
                     let msg = "peer id is in use by another user";
                     let _ = out.send(Outbound::Text(crate::rpc::push(
                         "on-error",
@@ -466,6 +474,7 @@ impl Room {
                     away_since: None,
                     publish: None,
                     subscribe: None,
+                    via: Via::Sdk,
                 };
                 peer.push("on-policy-change", policy);
                 // What a previewing client shows before it joins: who is in the room.

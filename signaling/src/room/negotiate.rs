@@ -88,16 +88,7 @@ impl Room {
             }
         };
         self.env.router.connect_transport(transport.id, answer.connect.clone()).await?;
-        if self.session.is_none() {
-            let started = util::unix_ms();
-            self.session = Some((store::new_id(), started));
-            // Read once for the session: the cap is checked every second.
-            self.session_cap = Some(self.env.session_cap(&self.id));
-            let room = self.event_room();
-            self.emit(RoomEvent::SessionStarted { room, started_at: system_time(started) });
-        } else if self.linger_until.take().is_some() {
-            info!(room = %self.id, peer = %peer_id, "a peer joined while the jobs waited (autoStopTimeout); the session goes on");
-        }
+        self.open_session(peer_id);
         let room = self.event_room();
         let Some(peer) = self.peers.get_mut(peer_id) else {
             return Err(Refusal::new(code::CONFLICT, "peer left during join"));
@@ -116,6 +107,21 @@ impl Room {
             self.emit(RoomEvent::PeerJoined { room, peer });
         }
         Ok(json!({ "type": "answer", "sdp": answer.sdp }))
+    }
+
+    /// A peer is joining: the session starts if none is open (or goes on, if it waited for
+    /// its jobs with no peer in the room).
+    pub(super) fn open_session(&mut self, peer_id: &str) {
+        if self.session.is_none() {
+            let started = util::unix_ms();
+            self.session = Some((store::new_id(), started));
+            // Read once for the session: the cap is checked every second.
+            self.session_cap = Some(self.env.session_cap(&self.id));
+            let room = self.event_room();
+            self.emit(RoomEvent::SessionStarted { room, started_at: system_time(started) });
+        } else if self.linger_until.take().is_some() {
+            info!(room = %self.id, peer = %peer_id, "a peer joined while the jobs waited (autoStopTimeout); the session goes on");
+        }
     }
 
     /// After the join answer: the peer list, the subscribe connection, the others told.
@@ -183,10 +189,34 @@ impl Room {
         let answer = answer_publish_offer(&sdp, &publish.transport, &policy)
             .map_err(|e| Refusal::new(code::BAD_REQUEST, format!("unusable offer: {e}")))?;
         refuse_rejected(&answer, &peer.role)?;
+        self.publish_answered(peer_id, &answer, &announced, TrackIds::FromOffer).await?;
+        Ok(json!({ "type": "answer", "sdp": answer.sdp }))
+    }
+
+    /// Brings what a peer publishes in line with an answered publish offer: new tracks
+    /// produced and announced, removed ones closed, an ICE restart applied; the others'
+    /// subscribe connections renegotiated. `announced` is the SDK's `tracks` map (its source
+    /// and mute state per track id).
+    pub(super) async fn publish_answered(
+        &mut self,
+        peer_id: &str,
+        answer: &crate::sdp::PublishAnswer,
+        announced: &BTreeMap<String, TrackState>,
+        ids: TrackIds,
+    ) -> Result<(), Refusal> {
+        let Some(peer) = self.peers.get(peer_id) else { return Err(Refusal::new(code::CONFLICT, "peer left")) };
+        let role = self.role(&peer.role).ok_or_else(|| Refusal::new(code::FORBIDDEN, "role vanished"))?;
+        let publish = peer.publish.as_ref().ok_or_else(|| Refusal::new(code::CONFLICT, "no publish connection"))?;
         // Every sending m-line must name its track, and the role must allow its source.
         let mut next: Vec<(String, TrackState, &crate::sdp::PublishedTrack)> = Vec::new();
         for t in &answer.tracks {
-            let Some(track_id) = t.track_id.clone() else {
+            let named = match (t.track_id.clone(), ids) {
+                (Some(id), _) => Some(id),
+                // Not every WHIP client writes an msid: its mid names the track.
+                (None, TrackIds::ByMid) => Some(format!("{peer_id}-{}", t.mid)),
+                (None, TrackIds::FromOffer) => None,
+            };
+            let Some(track_id) = named else {
                 return Err(Refusal::new(code::BAD_REQUEST, format!("m-line mid {} has no a=msid track id", t.mid)));
             };
             let kind_name = match t.produce.kind {
@@ -195,7 +225,7 @@ impl Room {
             };
             let state = announced.get(&track_id).cloned().unwrap_or_else(|| TrackState {
                 track_id: track_id.clone(),
-                stream_id: t.stream_id.clone().unwrap_or_default(),
+                stream_id: t.stream_id.clone().unwrap_or_else(|| peer_id.to_string()),
                 kind: kind_name.into(),
                 source: "regular".into(),
                 mute: false,
@@ -241,6 +271,7 @@ impl Room {
                     state: state.clone(),
                     producer,
                     kind: t.produce.kind,
+                    codec: Some(t.produce.codec),
                     rtx_payload_type: t.produce.rtx_payload_type,
                     fmtp: t.fmtp.clone(),
                     started_at_ms: util::unix_ms(),
@@ -302,7 +333,7 @@ impl Room {
         if !added_states.is_empty() || !removed_states.is_empty() {
             self.renegotiate_others(peer_id).await;
         }
-        Ok(json!({ "type": "answer", "sdp": answer.sdp }))
+        Ok(())
     }
 
     pub(super) async fn renegotiate_others(&mut self, peer_id: &str) {
@@ -456,6 +487,15 @@ impl Room {
     }
 }
 
+/// Where a published track's id comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TrackIds {
+    /// The m-line's `a=msid` (the 100ms SDK maps its tracks by it): refused without one.
+    FromOffer,
+    /// The `a=msid` if there is one, else made from the peer id and the mid (WHIP).
+    ByMid,
+}
+
 /// The video codecs a role's peers are answered with, in order: the role's
 /// `publishParams.video.codec` first (the 100ms SDK never sets codec preferences itself, so
 /// the answer is where the template's choice takes effect), then the deployment's order. An
@@ -473,7 +513,7 @@ fn video_codecs_for(role: &Role) -> Vec<Codec> {
 /// An offer is taken whole or not at all: an m-line the role may not publish, or one with no
 /// codec the router forwards, refuses it with the reason (a partial answer would leave the
 /// client believing it publishes a track nobody receives).
-fn refuse_rejected(answer: &crate::sdp::PublishAnswer, role: &str) -> Result<(), Refusal> {
+pub(super) fn refuse_rejected(answer: &crate::sdp::PublishAnswer, role: &str) -> Result<(), Refusal> {
     for r in &answer.rejected {
         match r.reason {
             RejectReason::NotAllowed(_) => {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use schema::api::{ConsumerInfo, MediaKind, TransportInfo};
+use schema::codec::Codec;
 use schema::ids::{ProducerId, TransportId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -22,6 +23,10 @@ pub(super) struct Published {
     pub(super) state: TrackState,
     pub(super) producer: ProducerId,
     pub(super) kind: MediaKind,
+    /// The codec the publisher sends (a WHEP player's offer is matched against it); `None`
+    /// in a snapshot from before it was kept.
+    #[serde(default)]
+    pub(super) codec: Option<Codec>,
     pub(super) rtx_payload_type: Option<u8>,
     pub(super) fmtp: Option<String>,
     /// When it was first published (ms since the epoch).
@@ -117,6 +122,31 @@ pub(super) struct Peer {
     pub(super) away_since: Option<Instant>,
     pub(super) publish: Option<PublishSide>,
     pub(super) subscribe: Option<SubscribeSide>,
+    /// How the peer came: the 100ms client protocol on a WebSocket, or one HTTP request
+    /// (WHIP, WHEP) and no socket at all.
+    #[serde(default)]
+    pub(super) via: Via,
+}
+
+/// How a peer reaches the room.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Via {
+    /// The 100ms SDK: a WebSocket, a publish and a subscribe connection.
+    #[default]
+    Sdk,
+    /// A WHIP publisher: one publish connection, no socket. An ordinary peer to the others.
+    Whip,
+    /// A WHEP player: one receive-only connection, no socket. Not joined: the others never
+    /// see it, and it does not keep a session open.
+    Whep,
+}
+
+impl Via {
+    /// Has a socket that may come back: only SDK peers wait out a reconnection.
+    pub(super) fn reconnects(self) -> bool {
+        self == Via::Sdk
+    }
 }
 
 impl Peer {

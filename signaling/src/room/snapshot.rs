@@ -67,7 +67,10 @@ impl Room {
         self.linger_until = snapshot.linger_until;
         let now = Instant::now();
         for peer in self.peers.values_mut() {
-            peer.away_since = Some(now);
+            // A WHIP or WHEP peer has no socket to lose: its media went on through the restart.
+            if peer.via.reconnects() {
+                peer.away_since = Some(now);
+            }
             for t in peer.publish.iter().map(|p| p.transport.id).chain(peer.subscribe.iter().map(|s| s.transport.id)) {
                 self.env.hub.register_transport(t, &self.id);
             }

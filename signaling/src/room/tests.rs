@@ -314,6 +314,99 @@ async fn a_bad_param_type_keeps_its_own_refusal() {
     assert!(t.router.calls().is_empty(), "refused before any router call: {:?}", t.router.calls());
 }
 
+// ---- WHIP and WHEP (`http_peers.rs`) ---------------------------------------------------
+
+impl TestRoom {
+    async fn http(&mut self, op: super::HttpOp) -> Result<super::HttpReply, super::Refusal> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.room.handle(RoomMsg::Http { op, reply }).await;
+        self.room.flush_events().await;
+        answer.await.expect("the room answers")
+    }
+}
+
+#[tokio::test]
+async fn a_whip_publisher_is_an_ordinary_peer_to_the_others_and_leaves_on_delete() {
+    use super::{HttpOp, HttpPeerKind, HttpReply};
+    let mut t = test_room();
+    let mut rx = t.attach("sub", "guest").await;
+    t.request("sub", "j", "join", json!({ "offer": { "type": "offer", "sdp": audio_offer() } })).await;
+    // A WHIP client that writes no msid: its tracks are named by their mids.
+    let offer = audio_video_offer().replace("a=msid:stream1 audio1\r\n", "").replace("a=msid:stream1 video1\r\n", "");
+    let op = HttpOp::Publish { user_id: "obs".into(), role: "host".into(), name: "OBS".into(), offer };
+    let HttpReply::Created { peer_id, sdp } = t.http(op).await.expect("published") else { panic!("no resource") };
+    assert!(sdp.contains("a=recvonly") && !sdp.contains("m=application"), "{sdp}");
+    let joined = pushes(&mut rx, "on-peer-join");
+    assert!(joined.iter().any(|p| p["peer_id"] == peer_id.as_str() && p["info"]["name"] == "OBS"), "{joined:?}");
+    assert_eq!(produced_kinds(&t.router.calls()), [MediaKind::Audio, MediaKind::Video], "the join produced nothing");
+    let events = t.sink.events();
+    assert!(events.iter().any(|e| matches!(e, RoomEvent::PeerJoined { peer, .. } if peer.peer_id == peer_id)));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, RoomEvent::TrackAdded { track, .. } if track.track_id == format!("{peer_id}-1")))
+    );
+
+    // Only its own user may end it, and only as WHIP.
+    let wrong = HttpOp::End { kind: HttpPeerKind::Whip, peer_id: peer_id.clone(), user_id: "mallory".into() };
+    assert_eq!(t.http(wrong).await.unwrap_err().code, code::NOT_FOUND);
+    let as_whep = HttpOp::End { kind: HttpPeerKind::Whep, peer_id: peer_id.clone(), user_id: "obs".into() };
+    assert_eq!(t.http(as_whep).await.unwrap_err().code, code::NOT_FOUND);
+    let end = HttpOp::End { kind: HttpPeerKind::Whip, peer_id: peer_id.clone(), user_id: "obs".into() };
+    assert_eq!(t.http(end).await.unwrap(), HttpReply::Done);
+    assert!(pushes(&mut rx, "on-peer-leave").iter().any(|p| p["peer_id"] == peer_id.as_str()));
+    assert!(!t.room.peers.contains_key(&peer_id));
+}
+
+#[tokio::test]
+async fn a_socket_cannot_take_a_whip_peer_over() {
+    use super::{HttpOp, HttpReply};
+    let mut t = test_room();
+    let op = HttpOp::Publish { user_id: "obs".into(), role: "host".into(), name: String::new(), offer: audio_offer() };
+    let HttpReply::Created { peer_id, .. } = t.http(op).await.expect("published") else { panic!("no resource") };
+    assert_eq!(t.room.peers[&peer_id].name, "obs", "no name: the user id");
+    let (out, mut rx) = mpsc::unbounded_channel();
+    let attach = RoomMsg::Attach { peer_id: peer_id.clone(), conn: 9, user_id: "obs".into(), role: "host".into(), out };
+    t.room.handle(attach).await;
+    let errors = pushes(&mut rx, "on-error");
+    assert_eq!(errors.first().map(|e| e["code"].clone()), Some(json!(code::CONFLICT)), "{errors:?}");
+    assert!(t.room.peers[&peer_id].out.is_none(), "the WHIP peer keeps no socket");
+}
+
+#[tokio::test]
+async fn a_whep_player_gets_consumers_with_its_own_numbers_and_is_seen_by_nobody() {
+    use super::{HttpOp, HttpReply};
+    let mut t = test_room();
+    let mut rx = t.attach("pub", "host").await;
+    t.request("pub", "j", "join", json!({ "offer": { "type": "offer", "sdp": audio_offer() } })).await;
+    t.request("pub", "o", "offer", json!({ "desc": { "type": "offer", "sdp": audio_video_offer() } })).await;
+    let _ = pushes(&mut rx, "on-peer-join");
+    let offer = format!(
+        "{SESSION}a=group:BUNDLE a v\r\n\
+         m=audio 9 UDP/TLS/RTP/SAVPF 109\r\nc=IN IP4 0.0.0.0\r\na=mid:a\r\na=recvonly\r\na=rtcp-mux\r\n\
+         a=ice-ufrag:pUfr\r\na=ice-pwd:playerpasswordplayerpass\r\na=fingerprint:sha-256 01:02\r\na=setup:actpass\r\n\
+         a=rtpmap:109 opus/48000/2\r\n\
+         m=video 9 UDP/TLS/RTP/SAVPF 120\r\nc=IN IP4 0.0.0.0\r\na=mid:v\r\na=recvonly\r\na=rtcp-mux\r\n\
+         a=rtpmap:120 VP8/90000\r\n"
+    );
+    let before = t.router.calls().len();
+    let op = HttpOp::Play { user_id: "viewer".into(), role: "guest".into(), source: None, offer };
+    let HttpReply::Created { sdp, .. } = t.http(op).await.expect("playing") else { panic!("no resource") };
+    assert!(sdp.contains("a=sendonly") && sdp.contains("a=mid:a") && sdp.contains("a=mid:v"), "{sdp}");
+    let calls = t.router.calls()[before..].to_vec();
+    assert_eq!(calls.iter().filter(|c| matches!(c, Call::Consume(..))).count(), 2, "{calls:?}");
+    assert!(pushes(&mut rx, "on-peer-join").is_empty(), "the player is not a peer to the others");
+    assert!(
+        !t.sink.events().iter().any(|e| matches!(e, RoomEvent::PeerJoined { peer, .. } if peer.user_id == "viewer"))
+    );
+
+    let nobody =
+        HttpOp::Play { user_id: "v2".into(), role: "guest".into(), source: Some("ghost".into()), offer: String::new() };
+    assert_eq!(t.http(nobody).await.unwrap_err().code, code::NOT_FOUND);
+    let bad = HttpOp::Play { user_id: "v3".into(), role: "guest".into(), source: None, offer: "v=0\r\n".into() };
+    assert_eq!(t.http(bad).await.unwrap_err().code, code::BAD_REQUEST);
+}
+
 // ---- Recording and streaming (`jobs.rs`) ----------------------------------------------
 
 /// A room on a real SQLite store, with a compositor jobs directory; both under a fresh

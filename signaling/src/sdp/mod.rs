@@ -14,6 +14,7 @@
 
 mod attribute;
 pub mod parse;
+pub mod playback;
 pub mod publish;
 pub mod subscribe;
 
@@ -26,6 +27,7 @@ pub use parse::{
     Attribute, Candidate, Direction, Extmap, Fmtp, Media, Origin, ParseError, Rid, RtcpFb, Rtpmap, Sdp, Setup,
     Simulcast, SimulcastRid, SsrcAttr, SsrcGroup,
 };
+pub use playback::{PlaybackLine, PlaybackPlan, PlaybackSource, plan_playback};
 pub use publish::{PublishAnswer, PublishPolicy, PublishedTrack, RejectReason, RejectedMedia, answer_publish_offer};
 pub use subscribe::{
     SlotState, SubscribeAnswer, SubscribeOffer, SubscribeOptions, SubscribeSlot, SubscribeTrack, assign_mids,

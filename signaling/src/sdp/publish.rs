@@ -231,7 +231,7 @@ struct Answered {
 
 /// The answer to a rejected m-line: port 0, the same kind and protocol, one format (RFC 3264
 /// 6: a rejected stream keeps at least one format), its mid.
-fn rejected_media(m: &Media, mid: &str) -> Media {
+pub(super) fn rejected_media(m: &Media, mid: &str) -> Media {
     let format = m.formats.first().cloned().unwrap_or_else(|| "0".into());
     let mut r = Media::new(&m.kind, 0, &m.proto, vec![format]);
     r.connection = Some("IN IP4 0.0.0.0".into());
@@ -240,7 +240,7 @@ fn rejected_media(m: &Media, mid: &str) -> Media {
     r
 }
 
-fn is_rtp_proto(p: &str) -> bool {
+pub(super) fn is_rtp_proto(p: &str) -> bool {
     matches!(p, "UDP/TLS/RTP/SAVPF" | "UDP/TLS/RTP/SAVP" | "RTP/SAVPF")
 }
 
@@ -486,7 +486,7 @@ fn choose_codec(m: &Media, kind: MediaKind, policy: &PublishPolicy) -> Option<Ch
 }
 
 /// Lower is better; `None` is unusable.
-fn rank(codec: Codec, fmtp: Option<&str>) -> Option<u8> {
+pub(super) fn rank(codec: Codec, fmtp: Option<&str>) -> Option<u8> {
     let get = |k| fmtp.and_then(|f| fmtp_param(f, k));
     match codec {
         Codec::Opus | Codec::Vp8 => Some(0),

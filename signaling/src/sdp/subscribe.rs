@@ -272,7 +272,13 @@ fn default_fmtp(codec: Codec) -> Option<&'static str> {
     }
 }
 
-fn track_media(mid: &str, t: &SubscribeTrack, active: bool, router: &TransportInfo, transport: &[Attribute]) -> Media {
+pub(super) fn track_media(
+    mid: &str,
+    t: &SubscribeTrack,
+    active: bool,
+    router: &TransportInfo,
+    transport: &[Attribute],
+) -> Media {
     let c = &t.consumer;
     let kind = match c.kind {
         MediaKind::Audio => "audio",
