@@ -1,5 +1,6 @@
 //! The security suite: every REST route that needs a management token is called without one,
-//! with a forged one, an expired one and an auth (client) token, and refuses each with 401;
+//! with a forged one, an expired one and an auth (client) token, and refuses each with 401, as
+//! signaling's routes (`/init`, WHIP, WHEP) refuse a missing, forged, expired or management token;
 //! another workspace's token finds none of this workspace's objects; each rate limit trips
 //! with 429 and `Retry-After`, and lets the client in again once it has waited. The real
 //! binaries run (control, router, signaling) on 127.0.0.1.
@@ -18,6 +19,7 @@ fn start(tag: &str, extra: &[&str]) -> (Daemon, store::Workspace, TempDir) {
     let data = tmp.path().join("data");
     let d = Daemon::start_with_args(&data, &real_bin_dir(), &tmp.path().join("no-demo"), &[], extra);
     let ws = Store::open(&data.join("platform.db")).unwrap().workspace_named("default").unwrap().unwrap();
+    d.wait_for_signaling();
     (d, ws, tmp)
 }
 
@@ -159,6 +161,60 @@ fn each_rate_limit_trips_with_429_and_lets_the_client_back_after_retry_after() {
     }
     assert_eq!(last.status, 429, "{}", last.text());
     assert!(retry_after(&last) >= 1);
+}
+
+#[test]
+fn every_signaling_route_refuses_missing_forged_expired_and_management_tokens() {
+    let (d, ws, _tmp) = start("sec-signaling", &[]);
+    let now = SystemTime::now();
+    let hour = Duration::from_secs(3600);
+    let mine = store::token::mint_management_token(&ws, hour, now);
+    let room = d.call("POST", "/v2/rooms", &mine, Some(r#"{"name":"sig"}"#)).json();
+    let id = room["id"].as_str().unwrap();
+    let forged = store::token::mint_auth_token(
+        &store::Workspace { secret: "0".repeat(64), ..ws.clone() },
+        id,
+        "u",
+        "host",
+        hour,
+        now,
+    );
+    let expired = store::token::mint_auth_token(&ws, id, "u", "host", Duration::from_secs(1), now - hour);
+    let good = store::token::mint_auth_token(&ws, id, "u", "host", hour, now);
+    let cert = d.data_dir.join("tls/cert.pem");
+    let call = |method: &str, path: &str, token: Option<&str>| {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Content-Type", "application/sdp")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a));
+        }
+        common::https_request_with(d.signaling_port, &cert, method, path, Some("v=0\r\n"), &headers)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while call("GET", "/init?peer_id=p1", Some(&good)).status != 200 {
+        assert!(Instant::now() < deadline, "signaling did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let resource = format!("/{id}/000000000000000000000000");
+    let routes = [
+        ("GET", "/init?peer_id=p1".to_string()),
+        ("POST", "/whip".to_string()),
+        ("POST", "/whep".to_string()),
+        ("PATCH", format!("/whip{resource}")),
+        ("DELETE", format!("/whip{resource}")),
+        ("PATCH", format!("/whep{resource}")),
+        ("DELETE", format!("/whep{resource}")),
+    ];
+    for (method, path) in &routes {
+        assert_eq!(call(method, path, None).status, 401, "{method} {path} without a token");
+        for (what, token) in [("forged", &forged), ("expired", &expired), ("management", &mine)] {
+            let r = call(method, path, Some(token));
+            assert_eq!(r.status, 401, "{method} {path} with a {what} token: {}", r.text());
+        }
+    }
+    // With a good token: a malformed offer is 400, an unknown resource 404, nothing minted.
+    assert_eq!(call("POST", "/whip", Some(&good)).status, 400);
+    assert_eq!(call("DELETE", &format!("/whip{resource}"), Some(&good)).status, 404);
 }
 
 #[test]

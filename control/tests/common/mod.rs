@@ -120,6 +120,15 @@ impl Daemon {
         Daemon { child, port, signaling_port, data_dir: data_dir.to_owned() }
     }
 
+    /// Waits until signaling (a child control starts after its demo line) accepts connections.
+    pub fn wait_for_signaling(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.signaling_port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "signaling did not listen within 20 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn get(&self, path: &str) -> Reply {
         self.request("GET", path, None)
     }
@@ -237,9 +246,13 @@ pub fn https_request_with(
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     let body = body.unwrap_or("");
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let mut extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    // JSON unless the caller says otherwise.
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        extra.push_str("Content-Type: application/json\r\n");
+    }
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     tls.write_all(req.as_bytes()).unwrap();
