@@ -204,6 +204,10 @@ pub struct RunArgs {
     /// Private key (PEM) matching --cert.
     #[arg(long, requires = "cert")]
     pub key: Option<PathBuf>,
+    /// How often (seconds) the certificate and key files are looked at: a changed pair (a
+    /// renewal) is served from the next connection on, as after SIGHUP. 0: on SIGHUP only.
+    #[arg(long, default_value_t = 5)]
+    pub cert_poll_secs: u64,
     /// Directory holding the `router`, `signaling` and `recorder` binaries (default: the one
     /// `control` runs from).
     #[arg(long)]

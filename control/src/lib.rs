@@ -20,6 +20,7 @@ pub mod cli;
 pub mod composite;
 pub mod http;
 pub mod recording;
+pub mod reload;
 pub mod signaling_admin;
 pub mod supervisor;
 pub mod tls;
@@ -416,6 +417,8 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     // (at most 1 s); the wake-up is for writers inside this process.
     let _webhook_wake = webhooks::spawn(state.store.clone(), shutdown_rx.clone());
     tokio::spawn(sweep_sessions(state.store.clone(), shutdown_rx.clone()));
+    let poll = (args.cert_poll_secs > 0).then(|| Duration::from_secs(args.cert_poll_secs));
+    tokio::spawn(reload::watch(tls.clone(), state.status.clone(), poll, shutdown_rx.clone()));
     let server =
         tokio::spawn(http::serve(listener, tls.server_config.clone(), http::router(state), shutdown_rx.clone()));
     info!(listen = %local, "serving HTTPS");

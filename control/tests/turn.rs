@@ -40,6 +40,7 @@ fn init_hands_out_turn_credentials_that_the_running_coturn_shares_the_secret_of(
         assert!(Instant::now() < deadline, "coturn did not come up: {status}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    d.wait_for_signaling();
     let secret_file = data.join("turn/secret");
     let secret = std::fs::read_to_string(&secret_file).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -95,4 +96,18 @@ fn init_hands_out_turn_credentials_that_the_running_coturn_shares_the_secret_of(
     // The credential is the secret's HMAC of the username: what coturn checks.
     let expected = store::token::turn_password(secret.trim(), username);
     assert_eq!(servers[0]["credential"].as_str().unwrap(), expected, "{reply}");
+
+    // A certificate reload (SIGHUP to control) reaches coturn as SIGUSR2, which reloads its
+    // TLS certificate and goes on running.
+    let before = d.get("/api/status").json()["processes"]["turn"].clone();
+    common::kill(d.child.id(), libc::SIGHUP);
+    let log = data.with_extension("log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("Reloading TLS certificates and keys") {
+        assert!(Instant::now() < deadline, "coturn did not reload its certificate after control's SIGHUP");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let after = d.get("/api/status").json()["processes"]["turn"].clone();
+    assert_eq!((&after["pid"], &after["restarts"]), (&before["pid"], &before["restarts"]), "coturn kept running");
 }

@@ -156,9 +156,34 @@ async fn run(args: Args) -> Result<(), String> {
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&args.cert, &args.key)
         .await
         .map_err(|e| format!("TLS certificate {} / key {}: {e}", args.cert.display(), args.key.display()))?;
+    reload_on_hangup(tls.clone(), args.cert.clone(), args.key.clone());
     info!(listen = %args.listen, %endpoint, "signaling serving /init and the WebSocket");
     axum_server::bind_rustls(args.listen, tls)
         .serve(router(app).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await
         .map_err(|e| format!("serving {}: {e}", args.listen))
+}
+
+/// Reads the certificate and key again on SIGHUP (control sends it when its own certificate
+/// changed): new connections get the new one, open sockets go on. A failed reload keeps the
+/// old certificate.
+fn reload_on_hangup(tls: axum_server::tls_rustls::RustlsConfig, cert: std::path::PathBuf, key: std::path::PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot install the SIGHUP handler ({e}); a new certificate needs a restart");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match tls.reload_from_pem_file(&cert, &key).await {
+                Ok(()) => info!(cert = %cert.display(), "TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::warn!(cert = %cert.display(), error = %e, "the TLS certificate was not reloaded; the old one stays")
+                }
+            }
+        }
+    });
 }
