@@ -116,6 +116,10 @@ impl RouterBackend {
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    /// A TOML file of these flags (`key = value`, each key a flag's name without the dashes;
+    /// deploy/control.toml lists them all). Flags on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Directory of the database, credentials, TLS certificate and sockets.
     #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,

@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod composite;
+pub mod config_file;
 pub mod http;
 pub mod recording;
 pub mod reload;

@@ -13,7 +13,14 @@ fn main() {
         // Colours only for a person watching; a log file gets plain text.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
+    let args = match control::config_file::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("control: {e}");
+            std::process::exit(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     let result = match cli.command {
         Some(Command::Token(args)) => control::print_token(&args),
         Some(Command::ManagementToken(args)) => control::print_management_token(&args),
