@@ -121,11 +121,13 @@ pin=(taskset -c 1)
 [[ "$mode" == compositor-beside-router ]] && pin=()
 
 # start_platform BACKEND: control (and its router, signaling, recorder) on a fresh data dir.
+# Every peer comes from 127.0.0.1: no per-address limits.
 start_platform() {
     local dir="$work/data-$1"
     rm -rf "$dir"
     "${pin[@]}" "$bin/control" --data-dir "$dir" --listen 127.0.0.1:18543 --signaling-listen 127.0.0.1:18544 \
-        --router-port 41500 --router-backend "$1" --bin-dir "$bin" >"$work/control-$1.log" 2>&1 &
+        --router-port 41500 --router-backend "$1" --bin-dir "$bin" \
+        --rate-limit-init 0 --rate-limit-websocket 0 --max-connections-per-ip 0 >"$work/control-$1.log" 2>&1 &
     control_pid=$!
     for _ in $(seq 150); do
         if [[ -S "$dir/router.sock" && -f "$dir/credentials.json" ]] && (exec 3<>/dev/tcp/127.0.0.1/18544) 2>/dev/null; then

@@ -103,6 +103,17 @@ pub enum RouterBackend {
     Mmsg,
 }
 
+impl RunArgs {
+    /// The HTTPS limits of control's and signaling's listeners.
+    pub fn https_limits(&self) -> https_server::Limits {
+        https_server::Limits {
+            max_per_ip: self.max_connections_per_ip,
+            request: std::time::Duration::from_secs(self.request_timeout_secs),
+            ..https_server::Limits::default()
+        }
+    }
+}
+
 impl RouterBackend {
     /// The value the router's `--backend` flag takes.
     pub fn flag(self) -> &'static str {
@@ -182,6 +193,15 @@ pub struct RunArgs {
     /// Signaling's WebSocket upgrades a minute per client address; past it, 429. 0: no limit.
     #[arg(long, default_value_t = 600)]
     pub rate_limit_websocket: u32,
+    /// Open connections per client address on control's and on signaling's HTTPS listener;
+    /// past it a new connection is closed at once. A browser holds a few; behind a NAT many
+    /// users share one address. 0: no cap.
+    #[arg(long, default_value_t = https_server::Limits::default().max_per_ip)]
+    pub max_connections_per_ip: usize,
+    /// Seconds a request may take to arrive whole and be answered (a slow body gets 408), on
+    /// control's and signaling's HTTPS. The TLS handshake and a request's headers get 10 s.
+    #[arg(long, default_value_t = https_server::Limits::default().request.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_secs: u64,
     /// Do not run TURN. By default control runs coturn (`turnserver`, Debian's `coturn`) when it
     /// is installed, and signaling hands clients time-limited credentials for it at `/init`.
     #[arg(long)]

@@ -420,8 +420,13 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     tokio::spawn(sweep_sessions(state.store.clone(), shutdown_rx.clone()));
     let poll = (args.cert_poll_secs > 0).then(|| Duration::from_secs(args.cert_poll_secs));
     tokio::spawn(reload::watch(tls.clone(), state.status.clone(), poll, shutdown_rx.clone()));
-    let server =
-        tokio::spawn(http::serve(listener, tls.server_config.clone(), http::router(state), shutdown_rx.clone()));
+    let server = tokio::spawn(http::serve(
+        listener,
+        tls.server_config.clone(),
+        http::router(state),
+        args.https_limits(),
+        shutdown_rx.clone(),
+    ));
     info!(listen = %local, "serving HTTPS");
     println!("demo: https://{}:{port}/", args.public_host);
     // Scripts wait for this line; stdout may be a pipe, so flush now.

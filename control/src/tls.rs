@@ -5,19 +5,16 @@
 //! SHA-256 fingerprint is logged at every start so it can be checked when accepting it. Delete
 //! `<data-dir>/tls/` to get a new one (for instance after changing `--public-host`).
 //!
-//! The certificate is served through a [`ReloadableCert`]: [`Tls::reload`] reads the files
-//! again and new handshakes get the new certificate, while open connections go on
-//! (`reload.rs` calls it on SIGHUP and when the files change).
+//! The certificate is served through an [`https_server::ReloadableCert`]: [`Tls::reload`]
+//! reads the files again and new handshakes get the new certificate, while open connections go
+//! on (`reload.rs` calls it on SIGHUP and when the files change).
 
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
+use https_server::ReloadableCert;
 use tracing::info;
 
 use crate::cli::RunArgs;
@@ -35,24 +32,12 @@ pub struct Tls {
     cert: Arc<ReloadableCert>,
 }
 
-/// The certificate every new handshake gets; replaced whole by [`Tls::reload`].
-#[derive(Debug)]
-pub struct ReloadableCert(RwLock<Arc<CertifiedKey>>);
-
-impl ResolvesServerCert for ReloadableCert {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone())
-    }
-}
-
 impl Tls {
     /// Reads the certificate and key files again and serves them from the next handshake on;
     /// returns the new certificate's fingerprint. On an error (a half-written file, a key that
     /// does not match) the old certificate stays.
     pub fn reload(&self) -> Result<String, Error> {
-        let (key, fingerprint) = certified_key(&self.cert_path, &self.key_path)?;
-        *self.cert.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(key);
-        Ok(fingerprint)
+        self.cert.reload().map_err(|e| Error::Tls(e.0))
     }
 }
 
@@ -89,41 +74,11 @@ fn create_self_signed(tls_dir: &std::path::Path, public_host: &str) -> Result<()
 }
 
 fn load(cert_path: PathBuf, key_path: PathBuf) -> Result<Tls, Error> {
-    let (key, fingerprint) = certified_key(&cert_path, &key_path)?;
-    let cert = Arc::new(ReloadableCert(RwLock::new(Arc::new(key))));
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_cert_resolver(cert.clone());
-    // We serve HTTP/1.1 only (hyper's http1 server); say so in ALPN.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Tls { cert_path, key_path, fingerprint, server_config: Arc::new(config), cert })
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-/// The chain and key from their PEM files, checked to belong together, and the leaf's
-/// fingerprint.
-fn certified_key(cert_path: &std::path::Path, key_path: &std::path::Path) -> Result<(CertifiedKey, String), Error> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| Error::Tls(format!("reading {}: {e}", cert_path.display())))?;
-    let Some(leaf) = certs.first() else {
-        return Err(Error::Tls(format!("no certificate in {}", cert_path.display())));
-    };
-    let fingerprint = fingerprint(leaf);
-    let key = PrivateKeyDer::from_pem_file(key_path)
-        .map_err(|e| Error::Tls(format!("reading {}: {e}", key_path.display())))?;
-    let key = CertifiedKey::from_der(certs, key, &provider())
-        .map_err(|e| Error::Tls(format!("{} and {}: {e}", cert_path.display(), key_path.display())))?;
-    Ok((key, fingerprint))
+    let cert = Arc::new(ReloadableCert::load(cert_path.clone(), key_path.clone()).map_err(|e| Error::Tls(e.0))?);
+    Ok(Tls { cert_path, key_path, fingerprint: cert.fingerprint(), server_config: cert.server_config(), cert })
 }
 
 /// SHA-256 of a DER certificate, `AB:CD:...`.
 pub fn fingerprint(der: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
-    digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    https_server::fingerprint(der)
 }

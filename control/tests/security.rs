@@ -2,7 +2,8 @@
 //! with a forged one, an expired one and an auth (client) token, and refuses each with 401, as
 //! signaling's routes (`/init`, WHIP, WHEP) refuse a missing, forged, expired or management token;
 //! another workspace's token finds none of this workspace's objects; each rate limit trips
-//! with 429 and `Retry-After`, and lets the client in again once it has waited. The real
+//! with 429 and `Retry-After`, and lets the client in again once it has waited; connections
+//! past the per-address cap are closed on both HTTPS listeners. The real
 //! binaries run (control, router, signaling) on 127.0.0.1.
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
@@ -270,4 +271,36 @@ fn a_revoked_key_is_refused_at_once_and_a_rotated_one_works() {
     let week = store::token::mint_management_token(&new_ws, Duration::from_secs(7 * 86_400), now);
     let r = d.call("GET", "/v2/rooms", &week, None);
     assert_eq!(r.status, 401, "{}", r.text());
+}
+
+/// A finished TLS handshake with the daemon's listener at `port`.
+fn tls_connection(
+    port: u16,
+    cert: &std::path::Path,
+) -> Option<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(common::client_config(cert), name).unwrap();
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).ok()?;
+    }
+    Some(rustls::StreamOwned::new(conn, tcp))
+}
+
+#[test]
+fn connections_past_the_per_address_cap_are_closed_on_control_and_signaling() {
+    let (d, _ws, _tmp) = start("sec-conns", &["--max-connections-per-ip", "2"]);
+    let cert = d.data_dir.join("tls/cert.pem");
+    for (what, port) in [("control", d.port), ("signaling", d.signaling_port)] {
+        let open: Vec<_> = (0..2).map(|_| tls_connection(port, &cert)).collect();
+        assert!(open.iter().all(Option::is_some), "{what}: two connections are let in");
+        assert!(tls_connection(port, &cert).is_none(), "{what}: a third from the same address is closed");
+        drop(open);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tls_connection(port, &cert).is_none() {
+            assert!(Instant::now() < deadline, "{what}: closed connections do not free their slots");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

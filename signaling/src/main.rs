@@ -52,6 +52,13 @@ struct Args {
     /// WebSocket upgrades a minute per client address; past it, 429. 0: no limit.
     #[arg(long, default_value_t = RateLimitConfig::default().websocket_per_minute)]
     rate_limit_websocket: u32,
+    /// Open connections per client address; past it a new one is closed at once. 0: no cap.
+    #[arg(long, default_value_t = https_server::Limits::default().max_per_ip)]
+    max_connections_per_ip: usize,
+    /// Seconds a request may take to arrive whole and be answered (408 past it). WebSockets,
+    /// once upgraded, are not timed.
+    #[arg(long, default_value_t = https_server::Limits::default().request.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_secs: u64,
     /// A TURN server's URL handed to clients in `/init` (`turn:host:3478?transport=udp`,
     /// `turns:host:5349?transport=tcp`, ...); repeat for several. Needs --turn-secret-file.
     #[arg(long = "turn-url", value_name = "URL", requires = "turn_secret_file")]
@@ -152,22 +159,27 @@ async fn run(args: Args) -> Result<(), String> {
         }
     };
     let app = App::with_options(hub, store, endpoint.clone(), AppOptions { limits, turn });
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&args.cert, &args.key)
-        .await
-        .map_err(|e| format!("TLS certificate {} / key {}: {e}", args.cert.display(), args.key.display()))?;
-    reload_on_hangup(tls.clone(), args.cert.clone(), args.key.clone());
+    let cert = std::sync::Arc::new(
+        https_server::ReloadableCert::load(args.cert.clone(), args.key.clone())
+            .map_err(|e| format!("TLS certificate: {e}"))?,
+    );
+    reload_on_hangup(cert.clone());
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("binding {}: {e}", args.listen))?;
+    let limits = https_server::Limits {
+        max_per_ip: args.max_connections_per_ip,
+        request: std::time::Duration::from_secs(args.request_timeout_secs),
+        ..https_server::Limits::default()
+    };
     info!(listen = %args.listen, %endpoint, "signaling serving /init and the WebSocket");
-    axum_server::bind_rustls(args.listen, tls)
-        .serve(router(app).into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .await
-        .map_err(|e| format!("serving {}: {e}", args.listen))
+    https_server::serve(listener, cert.server_config(), router(app), limits, std::future::pending()).await;
+    Ok(())
 }
 
 /// Reads the certificate and key again on SIGHUP (control sends it when its own certificate
 /// changed): new connections get the new one, open sockets go on. A failed reload keeps the
 /// old certificate.
-fn reload_on_hangup(tls: axum_server::tls_rustls::RustlsConfig, cert: std::path::PathBuf, key: std::path::PathBuf) {
+fn reload_on_hangup(cert: std::sync::Arc<https_server::ReloadableCert>) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
@@ -178,11 +190,9 @@ fn reload_on_hangup(tls: axum_server::tls_rustls::RustlsConfig, cert: std::path:
     };
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            match tls.reload_from_pem_file(&cert, &key).await {
-                Ok(()) => info!(cert = %cert.display(), "TLS certificate reloaded"),
-                Err(e) => {
-                    tracing::warn!(cert = %cert.display(), error = %e, "the TLS certificate was not reloaded; the old one stays")
-                }
+            match cert.reload() {
+                Ok(sha256) => info!(cert = %cert.cert_path.display(), %sha256, "TLS certificate reloaded"),
+                Err(e) => tracing::warn!(error = %e, "the TLS certificate was not reloaded; the old one stays"),
             }
         }
     });

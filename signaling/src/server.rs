@@ -205,8 +205,8 @@ impl App {
     }
 }
 
-/// The routes. Served with `into_make_service_with_connect_info::<SocketAddr>()`, requests
-/// are rate-limited per client address ([`RateLimitConfig`]).
+/// The routes. Served by `https_server::serve` (which gives each request its client address),
+/// requests are rate-limited per client address ([`RateLimitConfig`]).
 pub fn router(app: Arc<App>) -> axum::Router {
     axum::Router::new()
         .route("/init", get(init).options(init_preflight))

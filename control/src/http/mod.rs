@@ -3,8 +3,9 @@
 //! `GET /api/config`, `POST /api/token`, `GET /api/status`; and `GET /metrics` for Prometheus
 //! ([`metrics`]).
 //!
-//! Connections are accepted here, TLS is done by rustls ([`serve`]), and each connection is
-//! served by hyper's HTTP/1.1 server running the axum [`router`]. Errors are JSON
+//! Connections are accepted by the listener control shares with signaling ([`serve`], crate
+//! `https-server`: rustls, hyper's HTTP/1.1, per-address caps and time limits), running the
+//! axum [`router`]. Errors are JSON
 //! `{"code": <status>, "message": "..."}` ([`rest::RestError`], [`demo_api::DemoApiError`]), the
 //! shape of 100ms's REST errors.
 
@@ -18,19 +19,13 @@ pub mod static_files;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{debug, warn};
 
 use crate::supervisor::Status;
-
-/// How long a client has for the TLS handshake, and for sending a request's headers.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything a handler needs.
 #[derive(Debug, Clone)]
@@ -80,51 +75,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Accepts connections on `listener` until `shutdown` turns true; TLS, then HTTP/1.1.
+/// Accepts connections on `listener` until `shutdown` turns true (the shared HTTPS listener:
+/// TLS, HTTP/1.1, per-address connection caps and time limits).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: Router,
+    limits: https_server::Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            res = listener.accept() => match res {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // EMFILE and the like: back off instead of spinning.
-                    warn!("accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = crate::shutting_down(&mut shutdown) => return,
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            // The client's address, for the per-address limits ([`limits`]).
-            let app = app.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
-            let svc = hyper_util::service::TowerToHyperService::new(app);
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HANDSHAKE_TIMEOUT)
-                .serve_connection(TokioIo::new(tls), svc);
-            if let Err(e) = conn.await {
-                debug!(%peer, "connection: {e}");
-            }
-        });
-    }
+    https_server::serve(listener, tls, app, limits, async move { crate::shutting_down(&mut shutdown).await }).await
 }

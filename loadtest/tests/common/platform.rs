@@ -55,6 +55,8 @@ impl Platform {
             .arg(dir.join("no-demo"))
             .args(["--router-port", &router_port.to_string()])
             .arg("--no-turn")
+            // Every peer comes from 127.0.0.1.
+            .args(["--rate-limit-init", "0", "--rate-limit-websocket", "0", "--max-connections-per-ip", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join("control.log")).unwrap())

@@ -71,18 +71,19 @@ pub async fn start(
     tokio::spawn(hub.clone().route_events(events));
 
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
-        cert.cert.pem().into_bytes(),
-        cert.signing_key.serialize_pem().into_bytes(),
-    )
-    .await
-    .unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let served = Arc::new(https_server::ReloadableCert::load(dir.join("cert.pem"), dir.join("key.pem")).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = App::new(hub.clone(), store::Store::open(&db).unwrap(), format!("wss://localhost:{}/ws", addr.port()));
-    let server = axum_server::from_tcp_rustls(listener, tls).unwrap();
-    tokio::spawn(server.serve(signaling::server::router(app).into_make_service()));
+    tokio::spawn(https_server::serve(
+        listener,
+        served.server_config(),
+        signaling::server::router(app),
+        https_server::Limits::default(),
+        std::future::pending(),
+    ));
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).unwrap();
