@@ -6,23 +6,27 @@
 //! shard feeds it the deframed datagrams ([`Inbound::Datagram`]) and its replies to that address
 //! go back over the connection ([`ShardTransmit`]). The engine does not know the difference.
 //!
-//! The sockets live outside the shard loop: an acceptor thread and, per connection, a reader
-//! and a writer thread with blocking I/O. The shard only drains one channel (woken by its
-//! [`Waker`] like a command) and pushes each outgoing datagram into the connection's bounded
-//! queue; the UDP hot path pays one `is_empty` check while no TCP client is connected.
-//! docs/decisions.md says why threads and not the shard's own poll loop.
+//! Reading lives outside the shard loop: an acceptor thread and, per connection, a reader
+//! thread with blocking I/O; the shard drains one channel (woken by its [`Waker`] like a
+//! command). Writing is the shard's: a turn's datagrams for a connection are framed into its
+//! outbox, and after the turn one non-blocking `send` per connection writes them
+//! ([`TcpPeers::flush`]). Only when the socket is full does the connection's writer thread take
+//! over, writing the backlog with blocking writes until it is empty; the shard then writes
+//! directly again. The UDP hot path pays one `is_empty` check while no TCP client is
+//! connected. docs/decisions.md says why threads and not the shard's own poll loop.
 //!
 //! Against misuse: a connection's first frame must be a STUN message (else it is closed), a
 //! connection silent for the consent timeout is closed, each shard keeps at most
-//! `max_connections`, and a frame never exceeds the 64 KiB RFC 4571 allows. A full queue drops
-//! datagrams and counts them, as a full UDP socket buffer would.
+//! `max_connections`, and a frame never exceeds the 64 KiB RFC 4571 allows. An outbox past
+//! [`MAX_OUTBOX`] drops datagrams and counts them, as a full UDP socket buffer would.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 use router_engine::Transmit;
@@ -31,12 +35,11 @@ use tracing::{debug, warn};
 
 use crate::io::{Sender, Waker};
 
-/// Datagrams queued towards one client before more are dropped (about 1.5 MB at full size).
-const SEND_QUEUE: usize = 1024;
+/// Bytes queued towards one client (framed datagrams the socket did not take yet) before
+/// more datagrams are dropped: about a thousand full-size ones.
+pub const MAX_OUTBOX: usize = 1536 * 1024;
 /// Datagrams queued from all clients towards the shard before more are dropped.
 const RECV_QUEUE: usize = 8192;
-/// Bytes a writer gathers from its queue into one `write`.
-const WRITE_COALESCE: usize = 64 * 1024;
 /// Stack of each connection's threads: they hold one frame buffer and little else.
 const THREAD_STACK: usize = 128 * 1024;
 
@@ -51,8 +54,40 @@ enum Inbound {
 /// The shard's handle on one connection.
 struct Connection {
     number: u64,
-    out: mpsc::SyncSender<Vec<u8>>,
+    outbox: Arc<Outbox>,
     stream: Arc<TcpStream>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // The shard forgot the connection: its writer thread ends.
+        self.outbox.lock().closed = true;
+        self.outbox.ready.notify_one();
+    }
+}
+
+/// What the shard and a connection's writer thread share: the framed datagrams not yet
+/// written, in order.
+#[derive(Default)]
+struct Outbox {
+    state: Mutex<OutboxState>,
+    /// Wakes the writer: it has a backlog to write, or the connection is forgotten.
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct OutboxState {
+    bytes: Vec<u8>,
+    /// The socket was full: the writer thread owns the writing until `bytes` is empty, and the
+    /// shard only appends.
+    backlog: bool,
+    closed: bool,
+}
+
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutboxState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Counters shared by the threads and read by the shard for its `counters` reply.
@@ -105,6 +140,8 @@ impl std::fmt::Debug for IceTcp {
 /// The open connections by client address: where [`ShardTransmit`] sends.
 pub struct TcpPeers {
     map: HashMap<SocketAddr, Connection>,
+    /// Connections given datagrams this turn, for [`TcpPeers::flush`].
+    dirty: RefCell<Vec<SocketAddr>>,
     shared: Arc<Shared>,
 }
 
@@ -124,7 +161,8 @@ impl IceTcp {
         let shared = Arc::new(Shared::default());
         let acceptor = Acceptor { listener, tx, wake, shared: shared.clone(), max_connections, idle };
         std::thread::Builder::new().name(format!("ice-tcp-{}", local.port())).spawn(move || acceptor.run())?;
-        Ok(IceTcp { local, inbound, peers: TcpPeers { map: HashMap::new(), shared: shared.clone() }, shared })
+        let peers = TcpPeers { map: HashMap::new(), dirty: RefCell::new(Vec::new()), shared: shared.clone() };
+        Ok(IceTcp { local, inbound, peers, shared })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -186,19 +224,65 @@ impl Drop for IceTcp {
 }
 
 impl TcpPeers {
-    /// Queues `datagram` on the connection from `dst`; false when `dst` is not a TCP client.
+    /// Frames `datagram` into the outbox of the connection from `dst`; false when `dst` is not
+    /// a TCP client. Written by the next [`TcpPeers::flush`].
     fn send(&self, dst: SocketAddr, datagram: &[u8]) -> bool {
         let Some(conn) = self.map.get(&dst) else { return false };
-        match conn.out.try_send(datagram.to_vec()) {
-            Ok(()) => {
-                self.shared.tx_datagrams.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.shared.tx_dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        let mut out = conn.outbox.lock();
+        if out.closed || out.bytes.len() + 2 + datagram.len() > MAX_OUTBOX {
+            self.shared.tx_dropped.fetch_add(1, Ordering::Relaxed);
+            return true;
         }
+        if out.bytes.is_empty() && !out.backlog {
+            self.dirty.borrow_mut().push(dst);
+        }
+        frame_into(&mut out.bytes, datagram);
+        self.shared.tx_datagrams.fetch_add(1, Ordering::Relaxed);
         true
     }
+
+    /// Writes each connection's datagrams of this turn with one non-blocking `send`; what a
+    /// full socket does not take stays in the outbox for the connection's writer thread.
+    pub fn flush(&self) {
+        if self.map.is_empty() {
+            return;
+        }
+        for addr in self.dirty.borrow_mut().drain(..) {
+            let Some(conn) = self.map.get(&addr) else { continue };
+            let mut out = conn.outbox.lock();
+            if out.backlog || out.closed || out.bytes.is_empty() {
+                continue;
+            }
+            match send_now(&conn.stream, &out.bytes) {
+                Ok(n) if n == out.bytes.len() => out.bytes.clear(),
+                Ok(n) => {
+                    out.bytes.drain(..n);
+                    out.backlog = true;
+                    conn.outbox.ready.notify_one();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    out.backlog = true;
+                    conn.outbox.ready.notify_one();
+                }
+                // The connection failed; its reader sees that too and reports the close.
+                Err(_) => {
+                    out.bytes.clear();
+                    out.closed = true;
+                    conn.outbox.ready.notify_one();
+                }
+            }
+        }
+    }
+}
+
+/// One `send` that does not block (the socket stays blocking for the connection's threads)
+/// and raises no SIGPIPE.
+fn send_now(stream: &TcpStream, bytes: &[u8]) -> std::io::Result<usize> {
+    // SAFETY: `bytes` is a live slice for the call; the fd is open while `stream` is.
+    let n = unsafe {
+        libc::send(stream.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
 }
 
 /// The engine's [`Transmit`] in a shard: a datagram for a TCP client goes to its connection,
@@ -268,8 +352,8 @@ impl Acceptor {
         let _ = stream.set_nodelay(true);
         let _ = stream.set_read_timeout(Some(self.idle));
         let stream = Arc::new(stream);
-        let (out_tx, out_rx) = mpsc::sync_channel::<Vec<u8>>(SEND_QUEUE);
-        let conn = Connection { number, out: out_tx, stream: stream.clone() };
+        let outbox = Arc::new(Outbox::default());
+        let conn = Connection { number, outbox: outbox.clone(), stream: stream.clone() };
         self.tx.send(Inbound::Opened(addr, conn)).map_err(|_| ())?;
         self.wake.wake();
         debug!(%addr, "ICE-TCP connection open");
@@ -277,7 +361,7 @@ impl Acceptor {
         let spawned = std::thread::Builder::new()
             .name("ice-tcp-write".into())
             .stack_size(THREAD_STACK)
-            .spawn(move || write_loop(&writer, out_rx));
+            .spawn(move || write_backlog(&writer, &outbox));
         let reader =
             Reader { stream, addr, number, tx: self.tx.clone(), wake: self.wake.clone(), shared: self.shared.clone() };
         let spawned = spawned.and_then(|_| {
@@ -290,25 +374,39 @@ impl Acceptor {
     }
 }
 
-/// Writes each queued datagram behind its length, gathering what is queued into one write.
-/// Ends when the shard forgets the connection (the queue's sender is dropped) or a write fails.
-fn write_loop(stream: &TcpStream, queue: mpsc::Receiver<Vec<u8>>) {
-    let mut buf = Vec::with_capacity(WRITE_COALESCE + 2 + u16::MAX as usize);
+/// The connection's writer: sleeps until the shard finds the socket full, then writes the
+/// outbox with blocking writes until it is empty and hands the writing back. Ends when the
+/// shard forgets the connection or a write fails.
+fn write_backlog(stream: &TcpStream, outbox: &Outbox) {
     let mut stream = stream;
-    while let Ok(first) = queue.recv() {
-        buf.clear();
-        frame_into(&mut buf, &first);
-        while buf.len() < WRITE_COALESCE {
-            match queue.try_recv() {
-                Ok(next) => frame_into(&mut buf, &next),
-                Err(_) => break,
+    let mut buf = Vec::new();
+    loop {
+        {
+            let mut out = outbox.lock();
+            loop {
+                if out.closed {
+                    drop(out);
+                    let _ = stream.shutdown(Shutdown::Both);
+                    return;
+                }
+                if out.backlog {
+                    if !out.bytes.is_empty() {
+                        break;
+                    }
+                    // Written out: the shard writes directly again.
+                    out.backlog = false;
+                }
+                out = outbox.ready.wait(out).unwrap_or_else(PoisonError::into_inner);
             }
+            std::mem::swap(&mut buf, &mut out.bytes);
         }
         if stream.write_all(&buf).is_err() {
-            break;
+            let mut out = outbox.lock();
+            out.closed = true;
+            out.bytes.clear();
         }
+        buf.clear();
     }
-    let _ = stream.shutdown(Shutdown::Both);
 }
 
 /// Appends one RFC 4571 frame; a datagram too long for one is dropped (the engine never makes
@@ -383,5 +481,69 @@ impl Reader {
             std::io::ErrorKind::UnexpectedEof => "closed by the client",
             _ => "read failed",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{BackendChoice, IoOptions, UdpIo};
+
+    /// A client that does not read fills the socket: the shard's direct sends stop, the
+    /// writer thread writes the backlog, the outbox's cap drops the excess, and what arrives
+    /// is every kept datagram whole and in order.
+    #[test]
+    fn a_full_socket_hands_the_writing_to_the_writer_and_nothing_arrives_out_of_order() {
+        let udp = UdpIo::bind("127.0.0.1:0".parse().unwrap(), BackendChoice::Mmsg, &IoOptions::default()).unwrap();
+        let mut tcp = IceTcp::start("127.0.0.1:0".parse().unwrap(), 4, Duration::from_secs(30), udp.waker()).unwrap();
+        let mut client = TcpStream::connect(tcp.local_addr()).unwrap();
+        let addr = client.local_addr().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while tcp.peers().map.is_empty() {
+            tcp.drain(|_, _, _| {});
+            assert!(std::time::Instant::now() < deadline, "the connection was not registered");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // 8 MB in turns of 50 datagrams while the client reads nothing.
+        let sent = 7000u32;
+        for i in 0..sent {
+            let mut datagram = vec![(i % 251) as u8; 1200];
+            datagram[..4].copy_from_slice(&i.to_be_bytes());
+            assert!(tcp.peers().send(addr, &datagram));
+            if i % 50 == 49 {
+                tcp.peers().flush();
+            }
+        }
+        tcp.peers().flush();
+        let stats = tcp.stats();
+        assert!(stats.tx_dropped > 0, "8 MB to a client that reads nothing overflows the outbox");
+        // Now the client reads everything there is.
+        client.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let (mut got, mut last) = (0u64, None::<u32>);
+        loop {
+            let mut len = [0u8; 2];
+            if client.read_exact(&mut len).is_err() {
+                break;
+            }
+            let mut datagram = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            client.read_exact(&mut datagram).unwrap();
+            let i = u32::from_be_bytes(datagram[..4].try_into().unwrap());
+            assert!(datagram[4..].iter().all(|&b| b == (i % 251) as u8), "datagram {i} arrived whole");
+            assert!(last.is_none_or(|l| i > l), "datagram {i} after {last:?}");
+            last = Some(i);
+            got += 1;
+        }
+        assert_eq!(got + stats.tx_dropped, u64::from(sent), "each datagram arrived or was counted dropped");
+        assert!(got > 1000, "the writer wrote the backlog: {got} arrived");
+        // The writing is the shard's again: a new datagram goes straight out.
+        while tcp.peers().map[&addr].outbox.lock().backlog {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(tcp.peers().send(addr, &sent.to_be_bytes()));
+        tcp.peers().flush();
+        let mut frame = [0u8; 6];
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        client.read_exact(&mut frame).unwrap();
+        assert_eq!(frame, [0, 4, 0, 0, 0x1b, 0x58]);
     }
 }

@@ -175,6 +175,9 @@ fn run(
         if let Err(e) = io.flush() {
             warn!(shard = index, error = %e, "send batch failed");
         }
+        if let Some(tcp) = &tcp {
+            tcp.peers().flush();
+        }
         let timeout = engine.poll_timeout().saturating_duration_since(Instant::now());
         // When the batch was taken from the kernel: the first datagram's delivery.
         let mut batch_start = None;
@@ -199,6 +202,9 @@ fn run(
         }
         while let Some(ev) = engine.poll_event() {
             let _ = events.send((index, ev));
+        }
+        if let Some(tcp) = &tcp {
+            tcp.peers().flush();
         }
         match io.flush() {
             Ok(fs) if fs.datagrams > 0 => {
