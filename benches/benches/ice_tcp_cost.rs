@@ -1,7 +1,9 @@
-//! What a subscriber over ICE-TCP costs the router against one over UDP: one publisher (UDP)
-//! sends VP8 and Opus to N str0m subscribers, first all over UDP, then all over ICE-TCP, in one
-//! run. Reports the router's CPU time (its shard thread, and for TCP also its ICE-TCP
-//! threads, read from /proc) per datagram it sent to the subscribers, and the ratio. Run:
+//! What a subscriber over ICE-TCP, and one relayed by TURN, cost against one over UDP: one
+//! publisher (UDP) sends VP8 and Opus to N str0m subscribers, all over UDP, then all over
+//! ICE-TCP, then all through a coturn relay (when `/usr/bin/turnserver` is installed), in one
+//! run. Reports the CPU time per datagram sent to the subscribers: the router's (its shard
+//! thread, and for TCP its ICE-TCP threads, read from /proc), and for TURN also coturn's
+//! (the whole process), and the ratios to UDP. Run:
 //!
 //! ```text
 //! cargo bench -p benches --bench ice_tcp_cost                 # 20 subscribers, 10 s each
@@ -9,7 +11,7 @@
 //! ```
 //!
 //! The clients run on the bench's main thread, so their CPU is not counted; only threads named
-//! `shard-*` and `ice-tcp*` are.
+//! `shard-*` and `ice-tcp*` are, and coturn's process.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failed unwrap is a failed run
 
@@ -52,6 +54,63 @@ fn threads_cpu(prefixes: &[&str]) -> Duration {
     Duration::from_nanos(ns as u64)
 }
 
+/// CPU time of a whole process.
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    Duration::from_nanos((ticks * 1e9 / unsafe_clk_tck()) as u64)
+}
+
+/// How the subscribers reach the router.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    Udp,
+    IceTcp,
+    /// Through coturn at this address, its pid and shared secret.
+    Turn(std::net::SocketAddr, u32, &'static str),
+}
+
+/// coturn on 127.0.0.1 with a shared secret, relaying to loopback peers (the router).
+struct Coturn {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+const TURN_SECRET: &str = "bench-secret";
+
+impl Coturn {
+    fn start() -> Option<Coturn> {
+        let bin = std::path::Path::new("/usr/bin/turnserver");
+        if !bin.exists() {
+            return None;
+        }
+        let port = std::net::UdpSocket::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let child = std::process::Command::new(bin)
+            .args(["-n", "--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "--listening-port"])
+            .arg(port.to_string())
+            .args(["--use-auth-secret", "--static-auth-secret", TURN_SECRET, "--realm", "bench"])
+            .args(["--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers", "--min-port", "52000"])
+            .args(["--max-port", "52999", "--log-file", "stdout", "--simple-log", "--no-stdout-log"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        // Ready when it answers a request (an unauthenticated Allocate gets a 401).
+        std::thread::sleep(Duration::from_millis(500));
+        Some(Coturn { child, addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)) })
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn unsafe_clk_tck() -> f64 {
     // SAFETY: sysconf has no preconditions.
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
@@ -68,7 +127,7 @@ struct Run {
     datagrams: u64,
 }
 
-fn run(protocol: IceProtocol, subscribers: usize, seconds: u64) -> Run {
+fn run(path: Path, subscribers: usize, seconds: u64) -> Run {
     let cfg = Config { shards: 1, base_port: 0, pin: false, ..Config::default() };
     let mut router = Router::start(&cfg).expect("router starts");
     let publisher: TransportInfo = call(&router, RouterCommand::CreateTransport { shard: None });
@@ -76,10 +135,14 @@ fn run(protocol: IceProtocol, subscribers: usize, seconds: u64) -> Run {
     let mut peers = vec![Peer::udp()];
     for _ in 0..subscribers {
         let info: TransportInfo = call(&router, RouterCommand::CreateTransport { shard: None });
-        peers.push(match protocol {
-            IceProtocol::Udp => Peer::udp(),
-            IceProtocol::Tcp => {
-                Peer::tcp(info.candidates.iter().find(|c| c.protocol == IceProtocol::Tcp).unwrap().addr)
+        let candidate = |p| info.candidates.iter().find(|c| c.protocol == p).unwrap().addr;
+        peers.push(match path {
+            Path::Udp => Peer::udp(),
+            Path::IceTcp => Peer::tcp(candidate(IceProtocol::Tcp)),
+            Path::Turn(server, _, secret) => {
+                let (user, password) =
+                    integration_tests::turn::rest_credential(secret, "bench", Duration::from_secs(3600));
+                Peer::relayed(server, &user, &password, candidate(IceProtocol::Udp))
             }
         });
         infos.push(info);
@@ -125,6 +188,12 @@ fn run(protocol: IceProtocol, subscribers: usize, seconds: u64) -> Run {
     vp8.packets_per_frame = 4;
     vp8.payload_size = 1100;
     let threads: &[&str] = &["shard-", "ice-tcp"];
+    // The relay's CPU counts too: each datagram to a relayed subscriber crosses it.
+    let relay = match path {
+        Path::Turn(_, pid, _) => Some(pid),
+        _ => None,
+    };
+    let cpu = || threads_cpu(threads) + relay.map(process_cpu).unwrap_or_default();
     // A second of warm-up (keyframes, feedback), then the measured stretch.
     let start = Instant::now();
     let (mut next_audio, mut next_video) = (start, start);
@@ -132,7 +201,7 @@ fn run(protocol: IceProtocol, subscribers: usize, seconds: u64) -> Run {
     while Instant::now() < start + Duration::from_secs(seconds + 1) {
         let now = Instant::now();
         if measured.is_none() && now >= start + Duration::from_secs(1) {
-            measured = Some((now, threads_cpu(threads), sent(&router)));
+            measured = Some((now, cpu(), sent(&router)));
         }
         if now >= next_audio {
             next_audio += Duration::from_millis(20);
@@ -151,7 +220,7 @@ fn run(protocol: IceProtocol, subscribers: usize, seconds: u64) -> Run {
         pump_all(&mut peers, Duration::from_millis(1));
     }
     let (_, cpu0, sent0) = measured.expect("the run lasted past its warm-up");
-    let result = Run { cpu: threads_cpu(threads) - cpu0, datagrams: sent(&router) - sent0 };
+    let result = Run { cpu: cpu() - cpu0, datagrams: sent(&router) - sent0 };
     router.shutdown();
     result
 }
@@ -159,16 +228,25 @@ fn run(protocol: IceProtocol, subscribers: usize, seconds: u64) -> Run {
 fn main() {
     let subscribers = env("ICE_TCP_SUBSCRIBERS", 20) as usize;
     let seconds = env("ICE_TCP_SECONDS", 10);
-    let mut per_packet = Vec::new();
-    for protocol in [IceProtocol::Udp, IceProtocol::Tcp] {
-        let r = run(protocol, subscribers, seconds);
+    let coturn = Coturn::start();
+    let mut paths = vec![("UDP", Path::Udp), ("ICE-TCP", Path::IceTcp)];
+    match &coturn {
+        Some(c) => paths.push(("TURN", Path::Turn(c.addr, c.child.id(), TURN_SECRET))),
+        None => println!("TURN: /usr/bin/turnserver is not installed (apt-get install coturn); not measured"),
+    }
+    let mut udp = None;
+    for (name, path) in paths {
+        let r = run(path, subscribers, seconds);
         let us = r.cpu.as_secs_f64() * 1e6 / r.datagrams.max(1) as f64;
+        let what = if matches!(path, Path::Turn(..)) { "router and coturn CPU" } else { "router CPU" };
         println!(
-            "{protocol:?}: {subscribers} subscribers, {} datagrams sent in {seconds} s, router CPU {:.3} s, {us:.2} CPU-µs per datagram",
+            "{name}: {subscribers} subscribers, {} datagrams sent in {seconds} s, {what} {:.3} s, {us:.2} CPU-µs per datagram",
             r.datagrams,
             r.cpu.as_secs_f64()
         );
-        per_packet.push(us);
+        match udp {
+            None => udp = Some(us),
+            Some(base) => println!("{name} / UDP per datagram: {:.2}x (target: at most 1.5x)", us / base),
+        }
     }
-    println!("ICE-TCP / UDP per datagram: {:.2}x (target: at most 1.5x)", per_packet[1] / per_packet[0]);
 }

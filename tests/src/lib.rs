@@ -11,4 +11,5 @@ pub mod media;
 pub mod room;
 pub mod sim;
 pub mod simulcast;
+pub mod turn;
 pub mod wire;

@@ -1,6 +1,7 @@
-//! A str0m [`Client`] on a real socket: UDP, or a TCP connection to the router's ICE-TCP
-//! candidate with RFC 4571 framing (a 16-bit length before each datagram). [`Peer::pump`]
-//! moves what arrived into the client and what the client wants to send onto the wire.
+//! A str0m [`Client`] on a real socket: UDP, a TCP connection to the router's ICE-TCP
+//! candidate with RFC 4571 framing (a 16-bit length before each datagram), or UDP through a
+//! TURN server's relay ([`crate::turn`]). [`Peer::pump`] moves what arrived into the client and
+//! what the client wants to send onto the wire.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -16,6 +17,8 @@ enum Link {
     Udp(UdpSocket),
     /// The connection and the bytes read but not yet a whole frame.
     Tcp(TcpStream, Vec<u8>),
+    /// A UDP socket whose every datagram goes through a TURN relay to the router.
+    Relayed(UdpSocket, crate::turn::Allocation),
 }
 
 /// A client and its socket.
@@ -42,6 +45,18 @@ impl Peer {
         Peer { client, link: Link::Tcp(stream, Vec::new()) }
     }
 
+    /// A client whose datagrams go through a relay allocated on the TURN server `turn` (with
+    /// a long-term credential), its channel bound to `router`: the router sees the relay's
+    /// address.
+    pub fn relayed(turn: SocketAddr, username: &str, password: &str, router: SocketAddr) -> Peer {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
+        let allocation = crate::turn::allocate(&socket, turn, username, password, router)
+            .unwrap_or_else(|e| panic!("TURN allocation on {turn}: {e}"));
+        socket.set_nonblocking(true).expect("non-blocking");
+        let client = Client::new(socket.local_addr().expect("bound"), Instant::now());
+        Peer { client, link: Link::Relayed(socket, allocation) }
+    }
+
     /// Receives what is waiting, then sends what the client has to send.
     pub fn pump(&mut self) {
         match &mut self.link {
@@ -52,6 +67,20 @@ impl Peer {
                 }
                 for (dst, data) in self.client.poll(Instant::now()) {
                     let _ = socket.send_to(&data, dst);
+                }
+            }
+            Link::Relayed(socket, relay) => {
+                let mut buf = [0u8; 2048];
+                while let Ok((n, src)) = socket.recv_from(&mut buf) {
+                    // Data from the router arrives as ChannelData; the server's own messages
+                    // (none are asked for after the setup) are ignored.
+                    if let Some(data) = crate::turn::from_channel(&buf[..n]).filter(|_| src == relay.server) {
+                        self.client.handle(Instant::now(), relay.peer, data);
+                    }
+                }
+                for (dst, data) in self.client.poll(Instant::now()) {
+                    assert_eq!(dst, relay.peer, "a relayed client sends only to its one peer");
+                    let _ = socket.send_to(&crate::turn::channel_data(&data), relay.server);
                 }
             }
             Link::Tcp(stream, pending) => {
