@@ -216,6 +216,77 @@ fn every_signaling_route_refuses_missing_forged_expired_and_management_tokens() 
     // With a good token: a malformed offer is 400, an unknown resource 404, nothing minted.
     assert_eq!(call("POST", "/whip", Some(&good)).status, 400);
     assert_eq!(call("DELETE", &format!("/whip{resource}"), Some(&good)).status, 404);
+
+    // The WebSocket: the SDK's socket is refused with an on-error push and a close, which the
+    // SDK treats as final (an HTTP refusal would make it retry for a minute).
+    let other = Store::open(&d.data_dir.join("platform.db")).unwrap().create_workspace("other").unwrap();
+    let theirs = store::token::mint_auth_token(&other, id, "u", "host", hour, now);
+    for (what, token, close) in [
+        ("forged", forged.as_str(), 4401),
+        ("expired", expired.as_str(), 4401),
+        ("management", mine.as_str(), 4401),
+        ("another workspace's", theirs.as_str(), 4403),
+    ] {
+        let (error, code) = websocket_refusal(d.signaling_port, &cert, Some(token));
+        assert_eq!(code, close, "the socket with a {what} token closes with {close}: {error}");
+        assert!(error.contains("\"on-error\""), "a {what} token gets an on-error push: {error}");
+    }
+    let (error, code) = websocket_refusal(d.signaling_port, &cert, None);
+    assert_eq!(code, 4401, "a socket without a token: {error}");
+    assert_eq!(websocket_refusal(d.signaling_port, &cert, Some(&good)).1, 0, "a good token keeps its socket");
+}
+
+/// Opens signaling's WebSocket with `token` and reads until the server closes it: the first
+/// text message and the close code (0: still open after a second).
+fn websocket_refusal(port: u16, cert: &std::path::Path, token: Option<&str>) -> (String, u16) {
+    use std::io::{Read, Write};
+    let mut s = tls_connection(port, cert).unwrap();
+    let query = token.map(|t| format!("&token={t}")).unwrap_or_default();
+    let upgrade = format!(
+        "GET /ws?peer=sec-peer{query} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(upgrade.as_bytes()).unwrap();
+    s.sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        let n = s.read(&mut buf).unwrap();
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    assert!(raw.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&raw));
+    let mut frames = raw.split_off(head_end);
+    let (mut text, mut close) = (String::new(), 0u16);
+    loop {
+        // Server frames are unmasked: opcode, a 7-bit length (or 126 and 16 bits), the payload.
+        while frames.len() >= 2 {
+            let opcode = frames[0] & 0x0f;
+            let (len, start) = match frames[1] & 0x7f {
+                126 if frames.len() >= 4 => (usize::from(u16::from_be_bytes([frames[2], frames[3]])), 4),
+                126 => break,
+                n => (usize::from(n), 2),
+            };
+            if frames.len() < start + len {
+                break;
+            }
+            let payload: Vec<u8> = frames.drain(..start + len).skip(start).collect();
+            match opcode {
+                1 if text.is_empty() => text = String::from_utf8_lossy(&payload).into_owned(),
+                8 if payload.len() >= 2 => close = u16::from_be_bytes([payload[0], payload[1]]),
+                _ => {}
+            }
+        }
+        if close != 0 {
+            return (text, close);
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return (text, close),
+            Ok(n) => frames.extend_from_slice(&buf[..n]),
+        }
+    }
 }
 
 #[test]
@@ -262,6 +333,11 @@ fn a_revoked_key_is_refused_at_once_and_a_rotated_one_works() {
     // ... and from then on neither its management nor its client tokens get in.
     assert_eq!(d.call("GET", "/v2/rooms", &old, None).status, 401);
     assert_eq!(init().status, 401, "signaling still takes a revoked key's token");
+    assert_eq!(
+        websocket_refusal(d.signaling_port, &cert, Some(&client)).1,
+        4401,
+        "the socket takes a revoked key's token"
+    );
     assert_eq!(d.call("GET", "/v2/rooms", &new, None).status, 200);
     // The last key stays; another workspace's key is not found.
     let last = d.call("POST", &format!("/v2/workspace/keys/{}/revoke", new_ws.access_key), &new, Some("{}"));
