@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `POST /whip` (`application/sdp` offer, `Authorization: Bearer <auth token>`, optional `?name=`) | 201, the answer, `Location: /whip/<room>/<peer>` |
 //! | `POST /whep` (a receive-only offer, the bearer, optional `?peer=<peer id>`) | 201, the answer, `Location: /whep/<room>/<peer>` |
-//! | `PATCH <resource>` (trickled candidates) | 204: the router is ICE-lite and learns the client's addresses from its checks |
+//! | `PATCH <resource>` (trickled candidates) | 204: the router is ICE-lite and learns the client's addresses from its checks; an ICE restart (a new `a=ice-ufrag`) is 422, as RFC 9725 says for a server with trickle but no restarts |
 //! | `DELETE <resource>` | 200: the peer leaves |
 //!
 //! The auth token is the SDK's (its room, role and user). Refusals: 401 without a valid
@@ -42,8 +42,8 @@ pub fn routes() -> axum::Router<Arc<App>> {
     axum::Router::new()
         .route("/whip", post(whip).options(preflight))
         .route("/whep", post(whep).options(preflight))
-        .route("/whip/{room}/{peer}", axum::routing::delete(end_whip).patch(touch_whip).options(preflight))
-        .route("/whep/{room}/{peer}", axum::routing::delete(end_whep).patch(touch_whep).options(preflight))
+        .route("/whip/{room}/{peer}", axum::routing::delete(end_whip).patch(patch_whip).options(preflight))
+        .route("/whep/{room}/{peer}", axum::routing::delete(end_whep).patch(patch_whep).options(preflight))
         .layer(DefaultBodyLimit::max(MAX_OFFER))
 }
 
@@ -181,14 +181,15 @@ async fn whep(State(app): State<Arc<App>>, Query(q): Query<WhepQuery>, headers: 
     play.await.unwrap_or_else(from_denied)
 }
 
-/// `PATCH` or `DELETE` of a resource: the token must be for its room and user.
+/// `PATCH` (with its SDP fragment) or `DELETE` (`None`) of a resource: the token must be for
+/// its room and user.
 async fn on_resource(
     app: &App,
     headers: &HeaderMap,
     kind: HttpPeerKind,
     room: &str,
     peer: String,
-    end: bool,
+    patch: Option<String>,
 ) -> Response {
     let act = async {
         let auth = authorize(app, headers)?;
@@ -196,13 +197,17 @@ async fn on_resource(
             return Err(Denied::new(StatusCode::NOT_FOUND, "no such session for this token"));
         }
         let user_id = auth.claims.user_id.clone();
-        let op = if end {
-            HttpOp::End { kind, peer_id: peer, user_id }
-        } else {
-            HttpOp::Touch { kind, peer_id: peer, user_id }
+        let status = match patch {
+            None => {
+                ask_room(app, &auth, HttpOp::End { kind, peer_id: peer, user_id }).await?;
+                StatusCode::OK
+            }
+            Some(fragment) => {
+                ask_room(app, &auth, HttpOp::Patch { kind, peer_id: peer, user_id, fragment }).await?;
+                StatusCode::NO_CONTENT
+            }
         };
-        ask_room(app, &auth, op).await?;
-        Ok(with_cors(if end { StatusCode::OK } else { StatusCode::NO_CONTENT }.into_response()))
+        Ok(with_cors(status.into_response()))
     };
     act.await.unwrap_or_else(from_denied)
 }
@@ -212,7 +217,7 @@ async fn end_whip(
     Path((room, peer)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    on_resource(&app, &headers, HttpPeerKind::Whip, &room, peer, true).await
+    on_resource(&app, &headers, HttpPeerKind::Whip, &room, peer, None).await
 }
 
 async fn end_whep(
@@ -220,21 +225,25 @@ async fn end_whep(
     Path((room, peer)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    on_resource(&app, &headers, HttpPeerKind::Whep, &room, peer, true).await
+    on_resource(&app, &headers, HttpPeerKind::Whep, &room, peer, None).await
 }
 
-async fn touch_whip(
+async fn patch_whip(
     State(app): State<Arc<App>>,
     Path((room, peer)): Path<(String, String)>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
-    on_resource(&app, &headers, HttpPeerKind::Whip, &room, peer, false).await
+    let fragment = String::from_utf8_lossy(&body).into_owned();
+    on_resource(&app, &headers, HttpPeerKind::Whip, &room, peer, Some(fragment)).await
 }
 
-async fn touch_whep(
+async fn patch_whep(
     State(app): State<Arc<App>>,
     Path((room, peer)): Path<(String, String)>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
-    on_resource(&app, &headers, HttpPeerKind::Whep, &room, peer, false).await
+    let fragment = String::from_utf8_lossy(&body).into_owned();
+    on_resource(&app, &headers, HttpPeerKind::Whep, &room, peer, Some(fragment)).await
 }

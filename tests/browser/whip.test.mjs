@@ -92,6 +92,8 @@ test('a WHIP publisher that is a plain page is seen and heard by an SDK subscrib
 
     // PATCH (trickle) is accepted; DELETE ends it, once.
     assert.equal((await request(page, resource, { method: 'PATCH', token, type: 'application/trickle-ice-sdpfrag', body: 'a=end-of-candidates\r\n' })).status, 204);
+    const restart = 'a=ice-ufrag:R3st\r\na=ice-pwd:restartrestartrestart12\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n';
+    assert.equal((await request(page, resource, { method: 'PATCH', token, type: 'application/trickle-ice-sdpfrag', body: restart })).status, 422, 'an ICE restart is refused as RFC 9725 says');
     assert.equal((await request(page, resource, { method: 'DELETE', token, type: null })).status, 200);
     await waitFor('the WHIP peer to leave bob\'s room', async () => !(await bob.peers()).some((x) => x.name === 'WHIP page'));
     assert.equal((await request(page, resource, { method: 'DELETE', token, type: null })).status, 404, 'a resource is deleted once');

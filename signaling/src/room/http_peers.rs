@@ -50,9 +50,10 @@ pub enum HttpOp {
     /// Play this receive-only offer: the tracks of `source` (a peer id), or of the first
     /// publishing peer the role subscribes to.
     Play { user_id: String, role: String, source: Option<String>, offer: String },
-    /// `PATCH` (trickled candidates, which an ICE-lite server learns from the checks
-    /// themselves): the resource must exist and be the caller's.
-    Touch { kind: HttpPeerKind, peer_id: String, user_id: String },
+    /// `PATCH` with an SDP fragment: trickled candidates are accepted (an ICE-lite server
+    /// learns the client's addresses from its checks); an ICE restart (a new `a=ice-ufrag`) is
+    /// refused with 422. The resource must exist and be the caller's.
+    Patch { kind: HttpPeerKind, peer_id: String, user_id: String, fragment: String },
     /// `DELETE`: the peer leaves.
     End { kind: HttpPeerKind, peer_id: String, user_id: String },
 }
@@ -75,8 +76,19 @@ impl Room {
             HttpOp::Play { user_id, role, source, offer } => {
                 self.whep_play(user_id, role, source.as_deref(), &offer).await
             }
-            HttpOp::Touch { kind, peer_id, user_id } => {
-                self.http_peer(kind, &peer_id, &user_id)?;
+            HttpOp::Patch { kind, peer_id, user_id, fragment } => {
+                let peer = self.http_peer(kind, &peer_id, &user_id)?;
+                let known = match kind {
+                    HttpPeerKind::Whip => peer.publish.as_ref().and_then(|p| p.ice_ufrag.clone()),
+                    HttpPeerKind::Whep => peer.subscribe.as_ref().and_then(|s| s.ice_ufrag.clone()),
+                };
+                let asked = fragment.lines().find_map(|l| l.trim().strip_prefix("a=ice-ufrag:")).map(str::trim);
+                if asked.is_some_and(|u| Some(u) != known.as_deref()) {
+                    return Err(Refusal::new(
+                        code::NOT_IMPLEMENTED,
+                        "ICE restarts are not supported: end this session (DELETE) and start a new one (POST)",
+                    ));
+                }
                 Ok(HttpReply::Done)
             }
             HttpOp::End { kind, peer_id, user_id } => {
@@ -295,6 +307,7 @@ impl Room {
                 publish: None,
                 subscribe: Some(SubscribeSide {
                     transport,
+                    ice_ufrag: plan.connect.ice_ufrag.clone(),
                     connected: true,
                     last_offer: None,
                     awaiting_answer: false,

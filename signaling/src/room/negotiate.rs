@@ -140,6 +140,7 @@ impl Room {
                     if let Some(p) = self.peers.get_mut(peer_id) {
                         p.subscribe = Some(SubscribeSide {
                             transport,
+                            ice_ufrag: None,
                             connected: false,
                             last_offer: None,
                             awaiting_answer: false,

@@ -94,6 +94,9 @@ pub(super) struct Subscribed {
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct SubscribeSide {
     pub(super) transport: TransportInfo,
+    /// The client's ICE username fragment, where known (a WHEP player's, from its offer).
+    #[serde(default)]
+    pub(super) ice_ufrag: Option<String>,
     pub(super) connected: bool,
     pub(super) last_offer: Option<SubscribeOffer>,
     /// An offer is out and its answer has not come back: the next one waits.
