@@ -7,9 +7,10 @@
 #                                      fan-out room and in meeting-size rooms
 #   scripts/bench.sh flatness          CPU per forwarded packet from 10 to 2,000 subscribers
 #   scripts/bench.sh criterion [f]     the criterion benches (packet path, SRTP, recorder)
-#   scripts/bench.sh ice-tcp           the router's CPU per datagram to subscribers over ICE-TCP
-#                                      against UDP, in one run (ICE_TCP_SUBSCRIBERS 20,
-#                                      ICE_TCP_SECONDS 10; benches/benches/ice_tcp_cost.rs)
+#   scripts/bench.sh ice-tcp           the CPU per datagram to subscribers over ICE-TCP and
+#                                      relayed by coturn against UDP, in one run
+#                                      (ICE_TCP_SUBSCRIBERS 20, ICE_TCP_SECONDS 10;
+#                                      benches/benches/ice_tcp_cost.rs)
 #   scripts/bench.sh compositor        CPU of a compositor job: a 720p four-camera composite as
 #                                      an MP4, then with a three-rendition HLS ladder (release)
 #   scripts/bench.sh compositor-parallel  three of those HLS jobs at once (COST_SECONDS, 30)

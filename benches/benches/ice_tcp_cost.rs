@@ -123,7 +123,9 @@ fn sent(router: &Router) -> u64 {
 }
 
 struct Run {
-    cpu: Duration,
+    /// The router's CPU and, for TURN, the relay's (0 otherwise).
+    router_cpu: Duration,
+    relay_cpu: Duration,
     datagrams: u64,
 }
 
@@ -193,11 +195,11 @@ fn run(path: Path, subscribers: usize, seconds: u64) -> Run {
         Path::Turn(_, pid, _) => Some(pid),
         _ => None,
     };
-    let cpu = || threads_cpu(threads) + relay.map(process_cpu).unwrap_or_default();
+    let cpu = || (threads_cpu(threads), relay.map(process_cpu).unwrap_or_default());
     // A second of warm-up (keyframes, feedback), then the measured stretch.
     let start = Instant::now();
     let (mut next_audio, mut next_video) = (start, start);
-    let mut measured: Option<(Instant, Duration, u64)> = None;
+    let mut measured: Option<(Instant, (Duration, Duration), u64)> = None;
     while Instant::now() < start + Duration::from_secs(seconds + 1) {
         let now = Instant::now();
         if measured.is_none() && now >= start + Duration::from_secs(1) {
@@ -220,7 +222,9 @@ fn run(path: Path, subscribers: usize, seconds: u64) -> Run {
         pump_all(&mut peers, Duration::from_millis(1));
     }
     let (_, cpu0, sent0) = measured.expect("the run lasted past its warm-up");
-    let result = Run { cpu: cpu() - cpu0, datagrams: sent(&router) - sent0 };
+    let (router_cpu, relay_cpu) = cpu();
+    let result =
+        Run { router_cpu: router_cpu - cpu0.0, relay_cpu: relay_cpu - cpu0.1, datagrams: sent(&router) - sent0 };
     router.shutdown();
     result
 }
@@ -237,12 +241,18 @@ fn main() {
     let mut udp = None;
     for (name, path) in paths {
         let r = run(path, subscribers, seconds);
-        let us = r.cpu.as_secs_f64() * 1e6 / r.datagrams.max(1) as f64;
-        let what = if matches!(path, Path::Turn(..)) { "router and coturn CPU" } else { "router CPU" };
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / r.datagrams.max(1) as f64;
+        let us = per(r.router_cpu + r.relay_cpu);
+        let relay = if matches!(path, Path::Turn(..)) {
+            format!(" + coturn CPU {:.3} s ({:.2} µs per datagram)", r.relay_cpu.as_secs_f64(), per(r.relay_cpu))
+        } else {
+            String::new()
+        };
         println!(
-            "{name}: {subscribers} subscribers, {} datagrams sent in {seconds} s, {what} {:.3} s, {us:.2} CPU-µs per datagram",
+            "{name}: {subscribers} subscribers, {} datagrams sent in {seconds} s, router CPU {:.3} s ({:.2} µs per datagram){relay}: {us:.2} CPU-µs per datagram",
             r.datagrams,
-            r.cpu.as_secs_f64()
+            r.router_cpu.as_secs_f64(),
+            per(r.router_cpu),
         );
         match udp {
             None => udp = Some(us),
