@@ -125,6 +125,11 @@ impl Room {
             return Err(Refusal::new(code::FORBIDDEN, format!("role '{role_name}' is not in the room's template")));
         };
         let policy = crate::sdp::PublishPolicy { accept_data_channel: false, ..self.publish_policy(role) };
+        // A malformed offer is the client's error whatever state the router is in: refused
+        // before a transport is asked of it.
+        if let Err(e) = crate::sdp::Sdp::parse(offer) {
+            return Err(Refusal::new(code::BAD_REQUEST, format!("unusable offer: {}", crate::sdp::SdpError::from(e))));
+        }
         let peer_id = store::new_id();
         let transport = self.new_transport(&peer_id).await?;
         let answer = answer_publish_offer(offer, &transport, &policy)
