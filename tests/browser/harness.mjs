@@ -847,7 +847,17 @@ export class Call {
     const page = await context.newPage();
     const peer = new Peer(this, name, context, page);
     this.peers.push(peer);
-    await page.goto(this.url({ name, role, room, token, code, mode }), { timeout: 15_000 });
+    // A network namespace made for the test may still be settling: Chromium aborts a page
+    // load when the host's interfaces change (ERR_NETWORK_CHANGED); load it again then.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await page.goto(this.url({ name, role, room, token, code, mode }), { timeout: 15_000 });
+        break;
+      } catch (e) {
+        if (attempt >= 3 || !String(e?.message).includes('ERR_NETWORK_CHANGED')) throw e;
+        await sleep(500);
+      }
+    }
     const joinDeadline = Date.now() + timeout;
     await waitFor(`${name} to connect`, async () => {
       if (Date.now() > joinDeadline - 300) {

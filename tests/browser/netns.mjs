@@ -70,11 +70,13 @@ export function clientNetns({ blockUdp = false } = {}) {
   try {
     sh('ip', ['netns', 'add', name]);
     sh('ip', ['link', 'add', hostIf, 'type', 'veth', 'peer', 'name', nsIf, 'netns', name]);
+    // IPv4 only, on both ends: an IPv6 link-local address finishing duplicate detection a
+    // second after the link is up makes Chromium abort the page it is loading
+    // (ERR_NETWORK_CHANGED), in the namespace and, for this end, in the calling one.
+    sh('sysctl', ['-q', '-w', `net.ipv6.conf.${hostIf}.disable_ipv6=1`]);
     sh('ip', ['addr', 'add', `${hostIp}/24`, 'dev', hostIf]);
     sh('ip', ['link', 'set', hostIf, 'up']);
     const inNs = (...args) => sh('ip', ['netns', 'exec', name, ...args]);
-    // IPv4 only: an IPv6 link-local address finishing duplicate detection a second after the
-    // link is up makes Chromium abort the page it is loading (ERR_NETWORK_CHANGED).
     inNs('sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1');
     inNs('sysctl', '-q', '-w', 'net.ipv6.conf.default.disable_ipv6=1');
     inNs('ip', 'link', 'set', 'lo', 'up');
