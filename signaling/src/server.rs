@@ -268,12 +268,23 @@ fn denied(d: Denied) -> Response {
 }
 
 async fn init_preflight() -> Response {
+    preflight("GET, OPTIONS")
+}
+
+/// A CORS preflight's answer for a route called with a bearer token from another origin.
+pub(crate) fn preflight(methods: &'static str) -> Response {
     let mut r = StatusCode::NO_CONTENT.into_response();
     let h = r.headers_mut();
     h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Authorization, Content-Type"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(methods));
     h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     cors(r)
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim)
 }
 
 #[derive(Debug, Deserialize)]
@@ -282,14 +293,10 @@ struct InitQuery {
 }
 
 async fn init(State(app): State<Arc<App>>, Query(q): Query<InitQuery>, headers: HeaderMap) -> Response {
-    let Some(token) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-    else {
+    let Some(token) = bearer(&headers) else {
         return denied(Denied::new(StatusCode::UNAUTHORIZED, "missing header Authorization: Bearer <auth token>"));
     };
-    match app.authorize(token.trim()) {
+    match app.authorize(token) {
         Ok(auth) => {
             debug!(room = %auth.room.id, user = %auth.claims.user_id, role = %auth.claims.role, "init");
             // The TURN username names the peer (for the TURN server's log); an odd peer id

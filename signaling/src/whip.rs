@@ -42,8 +42,8 @@ pub fn routes() -> axum::Router<Arc<App>> {
     axum::Router::new()
         .route("/whip", post(whip).options(preflight))
         .route("/whep", post(whep).options(preflight))
-        .route("/whip/{room}/{peer}", axum::routing::delete(end_whip).patch(patch_whip).options(preflight))
-        .route("/whep/{room}/{peer}", axum::routing::delete(end_whep).patch(patch_whep).options(preflight))
+        .route("/whip/{room}/{peer}", resource(HttpPeerKind::Whip))
+        .route("/whep/{room}/{peer}", resource(HttpPeerKind::Whep))
         .layer(DefaultBodyLimit::max(MAX_OFFER))
 }
 
@@ -55,12 +55,8 @@ fn with_cors(mut r: Response) -> Response {
 }
 
 async fn preflight() -> Response {
-    let mut r = StatusCode::NO_CONTENT.into_response();
-    let h = r.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Authorization, Content-Type"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, PATCH, DELETE, OPTIONS"));
-    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
-    with_cors(r)
+    // CORS's own Expose-Headers on top, so a page reads Location and Link.
+    with_cors(crate::server::preflight("POST, PATCH, DELETE, OPTIONS"))
 }
 
 /// A refusal as plain text (WHIP clients log the body) with its status.
@@ -83,13 +79,8 @@ fn from_refusal(r: Refusal) -> Denied {
     Denied::new(status, r.message)
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim)
-}
-
 fn authorize(app: &App, headers: &HeaderMap) -> Result<Authorized, Denied> {
-    let token = bearer(headers)
+    let token = crate::server::bearer(headers)
         .ok_or_else(|| Denied::new(StatusCode::UNAUTHORIZED, "missing header Authorization: Bearer <auth token>"))?;
     app.authorize(token)
 }
@@ -212,38 +203,21 @@ async fn on_resource(
     act.await.unwrap_or_else(from_denied)
 }
 
-async fn end_whip(
-    State(app): State<Arc<App>>,
-    Path((room, peer)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    on_resource(&app, &headers, HttpPeerKind::Whip, &room, peer, None).await
-}
-
-async fn end_whep(
-    State(app): State<Arc<App>>,
-    Path((room, peer)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    on_resource(&app, &headers, HttpPeerKind::Whep, &room, peer, None).await
-}
-
-async fn patch_whip(
-    State(app): State<Arc<App>>,
-    Path((room, peer)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let fragment = String::from_utf8_lossy(&body).into_owned();
-    on_resource(&app, &headers, HttpPeerKind::Whip, &room, peer, Some(fragment)).await
-}
-
-async fn patch_whep(
-    State(app): State<Arc<App>>,
-    Path((room, peer)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let fragment = String::from_utf8_lossy(&body).into_owned();
-    on_resource(&app, &headers, HttpPeerKind::Whep, &room, peer, Some(fragment)).await
+/// A session resource's routes: `DELETE` ends it, `PATCH` takes an SDP fragment.
+fn resource(kind: HttpPeerKind) -> axum::routing::MethodRouter<Arc<App>> {
+    axum::routing::delete(
+        move |State(app): State<Arc<App>>, Path((room, peer)): Path<(String, String)>, headers: HeaderMap| async move {
+            on_resource(&app, &headers, kind, &room, peer, None).await
+        },
+    )
+    .patch(
+        move |State(app): State<Arc<App>>,
+              Path((room, peer)): Path<(String, String)>,
+              headers: HeaderMap,
+              body: Bytes| async move {
+            let fragment = String::from_utf8_lossy(&body).into_owned();
+            on_resource(&app, &headers, kind, &room, peer, Some(fragment)).await
+        },
+    )
+    .options(preflight)
 }

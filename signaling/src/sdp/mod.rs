@@ -129,6 +129,25 @@ fn router_candidates(router: &TransportInfo) -> impl Iterator<Item = Attribute> 
 /// The remote side's ICE ufrag, password, fingerprint and setup role: from the first m-line
 /// that is not rejected and has them (with BUNDLE they are the same everywhere), else from the
 /// session level.
+/// The session part of an answer from the router's transport to `offer`: ICE-lite, no
+/// m-lines yet.
+fn answer_skeleton(router: &TransportInfo, offer: &Sdp) -> Sdp {
+    Sdp {
+        origin: parse::Origin {
+            username: "-".into(),
+            session_id: router.id.0.to_string(),
+            session_version: offer.origin.session_version,
+            address_type: "IP4".into(),
+            address: "0.0.0.0".into(),
+        },
+        name: "-".into(),
+        timing: "0 0".into(),
+        connection: None,
+        attributes: vec![Attribute::IceLite],
+        media: Vec::new(),
+    }
+}
+
 fn remote_transport(sdp: &Sdp) -> Result<(String, String, String, Option<Setup>), SdpError> {
     fn find<T>(sdp: &Sdp, f: impl Fn(&Attribute) -> Option<T>) -> Option<T> {
         let live = sdp.media.iter().filter(|m| m.port != 0);

@@ -28,10 +28,10 @@ use schema::api::{ConnectParams, ExtensionIds, MediaKind, TransportInfo};
 use schema::codec::Codec;
 use schema::extensions::{URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, URI_TRANSPORT_CC, URI_VIDEO_ORIENTATION};
 
-use super::parse::{Attribute, Media, Origin, Sdp, Setup, fmtp_param};
+use super::parse::{Attribute, Media, Sdp, Setup, fmtp_param};
 use super::publish::{is_rtp_proto, rank, rejected_media};
 use super::subscribe::track_media;
-use super::{SdpError, SubscribeTrack, check_mids, remote_transport, router_transport_attributes};
+use super::{SdpError, SubscribeTrack, answer_skeleton, check_mids, remote_transport, router_transport_attributes};
 
 /// A track the player may be given: what the router's producer carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,20 +167,7 @@ impl PlaybackPlan {
     /// `lines[i]`), the other m-lines rejected.
     pub fn answer(&self, router: &TransportInfo, tracks: &[SubscribeTrack]) -> Result<String, SdpError> {
         let transport = router_transport_attributes(router, Setup::Passive)?;
-        let mut answer = Sdp {
-            origin: Origin {
-                username: "-".into(),
-                session_id: router.id.0.to_string(),
-                session_version: self.offer.origin.session_version,
-                address_type: "IP4".into(),
-                address: "0.0.0.0".into(),
-            },
-            name: "-".into(),
-            timing: "0 0".into(),
-            connection: None,
-            attributes: vec![Attribute::IceLite],
-            media: Vec::new(),
-        };
+        let mut answer = answer_skeleton(router, &self.offer);
         let mut bundled = Vec::new();
         for (index, m) in self.offer.media.iter().enumerate() {
             let mid = m.mid().unwrap_or_default();

@@ -24,9 +24,9 @@ use schema::api::{ConnectParams, ExtensionIds, LayerParams, MediaKind, ProducePa
 use schema::codec::Codec;
 use schema::layers::rid_layer;
 
-use super::parse::{Attribute, Direction, Extmap, Fmtp, Media, Origin, Rid, RtcpFb, Rtpmap, Sdp, Setup, fmtp_param};
+use super::parse::{Attribute, Direction, Extmap, Fmtp, Media, Rid, RtcpFb, Rtpmap, Sdp, Setup, fmtp_param};
 use super::{
-    SdpError, check_mids, connection_line, media_address, remote_transport, router_candidates,
+    SdpError, answer_skeleton, check_mids, connection_line, media_address, remote_transport, router_candidates,
     router_transport_attributes,
 };
 
@@ -162,20 +162,7 @@ pub fn answer_publish_offer(
     }
     let transport = router_transport_attributes(router, Setup::Passive)?;
 
-    let mut answer = Sdp {
-        origin: Origin {
-            username: "-".into(),
-            session_id: router.id.0.to_string(),
-            session_version: offer.origin.session_version,
-            address_type: "IP4".into(),
-            address: "0.0.0.0".into(),
-        },
-        name: "-".into(),
-        timing: "0 0".into(),
-        connection: None,
-        attributes: vec![Attribute::IceLite],
-        media: Vec::new(),
-    };
+    let mut answer = answer_skeleton(router, &offer);
     let mut out = PublishAnswer {
         sdp: String::new(),
         connect: ConnectParams { fingerprint, ice_ufrag: Some(ufrag) },
