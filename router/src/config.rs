@@ -58,6 +58,20 @@ pub struct Config {
     pub ice_tcp: bool,
     /// Most ICE-TCP connections one shard keeps open; a connection past it is closed at once.
     pub ice_tcp_max_connections: usize,
+    /// TURN over plain TCP at this address (`turn:HOST:PORT?transport=tcp`), relaying into the
+    /// shards ([`crate::turn`]). Needs `turn_secret_file`.
+    pub turn_listen: Option<std::net::SocketAddr>,
+    /// TURN over TLS at this address (`turns:`), with `turn_cert` and `turn_key`.
+    pub turn_tls_listen: Option<std::net::SocketAddr>,
+    /// The PEM certificate chain and key of TURN over TLS; read again when they change.
+    pub turn_cert: Option<PathBuf>,
+    pub turn_key: Option<PathBuf>,
+    /// The file holding the "REST API for TURN" shared secret the credentials are checked with.
+    pub turn_secret_file: Option<PathBuf>,
+    /// The realm TURN clients hash their credentials with.
+    pub turn_realm: String,
+    /// Most TURN connections kept open; a connection past it is closed at once.
+    pub turn_max_connections: usize,
     pub backend: Backend,
     /// Use UDP GSO for runs of sends to one destination.
     pub gso: bool,
@@ -91,6 +105,13 @@ impl Default for Config {
             announce_ips: Vec::new(),
             ice_tcp: true,
             ice_tcp_max_connections: 4096,
+            turn_listen: None,
+            turn_tls_listen: None,
+            turn_cert: None,
+            turn_key: None,
+            turn_secret_file: None,
+            turn_realm: "rtc".into(),
+            turn_max_connections: 4096,
             backend: Backend::default(),
             gso: true,
             send_budget: crate::io::IoOptions::default().send_budget,
@@ -110,6 +131,37 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
+    }
+
+    /// TURN's options, when a TURN listener is asked for; an error names what is missing.
+    pub(crate) fn turn_options(&self, relay_ip: std::net::IpAddr) -> Result<Option<crate::turn::TurnOptions>, String> {
+        if self.turn_listen.is_none() && self.turn_tls_listen.is_none() {
+            return Ok(None);
+        }
+        let Some(secret_file) = &self.turn_secret_file else {
+            return Err("TURN needs turn_secret_file (--turn-secret-file)".into());
+        };
+        let secret = std::fs::read(secret_file).map_err(|e| format!("cannot read {}: {e}", secret_file.display()))?;
+        let secret = secret.trim_ascii().to_vec();
+        if secret.is_empty() {
+            return Err(format!("{} is empty", secret_file.display()));
+        }
+        let tls = match (self.turn_tls_listen, &self.turn_cert, &self.turn_key) {
+            (None, _, _) => None,
+            (Some(addr), Some(cert), Some(key)) => Some((addr, cert.clone(), key.clone())),
+            (Some(_), _, _) => {
+                return Err("TURN over TLS needs turn_cert and turn_key (--turn-cert, --turn-key)".into());
+            }
+        };
+        Ok(Some(crate::turn::TurnOptions {
+            tcp: self.turn_listen,
+            tls,
+            secret,
+            realm: self.turn_realm.clone(),
+            relay_ip,
+            max_connections: self.turn_max_connections,
+            idle: Duration::from_millis(self.consent_timeout_ms),
+        }))
     }
 
     /// The number of shards to run.

@@ -22,6 +22,8 @@ use schema::{RouterCommand, RouterResult};
 #[derive(Debug)]
 pub struct Router {
     shards: Vec<ShardHandle>,
+    /// TURN over TCP and TLS, when configured.
+    turn: Option<crate::turn::Turn>,
     next_shard: AtomicUsize,
     subscribers: Arc<Mutex<Vec<mpsc::Sender<RouterEvent>>>>,
 }
@@ -74,7 +76,13 @@ impl Router {
                 subs.retain(|s| s.send(event.clone()).is_ok());
             }
         })?;
-        Ok(Router { shards, next_shard: AtomicUsize::new(0), subscribers })
+        let turn = start_turn(cfg, &shards)?;
+        Ok(Router { shards, turn, next_shard: AtomicUsize::new(0), subscribers })
+    }
+
+    /// TURN's TCP and TLS listeners' addresses, when running.
+    pub fn turn(&self) -> Option<&crate::turn::Turn> {
+        self.turn.as_ref()
     }
 
     /// The shards' socket addresses, in shard order.
@@ -158,4 +166,19 @@ impl Router {
 /// string keys), but the control channel answers an error rather than panic.
 fn json_error(e: serde_json::Error) -> ApiError {
     ApiError::InvalidParams(format!("reply not serializable: {e}"))
+}
+
+/// Starts TURN when configured, relaying to the shards' UDP candidates; relayed addresses
+/// carry the first announced address of the family the shards are reached at.
+fn start_turn(cfg: &Config, shards: &[ShardHandle]) -> std::io::Result<Option<crate::turn::Turn>> {
+    let udp = |s: &ShardHandle| -> Vec<std::net::SocketAddr> {
+        s.candidates.iter().filter(|c| c.protocol == schema::api::IceProtocol::Udp).map(|c| c.addr).collect()
+    };
+    let relay_ip = shards
+        .first()
+        .and_then(|s| udp(s).iter().map(|a| a.ip()).find(std::net::IpAddr::is_ipv4).or(udp(s).first().map(|a| a.ip())))
+        .unwrap_or(cfg.listen_ip);
+    let Some(opts) = cfg.turn_options(relay_ip).map_err(std::io::Error::other)? else { return Ok(None) };
+    let targets = shards.iter().map(|s| crate::turn::ShardTarget { addrs: udp(s), inbox: s.inbox.clone() }).collect();
+    crate::turn::start(opts, targets).map(Some)
 }

@@ -4,6 +4,10 @@
 //!   receive into a provided-buffer ring, batched sends), with UDP GSO.
 //! - [`shard`]: one pinned thread per core owning a socket and an engine; commands arrive on
 //!   a channel, wake the loop and are applied to the engine between receive passes.
+//! - [`stream_peers`]: clients a shard reaches over a TCP connection (ICE-TCP, TURN): what
+//!   their threads hand the shard, and the outbox the shard writes their datagrams into.
+//! - [`ice_tcp`]: ICE over TCP, RFC 6544 passive candidates on each shard's port.
+//! - [`turn`]: TURN over TCP and TLS, relaying into the shards without a second socket.
 //! - [`handle`]: the whole router ([`Router`]): its shards, which shard a command goes to,
 //!   and its events fanned out to subscribers.
 //! - [`control_socket`]: the local control channel (JSON lines on a Unix socket).
@@ -47,6 +51,8 @@ pub mod io;
 pub mod link;
 pub mod metrics;
 pub mod shard;
+pub mod stream_peers;
 pub mod tap;
+pub mod turn;
 
 pub use handle::Router;

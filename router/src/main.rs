@@ -39,6 +39,21 @@ struct Args {
     /// Do not accept ICE over TCP (by default each shard also listens on TCP at its port).
     #[arg(long)]
     no_ice_tcp: bool,
+    /// TURN over TCP at this address (e.g. 0.0.0.0:3478), relaying into the shards.
+    #[arg(long, value_name = "IP:PORT")]
+    turn_listen: Option<std::net::SocketAddr>,
+    /// TURN over TLS at this address (e.g. 0.0.0.0:443), with --turn-cert and --turn-key.
+    #[arg(long, value_name = "IP:PORT")]
+    turn_tls_listen: Option<std::net::SocketAddr>,
+    /// TURN over TLS's certificate chain (PEM); read again when it changes.
+    #[arg(long)]
+    turn_cert: Option<PathBuf>,
+    /// TURN over TLS's private key (PEM).
+    #[arg(long)]
+    turn_key: Option<PathBuf>,
+    /// The file holding the "REST API for TURN" shared secret.
+    #[arg(long)]
+    turn_secret_file: Option<PathBuf>,
     /// UDP I/O backend (default mmsg; docs/router.md compares them).
     #[arg(long, value_enum)]
     backend: Option<Backend>,
@@ -96,6 +111,11 @@ fn main() {
         cfg.announce_ips = args.announce_ips;
     }
     cfg.ice_tcp &= !args.no_ice_tcp;
+    cfg.turn_listen = args.turn_listen.or(cfg.turn_listen);
+    cfg.turn_tls_listen = args.turn_tls_listen.or(cfg.turn_tls_listen);
+    cfg.turn_cert = args.turn_cert.or(cfg.turn_cert);
+    cfg.turn_key = args.turn_key.or(cfg.turn_key);
+    cfg.turn_secret_file = args.turn_secret_file.or(cfg.turn_secret_file);
     if let Some(v) = args.backend {
         cfg.backend = v;
     }
@@ -124,6 +144,9 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if let Some(turn) = router.turn() {
+        info!(tcp = ?turn.tcp, tls = ?turn.tls, "TURN ready");
+    }
     for (i, (addr, backend)) in router.shard_addrs().iter().zip(router.shard_backends()).enumerate() {
         info!(shard = i, %addr, ?backend, candidates = ?router.shard_candidates(i), "shard ready");
     }

@@ -15,8 +15,9 @@ use router_engine::{Engine, EngineConfig};
 use schema::api::{ApiError, Event, IceCandidate};
 use schema::{RouterCommand, RouterResponse, RouterResult};
 
-use crate::ice_tcp::{IceTcp, ShardTransmit};
+use crate::ice_tcp::IceTcp;
 use crate::io::{BackendChoice, IoOptions, UdpIo, Waker};
+use crate::stream_peers::{InboxSender, ShardInbox, ShardTransmit};
 
 enum Message {
     Run(RouterCommand, mpsc::Sender<RouterResult>),
@@ -31,6 +32,8 @@ pub struct ShardHandle {
     /// What the shard announces in its transports' infos.
     pub candidates: Vec<IceCandidate>,
     pub backend: crate::io::BackendKind,
+    /// Where TURN connections hand this shard what their clients relay.
+    pub inbox: InboxSender,
     tx: mpsc::Sender<Message>,
     waker: Waker,
     join: Option<JoinHandle<()>>,
@@ -97,13 +100,14 @@ pub fn spawn(spec: ShardSpec, events: mpsc::Sender<(u8, Event)>) -> std::io::Res
         };
         let mut cfg = spec.engine.clone();
         let local = io.local_addr();
+        let inbox = ShardInbox::new(io.waker());
         let tcp = match spec.ice_tcp {
             None => None,
             Some(max) => {
                 // The same port number as UDP, so one firewall rule per port serves both; any
                 // free one when the UDP port was itself picked by the kernel.
                 let port = if spec.bind.port() == 0 { 0 } else { local.port() };
-                match IceTcp::start(SocketAddr::new(local.ip(), port), max, cfg.consent_timeout, io.waker()) {
+                match IceTcp::start(SocketAddr::new(local.ip(), port), max, cfg.consent_timeout, inbox.sender()) {
                     Ok(t) => Some(t),
                     Err(e) => {
                         let e = std::io::Error::new(e.kind(), format!("ICE-TCP listener on {}:{port}: {e}", local.ip()));
@@ -131,19 +135,20 @@ pub fn spawn(spec: ShardSpec, events: mpsc::Sender<(u8, Event)>) -> std::io::Res
                 }
             }
         }
-        let _ = ready_tx.send(Ok((local, candidates, io.kind(), io.waker())));
+        let _ = ready_tx.send(Ok((local, candidates, io.kind(), io.waker(), inbox.sender())));
         info!(shard = index, addr = %local, tcp = ?tcp.as_ref().map(IceTcp::local_addr), backend = ?io.kind(), "shard running");
-        run(index, io, tcp, engine, rx, events);
+        run(index, io, inbox, tcp, engine, rx, events);
     })?;
-    let (addr, candidates, backend, waker) =
+    let (addr, candidates, backend, waker, inbox) =
         ready_rx.recv().map_err(|_| std::io::Error::other("shard thread died during start"))??;
-    Ok(ShardHandle { index, addr, candidates, backend, tx, waker, join: Some(join) })
+    Ok(ShardHandle { index, addr, candidates, backend, inbox, tx, waker, join: Some(join) })
 }
 
 fn run(
     index: u8,
     mut io: UdpIo,
-    mut tcp: Option<IceTcp>,
+    mut inbox: ShardInbox,
+    tcp: Option<IceTcp>,
     mut engine: Engine,
     rx: mpsc::Receiver<Message>,
     events: mpsc::Sender<(u8, Event)>,
@@ -169,43 +174,39 @@ fn run(
         let now = Instant::now();
         {
             let mut udp = io.sender();
-            engine.handle_timeout(now, &mut ShardTransmit { udp: &mut udp, tcp: tcp.as_ref().map(IceTcp::peers) });
+            engine.handle_timeout(now, &mut ShardTransmit { udp: &mut udp, streams: inbox.peers() });
         }
         // Timer output (DTLS retransmits, RTCP, NACKs) goes out now, not after the wait below.
         if let Err(e) = io.flush() {
             warn!(shard = index, error = %e, "send batch failed");
         }
-        if let Some(tcp) = &tcp {
-            tcp.peers().flush();
-        }
+        inbox.peers().flush();
         let timeout = engine.poll_timeout().saturating_duration_since(Instant::now());
         // When the batch was taken from the kernel: the first datagram's delivery.
         let mut batch_start = None;
-        let peers = tcp.as_ref().map(IceTcp::peers);
+        let streams = inbox.peers();
         let received = io.recv(Some(timeout), |src, buf, udp| {
             let now = Instant::now();
             batch_start.get_or_insert(now);
-            engine.handle_datagram(now, src, buf, &mut ShardTransmit { udp, tcp: peers });
+            engine.handle_datagram(now, src, buf, &mut ShardTransmit { udp, streams });
         });
         match received {
             Ok(n) => shell.received(n),
             Err(e) => error!(shard = index, error = %e, "receive failed"),
         }
-        // What ICE-TCP clients sent meanwhile (their threads woke the wait above).
-        if let Some(tcp) = tcp.as_mut() {
+        // What ICE-TCP and TURN clients sent meanwhile (their threads woke the wait above).
+        {
             let mut udp = io.sender();
-            tcp.drain(|src, buf, peers| {
+            inbox.drain(|src, buf, streams| {
                 let now = Instant::now();
                 batch_start.get_or_insert(now);
-                engine.handle_datagram(now, src, buf, &mut ShardTransmit { udp: &mut udp, tcp: Some(peers) });
+                engine.handle_datagram(now, src, buf, &mut ShardTransmit { udp: &mut udp, streams });
             });
         }
         while let Some(ev) = engine.poll_event() {
             let _ = events.send((index, ev));
         }
-        if let Some(tcp) = &tcp {
-            tcp.peers().flush();
-        }
+        inbox.peers().flush();
         match io.flush() {
             Ok(fs) if fs.datagrams > 0 => {
                 if let Some(start) = batch_start {

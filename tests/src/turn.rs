@@ -1,10 +1,13 @@
-//! A minimal TURN client (RFC 8656) over UDP, enough to relay a str0m peer through a real
-//! TURN server: an authenticated Allocate (long-term credentials, the "REST API for TURN"
-//! kind coturn checks), one ChannelBind towards the router, then ChannelData both ways.
-//! No refreshes: an allocation lives 10 minutes, longer than any test or bench.
+//! A minimal TURN client (RFC 8656) over UDP, TCP or TLS, enough to relay a str0m peer through
+//! a real TURN server: an authenticated Allocate (long-term credentials, the "REST API for
+//! TURN" kind coturn and the router check), one ChannelBind towards the router, then
+//! ChannelData both ways. No refreshes: an allocation lives 10 minutes, longer than any test or
+//! bench.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::time::Duration;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const MAGIC: u32 = 0x2112_A442;
 const ALLOCATE: u16 = 0x0003;
@@ -44,8 +47,31 @@ pub fn allocate(
     peer: SocketAddr,
 ) -> Result<Allocation, String> {
     socket.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
+    let relayed = allocate_with(&mut |request| transact(socket, server, request), username, password, peer)?;
+    Ok(Allocation { server, relayed, peer })
+}
+
+/// As [`allocate`], over a TCP or TLS connection to the server.
+pub fn allocate_on_stream(
+    stream: &mut TurnStream,
+    username: &str,
+    password: &str,
+    peer: SocketAddr,
+) -> Result<Allocation, String> {
+    let server = stream.socket.peer_addr().map_err(|e| e.to_string())?;
+    let relayed = allocate_with(&mut |request| stream.transact(request), username, password, peer)?;
+    Ok(Allocation { server, relayed, peer })
+}
+
+/// The exchange itself; `transact` sends a request and returns its answer.
+fn allocate_with(
+    transact: &mut dyn FnMut(&[u8]) -> Result<Vec<u8>, String>,
+    username: &str,
+    password: &str,
+    peer: SocketAddr,
+) -> Result<SocketAddr, String> {
     // The first Allocate is refused with 401, a realm and a nonce.
-    let first = transact(socket, server, &message(ALLOCATE, &[(REQUESTED_TRANSPORT, vec![17, 0, 0, 0])], None))?;
+    let first = transact(&message(ALLOCATE, &[(REQUESTED_TRANSPORT, vec![17, 0, 0, 0])], None))?;
     let (realm, nonce) = match (attr(&first, REALM), attr(&first, NONCE)) {
         (Some(r), Some(n)) => (r.to_vec(), n.to_vec()),
         _ => return Err(format!("the first Allocate was not answered with a realm and nonce: {}", error_of(&first))),
@@ -57,11 +83,7 @@ pub fn allocate(
         attrs.push((NONCE, nonce.clone()));
         attrs
     };
-    let reply = transact(
-        socket,
-        server,
-        &message(ALLOCATE, &auth(vec![(REQUESTED_TRANSPORT, vec![17, 0, 0, 0])]), Some(&key)),
-    )?;
+    let reply = transact(&message(ALLOCATE, &auth(vec![(REQUESTED_TRANSPORT, vec![17, 0, 0, 0])]), Some(&key)))?;
     if msg_type(&reply) != ALLOCATE | SUCCESS {
         return Err(format!("Allocate refused: {}", error_of(&reply)));
     }
@@ -69,11 +91,177 @@ pub fn allocate(
         attr(&reply, XOR_RELAYED_ADDRESS).and_then(xor_address).ok_or("Allocate answered without a relayed address")?;
     let peer_attr = xor_encode(peer).ok_or("this client relays to IPv4 peers only")?;
     let bind = auth(vec![(CHANNEL_NUMBER, vec![0x40, 0x00, 0, 0]), (XOR_PEER_ADDRESS, peer_attr)]);
-    let reply = transact(socket, server, &message(CHANNEL_BIND, &bind, Some(&key)))?;
+    let reply = transact(&message(CHANNEL_BIND, &bind, Some(&key)))?;
     if msg_type(&reply) != CHANNEL_BIND | SUCCESS {
         return Err(format!("ChannelBind refused: {}", error_of(&reply)));
     }
-    Ok(Allocation { server, relayed, peer })
+    Ok(relayed)
+}
+
+/// A connection to a TURN server over TCP, or TLS (any certificate accepted: the tests' are
+/// self-signed). Non-blocking once set up.
+#[derive(Debug)]
+pub struct TurnStream {
+    socket: TcpStream,
+    tls: Option<rustls::ClientConnection>,
+    /// Plaintext read but not yet a whole message.
+    pending: Vec<u8>,
+}
+
+impl TurnStream {
+    pub fn connect(server: SocketAddr, tls: bool) -> Result<TurnStream, String> {
+        let socket = TcpStream::connect(server).map_err(|e| format!("connect to {server}: {e}"))?;
+        socket.set_nonblocking(true).map_err(|e| e.to_string())?;
+        socket.set_nodelay(true).map_err(|e| e.to_string())?;
+        let tls = if tls {
+            let config =
+                rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| e.to_string())?
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AnyCertificate))
+                    .with_no_client_auth();
+            let name = rustls::pki_types::ServerName::IpAddress(server.ip().into());
+            Some(rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        Ok(TurnStream { socket, tls, pending: Vec::new() })
+    }
+
+    /// Sends one message (STUN, or ChannelData padded to four bytes).
+    pub fn send(&mut self, msg: &[u8]) {
+        match self.tls.as_mut() {
+            None => write_all(&mut self.socket, msg),
+            Some(tls) => {
+                let _ = tls.writer().write_all(msg);
+                let mut sealed = Vec::new();
+                while tls.wants_write() {
+                    let _ = tls.write_tls(&mut sealed);
+                }
+                write_all(&mut self.socket, &sealed);
+            }
+        }
+    }
+
+    /// `data` on [`CHANNEL`], padded as a stream needs.
+    pub fn send_channel_data(&mut self, data: &[u8]) {
+        let mut msg = channel_data(data);
+        msg.resize(msg.len().div_ceil(4) * 4, 0);
+        self.send(&msg);
+    }
+
+    /// The whole messages that arrived, without waiting.
+    pub fn receive(&mut self) -> Vec<Vec<u8>> {
+        let mut buf = [0u8; 65536];
+        loop {
+            match self.socket.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => match self.tls.as_mut() {
+                    None => self.pending.extend_from_slice(&buf[..n]),
+                    Some(tls) => {
+                        let mut rest = &buf[..n];
+                        while !rest.is_empty() {
+                            tls.read_tls(&mut rest).expect("TLS records");
+                            tls.process_new_packets().expect("TLS from the TURN server");
+                            let _ = tls.reader().read_to_end(&mut self.pending);
+                        }
+                        // Handshake messages the session answers with.
+                        let mut sealed = Vec::new();
+                        while tls.wants_write() {
+                            let _ = tls.write_tls(&mut sealed);
+                        }
+                        write_all(&mut self.socket, &sealed);
+                    }
+                },
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("TURN connection read: {e}"),
+            }
+        }
+        let mut out = Vec::new();
+        loop {
+            if self.pending.len() < 4 {
+                break;
+            }
+            let len = usize::from(u16::from_be_bytes([self.pending[2], self.pending[3]]));
+            let total = if self.pending[0] >> 6 == 0 { 20 + len } else { 4 + len.div_ceil(4) * 4 };
+            if self.pending.len() < total {
+                break;
+            }
+            let mut msg: Vec<u8> = self.pending.drain(..total).collect();
+            if msg[0] >> 6 == 1 {
+                msg.truncate(4 + len);
+            }
+            out.push(msg);
+        }
+        out
+    }
+
+    fn transact(&mut self, request: &[u8]) -> Result<Vec<u8>, String> {
+        // A TLS client speaks first: the handshake goes out with the first request.
+        self.send(request);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(m) = self.receive().into_iter().find(|m| m.len() >= 20 && m[8..20] == request[8..20]) {
+                return Ok(m);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Err("no answer from the TURN server".into())
+    }
+}
+
+fn write_all(socket: &mut TcpStream, mut data: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !data.is_empty() {
+        match socket.write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "the TURN server stopped reading");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("TURN connection write: {e}"),
+        }
+    }
+}
+
+/// Accepts any server certificate: the tests' TURN servers use self-signed ones.
+#[derive(Debug)]
+struct AnyCertificate;
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// A credential of the "REST API for TURN" (coturn's `use-auth-secret`): the username
@@ -103,6 +291,16 @@ pub fn from_channel(msg: &[u8]) -> Option<&[u8]> {
     }
     let len = usize::from(u16::from_be_bytes([msg[2], msg[3]]));
     msg.get(4..4 + len)
+}
+
+/// The payload of a Data indication (what a server sends before the channel is bound).
+pub fn from_data_indication(msg: &[u8]) -> Option<Vec<u8>> {
+    const DATA_INDICATION: u16 = 0x0017;
+    const DATA: u16 = 0x0013;
+    if msg.len() < 20 || msg_type(msg) != DATA_INDICATION {
+        return None;
+    }
+    attr(msg, DATA).map(<[u8]>::to_vec)
 }
 
 fn transact(socket: &UdpSocket, server: SocketAddr, request: &[u8]) -> Result<Vec<u8>, String> {

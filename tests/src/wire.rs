@@ -19,6 +19,8 @@ enum Link {
     Tcp(TcpStream, Vec<u8>),
     /// A UDP socket whose every datagram goes through a TURN relay to the router.
     Relayed(UdpSocket, crate::turn::Allocation),
+    /// A TCP or TLS connection to a TURN server relaying to the router.
+    RelayedStream(crate::turn::TurnStream, crate::turn::Allocation),
 }
 
 /// A client and its socket.
@@ -57,6 +59,22 @@ impl Peer {
         Peer { client, link: Link::Relayed(socket, allocation) }
     }
 
+    /// As [`Peer::relayed`], reaching the TURN server over TCP, or TLS when `tls`.
+    pub fn relayed_over_stream(
+        turn: SocketAddr,
+        tls: bool,
+        username: &str,
+        password: &str,
+        router: SocketAddr,
+    ) -> Peer {
+        let mut stream = crate::turn::TurnStream::connect(turn, tls).unwrap_or_else(|e| panic!("TURN at {turn}: {e}"));
+        let allocation = crate::turn::allocate_on_stream(&mut stream, username, password, router)
+            .unwrap_or_else(|e| panic!("TURN allocation on {turn}: {e}"));
+        // The client's own address is its relayed one, as the router sees it.
+        let client = Client::new(allocation.relayed, Instant::now());
+        Peer { client, link: Link::RelayedStream(stream, allocation) }
+    }
+
     /// Receives what is waiting, then sends what the client has to send.
     pub fn pump(&mut self) {
         match &mut self.link {
@@ -81,6 +99,21 @@ impl Peer {
                 for (dst, data) in self.client.poll(Instant::now()) {
                     assert_eq!(dst, relay.peer, "a relayed client sends only to its one peer");
                     let _ = socket.send_to(&crate::turn::channel_data(&data), relay.server);
+                }
+            }
+            Link::RelayedStream(stream, relay) => {
+                for msg in stream.receive() {
+                    // ChannelData from the router; Data indications before the channel was
+                    // bound; nothing else is asked for.
+                    if let Some(data) = crate::turn::from_channel(&msg) {
+                        self.client.handle(Instant::now(), relay.peer, data);
+                    } else if let Some(data) = crate::turn::from_data_indication(&msg) {
+                        self.client.handle(Instant::now(), relay.peer, &data);
+                    }
+                }
+                for (dst, data) in self.client.poll(Instant::now()) {
+                    assert_eq!(dst, relay.peer, "a relayed client sends only to its one peer");
+                    stream.send_channel_data(&data);
                 }
             }
             Link::Tcp(stream, pending) => {

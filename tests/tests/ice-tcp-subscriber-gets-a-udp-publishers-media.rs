@@ -1,8 +1,9 @@
-//! ICE over TCP end to end on 127.0.0.1: a str0m publisher over UDP and a str0m subscriber whose
-//! only path is a TCP connection to the shard's passive ICE-TCP candidate (RFC 6544; the test
-//! frames each datagram as RFC 4571 says). The subscriber completes ICE and DTLS over TCP and
-//! receives every audio and video frame in order; the shard counts the connection. A
-//! connection that does not open with STUN is closed.
+//! ICE over TCP and TURN over TCP and TLS end to end on 127.0.0.1: a str0m publisher over UDP
+//! and a str0m subscriber whose only path is a TCP connection: to the shard's passive ICE-TCP
+//! candidate (RFC 6544; the test frames each datagram as RFC 4571 says), or to the router's
+//! TURN listener, plain or TLS, its channel bound to the shard. The subscriber completes ICE
+//! and DTLS over it and receives every audio and video frame in order; the router counts the
+//! connection. A connection that does not open with STUN is closed.
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
@@ -29,20 +30,83 @@ fn tcp_candidate(info: &TransportInfo) -> SocketAddr {
     info.candidates.iter().find(|c| c.protocol == IceProtocol::Tcp).expect("an ICE-TCP candidate").addr
 }
 
+fn udp_candidate(info: &TransportInfo) -> SocketAddr {
+    info.candidates.iter().find(|c| c.protocol == IceProtocol::Udp).expect("a UDP candidate").addr
+}
+
 #[test]
 fn a_subscriber_over_ice_tcp_receives_every_frame_in_order() {
     let cfg = Config { shards: 1, base_port: 0, pin: false, ..Config::default() };
     let mut router = Router::start(&cfg).expect("router starts");
+    let counters = subscriber_receives_every_frame(&router, |info| {
+        // UDP first, then the passive TCP candidate at the same IP.
+        let protocols: Vec<IceProtocol> = info.candidates.iter().map(|c| c.protocol).collect();
+        assert_eq!(protocols, [IceProtocol::Udp, IceProtocol::Tcp], "{:?}", info.candidates);
+        Peer::tcp(tcp_candidate(info))
+    });
+    let tcp = &counters["ice_tcp"];
+    assert_eq!(tcp["open"], 1, "{tcp}");
+    assert!(tcp["tx_datagrams"].as_u64().unwrap() > 300, "{tcp}");
+    assert_eq!(tcp["tx_dropped"], 0, "{tcp}");
+    assert_eq!(tcp["rx_dropped"], 0, "{tcp}");
+    router.shutdown();
+}
 
-    let publisher: TransportInfo = call(&router, RouterCommand::CreateTransport { shard: None });
-    let subscriber: TransportInfo = call(&router, RouterCommand::CreateTransport { shard: None });
-    // UDP first, then the passive TCP candidate at the same IP.
-    let protocols: Vec<IceProtocol> = subscriber.candidates.iter().map(|c| c.protocol).collect();
-    assert_eq!(protocols, [IceProtocol::Udp, IceProtocol::Tcp], "{:?}", subscriber.candidates);
-    let mut peers = vec![Peer::udp(), Peer::tcp(tcp_candidate(&subscriber))];
+/// A router with TURN over TCP and TLS (a self-signed certificate) and ICE-TCP off.
+fn router_with_turn(dir: &std::path::Path) -> (Router, String) {
+    let secret = "turn-test-secret";
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("secret"), secret).unwrap();
+    let cfg = Config {
+        shards: 1,
+        base_port: 0,
+        pin: false,
+        ice_tcp: false,
+        turn_listen: Some("127.0.0.1:0".parse().unwrap()),
+        turn_tls_listen: Some("127.0.0.1:0".parse().unwrap()),
+        turn_cert: Some(dir.join("cert.pem")),
+        turn_key: Some(dir.join("key.pem")),
+        turn_secret_file: Some(dir.join("secret")),
+        ..Config::default()
+    };
+    (Router::start(&cfg).expect("router starts"), secret.into())
+}
+
+#[test]
+fn subscribers_relayed_by_the_routers_turn_over_tcp_and_tls_receive_every_frame_in_order() {
+    let dir = std::env::temp_dir().join(format!("turn-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut router, secret) = router_with_turn(&dir);
+    let turn = router.turn().expect("TURN runs");
+    let (tcp, tls) = (turn.tcp.unwrap(), turn.tls.unwrap());
+    for (server, over_tls) in [(tcp, false), (tls, true)] {
+        let (user, password) =
+            integration_tests::turn::rest_credential(&secret, "subscriber", Duration::from_secs(600));
+        let counters = subscriber_receives_every_frame(&router, |info| {
+            assert!(info.candidates.iter().all(|c| c.protocol == IceProtocol::Udp), "ICE-TCP is off");
+            Peer::relayed_over_stream(server, over_tls, &user, &password, udp_candidate(info))
+        });
+        let relayed = router.turn().unwrap().stats();
+        assert!(relayed.tx_datagrams > 300, "over TLS: {over_tls}: {relayed:?}");
+        assert_eq!(relayed.tx_dropped, 0, "{relayed:?}");
+        assert_eq!(relayed.rx_dropped, 0, "{relayed:?}");
+        assert_eq!(counters["transports"], 2, "{counters}");
+    }
+    router.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A UDP publisher sends four seconds of audio and video; the subscriber `make` gives (for
+/// its transport's info) receives every frame in order. Returns shard 0's counters.
+fn subscriber_receives_every_frame(router: &Router, make: impl FnOnce(&TransportInfo) -> Peer) -> serde_json::Value {
+    let publisher: TransportInfo = call(router, RouterCommand::CreateTransport { shard: None });
+    let subscriber: TransportInfo = call(router, RouterCommand::CreateTransport { shard: None });
+    let mut peers = vec![Peer::udp(), make(&subscriber)];
     for (p, info) in peers.iter_mut().zip([&publisher, &subscriber]) {
         let params: ConnectParams = p.client.connect_to(info);
-        let _: serde_json::Value = call(&router, RouterCommand::ConnectTransport { transport: info.id, params });
+        let _: serde_json::Value = call(router, RouterCommand::ConnectTransport { transport: info.id, params });
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while !peers.iter().all(|p| p.client.connected) {
@@ -53,8 +117,8 @@ fn a_subscriber_over_ice_tcp_receives_every_frame_in_order() {
     let audio_pub = peers[0].client.publish("a0", MediaKind::Audio);
     let video_pub = peers[0].client.publish("v0", MediaKind::Video);
     let produce = |kind, p| RouterCommand::Produce { transport: publisher.id, params: produce_params(kind, p) };
-    let audio: ProducerId = call(&router, produce(MediaKind::Audio, &audio_pub));
-    let video: ProducerId = call(&router, produce(MediaKind::Video, &video_pub));
+    let audio: ProducerId = call(router, produce(MediaKind::Audio, &audio_pub));
+    let video: ProducerId = call(router, produce(MediaKind::Video, &video_pub));
     let consume = |producer, rtx| RouterCommand::Consume {
         transport: TransportId(subscriber.id.0),
         params: ConsumeParams {
@@ -68,8 +132,8 @@ fn a_subscriber_over_ice_tcp_receives_every_frame_in_order() {
         },
     };
     let (_, vrtx) = peers[1].client.payload_types(MediaKind::Video);
-    let a: ConsumerInfo = call(&router, consume(audio, None));
-    let v: ConsumerInfo = call(&router, consume(video, vrtx));
+    let a: ConsumerInfo = call(router, consume(audio, None));
+    let v: ConsumerInfo = call(router, consume(video, vrtx));
     peers[1].client.subscribe("a0", &a);
     peers[1].client.subscribe("v0", &v);
 
@@ -110,13 +174,11 @@ fn a_subscriber_over_ice_tcp_receives_every_frame_in_order() {
         assert!(last + 3 >= sent, "{what} stopped at frame {last} of {sent}");
     }
 
-    let counters: serde_json::Value = call(&router, RouterCommand::Counters { shard: Some(0) });
-    let tcp = &counters["ice_tcp"];
-    assert_eq!(tcp["open"], 1, "{tcp}");
-    assert!(tcp["tx_datagrams"].as_u64().unwrap() > 300, "{tcp}");
-    assert_eq!(tcp["tx_dropped"], 0, "{tcp}");
-    assert_eq!(tcp["rx_dropped"], 0, "{tcp}");
-    router.shutdown();
+    let counters: serde_json::Value = call(router, RouterCommand::Counters { shard: Some(0) });
+    for info in [&publisher, &subscriber] {
+        let _: serde_json::Value = call(router, RouterCommand::CloseTransport { transport: info.id });
+    }
+    counters
 }
 
 #[test]

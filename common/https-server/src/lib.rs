@@ -19,10 +19,14 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "serve")]
 mod limits;
+#[cfg(feature = "serve")]
 mod serve;
 mod tls;
 
+#[cfg(feature = "serve")]
 pub use limits::{ConnectionCount, Limits};
+#[cfg(feature = "serve")]
 pub use serve::serve;
 pub use tls::{ReloadableCert, TlsError, fingerprint};

@@ -52,13 +52,19 @@ impl ReloadableCert {
     /// A rustls server configuration serving this certificate, TLS 1.2 and 1.3, ALPN
     /// `http/1.1` (the server speaks HTTP/1.1 only).
     pub fn server_config(self: &Arc<Self>) -> Arc<rustls::ServerConfig> {
+        self.server_config_with_alpn(vec![b"http/1.1".to_vec()])
+    }
+
+    /// As [`ReloadableCert::server_config`], offering the ALPN protocols `alpn` (none: the
+    /// client's offer is ignored).
+    pub fn server_config_with_alpn(self: &Arc<Self>, alpn: Vec<Vec<u8>>) -> Arc<rustls::ServerConfig> {
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             // The provider is aws-lc-rs's default, which has both versions.
             .unwrap_or_else(|e| unreachable!("aws-lc-rs supports TLS 1.2 and 1.3: {e}"))
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn;
         Arc::new(config)
     }
 }

@@ -412,25 +412,37 @@ impl<'a> StunMessage<'a> {
     /// XOR-MAPPED-ADDRESS decoded with the cookie (and transaction id for IPv6).
     pub fn xor_mapped_address(&self) -> Option<SocketAddr> {
         let off = usize::from(self.xor_mapped?);
-        let v = self.buf.get(off..)?;
-        let family = *v.get(1)?;
-        let port = read_u16(v, 2)? ^ (MAGIC_COOKIE >> 16) as u16;
-        let ip = match family {
-            1 => {
-                let x = read_u32(v, 4)? ^ MAGIC_COOKIE;
-                IpAddr::V4(Ipv4Addr::from(x))
+        self.decode_xor_address(self.buf.get(off..)?)
+    }
+
+    /// The value of the first attribute of type `typ` covered by MESSAGE-INTEGRITY (all of
+    /// them when there is none): TURN reads its own attributes (RFC 8656) this way.
+    pub fn attribute(&self, typ: u16) -> Option<&'a [u8]> {
+        let end = self.integrity.map_or(self.buf.len(), usize::from);
+        let mut pos = HEADER_LEN;
+        while pos + 4 <= end {
+            let t = read_u16(self.buf, pos)?;
+            let len = usize::from(read_u16(self.buf, pos + 2)?);
+            if t == typ {
+                return self.buf.get(pos + 4..pos + 4 + len);
             }
-            2 => {
-                let mut octets: [u8; 16] = v.get(4..20)?.try_into().ok()?;
-                let mask = xor_mask_v6(&self.transaction_id());
-                for (o, m) in octets.iter_mut().zip(mask) {
-                    *o ^= m;
-                }
-                IpAddr::V6(Ipv6Addr::from(octets))
-            }
-            _ => return None,
-        };
-        Some(SocketAddr::new(ip, port))
+            pos += 4 + ((len + 3) & !3);
+        }
+        None
+    }
+
+    /// Any XOR-encoded address attribute (XOR-PEER-ADDRESS, XOR-RELAYED-ADDRESS, ...) of this
+    /// message, by type.
+    pub fn xor_address(&self, typ: u16) -> Option<SocketAddr> {
+        let v = self.attribute(typ)?;
+        match (v.get(1), v.len()) {
+            (Some(1), 8) | (Some(2), 20) => self.decode_xor_address(v),
+            _ => None,
+        }
+    }
+
+    fn decode_xor_address(&self, v: &[u8]) -> Option<SocketAddr> {
+        decode_xor_address(v, &self.transaction_id())
     }
 
     /// ERROR-CODE, in error responses.
@@ -470,6 +482,29 @@ impl<'a> StunMessage<'a> {
         let computed = ctx.sign();
         constant_time::verify_slices_are_equal(computed.as_ref(), tag).is_ok()
     }
+}
+
+/// An XOR-encoded address attribute's value, decoded with the cookie (and, for IPv6, the
+/// message's transaction id `tx`).
+pub fn decode_xor_address(v: &[u8], tx: &[u8; 12]) -> Option<SocketAddr> {
+    let family = *v.get(1)?;
+    let port = read_u16(v, 2)? ^ (MAGIC_COOKIE >> 16) as u16;
+    let ip = match family {
+        1 => {
+            let x = read_u32(v, 4)? ^ MAGIC_COOKIE;
+            IpAddr::V4(Ipv4Addr::from(x))
+        }
+        2 => {
+            let mut octets: [u8; 16] = v.get(4..20)?.try_into().ok()?;
+            let mask = xor_mask_v6(tx);
+            for (o, m) in octets.iter_mut().zip(mask) {
+                *o ^= m;
+            }
+            IpAddr::V6(Ipv6Addr::from(octets))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 fn xor_mask_v6(tx: &[u8; 12]) -> [u8; 16] {
@@ -547,11 +582,16 @@ impl<'o> MessageWriter<'o> {
     }
 
     pub fn xor_mapped_address(&mut self, addr: SocketAddr) -> Result<&mut Self, StunError> {
+        self.xor_address(attr::XOR_MAPPED_ADDRESS, addr)
+    }
+
+    /// Any XOR-encoded address attribute (XOR-PEER-ADDRESS, XOR-RELAYED-ADDRESS, ...).
+    pub fn xor_address(&mut self, typ: u16, addr: SocketAddr) -> Result<&mut Self, StunError> {
         let port = addr.port() ^ (MAGIC_COOKIE >> 16) as u16;
         match addr.ip() {
             IpAddr::V4(ip) => {
                 let x = u32::from(ip) ^ MAGIC_COOKIE;
-                self.attribute_with(attr::XOR_MAPPED_ADDRESS, 8, |v| {
+                self.attribute_with(typ, 8, |v| {
                     v[0] = 0;
                     v[1] = 1;
                     v[2..4].copy_from_slice(&port.to_be_bytes());
@@ -561,7 +601,7 @@ impl<'o> MessageWriter<'o> {
             IpAddr::V6(ip) => {
                 let mask = xor_mask_v6(&self.tx);
                 let octets = ip.octets();
-                self.attribute_with(attr::XOR_MAPPED_ADDRESS, 20, |v| {
+                self.attribute_with(typ, 20, |v| {
                     v[0] = 0;
                     v[1] = 2;
                     v[2..4].copy_from_slice(&port.to_be_bytes());

@@ -1,0 +1,407 @@
+//! One TURN client's allocation, sans-IO: the requests of RFC 8656 a client sends over its
+//! connection, answered with time as an argument.
+//!
+//! The credentials are the "REST API for TURN" ones signaling hands out at `/init`: the
+//! username is `<expiry, Unix seconds>:<user>`, the password base64(HMAC-SHA1(secret,
+//! username)), and the long-term key MD5(username:realm:password) (RFC 8489 section 9.2).
+//!
+//! The only peers are the router's own shard addresses ([`Peers`]): a permission or channel to
+//! anything else is refused with 403, so the relay is no way into the host's network. The
+//! relayed address is one the I/O shell reserved (a bound UDP port nobody else can take); no
+//! datagram ever goes to it, because the peers are in this process: the shell hands what the
+//! client relays straight to the peer's shard as if it came from the relayed address.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::hmac;
+use base64::Engine as _;
+use md5::Digest;
+use router_engine::stun::{self, Class, MessageWriter, StunError, StunMessage};
+
+use super::wire::{self, Frame, attr};
+
+/// Lifetimes (RFC 8656): an allocation's default and cap, a permission's, a channel's.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);
+const MAX_LIFETIME: Duration = Duration::from_secs(3600);
+const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
+const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
+/// REQUESTED-TRANSPORT's value for UDP, the only relay transport.
+const UDP: u8 = 17;
+const SOFTWARE: &[u8] = b"rtc-router";
+
+/// The router's addresses a client may relay to, and which shard each is.
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    shards: HashMap<SocketAddr, usize>,
+}
+
+impl Peers {
+    pub fn new(shards: impl IntoIterator<Item = (SocketAddr, usize)>) -> Peers {
+        Peers { shards: shards.into_iter().collect() }
+    }
+
+    /// The shard at `peer`, if it is one of ours.
+    pub fn shard(&self, peer: SocketAddr) -> Option<usize> {
+        self.shards.get(&peer).copied()
+    }
+
+    /// A permission is per IP (RFC 8656 section 9): one of the shards'.
+    fn has_ip(&self, ip: IpAddr) -> bool {
+        self.shards.keys().any(|a| a.ip() == ip)
+    }
+}
+
+/// The secret and realm every allocation checks its client's credentials against.
+#[derive(Debug)]
+pub struct Credentials {
+    secret: hmac::Key,
+    realm: String,
+}
+
+impl Credentials {
+    pub fn new(secret: &[u8], realm: &str) -> Credentials {
+        Credentials { secret: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret), realm: realm.to_owned() }
+    }
+
+    /// The long-term key of `username`, if it has not expired at `unix_now`.
+    fn key(&self, username: &[u8], unix_now: u64) -> Option<Vec<u8>> {
+        let name = std::str::from_utf8(username).ok()?;
+        let expiry: u64 = name.split(':').next()?.parse().ok()?;
+        if expiry < unix_now {
+            return None;
+        }
+        let password = base64::engine::general_purpose::STANDARD.encode(hmac::sign(&self.secret, username).as_ref());
+        Some(md5::Md5::digest(format!("{name}:{}:{password}", self.realm).as_bytes()).to_vec())
+    }
+}
+
+/// What the shell does after a client's message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome<'m> {
+    /// Write this answer to the client.
+    Reply(Vec<u8>),
+    /// Hand `data` to the shard at `peer`, from the relayed address.
+    Relay { peer: SocketAddr, data: &'m [u8] },
+    /// Answer, and from now on wrap what `peer` sends as ChannelData on `channel`.
+    Bound { reply: Vec<u8>, peer: SocketAddr, channel: u16 },
+    /// Answer, then close the connection (the allocation was deleted).
+    ReplyAndClose(Vec<u8>),
+    /// Nothing to do (a stray response, data without a permission).
+    Nothing,
+}
+
+/// The state of one client connection.
+#[derive(Debug)]
+pub struct Allocation {
+    client: SocketAddr,
+    relayed: SocketAddr,
+    nonce: String,
+    granted: Option<Granted>,
+}
+
+#[derive(Debug)]
+struct Granted {
+    username: Vec<u8>,
+    expires: Instant,
+    permissions: HashMap<IpAddr, Instant>,
+    channels: HashMap<u16, (SocketAddr, Instant)>,
+}
+
+/// Why a request is refused: its ERROR-CODE.
+struct Refusal(u16, &'static str);
+
+impl Allocation {
+    /// `relayed` is the address reserved for the client; `nonce` a fresh random string.
+    pub fn new(client: SocketAddr, relayed: SocketAddr, nonce: String) -> Allocation {
+        Allocation { client, relayed, nonce, granted: None }
+    }
+
+    pub fn relayed(&self) -> SocketAddr {
+        self.relayed
+    }
+
+    /// Whether the allocation has been granted and has not expired (or not been granted yet).
+    pub fn expired(&self, now: Instant) -> bool {
+        self.granted.as_ref().is_some_and(|g| g.expires <= now)
+    }
+
+    /// Handles one message cut from the stream.
+    pub fn handle<'m>(
+        &mut self,
+        frame: Frame<'m>,
+        now: Instant,
+        unix_now: u64,
+        creds: &Credentials,
+        peers: &Peers,
+    ) -> Outcome<'m> {
+        match frame {
+            Frame::ChannelData { channel, data } => {
+                match self.granted.as_ref().and_then(|g| g.channels.get(&channel)) {
+                    Some(&(peer, until)) if until > now => Outcome::Relay { peer, data },
+                    _ => Outcome::Nothing,
+                }
+            }
+            Frame::Stun(bytes) => {
+                let Ok(msg) = stun::parse(bytes) else { return Outcome::Nothing };
+                match msg.class() {
+                    Class::Indication if msg.method() == wire::METHOD_SEND => self.send_indication(&msg, now, peers),
+                    Class::Request => self.request(&msg, now, unix_now, creds, peers),
+                    _ => Outcome::Nothing,
+                }
+            }
+        }
+    }
+
+    fn send_indication<'m>(&self, msg: &StunMessage<'m>, now: Instant, peers: &Peers) -> Outcome<'m> {
+        let (Some(g), Some(peer), Some(data)) =
+            (self.granted.as_ref(), msg.xor_address(attr::XOR_PEER_ADDRESS), msg.attribute(attr::DATA))
+        else {
+            return Outcome::Nothing;
+        };
+        let permitted = g.permissions.get(&peer.ip()).is_some_and(|&until| until > now);
+        if permitted && peers.shard(peer).is_some() { Outcome::Relay { peer, data } } else { Outcome::Nothing }
+    }
+
+    fn request<'m>(
+        &mut self,
+        msg: &StunMessage<'m>,
+        now: Instant,
+        unix_now: u64,
+        creds: &Credentials,
+        peers: &Peers,
+    ) -> Outcome<'m> {
+        let key = match self.authenticate(msg, unix_now, creds) {
+            Ok(key) => key,
+            Err(Refusal(code, reason)) => return Outcome::Reply(self.challenge(msg, code, reason, creds)),
+        };
+        let answer = match msg.method() {
+            wire::METHOD_ALLOCATE => self.allocate(msg, now, key.0),
+            wire::METHOD_REFRESH => self.refresh(msg, now),
+            wire::METHOD_CREATE_PERMISSION => self.create_permission(msg, now, peers),
+            wire::METHOD_CHANNEL_BIND => self.channel_bind(msg, now, peers),
+            _ => Err(Refusal(400, "Bad Request: unknown method")),
+        };
+        let key = &key.1;
+        match answer {
+            Ok(Answer::Allocated { lifetime }) => Outcome::Reply(self.success(msg, key, |w| {
+                w.xor_address(attr::XOR_RELAYED_ADDRESS, self.relayed)?
+                    .attribute(attr::LIFETIME, &lifetime.to_be_bytes())?
+                    .xor_mapped_address(self.client)?;
+                Ok(())
+            })),
+            Ok(Answer::Refreshed { lifetime: 0 }) => Outcome::ReplyAndClose(self.success(msg, key, |w| {
+                w.attribute(attr::LIFETIME, &0u32.to_be_bytes())?;
+                Ok(())
+            })),
+            Ok(Answer::Refreshed { lifetime }) => Outcome::Reply(self.success(msg, key, |w| {
+                w.attribute(attr::LIFETIME, &lifetime.to_be_bytes())?;
+                Ok(())
+            })),
+            Ok(Answer::Permitted) => Outcome::Reply(self.success(msg, key, |_| Ok(()))),
+            Ok(Answer::Bound { peer, channel }) => {
+                Outcome::Bound { reply: self.success(msg, key, |_| Ok(())), peer, channel }
+            }
+            Err(Refusal(code, reason)) => Outcome::Reply(self.error(msg, code, reason, Some(key))),
+        }
+    }
+
+    /// The long-term key of a request's credentials (and its username), or why not: 401 when
+    /// they are missing, expired or wrong, 438 for another nonce, 441 for another user than
+    /// the allocation's.
+    fn authenticate(
+        &self,
+        msg: &StunMessage<'_>,
+        unix_now: u64,
+        creds: &Credentials,
+    ) -> Result<(Vec<u8>, hmac::Key), Refusal> {
+        let (Some(username), Some(realm), Some(nonce)) =
+            (msg.username(), msg.attribute(stun::attr::REALM), msg.attribute(stun::attr::NONCE))
+        else {
+            return Err(Refusal(401, "Unauthorized"));
+        };
+        if !msg.has_integrity() {
+            return Err(Refusal(401, "Unauthorized"));
+        }
+        if nonce != self.nonce.as_bytes() {
+            return Err(Refusal(438, "Stale Nonce"));
+        }
+        if realm != creds.realm.as_bytes() {
+            return Err(Refusal(401, "Unauthorized: wrong realm"));
+        }
+        let Some(long_term) = creds.key(username, unix_now) else {
+            return Err(Refusal(401, "Unauthorized: expired or malformed username"));
+        };
+        let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &long_term);
+        if !msg.verify_integrity_with(&key) {
+            return Err(Refusal(401, "Unauthorized"));
+        }
+        if let Some(g) = &self.granted
+            && g.username != username
+        {
+            return Err(Refusal(441, "Wrong Credentials"));
+        }
+        Ok((username.to_vec(), key))
+    }
+
+    fn allocate(&mut self, msg: &StunMessage<'_>, now: Instant, username: Vec<u8>) -> Result<Answer, Refusal> {
+        if self.granted.is_some() {
+            return Err(Refusal(437, "Allocation Mismatch"));
+        }
+        match msg.attribute(attr::REQUESTED_TRANSPORT) {
+            None => return Err(Refusal(400, "Bad Request: no REQUESTED-TRANSPORT")),
+            Some(v) if v.first() != Some(&UDP) => return Err(Refusal(442, "Unsupported Transport Protocol")),
+            Some(_) => {}
+        }
+        if msg.attribute(attr::EVEN_PORT).is_some() || msg.attribute(attr::RESERVATION_TOKEN).is_some() {
+            return Err(Refusal(508, "Insufficient Capacity: no port reservations"));
+        }
+        if let Some(family) = msg.attribute(attr::REQUESTED_ADDRESS_FAMILY) {
+            let wanted_v6 = family.first() == Some(&2);
+            if wanted_v6 != self.relayed.is_ipv6() {
+                return Err(Refusal(440, "Address Family not Supported"));
+            }
+        }
+        let lifetime = requested_lifetime(msg).unwrap_or(DEFAULT_LIFETIME).clamp(DEFAULT_LIFETIME, MAX_LIFETIME);
+        self.granted =
+            Some(Granted { username, expires: now + lifetime, permissions: HashMap::new(), channels: HashMap::new() });
+        Ok(Answer::Allocated { lifetime: lifetime.as_secs() as u32 })
+    }
+
+    fn refresh(&mut self, msg: &StunMessage<'_>, now: Instant) -> Result<Answer, Refusal> {
+        let g = self.granted.as_mut().ok_or(Refusal(437, "Allocation Mismatch"))?;
+        let lifetime = requested_lifetime(msg).unwrap_or(DEFAULT_LIFETIME);
+        if lifetime.is_zero() {
+            g.expires = now;
+            return Ok(Answer::Refreshed { lifetime: 0 });
+        }
+        let lifetime = lifetime.min(MAX_LIFETIME);
+        g.expires = now + lifetime;
+        Ok(Answer::Refreshed { lifetime: lifetime.as_secs() as u32 })
+    }
+
+    fn create_permission(&mut self, msg: &StunMessage<'_>, now: Instant, peers: &Peers) -> Result<Answer, Refusal> {
+        let g = self.granted.as_mut().ok_or(Refusal(437, "Allocation Mismatch"))?;
+        // The attribute may repeat; each must be allowed.
+        let ips: Vec<IpAddr> = xor_peer_addresses(msg).map(|a| a.ip()).collect();
+        if ips.is_empty() {
+            return Err(Refusal(400, "Bad Request: no XOR-PEER-ADDRESS"));
+        }
+        if !ips.iter().all(|ip| peers.has_ip(*ip)) {
+            return Err(Refusal(403, "Forbidden: this server relays to its router only"));
+        }
+        for ip in ips {
+            g.permissions.insert(ip, now + PERMISSION_LIFETIME);
+        }
+        Ok(Answer::Permitted)
+    }
+
+    fn channel_bind(&mut self, msg: &StunMessage<'_>, now: Instant, peers: &Peers) -> Result<Answer, Refusal> {
+        let g = self.granted.as_mut().ok_or(Refusal(437, "Allocation Mismatch"))?;
+        let channel =
+            msg.attribute(attr::CHANNEL_NUMBER).and_then(|v| v.get(..2)).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        let (Some(channel), Some(peer)) = (channel, msg.xor_address(attr::XOR_PEER_ADDRESS)) else {
+            return Err(Refusal(400, "Bad Request: CHANNEL-NUMBER and XOR-PEER-ADDRESS needed"));
+        };
+        if !wire::CHANNELS.contains(&channel) {
+            return Err(Refusal(400, "Bad Request: channel number out of range"));
+        }
+        if peers.shard(peer).is_none() {
+            return Err(Refusal(403, "Forbidden: this server relays to its router only"));
+        }
+        // A channel stays bound to one peer, and a peer to one channel (RFC 8656 section 12).
+        let taken = g.channels.iter().any(|(&c, &(p, _))| (c == channel) != (p == peer));
+        if taken {
+            return Err(Refusal(400, "Bad Request: channel or peer bound otherwise"));
+        }
+        g.channels.insert(channel, (peer, now + CHANNEL_LIFETIME));
+        g.permissions.insert(peer.ip(), now + PERMISSION_LIFETIME);
+        Ok(Answer::Bound { peer, channel })
+    }
+
+    /// A success response signed with `key`.
+    fn success(
+        &self,
+        msg: &StunMessage<'_>,
+        key: &hmac::Key,
+        attrs: impl FnOnce(&mut MessageWriter<'_>) -> Result<(), StunError>,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        wire::append_message(&mut out, 256, |buf| {
+            let mut w = MessageWriter::new(buf, Class::SuccessResponse, msg.method(), msg.transaction_id())?;
+            attrs(&mut w)?;
+            w.attribute(stun::attr::SOFTWARE, SOFTWARE)?.message_integrity(key)?.fingerprint()?;
+            Ok(w.finish())
+        });
+        out
+    }
+
+    /// An error response; signed when the request's credentials were good.
+    fn error(&self, msg: &StunMessage<'_>, code: u16, reason: &str, key: Option<&hmac::Key>) -> Vec<u8> {
+        let mut out = Vec::new();
+        wire::append_message(&mut out, 1024, |buf| {
+            let mut w = MessageWriter::new(buf, Class::ErrorResponse, msg.method(), msg.transaction_id())?;
+            w.error_code(code, reason)?.attribute(stun::attr::SOFTWARE, SOFTWARE)?;
+            if let Some(key) = key {
+                w.message_integrity(key)?;
+            }
+            w.fingerprint()?;
+            Ok(w.finish())
+        });
+        out
+    }
+
+    /// The answer to a request whose credentials did not do: with the realm and nonce to
+    /// retry with (RFC 8489 section 9.2.4).
+    fn challenge(&self, msg: &StunMessage<'_>, code: u16, reason: &str, creds: &Credentials) -> Vec<u8> {
+        let mut out = Vec::new();
+        wire::append_message(&mut out, 1024, |buf| {
+            let mut w = MessageWriter::new(buf, Class::ErrorResponse, msg.method(), msg.transaction_id())?;
+            w.error_code(code, reason)?
+                .attribute(stun::attr::REALM, creds.realm.as_bytes())?
+                .attribute(stun::attr::NONCE, self.nonce.as_bytes())?
+                .attribute(stun::attr::SOFTWARE, SOFTWARE)?
+                .fingerprint()?;
+            Ok(w.finish())
+        });
+        out
+    }
+}
+
+enum Answer {
+    Allocated { lifetime: u32 },
+    Refreshed { lifetime: u32 },
+    Permitted,
+    Bound { peer: SocketAddr, channel: u16 },
+}
+
+fn requested_lifetime(msg: &StunMessage<'_>) -> Option<Duration> {
+    let v: [u8; 4] = msg.attribute(attr::LIFETIME)?.try_into().ok()?;
+    Some(Duration::from_secs(u64::from(u32::from_be_bytes(v))))
+}
+
+/// Every XOR-PEER-ADDRESS of a message (CreatePermission may carry several).
+fn xor_peer_addresses<'a>(msg: &'a StunMessage<'_>) -> impl Iterator<Item = SocketAddr> + 'a {
+    let bytes = msg.as_bytes();
+    let mut pos = stun::HEADER_LEN;
+    std::iter::from_fn(move || {
+        while pos + 4 <= bytes.len() {
+            let typ = u16::from_be_bytes([bytes[pos], bytes[pos + 1]]);
+            let len = usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
+            let at = pos;
+            pos += 4 + ((len + 3) & !3);
+            if typ == stun::attr::MESSAGE_INTEGRITY {
+                pos = bytes.len();
+                return None;
+            }
+            if typ == attr::XOR_PEER_ADDRESS {
+                return stun::decode_xor_address(
+                    &bytes[at + 4..(at + 4 + len).min(bytes.len())],
+                    &msg.transaction_id(),
+                );
+            }
+        }
+        None
+    })
+}
