@@ -1,7 +1,7 @@
 //! The certificate reloaded without a restart: on SIGHUP (`systemctl reload`) and when the
 //! certificate or key file changes (a renewal by certbot or the like, looked for every
 //! `--cert-poll-secs`). Control's HTTPS takes the new certificate at once (`Tls::reload`); signaling is
-//! sent SIGHUP and reloads its own; coturn is sent SIGUSR2, its signal for the same. Open
+//! sent SIGHUP and reloads its own; the router's TURN over TLS watches the files itself. Open
 //! connections, calls among them, are not touched: the router's DTLS has its own certificate.
 //! A file that cannot be read or a key that does not match the certificate leaves the old
 //! certificate in place, with a warning.
@@ -60,7 +60,7 @@ fn reload(tls: &Tls, status: &Status, why: &str) {
         Ok(fingerprint) => {
             info!(why, cert = %tls.cert_path.display(), sha256 = %fingerprint, "TLS certificate reloaded");
             let children = status.snapshot();
-            for (child, signal) in [("signaling", libc::SIGHUP), ("turn", libc::SIGUSR2)] {
+            for (child, signal) in [("signaling", libc::SIGHUP)] {
                 let Some(pid) = children.get(child).and_then(|c| c.pid) else { continue };
                 let Ok(pid) = libc::pid_t::try_from(pid) else { continue };
                 // SAFETY: kill(2) with a pid of our own child; no memory is involved.

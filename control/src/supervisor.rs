@@ -101,6 +101,9 @@ pub fn child_specs(
     if args.no_ice_tcp {
         router_args.push("--no-ice-tcp".into());
     }
+    if let Some(turn) = &turn {
+        router_args.extend(turn.router_args.iter().cloned());
+    }
     let router =
         ChildSpec { name: "router", program: bin_dir.join("router"), args: router_args, stdout_lines: None, nice: 0 };
     let signaling = ChildSpec {
@@ -167,7 +170,7 @@ pub fn child_specs(
             signaling.args.extend(["--turn-url".into(), url.into()]);
         }
         signaling.args.extend(["--turn-secret-file".into(), turn.secret_file.into_os_string()]);
-        specs.push(turn.child);
+        specs.extend(turn.child);
     }
     specs.extend([signaling, recorder, compositor]);
     specs

@@ -1,15 +1,18 @@
-//! TURN: coturn (Debian's `turnserver`), started and supervised by control like the other
-//! children, with a config generated at every start in `<data-dir>/turn/`.
+//! TURN, in two parts sharing one secret:
 //!
-//! Clients get time-limited credentials at signaling's `/init` ("REST API for TURN":
-//! coturn's `use-auth-secret`, the secret in `<data-dir>/turn/secret`, made once, mode 0600), so
-//! the official SDK relays through it with no app change. It listens for UDP and TCP on
-//! `--turn-port` and for TLS on `--turn-tls-port` (control's certificate), and relays only to
-//! the router's addresses: it is no open relay into the host's network. docs/decisions.md says
-//! why coturn and not an embedded TURN crate.
+//! - over TCP (`--turn-port`) and TLS (`--turn-tls-port`, control's certificate): the router's
+//!   own TURN (`router/src/turn`), which relays into its shards without a second socket;
+//! - over UDP (`--turn-port`): coturn (Debian's `turnserver`), when installed, started and
+//!   supervised by control like the other children, with a config generated at every start in
+//!   `<data-dir>/turn/`, relaying only to the router's addresses.
+//!
+//! Clients get time-limited credentials at signaling's `/init` ("REST API for TURN": coturn's
+//! `use-auth-secret`, the secret in `<data-dir>/turn/secret`, made once, mode 0600), so the
+//! official SDK relays through either with no app change. Neither is an open relay into the
+//! host's network. docs/decisions.md says why this split.
 
 use std::ffi::OsString;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use tracing::warn;
@@ -22,7 +25,10 @@ use crate::{DataDir, Error};
 /// What control runs for TURN and what signaling hands out.
 #[derive(Debug)]
 pub struct Turn {
-    pub child: ChildSpec,
+    /// coturn, for TURN over UDP; `None` when it is not installed.
+    pub child: Option<ChildSpec>,
+    /// The router's flags for its TURN over TCP and TLS.
+    pub router_args: Vec<OsString>,
     /// The URLs given to clients, in the order they should try them.
     pub urls: Vec<String>,
     pub secret_file: PathBuf,
@@ -37,19 +43,12 @@ fn find_turnserver(args: &RunArgs) -> Option<PathBuf> {
     std::env::split_paths(&path).chain([PathBuf::from("/usr/bin")]).map(|d| d.join("turnserver")).find(|p| p.is_file())
 }
 
-/// Writes the secret (once) and the config, and returns the child to supervise; `None` when
-/// TURN is off (`--no-turn`) or coturn is not installed (logged: clients then have no relay).
+/// Writes the secret (once) and coturn's config, and returns what to run; `None` when TURN is
+/// off (`--no-turn`). Without coturn installed, TURN over UDP is left out (logged).
 pub fn prepare(args: &RunArgs, dir: &DataDir, tls: &Tls) -> Result<Option<Turn>, Error> {
     if args.no_turn {
         return Ok(None);
     }
-    let Some(program) = find_turnserver(args) else {
-        warn!(
-            "no TURN: `turnserver` not found (apt-get install coturn, or --turnserver-bin); clients whose \
-             network blocks UDP can still use ICE-TCP"
-        );
-        return Ok(None);
-    };
     let turn_dir = dir.turn();
     create_private_dir(&turn_dir)?;
     let secret_file = turn_dir.join("secret");
@@ -57,22 +56,47 @@ pub fn prepare(args: &RunArgs, dir: &DataDir, tls: &Tls) -> Result<Option<Turn>,
         write_private(&secret_file, &store::random_secret())?;
     }
     let secret = std::fs::read_to_string(&secret_file).map_err(|e| Error::io("reading", &secret_file, e))?;
-    let config = turn_dir.join("turnserver.conf");
-    write_private(&config, &config_text(args, &turn_dir, tls, secret.trim()))?;
     let host = &args.public_host;
-    let urls = vec![
-        format!("turn:{host}:{}?transport=udp", args.turn_port),
+    let mut urls = vec![
         format!("turn:{host}:{}?transport=tcp", args.turn_port),
         format!("turns:{host}:{}?transport=tcp", args.turn_tls_port),
     ];
-    let child = ChildSpec {
-        name: "turn",
-        program,
-        args: vec![OsString::from("-c"), config.into_os_string()],
-        stdout_lines: None,
-        nice: 0,
+    let router_args: Vec<OsString> = [
+        "--turn-listen".into(),
+        SocketAddr::new(args.router_ip, args.turn_port).to_string().into(),
+        "--turn-tls-listen".into(),
+        SocketAddr::new(args.router_ip, args.turn_tls_port).to_string().into(),
+        "--turn-cert".into(),
+        tls.cert_path.clone().into_os_string(),
+        "--turn-key".into(),
+        tls.key_path.clone().into_os_string(),
+        "--turn-secret-file".into(),
+        secret_file.clone().into_os_string(),
+    ]
+    .into();
+    let child = match find_turnserver(args) {
+        None => {
+            warn!(
+                "no TURN over UDP: `turnserver` not found (apt-get install coturn, or --turnserver-bin); TURN over \
+                 TCP and TLS (the router's) and ICE-TCP still reach clients whose network blocks UDP"
+            );
+            None
+        }
+        Some(program) => {
+            let config = turn_dir.join("turnserver.conf");
+            write_private(&config, &config_text(args, &turn_dir, secret.trim()))?;
+            // UDP first: the cheapest path a client behind a UDP-friendly firewall can take.
+            urls.insert(0, format!("turn:{host}:{}?transport=udp", args.turn_port));
+            Some(ChildSpec {
+                name: "turn",
+                program,
+                args: vec![OsString::from("-c"), config.into_os_string()],
+                stdout_lines: None,
+                nice: 0,
+            })
+        }
     };
-    Ok(Some(Turn { child, urls, secret_file }))
+    Ok(Some(Turn { child, router_args, urls, secret_file }))
 }
 
 /// The addresses TURN may relay to: the router's. A wildcard router bind with nothing
@@ -85,12 +109,15 @@ fn router_addresses(args: &RunArgs) -> Vec<IpAddr> {
     ips
 }
 
-/// coturn's configuration (`turnserver.conf` syntax: one `key=value` or flag a line).
-fn config_text(args: &RunArgs, turn_dir: &Path, tls: &Tls, secret: &str) -> String {
+/// coturn's configuration (`turnserver.conf` syntax: one `key=value` or flag a line): UDP
+/// only, TCP and TLS being the router's.
+fn config_text(args: &RunArgs, turn_dir: &Path, secret: &str) -> String {
     let mut lines = vec![
         "# Written by control at every start from its flags; edits here are overwritten.".to_string(),
         format!("listening-port={}", args.turn_port),
-        format!("tls-listening-port={}", args.turn_tls_port),
+        "no-tcp".into(),
+        "no-tls".into(),
+        "no-dtls".into(),
     ];
     if !args.router_ip.is_unspecified() {
         // Beside the router: the relay's traffic to it stays on this host.
@@ -112,10 +139,6 @@ fn config_text(args: &RunArgs, turn_dir: &Path, tls: &Tls, secret: &str) -> Stri
         "use-auth-secret".into(),
         format!("static-auth-secret={secret}"),
         format!("realm={}", args.public_host),
-        format!("cert={}", tls.cert_path.display()),
-        format!("pkey={}", tls.key_path.display()),
-        "no-tlsv1".into(),
-        "no-tlsv1_1".into(),
         "fingerprint".into(),
         "no-cli".into(),
         "no-multicast-peers".into(),
