@@ -1,9 +1,10 @@
 //! What a subscriber over ICE-TCP, and one relayed by TURN, cost against one over UDP: one
 //! publisher (UDP) sends VP8 and Opus to N str0m subscribers, all over UDP, then all over
-//! ICE-TCP, then all through a coturn relay (when `/usr/bin/turnserver` is installed), in one
-//! run. Reports the CPU time per datagram sent to the subscribers: the router's (its shard
-//! thread, and for TCP its ICE-TCP threads, read from /proc), and for TURN also coturn's
-//! (the whole process), and the ratios to UDP. Run:
+//! ICE-TCP, then all through the router's own TURN over TLS and over TCP, then all through a
+//! coturn relay over UDP (when `/usr/bin/turnserver` is installed), in one run. Reports the CPU
+//! time per datagram sent to the subscribers: the router's (its shard thread, and its ICE-TCP
+//! or TURN threads, read from /proc), and for coturn also its whole process, and the ratios to
+//! UDP. Run:
 //!
 //! ```text
 //! cargo bench -p benches --bench ice_tcp_cost                 # 20 subscribers, 10 s each
@@ -11,7 +12,7 @@
 //! ```
 //!
 //! The clients run on the bench's main thread, so their CPU is not counted; only threads named
-//! `shard-*` and `ice-tcp*` are, and coturn's process.
+//! `shard-*`, `ice-tcp*` and `turn-*` are, and coturn's process.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failed unwrap is a failed run
 
@@ -69,6 +70,8 @@ fn process_cpu(pid: u32) -> Duration {
 enum Path {
     Udp,
     IceTcp,
+    /// Through the router's TURN, over TLS or plain TCP.
+    RouterTurn { tls: bool },
     /// Through coturn at this address, its pid and shared secret.
     Turn(std::net::SocketAddr, u32, &'static str),
 }
@@ -116,10 +119,28 @@ fn unsafe_clk_tck() -> f64 {
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
 }
 
-/// Datagrams the shard sent: over UDP and over its ICE-TCP connections.
+/// Datagrams the shard sent: over UDP, over its ICE-TCP connections and to TURN clients.
 fn sent(router: &Router) -> u64 {
     let c: serde_json::Value = call(router, RouterCommand::Counters { shard: Some(0) });
-    c["shell"]["io"]["tx_datagrams"].as_u64().unwrap_or(0) + c["ice_tcp"]["tx_datagrams"].as_u64().unwrap_or(0)
+    let turn = router.turn().map_or(0, |t| t.stats().tx_datagrams);
+    c["shell"]["io"]["tx_datagrams"].as_u64().unwrap_or(0) + c["ice_tcp"]["tx_datagrams"].as_u64().unwrap_or(0) + turn
+}
+
+/// A router config with TURN over TCP and TLS (a self-signed certificate in `dir`).
+fn turn_config(dir: &std::path::Path) -> Config {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("secret"), TURN_SECRET).unwrap();
+    Config {
+        turn_listen: Some("127.0.0.1:0".parse().unwrap()),
+        turn_tls_listen: Some("127.0.0.1:0".parse().unwrap()),
+        turn_cert: Some(dir.join("cert.pem")),
+        turn_key: Some(dir.join("key.pem")),
+        turn_secret_file: Some(dir.join("secret")),
+        ..Config::default()
+    }
 }
 
 struct Run {
@@ -130,7 +151,9 @@ struct Run {
 }
 
 fn run(path: Path, subscribers: usize, seconds: u64) -> Run {
-    let cfg = Config { shards: 1, base_port: 0, pin: false, ..Config::default() };
+    let dir = std::env::temp_dir().join(format!("ice-tcp-cost-{}", std::process::id()));
+    let base = if matches!(path, Path::RouterTurn { .. }) { turn_config(&dir) } else { Config::default() };
+    let cfg = Config { shards: 1, base_port: 0, pin: false, ..base };
     let mut router = Router::start(&cfg).expect("router starts");
     let publisher: TransportInfo = call(&router, RouterCommand::CreateTransport { shard: None });
     let mut infos = vec![publisher.clone()];
@@ -141,6 +164,13 @@ fn run(path: Path, subscribers: usize, seconds: u64) -> Run {
         peers.push(match path {
             Path::Udp => Peer::udp(),
             Path::IceTcp => Peer::tcp(candidate(IceProtocol::Tcp)),
+            Path::RouterTurn { tls } => {
+                let turn = router.turn().expect("TURN runs");
+                let server = if tls { turn.tls.unwrap() } else { turn.tcp.unwrap() };
+                let (user, password) =
+                    integration_tests::turn::rest_credential(TURN_SECRET, "bench", Duration::from_secs(3600));
+                Peer::relayed_over_stream(server, tls, &user, &password, candidate(IceProtocol::Udp))
+            }
             Path::Turn(server, _, secret) => {
                 let (user, password) =
                     integration_tests::turn::rest_credential(secret, "bench", Duration::from_secs(3600));
@@ -189,7 +219,7 @@ fn run(path: Path, subscribers: usize, seconds: u64) -> Run {
     let mut vp8 = Vp8Stream::new(200, 9000);
     vp8.packets_per_frame = 4;
     vp8.payload_size = 1100;
-    let threads: &[&str] = &["shard-", "ice-tcp"];
+    let threads: &[&str] = &["shard-", "ice-tcp", "turn-"];
     // The relay's CPU counts too: each datagram to a relayed subscriber crosses it.
     let relay = match path {
         Path::Turn(_, pid, _) => Some(pid),
@@ -226,6 +256,7 @@ fn run(path: Path, subscribers: usize, seconds: u64) -> Run {
     let result =
         Run { router_cpu: router_cpu - cpu0.0, relay_cpu: relay_cpu - cpu0.1, datagrams: sent(&router) - sent0 };
     router.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
@@ -233,9 +264,14 @@ fn main() {
     let subscribers = env("ICE_TCP_SUBSCRIBERS", 20) as usize;
     let seconds = env("ICE_TCP_SECONDS", 10);
     let coturn = Coturn::start();
-    let mut paths = vec![("UDP", Path::Udp), ("ICE-TCP", Path::IceTcp)];
+    let mut paths = vec![
+        ("UDP", Path::Udp),
+        ("ICE-TCP", Path::IceTcp),
+        ("TURN/TLS (router)", Path::RouterTurn { tls: true }),
+        ("TURN/TCP (router)", Path::RouterTurn { tls: false }),
+    ];
     match &coturn {
-        Some(c) => paths.push(("TURN", Path::Turn(c.addr, c.child.id(), TURN_SECRET))),
+        Some(c) => paths.push(("TURN/UDP (coturn)", Path::Turn(c.addr, c.child.id(), TURN_SECRET))),
         None => println!("TURN: /usr/bin/turnserver is not installed (apt-get install coturn); not measured"),
     }
     let mut udp = None;
