@@ -58,8 +58,10 @@ pub struct Config {
     pub ice_tcp: bool,
     /// Most ICE-TCP connections one shard keeps open; a connection past it is closed at once.
     pub ice_tcp_max_connections: usize,
-    /// TURN over plain TCP at this address (`turn:HOST:PORT?transport=tcp`), relaying into the
+    /// TURN over UDP at this address (`turn:HOST:PORT?transport=udp`), relaying into the
     /// shards ([`crate::turn`]). Needs `turn_secret_file`.
+    pub turn_udp_listen: Option<std::net::SocketAddr>,
+    /// TURN over plain TCP at this address (`turn:HOST:PORT?transport=tcp`).
     pub turn_listen: Option<std::net::SocketAddr>,
     /// TURN over TLS at this address (`turns:`), with `turn_cert` and `turn_key`.
     pub turn_tls_listen: Option<std::net::SocketAddr>,
@@ -105,6 +107,7 @@ impl Default for Config {
             announce_ips: Vec::new(),
             ice_tcp: true,
             ice_tcp_max_connections: 4096,
+            turn_udp_listen: None,
             turn_listen: None,
             turn_tls_listen: None,
             turn_cert: None,
@@ -135,7 +138,7 @@ impl Config {
 
     /// TURN's options, when a TURN listener is asked for; an error names what is missing.
     pub(crate) fn turn_options(&self, relay_ip: std::net::IpAddr) -> Result<Option<crate::turn::TurnOptions>, String> {
-        if self.turn_listen.is_none() && self.turn_tls_listen.is_none() {
+        if self.turn_udp_listen.is_none() && self.turn_listen.is_none() && self.turn_tls_listen.is_none() {
             return Ok(None);
         }
         let Some(secret_file) = &self.turn_secret_file else {
@@ -154,6 +157,7 @@ impl Config {
             }
         };
         Ok(Some(crate::turn::TurnOptions {
+            udp: self.turn_udp_listen,
             tcp: self.turn_listen,
             tls,
             secret,

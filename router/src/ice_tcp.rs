@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tracing::{debug, warn};
 
-use crate::stream_peers::{Connection, Counters, Framing, InboxSender, Outbox, TcpStats, write_backlog};
+use crate::stream_peers::{Connection, Counters, Framing, InboxSender, Outbox, Sink, TcpStats, write_backlog};
 
 /// Stack of each connection's threads: they hold one frame buffer and little else.
 pub const THREAD_STACK: usize = 128 * 1024;
@@ -102,8 +102,7 @@ impl Acceptor {
         let outbox = Arc::new(Outbox::default());
         let conn = Connection {
             number,
-            outbox: outbox.clone(),
-            stream: stream.clone(),
+            sink: Sink::Stream { outbox: outbox.clone(), stream: stream.clone() },
             framing: Arc::new(Framing::Rfc4571),
             counters: self.counters.clone(),
         };

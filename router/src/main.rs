@@ -39,6 +39,9 @@ struct Args {
     /// Do not accept ICE over TCP (by default each shard also listens on TCP at its port).
     #[arg(long)]
     no_ice_tcp: bool,
+    /// TURN over UDP at this address (e.g. 0.0.0.0:3478), relaying into the shards.
+    #[arg(long, value_name = "IP:PORT")]
+    turn_udp_listen: Option<std::net::SocketAddr>,
     /// TURN over TCP at this address (e.g. 0.0.0.0:3478), relaying into the shards.
     #[arg(long, value_name = "IP:PORT")]
     turn_listen: Option<std::net::SocketAddr>,
@@ -111,6 +114,7 @@ fn main() {
         cfg.announce_ips = args.announce_ips;
     }
     cfg.ice_tcp &= !args.no_ice_tcp;
+    cfg.turn_udp_listen = args.turn_udp_listen.or(cfg.turn_udp_listen);
     cfg.turn_listen = args.turn_listen.or(cfg.turn_listen);
     cfg.turn_tls_listen = args.turn_tls_listen.or(cfg.turn_tls_listen);
     cfg.turn_cert = args.turn_cert.or(cfg.turn_cert);
@@ -145,7 +149,7 @@ fn main() {
         }
     };
     if let Some(turn) = router.turn() {
-        info!(tcp = ?turn.tcp, tls = ?turn.tls, "TURN ready");
+        info!(udp = ?turn.udp, tcp = ?turn.tcp, tls = ?turn.tls, "TURN ready");
     }
     for (i, (addr, backend)) in router.shard_addrs().iter().zip(router.shard_backends()).enumerate() {
         info!(shard = i, %addr, ?backend, candidates = ?router.shard_candidates(i), "shard ready");

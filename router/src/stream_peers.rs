@@ -1,10 +1,11 @@
-//! Clients that reach a shard over a TCP connection instead of UDP: ICE-TCP clients
-//! ([`crate::ice_tcp`]) and TURN clients relayed over TCP or TLS ([`crate::turn`]).
+//! Clients that reach a shard other than by datagrams to its own socket: ICE-TCP clients
+//! ([`crate::ice_tcp`]) and TURN clients relayed over TCP, TLS or UDP ([`crate::turn`]).
 //!
-//! To the engine each is just another source address. Their connection threads hand the shard
-//! the datagrams they unwrapped ([`InboxSender`]); the shard's replies to that address go back
-//! over the connection ([`ShardTransmit`]), wrapped as the connection's [`Framing`] says, and,
-//! on a TLS connection, sealed by its rustls session.
+//! To the engine each is just another source address. Their threads hand the shard the
+//! datagrams they unwrapped ([`InboxSender`]); the shard's replies to that address go back
+//! ([`ShardTransmit`]) wrapped as the client's [`Framing`] says: over its connection, sealed by
+//! its rustls session on TLS, or, for TURN over UDP, as datagrams from the TURN socket, sent
+//! together with one `sendmmsg` after the turn.
 //!
 //! Writing is the shard's: a turn's datagrams for a connection are framed into its outbox, and
 //! after the turn one non-blocking `send` per connection writes them ([`StreamPeers::flush`]).
@@ -17,7 +18,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
@@ -46,20 +47,35 @@ enum Inbound {
 pub enum Framing {
     /// RFC 4571: a 16-bit length, then the datagram (ICE-TCP).
     Rfc4571,
-    /// TURN over TCP (RFC 8656): the datagram comes from `peer` (this shard's address), as
-    /// ChannelData once the client bound `channel` to it (0 until then), else as a Data
-    /// indication.
+    /// TURN (RFC 8656): the datagram comes from `peer` (this shard's address), as ChannelData
+    /// once the client bound `channel` to it (0 until then), else as a Data indication.
     Turn { peer: SocketAddr, channel: AtomicU16 },
 }
 
-/// The shard's handle on one connection.
+/// The shard's handle on one client.
 #[derive(Debug)]
 pub struct Connection {
     pub number: u64,
-    pub outbox: Arc<Outbox>,
-    pub stream: Arc<TcpStream>,
+    pub sink: Sink,
     pub framing: Arc<Framing>,
     pub counters: Arc<Counters>,
+}
+
+/// Where a client's datagrams go.
+#[derive(Debug)]
+pub enum Sink {
+    /// Its TCP connection.
+    Stream { outbox: Arc<Outbox>, stream: Arc<TcpStream> },
+    /// Datagrams to `client` from the TURN socket.
+    Datagram { socket: Arc<DatagramSocket>, client: SocketAddr },
+}
+
+/// A UDP socket datagrams are sent from outside the shard's own batch (TURN's).
+#[derive(Debug)]
+pub struct DatagramSocket {
+    pub socket: UdpSocket,
+    /// Whether it is an IPv6 socket (IPv4 destinations then go v4-mapped).
+    pub v6: bool,
 }
 
 /// What the shard, a connection's reader thread and its writer thread share: the bytes not yet
@@ -273,7 +289,11 @@ impl ShardInbox {
         ShardInbox {
             inbound,
             sender: InboxSender { tx, wake },
-            peers: StreamPeers { map: HashMap::new(), dirty: RefCell::new(Vec::new()) },
+            peers: StreamPeers {
+                map: HashMap::new(),
+                dirty: RefCell::new(Vec::new()),
+                datagrams: RefCell::new(DatagramBatch::default()),
+            },
         }
     }
 
@@ -288,11 +308,14 @@ impl ShardInbox {
         while let Ok(msg) = self.inbound.try_recv() {
             match msg {
                 Inbound::Opened(addr, conn) => {
-                    let outbox = conn.outbox.clone();
-                    if let Some(old) = self.peers.map.insert(addr, conn)
-                        && !Arc::ptr_eq(&old.outbox, &outbox)
+                    let outbox = match &conn.sink {
+                        Sink::Stream { outbox, .. } => Some(outbox.clone()),
+                        Sink::Datagram { .. } => None,
+                    };
+                    if let Some(Connection { sink: Sink::Stream { outbox: old, .. }, .. }) = self.peers.map.insert(addr, conn)
+                        && !outbox.is_some_and(|new| Arc::ptr_eq(&old, &new))
                     {
-                        old.outbox.close();
+                        old.close();
                     }
                 }
                 Inbound::Closed(addr, number) => {
@@ -318,16 +341,20 @@ impl Drop for ShardInbox {
     fn drop(&mut self) {
         // The shard is stopping: its connections end (their readers see the shutdown).
         for conn in self.peers.map.values() {
-            let _ = conn.stream.shutdown(Shutdown::Both);
+            if let Sink::Stream { stream, .. } = &conn.sink {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
         }
     }
 }
 
-/// The open connections by client address: where [`ShardTransmit`] sends.
+/// The clients by address: where [`ShardTransmit`] sends.
 pub struct StreamPeers {
     map: HashMap<SocketAddr, Connection>,
     /// Connections given datagrams this turn, for [`StreamPeers::flush`].
     dirty: RefCell<Vec<SocketAddr>>,
+    /// This turn's datagrams for TURN clients over UDP.
+    datagrams: RefCell<DatagramBatch>,
 }
 
 impl std::fmt::Debug for StreamPeers {
@@ -345,7 +372,16 @@ impl StreamPeers {
     /// such a client. Written by the next [`StreamPeers::flush`].
     pub fn send(&self, dst: SocketAddr, datagram: &[u8]) -> bool {
         let Some(conn) = self.map.get(&dst) else { return false };
-        let mut out = conn.outbox.lock();
+        let outbox = match &conn.sink {
+            Sink::Stream { outbox, .. } => outbox,
+            Sink::Datagram { socket, client } => {
+                let queued = self.datagrams.borrow_mut().queue(socket, *client, &conn.framing, datagram);
+                let counter = if queued { &conn.counters.tx_datagrams } else { &conn.counters.tx_dropped };
+                counter.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+        };
+        let mut out = outbox.lock();
         // The largest framing (a Data indication) adds 36 bytes.
         if out.closed || out.queued() + 36 + datagram.len() > MAX_OUTBOX {
             conn.counters.tx_dropped.fetch_add(1, Ordering::Relaxed);
@@ -362,7 +398,7 @@ impl StreamPeers {
                     out.indications += 1;
                     crate::turn::wire::data_indication(out.frame_buffer(), *peer, datagram, indication)
                 }
-                channel => crate::turn::wire::channel_data(out.frame_buffer(), channel, datagram),
+                channel => crate::turn::wire::channel_data(out.frame_buffer(), channel, datagram, true),
             },
         };
         if framed {
@@ -378,9 +414,19 @@ impl StreamPeers {
             return;
         }
         for addr in self.dirty.borrow_mut().drain(..) {
-            let Some(conn) = self.map.get(&addr) else { continue };
-            let mut out = conn.outbox.lock();
-            conn.outbox.write_now(&mut out, &conn.stream);
+            let Some(Connection { sink: Sink::Stream { outbox, stream }, .. }) = self.map.get(&addr) else { continue };
+            let mut out = outbox.lock();
+            outbox.write_now(&mut out, stream);
+        }
+        let mut batch = self.datagrams.borrow_mut();
+        if !batch.is_empty() {
+            let dropped = batch.send();
+            if dropped > 0
+                && let Some(c) = self.map.values().find(|c| matches!(c.sink, Sink::Datagram { .. }))
+            {
+                c.counters.tx_datagrams.fetch_sub(dropped, Ordering::Relaxed);
+                c.counters.tx_dropped.fetch_add(dropped, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -464,6 +510,60 @@ fn frame_rfc4571(buf: &mut Vec<u8>, datagram: &[u8]) -> bool {
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(datagram);
     true
+}
+
+/// A turn's datagrams for TURN clients over UDP: framed into one buffer, sent after the turn
+/// with one `sendmmsg` per TURN socket, without blocking (what the socket does not take is
+/// dropped and counted, as the shard's own sends are).
+#[derive(Default)]
+struct DatagramBatch {
+    bytes: Vec<u8>,
+    /// Each datagram: its socket, destination and place in `bytes`.
+    datagrams: Vec<(Arc<DatagramSocket>, SocketAddr, std::ops::Range<usize>)>,
+    /// Data indications sent: their transaction ids.
+    indications: u64,
+}
+
+impl DatagramBatch {
+    fn is_empty(&self) -> bool {
+        self.datagrams.is_empty()
+    }
+
+    fn queue(&mut self, socket: &Arc<DatagramSocket>, client: SocketAddr, framing: &Framing, datagram: &[u8]) -> bool {
+        let start = self.bytes.len();
+        let framed = match framing {
+            Framing::Turn { peer, channel } => match channel.load(Ordering::Relaxed) {
+                0 => {
+                    self.indications += 1;
+                    crate::turn::wire::data_indication(&mut self.bytes, *peer, datagram, self.indications)
+                }
+                channel => crate::turn::wire::channel_data(&mut self.bytes, channel, datagram, false),
+            },
+            // Only TURN clients are reached by datagrams from another socket.
+            Framing::Rfc4571 => false,
+        };
+        if framed {
+            self.datagrams.push((socket.clone(), client, start..self.bytes.len()));
+        }
+        framed
+    }
+
+    /// Sends the batch; returns how many datagrams were dropped.
+    fn send(&mut self) -> u64 {
+        let mut dropped = 0;
+        let mut from = 0;
+        while from < self.datagrams.len() {
+            let socket = &self.datagrams[from].0;
+            let run = self.datagrams[from..].iter().take_while(|(s, _, _)| Arc::ptr_eq(s, socket)).count();
+            let datagrams = self.datagrams[from..from + run].iter().map(|(_, dst, range)| (*dst, &self.bytes[range.clone()]));
+            let sent = crate::io::send_batch(&socket.socket, socket.v6, datagrams);
+            dropped += (run - sent) as u64;
+            from += run;
+        }
+        self.datagrams.clear();
+        self.bytes.clear();
+        dropped
+    }
 }
 
 #[cfg(test)]

@@ -64,6 +64,7 @@ fn router_with_turn(dir: &std::path::Path) -> (Router, String) {
         base_port: 0,
         pin: false,
         ice_tcp: false,
+        turn_udp_listen: Some("127.0.0.1:0".parse().unwrap()),
         turn_listen: Some("127.0.0.1:0".parse().unwrap()),
         turn_tls_listen: Some("127.0.0.1:0".parse().unwrap()),
         turn_cert: Some(dir.join("cert.pem")),
@@ -75,21 +76,26 @@ fn router_with_turn(dir: &std::path::Path) -> (Router, String) {
 }
 
 #[test]
-fn subscribers_relayed_by_the_routers_turn_over_tcp_and_tls_receive_every_frame_in_order() {
+fn subscribers_relayed_by_the_routers_turn_over_udp_tcp_and_tls_receive_every_frame_in_order() {
     let dir = std::env::temp_dir().join(format!("turn-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (mut router, secret) = router_with_turn(&dir);
     let turn = router.turn().expect("TURN runs");
-    let (tcp, tls) = (turn.tcp.unwrap(), turn.tls.unwrap());
-    for (server, over_tls) in [(tcp, false), (tls, true)] {
+    let (udp, tcp, tls) = (turn.udp.unwrap(), turn.tcp.unwrap(), turn.tls.unwrap());
+    let mut before = 0;
+    for (server, over) in [(udp, "UDP"), (tcp, "TCP"), (tls, "TLS")] {
         let (user, password) =
             integration_tests::turn::rest_credential(&secret, "subscriber", Duration::from_secs(600));
         let counters = subscriber_receives_every_frame(&router, |info| {
             assert!(info.candidates.iter().all(|c| c.protocol == IceProtocol::Udp), "ICE-TCP is off");
-            Peer::relayed_over_stream(server, over_tls, &user, &password, udp_candidate(info))
+            match over {
+                "UDP" => Peer::relayed(server, &user, &password, udp_candidate(info)),
+                _ => Peer::relayed_over_stream(server, over == "TLS", &user, &password, udp_candidate(info)),
+            }
         });
         let relayed = router.turn().unwrap().stats();
-        assert!(relayed.tx_datagrams > 300, "over TLS: {over_tls}: {relayed:?}");
+        assert!(relayed.tx_datagrams > before + 300, "over {over}: {relayed:?}");
+        before = relayed.tx_datagrams;
         assert_eq!(relayed.tx_dropped, 0, "{relayed:?}");
         assert_eq!(relayed.rx_dropped, 0, "{relayed:?}");
         assert_eq!(counters["transports"], 2, "{counters}");

@@ -49,7 +49,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use sys::{drop_media_datagrams, pin_current_thread};
+pub use sys::{drop_media_datagrams, pin_current_thread, send_batch};
 
 /// Largest datagram either backend receives whole (bigger ones are dropped and counted as
 /// truncated) and the size of every send slot. WebRTC stays below the path MTU, ~1200 bytes.

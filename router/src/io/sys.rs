@@ -362,3 +362,58 @@ mod tests {
         assert_eq!(got, vec![0x00, 22, 0xff]);
     }
 }
+
+/// Sends `datagrams` from `socket` with `sendmmsg`, never blocking: what a full socket buffer
+/// does not take is dropped. Returns how many were sent. For sockets outside the shards' send
+/// batches (the TURN socket); a datagram the kernel refuses (unreachable) is skipped alone.
+/// `v6_socket`: the socket is IPv6 (IPv4 destinations are then sent v4-mapped).
+pub fn send_batch<'a>(
+    socket: &impl AsRawFd,
+    v6_socket: bool,
+    datagrams: impl IntoIterator<Item = (SocketAddr, &'a [u8])>,
+) -> usize {
+    const CHUNK: usize = 64;
+    let v6 = v6_socket;
+    let mut sent = 0;
+    let mut addrs = [zeroed_storage(); CHUNK];
+    // SAFETY: iovec and mmsghdr are plain old data; all-zero is a valid (empty) value.
+    let mut iovs: [libc::iovec; CHUNK] = unsafe { MaybeUninit::zeroed().assume_init() };
+    // SAFETY: as above.
+    let mut hdrs: [libc::mmsghdr; CHUNK] = unsafe { MaybeUninit::zeroed().assume_init() };
+    let mut iter = datagrams.into_iter().peekable();
+    while iter.peek().is_some() {
+        let mut n = 0;
+        for (dst, data) in iter.by_ref().take(CHUNK) {
+            let Some(len) = encode_addr(dst, v6, &mut addrs[n]) else { continue };
+            iovs[n] = libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() };
+            // SAFETY: all-zero is a valid msghdr; the pointers set below stay live for the call.
+            let mut msg: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+            msg.msg_name = (&raw mut addrs[n]).cast();
+            msg.msg_namelen = len;
+            msg.msg_iov = &raw mut iovs[n];
+            msg.msg_iovlen = 1;
+            hdrs[n] = libc::mmsghdr { msg_hdr: msg, msg_len: 0 };
+            n += 1;
+        }
+        let mut at = 0;
+        while at < n {
+            // SAFETY: headers `at..n` point at live sockaddrs, iovecs and the caller's slices;
+            // the kernel only reads them (and writes `msg_len`).
+            let r = unsafe {
+                libc::sendmmsg(socket.as_raw_fd(), hdrs[at..n].as_mut_ptr(), (n - at) as libc::c_uint, libc::MSG_DONTWAIT)
+            };
+            if r > 0 {
+                at += r as usize;
+                sent += r as usize;
+                continue;
+            }
+            match last_errno() {
+                libc::EINTR => {}
+                // Full: the rest of this chunk is dropped.
+                libc::EAGAIN | libc::ENOBUFS => break,
+                _ => at += 1,
+            }
+        }
+    }
+    sent
+}

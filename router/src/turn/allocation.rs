@@ -7,9 +7,12 @@
 //!
 //! The only peers are the router's own shard addresses ([`Peers`]): a permission or channel to
 //! anything else is refused with 403, so the relay is no way into the host's network. The
-//! relayed address is one the I/O shell reserved (a bound UDP port nobody else can take); no
-//! datagram ever goes to it, because the peers are in this process: the shell hands what the
-//! client relays straight to the peer's shard as if it came from the relayed address.
+//! relayed address is one the I/O shell reserves when an Allocate succeeds (a bound UDP port
+//! nobody else can take); no datagram ever goes to it, because the peers are in this process:
+//! the shell hands what the client relays straight to the peer's shard as if it came from the
+//! relayed address. Nothing is reserved for a client that has not authenticated, and the nonce
+//! is derived from the client's address ([`Credentials::nonce`]), so a UDP client is not kept
+//! in memory before it authenticates either.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -58,11 +61,28 @@ impl Peers {
 pub struct Credentials {
     secret: hmac::Key,
     realm: String,
+    /// Makes nonces: random per process, so they cannot be guessed.
+    nonces: hmac::Key,
 }
 
 impl Credentials {
     pub fn new(secret: &[u8], realm: &str) -> Credentials {
-        Credentials { secret: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret), realm: realm.to_owned() }
+        let mut nonce_key = [0u8; 32];
+        // Without randomness the nonce key is all zeros: nonces then only stop replays across
+        // client addresses, and the credentials still decide.
+        let _ = aws_lc_rs::rand::fill(&mut nonce_key);
+        Credentials {
+            secret: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret),
+            realm: realm.to_owned(),
+            nonces: hmac::Key::new(hmac::HMAC_SHA256, &nonce_key),
+        }
+    }
+
+    /// The nonce of the client at `client`: the same every time, so nothing has to be kept
+    /// for a client between its challenge and its authenticated retry.
+    pub fn nonce(&self, client: SocketAddr) -> String {
+        let tag = hmac::sign(&self.nonces, client.to_string().as_bytes());
+        tag.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The long-term key of `username`, if it has not expired at `unix_now`.
@@ -92,11 +112,26 @@ pub enum Outcome<'m> {
     Nothing,
 }
 
-/// The state of one client connection.
+/// What [`Allocation::handle`] needs besides the message.
+pub struct Context<'a> {
+    pub unix_now: u64,
+    pub creds: &'a Credentials,
+    pub peers: &'a Peers,
+    /// Reserves a relayed address, when an Allocate succeeds.
+    pub reserve: &'a mut dyn FnMut() -> Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("unix_now", &self.unix_now).finish_non_exhaustive()
+    }
+}
+
+/// The state of one client (a TCP connection, or a UDP client address).
 #[derive(Debug)]
 pub struct Allocation {
     client: SocketAddr,
-    relayed: SocketAddr,
+    relayed: Option<SocketAddr>,
     nonce: String,
     granted: Option<Granted>,
 }
@@ -113,29 +148,34 @@ struct Granted {
 struct Refusal(u16, &'static str);
 
 impl Allocation {
-    /// `relayed` is the address reserved for the client; `nonce` a fresh random string.
-    pub fn new(client: SocketAddr, relayed: SocketAddr, nonce: String) -> Allocation {
-        Allocation { client, relayed, nonce, granted: None }
+    pub fn new(client: SocketAddr, creds: &Credentials) -> Allocation {
+        Allocation { client, relayed: None, nonce: creds.nonce(client), granted: None }
     }
 
-    pub fn relayed(&self) -> SocketAddr {
+    /// The relayed address, once an Allocate succeeded.
+    pub fn relayed(&self) -> Option<SocketAddr> {
         self.relayed
     }
 
-    /// Whether the allocation has been granted and has not expired (or not been granted yet).
+    pub fn is_granted(&self) -> bool {
+        self.granted.is_some()
+    }
+
+    /// Whether the allocation was granted and has expired since.
     pub fn expired(&self, now: Instant) -> bool {
         self.granted.as_ref().is_some_and(|g| g.expires <= now)
     }
 
-    /// Handles one message cut from the stream.
+    /// Handles one message from the client. `reserve` is asked for a relayed address when an
+    /// Allocate succeeds (`None`: none left, answered 508).
     pub fn handle<'m>(
         &mut self,
         frame: Frame<'m>,
         now: Instant,
-        unix_now: u64,
-        creds: &Credentials,
-        peers: &Peers,
+        ctx: &mut Context<'_>,
     ) -> Outcome<'m> {
+        let Context { unix_now, creds, peers, reserve } = ctx;
+        let (unix_now, creds, peers) = (*unix_now, &**creds, &**peers);
         match frame {
             Frame::ChannelData { channel, data } => {
                 match self.granted.as_ref().and_then(|g| g.channels.get(&channel)) {
@@ -147,7 +187,7 @@ impl Allocation {
                 let Ok(msg) = stun::parse(bytes) else { return Outcome::Nothing };
                 match msg.class() {
                     Class::Indication if msg.method() == wire::METHOD_SEND => self.send_indication(&msg, now, peers),
-                    Class::Request => self.request(&msg, now, unix_now, creds, peers),
+                    Class::Request => self.request(&msg, now, unix_now, creds, peers, reserve),
                     _ => Outcome::Nothing,
                 }
             }
@@ -171,13 +211,14 @@ impl Allocation {
         unix_now: u64,
         creds: &Credentials,
         peers: &Peers,
+        reserve: &mut dyn FnMut() -> Option<SocketAddr>,
     ) -> Outcome<'m> {
         let key = match self.authenticate(msg, unix_now, creds) {
             Ok(key) => key,
             Err(Refusal(code, reason)) => return Outcome::Reply(self.challenge(msg, code, reason, creds)),
         };
         let answer = match msg.method() {
-            wire::METHOD_ALLOCATE => self.allocate(msg, now, key.0),
+            wire::METHOD_ALLOCATE => self.allocate(msg, now, key.0, reserve),
             wire::METHOD_REFRESH => self.refresh(msg, now),
             wire::METHOD_CREATE_PERMISSION => self.create_permission(msg, now, peers),
             wire::METHOD_CHANNEL_BIND => self.channel_bind(msg, now, peers),
@@ -185,8 +226,8 @@ impl Allocation {
         };
         let key = &key.1;
         match answer {
-            Ok(Answer::Allocated { lifetime }) => Outcome::Reply(self.success(msg, key, |w| {
-                w.xor_address(attr::XOR_RELAYED_ADDRESS, self.relayed)?
+            Ok(Answer::Allocated { lifetime, relayed }) => Outcome::Reply(self.success(msg, key, |w| {
+                w.xor_address(attr::XOR_RELAYED_ADDRESS, relayed)?
                     .attribute(attr::LIFETIME, &lifetime.to_be_bytes())?
                     .xor_mapped_address(self.client)?;
                 Ok(())
@@ -245,7 +286,13 @@ impl Allocation {
         Ok((username.to_vec(), key))
     }
 
-    fn allocate(&mut self, msg: &StunMessage<'_>, now: Instant, username: Vec<u8>) -> Result<Answer, Refusal> {
+    fn allocate(
+        &mut self,
+        msg: &StunMessage<'_>,
+        now: Instant,
+        username: Vec<u8>,
+        reserve: &mut dyn FnMut() -> Option<SocketAddr>,
+    ) -> Result<Answer, Refusal> {
         if self.granted.is_some() {
             return Err(Refusal(437, "Allocation Mismatch"));
         }
@@ -257,16 +304,18 @@ impl Allocation {
         if msg.attribute(attr::EVEN_PORT).is_some() || msg.attribute(attr::RESERVATION_TOKEN).is_some() {
             return Err(Refusal(508, "Insufficient Capacity: no port reservations"));
         }
+        let relayed = reserve().ok_or(Refusal(508, "Insufficient Capacity"))?;
         if let Some(family) = msg.attribute(attr::REQUESTED_ADDRESS_FAMILY) {
             let wanted_v6 = family.first() == Some(&2);
-            if wanted_v6 != self.relayed.is_ipv6() {
+            if wanted_v6 != relayed.is_ipv6() {
                 return Err(Refusal(440, "Address Family not Supported"));
             }
         }
+        self.relayed = Some(relayed);
         let lifetime = requested_lifetime(msg).unwrap_or(DEFAULT_LIFETIME).clamp(DEFAULT_LIFETIME, MAX_LIFETIME);
         self.granted =
             Some(Granted { username, expires: now + lifetime, permissions: HashMap::new(), channels: HashMap::new() });
-        Ok(Answer::Allocated { lifetime: lifetime.as_secs() as u32 })
+        Ok(Answer::Allocated { lifetime: lifetime.as_secs() as u32, relayed })
     }
 
     fn refresh(&mut self, msg: &StunMessage<'_>, now: Instant) -> Result<Answer, Refusal> {
@@ -370,7 +419,7 @@ impl Allocation {
 }
 
 enum Answer {
-    Allocated { lifetime: u32 },
+    Allocated { lifetime: u32, relayed: SocketAddr },
     Refreshed { lifetime: u32 },
     Permitted,
     Bound { peer: SocketAddr, channel: u16 },

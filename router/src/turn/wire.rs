@@ -68,14 +68,35 @@ pub fn next_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, NotTurn> {
     }
 }
 
-/// Appends a ChannelData message, padded for a stream; false for a datagram too long for one.
-pub fn channel_data(out: &mut Vec<u8>, channel: u16, data: &[u8]) -> bool {
+/// Appends a ChannelData message, padded to four bytes when it goes on a stream (`pad`); false
+/// for a datagram too long for one.
+pub fn channel_data(out: &mut Vec<u8>, channel: u16, data: &[u8], pad: bool) -> bool {
     let Ok(len) = u16::try_from(data.len()) else { return false };
     out.extend_from_slice(&channel.to_be_bytes());
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(data);
-    out.resize(out.len() + (4 - data.len() % 4) % 4, 0);
+    if pad {
+        out.resize(out.len() + (4 - data.len() % 4) % 4, 0);
+    }
     true
+}
+
+/// A ChannelData message that is a whole datagram (over UDP, unpadded or padded).
+pub fn datagram_frame(datagram: &[u8]) -> Result<Frame<'_>, NotTurn> {
+    match next_frame(datagram)? {
+        Some((Frame::ChannelData { channel, data }, _)) => Ok(Frame::ChannelData { channel, data }),
+        Some((Frame::Stun(m), used)) if used == datagram.len() => Ok(Frame::Stun(m)),
+        // An unpadded ChannelData's data runs to the end of the datagram.
+        None if datagram.len() >= 4 && datagram[0] >> 6 == 1 => {
+            let channel = u16::from_be_bytes([datagram[0], datagram[1]]);
+            let len = usize::from(u16::from_be_bytes([datagram[2], datagram[3]]));
+            match datagram.get(4..4 + len) {
+                Some(data) if CHANNELS.contains(&channel) => Ok(Frame::ChannelData { channel, data }),
+                _ => Err(NotTurn),
+            }
+        }
+        _ => Err(NotTurn),
+    }
 }
 
 /// Appends a Data indication carrying `data` from `peer`; `id` makes its transaction id.
@@ -117,7 +138,7 @@ mod tests {
     #[test]
     fn frames_are_cut_whole_and_padding_is_skipped() {
         let mut stream = Vec::new();
-        assert!(channel_data(&mut stream, 0x4001, b"hello"));
+        assert!(channel_data(&mut stream, 0x4001, b"hello", true));
         assert_eq!(stream.len(), 12, "5 bytes padded to 8, after a 4-byte header");
         assert!(data_indication(&mut stream, "192.0.2.1:4000".parse().unwrap(), b"xyz", 7));
         let (frame, used) = next_frame(&stream).unwrap().unwrap();
