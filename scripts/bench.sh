@@ -7,8 +7,9 @@
 #                                      fan-out room and in meeting-size rooms
 #   scripts/bench.sh flatness          CPU per forwarded packet from 10 to 2,000 subscribers
 #   scripts/bench.sh criterion [f]     the criterion benches (packet path, SRTP, recorder)
-#   scripts/bench.sh ice-tcp           the CPU per datagram to subscribers over ICE-TCP and
-#                                      relayed by coturn against UDP, in one run
+#   scripts/bench.sh ice-tcp           the CPU per datagram to subscribers over ICE-TCP, relayed
+#                                      by the router's TURN (TLS, TCP, UDP) and by coturn
+#                                      (installed for the comparison) against UDP, in one run
 #                                      (ICE_TCP_SUBSCRIBERS 20, ICE_TCP_SECONDS 10;
 #                                      benches/benches/ice_tcp_cost.rs)
 #   scripts/bench.sh compositor        CPU of a compositor job: a 720p four-camera composite as
@@ -45,6 +46,7 @@ if [[ "$mode" == criterion ]]; then
     exec cargo bench -p benches -j2 -- "$@"
 fi
 if [[ "$mode" == ice-tcp ]]; then
+    scripts/install-coturn.sh
     exec cargo bench -p benches --bench ice_tcp_cost
 fi
 if [[ "$mode" == compositor ]]; then

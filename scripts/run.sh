@@ -14,8 +14,6 @@ if ! command -v npm >/dev/null; then
 fi
 # GStreamer 1.22 from Debian for the compositor (the packages it needs, when missing).
 scripts/install-gstreamer.sh
-# coturn for TURN (control runs it; clients whose network blocks UDP relay through it).
-scripts/install-turn.sh
 cargo build --release --locked -p control -p router -p signaling -p recorder -p compositor
 (cd client && npm ci --no-audit --no-fund && npm run --silent build)
 exec target/release/control --demo-dir client/dist "$@"

@@ -19,9 +19,7 @@ fi
 # GStreamer 1.22 from Debian for the compositor (the packages it needs, when missing).
 scripts/install-gstreamer.sh
 
-# coturn (the TURN server control supervises), iproute2 and nftables (the browser tests'
-# network namespaces: a client whose UDP is blocked).
-scripts/install-turn.sh
+# iproute2 and nftables (the browser tests' network namespaces: a client whose UDP is blocked).
 if ! command -v nft >/dev/null || ! command -v ip >/dev/null; then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends nftables iproute2
 fi

@@ -70,8 +70,8 @@ fn process_cpu(pid: u32) -> Duration {
 enum Path {
     Udp,
     IceTcp,
-    /// Through the router's TURN, over TLS or plain TCP.
-    RouterTurn { tls: bool },
+    /// Through the router's TURN, over UDP, TCP or TLS.
+    RouterTurn(&'static str),
     /// Through coturn at this address, its pid and shared secret.
     Turn(std::net::SocketAddr, u32, &'static str),
 }
@@ -134,6 +134,7 @@ fn turn_config(dir: &std::path::Path) -> Config {
     std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
     std::fs::write(dir.join("secret"), TURN_SECRET).unwrap();
     Config {
+        turn_udp_listen: Some("127.0.0.1:0".parse().unwrap()),
         turn_listen: Some("127.0.0.1:0".parse().unwrap()),
         turn_tls_listen: Some("127.0.0.1:0".parse().unwrap()),
         turn_cert: Some(dir.join("cert.pem")),
@@ -152,7 +153,7 @@ struct Run {
 
 fn run(path: Path, subscribers: usize, seconds: u64) -> Run {
     let dir = std::env::temp_dir().join(format!("ice-tcp-cost-{}", std::process::id()));
-    let base = if matches!(path, Path::RouterTurn { .. }) { turn_config(&dir) } else { Config::default() };
+    let base = if matches!(path, Path::RouterTurn(_)) { turn_config(&dir) } else { Config::default() };
     let cfg = Config { shards: 1, base_port: 0, pin: false, ..base };
     let mut router = Router::start(&cfg).expect("router starts");
     let publisher: TransportInfo = call(&router, RouterCommand::CreateTransport { shard: None });
@@ -164,12 +165,16 @@ fn run(path: Path, subscribers: usize, seconds: u64) -> Run {
         peers.push(match path {
             Path::Udp => Peer::udp(),
             Path::IceTcp => Peer::tcp(candidate(IceProtocol::Tcp)),
-            Path::RouterTurn { tls } => {
+            Path::RouterTurn(over) => {
                 let turn = router.turn().expect("TURN runs");
-                let server = if tls { turn.tls.unwrap() } else { turn.tcp.unwrap() };
                 let (user, password) =
                     integration_tests::turn::rest_credential(TURN_SECRET, "bench", Duration::from_secs(3600));
-                Peer::relayed_over_stream(server, tls, &user, &password, candidate(IceProtocol::Udp))
+                let router_addr = candidate(IceProtocol::Udp);
+                match over {
+                    "UDP" => Peer::relayed(turn.udp.unwrap(), &user, &password, router_addr),
+                    "TCP" => Peer::relayed_over_stream(turn.tcp.unwrap(), false, &user, &password, router_addr),
+                    _ => Peer::relayed_over_stream(turn.tls.unwrap(), true, &user, &password, router_addr),
+                }
             }
             Path::Turn(server, _, secret) => {
                 let (user, password) =
@@ -267,8 +272,9 @@ fn main() {
     let mut paths = vec![
         ("UDP", Path::Udp),
         ("ICE-TCP", Path::IceTcp),
-        ("TURN/TLS (router)", Path::RouterTurn { tls: true }),
-        ("TURN/TCP (router)", Path::RouterTurn { tls: false }),
+        ("TURN/TLS (router)", Path::RouterTurn("TLS")),
+        ("TURN/TCP (router)", Path::RouterTurn("TCP")),
+        ("TURN/UDP (router)", Path::RouterTurn("UDP")),
     ];
     match &coturn {
         Some(c) => paths.push(("TURN/UDP (coturn)", Path::Turn(c.addr, c.child.id(), TURN_SECRET))),

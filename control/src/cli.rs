@@ -202,8 +202,8 @@ pub struct RunArgs {
     /// control's and signaling's HTTPS. The TLS handshake and a request's headers get 10 s.
     #[arg(long, default_value_t = https_server::Limits::default().request.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_secs: u64,
-    /// Do not run TURN. By default control runs coturn (`turnserver`, Debian's `coturn`) when it
-    /// is installed, and signaling hands clients time-limited credentials for it at `/init`.
+    /// Do not run TURN. By default the router relays TURN (UDP, TCP, TLS) into its shards, and
+    /// signaling hands clients time-limited credentials for it at `/init`.
     #[arg(long)]
     pub no_turn: bool,
     /// TURN's UDP and TCP port.
@@ -213,12 +213,6 @@ pub struct RunArgs {
     /// clients whose network allows only HTTPS.
     #[arg(long, default_value_t = 5349)]
     pub turn_tls_port: u16,
-    /// The UDP ports TURN relays from, `MIN-MAX`.
-    #[arg(long, default_value = "49152-65535", value_parser = parse_port_range)]
-    pub turn_relay_ports: (u16, u16),
-    /// The `turnserver` binary (default: from the PATH, or /usr/bin).
-    #[arg(long)]
-    pub turnserver_bin: Option<PathBuf>,
     /// Built demo app served at `/` (`npm ci && npm run build` in client/).
     #[arg(long, default_value = "client/dist")]
     pub demo_dir: PathBuf,
@@ -275,27 +269,8 @@ pub struct TokenArgs {
     pub database_url: Option<String>,
 }
 
-/// `MIN-MAX`, both ports, MIN at most MAX.
-fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = s.split_once('-').ok_or("expected MIN-MAX, e.g. 49152-65535")?;
-    let (a, b): (u16, u16) =
-        (a.trim().parse().map_err(|e| format!("{a}: {e}"))?, b.trim().parse().map_err(|e| format!("{b}: {e}"))?);
-    if a == 0 || a > b {
-        return Err(format!("{s}: MIN must be 1 to MAX"));
-    }
-    Ok((a, b))
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn relay_port_ranges_are_checked() {
-        assert_eq!(super::parse_port_range("49152-65535"), Ok((49152, 65535)));
-        for bad in ["", "1", "0-10", "10-1", "a-b", "1-70000"] {
-            assert!(super::parse_port_range(bad).is_err(), "{bad:?} accepted");
-        }
-    }
-
     use super::*;
 
     #[test]

@@ -170,7 +170,6 @@ pub fn child_specs(
             signaling.args.extend(["--turn-url".into(), url.into()]);
         }
         signaling.args.extend(["--turn-secret-file".into(), turn.secret_file.into_os_string()]);
-        specs.extend(turn.child);
     }
     specs.extend([signaling, recorder, compositor]);
     specs

@@ -57,6 +57,9 @@ struct Args {
     /// The file holding the "REST API for TURN" shared secret.
     #[arg(long)]
     turn_secret_file: Option<PathBuf>,
+    /// The realm TURN clients hash their credentials with (the public host name).
+    #[arg(long)]
+    turn_realm: Option<String>,
     /// UDP I/O backend (default mmsg; docs/router.md compares them).
     #[arg(long, value_enum)]
     backend: Option<Backend>,
@@ -120,6 +123,9 @@ fn main() {
     cfg.turn_cert = args.turn_cert.or(cfg.turn_cert);
     cfg.turn_key = args.turn_key.or(cfg.turn_key);
     cfg.turn_secret_file = args.turn_secret_file.or(cfg.turn_secret_file);
+    if let Some(v) = args.turn_realm {
+        cfg.turn_realm = v;
+    }
     if let Some(v) = args.backend {
         cfg.backend = v;
     }

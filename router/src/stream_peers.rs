@@ -312,7 +312,8 @@ impl ShardInbox {
                         Sink::Stream { outbox, .. } => Some(outbox.clone()),
                         Sink::Datagram { .. } => None,
                     };
-                    if let Some(Connection { sink: Sink::Stream { outbox: old, .. }, .. }) = self.peers.map.insert(addr, conn)
+                    if let Some(Connection { sink: Sink::Stream { outbox: old, .. }, .. }) =
+                        self.peers.map.insert(addr, conn)
                         && !outbox.is_some_and(|new| Arc::ptr_eq(&old, &new))
                     {
                         old.close();
@@ -555,7 +556,8 @@ impl DatagramBatch {
         while from < self.datagrams.len() {
             let socket = &self.datagrams[from].0;
             let run = self.datagrams[from..].iter().take_while(|(s, _, _)| Arc::ptr_eq(s, socket)).count();
-            let datagrams = self.datagrams[from..from + run].iter().map(|(_, dst, range)| (*dst, &self.bytes[range.clone()]));
+            let datagrams =
+                self.datagrams[from..from + run].iter().map(|(_, dst, range)| (*dst, &self.bytes[range.clone()]));
             let sent = crate::io::send_batch(&socket.socket, socket.v6, datagrams);
             dropped += (run - sent) as u64;
             from += run;
@@ -622,7 +624,8 @@ mod tests {
         assert_eq!(got + stats.tx_dropped, u64::from(sent), "each datagram arrived or was counted dropped");
         assert!(got > 1000, "the writer wrote the backlog: {got} arrived");
         // The writing is the shard's again: a new datagram goes straight out.
-        while inbox.peers().map[&addr].outbox.lock().backlog {
+        let Sink::Stream { outbox, .. } = &inbox.peers().map[&addr].sink else { panic!("a TCP client") };
+        while outbox.lock().backlog {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(inbox.peers().send(addr, &sent.to_be_bytes()));

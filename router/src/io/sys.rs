@@ -400,7 +400,12 @@ pub fn send_batch<'a>(
             // SAFETY: headers `at..n` point at live sockaddrs, iovecs and the caller's slices;
             // the kernel only reads them (and writes `msg_len`).
             let r = unsafe {
-                libc::sendmmsg(socket.as_raw_fd(), hdrs[at..n].as_mut_ptr(), (n - at) as libc::c_uint, libc::MSG_DONTWAIT)
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    hdrs[at..n].as_mut_ptr(),
+                    (n - at) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
             };
             if r > 0 {
                 at += r as usize;

@@ -168,12 +168,7 @@ impl Allocation {
 
     /// Handles one message from the client. `reserve` is asked for a relayed address when an
     /// Allocate succeeds (`None`: none left, answered 508).
-    pub fn handle<'m>(
-        &mut self,
-        frame: Frame<'m>,
-        now: Instant,
-        ctx: &mut Context<'_>,
-    ) -> Outcome<'m> {
+    pub fn handle<'m>(&mut self, frame: Frame<'m>, now: Instant, ctx: &mut Context<'_>) -> Outcome<'m> {
         let Context { unix_now, creds, peers, reserve } = ctx;
         let (unix_now, creds, peers) = (*unix_now, &**creds, &**peers);
         match frame {
@@ -453,4 +448,243 @@ fn xor_peer_addresses<'a>(msg: &'a StunMessage<'_>) -> impl Iterator<Item = Sock
         }
         None
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use router_engine::stun::{MessageWriter, parse};
+
+    const SECRET: &[u8] = b"shared-secret";
+    const NOW_UNIX: u64 = 1_800_000_000;
+
+    fn shard() -> SocketAddr {
+        "192.0.2.10:40000".parse().unwrap()
+    }
+
+    fn client() -> SocketAddr {
+        "198.51.100.7:50000".parse().unwrap()
+    }
+
+    /// A REST-API-for-TURN credential expiring at `expiry`.
+    fn credential(expiry: u64) -> (String, String) {
+        let username = format!("{expiry}:alice");
+        let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, SECRET);
+        let password = base64::engine::general_purpose::STANDARD.encode(hmac::sign(&key, username.as_bytes()));
+        (username, password)
+    }
+
+    struct Harness {
+        creds: Credentials,
+        peers: Peers,
+        allocation: Allocation,
+        reserved: u32,
+        now: Instant,
+    }
+
+    /// A request with `attrs`, signed with the long-term key of `(username, password)` and the
+    /// realm and nonce when given.
+    fn request(method: u16, attrs: &[(u16, Vec<u8>)], auth: Option<(&str, &str, &str)>, realm: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        wire::append_message(&mut out, 1024, |buf| {
+            let mut w = MessageWriter::new(buf, Class::Request, method, [7; 12])?;
+            for (t, v) in attrs {
+                w.attribute(*t, v)?;
+            }
+            if let Some((username, password, nonce)) = auth {
+                w.username(username.as_bytes())?
+                    .attribute(stun::attr::REALM, realm.as_bytes())?
+                    .attribute(stun::attr::NONCE, nonce.as_bytes())?;
+                let key = md5::Md5::digest(format!("{username}:{realm}:{password}").as_bytes());
+                w.message_integrity(&hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &key))?;
+            }
+            Ok(w.finish())
+        });
+        out
+    }
+
+    fn peer_attr(addr: SocketAddr) -> Vec<u8> {
+        let mut out = Vec::new();
+        wire::append_message(&mut out, 64, |buf| {
+            let mut w = MessageWriter::new(buf, Class::Request, 1, [7; 12])?;
+            w.xor_address(attr::XOR_PEER_ADDRESS, addr)?;
+            Ok(w.finish())
+        });
+        out[24..].to_vec()
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            let creds = Credentials::new(SECRET, "rtc");
+            let allocation = Allocation::new(client(), &creds);
+            Harness { creds, peers: Peers::new([(shard(), 0)]), allocation, reserved: 0, now: Instant::now() }
+        }
+
+        fn send(&mut self, msg: &[u8]) -> Outcome<'static> {
+            let msg: &'static [u8] = Box::leak(msg.to_vec().into_boxed_slice());
+            let reserved = &mut self.reserved;
+            let mut reserve = || {
+                *reserved += 1;
+                Some("192.0.2.10:61000".parse().unwrap())
+            };
+            let mut ctx = Context { unix_now: NOW_UNIX, creds: &self.creds, peers: &self.peers, reserve: &mut reserve };
+            let frame = match wire::datagram_frame(msg) {
+                Ok(f) => f,
+                Err(_) => return Outcome::Nothing,
+            };
+            self.allocation.handle(frame, self.now, &mut ctx)
+        }
+
+        /// The error code of an error reply.
+        fn refused(&mut self, msg: &[u8]) -> u16 {
+            let Outcome::Reply(reply) = self.send(msg) else { panic!("no reply") };
+            let parsed = parse(&reply).unwrap();
+            assert_eq!(parsed.class(), Class::ErrorResponse);
+            parsed.error_code().unwrap().code
+        }
+
+        /// Allocates with a good credential; returns (username, password, nonce).
+        fn allocate(&mut self) -> (String, String, String) {
+            let transport = (attr::REQUESTED_TRANSPORT, vec![17, 0, 0, 0]);
+            let Outcome::Reply(challenge) = self.send(&request(wire::METHOD_ALLOCATE, &[transport.clone()], None, ""))
+            else {
+                panic!("no challenge")
+            };
+            let challenge = parse(&challenge).unwrap();
+            assert_eq!(challenge.error_code().unwrap().code, 401);
+            let nonce = String::from_utf8(challenge.attribute(stun::attr::NONCE).unwrap().to_vec()).unwrap();
+            assert_eq!(challenge.attribute(stun::attr::REALM), Some(&b"rtc"[..]));
+            let (username, password) = credential(NOW_UNIX + 600);
+            let msg = request(wire::METHOD_ALLOCATE, &[transport], Some((&username, &password, &nonce)), "rtc");
+            let Outcome::Reply(reply) = self.send(&msg) else { panic!("no answer") };
+            let parsed = parse(&reply).unwrap();
+            assert_eq!(parsed.class(), Class::SuccessResponse, "{:?}", parsed.error_code());
+            let key = md5::Md5::digest(format!("{username}:rtc:{password}").as_bytes());
+            assert!(parsed.verify_integrity(&key), "the answer is signed with the long-term key");
+            assert_eq!(parsed.xor_address(attr::XOR_RELAYED_ADDRESS), Some("192.0.2.10:61000".parse().unwrap()));
+            assert_eq!(parsed.xor_mapped_address(), Some(client()));
+            assert_eq!(parsed.attribute(attr::LIFETIME), Some(&600u32.to_be_bytes()[..]));
+            (username, password, nonce)
+        }
+    }
+
+    #[test]
+    fn an_allocate_is_challenged_then_granted_with_a_reserved_port() {
+        let mut h = Harness::new();
+        h.allocate();
+        assert_eq!(h.reserved, 1);
+        assert!(h.allocation.is_granted());
+        // A second Allocate on the same client is a mismatch, and reserves nothing.
+        let (username, password, nonce) = credential_and_nonce(&h);
+        let again = request(
+            wire::METHOD_ALLOCATE,
+            &[(attr::REQUESTED_TRANSPORT, vec![17, 0, 0, 0])],
+            Some((&username, &password, &nonce)),
+            "rtc",
+        );
+        assert_eq!(h.refused(&again), 437);
+        assert_eq!(h.reserved, 1);
+    }
+
+    fn credential_and_nonce(h: &Harness) -> (String, String, String) {
+        let (username, password) = credential(NOW_UNIX + 600);
+        (username, password, h.creds.nonce(client()))
+    }
+
+    #[test]
+    fn bad_credentials_are_refused_and_nothing_is_reserved() {
+        let mut h = Harness::new();
+        let transport = [(attr::REQUESTED_TRANSPORT, vec![17, 0, 0, 0])];
+        let nonce = h.creds.nonce(client());
+        let (expired_user, expired_password) = credential(NOW_UNIX - 1);
+        let (username, password) = credential(NOW_UNIX + 600);
+        let cases = [
+            (request(wire::METHOD_ALLOCATE, &transport, Some((&expired_user, &expired_password, &nonce)), "rtc"), 401),
+            (request(wire::METHOD_ALLOCATE, &transport, Some((&username, "wrong", &nonce)), "rtc"), 401),
+            (request(wire::METHOD_ALLOCATE, &transport, Some((&username, &password, "stale")), "rtc"), 438),
+            (request(wire::METHOD_ALLOCATE, &transport, Some((&username, &password, &nonce)), "other"), 401),
+            (request(wire::METHOD_ALLOCATE, &transport, Some(("not-a-timestamp:x", &password, &nonce)), "rtc"), 401),
+            (
+                request(
+                    wire::METHOD_ALLOCATE,
+                    &[(attr::REQUESTED_TRANSPORT, vec![6, 0, 0, 0])],
+                    Some((&username, &password, &nonce)),
+                    "rtc",
+                ),
+                442,
+            ),
+            (request(wire::METHOD_ALLOCATE, &[], Some((&username, &password, &nonce)), "rtc"), 400),
+            (request(wire::METHOD_CREATE_PERMISSION, &[], Some((&username, &password, &nonce)), "rtc"), 437),
+        ];
+        for (msg, code) in cases {
+            assert_eq!(h.refused(&msg), code);
+        }
+        assert_eq!(h.reserved, 0);
+        assert!(!h.allocation.is_granted());
+        // The nonce depends on the client's address only: no state kept between the two.
+        assert_eq!(h.creds.nonce(client()), nonce);
+        assert_ne!(h.creds.nonce(shard()), nonce);
+    }
+
+    #[test]
+    fn only_the_routers_addresses_are_peers_and_a_bound_channel_relays() {
+        let mut h = Harness::new();
+        let (username, password, nonce) = h.allocate();
+        let auth = Some((username.as_str(), password.as_str(), nonce.as_str()));
+        let elsewhere: SocketAddr = "203.0.113.5:22".parse().unwrap();
+        let other_port: SocketAddr = "192.0.2.10:22".parse().unwrap();
+        let permission =
+            |peer| request(wire::METHOD_CREATE_PERMISSION, &[(attr::XOR_PEER_ADDRESS, peer_attr(peer))], auth, "rtc");
+        assert_eq!(h.refused(&permission(elsewhere)), 403);
+        let bind = |channel: u16, peer| {
+            request(
+                wire::METHOD_CHANNEL_BIND,
+                &[
+                    (attr::CHANNEL_NUMBER, [channel.to_be_bytes(), [0, 0]].concat()),
+                    (attr::XOR_PEER_ADDRESS, peer_attr(peer)),
+                ],
+                auth,
+                "rtc",
+            )
+        };
+        assert_eq!(h.refused(&bind(0x4000, other_port)), 403, "the router's IP, but no shard's port");
+        assert_eq!(h.refused(&bind(0x3FFF, shard())), 400, "a channel number out of range");
+        // A Send indication before any permission is dropped.
+        let mut send = Vec::new();
+        wire::append_message(&mut send, 128, |buf| {
+            let mut w = MessageWriter::new(buf, Class::Indication, wire::METHOD_SEND, [1; 12])?;
+            w.xor_address(attr::XOR_PEER_ADDRESS, shard())?.attribute(attr::DATA, b"stun check")?;
+            Ok(w.finish())
+        });
+        assert_eq!(h.send(&send), Outcome::Nothing);
+        let Outcome::Reply(ok) = h.send(&permission(shard())) else { panic!("no answer") };
+        assert_eq!(parse(&ok).unwrap().class(), Class::SuccessResponse);
+        assert_eq!(h.send(&send), Outcome::Relay { peer: shard(), data: b"stun check" });
+        // A channel: bound, then its data relayed; another peer on it is refused.
+        let Outcome::Bound { peer, channel, .. } = h.send(&bind(0x4001, shard())) else { panic!("not bound") };
+        assert_eq!((peer, channel), (shard(), 0x4001));
+        let mut data = Vec::new();
+        wire::channel_data(&mut data, 0x4001, b"media", false);
+        assert_eq!(h.send(&data), Outcome::Relay { peer: shard(), data: b"media" });
+        let mut unbound = Vec::new();
+        wire::channel_data(&mut unbound, 0x4002, b"media", false);
+        assert_eq!(h.send(&unbound), Outcome::Nothing);
+        h.peers = Peers::new([(shard(), 0), ("192.0.2.10:40001".parse().unwrap(), 1)]);
+        assert_eq!(h.refused(&bind(0x4001, "192.0.2.10:40001".parse().unwrap())), 400);
+    }
+
+    #[test]
+    fn a_refresh_to_zero_deletes_and_an_unrefreshed_allocation_expires() {
+        let mut h = Harness::new();
+        let (username, password, nonce) = h.allocate();
+        let auth = Some((username.as_str(), password.as_str(), nonce.as_str()));
+        let refresh =
+            |secs: u32| request(wire::METHOD_REFRESH, &[(attr::LIFETIME, secs.to_be_bytes().to_vec())], auth, "rtc");
+        let Outcome::Reply(ok) = h.send(&refresh(1200)) else { panic!("no answer") };
+        assert_eq!(parse(&ok).unwrap().attribute(attr::LIFETIME), Some(&1200u32.to_be_bytes()[..]));
+        assert!(!h.allocation.expired(h.now + Duration::from_secs(1199)));
+        assert!(h.allocation.expired(h.now + Duration::from_secs(1200)));
+        assert!(matches!(h.send(&refresh(0)), Outcome::ReplyAndClose(_)));
+        assert!(h.allocation.expired(h.now));
+    }
 }

@@ -180,7 +180,13 @@ type Handled = Result<(), &'static str>;
 
 impl Client {
     fn new(addr: SocketAddr, number: u64, shared: &Shared) -> Client {
-        Client { addr, number, allocation: Allocation::new(addr, &shared.creds), reservation: None, registered: Vec::new() }
+        Client {
+            addr,
+            number,
+            allocation: Allocation::new(addr, &shared.creds),
+            reservation: None,
+            registered: Vec::new(),
+        }
     }
 
     /// Handles one message: answers go to `reply`; `sink` makes this client's [`Sink`] for a
@@ -198,8 +204,12 @@ impl Client {
         }
         let (reservation, relay_ip) = (&mut self.reservation, shared.relay_ip);
         let mut reserve = || reserve_port(reservation, relay_ip);
-        let mut ctx =
-            allocation::Context { unix_now: unix_now(), creds: &shared.creds, peers: &shared.peers, reserve: &mut reserve };
+        let mut ctx = allocation::Context {
+            unix_now: unix_now(),
+            creds: &shared.creds,
+            peers: &shared.peers,
+            reserve: &mut reserve,
+        };
         match self.allocation.handle(frame, now, &mut ctx) {
             Outcome::Nothing => Ok(()),
             Outcome::Reply(answer) => {
@@ -241,7 +251,12 @@ impl Client {
             return Some(framing.clone());
         }
         let framing = Arc::new(Framing::Turn { peer, channel: AtomicU16::new(0) });
-        let conn = Connection { number: self.number, sink: sink(), framing: framing.clone(), counters: shared.counters.clone() };
+        let conn = Connection {
+            number: self.number,
+            sink: sink(),
+            framing: framing.clone(),
+            counters: shared.counters.clone(),
+        };
         shared.shards[shard].open(relayed, conn).ok()?;
         debug!(client = %self.addr, %relayed, %peer, shard, "TURN client relays to a shard");
         self.registered.push((shard, framing.clone()));

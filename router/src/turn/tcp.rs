@@ -118,6 +118,12 @@ impl Conn {
             if let Err(why) = self.unseal(&raw[..n], &mut plain) {
                 return why;
             }
+            // A client opens with an Allocate: anything else (HTTP, a ChannelData with no channel
+            // bound) is not a TURN client.
+            if first && plain.first().is_some_and(|b| b >> 6 != 0) {
+                shared.counters.closed_not_stun.fetch_add(1, Ordering::Relaxed);
+                return "the first message is not STUN";
+            }
             let now = Instant::now();
             let mut used = 0;
             loop {

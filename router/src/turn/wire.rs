@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use router_engine::stun::{Class, MessageWriter, StunError};
+use router_engine::stun::{self, Class, MessageWriter, StunError};
 
 pub const METHOD_ALLOCATE: u16 = 0x003;
 pub const METHOD_REFRESH: u16 = 0x004;
@@ -50,6 +50,11 @@ pub fn next_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, NotTurn> {
     let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
     match head[0] >> 6 {
         0 => {
+            // STUN's magic cookie: a TLS record or anything else starting with two zero bits
+            // is told apart by its fifth to eighth bytes.
+            if buf.get(4..8).is_some_and(|c| c != stun::MAGIC_COOKIE.to_be_bytes()) {
+                return Err(NotTurn);
+            }
             let total = 20 + len;
             Ok(buf.get(..total).map(|m| (Frame::Stun(m), total)))
         }
@@ -161,7 +166,7 @@ mod tests {
     #[test]
     fn bytes_that_are_neither_stun_nor_channel_data_are_refused() {
         assert_eq!(next_frame(b"\x16\x03\x01\x00\x05hello"), Err(NotTurn), "a TLS record on the plain port");
-        assert_eq!(next_frame(b"GET / HTTP/1.1\r\n"), Err(NotTurn));
+        assert_eq!(next_frame(b"\x00\x01\x00\x00\x00\x00\x00\x00"), Err(NotTurn), "no magic cookie");
         assert_eq!(next_frame(&[0x50, 0, 0, 4, 1, 2, 3, 4]), Err(NotTurn), "channel 0x5000 is out of range");
     }
 }

@@ -210,3 +210,39 @@ fn a_connection_that_does_not_open_with_stun_is_closed() {
     }
     router.shutdown();
 }
+
+#[test]
+fn turn_refuses_what_is_not_turn_and_relays_only_to_the_router() {
+    let dir = std::env::temp_dir().join(format!("turn-misuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut router, secret) = router_with_turn(&dir);
+    let turn = router.turn().unwrap();
+    let (tcp, tls) = (turn.tcp.unwrap(), turn.tls.unwrap());
+    // HTTP on the TCP port, and plain STUN-less bytes on the TLS port: closed unanswered.
+    for (server, bytes) in
+        [(tcp, &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..]), (tls, &b"\x00\x01\x00\x00hello world"[..])]
+    {
+        let mut stream = TcpStream::connect(server).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream.write_all(bytes).unwrap();
+        let mut buf = [0u8; 64];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        assert!(n == 0 || buf[0] == 0x15, "{server} answered {:?} to bytes that are not TURN", &buf[..n]);
+    }
+    let stats = router.turn().unwrap().stats();
+    assert!(stats.closed_not_stun >= 1, "{stats:?}");
+    // A good credential, but a peer that is not the router: refused.
+    let (user, password) = integration_tests::turn::rest_credential(&secret, "x", Duration::from_secs(60));
+    let mut stream = integration_tests::turn::TurnStream::connect(tls, true).unwrap();
+    let err =
+        integration_tests::turn::allocate_on_stream(&mut stream, &user, &password, "127.0.0.1:22".parse().unwrap())
+            .unwrap_err();
+    assert!(err.contains("ChannelBind refused: 403"), "{err}");
+    // A wrong password: refused at Allocate.
+    let mut stream = integration_tests::turn::TurnStream::connect(tcp, false).unwrap();
+    let err = integration_tests::turn::allocate_on_stream(&mut stream, &user, "wrong", "127.0.0.1:22".parse().unwrap())
+        .unwrap_err();
+    assert!(err.contains("Allocate refused: 401"), "{err}");
+    router.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}

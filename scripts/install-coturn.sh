@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs Debian's coturn (`turnserver`) when missing: control starts and supervises its own
-# TURN server with a generated config (docs/deployment.md). The package's own system service,
-# if the install started one, is stopped and disabled so it does not hold the TURN ports.
-# Used by scripts/run.sh and scripts/test.sh; runs apt-get as root, or through sudo.
+# Installs Debian's coturn (`turnserver`) when missing, for `scripts/bench.sh ice-tcp`, which
+# measures the router's own TURN against a coturn relay (the platform itself does not use it).
+# The package's own system service, if the install started one, is stopped and disabled so it
+# does not hold the TURN ports. Runs apt-get as root, or through sudo.
 set -euo pipefail
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 if command -v turnserver >/dev/null || [ -x /usr/bin/turnserver ]; then
