@@ -9,6 +9,7 @@
 //! ```text
 //! cargo bench -p benches --bench ice_tcp_cost                 # 20 subscribers, 10 s each
 //! ICE_TCP_SUBSCRIBERS=50 ICE_TCP_SECONDS=20 cargo bench -p benches --bench ice_tcp_cost
+//! ICE_TCP_PATHS=TURN/UDP cargo bench -p benches --bench ice_tcp_cost   # one path, to profile
 //! ```
 //!
 //! The clients run on the bench's main thread, so their CPU is not counted; only threads named
@@ -279,6 +280,11 @@ fn main() {
     match &coturn {
         Some(c) => paths.push(("TURN/UDP (coturn)", Path::Turn(c.addr, c.child.id(), TURN_SECRET))),
         None => println!("TURN: /usr/bin/turnserver is not installed (apt-get install coturn); not measured"),
+    }
+    // ICE_TCP_PATHS=TURN/UDP (a substring of the names, comma-separated) runs only those, to
+    // profile one; the ratios then need UDP among them.
+    if let Ok(only) = std::env::var("ICE_TCP_PATHS") {
+        paths.retain(|(name, _)| only.split(',').any(|o| name.contains(o)));
     }
     let mut udp = None;
     for (name, path) in paths {

@@ -50,7 +50,7 @@ pub struct App {
     turn: Option<TurnServers>,
 }
 
-/// A TURN server the platform runs (coturn with `use-auth-secret`, supervised by control):
+/// The TURN server the platform runs (the router's, "REST API for TURN" credentials):
 /// its URLs and the secret its time-limited credentials are signed with
 /// ([`store::token::turn_credential`]).
 #[derive(Clone)]

@@ -169,16 +169,9 @@ impl Conn {
                 failed = true;
                 break;
             }
-            // Plaintext until the session has none (WouldBlock) or the peer closed (0).
-            loop {
-                let start = plain.len();
-                plain.resize(start + READ_CHUNK, 0);
-                let n = tls.reader().read(&mut plain[start..]).unwrap_or(0);
-                plain.truncate(start + n);
-                if n == 0 {
-                    break;
-                }
-            }
+            // Plaintext until the session has none (WouldBlock) or the peer closed. Appended in
+            // place: no zeroed scratch to copy from.
+            let _ = tls.reader().read_to_end(plain);
         }
         // Handshake messages, or the alert that ends a failed session.
         self.outbox.write_now(&mut out, &self.stream);
