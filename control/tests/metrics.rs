@@ -116,6 +116,8 @@ fn metrics_need_a_token_parse_as_prometheus_text_and_move_with_traffic() {
         "router_simulcast_layers_stopped_total",
         "router_simulcast_fallbacks_total",
         "router_video_unserved_ms_total",
+        "router_ice_tcp_clients",
+        "router_ice_tcp_datagrams_out_dropped_total",
         "signaling_join_seconds_bucket",
         "signaling_join_seconds_count",
     ] {

@@ -89,6 +89,13 @@ fn init_hands_out_turn_credentials_that_the_routers_turn_shares_the_secret_of() 
     let expected = store::token::turn_password(secret.trim(), username);
     assert_eq!(servers[0]["credential"].as_str().unwrap(), expected, "{reply}");
 
+    // TURN's counters are among the metrics.
+    let management = store::token::mint_management_token(&ws, Duration::from_secs(600), SystemTime::now());
+    let metrics = d.call("GET", "/metrics", &management, None).text();
+    for name in ["router_turn_clients ", "router_turn_accepted_total ", "router_turn_datagrams_out_total "] {
+        assert!(metrics.lines().any(|l| l.starts_with(name)), "no {name}in the metrics:\n{metrics}");
+    }
+
     // A renewed certificate reaches the router's TURN over TLS: it watches the files.
     let renewed = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     std::fs::write(data.join("tls/key.pem"), renewed.signing_key.serialize_pem()).unwrap();

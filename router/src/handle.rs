@@ -131,7 +131,8 @@ impl Router {
 
     /// Every shard's counters with its shell's figures (I/O, latency histogram, CPU time), for
     /// the control channel's `metrics` request: `{"drop_reasons": [...], "shards": [{"shard",
-    /// "addr", "backend", "counters": {...}}]}`. docs/router.md lists the fields.
+    /// "addr", "backend", "counters": {...}}], "turn": {...}}` (`turn` when TURN runs: its
+    /// clients and datagrams, for the whole process). docs/router.md lists the fields.
     pub fn metrics(&self) -> Result<Value, ApiError> {
         let mut shards = Vec::with_capacity(self.shards.len());
         for s in &self.shards {
@@ -144,7 +145,8 @@ impl Router {
                 "counters": counters,
             }));
         }
-        Ok(json!({ "drop_reasons": crate::metrics::DROP_REASONS, "shards": shards }))
+        let turn = self.turn.as_ref().map(|t| t.stats());
+        Ok(json!({ "drop_reasons": crate::metrics::DROP_REASONS, "shards": shards, "turn": turn }))
     }
 
     /// Registers a listener for every shard event.

@@ -63,9 +63,12 @@ pub fn allocate_on_stream(
     Ok(Allocation { server, relayed, peer })
 }
 
-/// The exchange itself; `transact` sends a request and returns its answer.
+/// Sends a request and returns its answer.
+type Transact<'a> = dyn FnMut(&[u8]) -> Result<Vec<u8>, String> + 'a;
+
+/// The exchange itself.
 fn allocate_with(
-    transact: &mut dyn FnMut(&[u8]) -> Result<Vec<u8>, String>,
+    transact: &mut Transact<'_>,
     username: &str,
     password: &str,
     peer: SocketAddr,

@@ -20,7 +20,7 @@ enum Link {
     /// A UDP socket whose every datagram goes through a TURN relay to the router.
     Relayed(UdpSocket, crate::turn::Allocation),
     /// A TCP or TLS connection to a TURN server relaying to the router.
-    RelayedStream(crate::turn::TurnStream, crate::turn::Allocation),
+    RelayedStream(Box<crate::turn::TurnStream>, crate::turn::Allocation),
 }
 
 /// A client and its socket.
@@ -72,7 +72,7 @@ impl Peer {
             .unwrap_or_else(|e| panic!("TURN allocation on {turn}: {e}"));
         // The client's own address is its relayed one, as the router sees it.
         let client = Client::new(allocation.relayed, Instant::now());
-        Peer { client, link: Link::RelayedStream(stream, allocation) }
+        Peer { client, link: Link::RelayedStream(Box::new(stream), allocation) }
     }
 
     /// Receives what is waiting, then sends what the client has to send.

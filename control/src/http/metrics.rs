@@ -136,6 +136,25 @@ const IO_COUNTERS: &[(&str, &str, &str)] = &[
     ("router_tx_gso_batches_total", "tx_gso_batches", "Sends that carried a GSO run of two or more datagrams."),
 ];
 
+/// The counters of clients reached over a connection (ICE-TCP per shard, TURN for the router):
+/// (metric suffix, field, type, help).
+const STREAM_COUNTERS: &[(&str, &str, &str, &str)] = &[
+    ("clients", "open", "gauge", "Clients connected now (TCP connections; TURN: also UDP allocations)."),
+    ("accepted_total", "accepted", "counter", "Clients taken on."),
+    ("refused_total", "refused", "counter", "Clients refused: past the cap."),
+    ("closed_not_stun_total", "closed_not_stun", "counter", "Connections closed because they did not open with STUN."),
+    ("closed_idle_total", "closed_idle", "counter", "Connections closed after the idle timeout."),
+    ("datagrams_in_total", "rx_datagrams", "counter", "Datagrams clients sent to the shards."),
+    ("datagrams_in_dropped_total", "rx_dropped", "counter", "Datagrams from clients dropped: the shard was behind."),
+    ("datagrams_out_total", "tx_datagrams", "counter", "Datagrams the shards sent to clients."),
+    (
+        "datagrams_out_dropped_total",
+        "tx_dropped",
+        "counter",
+        "Datagrams to clients dropped: the connection or socket did not take them.",
+    ),
+];
+
 fn render_router(out: &mut Exposition, metrics: Option<&Value>) {
     let Some(m) = metrics else { return };
     let shards: Vec<&Value> = m["shards"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
@@ -211,6 +230,18 @@ fn render_router(out: &mut Exposition, metrics: Option<&Value>) {
         out.family(&metric, "counter", &format!("The engine's `{name}` counter (docs/router.md)."));
         for s in &shards {
             out.sample(&metric, &[("shard", &label(s))], s["counters"][name].as_u64().unwrap_or(0));
+        }
+    }
+    for (suffix, field, kind, help) in STREAM_COUNTERS {
+        let name = format!("router_ice_tcp_{suffix}");
+        out.family(&name, kind, &format!("ICE over TCP: {help}"));
+        for s in &shards {
+            out.sample(&name, &[("shard", &label(s))], s["counters"]["ice_tcp"][field].as_u64().unwrap_or(0));
+        }
+        if m["turn"].is_object() {
+            let name = format!("router_turn_{suffix}");
+            out.family(&name, kind, &format!("TURN (UDP, TCP, TLS): {help}"));
+            out.sample(&name, &[], m["turn"][field].as_u64().unwrap_or(0));
         }
     }
     let name = "router_latency_seconds";

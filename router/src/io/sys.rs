@@ -307,62 +307,6 @@ impl Drop for MmapRegion {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_round_trip_and_v4_mapped_addresses_come_back_as_ipv4() {
-        let cases: [(&str, bool, &str); 4] = [
-            ("1.2.3.4:5", false, "1.2.3.4:5"),
-            ("1.2.3.4:5", true, "1.2.3.4:5"),
-            ("[2001:db8::1]:443", true, "[2001:db8::1]:443"),
-            ("[::ffff:10.0.0.1]:9", false, "10.0.0.1:9"),
-        ];
-        for (input, v6, want) in cases {
-            let a: SocketAddr = input.parse().expect("test literal");
-            let mut st = zeroed_storage();
-            let len = encode_addr(a, v6, &mut st).expect("encodable");
-            assert_eq!(i32::from(st.ss_family), if v6 { libc::AF_INET6 } else { libc::AF_INET });
-            assert_eq!(decode_addr(&st, len as usize), Some(want.parse().expect("literal")));
-        }
-    }
-
-    #[test]
-    fn ipv6_peer_cannot_be_encoded_for_an_ipv4_socket() {
-        let mut st = zeroed_storage();
-        let a: SocketAddr = "[2001:db8::1]:1".parse().expect("test literal");
-        assert_eq!(encode_addr(a, false, &mut st), None);
-    }
-
-    #[test]
-    fn short_or_unknown_sockaddrs_decode_to_none() {
-        assert_eq!(decode_addr_bytes(&[]), None);
-        assert_eq!(decode_addr_bytes(&[2, 0, 0]), None); // AF_INET but truncated
-        assert_eq!(decode_addr_bytes(&[99; 28]), None);
-    }
-
-    #[test]
-    fn the_media_filter_drops_rtp_and_rtcp_and_keeps_stun_and_dtls() {
-        let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        drop_media_datagrams(&sink).expect("attach filter");
-        sink.set_read_timeout(Some(std::time::Duration::from_millis(200))).expect("timeout");
-        let to = sink.local_addr().expect("addr");
-        let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        // First bytes: RTP 0x80, STUN 0x00, RTCP 0x81 (V=2, one report block), DTLS 22, 0xff
-        // (not WebRTC), RTP with every flag 0xbf.
-        for first in [0x80u8, 0x00, 0x81, 22, 0xff, 0xbf] {
-            tx.send_to(&[first, 1, 2, 3], to).expect("send");
-        }
-        let mut got = Vec::new();
-        let mut buf = [0u8; 16];
-        while let Ok(n) = sink.recv(&mut buf) {
-            got.push(buf[..n][0]);
-        }
-        assert_eq!(got, vec![0x00, 22, 0xff]);
-    }
-}
-
 /// Sends `datagrams` from `socket` with `sendmmsg`, never blocking: what a full socket buffer
 /// does not take is dropped. Returns how many were sent. For sockets outside the shards' send
 /// batches (the TURN socket); a datagram the kernel refuses (unreachable) is skipped alone.
@@ -421,4 +365,60 @@ pub fn send_batch<'a>(
         }
     }
     sent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip_and_v4_mapped_addresses_come_back_as_ipv4() {
+        let cases: [(&str, bool, &str); 4] = [
+            ("1.2.3.4:5", false, "1.2.3.4:5"),
+            ("1.2.3.4:5", true, "1.2.3.4:5"),
+            ("[2001:db8::1]:443", true, "[2001:db8::1]:443"),
+            ("[::ffff:10.0.0.1]:9", false, "10.0.0.1:9"),
+        ];
+        for (input, v6, want) in cases {
+            let a: SocketAddr = input.parse().expect("test literal");
+            let mut st = zeroed_storage();
+            let len = encode_addr(a, v6, &mut st).expect("encodable");
+            assert_eq!(i32::from(st.ss_family), if v6 { libc::AF_INET6 } else { libc::AF_INET });
+            assert_eq!(decode_addr(&st, len as usize), Some(want.parse().expect("literal")));
+        }
+    }
+
+    #[test]
+    fn ipv6_peer_cannot_be_encoded_for_an_ipv4_socket() {
+        let mut st = zeroed_storage();
+        let a: SocketAddr = "[2001:db8::1]:1".parse().expect("test literal");
+        assert_eq!(encode_addr(a, false, &mut st), None);
+    }
+
+    #[test]
+    fn short_or_unknown_sockaddrs_decode_to_none() {
+        assert_eq!(decode_addr_bytes(&[]), None);
+        assert_eq!(decode_addr_bytes(&[2, 0, 0]), None); // AF_INET but truncated
+        assert_eq!(decode_addr_bytes(&[99; 28]), None);
+    }
+
+    #[test]
+    fn the_media_filter_drops_rtp_and_rtcp_and_keeps_stun_and_dtls() {
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        drop_media_datagrams(&sink).expect("attach filter");
+        sink.set_read_timeout(Some(std::time::Duration::from_millis(200))).expect("timeout");
+        let to = sink.local_addr().expect("addr");
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        // First bytes: RTP 0x80, STUN 0x00, RTCP 0x81 (V=2, one report block), DTLS 22, 0xff
+        // (not WebRTC), RTP with every flag 0xbf.
+        for first in [0x80u8, 0x00, 0x81, 22, 0xff, 0xbf] {
+            tx.send_to(&[first, 1, 2, 3], to).expect("send");
+        }
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16];
+        while let Ok(n) = sink.recv(&mut buf) {
+            got.push(buf[..n][0]);
+        }
+        assert_eq!(got, vec![0x00, 22, 0xff]);
+    }
 }

@@ -546,7 +546,8 @@ mod tests {
         /// Allocates with a good credential; returns (username, password, nonce).
         fn allocate(&mut self) -> (String, String, String) {
             let transport = (attr::REQUESTED_TRANSPORT, vec![17, 0, 0, 0]);
-            let Outcome::Reply(challenge) = self.send(&request(wire::METHOD_ALLOCATE, &[transport.clone()], None, ""))
+            let Outcome::Reply(challenge) =
+                self.send(&request(wire::METHOD_ALLOCATE, std::slice::from_ref(&transport), None, ""))
             else {
                 panic!("no challenge")
             };

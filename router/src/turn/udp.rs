@@ -81,10 +81,10 @@ impl Server {
         let send = self.send.clone();
         let sink = move || Sink::Datagram { socket: send.clone(), client: from };
         if let Some(client) = self.clients.get_mut(&from) {
-            if let Err(why) = client.handle(frame, now, shared, &mut reply, &sink) {
-                if let Some(client) = self.clients.remove(&from) {
-                    forget(&client, why, shared);
-                }
+            if let Err(why) = client.handle(frame, now, shared, &mut reply, &sink)
+                && let Some(client) = self.clients.remove(&from)
+            {
+                forget(&client, why, shared);
             }
             return;
         }
