@@ -106,7 +106,7 @@ test('a browser whose network allows only TLS relays over TURN/TLS and sees and 
       for (const p of bobPairs) {
         assert.equal(p.local.type, 'relay', `bob's media is relayed: ${JSON.stringify(p)}`);
         assert.equal(p.local.relayProtocol, 'tls', `through TURN over TLS: ${JSON.stringify(p)}`);
-        assert.equal(p.remote.protocol, 'udp', `from the relay to the router over UDP: ${JSON.stringify(p)}`);
+        assert.equal(p.remote.protocol, 'udp', `relayed to the router's UDP candidate: ${JSON.stringify(p)}`);
       }
       assert.ok(droppedUdp(ns) > 0, 'the namespace dropped none of bob\'s UDP: the test would not show anything');
     }, { host: ns.hostIp, publicHost: ns.hostIp, platformArgs: ['--no-ice-tcp'] });
