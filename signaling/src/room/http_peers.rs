@@ -174,6 +174,7 @@ impl Room {
             }),
             subscribe: None,
             via: Via::Whip,
+            observed_keys: Default::default(),
         };
         info!(room = %self.id, peer = %peer_id, name = %peer.name, role = %peer.role, "WHIP publisher joined");
         let (event_peer, note) = (peer.event(), peer.notification());
@@ -320,6 +321,7 @@ impl Room {
                     tracks: subscribed,
                 }),
                 via: Via::Whep,
+                observed_keys: Default::default(),
             },
         );
         Ok(HttpReply::Created { peer_id, sdp })

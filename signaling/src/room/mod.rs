@@ -35,6 +35,9 @@
 //!   `hls-stop` create or stop jobs in the store for control to run; `hls-timed-metadata`
 //!   hands the running HLS job cues; control's `job_state` becomes `on-record-update`,
 //!   `on-rtmp-update`, `on-hls-update`; `peer-list` and `room-state` carry the live jobs.
+//! - **The session store** (`session_store.rs`): `set-metadata`, `get-metadata`,
+//!   `listen-metadata-change`; `on-metadata-change` to the peers observing a key; emptied
+//!   when the session ends.
 //! - **Admin** ([`AdminOp`], from the control daemon's socket): the active room, update a
 //!   peer, a server message, remove peers, end the room, a job's state.
 //! - **The session cap**: a session that has lasted [`RoomEnv::session_cap`] (read once, when the session starts) is ended as by
@@ -70,6 +73,7 @@ mod peer;
 mod permissions;
 mod recording;
 mod rpc;
+mod session_store;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -169,6 +173,8 @@ pub struct Room {
     spare: Vec<u8>,
     /// Role changes asked of a peer and not yet accepted, by their one-time token.
     role_requests: HashMap<String, RoleRequest>,
+    /// The session's key/value store (`set-metadata` and the like).
+    session_store: session_store::SessionStore,
     /// Events not yet handed to the sink (they are, before the next message).
     pending_events: Vec<RoomEvent>,
     /// What must happen after the current request's response is sent (a removal of the
@@ -231,6 +237,7 @@ impl Room {
             saved: Vec::new(),
             spare: Vec::new(),
             role_requests: HashMap::new(),
+            session_store: session_store::SessionStore::default(),
             pending_events: Vec::new(),
             deferred: Vec::new(),
             ending: false,
@@ -312,6 +319,7 @@ impl Room {
             self.session_cap = None;
             info!(room = %self.id, %session, reason, "session ended");
             self.role_requests.clear();
+            self.session_store.clear();
             self.emit(RoomEvent::SessionEnded {
                 room,
                 started_at: system_time(started),
@@ -475,6 +483,7 @@ impl Room {
                     publish: None,
                     subscribe: None,
                     via: Via::Sdk,
+                    observed_keys: Default::default(),
                 };
                 peer.push("on-policy-change", policy);
                 // What a previewing client shows before it joins: who is in the room.

@@ -129,6 +129,9 @@ pub(super) struct Peer {
     /// (WHIP, WHEP) and no socket at all.
     #[serde(default)]
     pub(super) via: Via,
+    /// The session-store keys the peer observes (`listen-metadata-change`).
+    #[serde(default)]
+    pub(super) observed_keys: std::collections::BTreeSet<String>,
 }
 
 /// How a peer reaches the room.

@@ -268,10 +268,10 @@ impl Room {
             "hls-start" => self.hls_start(peer_id, decode(params)),
             "hls-stop" => self.hls_stop(peer_id).await,
             "hls-timed-metadata" => self.hls_timed_metadata(peer_id, decode(params)),
-            "set-metadata"
-            | "get-metadata"
-            | "listen-metadata-change"
-            | "group-join"
+            "set-metadata" => self.set_metadata(peer_id, decode(params)),
+            "get-metadata" => self.get_metadata(peer_id, decode(params)),
+            "listen-metadata-change" => self.listen_metadata_change(peer_id, decode(params)),
+            "group-join"
             | "group-leave"
             | "group-add"
             | "group-remove"

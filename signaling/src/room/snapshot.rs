@@ -28,6 +28,9 @@ pub(super) struct Snapshot {
     /// A session kept open for its jobs after its last peer left (Unix ms).
     #[serde(default)]
     pub(super) linger_until: Option<u64>,
+    /// Absent in snapshots written before the session store.
+    #[serde(default)]
+    pub(super) session_store: super::session_store::SessionStore,
 }
 
 /// [`Snapshot`] borrowed from the room, for writing: serialized straight from its state, not
@@ -40,6 +43,7 @@ struct SnapshotRef<'a> {
     peers: &'a BTreeMap<String, Peer>,
     recordings: &'a Vec<recording::Active>,
     linger_until: Option<u64>,
+    session_store: &'a super::session_store::SessionStore,
 }
 
 impl Room {
@@ -65,6 +69,7 @@ impl Room {
         self.recordings = snapshot.recordings;
         self.recordings.extend(snapshot.recording);
         self.linger_until = snapshot.linger_until;
+        self.session_store = snapshot.session_store;
         let now = Instant::now();
         for peer in self.peers.values_mut() {
             // A WHIP or WHEP peer has no socket to lose: its media went on through the restart.
@@ -99,6 +104,7 @@ impl Room {
             peers: &self.peers,
             recordings: &self.recordings,
             linger_until: self.linger_until,
+            session_store: &self.session_store,
         };
         let written = match serde_json::to_writer(&mut text, &snapshot) {
             Err(e) => {
@@ -173,6 +179,8 @@ mod tests {
         };
         let peers: BTreeMap<String, Peer> = BTreeMap::new();
         let jobs = vec![tracks.clone(), composite];
+        let mut store = super::super::session_store::SessionStore::default();
+        store.set("pinned", json!({"text": "hi"}), "p1", 5, None).expect("a value");
         // The same shape `save` writes.
         let text = serde_json::to_string(&SnapshotRef {
             shard: Some(0),
@@ -180,10 +188,12 @@ mod tests {
             peers: &peers,
             recordings: &jobs,
             linger_until: Some(1234),
+            session_store: &store,
         })
         .expect("serializable");
         let back: Snapshot = serde_json::from_str(&text).expect("a snapshot");
         assert_eq!(back.linger_until, Some(1234), "a session waiting for its jobs survives too");
+        assert!(back.session_store.get("pinned").is_some(), "the session store survives too");
         let got: Vec<_> = back.recordings.iter().map(|a| (a.recording_id.as_str(), a.tap, a.reader)).collect();
         assert_eq!(got, [("rec-1", 7, TapReader::Recorder), ("rec-2", 8, TapReader::Compositor)]);
         assert_eq!(back.recordings[0].tapped, tracks.tapped);

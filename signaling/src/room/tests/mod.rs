@@ -767,3 +767,5 @@ async fn an_absurd_auto_stop_timeout_waits_without_overflowing() {
     assert_eq!(t.room.linger_until, Some(u64::MAX), "the session cap ends such a wait");
     assert_eq!(sessions_ended(&t.sink), 0);
 }
+
+mod session_store;
