@@ -62,7 +62,7 @@ fi
 export CONTROL_BIN=$(realpath "$control")
 
 cd tests/browser
-run=(node --test "$@" call.test.mjs rest-api.test.mjs simulcast.test.mjs simulcast-fallback.test.mjs recording.test.mjs composite.test.mjs streams.test.mjs sdk-recording-states.test.mjs reach.test.mjs whip.test.mjs session-store.test.mjs)
+run=(node --test "$@" call.test.mjs rest-api.test.mjs simulcast.test.mjs simulcast-fallback.test.mjs recording.test.mjs composite.test.mjs streams.test.mjs sdk-recording-states.test.mjs reach.test.mjs whip.test.mjs interactive.test.mjs)
 if [ -n "${BROWSER_RUN:-}" ]; then
   run=(node "$BROWSER_RUN" "$@") # a measurement script instead of the tests (scripts/bench.sh)
 fi

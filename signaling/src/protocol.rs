@@ -42,6 +42,8 @@ pub struct PeerInfo<'a> {
     pub data: &'a str,
     pub user_id: &'a str,
     pub joined_at_ms: u64,
+    /// `group-join`'s groups; `_handraise` is a raised hand.
+    pub groups: &'a std::collections::BTreeSet<String>,
 }
 
 impl PeerInfo<'_> {
@@ -50,7 +52,7 @@ impl PeerInfo<'_> {
         json!({
             "peer_id": self.peer_id,
             "role": self.role,
-            "groups": [],
+            "groups": self.groups,
             "info": { "name": self.name, "data": self.data, "user_id": self.user_id, "type": "regular" },
         })
     }
@@ -66,7 +68,7 @@ impl PeerInfo<'_> {
             "info": { "name": self.name, "data": self.data, "user_id": self.user_id, "type": "regular" },
             "joined_at": self.joined_at_ms,
             "tracks": tracks,
-            "groups": [],
+            "groups": self.groups,
             "realtime": true,
         })
     }
@@ -89,12 +91,23 @@ mod tests {
 
     #[test]
     fn peer_notifications_are_realtime_and_carry_info() {
-        let p = PeerInfo { peer_id: "p", role: "host", name: "Ann", data: "", user_id: "u", joined_at_ms: 5 };
+        let groups = ["_handraise".to_owned()].into_iter().collect();
+        let p = PeerInfo {
+            peer_id: "p",
+            role: "host",
+            name: "Ann",
+            data: "",
+            user_id: "u",
+            joined_at_ms: 5,
+            groups: &groups,
+        };
         let n = p.notification(std::iter::empty());
         assert_eq!(n["realtime"], true);
         assert_eq!(n["info"]["name"], "Ann");
         assert!(n["tracks"].as_object().unwrap().is_empty());
         assert_eq!(p.brief()["info"]["user_id"], "u");
+        assert_eq!(n["groups"], serde_json::json!(["_handraise"]));
+        assert_eq!(p.brief()["groups"], serde_json::json!(["_handraise"]));
     }
 
     #[test]

@@ -175,6 +175,7 @@ impl Room {
             subscribe: None,
             via: Via::Whip,
             observed_keys: Default::default(),
+            groups: Default::default(),
         };
         info!(room = %self.id, peer = %peer_id, name = %peer.name, role = %peer.role, "WHIP publisher joined");
         let (event_peer, note) = (peer.event(), peer.notification());
@@ -322,6 +323,7 @@ impl Room {
                 }),
                 via: Via::Whep,
                 observed_keys: Default::default(),
+                groups: Default::default(),
             },
         );
         Ok(HttpReply::Created { peer_id, sdp })

@@ -35,6 +35,8 @@
 //!   `hls-stop` create or stop jobs in the store for control to run; `hls-timed-metadata`
 //!   hands the running HLS job cues; control's `job_state` becomes `on-record-update`,
 //!   `on-rtmp-update`, `on-hls-update`; `peer-list` and `room-state` carry the live jobs.
+//! - **Groups** (`groups.rs`): `group-join`, `group-leave` (a raised hand is `_handraise`),
+//!   `group-add`, `group-remove`; `on-peer-update` to everyone, the peer included.
 //! - **The session store** (`session_store.rs`): `set-metadata`, `get-metadata`,
 //!   `listen-metadata-change`; `on-metadata-change` to the peers observing a key; emptied
 //!   when the session ends.
@@ -65,6 +67,7 @@ use tracing::{debug, info, warn};
 
 mod admin;
 mod env;
+mod groups;
 mod http_peers;
 mod jobs;
 mod media_events;
@@ -484,6 +487,7 @@ impl Room {
                     subscribe: None,
                     via: Via::Sdk,
                     observed_keys: Default::default(),
+                    groups: Default::default(),
                 };
                 peer.push("on-policy-change", policy);
                 // What a previewing client shows before it joins: who is in the room.

@@ -132,6 +132,9 @@ pub(super) struct Peer {
     /// The session-store keys the peer observes (`listen-metadata-change`).
     #[serde(default)]
     pub(super) observed_keys: std::collections::BTreeSet<String>,
+    /// The groups the peer is in (`group-join`; `_handraise` is a raised hand).
+    #[serde(default)]
+    pub(super) groups: std::collections::BTreeSet<String>,
 }
 
 /// How a peer reaches the room.
@@ -164,6 +167,7 @@ impl Peer {
             data: &self.data,
             user_id: &self.user_id,
             joined_at_ms: self.joined_at_ms,
+            groups: &self.groups,
         }
     }
 

@@ -271,11 +271,11 @@ impl Room {
             "set-metadata" => self.set_metadata(peer_id, decode(params)),
             "get-metadata" => self.get_metadata(peer_id, decode(params)),
             "listen-metadata-change" => self.listen_metadata_change(peer_id, decode(params)),
-            "group-join"
-            | "group-leave"
-            | "group-add"
-            | "group-remove"
-            | "get-peer"
+            "group-join" => self.change_group(peer_id, decode(params), true, false),
+            "group-leave" => self.change_group(peer_id, decode(params), false, false),
+            "group-add" => self.change_group(peer_id, decode(params), true, true),
+            "group-remove" => self.change_group(peer_id, decode(params), false, true),
+            "get-peer"
             | "find-peer"
             | "peer-iter-next"
             | "peer-name-search"

@@ -768,4 +768,5 @@ async fn an_absurd_auto_stop_timeout_waits_without_overflowing() {
     assert_eq!(sessions_ended(&t.sink), 0);
 }
 
+mod groups;
 mod session_store;
