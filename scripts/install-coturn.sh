@@ -8,7 +8,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 if command -v turnserver >/dev/null || [ -x /usr/bin/turnserver ]; then
   exit 0
 fi
-echo "install-turn: installing coturn (Debian package)"
+echo "install-coturn: installing coturn (Debian package)"
 as_root apt-get update -qq
 as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends coturn >/dev/null
 if command -v systemctl >/dev/null && systemctl is-enabled coturn >/dev/null 2>&1; then

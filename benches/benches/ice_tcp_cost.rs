@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use integration_tests::client::str0m_extensions;
 use integration_tests::media::{OpusStream, Vp8Stream};
 use integration_tests::room::produce_params;
-use integration_tests::wire::{Peer, pump_all};
+use integration_tests::wire::{LiveMedia, Peer, pump_all};
 use router::Router;
 use router::config::Config;
 use schema::RouterCommand;
@@ -129,18 +129,14 @@ fn sent(router: &Router) -> u64 {
 
 /// A router config with TURN over TCP and TLS (a self-signed certificate in `dir`).
 fn turn_config(dir: &std::path::Path) -> Config {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
-    std::fs::write(dir.join("secret"), TURN_SECRET).unwrap();
+    let files = integration_tests::turn::TurnFiles::write(dir, TURN_SECRET).expect("TURN's files written");
     Config {
         turn_udp_listen: Some("127.0.0.1:0".parse().unwrap()),
         turn_listen: Some("127.0.0.1:0".parse().unwrap()),
         turn_tls_listen: Some("127.0.0.1:0".parse().unwrap()),
-        turn_cert: Some(dir.join("cert.pem")),
-        turn_key: Some(dir.join("key.pem")),
-        turn_secret_file: Some(dir.join("secret")),
+        turn_cert: Some(files.cert),
+        turn_key: Some(files.key),
+        turn_secret_file: Some(files.secret),
         ..Config::default()
     }
 }
@@ -219,7 +215,6 @@ fn run(path: Path, subscribers: usize, seconds: u64) -> Run {
         peers[i].client.subscribe("v0", &v);
     }
 
-    let mut opus = OpusStream::new(100, 4800);
     // About 1 Mbit/s of video: 120 packets a second of 1,100 bytes, each forwarded to every
     // subscriber.
     let mut vp8 = Vp8Stream::new(200, 9000);
@@ -234,27 +229,14 @@ fn run(path: Path, subscribers: usize, seconds: u64) -> Run {
     let cpu = || (threads_cpu(threads), relay.map(process_cpu).unwrap_or_default());
     // A second of warm-up (keyframes, feedback), then the measured stretch.
     let start = Instant::now();
-    let (mut next_audio, mut next_video) = (start, start);
+    let mut media = LiveMedia::new(OpusStream::new(100, 4800), vp8, start);
     let mut measured: Option<(Instant, (Duration, Duration), u64)> = None;
     while Instant::now() < start + Duration::from_secs(seconds + 1) {
         let now = Instant::now();
         if measured.is_none() && now >= start + Duration::from_secs(1) {
             measured = Some((now, cpu(), sent(&router)));
         }
-        if now >= next_audio {
-            next_audio += Duration::from_millis(20);
-            let p = opus.next_packet();
-            peers[0].client.send(&audio_pub, now, p.seq, p.ts, p.marker, &p.payload);
-        }
-        if now >= next_video {
-            next_video += Duration::from_micros(33_333);
-            if std::mem::take(&mut peers[0].client.keyframe_requests) > 0 {
-                vp8.force_keyframe();
-            }
-            for p in vp8.next_frame() {
-                peers[0].client.send(&video_pub, now, p.seq, p.ts, p.marker, &p.payload);
-            }
-        }
+        media.send_due(&mut peers[0].client, &audio_pub, &video_pub, now);
         pump_all(&mut peers, Duration::from_millis(1));
     }
     let (_, cpu0, sent0) = measured.expect("the run lasted past its warm-up");

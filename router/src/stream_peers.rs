@@ -15,7 +15,7 @@
 //! [`MAX_OUTBOX`] drops datagrams and counts them, as a full UDP socket buffer would.
 //! docs/decisions.md says why threads and not the shard's own poll loop.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
@@ -50,6 +50,24 @@ pub enum Framing {
     /// TURN (RFC 8656): the datagram comes from `peer` (this shard's address), as ChannelData
     /// once the client bound `channel` to it (0 until then), else as a Data indication.
     Turn { peer: SocketAddr, channel: AtomicU16 },
+}
+
+impl Framing {
+    /// Appends `datagram` framed for its client; `pad` for a stream (TURN's ChannelData is
+    /// padded to four bytes there), `indications` numbers Data indications. False when the
+    /// datagram cannot be framed (too long).
+    fn frame(&self, out: &mut Vec<u8>, datagram: &[u8], pad: bool, indications: &Cell<u64>) -> bool {
+        match self {
+            Framing::Rfc4571 => frame_rfc4571(out, datagram),
+            Framing::Turn { peer, channel } => match channel.load(Ordering::Relaxed) {
+                0 => {
+                    indications.set(indications.get() + 1);
+                    crate::turn::wire::data_indication(out, *peer, datagram, indications.get())
+                }
+                channel => crate::turn::wire::channel_data(out, channel, datagram, pad),
+            },
+        }
+    }
 }
 
 /// The shard's handle on one client.
@@ -98,8 +116,6 @@ pub struct OutboxState {
     /// others only append.
     backlog: bool,
     closed: bool,
-    /// Data indications sent: their transaction ids.
-    indications: u64,
 }
 
 impl Outbox {
@@ -293,6 +309,7 @@ impl ShardInbox {
                 map: HashMap::new(),
                 dirty: RefCell::new(Vec::new()),
                 datagrams: RefCell::new(DatagramBatch::default()),
+                indications: Cell::new(0),
             },
         }
     }
@@ -356,6 +373,8 @@ pub struct StreamPeers {
     dirty: RefCell<Vec<SocketAddr>>,
     /// This turn's datagrams for TURN clients over UDP.
     datagrams: RefCell<DatagramBatch>,
+    /// Data indications sent: their transaction ids.
+    indications: Cell<u64>,
 }
 
 impl std::fmt::Debug for StreamPeers {
@@ -373,38 +392,28 @@ impl StreamPeers {
     /// such a client. Written by the next [`StreamPeers::flush`].
     pub fn send(&self, dst: SocketAddr, datagram: &[u8]) -> bool {
         let Some(conn) = self.map.get(&dst) else { return false };
-        let outbox = match &conn.sink {
-            Sink::Stream { outbox, .. } => outbox,
+        let framed = match &conn.sink {
             Sink::Datagram { socket, client } => {
-                let queued = self.datagrams.borrow_mut().queue(socket, *client, &conn.framing, datagram);
-                let counter = if queued { &conn.counters.tx_datagrams } else { &conn.counters.tx_dropped };
-                counter.fetch_add(1, Ordering::Relaxed);
-                return true;
+                let mut batch = self.datagrams.borrow_mut();
+                batch.queue(socket, &conn.counters, *client, |out| {
+                    conn.framing.frame(out, datagram, false, &self.indications)
+                })
+            }
+            Sink::Stream { outbox, .. } => {
+                let mut out = outbox.lock();
+                // The largest framing (a Data indication) adds 36 bytes.
+                if out.closed || out.queued() + 36 + datagram.len() > MAX_OUTBOX {
+                    false
+                } else {
+                    if out.queued() == 0 && !out.backlog {
+                        self.dirty.borrow_mut().push(dst);
+                    }
+                    conn.framing.frame(out.frame_buffer(), datagram, true, &self.indications)
+                }
             }
         };
-        let mut out = outbox.lock();
-        // The largest framing (a Data indication) adds 36 bytes.
-        if out.closed || out.queued() + 36 + datagram.len() > MAX_OUTBOX {
-            conn.counters.tx_dropped.fetch_add(1, Ordering::Relaxed);
-            return true;
-        }
-        if out.queued() == 0 && !out.backlog {
-            self.dirty.borrow_mut().push(dst);
-        }
-        let indication = out.indications;
-        let framed = match &*conn.framing {
-            Framing::Rfc4571 => frame_rfc4571(out.frame_buffer(), datagram),
-            Framing::Turn { peer, channel } => match channel.load(Ordering::Relaxed) {
-                0 => {
-                    out.indications += 1;
-                    crate::turn::wire::data_indication(out.frame_buffer(), *peer, datagram, indication)
-                }
-                channel => crate::turn::wire::channel_data(out.frame_buffer(), channel, datagram, true),
-            },
-        };
-        if framed {
-            conn.counters.tx_datagrams.fetch_add(1, Ordering::Relaxed);
-        }
+        let counter = if framed { &conn.counters.tx_datagrams } else { &conn.counters.tx_dropped };
+        counter.fetch_add(1, Ordering::Relaxed);
         true
     }
 
@@ -419,16 +428,7 @@ impl StreamPeers {
             let mut out = outbox.lock();
             outbox.write_now(&mut out, stream);
         }
-        let mut batch = self.datagrams.borrow_mut();
-        if !batch.is_empty() {
-            let dropped = batch.send();
-            if dropped > 0
-                && let Some(c) = self.map.values().find(|c| matches!(c.sink, Sink::Datagram { .. }))
-            {
-                c.counters.tx_datagrams.fetch_sub(dropped, Ordering::Relaxed);
-                c.counters.tx_dropped.fetch_add(dropped, Ordering::Relaxed);
-            }
-        }
+        self.datagrams.borrow_mut().send();
     }
 }
 
@@ -519,52 +519,56 @@ fn frame_rfc4571(buf: &mut Vec<u8>, datagram: &[u8]) -> bool {
 #[derive(Default)]
 struct DatagramBatch {
     bytes: Vec<u8>,
-    /// Each datagram: its socket, destination and place in `bytes`.
-    datagrams: Vec<(Arc<DatagramSocket>, SocketAddr, std::ops::Range<usize>)>,
-    /// Data indications sent: their transaction ids.
-    indications: u64,
+    /// The sockets this turn's datagrams go from (one TURN socket, in practice), with the
+    /// counters their drops go to.
+    sockets: Vec<(Arc<DatagramSocket>, Arc<Counters>)>,
+    /// Each datagram: its socket's place in `sockets`, its destination and place in `bytes`.
+    datagrams: Vec<(usize, SocketAddr, std::ops::Range<usize>)>,
 }
 
 impl DatagramBatch {
-    fn is_empty(&self) -> bool {
-        self.datagrams.is_empty()
-    }
-
-    fn queue(&mut self, socket: &Arc<DatagramSocket>, client: SocketAddr, framing: &Framing, datagram: &[u8]) -> bool {
+    /// Queues what `frame` appends, to `client` from `socket`; false when it appended nothing.
+    fn queue(
+        &mut self,
+        socket: &Arc<DatagramSocket>,
+        counters: &Arc<Counters>,
+        client: SocketAddr,
+        frame: impl FnOnce(&mut Vec<u8>) -> bool,
+    ) -> bool {
         let start = self.bytes.len();
-        let framed = match framing {
-            Framing::Turn { peer, channel } => match channel.load(Ordering::Relaxed) {
-                0 => {
-                    self.indications += 1;
-                    crate::turn::wire::data_indication(&mut self.bytes, *peer, datagram, self.indications)
-                }
-                channel => crate::turn::wire::channel_data(&mut self.bytes, channel, datagram, false),
-            },
-            // Only TURN clients are reached by datagrams from another socket.
-            Framing::Rfc4571 => false,
-        };
-        if framed {
-            self.datagrams.push((socket.clone(), client, start..self.bytes.len()));
+        if !frame(&mut self.bytes) {
+            return false;
         }
-        framed
+        let index = match self.sockets.iter().position(|(s, _)| Arc::ptr_eq(s, socket)) {
+            Some(i) => i,
+            None => {
+                self.sockets.push((socket.clone(), counters.clone()));
+                self.sockets.len() - 1
+            }
+        };
+        self.datagrams.push((index, client, start..self.bytes.len()));
+        true
     }
 
-    /// Sends the batch; returns how many datagrams were dropped.
-    fn send(&mut self) -> u64 {
-        let mut dropped = 0;
-        let mut from = 0;
-        while from < self.datagrams.len() {
-            let socket = &self.datagrams[from].0;
-            let run = self.datagrams[from..].iter().take_while(|(s, _, _)| Arc::ptr_eq(s, socket)).count();
-            let datagrams =
-                self.datagrams[from..from + run].iter().map(|(_, dst, range)| (*dst, &self.bytes[range.clone()]));
-            let sent = crate::io::send_batch(&socket.socket, socket.v6, datagrams);
-            dropped += (run - sent) as u64;
-            from += run;
+    /// Sends the batch, counting what the sockets did not take as dropped.
+    fn send(&mut self) {
+        for (index, (socket, counters)) in self.sockets.iter().enumerate() {
+            let mine = self.datagrams.iter().filter(|(i, _, _)| *i == index);
+            let queued = mine.clone().count();
+            let sent = crate::io::send_batch(
+                &socket.socket,
+                socket.v6,
+                mine.map(|(_, dst, range)| (*dst, &self.bytes[range.clone()])),
+            );
+            let dropped = (queued - sent) as u64;
+            if dropped > 0 {
+                counters.tx_datagrams.fetch_sub(dropped, Ordering::Relaxed);
+                counters.tx_dropped.fetch_add(dropped, Ordering::Relaxed);
+            }
         }
+        self.sockets.clear();
         self.datagrams.clear();
         self.bytes.clear();
-        dropped
     }
 }
 

@@ -135,14 +135,14 @@ impl TurnStream {
     /// Sends one message (STUN, or ChannelData padded to four bytes).
     pub fn send(&mut self, msg: &[u8]) {
         match self.tls.as_mut() {
-            None => write_all(&mut self.socket, msg),
+            None => crate::wire::write_all_nonblocking(&mut self.socket, msg, "TURN"),
             Some(tls) => {
                 let _ = tls.writer().write_all(msg);
                 let mut sealed = Vec::new();
                 while tls.wants_write() {
                     let _ = tls.write_tls(&mut sealed);
                 }
-                write_all(&mut self.socket, &sealed);
+                crate::wire::write_all_nonblocking(&mut self.socket, &sealed, "TURN");
             }
         }
     }
@@ -174,7 +174,7 @@ impl TurnStream {
                         while tls.wants_write() {
                             let _ = tls.write_tls(&mut sealed);
                         }
-                        write_all(&mut self.socket, &sealed);
+                        crate::wire::write_all_nonblocking(&mut self.socket, &sealed, "TURN");
                     }
                 },
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -214,20 +214,6 @@ impl TurnStream {
     }
 }
 
-fn write_all(socket: &mut TcpStream, mut data: &[u8]) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !data.is_empty() {
-        match socket.write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                assert!(Instant::now() < deadline, "the TURN server stopped reading");
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(e) => panic!("TURN connection write: {e}"),
-        }
-    }
-}
-
 /// Accepts any server certificate: the tests' TURN servers use self-signed ones.
 #[derive(Debug)]
 struct AnyCertificate;
@@ -264,6 +250,27 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The files a router's TURN needs, written into `dir`: a self-signed certificate and key for
+/// TLS, and the shared secret.
+#[derive(Debug)]
+pub struct TurnFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub secret: std::path::PathBuf,
+}
+
+impl TurnFiles {
+    pub fn write(dir: &std::path::Path, secret: &str) -> std::io::Result<TurnFiles> {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).map_err(std::io::Error::other)?;
+        std::fs::create_dir_all(dir)?;
+        let files = TurnFiles { cert: dir.join("cert.pem"), key: dir.join("key.pem"), secret: dir.join("secret") };
+        std::fs::write(&files.cert, made.cert.pem())?;
+        std::fs::write(&files.key, made.signing_key.serialize_pem())?;
+        std::fs::write(&files.secret, secret)?;
+        Ok(files)
     }
 }
 

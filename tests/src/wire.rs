@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use str0m::net::Protocol;
 
-use crate::client::Client;
+use crate::client::{Client, Publication};
+use crate::media::{OpusStream, Vp8Stream};
 
 /// How a peer reaches the router.
 #[derive(Debug)]
@@ -139,23 +140,59 @@ impl Peer {
                     assert_eq!(dst, router, "a TCP client sends only on its connection");
                     let mut framed = (data.len() as u16).to_be_bytes().to_vec();
                     framed.extend_from_slice(&data);
-                    write_all_nonblocking(stream, &framed);
+                    write_all_nonblocking(stream, &framed, "ICE-TCP");
                 }
             }
         }
     }
 }
 
-fn write_all_nonblocking(stream: &mut TcpStream, mut data: &[u8]) {
+/// Writes all of `data` to a non-blocking stream, waiting out a full socket for up to 2 s;
+/// `what` names the connection in a failure.
+pub(crate) fn write_all_nonblocking(stream: &mut TcpStream, mut data: &[u8], what: &str) {
     let deadline = Instant::now() + Duration::from_secs(2);
     while !data.is_empty() {
         match stream.write(data) {
             Ok(n) => data = &data[n..],
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                assert!(Instant::now() < deadline, "the router stopped reading its ICE-TCP connection");
+                assert!(Instant::now() < deadline, "the other end stopped reading the {what} connection");
                 std::thread::sleep(Duration::from_millis(1));
             }
-            Err(e) => panic!("ICE-TCP write: {e}"),
+            Err(e) => panic!("{what} write: {e}"),
+        }
+    }
+}
+
+/// A publisher's media in real time: Opus every 20 ms, VP8 at 30 fps, a keyframe first and
+/// one for each keyframe request, as a browser answers them.
+#[derive(Debug)]
+pub struct LiveMedia {
+    pub opus: OpusStream,
+    pub vp8: Vp8Stream,
+    next_audio: Instant,
+    next_video: Instant,
+}
+
+impl LiveMedia {
+    pub fn new(opus: OpusStream, vp8: Vp8Stream, start: Instant) -> LiveMedia {
+        LiveMedia { opus, vp8, next_audio: start, next_video: start }
+    }
+
+    /// Sends through `client` the packets due at `now`.
+    pub fn send_due(&mut self, client: &mut Client, audio: &Publication, video: &Publication, now: Instant) {
+        if now >= self.next_audio {
+            self.next_audio += Duration::from_millis(20);
+            let p = self.opus.next_packet();
+            client.send(audio, now, p.seq, p.ts, p.marker, &p.payload);
+        }
+        if now >= self.next_video {
+            self.next_video += Duration::from_micros(33_333);
+            if std::mem::take(&mut client.keyframe_requests) > 0 {
+                self.vp8.force_keyframe();
+            }
+            for p in self.vp8.next_frame() {
+                client.send(video, now, p.seq, p.ts, p.marker, &p.payload);
+            }
         }
     }
 }

@@ -5,56 +5,21 @@
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
-use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use integration_tests::client::{Client, str0m_extensions};
+use integration_tests::client::str0m_extensions;
 use integration_tests::media::{OpusStream, Vp8Stream, is_vp8_keyframe_start, tag};
 use integration_tests::room::produce_params;
+use integration_tests::wire::{LiveMedia, Peer, pump_all};
 use router::Router;
 use router::config::{Backend, Config};
 use schema::RouterCommand;
 use schema::api::{ConnectParams, ConsumeParams, ConsumerInfo, MediaKind, TransportInfo};
 use schema::ids::{ProducerId, TransportId};
 
-struct Peer {
-    client: Client,
-    socket: UdpSocket,
-}
-
-impl Peer {
-    fn new() -> Peer {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind client socket");
-        socket.set_nonblocking(true).expect("nonblocking");
-        let client = Client::new(socket.local_addr().expect("local addr"), Instant::now());
-        Peer { client, socket }
-    }
-
-    /// Receives what is waiting, then sends what the client has to send.
-    fn pump(&mut self) {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, src)) = self.socket.recv_from(&mut buf) {
-            self.client.handle(Instant::now(), src, &buf[..n]);
-        }
-        for (dst, data) in self.client.poll(Instant::now()) {
-            let _ = self.socket.send_to(&data, dst);
-        }
-    }
-}
-
 fn call<T: serde::de::DeserializeOwned>(router: &Router, cmd: RouterCommand) -> T {
     let v = router.call(cmd).expect("command succeeds");
     serde_json::from_value(v).expect("reply parses")
-}
-
-fn pump_all(peers: &mut [Peer], d: Duration) {
-    let until = Instant::now() + d;
-    while Instant::now() < until {
-        for p in peers.iter_mut() {
-            p.pump();
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 fn forwards_to_three_subscribers(backend: Backend) {
@@ -66,7 +31,7 @@ fn forwards_to_three_subscribers(backend: Backend) {
     };
     assert_eq!(router.shard_backends(), vec![expected_kind]);
 
-    let mut peers: Vec<Peer> = (0..4).map(|_| Peer::new()).collect();
+    let mut peers: Vec<Peer> = (0..4).map(|_| Peer::udp()).collect();
     let mut transports = Vec::new();
     for p in peers.iter_mut() {
         let info: TransportInfo = call(&router, RouterCommand::CreateTransport { shard: None });
@@ -114,27 +79,10 @@ fn forwards_to_three_subscribers(backend: Backend) {
     }
 
     // Five seconds of media in real time: Opus every 20 ms, VP8 at 30 fps with a keyframe first.
-    let mut opus = OpusStream::new(100, 4800);
-    let mut vp8 = Vp8Stream::new(200, 9000);
     let start = Instant::now();
-    let (mut next_audio, mut next_video) = (start, start);
+    let mut media = LiveMedia::new(OpusStream::new(100, 4800), Vp8Stream::new(200, 9000), start);
     while Instant::now() < start + Duration::from_secs(5) {
-        let now = Instant::now();
-        if now >= next_audio {
-            next_audio += Duration::from_millis(20);
-            let p = opus.next_packet();
-            peers[0].client.send(&audio_pub, now, p.seq, p.ts, p.marker, &p.payload);
-        }
-        if now >= next_video {
-            next_video += Duration::from_micros(33_333);
-            if peers[0].client.keyframe_requests > 0 {
-                peers[0].client.keyframe_requests = 0;
-                vp8.force_keyframe();
-            }
-            for p in vp8.next_frame() {
-                peers[0].client.send(&video_pub, now, p.seq, p.ts, p.marker, &p.payload);
-            }
-        }
+        media.send_due(&mut peers[0].client, &audio_pub, &video_pub, Instant::now());
         pump_all(&mut peers, Duration::from_millis(2));
     }
     pump_all(&mut peers, Duration::from_millis(500));
@@ -155,7 +103,7 @@ fn forwards_to_three_subscribers(backend: Backend) {
             }
             let first = tag(&got[0].payload).unwrap().0;
             let last = tag(&got[got.len() - 1].payload).unwrap().0;
-            let frames = if what == "audio" { opus.frame } else { vp8.frame };
+            let frames = if what == "audio" { media.opus.frame } else { media.vp8.frame };
             assert!(last + 3 >= frames, "subscriber {i}: {what} stopped at frame {last} of {frames}");
             println!("subscriber {i}: {what} frames {first}..={last} ({} packets)", got.len());
         }
@@ -163,7 +111,7 @@ fn forwards_to_three_subscribers(backend: Backend) {
         assert!(is_vp8_keyframe_start(&video[0].payload), "subscriber {i}: video did not start on a keyframe");
         // Every frame from the first one on, complete: 3 packets each.
         let first = tag(&video[0].payload).unwrap().0;
-        assert_eq!(video.len() as u32, (vp8.frame - first) * 3, "subscriber {i}: missing video packets");
+        assert_eq!(video.len() as u32, (media.vp8.frame - first) * 3, "subscriber {i}: missing video packets");
     }
     let counters: serde_json::Value = call(&router, RouterCommand::Counters { shard: Some(0) });
     println!("counters: {counters}");

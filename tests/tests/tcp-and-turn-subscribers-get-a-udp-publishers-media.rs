@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use integration_tests::client::str0m_extensions;
 use integration_tests::media::{OpusStream, Vp8Stream, tag};
 use integration_tests::room::produce_params;
-use integration_tests::wire::{Peer, pump_all};
+use integration_tests::wire::{LiveMedia, Peer, pump_all};
 use router::Router;
 use router::config::Config;
 use schema::RouterCommand;
@@ -55,10 +55,7 @@ fn a_subscriber_over_ice_tcp_receives_every_frame_in_order() {
 /// A router with TURN over TCP and TLS (a self-signed certificate) and ICE-TCP off.
 fn router_with_turn(dir: &std::path::Path) -> (Router, String) {
     let secret = "turn-test-secret";
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
-    std::fs::write(dir.join("secret"), secret).unwrap();
+    let files = integration_tests::turn::TurnFiles::write(dir, secret).unwrap();
     let cfg = Config {
         shards: 1,
         base_port: 0,
@@ -67,9 +64,9 @@ fn router_with_turn(dir: &std::path::Path) -> (Router, String) {
         turn_udp_listen: Some("127.0.0.1:0".parse().unwrap()),
         turn_listen: Some("127.0.0.1:0".parse().unwrap()),
         turn_tls_listen: Some("127.0.0.1:0".parse().unwrap()),
-        turn_cert: Some(dir.join("cert.pem")),
-        turn_key: Some(dir.join("key.pem")),
-        turn_secret_file: Some(dir.join("secret")),
+        turn_cert: Some(files.cert),
+        turn_key: Some(files.key),
+        turn_secret_file: Some(files.secret),
         ..Config::default()
     };
     (Router::start(&cfg).expect("router starts"), secret.into())
@@ -144,32 +141,16 @@ fn subscriber_receives_every_frame(router: &Router, make: impl FnOnce(&Transport
     peers[1].client.subscribe("v0", &v);
 
     // Four seconds of media: Opus every 20 ms, VP8 at 30 fps (a keyframe first, then on request).
-    let mut opus = OpusStream::new(100, 4800);
-    let mut vp8 = Vp8Stream::new(200, 9000);
     let start = Instant::now();
-    let (mut next_audio, mut next_video) = (start, start);
+    let mut media = LiveMedia::new(OpusStream::new(100, 4800), Vp8Stream::new(200, 9000), start);
     while Instant::now() < start + Duration::from_secs(4) {
-        let now = Instant::now();
-        if now >= next_audio {
-            next_audio += Duration::from_millis(20);
-            let p = opus.next_packet();
-            peers[0].client.send(&audio_pub, now, p.seq, p.ts, p.marker, &p.payload);
-        }
-        if now >= next_video {
-            next_video += Duration::from_micros(33_333);
-            if std::mem::take(&mut peers[0].client.keyframe_requests) > 0 {
-                vp8.force_keyframe();
-            }
-            for p in vp8.next_frame() {
-                peers[0].client.send(&video_pub, now, p.seq, p.ts, p.marker, &p.payload);
-            }
-        }
+        media.send_due(&mut peers[0].client, &audio_pub, &video_pub, Instant::now());
         pump_all(&mut peers, Duration::from_millis(2));
     }
     pump_all(&mut peers, Duration::from_millis(500));
 
     let client = &peers[1].client;
-    for (info, what, sent) in [(&a, "audio", opus.frame), (&v, "video", vp8.frame)] {
+    for (info, what, sent) in [(&a, "audio", media.opus.frame), (&v, "video", media.vp8.frame)] {
         let got = client.received_on(info.ssrc);
         assert!(!got.is_empty(), "the TCP subscriber got no {what}");
         for w in got.windows(2) {

@@ -205,7 +205,7 @@ impl Client {
         let (reservation, relay_ip) = (&mut self.reservation, shared.relay_ip);
         let mut reserve = || reserve_port(reservation, relay_ip);
         let mut ctx = allocation::Context {
-            unix_now: unix_now(),
+            unix_now: util::unix_ms() / 1000,
             creds: &shared.creds,
             peers: &shared.peers,
             reserve: &mut reserve,
@@ -220,7 +220,7 @@ impl Client {
                 reply(&answer);
                 Err("the allocation was deleted")
             }
-            Outcome::Relay { peer, data } => self.relay(peer, data.to_vec(), shared, sink),
+            Outcome::Relay { peer, data } => self.relay(peer, data, shared, sink),
             Outcome::Bound { reply: answer, peer, channel } => {
                 reply(&answer);
                 // After the answer: what the shard sends on the channel must not reach the
@@ -237,10 +237,10 @@ impl Client {
     }
 
     /// Hands `datagram` to the shard at `peer`, registering this client there first.
-    fn relay(&mut self, peer: SocketAddr, datagram: Vec<u8>, shared: &Shared, sink: &dyn Fn() -> Sink) -> Handled {
+    fn relay(&mut self, peer: SocketAddr, datagram: &[u8], shared: &Shared, sink: &dyn Fn() -> Sink) -> Handled {
         let (Some(shard), Some(relayed)) = (shared.peers.shard(peer), self.allocation.relayed()) else { return Ok(()) };
         self.register(peer, shared, sink).ok_or("the router stopped")?;
-        shared.shards[shard].datagram(relayed, datagram, &shared.counters).map_err(|_| "the router stopped")
+        shared.shards[shard].datagram(relayed, datagram.to_vec(), &shared.counters).map_err(|_| "the router stopped")
     }
 
     /// This client's framing at `peer`'s shard, registering it there the first time.
@@ -280,8 +280,4 @@ fn reserve_port(reservation: &mut Option<UdpSocket>, relay_ip: IpAddr) -> Option
     let port = socket.local_addr().ok()?.port();
     *reservation = Some(socket);
     Some(SocketAddr::new(relay_ip, port))
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -45,7 +45,7 @@ impl Room {
             let target = params.peer_id.or_refuse(code::INVALID_PARAMS, "peer_id must be a string")?;
             target.ok_or_else(|| Refusal::new(code::INVALID_PARAMS, "peer_id is needed"))?
         } else {
-            self.require(peer_id, |_| true, "")?;
+            self.requester(peer_id)?;
             peer_id.to_owned()
         };
         let Some(peer) = self.peers.get_mut(&target).filter(|p| p.joined) else {

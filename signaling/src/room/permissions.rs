@@ -25,11 +25,7 @@ impl Room {
         allowed: impl Fn(&Permissions) -> bool,
         name: &str,
     ) -> Result<(), Refusal> {
-        let peer = self
-            .peers
-            .get(peer_id)
-            .filter(|p| p.joined)
-            .ok_or_else(|| Refusal::new(code::CONFLICT, "join the room first"))?;
+        let peer = self.requester(peer_id)?;
         let role = self
             .role(&peer.role)
             .ok_or_else(|| Refusal::new(code::FORBIDDEN, format!("role '{}' is not in the template", peer.role)))?;
@@ -41,6 +37,11 @@ impl Room {
                 format!("not allowed: role '{}' lacks the '{name}' permission", peer.role),
             ))
         }
+    }
+
+    /// The peer making a request, which must have joined: 409 otherwise.
+    pub(super) fn requester(&self, peer_id: &str) -> Result<&Peer, Refusal> {
+        self.peers.get(peer_id).filter(|p| p.joined).ok_or_else(|| Refusal::new(code::CONFLICT, "join the room first"))
     }
 
     /// A joined peer other than nobody: 404 otherwise.
@@ -108,10 +109,7 @@ impl Room {
     ) -> Result<Value, Refusal> {
         let token = params.token.valid().ok_or_else(|| Refusal::new(code::BAD_REQUEST, "role-change needs token"))?;
         let token = token.as_str();
-        self.peers
-            .get(peer_id)
-            .filter(|p| p.joined)
-            .ok_or_else(|| Refusal::new(code::CONFLICT, "join the room first"))?;
+        self.requester(peer_id)?;
         let request = self.role_requests.get(token).filter(|r| r.target == peer_id).ok_or_else(|| {
             Refusal::new(code::FORBIDDEN, "no role change was requested of this peer with this token")
         })?;

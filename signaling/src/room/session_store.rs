@@ -166,15 +166,8 @@ pub(super) struct ListenMetadataParams {
 }
 
 impl Room {
-    fn require_joined(&self, peer_id: &str, method: &str) -> Result<(), Refusal> {
-        match self.peers.get(peer_id) {
-            Some(p) if p.joined => Ok(()),
-            _ => Err(Refusal::new(code::CONFLICT, format!("{method} before join"))),
-        }
-    }
-
     pub(super) fn set_metadata(&mut self, peer_id: &str, params: SetMetadataParams) -> Result<Value, Refusal> {
-        self.require_joined(peer_id, "set-metadata")?;
+        self.requester(peer_id)?;
         let key = params.key.or_refuse(code::INVALID_PARAMS, "key must be a string")?.unwrap_or_default();
         let version = params.if_change_version.or_refuse(code::INVALID_PARAMS, "if_change_version must be a number")?;
         let data = params.data.valid().unwrap_or(Value::Null);
@@ -188,7 +181,7 @@ impl Room {
     }
 
     pub(super) fn get_metadata(&self, peer_id: &str, params: GetMetadataParams) -> Result<Value, Refusal> {
-        self.require_joined(peer_id, "get-metadata")?;
+        self.requester(peer_id)?;
         let key = params.key.or_refuse(code::INVALID_PARAMS, "key must be a string")?.unwrap_or_default();
         // A missing key answers `data: null`, never a null result (the SDK reads the object).
         Ok(self.session_store.get(&key).map_or_else(|| json!({ "key": key, "data": null }), |e| e.json(&key)))
@@ -199,7 +192,7 @@ impl Room {
         peer_id: &str,
         params: ListenMetadataParams,
     ) -> Result<Value, Refusal> {
-        self.require_joined(peer_id, "listen-metadata-change")?;
+        self.requester(peer_id)?;
         let keys = params.keys.or_refuse(code::INVALID_PARAMS, "keys must be a list of strings")?.unwrap_or_default();
         if keys.len() > MAX_KEYS || keys.iter().any(|k| k.is_empty() || k.len() > MAX_KEY_BYTES) {
             return Err(Refusal::new(
