@@ -126,6 +126,11 @@ pub enum RoomEvent {
         requested_by: Option<String>,
         changed_at: SystemTime,
     },
+    /// `peer.join.failure`: a join refused because the room or the role is full.
+    JoinFailed { room: EventRoom, peer: EventPeer, error_message: String },
+    /// `role.change.failure`: a role change refused because the new role is full. `peer.role`
+    /// is the role kept; `role` the one refused.
+    RoleChangeFailed { room: EventRoom, peer: EventPeer, role: String, error_message: String },
     /// The peer's name or metadata changed (by itself or through the API).
     PeerUpdated { room: EventRoom, peer: EventPeer, name: String, metadata: String },
     /// `session.close.success` (and `room.end.success` when `ended_by` or `reason` says the room
@@ -154,6 +159,8 @@ impl RoomEvent {
             | RoomEvent::TrackRemoved { room, .. }
             | RoomEvent::RoleChanged { room, .. }
             | RoomEvent::PeerUpdated { room, .. }
+            | RoomEvent::JoinFailed { room, .. }
+            | RoomEvent::RoleChangeFailed { room, .. }
             | RoomEvent::SessionEnded { room, .. } => room,
         }
     }
@@ -169,6 +176,8 @@ impl RoomEvent {
             RoomEvent::TrackRemoved { .. } => "track_removed",
             RoomEvent::RoleChanged { .. } => "role_changed",
             RoomEvent::PeerUpdated { .. } => "peer_updated",
+            RoomEvent::JoinFailed { .. } => "join_failed",
+            RoomEvent::RoleChangeFailed { .. } => "role_change_failed",
             RoomEvent::SessionEnded { .. } => "session_ended",
         }
     }

@@ -59,6 +59,12 @@ pub fn activity(event: RoomEvent) -> Option<(String, String, Activity, std::time
             peer.metadata = metadata;
             (room, Activity::PeerUpdated { peer }, now)
         }
+        RoomEvent::JoinFailed { room, peer, error_message } => {
+            (room, Activity::JoinFailed { peer, error_message }, now)
+        }
+        RoomEvent::RoleChangeFailed { room, peer, role, error_message } => {
+            (room, Activity::RoleChangeFailed { peer, role, error_message }, now)
+        }
         RoomEvent::SessionEnded { room, ended_at, reason, ended_by, lock, .. } => {
             let explicit = reason != LAST_PEER_LEFT && reason != MAX_DURATION_REACHED;
             (room, Activity::SessionEnded { reason, ended_by, lock, explicit }, ended_at)

@@ -118,6 +118,19 @@ pub enum Activity {
     PeerUpdated {
         peer: PeerRecord,
     },
+    /// A join refused (`peer.join.failure`): the room or the role is full, or the role may not
+    /// be joined. Recorded with or without an open session; it changes no session row.
+    JoinFailed {
+        peer: PeerRecord,
+        error_message: String,
+    },
+    /// A role change refused (`role.change.failure`): the new role is full. `peer.role` is
+    /// the role the peer keeps; `role` the one refused.
+    RoleChangeFailed {
+        peer: PeerRecord,
+        role: String,
+        error_message: String,
+    },
     /// The room was ended (by peer `ended_by`, or by the API when `None`), or reached its cap
     /// (`explicit: false`; `room.end.success` is sent only for an explicit end).
     SessionEnded {
@@ -232,6 +245,23 @@ impl Store {
                 )?;
                 current = None;
             }
+            if let Activity::JoinFailed { peer, error_message } | Activity::RoleChangeFailed { peer, error_message, .. } =
+                activity
+            {
+                // A refusal needs no session: the first peer of a room may be the one refused.
+                let (session_id, started_at) = current.unwrap_or_else(|| (String::new(), now_ms));
+                let ctx = Context { ws, room: &room, session_id: session_id.clone(), started_at };
+                let mut extra = json!({ "error_message": error_message });
+                let kind = match activity {
+                    Activity::RoleChangeFailed { role, .. } => {
+                        extra["requested_role"] = json!(role);
+                        "role.change.failure"
+                    }
+                    _ => "peer.join.failure",
+                };
+                ctx.emit(tx, kind, merge(peer_fields(peer), extra), now_ms)?;
+                return Ok((!session_id.is_empty()).then_some(session_id));
+            }
             let session = match (current, activity) {
                 (Some((id, started_at)), _) => Some(Context { ws, room: &room, session_id: id, started_at }),
                 (None, Activity::PeerJoined { .. }) => {
@@ -295,6 +325,8 @@ impl Store {
                         &vals![&peer.name, &sid, &peer.peer_id],
                     )?;
                 }
+                // Recorded above, before any session is looked at.
+                Activity::JoinFailed { .. } | Activity::RoleChangeFailed { .. } => {}
                 Activity::SessionEnded { reason, ended_by, lock, explicit } => {
                     if *explicit {
                         let peer: Option<(String, String, String)> = match ended_by {
@@ -656,6 +688,37 @@ mod tests {
             assert_eq!(env["version"], "2.0");
             assert_eq!(env["app_id"], json!(ws.id));
             assert_eq!(env["template_id"], json!(room.template_id));
+        }
+    }
+
+    #[test]
+    fn refused_joins_and_role_changes_are_webhooks_with_or_without_a_session() {
+        for (b, ws, room) in setups("failures") {
+            let s = &b.store;
+            let a = PeerRecord::new("pa", "ua", "A", "guest", t(0));
+            let refused = Activity::JoinFailed { peer: a.clone(), error_message: "the room is full".into() };
+            assert_eq!(s.record_activity(&room.id, &refused, t(0)).unwrap(), None, "no session is opened");
+            let s1 = s.record_activity(&room.id, &Activity::PeerJoined { peer: a.clone() }, t(1)).unwrap().unwrap();
+            let change = Activity::RoleChangeFailed {
+                peer: a.clone(),
+                role: "host".into(),
+                error_message: "role 'host' is full".into(),
+            };
+            assert_eq!(s.record_activity(&room.id, &change, t(2)).unwrap(), Some(s1.clone()));
+            let evs = events(s, &ws);
+            let kinds: Vec<&str> = evs.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(
+                kinds,
+                ["peer.join.failure", "session.open.success", "peer.join.success", "role.change.failure"]
+            );
+            assert_eq!(
+                (evs[0].1["error_message"].as_str(), evs[0].1["session_id"].as_str()),
+                (Some("the room is full"), Some(""))
+            );
+            assert_eq!((evs[3].1["role"].as_str(), evs[3].1["requested_role"].as_str()), (Some("guest"), Some("host")));
+            assert_eq!(evs[3].1["session_id"], json!(s1));
+            let session = s.session(&ws.id, &s1).unwrap().unwrap();
+            assert_eq!((session.active, session.peers.len()), (true, 1), "a failure changes no session row");
         }
     }
 

@@ -93,6 +93,12 @@ impl Room {
                 {
                     return Err(AdminError::new(400, format!("unknown role '{r}'")));
                 }
+                // Before anything changes: a full role refuses the whole update.
+                if let Some(r) = &role
+                    && self.peers.get(&peer_id).is_some_and(|p| &p.role != r)
+                {
+                    self.check_role_capacity(&peer_id, r)?;
+                }
                 if name.is_some() || metadata.is_some() {
                     let Some(peer) = self.peers.get_mut(&peer_id) else {
                         return Err(AdminError::new(404, "peer left"));
@@ -110,7 +116,7 @@ impl Room {
                     self.emit(RoomEvent::PeerUpdated { room, peer: event_peer, name, metadata });
                 }
                 if let Some(r) = role {
-                    self.apply_role_change(&peer_id, &r, None).await;
+                    self.apply_role_change(&peer_id, &r, None).await?;
                 }
                 Ok(self.peers.get(&peer_id).map(Peer::admin).unwrap_or_else(|| json!({})))
             }
@@ -250,6 +256,7 @@ impl Room {
             for id in others {
                 self.renegotiate(&id).await;
             }
+            self.push_session_info();
         }
         if empty {
             self.last_peer_left(linger, util::unix_ms());

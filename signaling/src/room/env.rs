@@ -52,6 +52,13 @@ impl RoomEnv {
         room_cap.map_or(self.max_session, |c| c.min(self.max_session))
     }
 
+    /// The room's row, for its size and description; `None` without a database (or if the
+    /// room is gone), which leaves the size unlimited.
+    pub fn room_record(&self, room_id: &str) -> Option<store::Room> {
+        let store = self.store.as_ref()?;
+        store.lock_unpoisoned().room(room_id).ok().flatten()
+    }
+
     /// Disables a room in the database (`end-room {lock: true}`): new joins are refused.
     pub fn lock_room(&self, room_id: &str) -> Result<(), String> {
         let Some(store) = &self.store else { return Err("no database to lock the room in".into()) };

@@ -131,6 +131,8 @@ impl Room {
             return Err(Refusal::new(code::BAD_REQUEST, format!("unusable offer: {}", crate::sdp::SdpError::from(e))));
         }
         let peer_id = store::new_id();
+        let record = crate::events::EventPeer::new(&peer_id, &user_id, &name, &role_name, std::time::SystemTime::now());
+        self.check_join_capacity(record)?;
         let transport = self.new_transport(&peer_id).await?;
         let answer = answer_publish_offer(offer, &transport, &policy)
             .map_err(|e| Refusal::new(code::BAD_REQUEST, format!("unusable offer: {e}")))
@@ -183,6 +185,7 @@ impl Room {
         let room = self.event_room();
         self.emit(RoomEvent::PeerJoined { room, peer: event_peer });
         self.push_others(&peer_id, "on-peer-join", &note);
+        self.push_session_info();
         if let Err(refusal) = self.publish_answered(&peer_id, &answer, &BTreeMap::new(), TrackIds::ByMid).await {
             self.remove_peer(&peer_id, LeaveReason::ServerRemovedPeer, &refusal.message).await;
             return Err(refusal);

@@ -37,6 +37,11 @@
 //!   `on-rtmp-update`, `on-hls-update`; `peer-list` and `room-state` carry the live jobs.
 //! - **Groups** (`groups.rs`): `group-join`, `group-leave` (a raised hand is `_handraise`),
 //!   `group-add`, `group-remove`; `on-peer-update` to everyone, the peer included.
+//! - **Who is here** (`peer_queries.rs`, `room_status.rs`): `get-peer`, `find-peer`,
+//!   `peer-iter-next`, `peer-name-search`; `room-info` on join, `session-info` on every
+//!   head-count change, `room-state` to previewing peers.
+//! - **Capacity** (`capacity.rs`): the room's `size` and each role's `maxPeerCount` on join
+//!   and role change, refusals reported as `JoinFailed` / `RoleChangeFailed` events.
 //! - **The session store** (`session_store.rs`): `set-metadata`, `get-metadata`,
 //!   `listen-metadata-change`; `on-metadata-change` to the peers observing a key; emptied
 //!   when the session ends.
@@ -66,6 +71,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 mod admin;
+mod capacity;
 mod env;
 mod groups;
 mod http_peers;
@@ -73,8 +79,10 @@ mod jobs;
 mod media_events;
 mod negotiate;
 mod peer;
+mod peer_queries;
 mod permissions;
 mod recording;
+mod room_status;
 mod rpc;
 mod session_store;
 mod snapshot;
@@ -192,6 +200,8 @@ pub struct Room {
     /// peer or track it does not know yet (a peer that just joined, a track not yet
     /// subscribed), and a list pushed only on change would leave it without a speaker.
     speakers_pushed_at: Option<Instant>,
+    /// When previewing peers were last sent `room-state` (`room_status.rs`).
+    room_state_at: Option<Instant>,
     /// The track recording running, if any.
     /// The jobs tapping this room's tracks (track recording, composite jobs).
     recordings: Vec<recording::Active>,
@@ -246,6 +256,7 @@ impl Room {
             ending: false,
             speakers: Vec::new(),
             speakers_pushed_at: None,
+            room_state_at: None,
             recordings: Vec::new(),
         };
         room.restore();
@@ -279,6 +290,7 @@ impl Room {
                     self.evict_absent().await;
                     self.check_session_cap().await;
                     self.check_linger(util::unix_ms());
+                    self.refresh_previews(Instant::now());
                     self.flush_events().await;
                     save_at = None;
                     self.save();
@@ -491,8 +503,7 @@ impl Room {
                 };
                 peer.push("on-policy-change", policy);
                 // What a previewing client shows before it joins: who is in the room.
-                let joined = self.peers.values().filter(|p| p.joined).count();
-                peer.push("room-state", json!({ "peer_count": joined, "room": self.room_state() }));
+                peer.push("room-state", self.room_state_for(&peer.role));
                 self.peers.insert(peer_id, peer);
             }
         }

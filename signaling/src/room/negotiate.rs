@@ -71,6 +71,13 @@ impl Room {
             return Err(Refusal::new(code::FORBIDDEN, format!("role '{role_name}' is not in the room's template")));
         };
         let policy = self.publish_policy(role);
+        if let Some(p) = self.peers.get(peer_id).filter(|p| !p.joined) {
+            let mut record = p.event();
+            record.name = name.clone();
+            record.metadata = data.clone();
+            record.joined_at = std::time::SystemTime::now();
+            self.check_join_capacity(record)?;
+        }
         if self.peers.get(peer_id).is_some_and(|p| p.joined) {
             // A repeated join (the SDK re-sends it after a 5xx): start over as a fresh
             // negotiation, without telling the others the peer left.
@@ -161,7 +168,9 @@ impl Room {
         self.renegotiate(peer_id).await;
         let Some(p) = self.peers.get(peer_id) else { return };
         let note = p.notification();
+        p.push("room-info", self.room_info());
         self.push_others(peer_id, "on-peer-join", &note);
+        self.push_session_info();
     }
 
     pub(super) async fn publish_offer(&mut self, peer_id: &str, params: OfferParams) -> Result<Value, Refusal> {

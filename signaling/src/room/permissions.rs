@@ -73,8 +73,18 @@ impl Room {
                 .filter(|p| p.joined && p.role != role && roles.contains(&p.role))
                 .map(|p| p.id.clone())
                 .collect();
+            // As many as the role has room for; each refused one is a `role.change.failure`.
+            let mut refused = 0;
             for t in targets {
-                self.apply_role_change(&t, &role, Some(peer_id)).await;
+                if self.apply_role_change(&t, &role, Some(peer_id)).await.is_err() {
+                    refused += 1;
+                }
+            }
+            if refused > 0 {
+                return Err(Refusal::new(
+                    code::FORBIDDEN,
+                    format!("role '{role}' is full: {refused} peer(s) kept their role"),
+                ));
             }
             return Ok(json!({}));
         }
@@ -84,7 +94,7 @@ impl Room {
             .ok_or_else(|| Refusal::new(code::BAD_REQUEST, "role-change-request needs requested_for or roles"))?;
         self.joined_peer(&target)?;
         if force {
-            self.apply_role_change(&target, &role, Some(peer_id)).await;
+            self.apply_role_change(&target, &role, Some(peer_id)).await?;
             return Ok(json!({}));
         }
         if self.role_requests.len() >= MAX_ROLE_REQUESTS {
@@ -125,20 +135,27 @@ impl Room {
         if self.role(&request.role).is_none() {
             return Err(Refusal::new(code::BAD_REQUEST, format!("unknown role '{}'", request.role)));
         }
-        self.apply_role_change(peer_id, &request.role, Some(&request.requested_by)).await;
+        self.apply_role_change(peer_id, &request.role, Some(&request.requested_by)).await?;
         Ok(json!({}))
     }
 
     /// Moves a joined peer to `new_role`: its SDK is told first (`on-policy-change`, which
     /// makes it republish for the role), then everyone (`on-peer-update`); tracks the role may
     /// not publish are closed; every subscribe connection follows `subscribeToRoles`.
-    pub(super) async fn apply_role_change(&mut self, peer_id: &str, new_role: &str, requested_by: Option<&str>) {
-        let Some(role) = self.role(new_role).cloned() else { return };
-        let policy = self.policy_params(new_role);
-        let Some(peer) = self.peers.get_mut(peer_id).filter(|p| p.joined) else { return };
-        if peer.role == new_role {
-            return;
+    /// Refused (and nothing changed) when the role is full.
+    pub(super) async fn apply_role_change(
+        &mut self,
+        peer_id: &str,
+        new_role: &str,
+        requested_by: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let Some(role) = self.role(new_role).cloned() else { return Ok(()) };
+        if self.peers.get(peer_id).is_none_or(|p| !p.joined || p.role == new_role) {
+            return Ok(());
         }
+        self.check_role_capacity(peer_id, new_role)?;
+        let policy = self.policy_params(new_role);
+        let Some(peer) = self.peers.get_mut(peer_id) else { return Ok(()) };
         let previous = std::mem::replace(&mut peer.role, new_role.to_owned());
         let mut stopped = Vec::new();
         if let Some(publish) = peer.publish.as_mut() {
@@ -186,6 +203,7 @@ impl Room {
         for id in ids {
             self.renegotiate(&id).await;
         }
+        Ok(())
     }
 
     /// `track-update-request {requested_for, track_id, stream_id, mute}`: asks one peer to mute

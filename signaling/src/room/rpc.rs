@@ -275,15 +275,11 @@ impl Room {
             "group-leave" => self.change_group(peer_id, decode(params), false, false),
             "group-add" => self.change_group(peer_id, decode(params), true, true),
             "group-remove" => self.change_group(peer_id, decode(params), false, true),
-            "get-peer"
-            | "find-peer"
-            | "peer-iter-next"
-            | "peer-name-search"
-            | "transcription-start"
-            | "transcription-stop"
-            | "poll-info-set"
-            | "whiteboard-create"
-            | "whiteboard-get" => {
+            "get-peer" => self.get_peer(peer_id, decode(params)),
+            "find-peer" => self.find_peer(peer_id, decode(params)),
+            "peer-iter-next" => self.peer_iter_next(peer_id, decode(params)),
+            "peer-name-search" => self.peer_name_search(peer_id, decode(params)),
+            "transcription-start" | "transcription-stop" | "poll-info-set" | "whiteboard-create" | "whiteboard-get" => {
                 Err(Refusal::new(code::NOT_IMPLEMENTED, format!("'{method}' is not implemented by this server yet")))
             }
             other => Err(Refusal::new(code::METHOD_NOT_FOUND, format!("unknown method '{other}'"))),

@@ -769,4 +769,5 @@ async fn an_absurd_auto_stop_timeout_waits_without_overflowing() {
 }
 
 mod groups;
+mod peers;
 mod session_store;
