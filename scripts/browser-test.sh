@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Browser end-to-end tests: the demo app (official 100ms SDK) in headless Chromium against the
 # real platform (`target/debug/control`). Run `cargo build` first; this script installs the rest
-# when missing (Chromium from Debian, npm packages from the lock files), builds client/dist, and
+# when missing (Chromium from Debian, npm packages from the lock files), builds client/dist and
+# prebuilt/dist, and
 # runs tests/browser under node:test, inside a network namespace with only `lo` when it can.
 #
 #   scripts/browser-test.sh                                  # all scenarios
@@ -51,8 +52,10 @@ npm_ci() {
   fi
 }
 npm_ci client
+npm_ci prebuilt
 npm_ci tests/browser
 (cd client && npm run --silent build)
+(cd prebuilt && npm run --silent build)
 
 control=${CONTROL_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/control}
 if [ ! -x "$control" ]; then
@@ -62,7 +65,7 @@ fi
 export CONTROL_BIN=$(realpath "$control")
 
 cd tests/browser
-run=(node --test "$@" call.test.mjs rest-api.test.mjs simulcast.test.mjs simulcast-fallback.test.mjs recording.test.mjs composite.test.mjs streams.test.mjs sdk-recording-states.test.mjs reach.test.mjs whip.test.mjs interactive.test.mjs)
+run=(node --test "$@" call.test.mjs rest-api.test.mjs simulcast.test.mjs simulcast-fallback.test.mjs recording.test.mjs composite.test.mjs streams.test.mjs sdk-recording-states.test.mjs reach.test.mjs whip.test.mjs interactive.test.mjs prebuilt.test.mjs)
 if [ -n "${BROWSER_RUN:-}" ]; then
   run=(node "$BROWSER_RUN" "$@") # a measurement script instead of the tests (scripts/bench.sh)
 fi

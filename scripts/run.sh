@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and runs the whole platform on localhost with its embedded defaults: control starts
 # the router and signaling, keeps its state in ./data (SQLite, a self-signed certificate,
-# credentials) and serves the demo app. It prints the demo's URL.
+# credentials) and serves the demo app at / and 100ms Prebuilt at /meeting/<room code>. It
+# prints the demo's URL.
 # Usage: scripts/run.sh [control flags, see target/release/control --help]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,4 +17,5 @@ fi
 scripts/install-gstreamer.sh
 cargo build --release --locked -p control -p router -p signaling -p recorder -p compositor
 (cd client && npm ci --no-audit --no-fund && npm run --silent build)
-exec target/release/control --demo-dir client/dist "$@"
+(cd prebuilt && npm ci --no-audit --no-fund && npm run --silent build)
+exec target/release/control --demo-dir client/dist --prebuilt-dir prebuilt/dist "$@"

@@ -162,6 +162,19 @@ $('join-form').addEventListener('submit', (ev) => {
   join({ name: $('name').value.trim(), room: $('room').value.trim(), role: $('role').value });
 });
 
+// The same room and role in 100ms Prebuilt (served at /meeting/<room code>, docs/prebuilt.md).
+$('open-prebuilt').addEventListener('click', async () => {
+  if (!$('join-form').reportValidity()) return;
+  try {
+    const code = await roomCode({ room: $('room').value.trim(), role: $('role').value });
+    const url = new URL(`/meeting/${encodeURIComponent(code)}`, location.href);
+    url.search = new URLSearchParams({ name: $('name').value.trim() }).toString();
+    location.assign(url.href);
+  } catch (e) {
+    showError(`cannot open Prebuilt: ${e.message}`);
+  }
+});
+
 // ------------------------------------------------------------------ controls
 
 async function run(label, fn) {

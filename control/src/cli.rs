@@ -216,6 +216,10 @@ pub struct RunArgs {
     /// Built demo app served at `/` (`npm ci && npm run build` in client/).
     #[arg(long, default_value = "client/dist")]
     pub demo_dir: PathBuf,
+    /// Built 100ms Prebuilt served at `/meeting/<room code>` (`npm ci && npm run build` in
+    /// prebuilt/).
+    #[arg(long, default_value = "prebuilt/dist")]
+    pub prebuilt_dir: PathBuf,
     /// Certificate chain (PEM) for HTTPS; without it a self-signed one is made in <data-dir>/tls.
     #[arg(long, requires = "key")]
     pub cert: Option<PathBuf>,
@@ -284,6 +288,7 @@ mod tests {
         assert_eq!(r.router_backend, RouterBackend::Mmsg);
         assert_eq!(r.public_host, "localhost");
         assert_eq!(r.demo_dir, PathBuf::from("client/dist"));
+        assert_eq!(r.prebuilt_dir, PathBuf::from("prebuilt/dist"));
     }
 
     #[test]

@@ -395,6 +395,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         roles: http::roles_by_priority(&template),
         init_endpoint: format!("https://{}:{}", args.public_host, args.signaling_listen.port()),
         demo_dir: args.demo_dir.clone(),
+        prebuilt_dir: args.prebuilt_dir.clone(),
         status,
         admin,
         recorder,

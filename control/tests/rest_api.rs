@@ -350,6 +350,88 @@ fn rooms_codes_tokens_and_pagination() {
 }
 
 #[test]
+fn prebuilt_layouts_are_per_role_checked_and_read_with_an_auth_token_and_feedback_is_kept() {
+    let api = Api::start("rest-layouts");
+    let tmpl = expect(
+        &api.post(
+            "/v2/templates",
+            json!({"name": "meet", "roles": {
+                "host": {"publishParams": {"allowed": ["audio", "video"]}, "permissions": {"removeOthers": true}},
+                "viewer": {"subscribeParams": {"subscribeToRoles": ["host"]}}
+            }}),
+        ),
+        200,
+    );
+    let tid = tmpl["id"].as_str().unwrap().to_owned();
+    let all = expect(&api.get(&format!("/v2/templates/{tid}/layouts")), 200);
+    let roles: Vec<&str> = all["data"].as_array().unwrap().iter().map(|l| l["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["host", "viewer"]);
+    let host = &all["data"][0];
+    assert_eq!(host["template_id"], tid.as_str());
+    assert!(host.pointer("/screens/conferencing/default/elements/chat/allow_pinning_messages") == Some(&json!(true)));
+
+    // A bad layout: every problem with its path, and nothing stored.
+    let bad = expect(
+        &api.post(
+            &format!("/v2/templates/{tid}/layouts/viewer"),
+            json!({"screens": {"conferencing": {"default": {"elements": {"chat": {"chat_title": 7}, "polls": {}}}}}}),
+        ),
+        400,
+    );
+    let d = details(&bad);
+    assert!(
+        d.iter().any(|e| e.starts_with("screens.conferencing.default.elements.chat.chat_title: must be a string")),
+        "{d:?}"
+    );
+    assert!(d.iter().any(|e| e.starts_with("screens.conferencing.default.elements.polls: unknown field")), "{d:?}");
+    expect(&api.post(&format!("/v2/templates/{tid}/layouts/viewer"), json!([1, 2])), 400);
+    expect(&api.post(&format!("/v2/templates/{tid}/layouts/nobody"), json!({})), 404);
+    expect(&api.get("/v2/templates/000000000000000000000000/layouts"), 404);
+
+    // Set one, read it back; a template replace keeps it; reset brings the default back.
+    let mine = json!({"typography": {"font_family": "Lato"}, "screens": {"preview": {"skip_preview_screen": true}}});
+    let set = expect(&api.post(&format!("/v2/templates/{tid}/layouts/viewer"), mine), 200);
+    assert_eq!((set["typography"]["font_family"].as_str(), set["role"].as_str()), (Some("Lato"), Some("viewer")));
+    expect(
+        &api.post(
+            &format!("/v2/templates/{tid}"),
+            json!({"name": "meet", "roles": {"host": {}, "viewer": {"subscribeParams": {"subscribeToRoles": ["host"]}}}}),
+        ),
+        200,
+    );
+    let kept = expect(&api.get(&format!("/v2/templates/{tid}/layouts/viewer")), 200);
+    assert_eq!(kept["screens"]["preview"]["skip_preview_screen"], true, "{kept}");
+
+    // Prebuilt's read, with a peer's auth token: the token's role first.
+    let room = expect(&api.post("/v2/rooms", json!({"name": "meet-room", "template_id": tid})), 200);
+    let room_id = room["id"].as_str().unwrap();
+    let minted =
+        expect(&api.post("/v2/auth-tokens", json!({"room_id": room_id, "role": "viewer", "user_id": "v1"})), 200);
+    let auth = minted["token"].as_str().unwrap();
+    let ui = api.d.call("GET", "/v2/layouts/ui", auth, None);
+    let ui = expect(&ui, 200);
+    assert_eq!(ui["data"][0]["role"], "viewer");
+    assert_eq!(ui["data"][0]["typography"]["font_family"], "Lato");
+    assert_eq!(ui["data"].as_array().unwrap().len(), 2);
+    expect(&api.d.call("GET", "/v2/layouts/ui", &api.token, None), 401);
+    expect(&api.d.call("GET", "/v2/layouts/ui", "nonsense", None), 401);
+
+    let reset = expect(&api.delete(&format!("/v2/templates/{tid}/layouts/viewer")), 200);
+    assert_eq!(reset["typography"]["font_family"], "Inter", "the default again");
+
+    // The event endpoint keeps feedback as sent, for the token's room.
+    let fb = json!({"peer": {"peer_id": "p1", "session_id": "s1"}, "payload": {"rating": 4, "comment": "fine"}});
+    let kept = api.d.call("POST", "/v2/client/feedback", auth, Some(&fb.to_string()));
+    expect(&kept, 200);
+    let stored = api.store().feedback(&api.ws.id, Some(room_id), &store::Page::first(10)).unwrap().data;
+    assert_eq!((stored.len(), stored[0].peer_id.as_str(), stored[0].role.as_str()), (1, "p1", "viewer"));
+    assert_eq!(stored[0].body["payload"]["rating"], 4);
+    expect(&api.d.call("POST", "/v2/client/feedback", auth, Some("not json")), 400);
+    expect(&api.d.call("POST", "/v2/client/feedback", auth, Some(&"x".repeat(20_000))), 400);
+    expect(&api.d.call("POST", "/v2/client/feedback", &api.token, Some("{}")), 401);
+}
+
+#[test]
 fn sessions_active_rooms_and_webhook_settings() {
     let api = Api::start("rest-sessions");
     let room = expect(&api.post("/v2/rooms", json!({"name": "call"})), 200)["id"].as_str().unwrap().to_owned();

@@ -349,6 +349,7 @@ export async function startPlatform({ timeout = 30_000, args: extraArgs = [], ho
     '--turn-port', String(turnPort),
     '--turn-tls-port', String(turnTlsPort),
     '--demo-dir', DEMO_DIR,
+    '--prebuilt-dir', join(repoRoot, 'prebuilt', 'dist'),
     ...extraArgs,
   ];
   // Its own process group, so teardown reaches the router and signaling children too. In a

@@ -40,6 +40,7 @@
 pub mod codes;
 mod db;
 mod error;
+pub mod feedback;
 mod ids;
 mod migrations;
 pub mod outbox;

@@ -121,6 +121,7 @@ CREATE UNIQUE INDEX rooms_by_name_key ON rooms(workspace_id, name_key);
 "#,
     RECORDING_TABLES,
     JOB_KINDS,
+    FEEDBACK_TABLE,
 ];
 
 /// PostgreSQL schema migrations, in order, tracked in `schema_version`. The first is the whole
@@ -222,6 +223,7 @@ CREATE INDEX outbox_by_status ON outbox(status, next_attempt_at);
 "#,
     PG_RECORDING_TABLES,
     JOB_KINDS,
+    PG_FEEDBACK_TABLE,
 ];
 
 /// The advisory lock key PostgreSQL migrations run under (any constant; "pgstore" in ASCII).
@@ -268,6 +270,40 @@ CREATE TABLE recording_assets (
 const JOB_KINDS: &str = r#"
 ALTER TABLE recordings ADD COLUMN kind TEXT NOT NULL DEFAULT 'track';
 ALTER TABLE recordings ADD COLUMN spec TEXT NOT NULL DEFAULT '{}';
+"#;
+
+/// What peers said of a session when they left (Prebuilt's feedback form, the SDK's
+/// `submitSessionFeedback`): SQLite migration 6, PostgreSQL migration 4. `body` is the JSON the
+/// client sent.
+const FEEDBACK_TABLE: &str = r#"
+CREATE TABLE feedback (
+    id           TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL,
+    room_id      TEXT NOT NULL,
+    session_id   TEXT NOT NULL,
+    peer_id      TEXT NOT NULL,
+    user_id      TEXT NOT NULL,
+    role         TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+CREATE INDEX feedback_by_room ON feedback(workspace_id, room_id);
+"#;
+
+const PG_FEEDBACK_TABLE: &str = r#"
+CREATE TABLE feedback (
+    rowid        BIGSERIAL NOT NULL UNIQUE,
+    id           TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL,
+    room_id      TEXT NOT NULL,
+    session_id   TEXT NOT NULL,
+    peer_id      TEXT NOT NULL,
+    user_id      TEXT NOT NULL,
+    role         TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    created_at   BIGINT NOT NULL
+);
+CREATE INDEX feedback_by_room ON feedback(workspace_id, room_id);
 "#;
 
 const PG_RECORDING_TABLES: &str = r#"
@@ -488,6 +524,7 @@ mod tests {
             tables,
             [
                 "credentials",
+                "feedback",
                 "outbox",
                 "recording_assets",
                 "recordings",

@@ -20,6 +20,7 @@
 //! ```
 
 mod check;
+pub mod layout;
 
 use std::collections::BTreeMap;
 
@@ -51,6 +52,10 @@ pub struct TemplateParts {
     /// `/templates/{id}/recordings`: an array of at most one recording config.
     #[serde(default = "empty_array")]
     pub recordings: Value,
+    /// Prebuilt layouts set for roles (`layout.rs`), by role name; a role not here gets the
+    /// default.
+    #[serde(default = "empty_object")]
+    pub layouts: Value,
 }
 
 impl Default for TemplateParts {
@@ -60,6 +65,7 @@ impl Default for TemplateParts {
             destinations: empty_object(),
             plugins: empty_object(),
             recordings: empty_array(),
+            layouts: empty_object(),
         }
     }
 }
@@ -153,6 +159,14 @@ impl Store {
         let roles = serde_json::to_string(&t.roles)?;
         let parts = serde_json::to_string(&t.parts)?;
         let now = unix_now();
+        // Layouts are set on their own (`/v2/templates/{id}/layouts`): replacing a template
+        // keeps them.
+        let keeping_layouts = |tx: &crate::db::Conn, id: &str| -> Result<String, StoreError> {
+            let old = tx.query_opt("SELECT parts FROM templates WHERE id = ?1", &vals![id])?;
+            let Some(old) = old else { return Ok(parts.clone()) };
+            let old: TemplateParts = serde_json::from_str(&old.text(0)?)?;
+            Ok(serde_json::to_string(&TemplateParts { layouts: old.layouts, ..t.parts.clone() })?)
+        };
         let id = self.conn.with_tx(|tx| {
             let same_name = tx
                 .query_opt(
@@ -166,7 +180,7 @@ impl Store {
                 (Some(id), _) => {
                     let n = tx.execute(
                         "UPDATE templates SET name = ?1, roles = ?2, parts = ?3, updated_at = ?4 WHERE id = ?5 AND workspace_id = ?6",
-                        &vals![&t.name, &roles, &parts, now, id, workspace_id],
+                        &vals![&t.name, &roles, &keeping_layouts(tx, id)?, now, id, workspace_id],
                     )?;
                     if n == 0 {
                         return Err(StoreError::NoTemplate(id.into()));
@@ -176,7 +190,7 @@ impl Store {
                 (None, Some(existing)) => {
                     tx.execute(
                         "UPDATE templates SET roles = ?1, parts = ?2, updated_at = ?3 WHERE id = ?4",
-                        &vals![&roles, &parts, now, &existing],
+                        &vals![&roles, &keeping_layouts(tx, &existing)?, now, &existing],
                     )?;
                     existing
                 }

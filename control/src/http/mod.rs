@@ -38,6 +38,8 @@ pub struct AppState {
     /// `https://<public-host>:<signaling port>`: what the demo passes the SDK as init endpoint.
     pub init_endpoint: String,
     pub demo_dir: PathBuf,
+    /// Where the built Prebuilt app is (`--prebuilt-dir`), served at `/meeting/`.
+    pub prebuilt_dir: PathBuf,
     pub status: Status,
     /// Signaling's admin socket, for the active-room routes.
     pub admin: Arc<crate::signaling_admin::AdminClient>,
@@ -67,6 +69,9 @@ pub fn router(state: AppState) -> Router {
         .merge(demo_api::routes())
         .route("/metrics", get(metrics::serve))
         .route("/hls/{job_id}/{*path}", get(hls::serve))
+        .route("/meeting", get(static_files::meeting))
+        .route("/meeting/", get(static_files::meeting))
+        .route("/meeting/{*rest}", get(static_files::meeting))
         .merge(rest::routes())
         .fallback(static_files::serve)
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::limit))

@@ -1,4 +1,5 @@
-//! The demo app: files of `--demo-dir` served at `/`.
+//! The web apps control serves: the demo (files of `--demo-dir`) at `/`, and 100ms Prebuilt
+//! (files of `--prebuilt-dir`) at `/meeting/`.
 //!
 //! `/` and any path ending in `/` serve that directory's `index.html`; a path with no file
 //! extension that matches no file serves the top `index.html` too (the app's client-side
@@ -28,22 +29,48 @@ up meanwhile: <a href="/api/config">/api/config</a>.</p>
 </body></html>
 "#;
 
+const PREBUILT_NOT_BUILT: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>Prebuilt not built</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
+<h1>The meeting app is not built</h1>
+<p>control serves 100ms Prebuilt at <code>/meeting/&lt;room code&gt;</code> from
+<code>--prebuilt-dir</code> (default <code>prebuilt/dist</code>), and that directory does not
+exist. Build it:</p>
+<pre>cd prebuilt
+npm ci &amp;&amp; npm run build</pre>
+<p>then reload this page.</p>
+</body></html>
+"#;
+
+/// The demo app, at `/`.
 pub async fn serve(State(st): State<AppState>, method: Method, uri: Uri) -> Response {
+    serve_from(&st.demo_dir, uri.path(), &method, NOT_BUILT).await
+}
+
+/// 100ms Prebuilt, at `/meeting/...`: `/meeting/<room code>` is its page, its files are
+/// `/meeting/main.js` and `/meeting/main.css`.
+pub async fn meeting(State(st): State<AppState>, method: Method, uri: Uri) -> Response {
+    let rel = uri.path().strip_prefix("/meeting").unwrap_or("/");
+    serve_from(&st.prebuilt_dir, if rel.is_empty() { "/" } else { rel }, &method, PREBUILT_NOT_BUILT).await
+}
+
+/// A file of `dir` for the request path `uri_path` (relative to where the app is mounted).
+async fn serve_from(dir: &Path, uri_path: &str, method: &Method, not_built: &'static str) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
-    if !st.demo_dir.is_dir() {
-        return if uri.path() == "/" || uri.path() == "/index.html" {
-            Html(NOT_BUILT).into_response()
+    let Some(rel) = sanitize(uri_path) else {
+        return (StatusCode::BAD_REQUEST, "bad path").into_response();
+    };
+    if !dir.is_dir() {
+        return if rel.extension().is_none() || uri_path == "/index.html" {
+            Html(not_built).into_response()
         } else {
             not_found()
         };
     }
-    let Some(rel) = sanitize(uri.path()) else {
-        return (StatusCode::BAD_REQUEST, "bad path").into_response();
-    };
-    let mut path = st.demo_dir.join(&rel);
-    if rel.as_os_str().is_empty() || uri.path().ends_with('/') {
+    let mut path = dir.join(&rel);
+    if rel.as_os_str().is_empty() || uri_path.ends_with('/') {
         path = path.join("index.html");
     }
     let body = match tokio::fs::read(&path).await {
@@ -56,16 +83,16 @@ pub async fn serve(State(st): State<AppState>, method: Method, uri: Uri) -> Resp
             Err(_) => return not_found(),
         },
         // A client-side route of the app (no extension): the app's shell.
-        Err(_) if rel.extension().is_none() => match tokio::fs::read(st.demo_dir.join("index.html")).await {
+        Err(_) if rel.extension().is_none() => match tokio::fs::read(dir.join("index.html")).await {
             Ok(b) => {
-                path = st.demo_dir.join("index.html");
+                path = dir.join("index.html");
                 b
             }
             Err(_) => return not_found(),
         },
         Err(_) => return not_found(),
     };
-    let mut resp = if method == Method::HEAD {
+    let mut resp = if *method == Method::HEAD {
         let len = body.len();
         let mut r = Response::new(Body::empty());
         r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));

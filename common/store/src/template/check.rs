@@ -86,6 +86,7 @@ impl TemplateInput {
             destinations: self.destinations.clone().unwrap_or_else(empty_object),
             plugins: self.plugins.clone().unwrap_or_else(empty_object),
             recordings: self.recordings.clone().unwrap_or_else(empty_array),
+            layouts: empty_object(),
         };
         check_parts(&parts, &mut errors);
         if errors.is_empty() { Ok(CheckedTemplate { name, roles, parts }) } else { Err(errors) }

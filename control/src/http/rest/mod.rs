@@ -21,6 +21,7 @@ pub mod body;
 pub mod external_streams;
 pub mod jobs;
 pub mod keys;
+pub mod layouts;
 pub mod live_streams;
 pub mod openapi;
 pub mod recordings;
@@ -317,6 +318,50 @@ pub const ROUTES: &[Route] = &[
         "Replace the recording configs (at most one)",
         templates::set_recordings
     ),
+    route!(
+        "GET",
+        "/v2/templates/{template_id}/layouts",
+        "Layouts",
+        "Retrieve the Prebuilt layout of every role",
+        layouts::list
+    ),
+    route!(
+        "GET",
+        "/v2/templates/{template_id}/layouts/{role}",
+        "Layouts",
+        "Retrieve a role's Prebuilt layout",
+        layouts::get_one
+    ),
+    route!(
+        "POST",
+        "/v2/templates/{template_id}/layouts/{role}",
+        "Layouts",
+        "Replace a role's Prebuilt layout",
+        layouts::set
+    ),
+    route!(
+        "DELETE",
+        "/v2/templates/{template_id}/layouts/{role}",
+        "Layouts",
+        "Reset a role's Prebuilt layout to the default",
+        layouts::reset
+    ),
+    route!(
+        "GET",
+        "/v2/layouts/ui",
+        "Layouts",
+        "Every role's Prebuilt layout for the auth token's room, its role first (an auth token, not a management token; what Prebuilt calls)",
+        layouts::ui,
+        false
+    ),
+    route!(
+        "POST",
+        "/v2/client/feedback",
+        "Layouts",
+        "Keep a peer's session feedback (an auth token; the SDK's event endpoint)",
+        layouts::feedback,
+        false
+    ),
     route!("POST", "/v2/rooms", "Rooms", "Create a room (or update the room of that name)", rooms::create),
     route!("GET", "/v2/rooms", "Rooms", "List rooms", rooms::list),
     route!("GET", "/v2/rooms/{room_id}", "Rooms", "Retrieve a room", rooms::get_one),
@@ -560,7 +605,11 @@ pub fn routes() -> Router<AppState> {
     }
     let mut router = Router::new();
     for (path, mr) in by_path {
-        let mr = if path == "/v2/token" { mr.options(rooms::token_preflight) } else { mr };
+        let mr = match path {
+            "/v2/token" => mr.options(rooms::token_preflight),
+            "/v2/layouts/ui" | "/v2/client/feedback" => mr.options(layouts::client_preflight),
+            _ => mr,
+        };
         router = router.route(path, mr.fallback(method_not_allowed));
     }
     router.route("/v2/{*rest}", axum::routing::any(no_such_route))

@@ -35,7 +35,7 @@ pub fn template_json(t: &Template) -> Value {
     })
 }
 
-fn owned(store: &store::Store, ws: &str, id: &str) -> Result<Template, RestError> {
+pub(super) fn owned(store: &store::Store, ws: &str, id: &str) -> Result<Template, RestError> {
     store.template_in(ws, id)?.ok_or_else(|| RestError::not_found("template not found"))
 }
 

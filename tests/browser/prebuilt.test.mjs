@@ -1,0 +1,177 @@
+// 100ms Prebuilt (@100mslive/roomkit-react, unchanged, docs/prebuilt.md) in headless Chromium
+// against the real platform: peers open /meeting/<room code>, go through the preview, join,
+// and use the controls a host and a guest see. Every check is on the other browser: what the
+// host does shows at the guest, and the reverse.
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ARTIFACTS, RECORD_PCS, collectInbound, launchBrowser, startPlatform, waitFor } from './harness.mjs';
+
+const T = { timeout: 240_000 };
+
+/** One browser tab on Prebuilt. */
+class Meeting {
+  constructor(name, context, page) {
+    Object.assign(this, { name, context, page, console: [] });
+    page.on('console', (m) => {
+      this.console.push(`${m.type()}: ${m.text().slice(0, 300)}`);
+      if (this.console.length > 30) this.console.shift();
+    });
+    page.on('pageerror', (e) => this.console.push(`pageerror: ${String(e?.message).slice(0, 300)}`));
+  }
+
+  /** Opens /meeting/<code> as `name`, passes the preview, and waits for the call screen. */
+  static async open(platform, browser, code, name) {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
+    await context.addInitScript(RECORD_PCS);
+    const page = await context.newPage();
+    const m = new Meeting(name, context, page);
+    const url = new URL(`/meeting/${code}`, platform.demoUrl);
+    url.search = new URLSearchParams({ name }).toString();
+    await page.goto(url.href);
+    const field = page.getByPlaceholder('Enter name');
+    await field.waitFor({ timeout: 30_000 });
+    if (!(await field.inputValue())) await field.fill(name);
+    await page.getByRole('button', { name: 'Join Now' }).click();
+    await page.getByTestId('footer').waitFor({ timeout: 30_000 });
+    return m;
+  }
+
+  testId(id) {
+    return this.page.getByTestId(id);
+  }
+
+  /** Inbound media totals: video frames decoded and audio bytes received, over all tracks. */
+  async inbound() {
+    const reports = await this.page.evaluate(collectInbound);
+    const sum = (kind, key) => reports.filter((r) => r.kind === kind).reduce((a, r) => a + (r[key] || 0), 0);
+    return { frames: sum('video', 'framesDecoded'), audio: sum('audio', 'bytesReceived') };
+  }
+
+  /** Waits until video frames are decoded and audio arrives, both still growing. */
+  async expectMedia(what) {
+    const first = await waitFor(`${what}: media at ${this.name}`, async () => {
+      const n = await this.inbound();
+      return n.frames > 0 && n.audio > 0 ? n : null;
+    }, { timeout: 20_000 });
+    await waitFor(`${what}: media still flowing at ${this.name}`, async () => {
+      const n = await this.inbound();
+      return n.frames > first.frames + 10 && n.audio > first.audio;
+    }, { timeout: 10_000 });
+  }
+
+  /** The tile of peer `name` (hovered, so its menu button shows). */
+  async tile(name) {
+    const tile = this.page.getByTestId(`participant_tile_${name}`).first();
+    await tile.hover();
+    return tile;
+  }
+
+  /**
+   * Opens the menu of peer `name`'s tile. By keyboard: the local tile's inset may lie over the
+   * menu button, and a Radix menu opens on Enter as on a click.
+   */
+  async openTileMenu(name) {
+    // Off the tile first: the button shows on a fresh hover, not after a menu closed.
+    await this.page.mouse.move(1, 1);
+    const button = (await this.tile(name)).getByTestId('participant_menu_btn');
+    await button.focus();
+    await this.page.keyboard.press('Enter');
+  }
+}
+
+async function artifacts(t, platform, meetings) {
+  const dir = join(ARTIFACTS, t.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60));
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'control.log'), platform.logText());
+  for (const m of meetings) {
+    await m.page.screenshot({ path: join(dir, `${m.name}.png`) }).catch(() => {});
+    writeFileSync(join(dir, `${m.name}.console.txt`), m.console.join('\n'));
+  }
+}
+
+test('Prebuilt: join by room code, see and hear, chat and pin, raise a hand, mute, remove, end the session', T, async (t) => {
+  const platform = await startPlatform();
+  const browser = await launchBrowser();
+  const meetings = [];
+  try {
+    const room = await platform.api('POST', '/v2/rooms', { name: `prebuilt-${process.pid}` });
+    const codes = await platform.api('POST', `/v2/room-codes/room/${room.id}`, {});
+    const code = (role) => codes.data.find((c) => c.role === role).code;
+
+    // The meeting page is served for a code; a path without one explains itself.
+    const page = await (await browser.newContext({ ignoreHTTPSErrors: true })).newPage();
+    await page.goto(new URL('/meeting/', platform.demoUrl).href);
+    await page.getByText('This meeting link has no room code').waitFor({ timeout: 15_000 });
+
+    const host = await Meeting.open(platform, browser, code('host'), 'Hanna');
+    meetings.push(host);
+    const guest = await Meeting.open(platform, browser, code('guest'), 'Gus');
+    meetings.push(guest);
+
+    // See and hear each other: the other's video decoded, its audio received.
+    await host.expectMedia("Gus's camera and microphone");
+    await guest.expectMedia("Hanna's camera and microphone");
+    await host.tile('Gus');
+    await guest.tile('Hanna');
+
+    // Chat, and a pin the other side sees (Prebuilt keeps pins in the session store).
+    const text = `hello from Gus ${process.pid}`;
+    await guest.testId('chat_btn').click();
+    await guest.page.getByPlaceholder('Send a message...').fill(text);
+    await guest.testId('send_msg_btn').click();
+    await host.testId('chat_btn').click();
+    const message = host.testId('chat_msg').filter({ hasText: text });
+    await message.waitFor({ timeout: 15_000 });
+    await message.hover();
+    await host.testId('pin_message_btn').first().click();
+    await guest.page.getByText(`Gus: ${text}`).first().waitFor({ timeout: 15_000 });
+    await host.testId('chat_btn').click();
+    await guest.testId('chat_btn').click();
+
+    // A raised hand shows on the guest's tile at the host.
+    await guest.testId('hand_raise_btn').click();
+    await waitFor('the host to see the raised hand', async () =>
+      (await host.page.getByTestId('participant_tile_Gus').getByTestId('raiseHand_icon_onTile').count()) > 0,
+    { timeout: 15_000 });
+
+    // The host mutes the guest's microphone: the guest's audio stops reaching the host.
+    await host.openTileMenu('Gus');
+    await host.testId('mute_audio_participant_btn').click();
+    await waitFor("the guest's microphone to be muted", async () => {
+      const a = await host.inbound();
+      await new Promise((r) => setTimeout(r, 1500));
+      const b = await host.inbound();
+      return b.audio - a.audio < 2_000; // Opus DTX/comfort noise at most, no speech frames
+    }, { timeout: 20_000 });
+
+    // The host removes the guest, whose page leaves the call.
+    await host.openTileMenu('Gus');
+    await host.testId('remove_participant_btn').click();
+    await guest.page.getByText('You left the room').waitFor({ timeout: 15_000 });
+    await waitFor('the host to see the guest gone', async () =>
+      (await host.page.getByTestId('participant_tile_Gus').count()) === 0,
+    { timeout: 15_000 });
+
+    // A second guest, then the host ends the session for everyone.
+    const second = await Meeting.open(platform, browser, code('guest'), 'Greta');
+    meetings.push(second);
+    await second.expectMedia("Hanna's camera and microphone");
+    await host.testId('leave_end_dropdown_trigger').click();
+    await host.testId('end_room_btn').click();
+    await host.page.getByRole('button', { name: /End Session/ }).last().click();
+    await second.page.getByText('You left the room').waitFor({ timeout: 15_000 });
+    const live = await waitFor('the session to close', async () => {
+      const s = await platform.api('GET', `/v2/sessions?room_id=${room.id}&active=false`);
+      return s.data.length ? s.data[0] : null;
+    }, { timeout: 15_000 });
+    assert.equal(live.active, false);
+  } catch (e) {
+    await artifacts(t, platform, meetings).catch(() => {});
+    throw e;
+  } finally {
+    await browser.close().catch(() => {});
+    await platform.stop();
+  }
+});
