@@ -45,6 +45,7 @@ mod ids;
 mod migrations;
 pub mod outbox;
 mod page;
+pub mod poll;
 pub mod recording;
 pub mod role;
 mod room;

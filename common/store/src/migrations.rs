@@ -122,6 +122,7 @@ CREATE UNIQUE INDEX rooms_by_name_key ON rooms(workspace_id, name_key);
     RECORDING_TABLES,
     JOB_KINDS,
     FEEDBACK_TABLE,
+    POLL_TABLES,
 ];
 
 /// PostgreSQL schema migrations, in order, tracked in `schema_version`. The first is the whole
@@ -224,6 +225,7 @@ CREATE INDEX outbox_by_status ON outbox(status, next_attempt_at);
     PG_RECORDING_TABLES,
     JOB_KINDS,
     PG_FEEDBACK_TABLE,
+    PG_POLL_TABLES,
 ];
 
 /// The advisory lock key PostgreSQL migrations run under (any constant; "pgstore" in ASCII).
@@ -288,6 +290,60 @@ CREATE TABLE feedback (
     created_at   INTEGER NOT NULL
 );
 CREATE INDEX feedback_by_room ON feedback(workspace_id, room_id);
+"#;
+
+/// Polls and their responses (`poll/`): SQLite migration 7, PostgreSQL migration 5. A poll's
+/// settings, questions and who-and-when are its JSON `body`.
+const POLL_TABLES: &str = r#"
+CREATE TABLE polls (
+    id           TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL,
+    room_id      TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
+CREATE INDEX polls_by_room ON polls(workspace_id, room_id);
+CREATE TABLE poll_responses (
+    id         TEXT PRIMARY KEY,
+    poll_id    TEXT NOT NULL REFERENCES polls(id),
+    session_id TEXT NOT NULL,
+    peer_id    TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    username   TEXT NOT NULL,
+    question   INTEGER NOT NULL,
+    body       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (poll_id, peer_id, question)
+);
+"#;
+
+const PG_POLL_TABLES: &str = r#"
+CREATE TABLE polls (
+    rowid        BIGSERIAL NOT NULL UNIQUE,
+    id           TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL,
+    room_id      TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    updated_at   BIGINT NOT NULL
+);
+CREATE INDEX polls_by_room ON polls(workspace_id, room_id);
+CREATE TABLE poll_responses (
+    rowid      BIGSERIAL NOT NULL UNIQUE,
+    id         TEXT PRIMARY KEY,
+    poll_id    TEXT NOT NULL REFERENCES polls(id),
+    session_id TEXT NOT NULL,
+    peer_id    TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    username   TEXT NOT NULL,
+    question   BIGINT NOT NULL,
+    body       TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    UNIQUE (poll_id, peer_id, question)
+);
 "#;
 
 const PG_FEEDBACK_TABLE: &str = r#"
@@ -526,6 +582,8 @@ mod tests {
                 "credentials",
                 "feedback",
                 "outbox",
+                "poll_responses",
+                "polls",
                 "recording_assets",
                 "recordings",
                 "room_codes",
