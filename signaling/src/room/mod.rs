@@ -40,6 +40,8 @@
 //! - **Who is here** (`peer_queries.rs`, `room_status.rs`): `get-peer`, `find-peer`,
 //!   `peer-iter-next`, `peer-name-search`; `room-info` on join, `session-info` on every
 //!   head-count change, `room-state` to previewing peers.
+//! - **Polls and quizzes** (`polls.rs`): the `poll-*` methods over `store::poll`,
+//!   `on-poll-start`, `on-poll-stop`, `on-poll-stats`.
 //! - **Capacity** (`capacity.rs`): the room's `size` and each role's `maxPeerCount` on join
 //!   and role change, refusals reported as `JoinFailed` / `RoleChangeFailed` events.
 //! - **The session store** (`session_store.rs`): `set-metadata`, `get-metadata`,
@@ -81,6 +83,7 @@ mod negotiate;
 mod peer;
 mod peer_queries;
 mod permissions;
+mod polls;
 mod recording;
 mod room_status;
 mod rpc;

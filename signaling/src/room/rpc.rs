@@ -279,9 +279,28 @@ impl Room {
             "find-peer" => self.find_peer(peer_id, decode(params)),
             "peer-iter-next" => self.peer_iter_next(peer_id, decode(params)),
             "peer-name-search" => self.peer_name_search(peer_id, decode(params)),
-            "transcription-start" | "transcription-stop" | "poll-info-set" | "whiteboard-create" | "whiteboard-get" => {
-                Err(Refusal::new(code::NOT_IMPLEMENTED, format!("'{method}' is not implemented by this server yet")))
-            }
+            "poll-info-set" => self.poll_info_set(peer_id, params),
+            "poll-info-get" => self.poll_info_get(peer_id, decode(params)),
+            "poll-questions-set" => self.poll_questions_set(peer_id, decode(params)),
+            "poll-questions-get" => self.poll_questions_get(peer_id, decode(params)),
+            "poll-start" => self.poll_move(peer_id, decode(params), true),
+            "poll-stop" => self.poll_move(peer_id, decode(params), false),
+            "poll-response" => self.poll_response(peer_id, decode(params)),
+            "poll-list" => self.poll_list(peer_id, decode(params)),
+            "poll-responses" => self.poll_responses(peer_id, decode(params)),
+            "poll-result" => self.poll_result(peer_id, decode(params)),
+            "poll-leaderboard" => self.poll_leaderboard(peer_id, decode(params)),
+            // A whiteboard is a collaborative service of its own, and transcription needs a
+            // speech model: neither runs here (docs/prebuilt.md). A 4xx, so the SDK does not
+            // retry.
+            "transcription-start"
+            | "transcription-stop"
+            | "transcription-config-update"
+            | "whiteboard-create"
+            | "whiteboard-get" => Err(Refusal::new(
+                code::NOT_IMPLEMENTED,
+                format!("'{method}' is not supported by this server (no whiteboard service, no speech model)"),
+            )),
             other => Err(Refusal::new(code::METHOD_NOT_FOUND, format!("unknown method '{other}'"))),
         }
     }

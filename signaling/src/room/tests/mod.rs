@@ -770,4 +770,5 @@ async fn an_absurd_auto_stop_timeout_waits_without_overflowing() {
 
 mod groups;
 mod peers;
+mod polls;
 mod session_store;
