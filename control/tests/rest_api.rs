@@ -432,6 +432,48 @@ fn prebuilt_layouts_are_per_role_checked_and_read_with_an_auth_token_and_feedbac
 }
 
 #[test]
+fn polls_are_made_checked_rewritten_while_drafts_and_read_back() {
+    let api = Api::start("rest-polls");
+    let quiz = json!({
+        "id": "capitals", "title": "Capitals", "type": "quiz", "vote": ["guest"],
+        "questions": [
+            {"text": "Capital of France?", "type": "single-choice", "options": [{"text": "Lyon"}, {"text": "Paris"}], "answer": {"option": 2}},
+            {"text": "Say hi", "type": "short-answer", "skippable": true}
+        ]
+    });
+    let made = expect(&api.post("/v2/polls", quiz.clone()), 200);
+    assert_eq!((made["id"].as_str(), made["state"].as_str()), (Some("capitals"), Some("created")));
+    assert_eq!(made["questions"][0]["index"], 1);
+    assert_eq!(made["questions"][0]["options"][1]["text"], "Paris");
+    assert_eq!(made["questions"][0]["answer"]["option"], 2);
+    expect(&api.post("/v2/polls", quiz), 409);
+    let bad = expect(
+        &api.post("/v2/polls", json!({"title": "", "type": "survey", "questions": [{"text": "?", "type": "single-choice", "options": [{"text": "one"}]}]})),
+        400,
+    );
+    let d = details(&bad);
+    for field in ["title:", "type:", "questions[0].options:"] {
+        assert!(d.iter().any(|e| e.starts_with(field)), "{field} in {d:?}");
+    }
+    let renamed = expect(&api.post("/v2/polls/capitals", json!({"title": "World capitals", "type": "quiz"})), 200);
+    assert_eq!(
+        (renamed["title"].as_str(), renamed["questions"].as_array().map(Vec::len)),
+        (Some("World capitals"), Some(0))
+    );
+    assert_eq!(expect(&api.get("/v2/polls/capitals"), 200)["title"], "World capitals");
+    expect(&api.get("/v2/polls/nope"), 404);
+    expect(&api.post("/v2/polls/nope", json!({"title": "x"})), 404);
+    let empty = expect(&api.get("/v2/polls/capitals/responses"), 200);
+    assert_eq!(empty["data"], json!([]));
+    let results = expect(&api.get("/v2/polls/capitals/results"), 200);
+    assert_eq!((results["user_count"].as_u64(), results["leaderboard"]["voted_users"].as_u64()), (Some(0), Some(0)));
+    expect(&api.get("/v2/polls/capitals/responses?question=x"), 400);
+    // A room lists it, 100ms's way of linking a poll to a room.
+    let room = expect(&api.post("/v2/rooms", json!({"name": "quiz-room", "polls": ["capitals"]})), 200);
+    assert_eq!(room["polls"], json!(["capitals"]));
+}
+
+#[test]
 fn sessions_active_rooms_and_webhook_settings() {
     let api = Api::start("rest-sessions");
     let room = expect(&api.post("/v2/rooms", json!({"name": "call"})), 200)["id"].as_str().unwrap().to_owned();

@@ -24,6 +24,7 @@ pub mod keys;
 pub mod layouts;
 pub mod live_streams;
 pub mod openapi;
+pub mod polls;
 pub mod recordings;
 pub mod rooms;
 pub mod sessions;
@@ -361,6 +362,17 @@ pub const ROUTES: &[Route] = &[
         "Keep a peer's session feedback (an auth token; the SDK's event endpoint)",
         layouts::feedback,
         false
+    ),
+    route!("POST", "/v2/polls", "Polls", "Create a poll or quiz", polls::create),
+    route!("GET", "/v2/polls/{poll_id}", "Polls", "Retrieve a poll", polls::get_one),
+    route!("POST", "/v2/polls/{poll_id}", "Polls", "Rewrite a poll (before any room starts it)", polls::update),
+    route!("GET", "/v2/polls/{poll_id}/responses", "Polls", "List a poll's responses", polls::responses),
+    route!(
+        "GET",
+        "/v2/polls/{poll_id}/results",
+        "Polls",
+        "A poll's counts per question, and a quiz's ranking",
+        polls::results
     ),
     route!("POST", "/v2/rooms", "Rooms", "Create a room (or update the room of that name)", rooms::create),
     route!("GET", "/v2/rooms", "Rooms", "List rooms", rooms::list),
