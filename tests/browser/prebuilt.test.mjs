@@ -175,3 +175,68 @@ test('Prebuilt: join by room code, see and hear, chat and pin, raise a hand, mut
     await platform.stop();
   }
 });
+
+test('Prebuilt: a poll and a quiz, made by the host, answered by the guest, with results on both sides', T, async (t) => {
+  const platform = await startPlatform();
+  const browser = await launchBrowser();
+  const meetings = [];
+  try {
+    const room = await platform.api('POST', '/v2/rooms', { name: `prebuilt-polls-${process.pid}` });
+    const codes = await platform.api('POST', `/v2/room-codes/room/${room.id}`, {});
+    const code = (role) => codes.data.find((c) => c.role === role).code;
+    const host = await Meeting.open(platform, browser, code('host'), 'Hanna');
+    meetings.push(host);
+    const guest = await Meeting.open(platform, browser, code('guest'), 'Gus');
+    meetings.push(guest);
+
+    for (const kind of ['Poll', 'Quiz']) {
+      const title = `${kind} ${process.pid}`;
+      // The host makes it: a name, one single-choice question with two options, launched.
+      await host.testId('polls_btn').click();
+      if (kind === 'Quiz') await host.page.getByText('Quiz', { exact: true }).first().click();
+      await host.page.getByPlaceholder('Enter a name to continue').fill(title);
+      await host.page.getByRole('button', { name: `Create ${kind}` }).click();
+      await host.page.getByPlaceholder('Ask a question').fill('Lunch or dinner?');
+      await host.page.getByPlaceholder('Option 1').fill('Lunch');
+      await host.page.getByPlaceholder('Option 2').fill('Dinner');
+      if (kind === 'Quiz') await host.page.getByRole('radio').nth(1).click();
+      await host.page.getByRole('button', { name: 'Save' }).click();
+      await host.page.getByRole('button', { name: `Launch ${kind.toLowerCase()}` }).click();
+
+      // The guest is told, opens it and answers "Dinner".
+      const answer = kind === 'Quiz' ? 'Answer' : 'Vote';
+      await guest.page.getByText(`started a ${kind.toLowerCase()}: ${title}`).first().waitFor({ timeout: 15_000 });
+      await guest.testId('polls_btn').click();
+      await guest.page.getByRole('button', { name: 'View' }).first().click();
+      await guest.page.getByText('Lunch or dinner?').waitFor({ timeout: 10_000 });
+      await guest.page.getByRole('radio').nth(1).click();
+      await guest.page.getByRole('button', { name: answer }).last().click();
+      await guest.page.getByText(kind === 'Quiz' ? 'Answered' : 'Voted').first().waitFor({ timeout: 15_000 });
+      if (kind === 'Poll') await guest.page.getByText('1 vote').first().waitFor({ timeout: 10_000 });
+
+      // The host ends it; both see it ended, with its result.
+      await host.page.getByRole('button', { name: `End ${kind.toLowerCase()}` }).click();
+      for (const m of [host, guest]) await m.page.getByText('ENDED').first().waitFor({ timeout: 15_000 });
+      if (kind === 'Poll') {
+        await host.page.getByText('1 vote').first().waitFor({ timeout: 10_000 });
+      } else {
+        // The quiz's summary: the one voter answered right, and ranks first.
+        await host.page.getByText('100% (1/1)').first().waitFor({ timeout: 10_000 });
+        await guest.page.getByText('YOUR RANK', { exact: false }).first().waitFor({ timeout: 10_000 });
+        await guest.page.getByText('1/1').first().waitFor({ timeout: 10_000 });
+        await host.page.getByRole('button', { name: 'View Leaderboard' }).click();
+        await host.page.getByText('Leaderboard', { exact: true }).waitFor({ timeout: 10_000 });
+        await host.page.getByText('10 / 10 points').waitFor({ timeout: 10_000 });
+      }
+      // Back to the list for the next one.
+      await host.testId('polls_btn').click();
+      await guest.testId('polls_btn').click();
+    }
+  } catch (e) {
+    await artifacts(t, platform, meetings).catch(() => {});
+    throw e;
+  } finally {
+    await browser.close().catch(() => {});
+    await platform.stop();
+  }
+});
