@@ -289,6 +289,7 @@ fn apply(engine: &mut Engine, cmd: RouterCommand) -> RouterResult {
             done(engine.set_transport_max_bitrate(transport, max_bitrate_bps))
         }
         RouterCommand::ConsumerLayers { consumer } => Ok(engine.consumer_layers(consumer)?.into()),
+        RouterCommand::TransportLinkStats { transport } => Ok(engine.transport_link_stats(transport)?.into()),
         RouterCommand::StartTap { producer, tap, meta, reader } => {
             done(engine.start_tap(Instant::now(), producer, tap, meta, reader))
         }

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use schema::RouterCommand;
-use schema::api::{ConnectParams, ConsumeParams, ConsumerInfo, ProduceParams, TransportInfo};
+use schema::api::{ConnectParams, ConsumeParams, ConsumerInfo, LinkStats, ProduceParams, TransportInfo};
 use schema::ids::{ConsumerId, ProducerId, TransportId};
 use schema::tap::TapReader;
 
@@ -29,6 +29,8 @@ pub trait RouterApi: Send + Sync {
     fn set_preferred_layer(&self, consumer: ConsumerId, layer: u8) -> RouterFuture<'_, ()>;
     fn set_producer_priority(&self, producer: ProducerId, priority: u8) -> RouterFuture<'_, ()>;
     fn set_transport_max_bitrate(&self, transport: TransportId, max_bitrate_bps: Option<u64>) -> RouterFuture<'_, ()>;
+    /// A subscriber transport's link (estimate, loss, round trip), for connection quality.
+    fn transport_link_stats(&self, transport: TransportId) -> RouterFuture<'_, LinkStats>;
     fn close_consumer(&self, consumer: ConsumerId) -> RouterFuture<'_, ()>;
     fn close_producer(&self, producer: ProducerId) -> RouterFuture<'_, ()>;
     fn close_transport(&self, transport: TransportId) -> RouterFuture<'_, ()>;
@@ -71,6 +73,10 @@ impl RouterApi for RouterLink {
 
     fn set_transport_max_bitrate(&self, transport: TransportId, max_bitrate_bps: Option<u64>) -> RouterFuture<'_, ()> {
         Box::pin(RouterLink::set_transport_max_bitrate(self, transport, max_bitrate_bps))
+    }
+
+    fn transport_link_stats(&self, transport: TransportId) -> RouterFuture<'_, LinkStats> {
+        Box::pin(RouterLink::transport_link_stats(self, transport))
     }
 
     fn close_consumer(&self, consumer: ConsumerId) -> RouterFuture<'_, ()> {

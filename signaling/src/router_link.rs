@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use schema::api::{ApiError, ConnectParams, ConsumeParams, ConsumerInfo, ProduceParams, TransportInfo};
+use schema::api::{ApiError, ConnectParams, ConsumeParams, ConsumerInfo, LinkStats, ProduceParams, TransportInfo};
 use schema::frame;
 use schema::ids::{ConsumerId, ProducerId, TransportId};
 use schema::router::UnexpectedResponse;
@@ -167,6 +167,10 @@ impl RouterLink {
         max_bitrate_bps: Option<u64>,
     ) -> Result<(), CallError> {
         self.call(RouterCommand::SetTransportMaxBitrate { transport, max_bitrate_bps }).await.map(drop)
+    }
+
+    pub async fn transport_link_stats(&self, transport: TransportId) -> Result<LinkStats, CallError> {
+        self.call_typed(RouterCommand::TransportLinkStats { transport }).await
     }
 
     pub async fn close_consumer(&self, consumer: ConsumerId) -> Result<(), CallError> {

@@ -115,6 +115,10 @@ test('Prebuilt: join by room code, see and hear, chat and pin, raise a hand, mut
     await guest.expectMedia("Hanna's camera and microphone");
     await host.tile('Gus');
     await guest.tile('Hanna');
+    // Each tile shows its peer's connection quality, which the server scores from the router's
+    // view of that peer's downlink.
+    await host.page.getByTestId('participant_tile_Gus').getByTestId('tile_network').waitFor({ timeout: 15_000 });
+    await guest.page.getByTestId('participant_tile_Hanna').getByTestId('tile_network').waitFor({ timeout: 15_000 });
 
     // Chat, and a pin the other side sees (Prebuilt keeps pins in the session store).
     const text = `hello from Gus ${process.pid}`;

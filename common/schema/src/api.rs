@@ -275,6 +275,20 @@ pub struct AudioLevel {
     pub level: u8,
 }
 
+/// How a subscriber's link is doing, what `transport_link_stats` returns: from the
+/// congestion feedback the subscriber sends (transport-cc), nothing before it.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct LinkStats {
+    /// The bandwidth estimate toward the subscriber, bits per second (none before feedback).
+    pub estimate_bps: Option<u64>,
+    /// The share of packets lost in the last loss window the feedback could judge, 0 to 1.
+    pub loss_fraction: f64,
+    /// The round trip the feedback measured, milliseconds.
+    pub rtt_ms: Option<u64>,
+    /// Feedback packets handled so far.
+    pub feedbacks: u64,
+}
+
 /// A consumer's layers and its subscriber's bandwidth estimate, what `consumer_layers` returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ConsumerLayers {

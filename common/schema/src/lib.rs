@@ -48,7 +48,7 @@
 //! assert_eq!((req.command.shard(), &req.command), (Some(1), &cmd));
 //! let reply = RouterReply { id: req.id, result: Err(ApiError::UnknownTransport(TransportId(0x0100_0002))) };
 //! let line = frame::encode_json(&reply.into()).unwrap();
-//! assert!(line.starts_with(r#"{"v":6,"type":"router_reply","id":7,"#));
+//! assert!(line.starts_with(r#"{"v":7,"type":"router_reply","id":7,"#));
 //! ```
 //!
 //! # Versioning
@@ -82,5 +82,7 @@ pub use router::{CommandTarget, RouterCommand, RouterEvent, RouterReply, RouterR
 /// (`{"ok": {"transport": {...}}}`, `{"ok": null}` unchanged), where it was untyped JSON; 5,
 /// several taps per producer, each for a reader ([`tap::TapReader`]: the recorder or the
 /// compositor): `start_tap` names its reader and `stop_tap` the tap it ends; 6, a transport's
-/// `candidates` (UDP and ICE-TCP, each announced address) where it had one `candidate`.
-pub const SCHEMA_VERSION: u16 = 6;
+/// `candidates` (UDP and ICE-TCP, each announced address) where it had one `candidate`; 7,
+/// `transport_link_stats` (a subscriber's estimate, loss and round trip, for signaling's
+/// connection quality).
+pub const SCHEMA_VERSION: u16 = 7;

@@ -24,7 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::{
-    ApiError, ConnectParams, ConsumeParams, ConsumerInfo, ConsumerLayers, Event, ProduceParams, StreamStats,
+    ApiError, ConnectParams, ConsumeParams, ConsumerInfo, ConsumerLayers, Event, LinkStats, ProduceParams, StreamStats,
     TransportInfo,
 };
 use crate::ids::{ConsumerId, ProducerId, TransportId};
@@ -117,6 +117,11 @@ pub enum RouterCommand {
     ConsumerLayers {
         consumer: ConsumerId,
     },
+    /// A transport's link toward its peer (estimate, loss, round trip): a
+    /// [`crate::api::LinkStats`].
+    TransportLinkStats {
+        transport: TransportId,
+    },
     /// Copies every RTP packet (and sender report) of a producer into the shard's ring of the
     /// `reader`'s tap segment, tagged with `tap` and preceded by a
     /// [`crate::tap::TapRecord::Start`] carrying `meta` (JSON the reader reads: job, track,
@@ -161,6 +166,7 @@ impl RouterCommand {
             | RouterCommand::Consume { transport, .. }
             | RouterCommand::CloseTransport { transport }
             | RouterCommand::SetTransportMaxBitrate { transport, .. }
+            | RouterCommand::TransportLinkStats { transport }
             | RouterCommand::OpenDataChannel { transport, .. }
             | RouterCommand::SendData { transport, .. } => CommandTarget::Transport(transport),
             RouterCommand::PauseProducer { producer, .. }
@@ -197,6 +203,7 @@ impl RouterCommand {
             RouterCommand::SetProducerPriority { .. } => "set_producer_priority",
             RouterCommand::SetTransportMaxBitrate { .. } => "set_transport_max_bitrate",
             RouterCommand::ConsumerLayers { .. } => "consumer_layers",
+            RouterCommand::TransportLinkStats { .. } => "transport_link_stats",
             RouterCommand::StartTap { .. } => "start_tap",
             RouterCommand::StopTap { .. } => "stop_tap",
             RouterCommand::Counters { .. } => "counters",
@@ -260,6 +267,8 @@ pub enum RouterResponse {
     Stats(StreamStats),
     /// `consumer_layers`.
     ConsumerLayers(ConsumerLayers),
+    /// `transport_link_stats`.
+    LinkStats(LinkStats),
     /// `counters`: a JSON object, not a struct, because its fields are the engine's packet
     /// counters (which grow with the engine and which this crate must not depend on) plus what
     /// the router adds: `transports`, `simulcast_tracks_by_live_layers` and `shell` (the shard's
@@ -279,6 +288,7 @@ impl RouterResponse {
             RouterResponse::Consumer(_) => "consumer",
             RouterResponse::Stats(_) => "stats",
             RouterResponse::ConsumerLayers(_) => "consumer_layers",
+            RouterResponse::LinkStats(_) => "link_stats",
             RouterResponse::Counters(_) => "counters",
             RouterResponse::Done => "done",
         }
@@ -293,6 +303,7 @@ impl RouterResponse {
             RouterResponse::Consumer(v) => serde_json::to_value(v),
             RouterResponse::Stats(v) => serde_json::to_value(v),
             RouterResponse::ConsumerLayers(v) => serde_json::to_value(v),
+            RouterResponse::LinkStats(v) => serde_json::to_value(v),
             RouterResponse::Counters(v) => Ok(serde_json::Value::Object(v)),
             RouterResponse::Done => Ok(serde_json::Value::Null),
         }
@@ -337,6 +348,7 @@ response_payloads! {
     Consumer(ConsumerInfo) = "consumer",
     Stats(StreamStats) = "stats",
     ConsumerLayers(ConsumerLayers) = "consumer_layers",
+    LinkStats(LinkStats) = "link_stats",
 }
 
 impl From<()> for RouterResponse {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use schema::api::{
     ApiError, AudioLevel, CloseReason, ConnectParams, ConsumeParams, ConsumerInfo, ConsumerLayers, Event, IceCandidate,
-    LayerParams, MediaKind, ProduceParams, StreamStats, TransportInfo,
+    LayerParams, LinkStats, MediaKind, ProduceParams, StreamStats, TransportInfo,
 };
 use schema::codec::Codec;
 use schema::extensions::ExtensionIds;
@@ -112,6 +112,7 @@ fn commands() -> Vec<RouterCommand> {
         RouterCommand::SetTransportMaxBitrate { transport: T, max_bitrate_bps: Some(3_200_000) },
         RouterCommand::SetTransportMaxBitrate { transport: T, max_bitrate_bps: None },
         RouterCommand::ConsumerLayers { consumer: C },
+        RouterCommand::TransportLinkStats { transport: T },
         RouterCommand::Counters { shard: Some(0) },
         RouterCommand::Counters { shard: None },
         RouterCommand::StartTap {
@@ -218,6 +219,7 @@ fn results() -> Vec<schema::RouterResult> {
         Ok(P.into()),
         Ok(StreamStats::default().into()),
         Ok(ConsumerLayers { preferred: Some(2), estimate_bps: Some(1_500_000), ..ConsumerLayers::default() }.into()),
+        Ok(LinkStats { estimate_bps: Some(900_000), loss_fraction: 0.25, rtt_ms: Some(40), feedbacks: 3 }.into()),
         Ok(RouterResponse::Counters(
             serde_json::json!({ "datagrams_in": 5, "nested": { "f": 1.5, "list": [1, "two", null] } })
                 .as_object()
@@ -268,6 +270,7 @@ fn covers_every_variant() {
                 | RouterCommand::SetProducerPriority { .. }
                 | RouterCommand::SetTransportMaxBitrate { .. }
                 | RouterCommand::ConsumerLayers { .. }
+                | RouterCommand::TransportLinkStats { .. }
                 | RouterCommand::StartTap { .. }
                 | RouterCommand::StopTap { .. }
                 | RouterCommand::Counters { .. } => r.command.method().to_string(),
@@ -302,8 +305,8 @@ fn covers_every_variant() {
         };
         seen.insert(name);
     }
-    // 20 commands, "ok" and 8 error codes, 12 events.
-    assert_eq!(seen.len(), 20 + 1 + 8 + 12, "{seen:?}");
+    // 21 commands, "ok" and 8 error codes, 12 events.
+    assert_eq!(seen.len(), 21 + 1 + 8 + 12, "{seen:?}");
     for c in Codec::ALL {
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<Codec>(&json).unwrap(), c);

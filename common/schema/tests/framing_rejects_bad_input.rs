@@ -59,8 +59,9 @@ fn newer_and_older_peers_are_refused_with_advice() {
 
     // The version is checked before the kind and the payload: another version's kinds and
     // payloads mean other things, so they must not be reported as this version's errors.
-    let alien = raw(MAGIC, 7, 999, 3, b"???");
-    assert!(matches!(frame::decode(&alien), Err(FrameError::VersionMismatch { theirs: 7, .. })));
+    let other = SCHEMA_VERSION + 1;
+    let alien = raw(MAGIC, other, 999, 3, b"???");
+    assert!(matches!(frame::decode(&alien), Err(FrameError::VersionMismatch { theirs, .. }) if theirs == other));
 }
 
 #[test]

@@ -42,6 +42,8 @@
 //!   head-count change, `room-state` to previewing peers.
 //! - **Polls and quizzes** (`polls.rs`): the `poll-*` methods over `store::poll`,
 //!   `on-poll-start`, `on-poll-stop`, `on-poll-stats`.
+//! - **Connection quality** (`connection_quality.rs`): every 3 s, each peer's downlink scored
+//!   from the router's link stats, `on-connection-quality-update` to everyone.
 //! - **Capacity** (`capacity.rs`): the room's `size` and each role's `maxPeerCount` on join
 //!   and role change, refusals reported as `JoinFailed` / `RoleChangeFailed` events.
 //! - **The session store** (`session_store.rs`): `set-metadata`, `get-metadata`,
@@ -74,6 +76,7 @@ use tracing::{debug, info, warn};
 
 mod admin;
 mod capacity;
+mod connection_quality;
 mod env;
 mod groups;
 mod http_peers;
@@ -205,6 +208,8 @@ pub struct Room {
     speakers_pushed_at: Option<Instant>,
     /// When previewing peers were last sent `room-state` (`room_status.rs`).
     room_state_at: Option<Instant>,
+    /// When connection quality was last pushed (`connection_quality.rs`).
+    quality_at: Option<Instant>,
     /// The track recording running, if any.
     /// The jobs tapping this room's tracks (track recording, composite jobs).
     recordings: Vec<recording::Active>,
@@ -260,6 +265,7 @@ impl Room {
             speakers: Vec::new(),
             speakers_pushed_at: None,
             room_state_at: None,
+            quality_at: None,
             recordings: Vec::new(),
         };
         room.restore();
@@ -294,6 +300,7 @@ impl Room {
                     self.check_session_cap().await;
                     self.check_linger(util::unix_ms());
                     self.refresh_previews(Instant::now());
+                    self.refresh_connection_quality(Instant::now()).await;
                     self.flush_events().await;
                     save_at = None;
                     self.save();

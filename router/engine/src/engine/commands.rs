@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use schema::api::{
-    ApiError, CloseReason, ConnectParams, ConsumeParams, ConsumerInfo, ConsumerLayers, Event, ExtensionIds,
+    ApiError, CloseReason, ConnectParams, ConsumeParams, ConsumerInfo, ConsumerLayers, Event, ExtensionIds, LinkStats,
     ProduceParams, StreamStats, TransportInfo,
 };
 use schema::ids::{ConsumerId, ProducerId, TransportId};
@@ -268,6 +268,18 @@ impl Engine {
     }
 
     /// A consumer's layers and its transport's bandwidth estimate.
+    /// How the link toward a transport's peer is doing, from its congestion feedback.
+    pub fn transport_link_stats(&self, id: TransportId) -> Result<LinkStats, ApiError> {
+        let t = self.transports.get(&id).ok_or(ApiError::UnknownTransport(id))?;
+        let bwe = t.downlink.bwe.stats();
+        Ok(LinkStats {
+            estimate_bps: t.downlink.has_feedback.then(|| t.downlink.bwe.estimate_bps()),
+            loss_fraction: bwe.loss_fraction,
+            rtt_ms: bwe.rtt.map(|d| d.as_millis() as u64),
+            feedbacks: bwe.feedbacks,
+        })
+    }
+
     pub fn consumer_layers(&self, id: ConsumerId) -> Result<ConsumerLayers, ApiError> {
         let c = self.consumers.get(&id).ok_or(ApiError::UnknownConsumer(id))?;
         let estimate_bps = self

@@ -33,6 +33,8 @@ struct FakeRouter {
     calls: Mutex<Vec<Call>>,
     produced: Mutex<BTreeMap<ProducerId, ProduceParams>>,
     next: Mutex<u32>,
+    /// What `transport_link_stats` answers per transport (the default: no feedback yet).
+    links: Mutex<BTreeMap<TransportId, schema::api::LinkStats>>,
 }
 
 impl FakeRouter {
@@ -114,6 +116,12 @@ impl RouterApi for FakeRouter {
     fn set_transport_max_bitrate(&self, _transport: TransportId, _bps: Option<u64>) -> RouterFuture<'_, ()> {
         self.record(Call::Other("set_transport_max_bitrate"));
         self.done(())
+    }
+
+    fn transport_link_stats(&self, transport: TransportId) -> RouterFuture<'_, schema::api::LinkStats> {
+        self.record(Call::Other("transport_link_stats"));
+        let stats = self.links.lock_unpoisoned().get(&transport).copied().unwrap_or_default();
+        self.done(stats)
     }
 
     fn close_consumer(&self, _consumer: ConsumerId) -> RouterFuture<'_, ()> {

@@ -204,3 +204,35 @@ async fn a_room_of_size_two_refuses_a_third_peer() {
     drop(t);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn every_peer_hears_each_peers_downlink_score_from_the_router_and_an_absent_peer_is_zero() {
+    let mut t = test_room();
+    let mut host = t.join("host1", "host").await;
+    let mut guest = t.join("guest1", "guest").await;
+    let _ = (pushes(&mut host, ""), pushes(&mut guest, ""));
+    let sub = |t: &TestRoom, id: &str| t.room.peers[id].subscribe.as_ref().unwrap().transport.id;
+    let good =
+        schema::api::LinkStats { estimate_bps: Some(2_000_000), loss_fraction: 0.0, rtt_ms: Some(20), feedbacks: 5 };
+    let lossy = schema::api::LinkStats { loss_fraction: 0.15, ..good };
+    t.router.links.lock_unpoisoned().insert(sub(&t, "host1"), good);
+    t.router.links.lock_unpoisoned().insert(sub(&t, "guest1"), lossy);
+    let now = Instant::now();
+    t.room.refresh_connection_quality(now).await;
+    let scores = |rx: &mut mpsc::UnboundedReceiver<Outbound>| -> Vec<(String, i64)> {
+        let got = pushes(rx, "on-connection-quality-update");
+        got.last().unwrap()["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["peer_id"].as_str().unwrap().to_owned(), p["downlink_score"].as_i64().unwrap()))
+            .collect()
+    };
+    assert_eq!(scores(&mut guest), [("guest1".to_owned(), 2), ("host1".to_owned(), 5)]);
+    // Not again within the period; then the guest's socket closes: it scores 0 until it is back.
+    t.room.refresh_connection_quality(now + Duration::from_secs(1)).await;
+    assert!(pushes(&mut host, "on-connection-quality-update").len() == 1, "one push in the period");
+    t.room.handle(RoomMsg::Detach { peer_id: "guest1".into(), conn: 1 }).await;
+    t.room.refresh_connection_quality(now + super::super::connection_quality::QUALITY_EVERY).await;
+    assert_eq!(scores(&mut host), [("guest1".to_owned(), 0), ("host1".to_owned(), 5)]);
+}
