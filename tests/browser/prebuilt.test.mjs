@@ -91,24 +91,43 @@ async function artifacts(t, platform, meetings) {
   }
 }
 
-test('Prebuilt: join by room code, see and hear, chat and pin, raise a hand, mute, remove, end the session', T, async (t) => {
+/**
+ * Runs `body({platform, browser, room, open})` with a fresh platform, a browser and a room of
+ * the default template; `open(role, name)` joins it through Prebuilt with that role's code.
+ * A failure leaves screenshots, consoles and the control log; everything is torn down.
+ */
+async function withMeetingRoom(t, name, body) {
   const platform = await startPlatform();
   const browser = await launchBrowser();
   const meetings = [];
   try {
-    const room = await platform.api('POST', '/v2/rooms', { name: `prebuilt-${process.pid}` });
+    const room = await platform.api('POST', '/v2/rooms', { name: `${name}-${process.pid}` });
     const codes = await platform.api('POST', `/v2/room-codes/room/${room.id}`, {});
-    const code = (role) => codes.data.find((c) => c.role === role).code;
+    const open = async (role, peerName) => {
+      const m = await Meeting.open(platform, browser, codes.data.find((c) => c.role === role).code, peerName);
+      meetings.push(m);
+      return m;
+    };
+    await body({ platform, browser, room, open });
+  } catch (e) {
+    await artifacts(t, platform, meetings).catch(() => {});
+    throw e;
+  } finally {
+    await browser.close().catch(() => {});
+    await platform.stop();
+  }
+}
+
+test('Prebuilt: join by room code, see and hear, chat and pin, raise a hand, mute, remove, end the session', T, (t) =>
+  withMeetingRoom(t, 'prebuilt', async ({ platform, browser, room, open }) => {
 
     // The meeting page is served for a code; a path without one explains itself.
     const page = await (await browser.newContext({ ignoreHTTPSErrors: true })).newPage();
     await page.goto(new URL('/meeting/', platform.demoUrl).href);
     await page.getByText('This meeting link has no room code').waitFor({ timeout: 15_000 });
 
-    const host = await Meeting.open(platform, browser, code('host'), 'Hanna');
-    meetings.push(host);
-    const guest = await Meeting.open(platform, browser, code('guest'), 'Gus');
-    meetings.push(guest);
+    const host = await open('host', 'Hanna');
+    const guest = await open('guest', 'Gus');
 
     // See and hear each other: the other's video decoded, its audio received.
     await host.expectMedia("Gus's camera and microphone");
@@ -159,8 +178,7 @@ test('Prebuilt: join by room code, see and hear, chat and pin, raise a hand, mut
     { timeout: 15_000 });
 
     // A second guest, then the host ends the session for everyone.
-    const second = await Meeting.open(platform, browser, code('guest'), 'Greta');
-    meetings.push(second);
+    const second = await open('guest', 'Greta');
     await second.expectMedia("Hanna's camera and microphone");
     await host.testId('leave_end_dropdown_trigger').click();
     await host.testId('end_room_btn').click();
@@ -171,27 +189,12 @@ test('Prebuilt: join by room code, see and hear, chat and pin, raise a hand, mut
       return s.data.length ? s.data[0] : null;
     }, { timeout: 15_000 });
     assert.equal(live.active, false);
-  } catch (e) {
-    await artifacts(t, platform, meetings).catch(() => {});
-    throw e;
-  } finally {
-    await browser.close().catch(() => {});
-    await platform.stop();
-  }
-});
+  }));
 
-test('Prebuilt: a poll and a quiz, made by the host, answered by the guest, with results on both sides', T, async (t) => {
-  const platform = await startPlatform();
-  const browser = await launchBrowser();
-  const meetings = [];
-  try {
-    const room = await platform.api('POST', '/v2/rooms', { name: `prebuilt-polls-${process.pid}` });
-    const codes = await platform.api('POST', `/v2/room-codes/room/${room.id}`, {});
-    const code = (role) => codes.data.find((c) => c.role === role).code;
-    const host = await Meeting.open(platform, browser, code('host'), 'Hanna');
-    meetings.push(host);
-    const guest = await Meeting.open(platform, browser, code('guest'), 'Gus');
-    meetings.push(guest);
+test('Prebuilt: a poll and a quiz, made by the host, answered by the guest, with results on both sides', T, (t) =>
+  withMeetingRoom(t, 'prebuilt-polls', async ({ open }) => {
+    const host = await open('host', 'Hanna');
+    const guest = await open('guest', 'Gus');
 
     for (const kind of ['Poll', 'Quiz']) {
       const title = `${kind} ${process.pid}`;
@@ -236,11 +239,4 @@ test('Prebuilt: a poll and a quiz, made by the host, answered by the guest, with
       await host.testId('polls_btn').click();
       await guest.testId('polls_btn').click();
     }
-  } catch (e) {
-    await artifacts(t, platform, meetings).catch(() => {});
-    throw e;
-  } finally {
-    await browser.close().catch(() => {});
-    await platform.stop();
-  }
-});
+  }));

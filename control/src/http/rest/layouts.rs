@@ -17,7 +17,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use store::template::layout::{self, check_layout};
@@ -57,13 +57,8 @@ impl FromRequestParts<AppState> for Client {
     }
 }
 
-fn with_cors(mut r: Response) -> Response {
-    let h = r.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type"));
-    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
-    r
+fn with_cors(r: Response) -> Response {
+    super::any_origin(r, "GET, POST, OPTIONS", "authorization, content-type")
 }
 
 /// The `OPTIONS` answer of the two client routes.

@@ -119,6 +119,23 @@ impl From<StoreError> for RestError {
 
 pub type RestResult<T = Json<Value>> = Result<T, RestError>;
 
+/// A response any origin may read: the routes a browser calls with a peer's credential (a room
+/// code, an auth token), from an app served elsewhere. `methods` and `headers` are what its
+/// preflight allows.
+pub fn any_origin(
+    mut r: axum::response::Response,
+    methods: &'static str,
+    headers: &'static str,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let h = r.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(methods));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(headers));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    r
+}
+
 /// The workspace a request acts on, from its management token.
 #[derive(Debug, Clone)]
 pub struct Mgmt(pub Workspace);

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -349,13 +349,8 @@ pub async fn update_code(State(st): State<AppState>, Mgmt(ws): Mgmt, body: Bytes
 }
 
 /// CORS for the room-code exchange: the SDK calls it from the app's page, on any origin.
-fn with_cors(mut r: Response) -> Response {
-    let h = r.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
-    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
-    r
+fn with_cors(r: Response) -> Response {
+    super::any_origin(r, "POST, OPTIONS", "content-type")
 }
 
 pub async fn token_preflight() -> Response {
