@@ -81,10 +81,7 @@ impl Room {
 
     /// `poll-info-set`: a new poll (or a draft rewritten), with the SDK's `PollInfoParams`.
     pub(super) fn poll_info_set(&mut self, peer_id: &str, params: Value) -> Result<Value, Refusal> {
-        let (_, _, write) = self.poll_permissions(peer_id)?;
-        if !write {
-            return Err(Refusal::new(code::FORBIDDEN, "not allowed: the role lacks the 'pollWrite' permission"));
-        }
+        self.require(peer_id, |p| p.poll_write, "pollWrite")?;
         let mut errors = Vec::new();
         let info = check_info(&params, &mut errors);
         if !errors.is_empty() {
@@ -155,10 +152,7 @@ impl Room {
 
     /// `poll-questions-set {poll_id, questions}`: replaces a draft's questions.
     pub(super) fn poll_questions_set(&mut self, peer_id: &str, params: PollParams) -> Result<Value, Refusal> {
-        let (_, _, write) = self.poll_permissions(peer_id)?;
-        if !write {
-            return Err(Refusal::new(code::FORBIDDEN, "not allowed: the role lacks the 'pollWrite' permission"));
-        }
+        self.require(peer_id, |p| p.poll_write, "pollWrite")?;
         let mut poll = self.room_poll(&Self::poll_id(&params)?)?;
         let mut errors = Vec::new();
         poll.questions = check_questions(params.questions.as_ref().unwrap_or(&Value::Null), &mut errors);
@@ -184,10 +178,7 @@ impl Room {
 
     /// `poll-start` and `poll-stop`.
     pub(super) fn poll_move(&mut self, peer_id: &str, params: PollParams, start: bool) -> Result<Value, Refusal> {
-        let (_, _, write) = self.poll_permissions(peer_id)?;
-        if !write {
-            return Err(Refusal::new(code::FORBIDDEN, "not allowed: the role lacks the 'pollWrite' permission"));
-        }
+        self.require(peer_id, |p| p.poll_write, "pollWrite")?;
         let poll = self.room_poll(&Self::poll_id(&params)?)?;
         if start && poll.questions.is_empty() {
             return Err(Refusal::new(code::BAD_REQUEST, "a poll needs a question before it starts"));
