@@ -240,3 +240,27 @@ test('Prebuilt: a poll and a quiz, made by the host, answered by the guest, with
       await guest.testId('polls_btn').click();
     }
   }));
+
+test('Prebuilt: the host shares its screen, which the guest sees, and moves the guest to another role', T, (t) =>
+  withMeetingRoom(t, 'prebuilt-share', async ({ platform, room, open }) => {
+    const host = await open('host', 'Hanna');
+    const guest = await open('guest', 'Gus');
+    await guest.expectMedia("Hanna's camera and microphone");
+
+    // The screenshare button sits just before its options menu in the footer.
+    await host.testId('sharing_btn').locator('xpath=preceding-sibling::*[1]').click();
+    await guest.testId('screenshare_tile').first().waitFor({ timeout: 20_000 });
+    const before = await guest.inbound();
+    await waitFor('the screenshare to be decoded at the guest', async () => (await guest.inbound()).frames > before.frames + 30, { timeout: 15_000 });
+
+    // Switch Role, from the guest's tile: the server moves the guest to audio-only.
+    await host.openTileMenu('Gus');
+    await host.testId('change_role_btn').click();
+    await host.testId('open_role_selection_dropdown').click();
+    await host.testId('audio-only').click();
+    await host.testId('change_button').click();
+    await waitFor('the guest to be audio-only', async () => {
+      const peers = await platform.api('GET', `/v2/active-rooms/${room.id}/peers`);
+      return Object.values(peers.peers).some((p) => p.name === 'Gus' && p.role === 'audio-only');
+    }, { timeout: 15_000 });
+  }));
