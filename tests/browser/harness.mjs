@@ -154,17 +154,6 @@ export function describeEncodings({ video, senders }) {
   return `outbound video: ${enc || 'none'}. Senders: ${snd || 'none'}`;
 }
 
-function freeTcpPort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
 function udpPortFree(port) {
   return new Promise((res) => {
     const s = createSocket('udp4');
@@ -186,6 +175,11 @@ function tcpPortFree(port) {
  * index for both, TCP for ICE-TCP). Below the kernel's ephemeral range, where outgoing
  * connections take their ports.
  */
+/** One port free for TCP and UDP, below the ephemeral range (see `freeUdpRange`). */
+export function freePort() {
+  return freeUdpRange(1);
+}
+
 async function freeUdpRange(count) {
   for (let i = 0; i < 50; i++) {
     const base = 20_000 + Math.floor(Math.random() * 12_000);
@@ -337,8 +331,18 @@ export function checkPrerequisites() {
 export async function startPlatform({ timeout = 30_000, args: extraArgs = [], host = '127.0.0.1', publicHost = 'localhost', netns } = {}) {
   checkPrerequisites();
   const dataDir = mkdtempSync(join(tmpdir(), 'browser-test-'));
-  const [httpPort, sigPort, turnPort, turnTlsPort] = [await freeTcpPort(), await freeTcpPort(), await freeTcpPort(), await freeTcpPort()];
+  // Every port below the kernel's ephemeral range (32768 and up): a port picked by binding 0
+  // is an ephemeral one, which an outgoing connection (the test's own HTTPS calls, Chromium's)
+  // may take as its source port before control binds it.
   const routerPort = await freeUdpRange(8);
+  const picked = new Set([...Array(8).keys()].map((i) => routerPort + i));
+  const port = async () => {
+    for (;;) {
+      const p = await freePort();
+      if (!picked.has(p)) return picked.add(p), p;
+    }
+  };
+  const [httpPort, sigPort, turnPort, turnTlsPort] = [await port(), await port(), await port(), await port()];
   const args = [
     '--data-dir', dataDir,
     '--listen', `${host}:${httpPort}`,

@@ -6,11 +6,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { httpsText, sleep, waitFor, withCall } from './harness.mjs';
+import { freePort, httpsText, sleep, waitFor, withCall } from './harness.mjs';
 
 const T = { timeout: 240_000 };
 
@@ -36,16 +35,6 @@ async function waitStatus(platform, path, status, timeout = 30_000) {
     if (r.status === 'failed' && status !== 'failed') throw Object.assign(new Error(`failed: ${JSON.stringify(r.error)}`), { fatal: true });
     return r.status === status ? r : null;
   }, { timeout });
-}
-
-function freePort() {
-  return new Promise((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
 }
 
 test('a live stream of a call: HLS that ffmpeg plays from its playback URL, timed metadata, a VOD asset', T, (t) =>
